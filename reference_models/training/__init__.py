@@ -1,0 +1,15 @@
+"""Training the reference models with the authors' recipe (``etds train``).
+
+    from reference_models.training import load_config, train
+    config = load_config("configs/train_ETDS_M4C32_x4.yml", ["train.total_iter=30"])
+    result = train(config, "runs/etds_m4c32_x4")     # result.final_path: the EMA weights
+
+Modules: :mod:`.config` (YAML + overrides), :mod:`.data` (patches, augmentation, sampler),
+:mod:`.ema`, :mod:`.schedules`, :mod:`.loop` (the trainer), :mod:`.distributed` (torchrun),
+:mod:`.subimages` (DIV2K sub-image extraction).
+"""
+
+from reference_models.training.config import apply_override, load_config
+from reference_models.training.loop import Trainer, TrainResult, Validation, train
+
+__all__ = ["TrainResult", "Trainer", "Validation", "apply_override", "load_config", "train"]
