@@ -1,0 +1,144 @@
+"""ECBSR → ECBSRT (re-parameterization) → ECBSRET (equivalent transformation).
+
+Re-parameterization of one ECB block (exact for every input)::
+
+    conv3x3                                   kept as it is
+    conv1x1 → conv3x3 (bias-padded)           R7  merge_1x1_kxk(border="bias")
+    conv1x1 → σ·Sobel-x / Sobel-y / Laplacian R12 fixed_mask_depthwise_as_conv, then R7
+    sum of the five branches                  R3  merge_parallel_convs
+
+then the activation is kept: ``ECB(x) = act(conv(x; ΣW, Σb))`` (:class:`ECBSRT`).
+
+Equivalent transformation of ECBSRT (exact for inputs in a non-negative domain, images in
+[0, 1]), which removes the shortcut add ``PS(body(x) + repeat_interleave(x, s²))``:
+
+    first conv, every middle conv   E8 dummy channels, E4 carry the input as extra channels
+    PReLU                           E4 extend_prelu (slope 0 on the new channels, E1)
+    last conv                       E4 + E3 the anchor ``repeat_interleave(x, s²)`` folds in
+    clamp(·, 0, 1)                  E7 commutes with PixelShuffle, E8 aligns the outputs,
+                                    E2 becomes ReLU, 1×1 clip conv, ReLU
+
+For one colour the shortcut is a broadcast add, which is the same as repeat-interleave of one
+channel, so the same anchor (E3 with C = 1) applies.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from et.branch_sum import merge_parallel_convs
+from et.clip_as_relu import clip_as_relu
+from et.conv_geometry import make_conv
+from et.domain import IMAGE_UNIT, InputDomain
+from et.dummy_channels import pad_input_channels, pad_output_channels
+from et.fixed_mask_depthwise import fixed_mask_depthwise_as_conv
+from et.identity_channels import (
+    IdentityLayout,
+    carry_identity_first,
+    carry_identity_last,
+    carry_identity_middle,
+    extend_activation,
+)
+from et.sequential_1x1_kxk import merge_1x1_kxk
+from reference_models.conversions.install import install_activation, install_conv, like
+from reference_models.conversions.layout import hidden_layout, output_width
+from reference_models.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
+
+Domain = InputDomain | tuple[float, float]
+
+
+def fold_seq_conv(seq: SeqConv3x3) -> nn.Conv2d:
+    """One 3×3 conv (padding 1) equal to an ECB ``SeqConv3x3`` branch (R12 then R7)."""
+    pointwise = make_conv(seq.k0.detach(), seq.b0.detach())
+    if seq.type == "conv1x1-conv3x3":
+        kxk = make_conv(seq.k1.detach(), seq.b1.detach(), padding=1)
+    else:
+        kxk = fixed_mask_depthwise_as_conv(seq.mask, seq.scale, seq.bias, padding=1)  # R12
+    return merge_1x1_kxk(pointwise, kxk, border="bias")  # R7
+
+
+def fold_ecb(block: ECB) -> nn.Conv2d:
+    """One 3×3 conv equal to the five summed branches of an ECB block (before its activation)."""
+    branches = [
+        block.conv3x3,
+        fold_seq_conv(block.conv1x1_3x3),
+        fold_seq_conv(block.conv1x1_sbx),
+        fold_seq_conv(block.conv1x1_sby),
+        fold_seq_conv(block.conv1x1_lpl),
+    ]
+    return merge_parallel_convs(branches)  # R3
+
+
+def reparameterize_ecbsr(model: ECBSR) -> ECBSRT:
+    """ECBSR (training form) → ECBSRT: every ECB folded into one 3×3 conv, activations kept."""
+    target = like(ECBSRT(**_ecbsrt_hparams(model)), model)
+    for index, (block, slot) in enumerate(zip(model.backbone, target.backbone, strict=True)):
+        install_conv(slot[0], fold_ecb(block), f"backbone.{index}.0")
+        if len(slot) > 1:
+            install_activation(slot[1], block.act, f"backbone.{index}.1")
+    return target
+
+
+def _ecbsrt_hparams(model: ECBSR) -> dict:
+    hparams = model.hparams
+    hparams.pop("depth_multiplier", None)
+    return hparams
+
+
+def transform_ecbsrt(
+    model: ECBSRT, *, align: int | None = 4, domain: Domain = IMAGE_UNIT
+) -> ECBSRET:
+    """ECBSRT → ECBSRET: identity channels (E4 with E8 dummies), anchor (E3), clip (E2).
+
+    ``align`` sets the dummy channels: hidden width ``num_feat + dummies + colours`` and the last
+    conv's ``c·s²`` rounded up to a multiple of ``align``; ``None`` gives the authors' literal
+    layout (one dummy, and one extra output at ×3). For RGB at ``align=4`` the two agree.
+    """
+    hp = model.hparams
+    colors, scale, feat = hp["num_in_ch"], hp["upscale"], hp["num_feat"]
+    hidden = hidden_layout(feat, colors, align)
+    target = like(ECBSRET(**hp, num_extra=hidden.dummy + hidden.colors, align=align), model)
+    layers = list(model.backbone)
+    *body, last = layers
+    for index, layer in enumerate(body):
+        conv, act = layer[0], layer[1]
+        widened = _carry(conv, hidden, first=index == 0, domain=domain)
+        install_conv(target.backbone[index][0], widened, f"backbone.{index}.0")
+        activation = extend_activation(  # E4 (+ E1): slope 0 on the dummy and carried channels
+            act, colors, real_channels=feat, extra_dummy=hidden.dummy, domain=domain
+        )
+        install_activation(target.backbone[index][1], activation, f"backbone.{index}.1")
+    tail = _carry_last(last[0], hidden, scale, domain=domain)
+    dummies = output_width(colors, scale, align) - tail.out_channels
+    tail = pad_output_channels(tail, 1, extra=dummies)  # E8: sliced off before PixelShuffle
+    folded, clip = clip_as_relu(tail, 1.0)  # E2 (the clamp moved before PixelShuffle by E7)
+    install_conv(target.backbone[len(body)][0], folded, f"backbone.{len(body)}.0")
+    install_conv(target.backbone[len(body) + 1][0], clip, f"backbone.{len(body) + 1}.0")
+    return target
+
+
+def _carry(conv: nn.Conv2d, hidden: IdentityLayout, *, first: bool, domain: Domain) -> nn.Conv2d:
+    """E8 then E4 on a body conv: outputs ``[real | dummies | carried]``."""
+    padded = pad_output_channels(conv, 1, extra=hidden.dummy)  # E8: dummy outputs are 0
+    if first:
+        return carry_identity_first(padded, extra_dummy=0, domain=domain)  # E4
+    padded = pad_input_channels(padded, hidden.dummy)  # E8: dummy inputs are ignored
+    return carry_identity_middle(padded, hidden.colors, extra_dummy=0, domain=domain)  # E4
+
+
+def _carry_last(
+    conv: nn.Conv2d, hidden: IdentityLayout, scale: int, *, domain: Domain
+) -> nn.Conv2d:
+    """E8 then E4/E3 on the last conv: it reads ``[real | dummies | carried]`` and adds the
+    anchor ``repeat_interleave(x, s²)``."""
+    padded = pad_input_channels(conv, hidden.dummy)  # E8
+    return carry_identity_last(padded, hidden.colors, scale**2, extra_dummy=0, domain=domain)
+
+
+def convert_ecbsr(
+    model: ECBSR | ECBSRT, *, align: int | None = 4, domain: Domain = IMAGE_UNIT
+) -> ECBSRET:
+    """ECBSR or ECBSRT → ECBSRET (an ECBSR is re-parameterized first)."""
+    if isinstance(model, ECBSR):
+        model = reparameterize_ecbsr(model)
+    return transform_ecbsrt(model, align=align, domain=domain)

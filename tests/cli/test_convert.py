@@ -1,0 +1,162 @@
+"""``etds convert``: verified, atomic output in the authors' layout; nothing written on failure;
+the input is never overwritten."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from et.cli import main
+from et.testing import probe_inputs
+from reference_models import ABPN, ABPN_ET, ESPCN, ETDS, ETDSForInference, save_checkpoint
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Small tensors: one intra-op thread is much faster than several on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trained(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Trained-magnitude weights: N(0, 1/fan_in) kernels, small non-zero biases."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            fan_in = param[0].numel() if param.dim() == 4 else 1
+            param.copy_(noise / fan_in**0.5 if param.dim() == 4 else 0.05 * noise + 0.01)
+    return model.eval()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "et", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.fixture
+def etds_file(tmp_path: Path) -> Path:
+    path = tmp_path / "etds_x3.pth"
+    save_checkpoint(_trained(ETDS(3, 3, 3, 2, 12, 3), seed=0), path, metadata=False)
+    return path
+
+
+def test_convert_writes_a_verified_plain_state_dict(etds_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "etds_x3_et.pth"
+    done = _run("convert", str(etds_file), str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["source_arch"] == "ETDS" and report["target_arch"] == "ETDSForInference"
+    assert report["written"] is True and 0 <= report["max_abs_error_255"] <= 0.01
+    # a plain state dict that the authors' class loads with strict=True
+    state = torch.load(out, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    inference = ETDSForInference(3, 3, 3, 2, 12, 3)
+    inference.load_state_dict(state, strict=True)
+    # independent check of the written file against the original
+    original = ETDS(3, 3, 3, 2, 12, 3)
+    original.load_state_dict(torch.load(etds_file, weights_only=True), strict=True)
+    x = probe_inputs((3, 9, 10), samples=10, seed=1, dtype=torch.float32)
+    with torch.no_grad():
+        gap = (original.eval()(x)[0].clamp(0, 1) - inference.eval()(x)).abs().max().item()
+    assert gap * 255 <= 0.01
+    assert _files(tmp_path) == {"etds_x3.pth", "etds_x3_et.pth"}  # no temporary file left
+
+
+def test_text_output_prints_the_measured_error(etds_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["convert", str(etds_file), str(tmp_path / "out.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "ETDS → ETDSForInference: max |error|" in out and "/255" in out
+    assert f"wrote {tmp_path / 'out.pth'}" in out
+
+
+def test_failed_verification_writes_nothing(etds_file: Path, tmp_path: Path) -> None:
+    # the converted weights are rounded to float32 once, so the float64 check measures a
+    # small non-zero error: a zero tolerance makes verification fail
+    out = tmp_path / "never.pth"
+    done = _run("convert", str(etds_file), str(out), "--tolerance", "0", "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["equivalent"] is False and report["written"] is False
+    assert report["max_abs_error_255"] > 0
+    assert _files(tmp_path) == {"etds_x3.pth"}
+
+
+def test_refuses_to_overwrite_the_input(etds_file: Path) -> None:
+    before = etds_file.read_bytes()
+    done = _run("convert", str(etds_file), str(etds_file))
+    assert done.returncode == 2
+    assert "refusing to overwrite the input" in done.stderr
+    assert etds_file.read_bytes() == before
+
+
+def test_refuses_the_input_under_another_name(etds_file: Path, tmp_path: Path, capsys) -> None:
+    link = tmp_path / "alias.pth"
+    link.symlink_to(etds_file)
+    before = etds_file.read_bytes()
+    assert main(["convert", str(etds_file), str(link)]) == 2
+    assert etds_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("problem", ["unreadable", "not convertible", "bad align", "missing"])
+def test_bad_input_exits_2_and_writes_nothing(problem: str, tmp_path: Path, capsys) -> None:
+    source = tmp_path / "in.pth"
+    args = ["convert", str(source), str(tmp_path / "out.pth")]
+    if problem == "unreadable":
+        source.write_bytes(b"\x00garbage")
+    elif problem == "not convertible":
+        save_checkpoint(_trained(ESPCN(3, 2), seed=0), source, metadata=False)
+    elif problem == "bad align":
+        save_checkpoint(_trained(ABPN(4, 1, 2), seed=0), source, metadata=False)
+        args += ["--align", "0"]
+    existing = _files(tmp_path)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert _files(tmp_path) == existing
+
+
+def test_existing_output_survives_a_failed_conversion(etds_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "keep.pth"
+    out.write_bytes(b"previous result")
+    assert main(["convert", str(etds_file), str(out), "--tolerance", "0"]) == 1
+    assert out.read_bytes() == b"previous result"
+
+
+def test_converting_a_converted_file_is_the_identity(etds_file: Path, tmp_path: Path) -> None:
+    once, twice = tmp_path / "once.pth", tmp_path / "twice.pth"
+    assert main(["convert", str(etds_file), str(once)]) == 0
+    assert main(["convert", str(once), str(twice)]) == 0
+    a, b = torch.load(once, weights_only=True), torch.load(twice, weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.shared
+def test_authors_abpn_converts_to_their_et_file(checkpoints_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "abpn_et.pth"
+    done = _run("convert", str(checkpoints_dir / "ABPN_M4C28_x3.pth"), str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    ours = torch.load(out, weights_only=True)
+    theirs = torch.load(checkpoints_dir / "ABPN_ET_M4C28_x3.pth", weights_only=True)
+    ABPN_ET(28, 4, 3).load_state_dict(ours, strict=True)
+    assert ours.keys() == theirs.keys()
+    # the same layout, the same values up to float32 rounding of the folded weights
+    assert all(torch.allclose(ours[k], theirs[k], rtol=0, atol=1e-6) for k in ours)

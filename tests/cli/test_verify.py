@@ -1,0 +1,194 @@
+"""``etds verify``: exit codes, the JSON contract, and fuzzing strong enough to catch subtle
+conversion mistakes (a 1e-4 bias error, one identity channel slightly off, a border-only error).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from et.cli import main
+from et.testing import probe_inputs
+from reference_models import ABPN, ETDS, save_checkpoint
+from reference_models.conversions import convert
+from reference_models.conversions.verification import verify_models
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TOLERANCE = 0.01
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Small tensors: one intra-op thread is much faster than several on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trained(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Trained-magnitude weights: N(0, 1/fan_in) kernels, small non-zero biases."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            fan_in = param[0].numel() if param.dim() == 4 else 1
+            param.copy_(noise / fan_in**0.5 if param.dim() == 4 else 0.05 * noise + 0.01)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def abpn_pair(tmp_path_factory) -> tuple[Path, Path, torch.nn.Module, torch.nn.Module]:
+    folder = tmp_path_factory.mktemp("pair")
+    original = _trained(ABPN(8, 2, 3), seed=0)
+    converted = convert(original)
+    save_checkpoint(original, folder / "abpn.pth", metadata=False)
+    save_checkpoint(converted, folder / "abpn_et.pth", metadata=False)
+    return folder / "abpn.pth", folder / "abpn_et.pth", original, converted
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "et", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_json_contract_through_the_command_line(abpn_pair) -> None:
+    original, converted, *_ = abpn_pair
+    done = _run("verify", str(original), str(converted), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # stdout is exactly one JSON object
+    assert set(report) == {"max_abs_error_255", "tolerance_255", "equivalent", "inputs"}
+    assert report["equivalent"] is True
+    assert report["tolerance_255"] == TOLERANCE
+    assert 0 <= report["max_abs_error_255"] <= TOLERANCE
+    assert report["inputs"] > 10
+
+
+def test_different_models_exit_1(abpn_pair, tmp_path, capsys) -> None:
+    original, *_ = abpn_pair
+    other = _trained(ABPN(8, 2, 3), seed=1)
+    save_checkpoint(other, tmp_path / "other.pth", metadata=False)
+    assert main(["verify", str(original), str(tmp_path / "other.pth"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["equivalent"] is False and report["max_abs_error_255"] > TOLERANCE
+
+
+def _saved(model: torch.nn.Module, path: Path) -> Path:
+    save_checkpoint(model, path, metadata=False)
+    return path
+
+
+def test_catches_a_bias_error_of_1e_4(abpn_pair, tmp_path, capsys) -> None:
+    original, _, _, converted = abpn_pair
+    broken = copy.deepcopy(converted)
+    with torch.no_grad():
+        broken.backbone[-2].bias[5] += 1e-4  # the clip conv, one output channel
+    path = _saved(broken, tmp_path / "bias.pth")
+    assert main(["verify", str(original), str(path)]) == 1
+    assert "NOT equivalent" in capsys.readouterr().out
+
+
+def test_catches_one_identity_channel_slightly_off(abpn_pair, tmp_path) -> None:
+    original, _, _, converted = abpn_pair
+    broken = copy.deepcopy(converted)
+    first = broken.backbone[0]
+    carried = first.out_channels - 1  # the last colour rides in the last channel
+    with torch.no_grad():
+        assert first.weight[carried, 2, 1, 1] == 1  # the Dirac tap E4 wrote
+        first.weight[carried, 2, 1, 1] = 1.001
+    path = _saved(broken, tmp_path / "identity.pth")
+    assert main(["verify", str(original), str(path)]) == 1
+
+
+def test_catches_a_border_only_error(abpn_pair, tmp_path) -> None:
+    *_, model, converted = abpn_pair
+    broken = copy.deepcopy(converted)
+    last = broken.backbone[-4]  # the last 3×3 conv: its padding reaches only the outer ring
+    assert last.kernel_size == (3, 3)
+    last.padding_mode = "replicate"  # the wrong border value, right everywhere else
+    x = probe_inputs((3, 12, 12), samples=8, seed=0)
+    with torch.no_grad():
+        gap = (converted.double()(x) - broken.double()(x)).abs()
+    ring = 3  # one LR pixel is 3 HR pixels at ×3
+    interior = gap[..., ring:-ring, ring:-ring]
+    assert interior.max() == 0 and gap.max() > 0  # the premise: only the border differs
+    result = verify_models(model, broken, colors=3)
+    assert result.max_abs_error_255 > TOLERANCE
+
+
+def test_images_are_used_as_inputs(abpn_pair, tmp_path, capsys) -> None:
+    original, converted, *_ = abpn_pair
+    folder = tmp_path / "images"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for index in range(2):
+        pixels = torch.randint(0, 256, (9 + index, 7, 3), generator=generator, dtype=torch.uint8)
+        Image.fromarray(pixels.numpy(), "RGB").save(folder / f"img{index}.png")
+    assert main(["verify", str(original), str(converted), "--json"]) == 0
+    without = json.loads(capsys.readouterr().out)["inputs"]
+    assert main(["verify", str(original), str(converted), "--images", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["inputs"] == without + 2
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["missing file", "no images", "negative tolerance", "different scales", "not a checkpoint"],
+)
+def test_bad_input_exits_2_with_one_line(problem: str, abpn_pair, tmp_path, capsys) -> None:
+    original, converted, *_ = abpn_pair
+    args = ["verify", str(original), str(converted)]
+    if problem == "missing file":
+        args[2] = str(tmp_path / "absent.pth")
+    elif problem == "no images":
+        (tmp_path / "empty").mkdir()
+        args += ["--images", str(tmp_path / "empty")]
+    elif problem == "negative tolerance":
+        args += ["--tolerance", "-1"]
+    elif problem == "different scales":
+        args[2] = str(_saved(_trained(ETDS(3, 3, 2, 1, 8, 3), seed=0), tmp_path / "x2.pth"))
+    else:
+        (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+        args[2] = str(tmp_path / "junk.pth")
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def set5_lr_folder(shared_dir: Path, scale: int, folder: Path) -> Path:
+    """Set5 downscaled ×``scale`` with PIL's bicubic, written as PNG LR inputs."""
+    folder.mkdir()
+    for path in sorted((shared_dir / "data" / "Set5").glob("*.png")):
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+            rgb.resize((rgb.width // scale, rgb.height // scale), Image.BICUBIC).save(
+                folder / path.name
+            )
+    return folder
+
+
+@pytest.mark.shared
+def test_authors_abpn_pair_is_equivalent(checkpoints_dir, shared_dir, tmp_path) -> None:
+    done = _run(
+        "verify",
+        str(checkpoints_dir / "ABPN_M4C28_x3.pth"),
+        str(checkpoints_dir / "ABPN_ET_M4C28_x3.pth"),
+        "--images",
+        str(set5_lr_folder(shared_dir, 3, tmp_path / "set5_x3")),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["equivalent"] is True and report["inputs"] > 5
