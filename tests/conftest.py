@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -39,6 +40,12 @@ def shared_path() -> Path | None:
     env = os.environ.get("ETDS_SHARED")
     candidate = Path(env) if env else PROJECT_ROOT.parent / "shared"
     return candidate if candidate.is_dir() else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests use small tensors, where intra-op threads cost more than they give, and pytest-xdist
+    # already runs one worker per core.
+    torch.set_num_threads(int(os.environ.get("ETDS_TEST_THREADS", "1")))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
