@@ -90,7 +90,7 @@ def _resize_along(
     weights: NDArray[np.float64],
     indices: NDArray[np.intp],
 ) -> NDArray[np.floating]:
-    """Gather-and-sum along ``axis``: ``out[.., i, ..] = Σ_k w[i, k] · array[.., idx[i, k], ..]``."""
+    """Gather and sum along ``axis``: ``out[…, i, …] = Σ_k w[i, k] · array[…, idx[i, k], …]``."""
     shape = [1] * array.ndim
     shape[axis] = -1
     w = weights.astype(array.dtype, copy=False)
