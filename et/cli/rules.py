@@ -1,4 +1,4 @@
-"""``etds rules``: list the rule catalogue (id, name, statement, preconditions)."""
+"""``etds rules``: list the rule catalogue (id, name, statement, preconditions, where tested)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,47 @@ HELP = "list every ET and re-parameterization rule with its statement and precon
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON array on stdout")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON array on stdout")
+    output.add_argument(
+        "--markdown", action="store_true", help="print the README's Markdown rule table"
+    )
+
+
+def _short_module(module: str) -> str:
+    return module.rsplit(".", 1)[-1]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table() -> str:
+    """The rule table of the README: one row per rule, with its module, proof and tests."""
+    import et
+
+    lines = [
+        "| id | name | statement | preconditions | code · proof · tests |",
+        "|---|---|---|---|---|",
+    ]
+    for rule in et.list_rules():
+        stem = _short_module(rule.module)
+        where = f"`et/{stem}.py` · `proofs/{stem}.py` · `tests/rules/test_{stem}.py`"
+        conditions = "; ".join(rule.preconditions)
+        lines.append(
+            f"| {rule.id} | `{rule.name}` | {_cell(rule.statement)} | {_cell(conditions)} "
+            f"| {where} |"
+        )
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     import et
 
     rules = et.list_rules()
+    if args.markdown:
+        print(markdown_table())
+        return 0
     if args.json:
         print(
             json.dumps(

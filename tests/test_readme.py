@@ -1,0 +1,29 @@
+"""The README's promises: the set-up commands CI runs, and the rule table, stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from et.cli.rules import markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_rule_table_matches_the_catalogue() -> None:
+    match = re.search(
+        r"<!-- rules-table:start[^>]*-->\n(.*?)\n?<!-- rules-table:end -->", README, re.S
+    )
+    assert match, "README lacks the rules-table markers"
+    assert match.group(1).strip() == markdown_table().strip(), (
+        "README rule table is stale: regenerate it with `etds rules --markdown`"
+    )
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    install = 'pip install torch==2.13.0 -e ".[dev]"'
+    assert install in README and install in ci
+    assert re.search(r"^\s*pytest\s+# the whole verification suite", README, re.M)
+    assert re.search(r"^pytest\s*(#.*)?$", ci, re.M), ".ci/run must run the bare test command"
