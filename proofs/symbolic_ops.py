@@ -79,14 +79,15 @@ def conv2d(
         base = (o // out_per_group) * in_per_group
         for i in range(out_h):
             for j in range(out_w):
-                acc = sp.Integer(0) if bias is None else bias[o]
+                # one Add of all terms: repeated ``acc +=`` re-flattens the sum each time
+                terms = [] if bias is None else [bias[o]]
                 for c in range(in_per_group):
                     for u in range(kh):
                         for v in range(kw):
-                            acc += (
+                            terms.append(
                                 weight[o, c, u, v] * xp[base + c, i * sh + u * dh, j * sw + v * dw]
                             )
-                y[o, i, j] = acc
+                y[o, i, j] = sp.Add(*terms)
     return y
 
 

@@ -1,0 +1,211 @@
+"""``etds prove``: the whole appendix from a real run, and failing proofs that must fail loudly."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import et
+import proofs
+import proofs.conv_bn
+import proofs.corollary_abpn
+import proofs.corollary_etds
+from et.cli import main
+from proofs import ProofFailure
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REGISTRY = proofs.discover()
+
+
+def _full_run(out: Path) -> tuple[dict, str]:
+    """One real ``python -m et prove --json`` over every registered proof (the slow part)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "et", "prove", "--out", str(out), "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout), done.stderr
+
+
+def test_the_full_appendix(tmp_path: Path) -> None:
+    """One run, many checks: under pytest-xdist a module fixture would run once per worker."""
+    summary, stderr = _full_run(tmp_path)
+    md = (tmp_path / "appendix.md").read_text(encoding="utf-8")
+    tex = (tmp_path / "appendix.tex").read_text(encoding="ascii")
+    _check_every_registered_proof_is_there(md, tex, summary, tmp_path)
+    _check_order(md)
+    _check_environments(tex)
+    assert md.count("**Machine check (") == len(REGISTRY)
+    assert "Scope: not stated" not in md
+    kinds = {p["id"]: p["kind"] for p in summary["proofs"]}
+    assert {rule for rule, kind in kinds.items() if kind == "corollary"} == {
+        "C-ETDS",
+        "C-ABPN",
+        "C-ECBSR",
+    }
+    assert "proofs" in stderr  # the tqdm bar goes to stderr; stdout held only the JSON
+    assert isinstance(summary["seconds"], float)
+    if shutil.which("pdflatex") is not None:
+        assert (tmp_path / "appendix.pdf").read_bytes().startswith(b"%PDF")
+
+
+def _check_every_registered_proof_is_there(md: str, tex: str, summary: dict, out: Path) -> None:
+    sections = re.findall(r"^## (Theorem|Corollary) (\S+):", md, flags=re.M)
+    assert len(sections) >= len(REGISTRY)
+    assert {rule for _, rule in sections} >= set(REGISTRY)
+    assert {p["id"] for p in summary["proofs"]} == set(REGISTRY)
+    assert summary["ok"] and all(p["ok"] for p in summary["proofs"])
+    for rule in et.list_rules():
+        if rule.id in REGISTRY:
+            assert f"## Theorem {rule.id}:" in md
+            assert f"[{rule.id}]" in tex  # the theorem environment's optional argument
+    for corollary in ("C-ETDS", "C-ABPN", "C-ECBSR"):
+        assert f"## Corollary {corollary}:" in md
+    assert summary["files"] and all(Path(f).parent == out for f in summary["files"])
+
+
+def _check_order(md: str) -> None:
+    """Theorems R (numerically), then E (numerically), then the corollaries."""
+    found = re.findall(r"^## (Theorem|Corollary) (\S+):", md, flags=re.M)
+    theorems = [rule for kind, rule in found if kind == "Theorem"]
+    kinds = [kind for kind, _ in found]
+    assert kinds == sorted(kinds, key=lambda k: k == "Corollary")
+    r_numbers = [int(r[1:]) for r in theorems if r.startswith("R")]
+    e_numbers = [int(r[1:]) for r in theorems if r.startswith("E")]
+    assert r_numbers == sorted(r_numbers) and e_numbers == sorted(e_numbers)
+    assert theorems == [r for r in theorems if r.startswith("R")] + [
+        r for r in theorems if r.startswith("E")
+    ]
+
+
+def _check_environments(tex: str) -> None:
+    stack: list[str] = []
+    for kind, name in re.findall(r"\\(begin|end)\{([^}]*)\}", tex):
+        if kind == "begin":
+            stack.append(name)
+        else:
+            assert stack and stack.pop() == name, f"\\end{{{name}}} closes the wrong environment"
+    assert not stack
+
+
+def _wrong_sign_fuse(original):
+    """``fuse_conv_bn`` with the bias's sign flipped: the bug the conformance step must catch."""
+
+    def broken(conv, bn):
+        fused = original(conv, bn)
+        with torch.no_grad():
+            fused.bias.neg_()
+        return fused
+
+    return broken
+
+
+def test_a_wrong_sign_in_r1_fails_its_proof_at_conformance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        proofs.conv_bn, "fuse_conv_bn", _wrong_sign_fuse(proofs.conv_bn.fuse_conv_bn)
+    )
+    with pytest.raises(ProofFailure) as failure:
+        proofs.conv_bn.prove()
+    assert failure.value.rule == "R1"
+    assert "conformance" in failure.value.step
+
+
+def test_etds_prove_exits_1_naming_the_rule_and_step_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "appendix.md").write_text("the previous appendix", encoding="utf-8")
+    monkeypatch.setattr(
+        proofs.conv_bn, "fuse_conv_bn", _wrong_sign_fuse(proofs.conv_bn.fuse_conv_bn)
+    )
+    other = "E1" if "E1" in REGISTRY else "C-ECBSR"
+    status = main(["prove", "--out", str(tmp_path), "--only", "R1", other, "--no-pdf"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert re.search(r"R1: proof failed at step 'conformance[^']*'", err), err
+    assert f"{other}:" not in err  # the other proof checked
+    assert [p.name for p in tmp_path.iterdir()] == ["appendix.md"]
+    assert (tmp_path / "appendix.md").read_text(encoding="utf-8") == "the previous appendix"
+
+
+def test_a_crash_inside_a_proof_is_a_failed_proof(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def crash(conv, bn):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(proofs.conv_bn, "fuse_conv_bn", crash)
+    status = main(["prove", "--out", str(tmp_path), "--only", "R1", "--json", "--no-pdf"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert status == 1
+    assert summary["ok"] is False
+    assert summary["proofs"][0]["failure"]["detail"].startswith("RuntimeError")
+    assert "R1: proof failed" in captured.err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_wrong_repeat_kernel_fails_the_abpn_corollary(monkeypatch: pytest.MonkeyPatch) -> None:
+    correct = proofs.corollary_abpn.repeat_kernel
+
+    def tiled(colors: int, repeats: int):
+        # TF's depth_to_space (tiled) order instead of PyTorch's interleaved order (E3's caveat)
+        kernel = correct(colors, repeats)
+        order = [j * colors + c for c in range(colors) for j in range(repeats)]
+        return kernel[order]
+
+    monkeypatch.setattr(proofs.corollary_abpn, "repeat_kernel", tiled)
+    with pytest.raises(ProofFailure) as failure:
+        proofs.corollary_abpn.prove()
+    assert failure.value.rule == "C-ABPN"
+    assert "last conv" in failure.value.step
+
+
+def test_a_wrong_block_matrix_fails_the_etds_corollary(monkeypatch: pytest.MonkeyPatch) -> None:
+    correct = proofs.corollary_etds._merged
+
+    def missing_coupling(p):
+        merged = correct(p)
+        fb = p["W_b"].shape[0]
+        # drop the residual-to-backbone coupling W_r2b from the block matrix
+        merged["block_w"] = proofs.corollary_etds.block_matrix(
+            [[p["W_b"], None], [None, p["W_r"]]], (3, 3)
+        )
+        assert merged["block_w"].shape[0] > fb
+        return merged
+
+    monkeypatch.setattr(proofs.corollary_etds, "_merged", missing_coupling)
+    with pytest.raises(ProofFailure) as failure:
+        proofs.corollary_etds.prove()
+    assert failure.value.rule == "C-ETDS"
+    assert "block" in failure.value.step
+
+
+def test_unknown_only_id_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["prove", "--out", str(tmp_path), "--only", "R999"])
+    assert status == 2
+    assert "no registered proof for R999" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_worker_processes_give_the_same_appendix(tmp_path: Path) -> None:
+    chosen = ["R1", "C-ECBSR"]
+    assert main(["prove", "--out", str(tmp_path / "one"), "--only", *chosen, "--no-pdf"]) == 0
+    assert (
+        main(
+            ["prove", "--out", str(tmp_path / "two"), "--only", *chosen, "--jobs", "2", "--no-pdf"]
+        )
+        == 0
+    )
+    for name in ("appendix.md", "appendix.tex"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
