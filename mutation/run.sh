@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Mutation testing of et/ with mutmut 3, in a scratch copy of the project.
+#
+#   mutation/run.sh                      # every rule module of et/, 2 workers
+#   MUTATE="et/conv_bn.py et/bn_conv.py" JOBS=16 mutation/run.sh
+#
+# Why a scratch copy: mutmut 3 reads its settings from pyproject.toml [tool.mutmut] or, when
+# that table is absent, from setup.cfg [mutmut], and writes a mutants/ tree beside them. The
+# project's pyproject.toml has no such table, so this script writes a setup.cfg in the copy and
+# leaves the working tree untouched. Tests run with the Hypothesis profile "mutation"
+# (hypothesis_mutation_profile.py) and only the suites that exercise the rules: tests/rules and
+# tests/proofs. The report goes to mutation/REPORT.md (mutation/report.py).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="${MUTATION_WORKDIR:-${TMPDIR:-/tmp}/etds-mutation}"
+JOBS="${JOBS:-2}"
+REPORT="${REPORT:-$REPO/mutation/REPORT.md}"
+if [[ -z "${MUTATE:-}" ]]; then
+  # the rule modules (R1–R15, E1–E9) and the shared helpers they are built from
+  MUTATE="$(cd "$REPO" && python3 - <<'PY'
+import pathlib
+skip = {"__init__.py", "__main__.py", "contract.py", "strategies.py", "testing.py", "domain.py"}
+print(" ".join(str(p) for p in sorted(pathlib.Path("et").glob("*.py")) if p.name not in skip))
+PY
+)"
+fi
+# tests/proofs/test_appendix.py renders every proof (tens of seconds per mutant) and checks
+# the rendering, not the rules: left out
+TESTS="${TESTS:-tests/rules tests/proofs/test_proofs.py}"
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+for path in et proofs reference_models tests pyproject.toml; do
+  cp -r "$REPO/$path" "$WORK/$path"
+done
+find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
+{
+  echo "[mutmut]"
+  echo "source_paths = et/"
+  echo "only_mutate ="
+  for f in $MUTATE; do echo "    $f"; done
+  echo "also_copy ="
+  echo "    proofs/"
+  echo "    reference_models/"
+  echo "pytest_add_cli_args_test_selection ="
+  for t in $TESTS; do echo "    $t"; done
+  echo "timeout_multiplier = 5.0"
+  echo "pytest_add_cli_args ="
+  echo "    -p"
+  echo "    hypothesis_mutation_profile"
+  # "-n 0": mutmut records which tests reach which function in its own process, so the
+  # project's "-n auto" addopts must not hand the tests to xdist workers
+  echo "    -n"
+  echo "    0"
+  echo "    -p"
+  echo "    no:cacheprovider"
+} > "$WORK/setup.cfg"
+# mutmut refuses to run when pyproject.toml holds [tool.mutmut]; the project's has none, but a
+# later one would win over setup.cfg, so drop the table from the copy if it appears
+python3 - "$WORK/pyproject.toml" <<'PY'
+import re, sys, pathlib
+p = pathlib.Path(sys.argv[1]); text = p.read_text()
+p.write_text(re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text))
+PY
+
+export PYTHONPATH="$REPO/mutation${PYTHONPATH:+:$PYTHONPATH}"
+export ETDS_HYPOTHESIS_PROFILE=mutation
+# one intra-op thread per worker: the tensors are tiny and JOBS workers share the cores
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+cd "$WORK"
+
+# mutmut stops when a selected test fails on the unmutated code; tests still being written by
+# others may, so run the selection once (in parallel) and deselect what fails, listing it in
+# the report
+python3 -m pytest -q -p hypothesis_mutation_profile -p no:cacheprovider -n "$JOBS" -rf \
+  $TESTS > clean-run.log 2>&1 || true
+grep -E '^FAILED ' clean-run.log | sed -E 's/^FAILED ([^ ]+).*/\1/' | sort -u > failing-tests.txt || true
+{
+  echo "    -p"
+  echo "    hypothesis_mutation_profile"
+  while read -r node; do echo "    --deselect"; echo "    $node"; done < failing-tests.txt
+} > extra-args.txt
+python3 - <<'PY'
+import pathlib
+cfg = pathlib.Path("setup.cfg"); text = cfg.read_text()
+extra = pathlib.Path("extra-args.txt").read_text()
+cfg.write_text(text.replace("    -p\n    hypothesis_mutation_profile\n", extra, 1))
+PY
+echo "clean run: $(tail -1 clean-run.log); deselected $(wc -l < failing-tests.txt) failing test(s)"
+start=$(date +%s)
+# TIME_LIMIT (seconds) stops the run early; mutmut records each result as it comes, and the
+# report counts the rest as "unchecked"
+if [[ -n "${TIME_LIMIT:-}" ]]; then
+  timeout -s INT "$TIME_LIMIT" python3 -m mutmut run --max-children "$JOBS" || true
+else
+  python3 -m mutmut run --max-children "$JOBS" || true
+fi
+end=$(date +%s)
+python3 "$REPO/mutation/report.py" --work "$WORK" --seconds $((end - start)) --jobs "$JOBS" \
+  --modules "$MUTATE" --tests "$TESTS" --deselected "$WORK/failing-tests.txt" \
+  --notes "$REPO/mutation/survivors.txt" --out "$REPORT"

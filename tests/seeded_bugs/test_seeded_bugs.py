@@ -1,0 +1,162 @@
+"""The checkers can fail: every seeded wrong conversion is flagged, every harmless edit passes.
+
+Two checkers, two oracles of the same fact (the original computes the reference image):
+
+* :func:`et.testing.assert_equivalent` in float64 against ``clamp(original(x), 0, 1)`` (the
+  inference forms clamp inside the network, E2), on the case's declared input domain;
+* ``etds verify`` as a user runs it: a subprocess on the two saved state dicts, default
+  settings (tolerance 0.01/255, 12 samples), fixed seed 0.
+
+Two harmful cases are known blind spots of ``etds verify`` and are pinned as such, with the
+measured numbers, so a change in either direction shows up here:
+
+* a 1e-4 bias error in a *hidden* layer reaches the output attenuated by the layers after it
+  (measured 0.0020/255 for every input: the error is input-independent where the ReLUs are
+  active, so no input generator can raise it); it is below the 0.01/255 tolerance and caught
+  at ``--tolerance 0.001`` (an exact conversion measures ~1.3e-5/255 there: verify loads the
+  float64 state dicts into float32 models);
+* inputs with negative values: verify feeds images in [0, 1], where the conversion is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from seeded_corpus import BUILDERS, SeededCase, relu_on_identity_channels_negative_inputs
+from torch import nn
+
+from et.contract import PreconditionError
+from et.testing import assert_equivalent
+from reference_models import save_checkpoint
+from reference_models.conversions import convert
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOLERANCE_255 = 0.01
+CASES = {builder.__name__: builder for builder in BUILDERS}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Small tensors: one intra-op thread is much faster than several on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class ClampedFirstOutput(nn.Module):
+    """``clamp(model(x)[0], 0, 1)``: what a converted (inference-form) model must compute."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        out = out[0] if isinstance(out, tuple | list) else out
+        return out.clamp(0.0, 1.0)
+
+
+def _reference(case: SeededCase) -> nn.Module:
+    # a reference model's output is clamped by evaluation; a bare block is compared as it is
+    if hasattr(case.original, "arch"):
+        return ClampedFirstOutput(case.original)
+    return case.original
+
+
+@pytest.mark.parametrize("builder", CASES)
+def test_assert_equivalent_flags_every_harmful_case(builder: str) -> None:
+    case = CASES[builder]()
+    reference = _reference(case)
+    check = dict(input_shape=case.input_shape, domain=case.domain, samples=8, seed=0)
+    if case.harmful:
+        with pytest.raises(AssertionError, match="not equivalent"):
+            assert_equivalent(reference, case.broken, **check)
+    else:
+        report = assert_equivalent(reference, case.broken, **check)
+        assert report.max_abs_error < 1e-9
+
+
+def test_harmless_edit_really_changed_the_weights() -> None:
+    """The harmless case is not vacuous: the edited rows differ from the right conversion."""
+    case = CASES["x3_dummy_channel_changed"]()
+    right = convert(case.original)
+    assert not torch.equal(right.conv_last.weight[27], case.broken.conv_last.weight[27])
+    assert not torch.equal(right.conv_clip.weight[27], case.broken.conv_clip.weight[27])
+    # and the dummy output really is computed (non-zero), it is only never read
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        hidden = case.broken.conv_last(_features(case.broken, x)).relu()
+        assert case.broken.conv_clip(hidden)[:, 27].abs().max() > 0
+
+
+def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = model.conv_first(x).relu()
+    for conv in model.backbone_convs:
+        x = conv(x).relu()
+    return x
+
+
+def test_negative_inputs_are_refused_by_the_conversion() -> None:
+    """The guard for the negative-input case is E4's domain precondition, not verify."""
+    case = relu_on_identity_channels_negative_inputs()
+    with pytest.raises(PreconditionError, match="input domain is non-negative"):
+        convert(case.original, domain=(-1.0, 1.0))
+
+
+def _verify(original: Path, converted: Path, *extra: str) -> tuple[int, dict, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "et", "verify", str(original), str(converted), "--json", *extra],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, report, done.stderr
+
+
+def _saved_pair(case: SeededCase, folder: Path) -> tuple[Path, Path]:
+    save_checkpoint(case.original, folder / "original.pth", metadata=False)
+    save_checkpoint(case.broken, folder / "converted.pth", metadata=False)
+    return folder / "original.pth", folder / "converted.pth"
+
+
+CHECKPOINT_CASES = [
+    name
+    for name, builder in CASES.items()
+    if name != "zero_padded_sequence_merged_as_bias_padded"  # a bare block, no checkpoint
+]
+
+
+@pytest.mark.parametrize("builder", CHECKPOINT_CASES)
+def test_etds_verify_on_saved_state_dicts(builder: str, tmp_path: Path) -> None:
+    case = CASES[builder]()
+    original, converted = _saved_pair(case, tmp_path)
+    code, report, stderr = _verify(original, converted, "--seed", "0")
+    assert code in (0, 1), stderr
+    flagged = code == 1
+    assert report["equivalent"] is not flagged
+    if case.harmful and case.verify_catches:
+        assert flagged, f"{case.name}: {report['max_abs_error_255']:.4g}/255 not flagged"
+        assert report["max_abs_error_255"] > DEFAULT_TOLERANCE_255
+    elif not case.harmful:
+        assert not flagged, f"{case.name}: harmless edit flagged: {report}"
+        assert report["max_abs_error_255"] < DEFAULT_TOLERANCE_255 / 10
+    else:  # a documented blind spot: it must stay one until verify changes (see the docstring)
+        assert not flagged, f"{case.name}: verify now catches it; update the corpus: {report}"
+
+
+def test_hidden_layer_bias_error_is_below_the_default_tolerance(tmp_path: Path) -> None:
+    """Pin the numbers of the blind spot: ~0.002/255 at the output, caught at 0.001/255."""
+    case = CASES["bias_error_in_hidden_layer"]()
+    original, converted = _saved_pair(case, tmp_path)
+    code, report, _ = _verify(original, converted, "--samples", "48", "--seed", "3")
+    assert code == 0 and 0.001 < report["max_abs_error_255"] < DEFAULT_TOLERANCE_255
+    code, report, _ = _verify(original, converted, "--tolerance", "0.001")
+    assert code == 1 and report["equivalent"] is False
