@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_bn import bn_scale_shift
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_bn import bn_scale_shift, check_fixed_statistics
+from et.conv_geometry import conv_bias, conv_like, conv_valid, geometry_of
 
 RULE_ID = "R2"
 
@@ -64,18 +64,7 @@ def check_bn_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, border: Border = "zeros")
         "the second module is a Conv2d",
         f"got {type(conv).__name__}",
     )
-    require(
-        bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None,
-        RULE_ID,
-        "BatchNorm has running statistics",
-        "track_running_stats=False: the statistics are those of each batch",
-    )
-    require(
-        not bn.training,
-        RULE_ID,
-        "BatchNorm is in eval mode",
-        "bn.training is True, so it normalises with batch statistics; call bn.eval() first",
-    )
+    check_fixed_statistics(bn, RULE_ID)
     require(
         bn.num_features == conv.in_channels,
         RULE_ID,
@@ -116,22 +105,13 @@ def fuse_bn_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, *, border: Border = "zeros
     ``BNConstantPadded(bn, conv)``. The inputs are left untouched.
     """
     check_bn_conv(bn, conv, border)
-    geometry = geometry_of(conv)
     weight = conv.weight.detach()
     scale, shift = bn_scale_shift(bn)
     scale = _per_tap_input_channel(scale.to(weight.dtype), conv)
     shift = _per_tap_input_channel(shift.to(weight.dtype), conv)
     new_weight = weight * scale
     new_bias = conv_bias(conv) + (weight * shift).sum(dim=(1, 2, 3))
-    return make_conv(
-        new_weight,
-        new_bias,
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        groups=geometry.groups,
-        padding_mode=geometry.padding_mode,
-    )
+    return conv_like(conv, new_weight, new_bias)
 
 
 class BNConstantPadded(nn.Module):
@@ -149,15 +129,7 @@ class BNConstantPadded(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ph, pw = geometry_of(self.conv).padding
         normalised = self.bn(F.pad(x, (pw, pw, ph, ph)))
-        return F.conv2d(
-            normalised,
-            self.conv.weight,
-            self.conv.bias,
-            stride=self.conv.stride,
-            padding=0,
-            dilation=self.conv.dilation,
-            groups=self.conv.groups,
-        )
+        return conv_valid(self.conv, normalised)
 
 
 RULE = register(

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, geometry_of
 from et.kernel_embedding import check_embedding, embed_kernel, embedded_padding
 
 RULE_ID = "R3"
@@ -93,16 +93,7 @@ def merge_parallel_convs(convs: Sequence[nn.Conv2d]) -> nn.Conv2d:
     weight = torch.stack([conv.weight.detach() for conv in centred]).sum(dim=0)
     has_bias = any(conv.bias is not None for conv in convs)
     bias = torch.stack([conv_bias(conv) for conv in centred]).sum(dim=0) if has_bias else None
-    geometry = geometry_of(centred[0])
-    return make_conv(
-        weight,
-        bias,
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        groups=geometry.groups,
-        padding_mode=geometry.padding_mode,
-    )
+    return conv_like(centred[0], weight, bias)
 
 
 RULE = register(

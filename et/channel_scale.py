@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import geometry_of, make_conv
+from et.conv_geometry import conv_like
 
 RULE_ID = "R13"
 
@@ -51,16 +51,7 @@ def fold_channel_scale(conv: nn.Conv2d, scale: torch.Tensor) -> nn.Conv2d:
     weight = conv.weight.detach()
     gamma = scale.detach().reshape(-1).to(dtype=weight.dtype, device=weight.device)
     bias = None if conv.bias is None else conv.bias.detach() * gamma
-    geo = geometry_of(conv)
-    return make_conv(
-        weight * gamma.reshape(-1, 1, 1, 1),
-        bias,
-        stride=geo.stride,
-        padding=geo.padding,
-        dilation=geo.dilation,
-        groups=geo.groups,
-        padding_mode=geo.padding_mode,
-    )
+    return conv_like(conv, weight * gamma.reshape(-1, 1, 1, 1), bias)
 
 
 RULE = register(

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, make_conv
 
 RULE_ID = "E2"
 
@@ -73,17 +73,8 @@ def clip_as_relu(conv: nn.Conv2d, max_value: float = 1.0) -> tuple[nn.Conv2d, nn
     The argument is not modified.
     """
     check_clip(conv, max_value)
-    geometry = geometry_of(conv)
     weight = conv.weight.detach()
-    folded = make_conv(
-        -weight,
-        float(max_value) - conv_bias(conv),
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        groups=geometry.groups,
-        padding_mode=geometry.padding_mode,
-    )
+    folded = conv_like(conv, -weight, float(max_value) - conv_bias(conv))
     clip = clip_conv(conv.out_channels, max_value, dtype=weight.dtype, device=weight.device)
     return folded, clip
 

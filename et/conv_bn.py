@@ -34,6 +34,26 @@ from et.contract import Rule, register, require
 RULE_ID = "R1"
 
 
+def check_fixed_statistics(bn: nn.BatchNorm2d, rule_id: str = RULE_ID) -> None:
+    """Refuse a BatchNorm that is not a fixed per-channel affine map (under rule ``rule_id``).
+
+    Only with running statistics and in eval mode is ``BN(y) = t·y + c`` with ``t, c`` from
+    :func:`bn_scale_shift`; with batch statistics ``t`` and ``c`` depend on the batch.
+    """
+    require(
+        bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None,
+        rule_id,
+        "BatchNorm has running statistics",
+        "track_running_stats=False: the statistics are those of each batch",
+    )
+    require(
+        not bn.training,
+        rule_id,
+        "BatchNorm is in eval mode",
+        "bn.training is True, so it normalises with batch statistics; call bn.eval() first",
+    )
+
+
 def check_conv_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``bn`` can be folded into ``conv``."""
     require(
@@ -48,18 +68,7 @@ def check_conv_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> N
         "the second module is a BatchNorm2d",
         f"got {type(bn).__name__}",
     )
-    require(
-        bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None,
-        RULE_ID,
-        "BatchNorm has running statistics",
-        "track_running_stats=False: the statistics are those of each batch",
-    )
-    require(
-        not bn.training,
-        RULE_ID,
-        "BatchNorm is in eval mode",
-        "bn.training is True, so it normalises with batch statistics; call bn.eval() first",
-    )
+    check_fixed_statistics(bn)
     require(
         bn.num_features == conv.out_channels,
         RULE_ID,

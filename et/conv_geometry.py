@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Pair = tuple[int, int]
@@ -108,3 +109,46 @@ def conv_bias(conv: nn.Conv2d) -> torch.Tensor:
     if conv.bias is not None:
         return conv.bias.detach()
     return torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device)
+
+
+def conv_like(
+    like: nn.Conv2d,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    padding: int | Pair | None = None,
+    groups: int | None = None,
+) -> nn.Conv2d:
+    """A new conv holding ``weight`` and ``bias`` with the stride, padding, dilation, groups and
+    padding mode of ``like`` (``padding``/``groups`` override those two when given).
+
+    Channel counts and kernel size come from ``weight``: ``out = weight.shape[0]``,
+    ``in = weight.shape[1] · groups``. ``like`` is only read.
+    """
+    geometry = geometry_of(like)
+    return make_conv(
+        weight,
+        bias,
+        stride=geometry.stride,
+        padding=geometry.padding if padding is None else padding,
+        dilation=geometry.dilation,
+        groups=geometry.groups if groups is None else groups,
+        padding_mode=geometry.padding_mode,
+    )
+
+
+def conv_valid(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+    """``conv`` applied with padding 0 to an input the caller has already padded.
+
+    For originals whose border is not the conv's own zero padding (a BN constant, a bias ring):
+    the caller writes the border, this runs ``conv``'s weights, stride, dilation and groups.
+    """
+    return F.conv2d(
+        padded,
+        conv.weight,
+        conv.bias,
+        stride=conv.stride,
+        padding=0,
+        dilation=conv.dilation,
+        groups=conv.groups,
+    )

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, geometry_of
 from et.sequential_convs import dense_weight
 
 RULE_ID = "R11"
@@ -70,20 +70,12 @@ def concat_convs(convs: Sequence[nn.Conv2d]) -> nn.Conv2d:
     The result has a bias iff some branch has one; the inputs are left untouched.
     """
     check_concat(convs)
-    geo = geometry_of(convs[0])
     dtype = convs[0].weight.dtype
     weight = torch.cat([dense_weight(c.weight.detach(), c.groups).to(dtype) for c in convs], dim=0)
     bias = None
     if any(conv.bias is not None for conv in convs):
         bias = torch.cat([conv_bias(conv).to(dtype) for conv in convs])
-    return make_conv(
-        weight,
-        bias,
-        stride=geo.stride,
-        padding=geo.padding,
-        dilation=geo.dilation,
-        padding_mode=geo.padding_mode,
-    )
+    return conv_like(convs[0], weight, bias, groups=1)  # the stacked weight is dense
 
 
 RULE = register(

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, geometry_of
 
 RULE_ID = "E5"
 
@@ -80,18 +80,6 @@ def check_dual_stream(convs: list[nn.Conv2d]) -> None:
     )
 
 
-def _rebuild(like: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    geometry = geometry_of(like)
-    return make_conv(
-        weight,
-        bias,
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        padding_mode=geometry.padding_mode,
-    )
-
-
 def merge_dual_stream(
     backbone: nn.Conv2d,
     residual: nn.Conv2d,
@@ -130,7 +118,7 @@ def merge_dual_stream(
     if backbone_to_residual is not None:
         weight[nb_out:, :nb_in] = backbone_to_residual.weight.detach()
         bias_r = bias_r + conv_bias(backbone_to_residual)
-    return _rebuild(backbone, weight, torch.cat([bias_b, bias_r]))
+    return conv_like(backbone, weight, torch.cat([bias_b, bias_r]))
 
 
 def merge_dual_stream_first(backbone: nn.Conv2d, residual: nn.Conv2d) -> nn.Conv2d:
@@ -143,7 +131,7 @@ def merge_dual_stream_first(backbone: nn.Conv2d, residual: nn.Conv2d) -> nn.Conv
         f"the streams read {backbone.in_channels} and {residual.in_channels} channels",
     )
     weight = torch.cat([backbone.weight.detach(), residual.weight.detach()])
-    return _rebuild(backbone, weight, torch.cat([conv_bias(backbone), conv_bias(residual)]))
+    return conv_like(backbone, weight, torch.cat([conv_bias(backbone), conv_bias(residual)]))
 
 
 def merge_activations(backbone_act: nn.Module, residual_act: nn.Module) -> nn.Module:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like
 
 RULE_ID = "E8"
 
@@ -48,18 +48,6 @@ def _check_single_group(conv: nn.Conv2d) -> None:
     require(conv.groups == 1, RULE_ID, SINGLE_GROUP, f"groups = {conv.groups}")
 
 
-def _rebuild(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    geometry = geometry_of(conv)
-    return make_conv(
-        weight,
-        bias,
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        padding_mode=geometry.padding_mode,
-    )
-
-
 def pad_output_channels(
     conv: nn.Conv2d, align: int, *, bias: float = 0.0, extra: int | None = None
 ) -> nn.Conv2d:
@@ -76,7 +64,7 @@ def pad_output_channels(
     weight = conv.weight.detach()
     pad_weight = torch.zeros(count, *weight.shape[1:], dtype=weight.dtype, device=weight.device)
     pad_bias = torch.full((count,), float(bias), dtype=weight.dtype, device=weight.device)
-    return _rebuild(conv, torch.cat([weight, pad_weight]), torch.cat([conv_bias(conv), pad_bias]))
+    return conv_like(conv, torch.cat([weight, pad_weight]), torch.cat([conv_bias(conv), pad_bias]))
 
 
 def pad_input_channels(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
@@ -87,7 +75,7 @@ def pad_input_channels(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
     out_ch, _, kh, kw = weight.shape
     pad_weight = torch.zeros(out_ch, extra, kh, kw, dtype=weight.dtype, device=weight.device)
     bias = conv_bias(conv) if conv.bias is not None else None
-    return _rebuild(conv, torch.cat([weight, pad_weight], dim=1), bias)
+    return conv_like(conv, torch.cat([weight, pad_weight], dim=1), bias)
 
 
 def check_dummy_isolated(conv: nn.Conv2d, dummy_inputs: range | slice, real_outputs: int) -> None:

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like
 from et.domain import IMAGE_UNIT, InputDomain
 from et.dummy_channels import aligned_channels
 from et.relu_passthrough import check_non_negative, check_passthrough_activation
@@ -104,18 +104,6 @@ def _check_conv(conv: nn.Conv2d) -> None:
     require(conv.groups == 1, RULE_ID, SINGLE_GROUP, f"groups = {conv.groups}")
 
 
-def _rebuild(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
-    geometry = geometry_of(conv)
-    return make_conv(
-        weight,
-        bias,
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        padding_mode=geometry.padding_mode,
-    )
-
-
 def _widen_outputs(weight: torch.Tensor, bias: torch.Tensor, out: IdentityLayout):
     """Zero rows for the dummy and carried outputs (filled by the caller)."""
     extra = out.dummy + out.colors
@@ -148,7 +136,7 @@ def carry_identity_first(
     weight, bias = _widen_outputs(conv.weight.detach(), conv_bias(conv), out)
     dirac = anchor_weight(colors, 1, tuple(weight.shape[2:]), dtype=weight.dtype)
     weight[out.carried] = dirac.to(weight.device)
-    return _rebuild(conv, weight, bias)
+    return conv_like(conv, weight, bias)
 
 
 def carry_identity_middle(
@@ -178,7 +166,7 @@ def carry_identity_middle(
     identity = anchor_weight(carried, 1, tuple(weight.shape[2:]), dtype=weight.dtype)
     widened[out.carried, inp.carried] = identity.to(weight.device)
     bias = torch.cat([conv_bias(conv), weight.new_zeros(out.dummy + out.colors)])
-    return _rebuild(conv, widened, bias)
+    return conv_like(conv, widened, bias)
 
 
 def carry_identity_last(
@@ -202,7 +190,7 @@ def carry_identity_last(
         [weight, weight.new_zeros(weight.shape[0], inp.dummy + inp.colors, *weight.shape[2:])],
         dim=1,
     )
-    base = _rebuild(conv, widened, conv_bias(conv))
+    base = conv_like(conv, widened, conv_bias(conv))
     return add_repeat_interleave_anchor(base, inp.carried_start, carried, repeats)
 
 

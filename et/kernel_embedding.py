@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import ConvGeometry, Pair, conv_bias, geometry_of, make_conv
+from et.conv_geometry import ConvGeometry, Pair, conv_bias, conv_like, geometry_of
 
 RULE_ID = "R4"
 
@@ -128,15 +128,8 @@ def embed_kernel(
         (*weight.shape[:2], big_h, big_w), dtype=weight.dtype, device=weight.device
     )
     embedded[:, :, top : top + kh, left : left + kw] = weight
-    return make_conv(
-        embedded,
-        conv_bias(conv) if conv.bias is not None else None,
-        stride=geometry.stride,
-        padding=embedded_padding(geometry, target),
-        dilation=geometry.dilation,
-        groups=geometry.groups,
-        padding_mode=geometry.padding_mode,
-    )
+    bias = conv_bias(conv) if conv.bias is not None else None
+    return conv_like(conv, embedded, bias, padding=embedded_padding(geometry, target))
 
 
 RULE = register(

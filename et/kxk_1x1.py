@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, geometry_of
 from et.sequential_convs import dense_weight, grouped_weight
 
 RULE_ID = "R9"
@@ -81,7 +81,6 @@ def merge_kxk_1x1(conv: nn.Conv2d, pointwise: nn.Conv2d) -> nn.Conv2d:
     ``gcd(conv.groups, pointwise.groups)``, and a bias iff either input has one.
     """
     check_kxk_1x1(conv, pointwise)
-    geo = geometry_of(conv)
     weight = dense_weight(conv.weight.detach(), conv.groups)
     mix = dense_weight(pointwise.weight.detach(), pointwise.groups)[:, :, 0, 0].to(weight.dtype)
     merged = torch.einsum("om,mcuv->ocuv", mix, weight)
@@ -92,15 +91,7 @@ def merge_kxk_1x1(conv: nn.Conv2d, pointwise: nn.Conv2d) -> nn.Conv2d:
     bias = None
     if conv.bias is not None or pointwise.bias is not None:
         bias = mix @ conv_bias(conv).to(weight.dtype) + conv_bias(pointwise).to(weight.dtype)
-    return make_conv(
-        merged,
-        bias,
-        stride=geo.stride,
-        padding=geo.padding,
-        dilation=geo.dilation,
-        groups=groups,
-        padding_mode=geo.padding_mode,
-    )
+    return conv_like(conv, merged, bias, groups=groups)
 
 
 RULE = register(

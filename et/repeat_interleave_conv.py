@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, geometry_of, make_conv
 
 RULE_ID = "E3"
 
@@ -150,14 +150,7 @@ def add_repeat_interleave_anchor(
         dtype=weight.dtype,
         device=weight.device,
     )
-    return make_conv(
-        weight,
-        conv_bias(conv) if conv.bias is not None else None,
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        padding_mode=geometry.padding_mode,
-    )
+    return conv_like(conv, weight, conv_bias(conv) if conv.bias is not None else None)
 
 
 RULE = register(

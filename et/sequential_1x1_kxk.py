@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like, conv_valid, geometry_of
 from et.sequential_convs import dense_weight, grouped_weight
 
 RULE_ID = "R7"
@@ -104,15 +104,7 @@ def merge_1x1_kxk(pointwise: nn.Conv2d, conv: nn.Conv2d, border: Border = "bias"
         b1 = conv_bias(pointwise).to(w1.dtype)
         bias = conv_bias(conv).to(w1.dtype) + torch.einsum("omuv,m->o", w2, b1)
     groups = math.gcd(first.groups, second.groups)
-    return make_conv(
-        grouped_weight(merged, groups),
-        bias,
-        stride=second.stride,
-        padding=second.padding,
-        dilation=second.dilation,
-        groups=groups,
-        padding_mode=second.padding_mode,
-    )
+    return conv_like(conv, grouped_weight(merged, groups), bias, groups=groups)
 
 
 class BiasPaddedSequence(nn.Module):
@@ -140,15 +132,7 @@ class BiasPaddedSequence(nn.Module):
             if pw:
                 padded[:, :, :, :pw] = ring
                 padded[:, :, :, -pw:] = ring
-        return F.conv2d(
-            padded,
-            self.conv.weight,
-            self.conv.bias,
-            stride=self.conv.stride,
-            padding=0,
-            dilation=self.conv.dilation,
-            groups=self.conv.groups,
-        )
+        return conv_valid(self.conv, padded)
 
 
 RULE = register(

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError, Rule, register, require
-from et.conv_geometry import conv_bias, geometry_of, make_conv
+from et.conv_geometry import conv_bias, conv_like
 from et.dual_stream_merge import SHARED_GEOMETRY, SINGLE_GROUP, check_dual_stream
 
 RULE_ID = "E6"
@@ -48,16 +48,8 @@ def check_summed_convs(conv_a: nn.Conv2d, conv_b: nn.Conv2d) -> None:
 def merge_summed_convs(conv_a: nn.Conv2d, conv_b: nn.Conv2d) -> nn.Conv2d:
     """One conv on ``[a; b]`` equal to ``conv_a(a) + conv_b(b)``; the arguments are untouched."""
     check_summed_convs(conv_a, conv_b)
-    geometry = geometry_of(conv_a)
     weight = torch.cat([conv_a.weight.detach(), conv_b.weight.detach()], dim=1)
-    return make_conv(
-        weight,
-        conv_bias(conv_a) + conv_bias(conv_b),
-        stride=geometry.stride,
-        padding=geometry.padding,
-        dilation=geometry.dilation,
-        padding_mode=geometry.padding_mode,
-    )
+    return conv_like(conv_a, weight, conv_bias(conv_a) + conv_bias(conv_b))
 
 
 RULE = register(

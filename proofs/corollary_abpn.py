@@ -17,7 +17,16 @@ import sympy as sp
 import torch
 
 from proofs.contract import Derivation, ProofResult, register_proof
-from proofs.corollary_etds import M, block_matrix, clamp, concat, prove_clip_tail, relu
+from proofs.corollary_etds import (
+    CLIP_BOUND,
+    block_matrix,
+    clamp,
+    clip_bound_counterexample,
+    concat,
+    prove_folded_clip_tail,
+    randomize_parameters,
+    relu,
+)
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -37,7 +46,6 @@ STATEMENT = (
 )
 NON_NEGATIVE = "the input is non-negative (x ≥ 0, images in [0, 1])"
 ACTIVATION = "every hidden activation f passes non-negative values unchanged (ReLU, PReLU)"
-CLIP_BOUND = "the output is clamped to [0, M] with M ≥ 0 (M = 1)"
 PRECONDITIONS = [NON_NEGATIVE, ACTIVATION, CLIP_BOUND]
 
 # (colours C, features F, scale s, height, width)
@@ -122,18 +130,16 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
         "repeat_interleave(x, s²) (E3)",
         difference(et_last, original_last),
     )
-    channels = out + (1 if out % 4 else 0)  # E8: a dummy output when C·s² is not aligned
-    padded_w = concat(last_w, zeros((channels - out, *last_w.shape[1:])))
-    padded_b = concat(b_t2, np.array([sp.Integer(0)] * (channels - out), dtype=object))
-    d.zero(
+    prove_folded_clip_tail(
+        d,
+        label,
+        z,
+        last_w,
+        b_t2,
+        scale,
         f"{label}: the folded last conv computes M − y: conv(z; −W, M − b) = M − conv(z; W, b) "
-        f"(E2, {channels - out} dummy output channel(s), E8)",
-        difference(
-            conv2d(z, -padded_w, M - padded_b, padding=1),
-            M - conv2d(z, padded_w, padded_b, padding=1),
-        ),
+        "(E2, {dummies} dummy output channel(s), E8)",
     )
-    prove_clip_tail(d, label, channels, out, (height, width), scale)
 
 
 def _conformance(d: Derivation) -> str:
@@ -148,11 +154,7 @@ def _conformance(d: Derivation) -> str:
     for scale in (2, 3):
         try:
             model = ABPN(num_feat=5, num_block=2, scale=scale).double().eval()
-            with torch.no_grad():
-                for tensor in model.parameters():
-                    tensor.copy_(
-                        0.3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
-                    )
+            randomize_parameters(model, generator)
             converted = convert_abpn(model).double().eval()
             x = torch.rand((2, 3, 6, 5), generator=generator, dtype=torch.float64)
             with torch.no_grad():
@@ -205,11 +207,5 @@ def prove() -> ProofResult:
         v.subs(v, 0),
         sigmoid.subs(v, 0),
     )
-    y = sp.Rational(1, 2)
-    d.counterexample(
-        CLIP_BOUND,
-        "M = −1, y = 1/2: clamp(y, 0, M) = −1 but ReLU(M − ReLU(M − y)) = 0",
-        clamp(y, -1),
-        relu(-1 - relu(-1 - y)),
-    )
+    clip_bound_counterexample(d)
     return d.result

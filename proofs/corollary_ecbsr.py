@@ -23,7 +23,15 @@ import torch
 
 from proofs.contract import Derivation, ProofResult, register_proof
 from proofs.corollary_abpn import carry_layer, dirac, repeat_kernel
-from proofs.corollary_etds import M, clamp, concat, prove_clip_tail, relu
+from proofs.corollary_etds import (
+    CLIP_BOUND,
+    clamp,
+    clip_bound_counterexample,
+    concat,
+    prove_folded_clip_tail,
+    randomize_parameters,
+    relu,
+)
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -43,7 +51,6 @@ STATEMENT = (
 BIAS_PADDING = "the 1×1 output's border is filled with the 1×1 bias (bias padding), not zeros"
 NO_ACTIVATION_INSIDE = "no nonlinearity between a 1×1 conv and the 3×3 conv that follows it"
 NON_NEGATIVE = "the input is non-negative (x ≥ 0, images in [0, 1])"
-CLIP_BOUND = "the output is clamped to [0, M] with M ≥ 0 (M = 1)"
 PRECONDITIONS = [BIAS_PADDING, NO_ACTIVATION_INSIDE, NON_NEGATIVE, CLIP_BOUND]
 
 MASKS = {
@@ -169,26 +176,15 @@ def _prove_et(d: Derivation, config: tuple[int, ...]) -> None:
             conv2d(z, last_w, b_last, padding=1), conv2d(h, w_last, b_last, padding=1) + shortcut
         ),
     )
-    channels = out + (1 if out % 4 else 0)  # E8
-    padded_w = concat(last_w, zeros((channels - out, *last_w.shape[1:])))
-    padded_b = concat(b_last, np.array([sp.Integer(0)] * (channels - out), dtype=object))
-    d.zero(
-        f"{label}: the folded last conv computes M − y (E2, {channels - out} dummy output(s), E8)",
-        difference(
-            conv2d(z, -padded_w, M - padded_b, padding=1),
-            M - conv2d(z, padded_w, padded_b, padding=1),
-        ),
+    prove_folded_clip_tail(
+        d,
+        label,
+        z,
+        last_w,
+        b_last,
+        scale,
+        f"{label}: the folded last conv computes M − y (E2, {{dummies}} dummy output(s), E8)",
     )
-    prove_clip_tail(d, label, channels, out, (height, width), scale)
-
-
-def _randomize(model: torch.nn.Module, generator: torch.Generator) -> None:
-    with torch.no_grad():
-        for tensor in model.parameters():
-            if tensor.requires_grad:  # the fixed masks stay as they are
-                tensor.copy_(
-                    0.3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
-                )
 
 
 def _conformance(d: Derivation) -> str:
@@ -203,14 +199,14 @@ def _conformance(d: Derivation) -> str:
     try:
         for cin, cout in ((1, 4), (3, 2)):
             block = ECB(cin, cout, 2.0, act_type="linear").double()
-            _randomize(block, generator)
+            randomize_parameters(block, generator)
             folded = fold_ecb(block).double()
             x = torch.randn((2, cin, 5, 4), generator=generator, dtype=torch.float64)
             with torch.no_grad():
                 block_error = max(block_error, (block(x) - folded(x)).abs().max().item())
         for colors, scale in ((1, 2), (3, 3)):
             model = ECBSR(colors, colors, scale, 1, 4).double().eval()
-            _randomize(model, generator)
+            randomize_parameters(model, generator)
             converted = convert_ecbsr(model).double().eval()
             x = torch.rand((2, colors, 5, 4), generator=generator, dtype=torch.float64)
             with torch.no_grad():
@@ -284,11 +280,5 @@ def prove() -> ProofResult:
         clamp(1 + pixel),
         clamp(1 + prelu(pixel, 0)),
     )
-    y = sp.Rational(1, 2)
-    d.counterexample(
-        CLIP_BOUND,
-        "M = −1, y = 1/2: clamp(y, 0, M) = −1 but ReLU(M − ReLU(M − y)) = 0",
-        clamp(y, -1),
-        relu(-1 - relu(-1 - y)),
-    )
+    clip_bound_counterexample(d)
     return d.result

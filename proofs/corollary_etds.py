@@ -42,6 +42,7 @@ STATEMENT = (
 NONLINEARITY = "the activation after every hidden layer is ReLU on both streams"
 GEOMETRY = "all convs of a layer share kernel 3×3, stride 1, padding 1, dilation 1"
 CLIP_BOUND = "the output is clamped to [0, M] with M ≥ 0 (M = 1)"
+CLIP_COUNTEREXAMPLE = "M = −1, y = 1/2: clamp(y, 0, M) = −1 but ReLU(M − ReLU(M − y)) = 0"
 PRECONDITIONS = [NONLINEARITY, GEOMETRY, CLIP_BOUND]
 
 # (colours C, backbone channels F_b, residual channels F_r, scale s, height, width)
@@ -137,6 +138,55 @@ def prove_clip_tail(
         )
 
 
+def prove_folded_clip_tail(
+    d: Derivation,
+    label: str,
+    z: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    scale: int,
+    statement: str,
+) -> None:
+    """E8 + E2 on the last conv ``(weight, bias)`` reading ``z``, then :func:`prove_clip_tail`.
+
+    The ``C·s²`` real outputs get one zero dummy output when they are not a multiple of 4 (E8:
+    27 → 28 at ×3); the folded conv ``conv(z; −W, M − b)`` is proved to compute ``M − y``.
+    ``statement`` is that step's text; ``{dummies}`` in it becomes the dummy count.
+    """
+    real = weight.shape[0]
+    channels = real + (1 if real % 4 else 0)
+    padded_w = concat(weight, zeros((channels - real, *weight.shape[1:])))
+    padded_b = concat(bias, np.array([sp.Integer(0)] * (channels - real), dtype=object))
+    d.zero(
+        statement.format(dummies=channels - real),
+        difference(
+            conv2d(z, -padded_w, M - padded_b, padding=1),
+            M - conv2d(z, padded_w, padded_b, padding=1),
+        ),
+    )
+    prove_clip_tail(d, label, channels, real, z.shape[1:], scale)
+
+
+def clip_bound_counterexample(d: Derivation, description: str = CLIP_COUNTEREXAMPLE) -> None:
+    """Drop ``M ≥ 0``: at M = −1, y = 1/2 the clip tail ``ReLU(M − ReLU(M − y))`` is 0, not −1."""
+    y = sp.Rational(1, 2)
+    d.counterexample(CLIP_BOUND, description, clamp(y, -1), relu(-1 - relu(-1 - y)))
+
+
+def randomize_parameters(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """Overwrite every trainable parameter with ``0.3·N(0, 1)`` float64 draws (frozen ones stay).
+
+    The conformance checks run the converters on such weights: non-zero, non-default, and
+    reproducible from ``generator``.
+    """
+    with torch.no_grad():
+        for tensor in model.parameters():
+            if tensor.requires_grad:
+                tensor.copy_(
+                    0.3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+                )
+
+
 def _etds_layers(config: tuple[int, ...]) -> dict[str, np.ndarray]:
     colors, fb, fr, scale, _, _ = config
     out = colors * scale * scale
@@ -212,17 +262,16 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
         f"{label}: tail, PS(conv(x; W_l)) + PS(conv(r; W_rl)) = PS(conv([x; r]; [W_l, W_rl])) (E6)",
         difference(_dual_tail(p, x, r, scale), pixel_shuffle(merged_last, scale)),
     )
-    real = colors * scale * scale
-    channels = real + (1 if real % 4 else 0)  # E8: one dummy output at ×3 (27 → 28)
-    padded_w = concat(m["last_w"], zeros((channels - real, fb + fr, 3, 3)))
-    padded_b = concat(m["last_b"], np.array([sp.Integer(0)] * (channels - real), dtype=object))
-    folded = conv2d(concat(x, r), -padded_w, M - padded_b, padding=1)
-    d.zero(
+    prove_folded_clip_tail(
+        d,
+        label,
+        concat(x, r),
+        m["last_w"],
+        m["last_b"],
+        scale,
         f"{label}: the folded last conv computes M − y: conv(z; −W, M − b) = M − conv(z; W, b) "
-        f"(E2, with {channels - real} dummy output channel(s), E8)",
-        difference(folded, M - conv2d(concat(x, r), padded_w, padded_b, padding=1)),
+        "(E2, with {dummies} dummy output channel(s), E8)",
     )
-    prove_clip_tail(d, label, channels, real, (height, width), scale)
 
 
 def _prove_end_to_end(d: Derivation) -> None:
@@ -262,11 +311,7 @@ def _conformance(d: Derivation) -> str:
     for scale in (2, 3):
         try:
             model = ETDS(3, 3, scale, 2, 7, 3).double().eval()
-            with torch.no_grad():
-                for tensor in model.parameters():
-                    tensor.copy_(
-                        0.3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
-                    )
+            randomize_parameters(model, generator)
             converted = convert_dual_stream(model).double().eval()
             x = torch.rand((2, 3, 6, 5), generator=generator, dtype=torch.float64)
             with torch.no_grad():
@@ -315,12 +360,8 @@ def prove() -> ProofResult:
         v.subs(v, -1),
         relu(v).subs(v, -1),
     )
-    y = sp.Rational(1, 2)
-    d.counterexample(
-        CLIP_BOUND,
-        "M = −1, y = 1/2: clamp(y, 0, M) = min(max(y, 0), M) = −1 but ReLU(M − ReLU(M − y)) = 0",
-        clamp(y, -1),
-        relu(-1 - relu(-1 - y)),
+    clip_bound_counterexample(
+        d, "M = −1, y = 1/2: clamp(y, 0, M) = min(max(y, 0), M) = −1 but ReLU(M − ReLU(M − y)) = 0"
     )
     image = np.array([[[sp.Integer(1), sp.Integer(2)]]], dtype=object)  # 1 channel, 1×2 image
     kernel = np.array([[[[sp.Integer(1), sp.Integer(1), sp.Integer(1)]]]], dtype=object)

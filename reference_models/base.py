@@ -35,6 +35,31 @@ class ReferenceModel(nn.Module):
         self.upscale_factor = int(upscale)
         self.colors = int(colors)
 
+    def _record_stack(
+        self,
+        num_in_ch: int,
+        num_out_ch: int,
+        upscale: int,
+        num_block: int,
+        num_feat: int,
+        **more: Any,
+    ) -> None:
+        """``_record`` for the conv-stack models (Plain, ETDS, ECBSR): the five arguments they
+        share, in the authors' order, then ``more`` in the order given; colours = input channels.
+        """
+        self._record(
+            {
+                "num_in_ch": num_in_ch,
+                "num_out_ch": num_out_ch,
+                "upscale": upscale,
+                "num_block": num_block,
+                "num_feat": num_feat,
+                **more,
+            },
+            upscale=upscale,
+            colors=num_in_ch,
+        )
+
     @property
     def hparams(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this architecture: ``type(self)(**model.hparams)``."""

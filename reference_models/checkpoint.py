@@ -228,56 +228,69 @@ def _act_type(sd: StateDict, key: str) -> str:
 # --------------------------------------------------------------------------- per-architecture
 
 
+def _stack_hparams(
+    colors: int, upscale: int, num_block: int, num_feat: int, **more: Any
+) -> dict[str, Any]:
+    """The arguments the conv-stack models share (colours in = out), then ``more``."""
+    return {
+        "num_in_ch": colors,
+        "num_out_ch": colors,
+        "upscale": upscale,
+        "num_block": num_block,
+        "num_feat": num_feat,
+        **more,
+    }
+
+
+def _conv_last_scale(sd: StateDict, colors: int) -> int:
+    return _exact_scale(_shape(sd, "conv_last.weight")[0], colors, "conv_last")
+
+
+def _backbone_convs(sd: StateDict) -> int:
+    return _count(sd, "backbone_convs.{}.weight")
+
+
 def _dual_stream_hparams(sd: StateDict) -> dict[str, Any]:
     colors = _shape(sd, "conv_first.weight")[1]
     backbone = _shape(sd, "conv_first.weight")[0]
     residual = _shape(sd, "conv_residual_first.weight")[0]
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": _exact_scale(_shape(sd, "conv_last.weight")[0], colors, "conv_last"),
-        "num_block": _count(sd, "backbone_convs.{}.weight"),
-        "num_feat": backbone + residual,
-        "num_residual_feat": residual,
-    }
+    return _stack_hparams(
+        colors,
+        _conv_last_scale(sd, colors),
+        _backbone_convs(sd),
+        backbone + residual,
+        num_residual_feat=residual,
+    )
 
 
 def _only_et_hparams(sd: StateDict) -> dict[str, Any]:
     colors, backbone = _shape(sd, "conv_first.weight")[1], _shape(sd, "conv_first.weight")[0]
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": _exact_scale(_shape(sd, "conv_last.weight")[0], colors, "conv_last"),
-        "num_block": _count(sd, "backbone_convs.{}.weight"),
-        "num_feat": backbone + colors,
-        "num_residual_feat": colors,
-    }
+    return _stack_hparams(
+        colors,
+        _conv_last_scale(sd, colors),
+        _backbone_convs(sd),
+        backbone + colors,
+        num_residual_feat=colors,
+    )
 
 
 def _plain_hparams(sd: StateDict) -> dict[str, Any]:
     colors, width = _shape(sd, "conv_first.weight")[1], _shape(sd, "conv_first.weight")[0]
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": _exact_scale(_shape(sd, "conv_last.weight")[0], colors, "conv_last"),
-        "num_block": _count(sd, "backbone_convs.{}.weight"),
-        "num_feat": width,
-    }
+    return _stack_hparams(colors, _conv_last_scale(sd, colors), _backbone_convs(sd), width)
 
 
 def _etds_inference_hparams(sd: StateDict) -> dict[str, Any]:
     colors, width = _shape(sd, "conv_first.weight")[1], _shape(sd, "conv_first.weight")[0]
     out = _shape(sd, "conv_last.weight")[0]
     scale, _ = _scale_and_extra(out, colors, "conv_last")
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": scale,
-        "num_block": _count(sd, "backbone_convs.{}.weight"),
-        "num_feat": width,
-        "num_residual_feat": colors,
-        "align": _align_for(out, colors, scale),
-    }
+    return _stack_hparams(
+        colors,
+        scale,
+        _backbone_convs(sd),
+        width,
+        num_residual_feat=colors,
+        align=_align_for(out, colors, scale),
+    )
 
 
 def _ecbsr_hparams(sd: StateDict) -> dict[str, Any]:
@@ -288,15 +301,14 @@ def _ecbsr_hparams(sd: StateDict) -> dict[str, Any]:
         raise CheckpointError("ECBSR needs at least a first and a last ECB")
     mid = _shape(sd, "backbone.0.conv1x1_3x3.k0")[0]
     last = _shape(sd, f"backbone.{layers - 1}.conv3x3.weight")[0]
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": _exact_scale(last, colors, "the last ECB"),
-        "num_block": layers - 2,
-        "num_feat": feat,
-        "act_type": _act_type(sd, "backbone.0.act.weight"),
-        "depth_multiplier": mid / feat,
-    }
+    return _stack_hparams(
+        colors,
+        _exact_scale(last, colors, "the last ECB"),
+        layers - 2,
+        feat,
+        act_type=_act_type(sd, "backbone.0.act.weight"),
+        depth_multiplier=mid / feat,
+    )
 
 
 def _ecbsrt_hparams(sd: StateDict) -> dict[str, Any]:
@@ -305,14 +317,13 @@ def _ecbsrt_hparams(sd: StateDict) -> dict[str, Any]:
     if layers < 2:
         raise CheckpointError("ECBSRT needs at least a first and a last conv")
     last = _shape(sd, f"backbone.{layers - 1}.0.weight")[0]
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": _exact_scale(last, colors, "the last conv"),
-        "num_block": layers - 2,
-        "num_feat": feat,
-        "act_type": _act_type(sd, "backbone.0.1.weight"),
-    }
+    return _stack_hparams(
+        colors,
+        _exact_scale(last, colors, "the last conv"),
+        layers - 2,
+        feat,
+        act_type=_act_type(sd, "backbone.0.1.weight"),
+    )
 
 
 def _ecbsret_hparams(sd: StateDict) -> dict[str, Any]:
@@ -325,16 +336,15 @@ def _ecbsret_hparams(sd: StateDict) -> dict[str, Any]:
     feat = width - (colors + 1)
     if feat < 1:
         raise CheckpointError(f"ECBSRET width {width} leaves no real channels for {colors} colours")
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": scale,
-        "num_block": layers - 3,
-        "num_feat": feat,
-        "act_type": _act_type(sd, "backbone.0.1.weight"),
-        "num_extra": None,
-        "align": _align_for(out, colors, scale),
-    }
+    return _stack_hparams(
+        colors,
+        scale,
+        layers - 3,
+        feat,
+        act_type=_act_type(sd, "backbone.0.1.weight"),
+        num_extra=None,
+        align=_align_for(out, colors, scale),
+    )
 
 
 def _abpn_blocks(sd: StateDict) -> int:
@@ -600,6 +610,19 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place:
+    readers never see a half-written file, and a failure leaves ``path`` as it was."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    os.close(handle)
+    try:
+        torch.save(obj, temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(
     model: ReferenceModel, path: str | os.PathLike[str], *, metadata: bool = True
 ) -> None:
@@ -610,11 +633,4 @@ def save_checkpoint(
     payload: Any = sd
     if metadata:
         payload = {"params": sd, METADATA_KEY: {"arch": model.arch, "hparams": model.hparams}}
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    os.close(handle)
-    try:
-        torch.save(payload, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(payload, path)

@@ -116,6 +116,14 @@ def _check_ecbsr(num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, 
         raise ValueError(f"{num_out_ch=} must equal {num_in_ch=} (the shortcut adds the input)")
 
 
+def _conv_act_stack(num_in_ch: int, width: int, num_block: int, act_type: str) -> list[nn.Module]:
+    """The deployed ECB stack before the tail: ``1 + num_block`` × (3×3 conv, activation)."""
+    return [
+        nn.Sequential(nn.Conv2d(in_ch, width, 3, padding=1), make_activation(act_type, width))
+        for in_ch in [num_in_ch] + [width] * num_block
+    ]
+
+
 def _shortcut(x: torch.Tensor, y: torch.Tensor, upscale: int) -> torch.Tensor:
     """``y + repeat_interleave(x, s²)``; one colour broadcasts, which is the same thing."""
     if x.shape[1] > 1:
@@ -139,18 +147,14 @@ class ECBSR(ReferenceModel):
     ) -> None:
         super().__init__()
         _check_ecbsr(num_in_ch, num_out_ch, upscale, num_block, num_feat)
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-                "act_type": act_type,
-                "depth_multiplier": depth_multiplier,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
+        self._record_stack(
+            num_in_ch,
+            num_out_ch,
+            upscale,
+            num_block,
+            num_feat,
+            act_type=act_type,
+            depth_multiplier=depth_multiplier,
         )
         self.num_in_ch = num_in_ch
         self.upscale = upscale
@@ -179,31 +183,10 @@ class ECBSRT(ReferenceModel):
     ) -> None:
         super().__init__()
         _check_ecbsr(num_in_ch, num_out_ch, upscale, num_block, num_feat)
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-                "act_type": act_type,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
-        )
+        self._record_stack(num_in_ch, num_out_ch, upscale, num_block, num_feat, act_type=act_type)
         self.num_in_ch = num_in_ch
         self.upscale = upscale
-        layers = [
-            nn.Sequential(
-                nn.Conv2d(num_in_ch, num_feat, 3, padding=1), make_activation(act_type, num_feat)
-            )
-        ]
-        layers += [
-            nn.Sequential(
-                nn.Conv2d(num_feat, num_feat, 3, padding=1), make_activation(act_type, num_feat)
-            )
-            for _ in range(num_block)
-        ]
+        layers = _conv_act_stack(num_in_ch, num_feat, num_block, act_type)
         layers += [nn.Sequential(nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, padding=1))]
         self.backbone = nn.Sequential(*layers)
         self.upsampler = nn.PixelShuffle(upscale)
@@ -240,32 +223,20 @@ class ECBSRET(ReferenceModel):
         extra = num_in_ch + 1 if num_extra is None else num_extra
         if extra < 0:
             raise ValueError(f"{num_extra=} must be >= 0")
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-                "act_type": act_type,
-                "num_extra": num_extra,
-                "align": align,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
+        self._record_stack(
+            num_in_ch,
+            num_out_ch,
+            upscale,
+            num_block,
+            num_feat,
+            act_type=act_type,
+            num_extra=num_extra,
+            align=align,
         )
         self.upscale = upscale
         self.out_channels = num_out_ch * upscale**2
         width, last = num_feat + extra, aligned_outputs(num_out_ch, upscale, align)
-        layers = [
-            nn.Sequential(
-                nn.Conv2d(num_in_ch, width, 3, padding=1), make_activation(act_type, width)
-            )
-        ]
-        layers += [
-            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), make_activation(act_type, width))
-            for _ in range(num_block)
-        ]
+        layers = _conv_act_stack(num_in_ch, width, num_block, act_type)
         layers += [
             nn.Sequential(nn.Conv2d(width, last, 3, padding=1), nn.ReLU()),
             nn.Sequential(nn.Conv2d(last, last, 1), nn.ReLU()),

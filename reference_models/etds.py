@@ -34,6 +34,11 @@ def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1)
 
 
+def _couplings(in_ch: int, out_ch: int, num_block: int) -> nn.ModuleList:
+    """One 3×3 cross-stream conv per block (zeroed by ``init_weights``)."""
+    return nn.ModuleList(_conv3x3(in_ch, out_ch) for _ in range(num_block))
+
+
 def _check_dual_stream(
     num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, num_feat: int, residual: int
 ) -> None:
@@ -49,11 +54,16 @@ def _check_dual_stream(
         )
 
 
-def _identity_(conv: nn.Conv2d, channels: int) -> None:
-    """Zero ``conv`` and put 1 at the centre tap of its first ``channels`` diagonal entries."""
+def _zero_(conv: nn.Conv2d) -> None:
     with torch.no_grad():
         conv.weight.zero_()
         conv.bias.zero_()
+
+
+def _identity_(conv: nn.Conv2d, channels: int) -> None:
+    """Zero ``conv`` and put 1 at the centre tap of its first ``channels`` diagonal entries."""
+    _zero_(conv)
+    with torch.no_grad():
         centre = conv.kernel_size[0] // 2
         for i in range(channels):
             conv.weight[i, i, centre, centre] = 1.0
@@ -61,9 +71,8 @@ def _identity_(conv: nn.Conv2d, channels: int) -> None:
 
 def _repeat_interleave_(conv: nn.Conv2d, colors: int, repeats: int) -> None:
     """Make ``conv`` copy colour ``i`` to outputs ``i·repeats … i·repeats + repeats - 1``."""
+    _zero_(conv)
     with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
         centre = conv.kernel_size[0] // 2
         for i in range(colors):
             conv.weight[i * repeats : (i + 1) * repeats, i, centre, centre] = 1.0
@@ -83,17 +92,8 @@ class _DualStreamBase(ReferenceModel):
     ) -> None:
         super().__init__()
         _check_dual_stream(num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat)
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-                "num_residual_feat": num_residual_feat,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
+        self._record_stack(
+            num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat=num_residual_feat
         )
         backbone = num_feat - num_residual_feat
         self.conv_first = _conv3x3(num_in_ch, backbone)
@@ -106,6 +106,11 @@ class _DualStreamBase(ReferenceModel):
         self.conv_last = _conv3x3(backbone, out)
         self.conv_residual_last = _conv3x3(num_residual_feat, out)
         self.upsampler = nn.PixelShuffle(upscale)
+        self._add_couplings(backbone, num_residual_feat, num_block)
+        self.init_weights()
+
+    def _add_couplings(self, backbone: int, residual: int, num_block: int) -> None:
+        """Create the cross-stream convs of this variant (after the streams, before init)."""
 
     def init_weights(self) -> None:
         """The paper's residual-stream initialisation (identity, zero couplings, repeat)."""
@@ -115,9 +120,7 @@ class _DualStreamBase(ReferenceModel):
             _identity_(conv, residual)
         for name in ("add_residual_convs", "advanced_residual_convs"):
             for conv in getattr(self, name, ()):
-                with torch.no_grad():
-                    conv.weight.zero_()
-                    conv.bias.zero_()
+                _zero_(conv)
         _repeat_interleave_(self.conv_residual_last, colors, self.upscale_factor**2)
 
     def _step(self, x: torch.Tensor, r: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,21 +141,8 @@ class _DualStreamBase(ReferenceModel):
 class ETDS(_DualStreamBase):
     """The full dual-stream training form: the residual stream feeds the backbone each block."""
 
-    def __init__(
-        self,
-        num_in_ch: int,
-        num_out_ch: int,
-        upscale: int,
-        num_block: int,
-        num_feat: int,
-        num_residual_feat: int,
-    ) -> None:
-        super().__init__(num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat)
-        backbone = num_feat - num_residual_feat
-        self.add_residual_convs = nn.ModuleList(
-            _conv3x3(num_residual_feat, backbone) for _ in range(num_block)
-        )
-        self.init_weights()
+    def _add_couplings(self, backbone: int, residual: int, num_block: int) -> None:
+        self.add_residual_convs = _couplings(residual, backbone, num_block)
 
     def _step(self, x: torch.Tensor, r: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x_next = F.relu(self.backbone_convs[i](x) + self.add_residual_convs[i](r))
@@ -163,18 +153,6 @@ class ETDS(_DualStreamBase):
 class ETDSAblationResidual(_DualStreamBase):
     """Ablation: two streams that never exchange information (only the final sum)."""
 
-    def __init__(
-        self,
-        num_in_ch: int,
-        num_out_ch: int,
-        upscale: int,
-        num_block: int,
-        num_feat: int,
-        num_residual_feat: int,
-    ) -> None:
-        super().__init__(num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat)
-        self.init_weights()
-
     def _step(self, x: torch.Tensor, r: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return F.relu(self.backbone_convs[i](x)), F.relu(self.residual_convs[i](r))
 
@@ -183,24 +161,9 @@ class ETDSAblationResidual(_DualStreamBase):
 class ETDSAblationAdvancedResidual(_DualStreamBase):
     """Ablation: couplings in both directions (residual→backbone and backbone→residual)."""
 
-    def __init__(
-        self,
-        num_in_ch: int,
-        num_out_ch: int,
-        upscale: int,
-        num_block: int,
-        num_feat: int,
-        num_residual_feat: int,
-    ) -> None:
-        super().__init__(num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat)
-        backbone = num_feat - num_residual_feat
-        self.add_residual_convs = nn.ModuleList(
-            _conv3x3(num_residual_feat, backbone) for _ in range(num_block)
-        )
-        self.advanced_residual_convs = nn.ModuleList(
-            _conv3x3(backbone, num_residual_feat) for _ in range(num_block)
-        )
-        self.init_weights()
+    def _add_couplings(self, backbone: int, residual: int, num_block: int) -> None:
+        self.add_residual_convs = _couplings(residual, backbone, num_block)
+        self.advanced_residual_convs = _couplings(backbone, residual, num_block)
 
     def _step(self, x: torch.Tensor, r: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         # both updates read the previous x and r (a simultaneous assignment)
@@ -225,17 +188,8 @@ class ETDSOnlyET(ReferenceModel):
     ) -> None:
         super().__init__()
         _check_dual_stream(num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat)
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-                "num_residual_feat": num_residual_feat,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
+        self._record_stack(
+            num_in_ch, num_out_ch, upscale, num_block, num_feat, num_residual_feat=num_residual_feat
         )
         self.upscale = upscale
         backbone = num_feat - num_residual_feat
@@ -283,18 +237,14 @@ class ETDSForInference(ReferenceModel):
                 f"need num_out_ch == num_in_ch <= num_residual_feat, got {num_out_ch=}, "
                 f"{num_in_ch=}, {num_residual_feat=}"
             )
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-                "num_residual_feat": num_residual_feat,
-                "align": align,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
+        self._record_stack(
+            num_in_ch,
+            num_out_ch,
+            upscale,
+            num_block,
+            num_feat,
+            num_residual_feat=num_residual_feat,
+            align=align,
         )
         self.upscale = upscale
         self.out_channels = num_out_ch * upscale**2

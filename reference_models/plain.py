@@ -26,17 +26,7 @@ class Plain(ReferenceModel):
         )
         if num_block < 0:
             raise ValueError(f"{num_block=} must be >= 0")
-        self._record(
-            {
-                "num_in_ch": num_in_ch,
-                "num_out_ch": num_out_ch,
-                "upscale": upscale,
-                "num_block": num_block,
-                "num_feat": num_feat,
-            },
-            upscale=upscale,
-            colors=num_in_ch,
-        )
+        self._record_stack(num_in_ch, num_out_ch, upscale, num_block, num_feat)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, kernel_size=3, padding=1)
         self.backbone_convs = nn.ModuleList(
             nn.Conv2d(num_feat, num_feat, kernel_size=3, padding=1) for _ in range(num_block)

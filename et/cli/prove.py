@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -117,6 +118,25 @@ def run_proofs(rules: list[str], jobs: int = 1, progress: bool = True) -> list[O
     return outcomes
 
 
+def _check_writable_folder(out: Path, error: type[Exception]) -> None:
+    """Refuse, before minutes of proving, an ``--out`` that can never become a writable folder."""
+    existing = Path(out).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise error(f"--out {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise error(f"--out {out}: {existing} is not writable")
+    probe = existing / f".etds-prove-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except OSError as failure:
+        raise error(
+            f"--out {out}: cannot create folders in {existing} ({failure.strerror})"
+        ) from None
+    probe.rmdir()
+
+
 def run(args: argparse.Namespace) -> int:
     import et
     import proofs
@@ -139,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         selected = sorted(registry, key=rule_order)
     if args.jobs < 1:
         raise CommandError("--jobs must be at least 1")
+    _check_writable_folder(args.out, CommandError)
     outcomes = run_proofs(selected, jobs=args.jobs)
     failures = [o for o in outcomes if not o.ok]
     catalogue = [rule.id for rule in et.list_rules()]

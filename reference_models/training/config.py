@@ -45,14 +45,26 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML text with the float rule above."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    """Parse YAML text with the float rule above; malformed YAML raises ``ValueError``.
+
+    The loader is a ``SafeLoader``: tags such as ``!!python/object`` are refused, never run.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"not valid YAML{line}: {problem}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read the YAML file at ``path`` and apply ``overrides`` (``dotted.key=value``) in order."""
     text = Path(path).read_text(encoding="utf-8")
-    config = parse_yaml(text)
+    try:
+        config = parse_yaml(text)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a training config must be a YAML mapping")
     for override in overrides:

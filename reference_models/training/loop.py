@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from reference_models import build_model, save_checkpoint
+from reference_models.checkpoint import atomic_torch_save
 from reference_models.training import distributed
 from reference_models.training.config import Config, dump_config, get
 from reference_models.training.data import PatchDataset, SeededBatchSampler, make_train_loader
@@ -103,14 +102,7 @@ def residual_trainable(iteration: int, fixed_residual_model_iters: int) -> bool:
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(obj, path)
 
 
 def _rng_state() -> dict[str, Any]:

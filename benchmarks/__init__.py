@@ -1,0 +1,1 @@
+"""Benchmarks of the ET rules and models (``pytest benchmarks``) and their report."""

@@ -1,0 +1,499 @@
+"""Turn ``pytest benchmarks --benchmark-json`` output into ``benchmarks.md`` and a PSNR–latency
+plot.
+
+    python -m benchmarks.report BENCH.json --out docs/
+
+Latency of a benchmark is the *minimum* over its rounds (the least disturbed run: the rounds are
+few and other processes share the cores). Ratios are ``ET / original``: below 1 the conversion
+made the network faster on that runtime, above 1 slower. Each benchmark carries its meaning in
+``extra_info``: ``kind`` (operator, model, deploy, conversion, prove) plus the operator or model,
+the form (original / et), the runtime and, for models, the channel alignment. The non-timing
+facts (Set5 PSNR per model, form and runtime; the machine) are under ``"etds"`` in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Timing", "load", "markdown", "plot", "write_report"]
+
+MARKDOWN_NAME = "benchmarks.md"
+PLOT_NAME = "psnr_latency.png"
+#: The deploy row that stands for "ONNX Runtime fp32" of a model timed only there.
+DEPLOY_DEFAULT = "ort default (all, spin)"
+
+
+class Timing(dict):
+    """One benchmark: its ``extra_info`` plus ``ms`` (minimum), ``median_ms`` and ``rounds``."""
+
+
+def load(path: str | os.PathLike[str]) -> tuple[list[Timing], dict[str, Any], dict[str, Any]]:
+    """The timings, the ``etds`` facts and pytest-benchmark's ``machine_info`` of a JSON file."""
+    data = json.loads(Path(path).read_text())
+    timings = []
+    for bench in data.get("benchmarks", []):
+        stats = bench["stats"]
+        row = Timing(bench.get("extra_info", {}))
+        row.update(
+            name=bench["name"],
+            ms=stats["min"] * 1000.0,
+            median_ms=stats["median"] * 1000.0,
+            rounds=stats["rounds"],
+        )
+        timings.append(row)
+    return timings, data.get("etds", {}), data.get("machine_info", {})
+
+
+def _select(timings: Iterable[Timing], **match: Any) -> list[Timing]:
+    return [t for t in timings if all(t.get(k) == v for k, v in match.items())]
+
+
+def _one(timings: Iterable[Timing], **match: Any) -> Timing | None:
+    found = _select(timings, **match)
+    return found[0] if found else None
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _ratio(et: Timing | None, original: Timing | None) -> str:
+    if et is None or original is None or original["ms"] <= 0:
+        return "—"
+    ratio = et["ms"] / original["ms"]
+    mark = " **slower**" if ratio > 1.05 else ""
+    return f"{ratio:.2f}{mark}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _machine_lines(facts: dict[str, Any], machine_info: dict[str, Any]) -> list[str]:
+    machine = facts.get("machine", {})
+    cpu = machine.get("cpu") or machine_info.get("cpu", {}).get("brand_raw", "?")
+    load = machine.get("load_average_at_end")
+    lines = [
+        f"- CPU: {cpu}; {machine.get('logical_cpus', '?')} logical CPUs; benchmarks pinned to "
+        f"{machine.get('threads', '?')} threads (torch.set_num_threads, ORT intra_op, LiteRT)",
+        f"- torch {machine.get('torch', '?')}, onnxruntime {machine.get('onnxruntime', '?')}, "
+        f"ai-edge-litert {machine.get('ai_edge_litert') or 'not installed'}, "
+        f"Python {machine.get('python', '?')}",
+    ]
+    if load:
+        lines.append(f"- load average at the end of the run: {', '.join(f'{x:.1f}' for x in load)}")
+    return lines
+
+
+def _model_section(timings: list[Timing], facts: dict[str, Any]) -> list[str]:
+    models = _select(timings, kind="model")
+    if not models:
+        return []
+    runtimes = _unique(t["runtime"] for t in models)
+    lines = [
+        "## Whole models, back to back (pytest-benchmark rows)",
+        "",
+        "Latency in ms (minimum over rounds); ratio = ET / original (< 1: ET is faster). "
+        "Each row ran as its own block, so background load can differ between rows.",
+        "",
+    ]
+    rows = []
+    for model in _unique(t["model"] for t in models):
+        for runtime in runtimes:
+            original = _one(models, model=model, runtime=runtime, form="original")
+            for align in _unique(t.get("align") for t in _select(models, model=model)):
+                et = _one(models, model=model, runtime=runtime, form="et", align=align)
+                if et is None:
+                    continue
+                label = "" if align is None else f" (align {align})"
+                rows.append(
+                    [
+                        model + label,
+                        runtime,
+                        _ms(original["ms"] if original else None),
+                        _ms(et["ms"]),
+                        _ratio(et, original),
+                    ]
+                )
+    lines += _table(["model", "runtime", "original ms", "ET ms", "ET/original"], rows)
+    psnr = facts.get("psnr", {})
+    int8_rows = []
+    for model, values in psnr.items():
+        for form in ("original", "et"):
+            fp32 = values.get(f"{form}/onnxruntime")
+            int8 = values.get(f"{form}/onnxruntime-int8")
+            if fp32 is None or int8 is None:
+                continue
+            torch_psnr = values.get(f"{form}/torch")
+            int8_rows.append(
+                [
+                    model,
+                    form,
+                    "—" if torch_psnr is None else f"{torch_psnr:.4f}",
+                    f"{fp32:.4f}",
+                    f"{int8:.4f}",
+                    f"{int8 - fp32:+.3f}",
+                ]
+            )
+    if int8_rows:
+        lines += [
+            "",
+            "## Set5 PSNR (Y, dB) in float32 and after ONNX Runtime static INT8 quantization",
+            "",
+            "QDQ, per-channel int8 weights, per-tensor uint8 activations, MinMax calibration on "
+            "the 5 Set5 LR images.",
+            "",
+        ]
+        lines += _table(
+            ["model", "form", "PyTorch fp32", "ORT fp32", "ORT INT8", "INT8 − fp32"], int8_rows
+        )
+    return lines
+
+
+def _interleaved_section(facts: dict[str, Any]) -> list[str]:
+    models = facts.get("interleaved", {}).get("models", {})
+    if not models:
+        return []
+
+    def cell(value: float | None, original: float | None) -> list[str]:
+        if value is None or original is None:
+            return [_ms(value), "—"]
+        mark = " **slower**" if value / original > 1.05 else ""
+        return [_ms(value), f"{value / original:.2f}{mark}"]
+
+    rows = []
+    for model, runtimes in models.items():
+        for runtime, forms in runtimes.items():
+            original = forms.get("original")
+            rows.append(
+                [
+                    model,
+                    runtime,
+                    _ms(original),
+                    *cell(forms.get("et"), original),
+                    *cell(forms.get("et-align1"), original),
+                ]
+            )
+    return [
+        "## ET form / original, timed round-robin (the headline ratios)",
+        "",
+        "360×640 LR input, batch 1, float32 unless INT8; each runner's minimum over "
+        "interleaved passes, so both forms see the same background load. ET = "
+        "`convert(model, align=4)` (the converter's default); align 1 = no dummy channels.",
+        "",
+        *_table(
+            [
+                "model",
+                "runtime",
+                "original ms",
+                "ET ms",
+                "ET/original",
+                "ET align 1 ms",
+                "align 1/original",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _interleaved_deploy_section(facts: dict[str, Any]) -> list[str]:
+    deploy = facts.get("interleaved", {}).get("deploy")
+    if not deploy:
+        return []
+    times: dict[str, float] = deploy["ms"]
+    litert = next((v for k, v in times.items() if k.startswith("litert")), None)
+    rows = [
+        [name, _ms(ms), "—" if litert is None else f"{ms / litert:.2f}"]
+        for name, ms in sorted(times.items(), key=lambda item: item[1])
+    ]
+    return [
+        f"## Plain ETDS ({deploy.get('model', '')}, 360×640): LiteRT/XNNPACK vs ONNX Runtime "
+        "set-ups, round-robin",
+        "",
+        *_table(["runtime / set-up", "min ms", "÷ LiteRT"], rows),
+    ]
+
+
+def _findings(facts: dict[str, Any]) -> list[str]:
+    """Sentences computed from the numbers (so they stay true when the report is rebuilt)."""
+    lines = []
+    interleaved = facts.get("interleaved", {})
+    slower, faster = [], []
+    for model, runtimes in interleaved.get("models", {}).items():
+        for runtime, forms in runtimes.items():
+            original, et, et1 = forms.get("original"), forms.get("et"), forms.get("et-align1")
+            if original is None or et is None:
+                continue
+            best = min(v for v in (et, et1) if v is not None)
+            label = f"{model} on {runtime} ({best / original:.2f}×)"
+            (slower if best > 1.05 * original else faster).append(label)
+            if et1 is not None:
+                align = 1 if et1 < et else 4
+                lines.append(
+                    f"- {model} on {runtime}: align {align} is faster "
+                    f"({et:.1f} ms with align 4, {et1:.1f} ms with align 1)."
+                )
+    if slower:
+        lines.insert(
+            0, "- ET is slower, even with the better alignment: " + "; ".join(slower) + "."
+        )
+    if faster:
+        lines.insert(0, "- ET is faster or equal: " + "; ".join(faster) + ".")
+    deploy = interleaved.get("deploy", {}).get("ms", {})
+    litert = next((v for k, v in deploy.items() if k.startswith("litert")), None)
+    ort = {k: v for k, v in deploy.items() if not k.startswith("litert")}
+    if litert and ort:
+        best = min(ort, key=ort.__getitem__)
+        default = ort.get(DEPLOY_DEFAULT)
+        text = (
+            f"- Plain ETDS: best ONNX Runtime set-up `{best}` is {ort[best] / litert:.2f}× LiteRT"
+        )
+        if default is not None:
+            text += f"; the default set-up is {default / litert:.2f}×"
+        lines.append(text + ".")
+    for model, values in facts.get("psnr", {}).items():
+        drops = {
+            form: values[f"{form}/onnxruntime-int8"] - values[f"{form}/onnxruntime"]
+            for form in ("original", "et")
+            if f"{form}/onnxruntime-int8" in values and f"{form}/onnxruntime" in values
+        }
+        if len(drops) == 2:
+            lines.append(
+                f"- INT8 on {model}: {drops['original']:+.3f} dB for the original, "
+                f"{drops['et']:+.3f} dB for the ET form."
+            )
+    return ["## Findings (computed from the tables)", "", *lines] if lines else []
+
+
+def _operator_section(timings: list[Timing]) -> list[str]:
+    ops = _select(timings, kind="operator")
+    if not ops:
+        return []
+    runtimes = _unique(t["runtime"] for t in ops)
+    header = ["operator"]
+    for runtime in runtimes:
+        header += [f"{runtime} original ms", f"{runtime} ET ms", f"{runtime} ET/original"]
+    rows = []
+    for op in _unique(t["op"] for t in ops):
+        row = [op]
+        for runtime in runtimes:
+            original = _one(ops, op=op, runtime=runtime, form="original")
+            et = _one(ops, op=op, runtime=runtime, form="et")
+            row += [
+                _ms(original["ms"] if original else None),
+                _ms(et["ms"] if et else None),
+                _ratio(et, original),
+            ]
+        rows.append(row)
+    return [
+        "## Operators next to their conv(+ReLU) replacement (360×640, 32/48 channels)",
+        "",
+        "The pairs are listed in `benchmarks/bench_operators.py`.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _deploy_section(timings: list[Timing]) -> list[str]:
+    deploy = _select(timings, kind="deploy")
+    if not deploy:
+        return []
+    litert = next((t for t in deploy if t["runtime"].startswith("litert")), None)
+    rows = []
+    for t in sorted(deploy, key=lambda t: t["ms"]):
+        ratio = "—" if litert is None else f"{t['ms'] / litert['ms']:.2f}"
+        rows.append([t["runtime"], _ms(t["ms"]), _ms(t["median_ms"]), ratio])
+    model = deploy[0].get("model", "")
+    return [
+        f"## Plain ETDS ({model}, 360×640), back to back (pytest-benchmark rows)",
+        "",
+        *_table(["runtime / set-up", "min ms", "median ms", "÷ LiteRT"], rows),
+    ]
+
+
+def _conversion_section(timings: list[Timing]) -> list[str]:
+    rows = [
+        [t.get("checkpoint", t["name"]), t.get("target", ""), _ms(t["ms"]), str(t["rounds"])]
+        for t in _select(timings, kind="conversion")
+    ]
+    prove = _one(timings, kind="prove")
+    if not rows and prove is None:
+        return []
+    lines = ["## Conversion + verification, and `etds prove`", ""]
+    if rows:
+        lines += _table(["checkpoint", "converted to", "convert + verify ms", "rounds"], rows)
+    if prove is not None:
+        lines += ["", f"Full `etds prove` (all proofs, one run): {prove['ms'] / 1000:.1f} s."]
+    return lines
+
+
+def markdown(timings: list[Timing], facts: dict[str, Any], machine_info: dict[str, Any]) -> str:
+    """The report text."""
+    sections = [
+        [
+            "# What the Equivalent Transformation buys, measured",
+            "",
+            "Generated by `pytest benchmarks --bench-report docs` (or `python -m "
+            "benchmarks.report BENCH.json --out docs`). On a shared machine absolute "
+            "latencies move between runs with the background load (see the load average); "
+            "compare forms within the round-robin tables, where every runner saw the same load.",
+            "",
+            "Machine:",
+        ],
+        _machine_lines(facts, machine_info),
+        _findings(facts),
+        _interleaved_section(facts),
+        _interleaved_deploy_section(facts),
+        _model_section(timings, facts),
+        _deploy_section(timings),
+        _operator_section(timings),
+        _conversion_section(timings),
+        [f"![PSNR–latency]({PLOT_NAME})"],
+        facts.get("notes", []),
+    ]
+    lines: list[str] = []
+    for section in sections:
+        if section:
+            lines += [*section, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _latency(
+    timings: list[Timing], facts: dict[str, Any], model: str, form: str, runtime: str
+) -> float | None:
+    """The round-robin minimum where there is one, else the pytest-benchmark row's."""
+    interleaved = facts.get("interleaved", {})
+    value = interleaved.get("models", {}).get(model, {}).get(runtime, {}).get(form)
+    if value is not None:
+        return value
+    timing = _one(timings, kind="model", model=model, form=form, runtime=runtime)
+    if timing is not None:
+        return timing["ms"]
+    deploy = interleaved.get("deploy", {})
+    if form == "et" and runtime == "onnxruntime" and deploy.get("model") == model:
+        return deploy["ms"].get(DEPLOY_DEFAULT)
+    timing = _one(timings, kind="deploy", model=model, runtime=DEPLOY_DEFAULT)
+    if form == "et" and runtime == "onnxruntime" and timing is not None:
+        return timing["ms"]
+    return None
+
+
+def plot(timings: list[Timing], facts: dict[str, Any], path: Path) -> None:
+    """Set5 PSNR against ONNX Runtime latency, one panel per upscale factor: original (circle),
+    ET form (square), INT8 (open marker)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    psnr = facts.get("psnr", {})
+    points: dict[str, list[tuple[str, str, float, float]]] = {}
+    for model, values in psnr.items():
+        scale = model.rsplit("x", 1)[-1] if " x" in model else "?"
+        for form in ("original", "et"):
+            for runtime in ("onnxruntime", "onnxruntime-int8"):
+                ms = _latency(timings, facts, model, form, runtime)
+                value = values.get(f"{form}/{runtime}", values.get(f"{form}/torch"))
+                if ms is None or value is None:
+                    continue
+                point = (model, f"{form}/{runtime}", ms, value)
+                points.setdefault(scale, []).append(point)
+    scales = sorted(points) or ["?"]
+    figure, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
+    markers = {"original": "o", "et": "s"}
+    for axis, scale in zip(axes[0], scales, strict=True):
+        for model, key, ms, value in points.get(scale, []):
+            form, runtime = key.split("/")
+            filled = runtime == "onnxruntime"
+            axis.scatter(
+                ms,
+                value,
+                marker=markers[form],
+                s=60,
+                facecolors=None if filled else "none",
+                edgecolors="C0" if form == "original" else "C3",
+                color="C0" if form == "original" else "C3",
+            )
+            axis.annotate(
+                f"{model.rsplit(' x', 1)[0]} {form}{'' if filled else ' int8'}",
+                (ms, value),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=7,
+            )
+        axis.set_title(f"×{scale}, Set5, ONNX Runtime 360×640")
+        axis.set_xlabel("latency (ms, min over rounds)")
+        axis.set_ylabel("PSNR Y (dB)")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temp, dpi=120)
+        os.chmod(temp, _default_file_mode())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(figure)
+
+
+def _default_file_mode() -> int:
+    """``0o666`` less the umask (``mkstemp`` files are 0600; the report is for everyone)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _write_text(path: Path, text: str) -> None:
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.chmod(temp, _default_file_mode())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(json_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
+    """Write ``benchmarks.md`` and ``psnr_latency.png`` into ``out``; return their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings, facts, machine_info = load(json_path)
+    report, figure = out / MARKDOWN_NAME, out / PLOT_NAME
+    _write_text(report, markdown(timings, facts, machine_info))
+    plot(timings, facts, figure)
+    return [report, figure]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
+    parser.add_argument("json", help="the file written by pytest --benchmark-json")
+    parser.add_argument("--out", default="docs", help="output folder (default docs/)")
+    args = parser.parse_args(argv)
+    for path in write_report(args.json, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
