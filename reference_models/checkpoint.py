@@ -537,6 +537,30 @@ def detect_architecture(
 # --------------------------------------------------------------------------- loading
 
 
+#: No super-resolution model of this family comes near this many weights in one tensor.
+MAX_TENSOR_ELEMENTS = 2**28
+
+
+def _check_sizes(sd: StateDict) -> None:
+    """Refuse tensors that claim more elements than their file stores, or absurdly many.
+
+    A crafted file can declare a huge tensor over a tiny storage (stride 0); touching its values
+    would allocate the declared size. This check reads only the metadata.
+    """
+    for key, tensor in sd.items():
+        declared = tensor.numel()
+        if declared > MAX_TENSOR_ELEMENTS:
+            raise CheckpointError(
+                f"tensor {key!r} declares {declared:,} elements (shape {tuple(tensor.shape)}), "
+                f"over the limit of {MAX_TENSOR_ELEMENTS:,}"
+            )
+        stored = tensor.untyped_storage().nbytes() // max(tensor.element_size(), 1)
+        if declared > stored:
+            raise CheckpointError(
+                f"tensor {key!r} declares {declared:,} elements but its file stores {stored:,}"
+            )
+
+
 def _check_finite(sd: StateDict) -> None:
     for key, tensor in sd.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -575,6 +599,7 @@ def from_state_dict(
     ``state_dict`` may also be one of the wrappers listed in the module docstring.
     """
     sd, metadata = unwrap_state_dict(state_dict)
+    _check_sizes(sd)
     _check_finite(sd)
     detected = detect_architecture(
         sd, arch=arch, upscale=upscale, metadata=metadata, source_name=source_name

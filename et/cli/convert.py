@@ -37,8 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--align",
         type=int,
-        default=4,
+        default=None,
         help="pad added channels to a multiple of N (default 4: the authors' widths for RGB)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("onnxruntime-x86", "torch-x86"),
+        default=None,
+        help="choose --align for the runtime where it measured fastest (docs/benchmarks.md); "
+        "every choice is exactly equivalent",
     )
     parser.add_argument(
         "--tolerance",
@@ -62,15 +69,22 @@ def run(args: argparse.Namespace) -> int:
     from reference_models.conversions.verification import verify_models
 
     check_tolerance(args.tolerance)
-    if args.align < 1:
+    if args.align is not None and args.align < 1:
         raise CommandError(f"--align must be a positive integer, got {args.align}")
     if _same_file(args.input, args.output):
         raise CommandError(f"OUT is IN ({args.input}): refusing to overwrite the input")
     if args.output.is_dir():
         raise CommandError(f"OUT {args.output} is a folder; give a file name")
     model = load_model(args.input, arch=None if args.arch == "auto" else args.arch)
+    align = args.align
+    if align is None:
+        align = 4
+        if args.target is not None:
+            from reference_models.export import fastest_alignment
+
+            align = fastest_alignment(type(model).__name__, args.target)
     try:
-        converted = convert(model, align=args.align)
+        converted = convert(model, align=align)
     except (NotConvertibleError, PreconditionError) as error:
         raise CommandError(f"cannot convert {args.input}: {error}") from None
     result = verify_models(model, converted, colors=model.colors)

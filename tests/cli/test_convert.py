@@ -160,3 +160,26 @@ def test_authors_abpn_converts_to_their_et_file(checkpoints_dir: Path, tmp_path:
     assert ours.keys() == theirs.keys()
     # the same layout, the same values up to float32 rounding of the folded weights
     assert all(torch.allclose(ours[k], theirs[k], rtol=0, atol=1e-6) for k in ours)
+
+
+def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
+    from reference_models import ECBSRT, load_checkpoint
+    from reference_models.export import fastest_alignment
+
+    source = tmp_path / "ecbsrt.pth"
+    save_checkpoint(_trained(ECBSRT(3, 3, 2, 2, 8, "prelu"), seed=3), source)
+    widths = {}
+    for target in ("onnxruntime-x86", "torch-x86"):
+        out = tmp_path / f"{target}.pth"
+        assert main(["convert", str(source), str(out), "--target", target]) == 0
+        model = load_checkpoint(out)
+        widths[target] = model.backbone[0][0].out_channels
+        # 8 real + 3 identity channels, zero channels up to a multiple of the chosen alignment
+        align = fastest_alignment("ECBSRT", target)
+        assert widths[target] == -(-11 // align) * align
+    # an explicit --align wins over --target
+    out = tmp_path / "explicit.pth"
+    assert (
+        main(["convert", str(source), str(out), "--target", "onnxruntime-x86", "--align", "8"]) == 0
+    )
+    assert load_checkpoint(out).backbone[0][0].out_channels == 16

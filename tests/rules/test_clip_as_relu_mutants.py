@@ -54,7 +54,11 @@ def test_folded_pair_keeps_the_convs_dtype() -> None:
 def test_refusals_name_rule_condition_and_detail() -> None:
     with pytest.raises(PreconditionError) as info:
         clip_as_relu(nn.Linear(2, 2))
-    assert (info.value.rule, info.value.condition, info.value.detail) == ("E2", IS_CONV, "got Linear")
+    assert (info.value.rule, info.value.condition, info.value.detail) == (
+        "E2",
+        IS_CONV,
+        "got Linear",
+    )
     for bound in (-0.5, math.inf, math.nan):
         with pytest.raises(PreconditionError) as info:
             clip_as_relu(_conv(), bound)
