@@ -129,6 +129,11 @@ def read_notes(path: Path | None) -> dict[str, str]:
     return notes
 
 
+def is_equivalent(note: str) -> bool:
+    """A note that classifies its mutant as equivalent (also "on CPU", "up to rounding")."""
+    return note.startswith("Equivalent")
+
+
 def load_runs(results: Path) -> list[dict]:
     """Every run's JSON, oldest first."""
     runs = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
@@ -157,29 +162,49 @@ def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preambl
             f"{tally['total'] - tally['unchecked']} | {share(tally)} | {run['seconds']} s |"
         )
     lines += ["", "## Every rule module of `et/`, from its latest run", ""]
-    lines += ["| module | rule | run | " + " | ".join(COLUMNS) + " | kill share |"]
-    lines += ["|---" * (len(COLUMNS) + 4) + "|"]
+    lines += [
+        "| module | rule | run | "
+        + " | ".join(COLUMNS)
+        + " | kill share | survivors noted equivalent |"
+    ]
+    lines += ["|---" * (len(COLUMNS) + 5) + "|"]
     overall: Counter = Counter()
     not_run = []
+    equivalent_total = 0
     for module in modules:
         run = latest.get(module)
         if run is None:
             not_run.append(module)
-            cells = ["not run"] + ["–"] * len(COLUMNS) + ["–"]
+            cells = ["not run"] + ["–"] * len(COLUMNS) + ["–", "–"]
             lines.append(f"| {module} | {rule_id_of(module)} | " + " | ".join(cells) + " |")
             continue
         counts = run["modules"][module]["counts"]
         overall.update(counts)
+        equivalent = sum(
+            1
+            for item in run["modules"][module]["survivors"]
+            if is_equivalent(notes.get(item["key"], ""))
+        )
+        equivalent_total += equivalent
         lines.append(
             f"| {module} | {rule_id_of(module)} | {run['label']} | "
             + " | ".join(str(counts[c]) for c in COLUMNS)
-            + f" | {share(counts)} |"
+            + f" | {share(counts)} | {equivalent} |"
         )
     lines.append(
         "| **all checked** | | | "
         + " | ".join(str(overall[c]) for c in COLUMNS)
-        + f" | **{share(overall)}** |"
+        + f" | **{share(overall)}** | {equivalent_total} |"
     )
+    checked = overall["total"] - overall["unchecked"]
+    detected = overall["killed"] + overall["timeout"]
+    if checked - equivalent_total > 0:
+        lines += [
+            "",
+            f"Counting the {equivalent_total} mutants noted as equivalent out, the suite detects "
+            f"{detected} of {checked - equivalent_total} non-equivalent checked mutants: "
+            f"**{100 * detected / (checked - equivalent_total):.1f} %**.",
+        ]
     survivors = [
         (module, item)
         for module in modules

@@ -4,6 +4,7 @@
 #   mutation/run.sh                      # every rule module of et/, 2 workers
 #   LABEL=B MUTATE="et/conv_bn.py et/bn_conv.py" JOBS=16 TIME_LIMIT=600 mutation/run.sh
 #   RECHECK=1 LABEL=B2 MUTATION_WORKDIR=/tmp/etds-mut-B mutation/run.sh
+#   RECHECK=1 SKIP_UNCHECKED=1 ...       # re-run the survivors only, not the unchecked
 #
 # Each run writes mutation/results/$LABEL.json (report.py summarise) and then rebuilds
 # mutation/REPORT.md from every results/*.json (report.py combine: per module, the latest run).
@@ -51,6 +52,9 @@ else
   done
 fi
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
+if [[ -z "${RECHECK:-}" ]]; then
+# a RECHECK keeps the earlier setup.cfg byte for byte: mutmut discards every cached verdict when
+# its pytest arguments change
 {
   echo "[mutmut]"
   echo "source_paths = et/"
@@ -79,6 +83,7 @@ import re, sys, pathlib
 p = pathlib.Path(sys.argv[1]); text = p.read_text()
 p.write_text(re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", text))
 PY
+fi
 
 export PYTHONPATH="$REPO/mutation${PYTHONPATH:+:$PYTHONPATH}"
 export ETDS_HYPOTHESIS_PROFILE=mutation
@@ -88,37 +93,32 @@ cd "$WORK"
 
 # mutmut stops when a selected test fails on the unmutated code; tests still being written by
 # others may (and in a RECHECK, tests of behaviour added to et/ after the snapshot will), so run
-# the selection once (in parallel) and deselect what fails, listing it in the report
+# the selection once (in parallel) and deselect what fails through the plugin
+# (ETDS_MUTATION_DESELECT), listing it in the report
 python3 -m pytest -q -p hypothesis_mutation_profile -p no:cacheprovider -n "$JOBS" -rf \
   $TESTS > clean-run.log 2>&1 || true
 grep -E '^(FAILED|ERROR) ' clean-run.log | sed -E 's/^(FAILED|ERROR) ([^ ]+).*/\2/' | sort -u > failing-tests.txt || true
-{
-  echo "    -p"
-  echo "    hypothesis_mutation_profile"
-  while read -r node; do echo "    --deselect"; echo "    $node"; done < failing-tests.txt
-} > extra-args.txt
-python3 - <<'PY'
-import pathlib
-cfg = pathlib.Path("setup.cfg"); text = cfg.read_text()
-extra = pathlib.Path("extra-args.txt").read_text()
-cfg.write_text(text.replace("    -p\n    hypothesis_mutation_profile\n", extra, 1))
-PY
+export ETDS_MUTATION_DESELECT="$WORK/failing-tests.txt"
 echo "clean run: $(tail -1 clean-run.log); deselected $(wc -l < failing-tests.txt) failing test(s)"
 
 NAMES=()
 if [[ -n "${RECHECK:-}" ]]; then
-  # the earlier run's surviving mutants (and those it never reached), by name
-  mapfile -t NAMES < <(python3 - $MUTATE <<'PY'
-import json, sys, pathlib
+  # the earlier run's surviving mutants and (unless SKIP_UNCHECKED is set) those it never
+  # reached, by name
+  mapfile -t NAMES < <(SKIP_UNCHECKED="${SKIP_UNCHECKED:-}" python3 - $MUTATE <<'PY'
+import json, os, sys, pathlib
+wanted = {0, 5, 33} | (set() if os.environ["SKIP_UNCHECKED"] else {None})
 for module in sys.argv[1:]:
     meta = pathlib.Path("mutants") / f"{module}.meta"
     if meta.is_file():
         for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-            if code in (0, 5, 33, None):
+            if code in wanted:
                 print(key)
 PY
 )
   echo "re-running ${#NAMES[@]} mutant(s)"
+  mkdir -p verdicts-before-recheck
+  find mutants -name '*.meta' -exec cp --parents {} verdicts-before-recheck/ \;
   [[ ${#NAMES[@]} -gt 0 ]] || NAMES=("no-such-mutant-left")
 fi
 start=$(date +%s)

@@ -72,3 +72,19 @@ def test_zero_bound_is_accepted() -> None:
     x = torch.rand(1, 2, 5, 5, dtype=torch.float64)
     with torch.no_grad():
         assert not clip_as_relu_sequential(conv, 0.0)(x).any()
+
+
+def test_pair_defaults_to_bound_one() -> None:
+    """``clip_as_relu(conv)`` without a bound clamps to [0, 1]."""
+    conv = _conv()
+    folded, clip = clip_as_relu(conv)
+    x = torch.rand(2, 2, 6, 6, dtype=torch.float64) * 2 - 0.5
+    with torch.no_grad():
+        got = torch.relu(clip(torch.relu(folded(x))))
+        torch.testing.assert_close(got, torch.clamp(conv(x), 0.0, 1.0), rtol=0, atol=1e-12)
+
+
+def test_clip_bias_is_the_bound_in_the_requested_dtype() -> None:
+    """M = 0.1 is not a float32 number: the float64 bias must be float64's 0.1, not float32's."""
+    clip = clip_conv(2, 0.1, dtype=torch.float64)
+    assert torch.equal(clip.bias.detach(), torch.full((2,), 0.1, dtype=torch.float64))

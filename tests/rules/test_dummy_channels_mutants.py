@@ -110,3 +110,10 @@ def test_extra_overrides_the_aligned_count() -> None:
     assert pad_output_channels(conv, 4, bias=-2.0, extra=3).out_channels == 7
     assert pad_output_channels(conv, 4, extra=0).out_channels == 4
     assert pad_output_channels(conv, 3).out_channels == 6
+
+
+def test_dummy_outputs_default_to_zero() -> None:
+    """Without ``bias`` the dummy outputs are the constant 0."""
+    padded = pad_output_channels(_conv(out_ch=5), 4)
+    assert padded.out_channels == 8
+    assert not padded.weight[5:].any() and not padded.bias[5:].any()
