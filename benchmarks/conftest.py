@@ -9,7 +9,7 @@
 * Without ``--benchmark-json`` the JSON goes to ``.benchmarks/etds.json``; after the run the
   Markdown report and the PSNR–latency plot are written to ``--bench-report DIR`` (default
   ``.benchmarks/report``; ``--bench-report docs`` regenerates the committed ``docs/benchmarks.md``
-  and ``docs/psnr_latency.png``).
+  and ``docs/psnr_latency.svg``).
 * Facts that are not timings (Set5 PSNR of each model and runtime, the machine) are collected in
   :data:`FACTS` by the benchmarks and stored under ``"etds"`` in the JSON.
 """
@@ -55,7 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench-report",
         metavar="DIR",
         default=None,
-        help="write benchmarks.md and psnr_latency.png here after the run "
+        help="write benchmarks.md and psnr_latency.svg here after the run "
         "(default .benchmarks/report)",
     )
 

@@ -24,7 +24,8 @@ from typing import Any
 __all__ = ["Timing", "load", "markdown", "plot", "write_report"]
 
 MARKDOWN_NAME = "benchmarks.md"
-PLOT_NAME = "psnr_latency.png"
+# SVG: text, so the committed plot diffs and stays small; browsers and GitHub render it
+PLOT_NAME = "psnr_latency.svg"
 #: The deploy row that stands for "ONNX Runtime fp32" of a model timed only there.
 DEPLOY_DEFAULT = "ort default (all, spin)"
 
@@ -442,7 +443,7 @@ def plot(timings: list[Timing], facts: dict[str, Any], path: Path) -> None:
         axis.set_ylabel("PSNR Y (dB)")
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
         figure.savefig(temp, dpi=120)
@@ -475,7 +476,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(json_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
-    """Write ``benchmarks.md`` and ``psnr_latency.png`` into ``out``; return their paths."""
+    """Write ``benchmarks.md`` and ``psnr_latency.svg`` into ``out``; return their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings, facts, machine_info = load(json_path)

@@ -105,13 +105,13 @@ def test_round_robin_tables(synthetic: Path) -> None:
     assert report._latency(timings, facts, "M x2", "et", "onnxruntime") == 150.0
 
 
-def test_write_report_makes_markdown_and_png(synthetic: Path, tmp_path: Path) -> None:
+def test_write_report_makes_markdown_and_svg(synthetic: Path, tmp_path: Path) -> None:
     report = _report_module()
     out = tmp_path / "out"
     written = report.write_report(synthetic, out)
-    assert {p.name for p in written} == {"benchmarks.md", "psnr_latency.png"}
-    assert (out / "psnr_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in out.iterdir()) == ["benchmarks.md", "psnr_latency.png"]
+    assert {p.name for p in written} == {"benchmarks.md", "psnr_latency.svg"}
+    assert b"<svg" in (out / "psnr_latency.svg").read_bytes()[:2000]
+    assert sorted(p.name for p in out.iterdir()) == ["benchmarks.md", "psnr_latency.svg"]
 
 
 def test_command_line(synthetic: Path, tmp_path: Path) -> None:
