@@ -38,6 +38,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--samples", type=int, default=12, help="fuzzed images per probe batch (default 12)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fuzzed inputs")
+    parser.add_argument(
+        "--input-range",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("LOW", "HIGH"),
+        help="draw the fuzzed inputs from [LOW, HIGH] instead of [0, 1] (e.g. for models fed "
+        "mean-subtracted images); outputs are still compared clamped to [0, 1]",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -65,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     check_tolerance(args.tolerance)
     if args.samples < 1:
         raise CommandError(f"--samples must be at least 1, got {args.samples}")
+    low, high = args.input_range
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise CommandError(f"--input-range needs finite LOW < HIGH, got {low} {high}")
     original = load_model(args.original)
     converted = load_model(args.converted)
     colors = getattr(original, "colors", 3)
@@ -82,7 +94,13 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--images {args.images}: {error}") from None
     try:
         result = verify_models(
-            original, converted, colors=colors, samples=args.samples, seed=args.seed, images=images
+            original,
+            converted,
+            colors=colors,
+            samples=args.samples,
+            seed=args.seed,
+            images=images,
+            domain=(low, high),
         )
     except (ValueError, RuntimeError) as error:
         raise CommandError(f"cannot compare the models: {str(error).splitlines()[0]}") from None

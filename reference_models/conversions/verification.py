@@ -19,6 +19,7 @@ The default inputs are built to catch subtle mistakes, not just gross ones:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from et.domain import IMAGE_UNIT, InputDomain, as_domain
 from et.testing import probe_inputs
 
 #: the spatial sizes the fuzzed inputs use: one even and square, one odd and non-square
@@ -47,25 +49,36 @@ def _first_output(output: torch.Tensor | tuple | list) -> torch.Tensor:
     return output[0] if isinstance(output, tuple | list) else output
 
 
-def fuzz_inputs(colors: int, *, samples: int = 12, seed: int = 0) -> list[torch.Tensor]:
-    """Batches of float64 inputs in [0, 1] with ``colors`` channels (see the module docstring).
+def fuzz_inputs(
+    colors: int,
+    *,
+    samples: int = 12,
+    seed: int = 0,
+    domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
+) -> list[torch.Tensor]:
+    """Batches of float64 inputs in ``domain`` (default [0, 1]) with ``colors`` channels.
 
     ``samples`` counts the images of each probe batch; one batch per size in
-    :data:`PROBE_SIZES`, plus a near-black and a mid-grey noise batch at the first size.
+    :data:`PROBE_SIZES`, plus a batch near the domain's low end and one around its middle at
+    the first size (see the module docstring). The domain must be finite.
     """
     if samples < 1:
         raise ValueError(f"{samples=} must be at least 1")
+    domain = as_domain(domain)
+    if not (math.isfinite(domain.low) and math.isfinite(domain.high)):
+        raise ValueError(f"the input range {domain} must be finite")
+    low, span = domain.low, domain.high - domain.low
     batches = [
-        probe_inputs((colors, height, width), samples=samples, seed=seed + index)
+        probe_inputs((colors, height, width), domain=domain, samples=samples, seed=seed + index)
         for index, (height, width) in enumerate(PROBE_SIZES)
     ]
     generator = torch.Generator().manual_seed(seed + len(PROBE_SIZES))
     height, width = PROBE_SIZES[0]
     noise_shape = (max(samples // 2, 1), colors, height, width)
     uniform = torch.rand(noise_shape, generator=generator, dtype=torch.float64)
-    batches.append(0.05 * uniform)
+    batches.append(low + span * 0.05 * uniform)
     uniform = torch.rand(noise_shape, generator=generator, dtype=torch.float64)
-    batches.append(0.4 + 0.2 * uniform)
+    batches.append(low + span * (0.4 + 0.2 * uniform))
     return batches
 
 
@@ -128,7 +141,8 @@ def verify_models(
     samples: int = 12,
     seed: int = 0,
     images: Sequence[torch.Tensor] = (),
+    domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
 ) -> Verification:
-    """Compare the two models on :func:`fuzz_inputs` and on ``images`` (LR inputs)."""
-    batches = [*fuzz_inputs(colors, samples=samples, seed=seed), *images]
+    """Compare the two models on :func:`fuzz_inputs` over ``domain`` and on ``images``."""
+    batches = [*fuzz_inputs(colors, samples=samples, seed=seed, domain=domain), *images]
     return max_clamped_difference(original, converted, batches)

@@ -15,7 +15,8 @@ measured numbers, so a change in either direction shows up here:
   active, so no input generator can raise it); it is below the 0.01/255 tolerance and caught
   at ``--tolerance 0.001`` (an exact conversion measures ~1.3e-5/255 there: verify loads the
   float64 state dicts into float32 models);
-* inputs with negative values: verify feeds images in [0, 1], where the conversion is exact.
+* inputs with negative values: verify feeds images in [0, 1] by default, where the conversion
+  is exact; ``--input-range -1 1`` (the deployment domain of such a model) flags it.
 """
 
 from __future__ import annotations
@@ -160,3 +161,24 @@ def test_hidden_layer_bias_error_is_below_the_default_tolerance(tmp_path: Path) 
     assert code == 0 and 0.001 < report["max_abs_error_255"] < DEFAULT_TOLERANCE_255
     code, report, _ = _verify(original, converted, "--tolerance", "0.001")
     assert code == 1 and report["equivalent"] is False
+
+
+def test_negative_input_bug_is_flagged_over_its_declared_range(tmp_path: Path) -> None:
+    """The same pair passes on [0, 1] (exact there) and fails over the domain it breaks."""
+    case = relu_on_identity_channels_negative_inputs()
+    original, converted = _saved_pair(case, tmp_path)
+    code, report, stderr = _verify(original, converted)
+    assert code == 0, stderr
+    code, report, stderr = _verify(original, converted, "--input-range", "-1", "1")
+    assert code == 1, stderr
+    assert report["equivalent"] is False
+    assert report["max_abs_error_255"] > 1.0
+
+
+def test_input_range_must_be_finite_and_ordered(tmp_path: Path) -> None:
+    case = relu_on_identity_channels_negative_inputs()
+    original, converted = _saved_pair(case, tmp_path)
+    for bad in (("1", "0"), ("0", "inf"), ("nan", "1")):
+        code, _, stderr = _verify(original, converted, "--input-range", *bad)
+        assert code == 2
+        assert "--input-range" in stderr and "Traceback" not in stderr
