@@ -26,6 +26,7 @@ from proofs.corollary_abpn import carry_layer, dirac, repeat_kernel
 from proofs.corollary_etds import (
     CLIP_BOUND,
     clamp,
+    clamped_deviation,
     clip_bound_counterexample,
     concat,
     prove_folded_clip_tail,
@@ -209,10 +210,7 @@ def _conformance(d: Derivation) -> str:
             randomize_parameters(model, generator)
             converted = convert_ecbsr(model).double().eval()
             x = torch.rand((2, colors, 5, 4), generator=generator, dtype=torch.float64)
-            with torch.no_grad():
-                model_error = max(
-                    model_error, (model(x).clamp(0, 1) - converted(x)).abs().max().item()
-                )
+            model_error = max(model_error, clamped_deviation(model, converted, x))
     except Exception as error:  # the converter broke: that is a failed conformance step
         d.true("conformance: fold_ecb / convert_ecbsr run in float64", False, repr(error))
     d.true(

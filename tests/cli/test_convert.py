@@ -4,48 +4,15 @@ the input is never overwritten."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_support import run_etds, trained
 
 from et.cli import main
 from et.testing import probe_inputs
 from reference_models import ABPN, ABPN_ET, ESPCN, ETDS, ETDSForInference, save_checkpoint
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread is much faster than several on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _trained(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Trained-magnitude weights: N(0, 1/fan_in) kernels, small non-zero biases."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            fan_in = param[0].numel() if param.dim() == 4 else 1
-            param.copy_(noise / fan_in**0.5 if param.dim() == 4 else 0.05 * noise + 0.01)
-    return model.eval()
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "et", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _files(folder: Path) -> set[str]:
@@ -55,13 +22,13 @@ def _files(folder: Path) -> set[str]:
 @pytest.fixture
 def etds_file(tmp_path: Path) -> Path:
     path = tmp_path / "etds_x3.pth"
-    save_checkpoint(_trained(ETDS(3, 3, 3, 2, 12, 3), seed=0), path, metadata=False)
+    save_checkpoint(trained(ETDS(3, 3, 3, 2, 12, 3), seed=0), path, metadata=False)
     return path
 
 
 def test_convert_writes_a_verified_plain_state_dict(etds_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "etds_x3_et.pth"
-    done = _run("convert", str(etds_file), str(out), "--json")
+    done = run_etds("convert", str(etds_file), str(out), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["source_arch"] == "ETDS" and report["target_arch"] == "ETDSForInference"
@@ -92,7 +59,7 @@ def test_failed_verification_writes_nothing(etds_file: Path, tmp_path: Path) -> 
     # the converted weights are rounded to float32 once, so the float64 check measures a
     # small non-zero error: a zero tolerance makes verification fail
     out = tmp_path / "never.pth"
-    done = _run("convert", str(etds_file), str(out), "--tolerance", "0", "--json")
+    done = run_etds("convert", str(etds_file), str(out), "--tolerance", "0", "--json")
     assert done.returncode == 1
     report = json.loads(done.stdout)
     assert report["equivalent"] is False and report["written"] is False
@@ -102,7 +69,7 @@ def test_failed_verification_writes_nothing(etds_file: Path, tmp_path: Path) -> 
 
 def test_refuses_to_overwrite_the_input(etds_file: Path) -> None:
     before = etds_file.read_bytes()
-    done = _run("convert", str(etds_file), str(etds_file))
+    done = run_etds("convert", str(etds_file), str(etds_file))
     assert done.returncode == 2
     assert "refusing to overwrite the input" in done.stderr
     assert etds_file.read_bytes() == before
@@ -123,9 +90,9 @@ def test_bad_input_exits_2_and_writes_nothing(problem: str, tmp_path: Path, caps
     if problem == "unreadable":
         source.write_bytes(b"\x00garbage")
     elif problem == "not convertible":
-        save_checkpoint(_trained(ESPCN(3, 2), seed=0), source, metadata=False)
+        save_checkpoint(trained(ESPCN(3, 2), seed=0), source, metadata=False)
     elif problem == "bad align":
-        save_checkpoint(_trained(ABPN(4, 1, 2), seed=0), source, metadata=False)
+        save_checkpoint(trained(ABPN(4, 1, 2), seed=0), source, metadata=False)
         args += ["--align", "0"]
     existing = _files(tmp_path)
     assert main(args) == 2
@@ -152,7 +119,7 @@ def test_converting_a_converted_file_is_the_identity(etds_file: Path, tmp_path: 
 @pytest.mark.shared
 def test_authors_abpn_converts_to_their_et_file(checkpoints_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "abpn_et.pth"
-    done = _run("convert", str(checkpoints_dir / "ABPN_M4C28_x3.pth"), str(out), "--json")
+    done = run_etds("convert", str(checkpoints_dir / "ABPN_M4C28_x3.pth"), str(out), "--json")
     assert done.returncode == 0, done.stderr
     ours = torch.load(out, weights_only=True)
     theirs = torch.load(checkpoints_dir / "ABPN_ET_M4C28_x3.pth", weights_only=True)
@@ -167,7 +134,7 @@ def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
     from reference_models.export import fastest_alignment
 
     source = tmp_path / "ecbsrt.pth"
-    save_checkpoint(_trained(ECBSRT(3, 3, 2, 2, 8, "prelu"), seed=3), source)
+    save_checkpoint(trained(ECBSRT(3, 3, 2, 2, 8, "prelu"), seed=3), source)
     widths = {}
     for target in ("onnxruntime-x86", "torch-x86"):
         out = tmp_path / f"{target}.pth"

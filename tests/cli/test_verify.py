@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_support import run_etds, trained
 from PIL import Image
 
 from et.cli import main
@@ -20,53 +19,22 @@ from reference_models import ABPN, ETDS, save_checkpoint
 from reference_models.conversions import convert
 from reference_models.conversions.verification import verify_models
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.01
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread is much faster than several on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _trained(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Trained-magnitude weights: N(0, 1/fan_in) kernels, small non-zero biases."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            fan_in = param[0].numel() if param.dim() == 4 else 1
-            param.copy_(noise / fan_in**0.5 if param.dim() == 4 else 0.05 * noise + 0.01)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def abpn_pair(tmp_path_factory) -> tuple[Path, Path, torch.nn.Module, torch.nn.Module]:
     folder = tmp_path_factory.mktemp("pair")
-    original = _trained(ABPN(8, 2, 3), seed=0)
+    original = trained(ABPN(8, 2, 3), seed=0)
     converted = convert(original)
     save_checkpoint(original, folder / "abpn.pth", metadata=False)
     save_checkpoint(converted, folder / "abpn_et.pth", metadata=False)
     return folder / "abpn.pth", folder / "abpn_et.pth", original, converted
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "et", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_json_contract_through_the_command_line(abpn_pair) -> None:
     original, converted, *_ = abpn_pair
-    done = _run("verify", str(original), str(converted), "--json")
+    done = run_etds("verify", str(original), str(converted), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # stdout is exactly one JSON object
     assert set(report) == {"max_abs_error_255", "tolerance_255", "equivalent", "inputs"}
@@ -78,7 +46,7 @@ def test_json_contract_through_the_command_line(abpn_pair) -> None:
 
 def test_different_models_exit_1(abpn_pair, tmp_path, capsys) -> None:
     original, *_ = abpn_pair
-    other = _trained(ABPN(8, 2, 3), seed=1)
+    other = trained(ABPN(8, 2, 3), seed=1)
     save_checkpoint(other, tmp_path / "other.pth", metadata=False)
     assert main(["verify", str(original), str(tmp_path / "other.pth"), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
@@ -157,7 +125,7 @@ def test_bad_input_exits_2_with_one_line(problem: str, abpn_pair, tmp_path, caps
     elif problem == "negative tolerance":
         args += ["--tolerance", "-1"]
     elif problem == "different scales":
-        args[2] = str(_saved(_trained(ETDS(3, 3, 2, 1, 8, 3), seed=0), tmp_path / "x2.pth"))
+        args[2] = str(_saved(trained(ETDS(3, 3, 2, 1, 8, 3), seed=0), tmp_path / "x2.pth"))
     else:
         (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
         args[2] = str(tmp_path / "junk.pth")
@@ -181,7 +149,7 @@ def set5_lr_folder(shared_dir: Path, scale: int, folder: Path) -> Path:
 
 @pytest.mark.shared
 def test_authors_abpn_pair_is_equivalent(checkpoints_dir, shared_dir, tmp_path) -> None:
-    done = _run(
+    done = run_etds(
         "verify",
         str(checkpoints_dir / "ABPN_M4C28_x3.pth"),
         str(checkpoints_dir / "ABPN_ET_M4C28_x3.pth"),

@@ -12,7 +12,6 @@ Weight profiles (never vacuous: biases and PReLU slopes are never zero, slopes c
 
 from __future__ import annotations
 
-import pytest
 import torch
 from hypothesis import strategies as st
 from torch import nn
@@ -115,15 +114,6 @@ def unit_images(
     seed = draw(st.integers(0, 2**31 - 1))
     batch = probe_inputs((colors, height, width), domain=(0.0, high), samples=7, seed=seed)
     return batch.to(dtype)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: one intra-op thread is ~10× faster than several on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def first_output(output):

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conversion_strategies import (  # noqa: F401  (single_thread is an autouse fixture)
+from conversion_strategies import (
     abpn_models,
     clamped_gap,
     randomize_,
     set5_lr_images,
-    single_thread,
     unit_images,
 )
 from hypothesis import given

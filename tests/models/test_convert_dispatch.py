@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conversion_strategies import (  # noqa: F401  (single_thread is an autouse fixture)
+from conversion_strategies import (
     clamped_gap,
     randomize_,
-    single_thread,
 )
 
 from et.testing import probe_inputs

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conversion_strategies import (  # noqa: F401  (single_thread is an autouse fixture)
+from conversion_strategies import (
     clamped_gap,
     ecbsr_models,
     ecbsrt_models,
     randomize_,
     set5_lr_images,
-    single_thread,
     unit_images,
 )
 from hypothesis import given

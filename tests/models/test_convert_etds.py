@@ -11,11 +11,10 @@ import copy
 
 import pytest
 import torch
-from conversion_strategies import (  # noqa: F401  (single_thread is an autouse fixture)
+from conversion_strategies import (
     clamped_gap,
     etds_models,
     randomize_,
-    single_thread,
     unit_images,
 )
 from hypothesis import given

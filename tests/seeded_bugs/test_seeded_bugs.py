@@ -41,15 +41,6 @@ DEFAULT_TOLERANCE_255 = 0.01
 CASES = {builder.__name__: builder for builder in BUILDERS}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors: one intra-op thread is much faster than several on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ClampedFirstOutput(nn.Module):
     """``clamp(model(x)[0], 0, 1)``: what a converted (inference-form) model must compute."""
 
