@@ -344,6 +344,65 @@ def _conversion_section(timings: list[Timing]) -> list[str]:
     return lines
 
 
+def _training_section(timings: list[Timing]) -> list[str]:
+    from reference_models.training.timing import format_duration
+
+    steps = _select(timings, kind="training-step")
+    if not steps and not _select(timings, kind="training-batch"):
+        return []
+    lines = [
+        "## Training: one iteration of the recipe",
+        "",
+        "One `etds train` step (forward, loss, backward, Adam, EMA; ETDS residual stream "
+        "trainable) and the config's whole schedule at that rate, steps only (the closing "
+        "timing line of `etds train` adds the measured validation and checkpoint cost).",
+        "",
+    ]
+    rows = [
+        [
+            t["config"],
+            t["device"],
+            f"{t['batch']} × {t['lq_size']}²",
+            _ms(t["ms"]),
+            f"{t['total_iter']:,}",
+            format_duration(t["total_iter"] * t["ms"] / 1000.0),
+        ]
+        for t in steps
+    ]
+    if rows:
+        header = [
+            "config",
+            "device",
+            "batch × LR patch",
+            "ms / iteration",
+            "iterations",
+            "projected",
+        ]
+        lines += _table(header, rows)
+    batches = _select(timings, kind="training-batch")
+    if batches:
+        first = batches[0]
+        lines += [
+            "",
+            f"Data pipeline ({first['config']}): one batch of {first['batch']} in one worker, by "
+            "sub-image format. A step of *t* ms needs about (ms per batch)/*t* workers to stay "
+            f"fed (the configs use {first['workers']}).",
+            "",
+        ]
+        lines += _table(
+            ["sub-image format", "ms per batch", "HR sub-image KB"],
+            [
+                [
+                    t.get("image_format", "png"),
+                    _ms(t["ms"]),
+                    f"{t['hr_kb_per_file']:.0f}" if "hr_kb_per_file" in t else "—",
+                ]
+                for t in batches
+            ],
+        )
+    return lines
+
+
 def markdown(timings: list[Timing], facts: dict[str, Any], machine_info: dict[str, Any]) -> str:
     """The report text."""
     sections = [
@@ -365,6 +424,7 @@ def markdown(timings: list[Timing], facts: dict[str, Any], machine_info: dict[st
         _deploy_section(timings),
         _operator_section(timings),
         _conversion_section(timings),
+        _training_section(timings),
         [f"![PSNR–latency]({PLOT_NAME})"],
         facts.get("notes", []),
     ]

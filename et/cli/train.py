@@ -2,6 +2,10 @@
 
 One process: ``etds train CONFIG.yml --out DIR``. Several: the same arguments under
 ``torchrun --nproc_per_node=N -m et train ...`` (DistributedDataParallel; rank 0 logs and saves).
+
+The closing lines time the run (steady-state ms/iteration, share spent waiting for data,
+validation and checkpoint cost) and project the config *as written*, before ``--set``, at those
+rates: ``--set train.total_iter=1000`` on the card you will use tells what the full recipe costs.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reference_models.training import load_config, train
-    from reference_models.training.loop import latest_checkpoint
+    from reference_models.training.loop import latest_checkpoint, project_schedule
 
     if not args.config.is_file():
         raise CommandError(f"{args.config}: no such config file")
     try:
         config = load_config(args.config, args.overrides)
+        recipe = load_config(args.config, []) if args.overrides else config
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
     out = args.out or Path("runs") / str(config.get("name") or args.config.stem)
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if not resume.is_file():
             raise CommandError(f"--resume: {resume} does not exist")
     try:
-        result = train(config, out, resume=resume, progress=not args.no_progress)
+        result = train(config, out, resume=resume, progress=not args.no_progress, recipe=recipe)
     except (ValueError, FileNotFoundError) as error:
         raise CommandError(str(error)) from None
     if result.final_path is not None:
@@ -76,4 +81,13 @@ def run(args: argparse.Namespace) -> int:
             f"{result.seconds:.1f} s{scored}; wrote {result.final_path}",
             file=sys.stderr,
         )
+        timing = result.timing
+        if timing is not None and timing.timed_iterations > 0:
+            projection = project_schedule(timing, recipe)
+            print(f"timing: {timing.describe()}", file=sys.stderr)
+            print(
+                f"timing: at this rate, {args.config.name} as written needs "
+                f"{projection.describe()}",
+                file=sys.stderr,
+            )
     return 0

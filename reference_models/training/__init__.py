@@ -6,7 +6,8 @@
 
 Modules: :mod:`.config` (YAML + overrides), :mod:`.data` (patches, augmentation, sampler),
 :mod:`.ema`, :mod:`.schedules`, :mod:`.loop` (the trainer), :mod:`.distributed` (torchrun),
-:mod:`.subimages` (DIV2K sub-image extraction).
+:mod:`.subimages` (DIV2K sub-image extraction), :mod:`.timing` (where a run's time goes, and the
+whole schedule projected from it).
 """
 
 from reference_models.training.config import apply_override, load_config

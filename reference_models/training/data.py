@@ -10,6 +10,9 @@ Sources (``datasets.train`` in a config):
   (``reference_models.imresize``), clipped and rounded to uint8, computed once and cached (in
   memory, or as PNG files under ``lq_cache_dir`` when set, which suits large folders).
 
+Files may be compressed images or raw ``.npy`` arrays (:mod:`.image_files`); raw ones are
+memory-mapped, so a sample reads only its patch instead of decoding the whole image.
+
 A training sample is an LR patch of ``lq_size``² at a random place with the GT patch of
 ``(scale·lq_size)``² at the matching place, then (each with probability ½, the same for both)
 a flip of rows, a flip of columns, a transpose (90° rotation together with the flips), and a
@@ -24,18 +27,22 @@ was interrupted and resumed; the sampler's whole state is the iteration it start
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reference_models.benchmark_data import IMAGE_SUFFIXES, bicubic_lr, mod_crop, read_rgb
+from reference_models.benchmark_data import bicubic_lr, mod_crop
+from reference_models.training.image_files import (
+    TRAINING_SUFFIXES,
+    image_size,
+    is_raw,
+    open_image,
+    write_image_atomically,
+)
 
 #: (image index, sample seed) — what the sampler yields and the dataset receives
 SampleKey = tuple[int, int]
@@ -54,9 +61,16 @@ def list_images(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
-    images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in root.iterdir() if p.suffix.lower() in TRAINING_SUFFIXES)
     if not images:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+        raise FileNotFoundError(f"no images ({', '.join(TRAINING_SUFFIXES)}) in {root}")
+    raw = [p for p in images if is_raw(p)]
+    if raw and len(raw) != len(images):
+        # two extractions into one folder would train on every sub-image twice
+        raise ValueError(
+            f"{root} mixes {len(raw)} raw .npy files with {len(images) - len(raw)} images; "
+            "keep one format per folder"
+        )
     return images
 
 
@@ -74,19 +88,6 @@ def paired_images(
             raise FileNotFoundError(f"{gt_path.name} has no LR image {lq_path}")
         pairs.append(ImagePair(gt_path, lq_path))
     return pairs
-
-
-def write_png_atomically(path: Path, image: np.ndarray) -> None:
-    """Write ``image`` (uint8 HWC RGB) to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(handle)
-    try:
-        Image.fromarray(image).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class PatchDataset(Dataset[dict[str, torch.Tensor]]):
@@ -121,8 +122,7 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
             if pair.lq_path is None:
                 lq_sizes.append(self._prepare_lq(index, pair.gt_path))
             else:
-                with Image.open(pair.lq_path) as image:  # reads the header only
-                    lq_sizes.append((image.height, image.width))
+                lq_sizes.append(image_size(pair.lq_path))
         too_small = [
             f"{pair.gt_path.name} (LR {w}x{h})"
             for pair, (h, w) in zip(self.pairs, lq_sizes, strict=True)
@@ -136,14 +136,14 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
 
     def _prepare_lq(self, index: int, gt_path: Path) -> tuple[int, int]:
         """Make (or find cached) the LR of an HR-only image; return its (height, width)."""
-        gt = mod_crop(read_rgb(gt_path), self.scale)
+        gt = mod_crop(open_image(gt_path), self.scale)
         expected = (gt.shape[0] // self.scale, gt.shape[1] // self.scale)
         if self.lq_cache_dir is None:
             self._memory[index] = (gt, bicubic_lr(gt, self.scale))
             return expected
         cached = self.lq_cache_dir / f"x{self.scale}" / f"{gt_path.stem}.png"
-        if not (cached.is_file() and read_rgb(cached).shape[:2] == expected):
-            write_png_atomically(cached, bicubic_lr(gt, self.scale))
+        if not (cached.is_file() and image_size(cached) == expected):
+            write_image_atomically(cached, bicubic_lr(gt, self.scale))
         self._lq_files[index] = cached
         return expected
 
@@ -155,11 +155,11 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         if index in self._memory:
             return self._memory[index]
         pair = self.pairs[index]
-        gt = read_rgb(pair.gt_path)
+        gt = open_image(pair.gt_path)
         if index in self._lq_files:
-            return mod_crop(gt, self.scale), read_rgb(self._lq_files[index])
+            return mod_crop(gt, self.scale), open_image(self._lq_files[index])
         assert pair.lq_path is not None
-        return gt, read_rgb(pair.lq_path)
+        return gt, open_image(pair.lq_path)
 
     def __getitem__(self, key: SampleKey) -> dict[str, torch.Tensor]:
         index, seed = key

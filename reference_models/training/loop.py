@@ -59,6 +59,7 @@ from reference_models.training.data import PatchDataset, SeededBatchSampler, mak
 from reference_models.training.data import paired_images as _paired_images
 from reference_models.training.ema import ModelEMA
 from reference_models.training.schedules import build_scheduler
+from reference_models.training.timing import RunProjection, RunTimer, TimeBreakdown, warmup_for
 
 CHECKPOINT_FORMAT = "etds-train-v1"
 RESIDUAL_MARK = "residual"
@@ -87,6 +88,7 @@ class TrainResult:
     seconds: float
     losses: list[tuple[int, float]] = field(default_factory=list)
     validations: list[Validation] = field(default_factory=list)
+    timing: TimeBreakdown | None = None
 
 
 def is_residual_parameter(name: str) -> bool:
@@ -140,6 +142,21 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def schedule_of(config: Config) -> tuple[int, int, int]:
+    """``(total_iter, val_freq, save_freq)`` of a config (0: never)."""
+    return (
+        int(float(get(config, "train.total_iter", 0) or 0)),
+        int(float(get(config, "val.val_freq", 0) or 0)),
+        int(float(get(config, "logger.save_checkpoint_freq", 0) or 0)),
+    )
+
+
+def project_schedule(timing: TimeBreakdown, config: Config) -> RunProjection:
+    """What ``config``'s whole schedule would take at the rates ``timing`` measured."""
+    total_iter, val_freq, save_freq = schedule_of(config)
+    return timing.project(total_iter, val_freq, save_freq)
 
 
 def checkpoint_path(out_dir: Path, iteration: int) -> Path:
@@ -198,8 +215,10 @@ class Trainer:
         *,
         resume: str | Path | None = None,
         progress: bool = True,
+        recipe: Config | None = None,
     ) -> None:
         self.config = config
+        self.recipe = recipe if recipe is not None else config
         self.out_dir = Path(out_dir)
         self.progress = progress
         device_name = get(config, "device", None) or "auto"
@@ -309,7 +328,8 @@ class Trainer:
 
     # -- the residual-stream switch -----------------------------------------------------------
 
-    def _apply_residual_switch(self, iteration: int) -> None:
+    def apply_residual_switch(self, iteration: int) -> None:
+        """Freeze or release the residual stream as it is at ``iteration`` (1-based)."""
         trainable = not self.dual_stream or residual_trainable(iteration, self.fixed_residual_iters)
         if trainable == self._trainable_residual:
             return
@@ -432,10 +452,8 @@ class Trainer:
         if self._resume_rng is not None:
             _set_rng_state(self._resume_rng)
         val_opt = self.config.get("val") or {}
-        val_freq = int(float(val_opt.get("val_freq", 0) or 0))
-        logger_opt = self.config.get("logger") or {}
-        print_freq = max(1, int(float(logger_opt.get("print_freq", 100))))
-        save_freq = int(float(logger_opt.get("save_checkpoint_freq", 0) or 0))
+        _, val_freq, save_freq = schedule_of(self.config)
+        print_freq = max(1, int(float(get(self.config, "logger.print_freq", 100))))
         opt = get(self.config, "datasets.train")
         workers = int(opt.get("num_worker_per_gpu", 0) or 0)
         loader = make_train_loader(
@@ -450,23 +468,19 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=self.total_iter, initial=start, unit="it", dynamic_ncols=True)
+        timer = RunTimer(self.device, warmup_for(self.total_iter - start))
         if main and val_opt.get("val_at_start") and start == 0:
-            self._report_validation(result)
+            with timer.phase("validation"):
+                self._report_validation(result)
         began = time.perf_counter()
         try:
             while self.iteration < self.total_iter:
                 self.iteration += 1
-                self._apply_residual_switch(self.iteration)
-                batch = next(batches)
-                lq = batch["lq"].to(self.device, non_blocking=True)
-                gt = batch["gt"].to(self.device, non_blocking=True)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(self.wrapped(lq), gt)
-                loss.backward()
-                self.optimizer.step()
-                self.scheduler.step()
-                if self.ema is not None:
-                    self.ema.update(self.model)
+                self.apply_residual_switch(self.iteration)
+                with timer.data_wait():
+                    batch = next(batches)
+                loss = self.train_step(batch["lq"], batch["gt"])
+                timer.step_finished()
                 at_end = self.iteration == self.total_iter
                 # Reading the loss waits for the device: only every print_freq iterations.
                 if self.iteration % print_freq == 0 or at_end:
@@ -485,9 +499,11 @@ class Trainer:
                     self._record("train/lr", lr)
                 if main:
                     if val_freq and (self.iteration % val_freq == 0 or at_end):
-                        self._report_validation(result)
+                        with timer.phase("validation"):
+                            self._report_validation(result)
                     if save_freq and self.iteration % save_freq == 0:
-                        self.save_checkpoint()
+                        with timer.phase("checkpoint"):
+                            self.save_checkpoint()
                 if save_freq and self.iteration % save_freq == 0:
                     distributed.barrier(self.info)  # nobody runs ahead of a checkpoint
         finally:
@@ -495,6 +511,7 @@ class Trainer:
                 bar.close()
             del batches
         result.seconds = time.perf_counter() - began
+        result.timing = timer.finish()
         if main:
             self.save_checkpoint()
             final = self.out_dir / "final.pth"
@@ -506,9 +523,31 @@ class Trainer:
                 result.seconds,
                 final,
             )
+            self._log_timing(result.timing)
             self._close_logs()
         distributed.barrier(self.info)
         return result
+
+    def train_step(self, lq: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on a batch (steps 3–5 of the module docstring); returns the
+        loss, still on the device (reading it would wait for the device)."""
+        lq = lq.to(self.device, non_blocking=True)
+        gt = gt.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(self.wrapped(lq), gt)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss
+
+    def _log_timing(self, timing: TimeBreakdown) -> None:
+        if timing.timed_iterations < 1:
+            log.info("timing: the run was too short to time steady-state iterations")
+            return
+        log.info("timing: %s", timing.describe())
+        log.info("timing: at this rate, %s", project_schedule(timing, self.recipe).describe())
 
     def _report_validation(self, result: TrainResult) -> None:
         validation = self.validate()
@@ -532,10 +571,15 @@ def train(
     *,
     resume: str | Path | None = None,
     progress: bool = True,
+    recipe: Config | None = None,
 ) -> TrainResult:
-    """Train the model described by ``config`` into ``out_dir`` (see the module docstring)."""
+    """Train the model described by ``config`` into ``out_dir`` (see the module docstring).
+
+    ``recipe`` is the schedule the closing timing line projects to (default ``config``): pass
+    the config as written when ``config`` shortens it for a timing run.
+    """
     try:
-        trainer = Trainer(config, out_dir, resume=resume, progress=progress)
+        trainer = Trainer(config, out_dir, resume=resume, progress=progress, recipe=recipe)
     except BaseException:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

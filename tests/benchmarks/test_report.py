@@ -48,6 +48,27 @@ def synthetic(tmp_path: Path) -> Path:
         _bench("g", [0.10], kind="deploy", model="P x4", runtime="ort default"),
         _bench("h", [1.5], kind="conversion", checkpoint="M.pth", target="M_ET"),
         _bench("i", [42.0], kind="prove"),
+        _bench(
+            "l",
+            [0.27, 0.25],
+            kind="training-step",
+            config="E_x4",
+            device="cpu",
+            batch=32,
+            lq_size=64,
+            total_iter=1_600_000,
+            workers=12,
+        ),
+        _bench(
+            "m",
+            [0.16],
+            kind="training-batch",
+            config="E_x4",
+            batch=32,
+            workers=12,
+            image_format="png",
+            hr_kb_per_file=420.4,
+        ),
     ]
     facts = {
         "psnr": {
@@ -92,6 +113,10 @@ def test_markdown_ratios_and_facts(synthetic: Path) -> None:
     assert "42.0 s" in text
     assert "Test CPU 9000" in text and "torch 9.9" in text
     assert "a note from the run" in text
+    # 1.6 M × 0.25 s = 400 000 s = 4.6 days; the loader's 160 ms per batch per worker
+    assert "| E_x4 | cpu | 32 × 64² | 250.0 | 1,600,000 | 4.6 d |" in text
+    assert "one batch of 32 in one worker" in text and "(the configs use 12)" in text
+    assert "| png | 160.0 | 420 |" in text
 
 
 def test_round_robin_tables(synthetic: Path) -> None:

@@ -56,6 +56,8 @@ def test_thirty_iterations_of_the_released_config(shared_dir: Path, tmp_path: Pa
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    # The projection is of the config as written (1.6 M iterations), not of the 30 run here.
+    assert "train_ETDS_M4C32_x4.yml as written needs 1600000 iterations:" in result.stderr
     final = out / "final.pth"
     model = load_checkpoint(final)
     assert isinstance(model, ETDS)

@@ -95,3 +95,28 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert status == 0
     assert "HR sub-images" in capsys.readouterr().err
     assert main([*argv, "--crop-size", "10"]) == 2
+
+
+def test_an_image_smaller_than_the_crop_fails_before_anything_is_written(tmp_path: Path) -> None:
+    hr_dir, _ = _div2k_like(tmp_path, 2)  # 0001 is 30×42, 0002 is 36×36
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"1 image\(s\).*0001\.png \(42x30\)"):
+        extract_subimages(hr_dir, out, scales=[2], crop_size=32, step=16, workers=1)
+    assert not out.exists()
+    count = extract_subimages(
+        hr_dir, out, scales=[2], crop_size=32, step=16, workers=1, skip_small=True
+    )
+    assert count == len(crop_boxes(36, 36, 32, 16))
+    assert {p.name.split("_")[0] for p in (out / "HR" / "subs").iterdir()} == {"0002"}
+    with pytest.raises(ValueError, match="no image is at least 64x64"):
+        extract_subimages(hr_dir, tmp_path / "o", crop_size=64, step=32, skip_small=True)
+
+
+def test_a_wrong_lr_size_fails_before_anything_is_written(tmp_path: Path) -> None:
+    hr_dir, lr_root = _div2k_like(tmp_path, 3)
+    wrong = lr_root / "X3" / "0002x3.png"
+    Image.fromarray(np.zeros((11, 12, 3), dtype=np.uint8)).save(wrong)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"0002x3\.png: LR 12x11 is not 1/3 of HR 36x36"):
+        extract_subimages(hr_dir, out, scales=[3], lr_dir=lr_root, crop_size=12, step=6)
+    assert not out.exists()
