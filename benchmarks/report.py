@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from reference_models.atomic_file import atomic_path
 
 __all__ = ["Timing", "load", "markdown", "plot", "write_report"]
 
@@ -503,36 +504,11 @@ def plot(timings: list[Timing], facts: dict[str, Any], path: Path) -> None:
         axis.set_ylabel("PSNR Y (dB)")
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temp, dpi=120)
-        os.chmod(temp, _default_file_mode())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format=path.suffix.lstrip("."), dpi=120)
     finally:
         plt.close(figure)
-
-
-def _default_file_mode() -> int:
-    """``0o666`` less the umask (``mkstemp`` files are 0600; the report is for everyone)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _write_text(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.chmod(temp, _default_file_mode())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(json_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
@@ -541,7 +517,8 @@ def write_report(json_path: str | os.PathLike[str], out: str | os.PathLike[str])
     out.mkdir(parents=True, exist_ok=True)
     timings, facts, machine_info = load(json_path)
     report, figure = out / MARKDOWN_NAME, out / PLOT_NAME
-    _write_text(report, markdown(timings, facts, machine_info))
+    with atomic_path(report) as temporary:
+        temporary.write_text(markdown(timings, facts, machine_info), encoding="utf-8")
     plot(timings, facts, figure)
     return [report, figure]
 

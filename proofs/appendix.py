@@ -12,18 +12,19 @@ runs a proof: :mod:`et.cli.prove` runs them and hands the results over.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import sympy as sp
 
 from proofs.contract import Counterexample, ProofResult, Step
+from reference_models.atomic_file import atomic_path
 
 # Corollaries in the order the paper discusses the models; unknown ones follow alphabetically.
 _COROLLARY_ORDER = ("C-ETDS", "C-ABPN", "C-ECBSR")
@@ -590,9 +591,10 @@ def write_appendix(
     """Write ``appendix.md``, ``appendix.tex`` (and ``appendix.pdf`` when asked and
     ``pdflatex`` exists) into ``out_dir``; return the paths written.
 
-    Everything is rendered (and compiled) first, then each file is written to a temporary name
-    in ``out_dir`` and moved into place with :func:`os.replace`, so a failure leaves the old
-    appendix untouched.
+    Everything is rendered (and compiled) first, then every file is written to a temporary
+    name in ``out_dir`` before the first is moved into place
+    (:func:`reference_models.atomic_file.atomic_path`), so a failure leaves the old appendix
+    untouched.
     """
     contents: dict[str, bytes] = {
         "appendix.md": render_markdown(results, missing).encode("utf-8"),
@@ -601,18 +603,7 @@ def write_appendix(
     if pdf and shutil.which("pdflatex") is not None:
         contents["appendix.pdf"] = compile_pdf(contents["appendix.tex"].decode("ascii"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
-    try:
+    with ExitStack() as staged:
         for name, data in contents.items():
-            handle, temp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.chmod(temp, 0o644)  # mkstemp creates 0600; the appendix is meant to be read
-            staged.append((temp, out_dir / name))
-        for temp, final in staged:
-            os.replace(temp, final)
-    finally:
-        for temp, _ in staged:
-            if os.path.exists(temp):
-                os.unlink(temp)
-    return [final for _, final in staged]
+            staged.enter_context(atomic_path(out_dir / name)).write_bytes(data)
+    return [out_dir / name for name in contents]

@@ -40,7 +40,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -51,6 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reference_models.atomic_file import atomic_path
 from reference_models.base import (
     ARCHITECTURES,
     ReferenceModel,
@@ -636,16 +636,10 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` it into place:
-    readers never see a half-written file, and a failure leaves ``path`` as it was."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    os.close(handle)
-    try:
-        torch.save(obj, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through :func:`reference_models.atomic_file.atomic_path`: readers never
+    see a half-written file, and a failure leaves ``path`` as it was."""
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def save_checkpoint(

@@ -23,7 +23,6 @@ import copy
 import io
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from reference_models.atomic_file import atomic_path
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -188,13 +189,6 @@ def _max_error_255(model: nn.Module, session, size: tuple[int, int], seed: int) 
     return float(np.max(np.abs(actual - expected)) * 255.0)
 
 
-def _default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open(path, "w")`` would have given."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -231,15 +225,8 @@ def export_onnx(
                 f"ONNX Runtime differs from PyTorch by {error:.4g}/255 at {size[0]}×{size[1]} "
                 f"(tolerance {tolerance_255}/255); nothing written"
             )
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temp, _default_file_mode())  # mkstemp makes it 0600
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
     return ExportReport(path, opset, sizes, errors, len(data))
 
 
@@ -285,26 +272,20 @@ def quantize_int8(
             return None if item is None else {INPUT_NAME: item.astype(np.float32)}
 
     target = Path(target)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".onnx", dir=target.parent)
-    os.close(handle)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_static logs "consider pre-processing" on root
     try:
-        quantize_static(
-            str(source),
-            temp,
-            _Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-        os.chmod(temp, _default_file_mode())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        with atomic_path(target) as temporary:
+            quantize_static(
+                str(source),
+                str(temporary),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
     finally:
         root.setLevel(level)
     return target

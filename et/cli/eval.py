@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,15 +115,11 @@ def _output_folders(save_dir: str, folders: list[str], names: list[str]) -> dict
 def _write_png_atomically(path: Path, image: NDArray[np.uint8]) -> None:
     from PIL import Image
 
+    from reference_models.atomic_file import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            Image.fromarray(image, mode="RGB").save(stream, format="PNG")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        Image.fromarray(image, mode="RGB").save(temporary, format="PNG")
 
 
 def _finite(value: float) -> float | None:

@@ -50,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reference_models.training import load_config, train
-    from reference_models.training.loop import latest_checkpoint, project_schedule
+    from reference_models.training.loop import latest_checkpoint
 
     if not args.config.is_file():
         raise CommandError(f"{args.config}: no such config file")
@@ -81,13 +81,11 @@ def run(args: argparse.Namespace) -> int:
             f"{result.seconds:.1f} s{scored}; wrote {result.final_path}",
             file=sys.stderr,
         )
-        timing = result.timing
-        if timing is not None and timing.timed_iterations > 0:
-            projection = project_schedule(timing, recipe)
-            print(f"timing: {timing.describe()}", file=sys.stderr)
+        if result.timing is not None and result.projection is not None:
+            print(f"timing: {result.timing.describe()}", file=sys.stderr)
             print(
                 f"timing: at this rate, {args.config.name} as written needs "
-                f"{projection.describe()}",
+                f"{result.projection.describe()}",
                 file=sys.stderr,
             )
     return 0

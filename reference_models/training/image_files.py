@@ -16,13 +16,13 @@ C-ordered ``uint8`` array of shape ``H×W×3``; anything else is refused naming 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from reference_models.atomic_file import atomic_path
 from reference_models.benchmark_data import IMAGE_SUFFIXES, read_rgb
 
 RAW_SUFFIX = ".npy"
@@ -65,17 +65,12 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def write_image_atomically(path: Path, image: NDArray[np.uint8]) -> None:
-    """Write ``image`` (uint8 HWC RGB) to ``path`` as PNG, or raw for a ``.npy`` path, through a
-    temporary file in the same folder and ``os.replace``: a reader never sees half a file."""
+    """Write ``image`` (uint8 HWC RGB) to ``path`` as PNG, or raw for a ``.npy`` path, through
+    :func:`reference_models.atomic_file.atomic_path`: a reader never sees half a file. The
+    folder is created when missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=f"{path.suffix}.tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            if is_raw(path):
-                np.save(file, np.ascontiguousarray(image, dtype=np.uint8), allow_pickle=False)
-            else:
-                Image.fromarray(np.ascontiguousarray(image)).save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        if is_raw(path):
+            np.save(file, np.ascontiguousarray(image, dtype=np.uint8), allow_pickle=False)
+        else:
+            Image.fromarray(np.ascontiguousarray(image)).save(file, format="PNG")

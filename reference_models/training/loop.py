@@ -89,6 +89,8 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     validations: list[Validation] = field(default_factory=list)
     timing: TimeBreakdown | None = None
+    #: ``recipe``'s whole schedule at the measured rates (None: no steady-state iteration timed)
+    projection: RunProjection | None = None
 
 
 def is_residual_parameter(name: str) -> bool:
@@ -100,11 +102,6 @@ def residual_trainable(iteration: int, fixed_residual_model_iters: int) -> bool:
     """Whether the residual stream is updated at ``iteration`` (1-based), as the authors' switch
     behaves: frozen at iteration 1, released when the counter equals the setting."""
     return fixed_residual_model_iters > 1 and iteration >= fixed_residual_model_iters
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(obj, path)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -151,12 +148,6 @@ def schedule_of(config: Config) -> tuple[int, int, int]:
         int(float(get(config, "val.val_freq", 0) or 0)),
         int(float(get(config, "logger.save_checkpoint_freq", 0) or 0)),
     )
-
-
-def project_schedule(timing: TimeBreakdown, config: Config) -> RunProjection:
-    """What ``config``'s whole schedule would take at the rates ``timing`` measured."""
-    total_iter, val_freq, save_freq = schedule_of(config)
-    return timing.project(total_iter, val_freq, save_freq)
 
 
 def checkpoint_path(out_dir: Path, iteration: int) -> Path:
@@ -364,7 +355,8 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         path = checkpoint_path(self.out_dir, self.iteration)
         if self._saved_at != self.iteration:
-            _atomic_torch_save(self._checkpoint(), path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(self._checkpoint(), path)
             self._saved_at = self.iteration
         return path
 
@@ -512,6 +504,8 @@ class Trainer:
             del batches
         result.seconds = time.perf_counter() - began
         result.timing = timer.finish()
+        if result.timing.timed_iterations > 0:
+            result.projection = result.timing.project(*schedule_of(self.recipe))
         if main:
             self.save_checkpoint()
             final = self.out_dir / "final.pth"
@@ -523,7 +517,7 @@ class Trainer:
                 result.seconds,
                 final,
             )
-            self._log_timing(result.timing)
+            self._log_timing(result)
             self._close_logs()
         distributed.barrier(self.info)
         return result
@@ -542,12 +536,12 @@ class Trainer:
             self.ema.update(self.model)
         return loss
 
-    def _log_timing(self, timing: TimeBreakdown) -> None:
-        if timing.timed_iterations < 1:
+    def _log_timing(self, result: TrainResult) -> None:
+        if result.timing is None or result.projection is None:
             log.info("timing: the run was too short to time steady-state iterations")
             return
-        log.info("timing: %s", timing.describe())
-        log.info("timing: at this rate, %s", project_schedule(timing, self.recipe).describe())
+        log.info("timing: %s", result.timing.describe())
+        log.info("timing: at this rate, %s", result.projection.describe())
 
     def _report_validation(self, result: TrainResult) -> None:
         validation = self.validate()

@@ -24,9 +24,9 @@ device, and over hundreds of iterations the lag at either end is negligible.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -151,9 +151,6 @@ class TimeBreakdown:
             f"steady-state iterations ({self.data_wait_fraction:.0%} waiting for data){mean}"
         )
 
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
 
 class RunTimer:
     """Collects a :class:`TimeBreakdown` while the trainer runs (one per process).
@@ -166,7 +163,7 @@ class RunTimer:
         self,
         device: torch.device,
         warmup_iterations: int,
-        clock=time.perf_counter,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if warmup_iterations < 0:
             raise ValueError(f"warmup_iterations={warmup_iterations} must be >= 0")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_support import run_etds, trained
+from cli_support import trained
+from etds_command import run_etds
 
 from et.cli import main
 from et.testing import probe_inputs

@@ -5,25 +5,17 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from etds_command import run_etds
 
 pytestmark = pytest.mark.shared
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 
 def etds(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "et", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_etds(*args, timeout=120)
 
 
 def test_info_json_matches_the_published_table(shared_dir: Path, checkpoints_dir: Path) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from etds_command import run_etds
 
 import et
 import proofs
@@ -20,20 +19,12 @@ import proofs.corollary_etds
 from et.cli import main
 from proofs import ProofFailure
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = proofs.discover()
 
 
 def _full_run(out: Path) -> tuple[dict, str]:
     """One real ``python -m et prove --json`` over every registered proof (the slow part)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "et", "prove", "--out", str(out), "--json"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_etds("prove", "--out", out, "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout), done.stderr
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_support import run_etds, trained
+from cli_support import trained
+from etds_command import run_etds
 from PIL import Image
 
 from et.cli import main

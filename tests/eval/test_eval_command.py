@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from etds_command import run_etds
 from PIL import Image
 
 from et.cli import main
@@ -21,30 +19,15 @@ from reference_models.evaluation import super_resolve
 
 pytestmark = pytest.mark.shared
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 
 def _logged(shared_dir: Path, row: str) -> dict[str, str]:
     with (shared_dir / "official" / "results.csv").open(newline="") as stream:
         return next(r for r in csv.DictReader(stream) if r["checkpoint"] == row)
 
 
-def _etds(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "et", *args],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-
-
 def test_json_for_a_checkpoint_via_subprocess(shared_dir: Path, checkpoints_dir: Path) -> None:
     checkpoint = checkpoints_dir / "ETDS_M4C32_x4.pth"
-    done = _etds(
+    done = run_etds(
         "eval",
         str(checkpoint),
         "--data",
@@ -71,7 +54,7 @@ def test_json_for_a_checkpoint_via_subprocess(shared_dir: Path, checkpoints_dir:
 def test_bad_checkpoint_file_exits_2_via_subprocess(tmp_path: Path, shared_dir: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
-    done = _etds("eval", str(junk), "--data", str(shared_dir / "data" / "Set5"), "--json")
+    done = run_etds("eval", str(junk), "--data", str(shared_dir / "data" / "Set5"), "--json")
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from etds_command import run_etds
 from torch import nn
 
 from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, save_checkpoint
@@ -26,8 +26,6 @@ from reference_models.export import (
     ort_session,
     run_ort,
 )
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _randomize(model: nn.Module, seed: int, gain: float = 0.4) -> nn.Module:
@@ -153,13 +151,7 @@ def test_bad_size_and_missing_folder_are_refused(tmp_path: Path) -> None:
 
 
 def _etds(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "et", "export", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_etds("export", *args)
 
 
 def test_cli_exports_a_saved_checkpoint(tmp_path: Path) -> None:

@@ -22,17 +22,15 @@ cannot be a folder (checked before the proofs run).
 from __future__ import annotations
 
 import builtins
-import os
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from etds_command import run_etds
 
 from reference_models import ABPN, save_checkpoint
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: the interpreter with torch imported takes ~0.65 GB of address space; 1.5 GB leaves room
 #: for the small models here and stops any allocation of a declared-huge tensor
 ADDRESS_SPACE_LIMIT = 1_500_000_000
@@ -52,16 +50,10 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 
 
-def run_etds(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "et", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_memory,
+def run_capped(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m et ARGS`` on one thread under the address-space limit."""
+    return run_etds(
+        *args, cwd=cwd, timeout=300, env={"OMP_NUM_THREADS": "1"}, preexec_fn=_limit_memory
     )
 
 
@@ -144,7 +136,7 @@ def check_refused(files: dict[str, Path], kind: str, command: str, tmp_path: Pat
     """Run ``command`` on the hostile file ``kind``; refused, nothing written, no code run."""
     out = tmp_path / "out"
     out.mkdir()
-    done = run_etds(*arguments(command, files[kind], files, out), cwd=tmp_path)
+    done = run_capped(*arguments(command, files[kind], files, out), cwd=tmp_path)
     assert_refused(done, command.split("-")[0])
     assert list(out.iterdir()) == [], "a refused command wrote output"
     assert not (files[kind].parent / "MARKER").exists(), "the checkpoint's code ran"

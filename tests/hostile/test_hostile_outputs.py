@@ -15,7 +15,7 @@ from hostile_support import (
     check_refused,
     command_matrix,
     make_files,
-    run_etds,
+    run_capped,
 )
 
 
@@ -42,7 +42,7 @@ def test_broken_training_config_is_refused(kind: str, tmp_path: Path) -> None:
     marker = tmp_path / "MARKER"
     config = tmp_path / f"{kind}.yml"
     config.write_text(BROKEN_CONFIGS[kind].format(marker=marker))
-    done = run_etds("train", config, "--out", tmp_path / "run", "--no-progress", cwd=tmp_path)
+    done = run_capped("train", config, "--out", tmp_path / "run", "--no-progress", cwd=tmp_path)
     assert not marker.exists(), "the YAML config ran code"
     assert not (tmp_path / "run").exists(), "a refused training wrote its output folder"
     assert_refused(done, "train")
@@ -53,7 +53,7 @@ def test_prove_into_an_unwritable_place(where: str, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     out = blocker / "appendix" if where == "under-a-file" else Path("/proc/etds-appendix")
-    done = run_etds("prove", "--only", "R1", "--no-pdf", "--out", out, cwd=tmp_path)
+    done = run_capped("prove", "--only", "R1", "--no-pdf", "--out", out, cwd=tmp_path)
     assert not out.exists()
     assert blocker.read_text() == "not a folder"
     assert "Traceback" not in done.stderr

@@ -5,12 +5,10 @@ Slow (about 1–2 minutes on 2 cores), so it runs under ``--run-slow`` (CI does)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from etds_command import run_etds
 
 from reference_models import load_checkpoint
 from reference_models.etds import ETDS
@@ -18,23 +16,10 @@ from reference_models.etds import ETDS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _etds(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "et", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
 @pytest.mark.slow
 def test_thirty_iterations_of_the_released_config(shared_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = _etds(
+    result = run_etds(
         "train",
         str(ROOT / "configs" / "train_ETDS_M4C32_x4.yml"),
         "--out",
@@ -54,6 +39,7 @@ def test_thirty_iterations_of_the_released_config(shared_dir: Path, tmp_path: Pa
         "--set",
         "val.val_freq=30",
         cwd=tmp_path,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     # The projection is of the config as written (1.6 M iterations), not of the 30 run here.
@@ -63,6 +49,6 @@ def test_thirty_iterations_of_the_released_config(shared_dir: Path, tmp_path: Pa
     assert isinstance(model, ETDS)
     assert model.upscale_factor == 4
     converted = tmp_path / "plain.pth"
-    result = _etds("convert", str(final), str(converted), cwd=tmp_path)
+    result = run_etds("convert", str(final), str(converted), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert converted.exists()
