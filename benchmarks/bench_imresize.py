@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reference_models.imresize import imresize
+from reference_models.evaluation.imresize import imresize
 
 
 @pytest.fixture(scope="module")

@@ -31,16 +31,16 @@ from torch import nn
 
 from benchmarks.conftest import FACTS, THREADS, interleaved_min_ms
 from reference_models import ETDS, ETDSForInference, load_checkpoint
-from reference_models.benchmark_data import load_dataset
 from reference_models.conversions import convert
-from reference_models.evaluation import evaluate_dataset
-from reference_models.export import (
+from reference_models.deploy.onnx import (
     OnnxRuntimeModel,
     onnx_bytes,
     ort_session,
     quantize_int8,
     run_ort,
 )
+from reference_models.evaluation.datasets import load_dataset
+from reference_models.evaluation.evaluate import evaluate_dataset
 
 HEIGHT, WIDTH = 360, 640
 ROUNDS = 2
@@ -329,7 +329,7 @@ def test_litert_vs_onnxruntime_interleaved(plain_etds: ETDSForInference) -> None
         session, x = _ort_setup(plain_etds, setup)
         runners[setup] = lambda session=session, x=x: run_ort(session, x)
     if _litert_available():
-        from reference_models.litert import litert_interpreter, run_litert, tflite_bytes
+        from reference_models.deploy.litert import litert_interpreter, run_litert, tflite_bytes
 
         interpreter = litert_interpreter(
             tflite_bytes(plain_etds, height=HEIGHT, width=WIDTH), threads=THREADS
@@ -354,7 +354,7 @@ def _litert_available() -> bool:
 def test_litert(benchmark, plain_etds: ETDSForInference) -> None:
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("tflite")
-    from reference_models.litert import litert_interpreter, run_litert, tflite_bytes
+    from reference_models.deploy.litert import litert_interpreter, run_litert, tflite_bytes
 
     interpreter = litert_interpreter(
         tflite_bytes(plain_etds, height=HEIGHT, width=WIDTH), threads=THREADS

@@ -2,7 +2,7 @@
 
 Every case is a pair of modules on the same inputs (float32, batch 1, 360×640, 32 or 48
 channels, as inside the authors' ×4 networks), timed on PyTorch eager (NCHW) and on ONNX
-Runtime (the module exported with :func:`reference_models.export.onnx_bytes`, 2 intra-op
+Runtime (the module exported with :func:`reference_models.deploy.onnx.onnx_bytes`, 2 intra-op
 threads). Where a rule in :mod:`et` builds the replacement it is used (E3 repeat-interleave conv,
 nearest upsampling as conv + PixelShuffle, R13 channel-scale folding, R15 transposed conv as
 conv + PixelShuffle); otherwise the replacement has the shape the ET networks use:
@@ -38,10 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.conftest import THREADS
-from et.channel_scale import fold_channel_scale
-from et.nearest_upsample import nearest_as_pixel_shuffle
-from et.repeat_interleave_conv import repeat_interleave_conv
-from et.transposed_conv import transposed_conv_as_pixel_shuffle
+from et.rules.fold_channel_scale import fold_channel_scale
+from et.rules.nearest_as_pixel_shuffle import nearest_as_pixel_shuffle
+from et.rules.repeat_interleave_conv import repeat_interleave_conv
+from et.rules.transposed_conv_as_pixel_shuffle import transposed_conv_as_pixel_shuffle
 
 HEIGHT, WIDTH = 360, 640
 FEAT = 32
@@ -183,7 +183,7 @@ def _ort_runner(module: nn.Module, xs: tuple[torch.Tensor, ...]) -> Callable[[],
     import io
     import warnings
 
-    from reference_models.export import ort_session
+    from reference_models.deploy.onnx import ort_session
 
     buffer = io.BytesIO()
     names = [f"x{i}" for i in range(len(xs))]

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reference_models.atomic_file import atomic_path
+from et.atomic_file import atomic_path
 
 __all__ = ["Timing", "load", "markdown", "plot", "write_report"]
 

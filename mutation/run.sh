@@ -2,7 +2,7 @@
 # Mutation testing of et/ with mutmut 3, in a scratch copy of the project.
 #
 #   mutation/run.sh                      # every rule module of et/, 2 workers
-#   LABEL=B MUTATE="et/conv_bn.py et/bn_conv.py" JOBS=16 TIME_LIMIT=600 mutation/run.sh
+#   LABEL=B MUTATE="et/rules/fuse_conv_bn.py et/rules/fuse_bn_conv.py" JOBS=16 TIME_LIMIT=600 mutation/run.sh
 #   RECHECK=1 LABEL=B2 MUTATION_WORKDIR=/tmp/etds-mut-B mutation/run.sh
 #   RECHECK=1 SKIP_UNCHECKED=1 ...       # re-run the survivors only, not the unchecked
 #

@@ -17,14 +17,17 @@ from proofs.contract import (
     registered_proofs,
 )
 
-_NOT_PROOFS = frozenset({"contract", "symbolic_ops", "appendix"})
+_PROOF_PACKAGES = ("proofs.rules", "proofs.corollaries")
 
 
 def discover() -> dict[str, Proof]:
-    """Import all proof modules and return the registry (rule id → proof)."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in _NOT_PROOFS and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    """Import all proof modules (one per rule in :mod:`proofs.rules`, one per whole-model
+    conversion in :mod:`proofs.corollaries`) and return the registry (rule id → proof)."""
+    for package_name in _PROOF_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{package_name}.{info.name}")
     return registered_proofs()
 
 

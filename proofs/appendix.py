@@ -7,7 +7,7 @@ precondition the counterexample that shows it cannot be dropped.
 
 The LaTeX output is plain ASCII (every non-ASCII character is mapped to a LaTeX command), so it
 compiles with any standard TeX installation (``article`` + amsmath/amssymb/amsthm). Nothing here
-runs a proof: :mod:`et.cli.prove` runs them and hands the results over.
+runs a proof: :mod:`etds.cli.prove` runs them and hands the results over.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import sympy as sp
 
+from et.atomic_file import atomic_path
 from proofs.contract import Counterexample, ProofResult, Step
-from reference_models.atomic_file import atomic_path
 
 # Corollaries in the order the paper discusses the models; unknown ones follow alphabetically.
 _COROLLARY_ORDER = ("C-ETDS", "C-ABPN", "C-ECBSR")
@@ -593,7 +593,7 @@ def write_appendix(
 
     Everything is rendered (and compiled) first, then every file is written to a temporary
     name in ``out_dir`` before the first is moved into place
-    (:func:`reference_models.atomic_file.atomic_path`), so a failure leaves the old appendix
+    (:func:`et.atomic_file.atomic_path`), so a failure leaves the old appendix
     untouched.
     """
     contents: dict[str, bytes] = {

@@ -9,10 +9,21 @@ Class and parameter names follow the authors' code so their state dicts load wit
 ``strict=True`` and ours load in their code.
 """
 
-from reference_models.abpn import ABPN, ABPN_ET
-from reference_models.base import ARCHITECTURES, ReferenceModel, build_model
-from reference_models.bicubic import Bicubic
-from reference_models.checkpoint import (
+from reference_models.architectures.abpn import ABPN, ABPN_ET
+from reference_models.architectures.base import ARCHITECTURES, ReferenceModel, build_model
+from reference_models.architectures.bicubic import Bicubic
+from reference_models.architectures.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
+from reference_models.architectures.espcn import ESPCN
+from reference_models.architectures.etds import (
+    ETDS,
+    ETDSAblationAdvancedResidual,
+    ETDSAblationResidual,
+    ETDSForInference,
+    ETDSOnlyET,
+)
+from reference_models.architectures.fsrcnn import FSRCNN
+from reference_models.architectures.plain import Plain
+from reference_models.checkpoints import (
     CheckpointError,
     DetectedArchitecture,
     detect_architecture,
@@ -22,17 +33,6 @@ from reference_models.checkpoint import (
     parameter_count,
     save_checkpoint,
 )
-from reference_models.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
-from reference_models.espcn import ESPCN
-from reference_models.etds import (
-    ETDS,
-    ETDSAblationAdvancedResidual,
-    ETDSAblationResidual,
-    ETDSForInference,
-    ETDSOnlyET,
-)
-from reference_models.fsrcnn import FSRCNN
-from reference_models.plain import Plain
 
 __all__ = [
     "ABPN",

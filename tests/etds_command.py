@@ -1,4 +1,4 @@
-"""Running the ``etds`` command as a user does: ``python -m et`` in a subprocess.
+"""Running the ``etds`` command as a user does: ``python -m etds`` in a subprocess.
 
 Importable from every test folder (``tests/`` holds the suite's ``conftest.py``, so pytest puts
 it on ``sys.path``).
@@ -22,10 +22,10 @@ def run_etds(
     env: Mapping[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m et ARGS`` run in ``cwd`` with the project importable from there, the
+    """``python -m etds ARGS`` run in ``cwd`` with the project importable from there, the
     environment plus ``env``; stdout and stderr captured as text, the exit status not checked."""
     return subprocess.run(
-        [sys.executable, "-m", "et", *map(str, args)],
+        [sys.executable, "-m", "etds", *map(str, args)],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
         capture_output=True,

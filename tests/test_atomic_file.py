@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reference_models.atomic_file import atomic_path, default_file_mode
+from et.atomic_file import atomic_path, default_file_mode
 
 
 def test_success_replaces_the_file_with_the_default_mode(tmp_path: Path) -> None:

@@ -24,18 +24,18 @@ from collections.abc import Callable
 from torch import nn
 
 from et.domain import IMAGE_UNIT, InputDomain
-from reference_models.abpn import ABPN, ABPN_ET
-from reference_models.conversions.abpn import convert_abpn
-from reference_models.conversions.ecbsr import convert_ecbsr, reparameterize_ecbsr
-from reference_models.conversions.etds import convert_dual_stream, convert_only_et
-from reference_models.ecbsr import ECBSR, ECBSRET, ECBSRT
-from reference_models.etds import (
+from reference_models.architectures.abpn import ABPN, ABPN_ET
+from reference_models.architectures.ecbsr import ECBSR, ECBSRET, ECBSRT
+from reference_models.architectures.etds import (
     ETDS,
     ETDSAblationAdvancedResidual,
     ETDSAblationResidual,
     ETDSForInference,
     ETDSOnlyET,
 )
+from reference_models.conversions.abpn import convert_abpn
+from reference_models.conversions.ecbsr import convert_ecbsr, reparameterize_ecbsr
+from reference_models.conversions.etds import convert_dual_stream, convert_only_et
 
 Domain = InputDomain | tuple[float, float]
 Converter = Callable[..., nn.Module]  # (model, *, align, domain) -> inference form

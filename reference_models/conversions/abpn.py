@@ -18,17 +18,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.clip_as_relu import clip_as_relu
 from et.domain import IMAGE_UNIT, InputDomain
-from et.dummy_channels import pad_input_channels, pad_output_channels
-from et.identity_channels import (
+from et.rules.carry_identity import (
     IdentityLayout,
     carry_identity_first,
     carry_identity_last,
     carry_identity_middle,
     identity_layout,
 )
-from reference_models.abpn import ABPN, ABPN_ET
+from et.rules.clip_as_relu import clip_as_relu
+from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
+from reference_models.architectures.abpn import ABPN, ABPN_ET
 from reference_models.conversions.install import install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
 

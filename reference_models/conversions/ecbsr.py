@@ -26,23 +26,23 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.branch_sum import merge_parallel_convs
-from et.clip_as_relu import clip_as_relu
 from et.conv_geometry import make_conv
 from et.domain import IMAGE_UNIT, InputDomain
-from et.dummy_channels import pad_input_channels, pad_output_channels
-from et.fixed_mask_depthwise import fixed_mask_depthwise_as_conv
-from et.identity_channels import (
+from et.rules.carry_identity import (
     IdentityLayout,
     carry_identity_first,
     carry_identity_last,
     carry_identity_middle,
     extend_activation,
 )
-from et.sequential_1x1_kxk import merge_1x1_kxk
+from et.rules.clip_as_relu import clip_as_relu
+from et.rules.fixed_mask_depthwise_as_conv import fixed_mask_depthwise_as_conv
+from et.rules.merge_1x1_kxk import merge_1x1_kxk
+from et.rules.merge_parallel_convs import merge_parallel_convs
+from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
+from reference_models.architectures.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
 from reference_models.conversions.install import install_activation, install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
-from reference_models.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
 
 Domain = InputDomain | tuple[float, float]
 

@@ -27,23 +27,23 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.clip_as_relu import clip_as_relu
 from et.domain import IMAGE_UNIT, InputDomain
-from et.dual_stream_merge import merge_dual_stream, merge_dual_stream_first
-from et.dummy_channels import pad_input_channels, pad_output_channels
-from et.identity_channels import carry_identity_first, carry_identity_last, carry_identity_middle
-from et.summed_last_convs import merge_summed_convs
-from reference_models.conversions.ecbsr import fold_ecb
-from reference_models.conversions.install import install_conv, like
-from reference_models.conversions.layout import hidden_layout, output_width
-from reference_models.ecbsr import ECB
-from reference_models.etds import (
+from et.rules.carry_identity import carry_identity_first, carry_identity_last, carry_identity_middle
+from et.rules.clip_as_relu import clip_as_relu
+from et.rules.merge_dual_stream import merge_dual_stream, merge_dual_stream_first
+from et.rules.merge_summed_convs import merge_summed_convs
+from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
+from reference_models.architectures.ecbsr import ECB
+from reference_models.architectures.etds import (
     ETDS,
     ETDSAblationAdvancedResidual,
     ETDSAblationResidual,
     ETDSForInference,
     ETDSOnlyET,
 )
+from reference_models.conversions.ecbsr import fold_ecb
+from reference_models.conversions.install import install_conv, like
+from reference_models.conversions.layout import hidden_layout, output_width
 
 Domain = InputDomain | tuple[float, float]
 DualStream = ETDS | ETDSAblationResidual | ETDSAblationAdvancedResidual

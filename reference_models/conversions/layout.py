@@ -1,7 +1,7 @@
 """Where a conversion puts its extra channels (the authors' layout, generalised).
 
 Hidden layers of an ET form hold ``[real | dummies | carried colours]`` (E4's
-:class:`~et.identity_channels.IdentityLayout`); the last conv has ``c·s²`` outputs plus dummies
+:class:`~et.rules.carry_identity.IdentityLayout`); the last conv has ``c·s²`` outputs plus dummies
 that are sliced off before PixelShuffle (E8).
 
 ``align`` is an int (every widened width a multiple of it, the fewest dummies that do it) or
@@ -11,8 +11,8 @@ the authors' widths (16, 28, 29 + 3 …) ``align=4`` and ``None`` give the same 
 
 from __future__ import annotations
 
-from et.identity_channels import IdentityLayout, identity_layout
-from reference_models.base import aligned_outputs
+from et.rules.carry_identity import IdentityLayout, identity_layout
+from reference_models.architectures.base import aligned_outputs
 
 
 def hidden_layout(real: int, colors: int, align: int | None) -> IdentityLayout:

@@ -7,7 +7,7 @@ Sources (``datasets.train`` in a config):
   ``filename_tmpl.format(NAME) + ext`` in ``dataroot_lq`` (BasicSR's rule).
 * **HR only** — ``dataroot_lq`` absent or null: each HR image is cropped to a multiple of the
   scale and its LR made with the MATLAB-compatible bicubic of the evaluation protocol
-  (``reference_models.imresize``), clipped and rounded to uint8, computed once and cached (in
+  (``reference_models.evaluation.imresize``), clipped and rounded to uint8, computed once and cached (in
   memory, or as PNG files under ``lq_cache_dir`` when set, which suits large folders).
 
 Files may be compressed images or raw ``.npy`` arrays (:mod:`.image_files`); raw ones are
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reference_models.benchmark_data import bicubic_lr, mod_crop
+from reference_models.evaluation.datasets import bicubic_lr, mod_crop
 from reference_models.training.image_files import (
     TRAINING_SUFFIXES,
     image_size,

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from reference_models.atomic_file import atomic_path
-from reference_models.benchmark_data import IMAGE_SUFFIXES, read_rgb
+from et.atomic_file import atomic_path
+from reference_models.evaluation.datasets import IMAGE_SUFFIXES, read_rgb
 
 RAW_SUFFIX = ".npy"
 #: Files the training data and the sub-image extraction accept.
@@ -38,7 +38,7 @@ def is_raw(path: Path) -> bool:
 
 def open_image(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
     """``H×W×3`` uint8 RGB: a memory map for ``.npy`` (slicing reads only the slice), else the
-    decoded image (:func:`reference_models.benchmark_data.read_rgb`)."""
+    decoded image (:func:`reference_models.evaluation.datasets.read_rgb`)."""
     path = Path(path)
     if not is_raw(path):
         return read_rgb(path)
@@ -66,7 +66,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 def write_image_atomically(path: Path, image: NDArray[np.uint8]) -> None:
     """Write ``image`` (uint8 HWC RGB) to ``path`` as PNG, or raw for a ``.npy`` path, through
-    :func:`reference_models.atomic_file.atomic_path`: a reader never sees half a file. The
+    :func:`et.atomic_file.atomic_path`: a reader never sees half a file. The
     folder is created when missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary, open(temporary, "wb") as file:

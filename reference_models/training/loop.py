@@ -52,7 +52,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from reference_models import build_model, save_checkpoint
-from reference_models.checkpoint import atomic_torch_save
+from reference_models.checkpoints import atomic_torch_save
 from reference_models.training import distributed
 from reference_models.training.config import Config, dump_config, get
 from reference_models.training.data import PatchDataset, SeededBatchSampler, make_train_loader
@@ -307,7 +307,7 @@ class Trainer:
         opt = get(self.config, "datasets.val")
         if not opt:
             return None
-        from reference_models.benchmark_data import load_dataset
+        from reference_models.evaluation.datasets import load_dataset
 
         root = opt.get("dataroot") or opt.get("dataroot_gt")
         if root is None:
@@ -387,7 +387,7 @@ class Trainer:
     def validate(self) -> Validation | None:
         if self.val_dataset is None:
             return None
-        from reference_models.evaluation import evaluate_dataset
+        from reference_models.evaluation.evaluate import evaluate_dataset
 
         network = self.released_model()
         was_training = network.training

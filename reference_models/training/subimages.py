@@ -9,7 +9,7 @@ image is covered. Crop ``k`` (1-based, row-major over the origins) of ``0001.png
 The LR sub-images at scale ``s`` either come from the given LR images (the official DIV2K
 ``X{s}/0001x{s}.png``, cut with ``crop_size/s`` and ``step/s`` at the matching places, the
 ``x{s}`` dropped from the name) or, without LR images, are the MATLAB bicubic of each HR crop
-(``reference_models.benchmark_data.bicubic_lr``). Output layout under ``OUT``::
+(``reference_models.evaluation.datasets.bicubic_lr``). Output layout under ``OUT``::
 
     OUT/HR/subs/0001_s001.png
     OUT/LR/bicubic/X{s}/subs/0001_s001.png
@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from reference_models.benchmark_data import bicubic_lr
+from reference_models.evaluation.datasets import bicubic_lr
 from reference_models.training.data import list_images
 from reference_models.training.image_files import (
     FORMATS,

@@ -11,8 +11,8 @@ import torch
 from cli_support import trained
 from etds_command import run_etds
 
-from et.cli import main
 from et.testing import probe_inputs
+from etds.cli import main
 from reference_models import ABPN, ABPN_ET, ESPCN, ETDS, ETDSForInference, save_checkpoint
 
 
@@ -132,7 +132,7 @@ def test_authors_abpn_converts_to_their_et_file(checkpoints_dir: Path, tmp_path:
 
 def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
     from reference_models import ECBSRT, load_checkpoint
-    from reference_models.export import fastest_alignment
+    from reference_models.deploy.onnx import fastest_alignment
 
     source = tmp_path / "ecbsrt.pth"
     save_checkpoint(trained(ECBSRT(3, 3, 2, 2, 8, "prelu"), seed=3), source)

@@ -13,10 +13,10 @@ from etds_command import run_etds
 
 import et
 import proofs
-import proofs.conv_bn
-import proofs.corollary_abpn
-import proofs.corollary_etds
-from et.cli import main
+import proofs.corollaries.abpn
+import proofs.corollaries.etds
+import proofs.rules.fuse_conv_bn
+from etds.cli import main
 from proofs import ProofFailure
 
 REGISTRY = proofs.discover()
@@ -104,10 +104,12 @@ def _wrong_sign_fuse(original):
 
 def test_a_wrong_sign_in_r1_fails_its_proof_at_conformance(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        proofs.conv_bn, "fuse_conv_bn", _wrong_sign_fuse(proofs.conv_bn.fuse_conv_bn)
+        proofs.rules.fuse_conv_bn,
+        "fuse_conv_bn",
+        _wrong_sign_fuse(proofs.rules.fuse_conv_bn.fuse_conv_bn),
     )
     with pytest.raises(ProofFailure) as failure:
-        proofs.conv_bn.prove()
+        proofs.rules.fuse_conv_bn.prove()
     assert failure.value.rule == "R1"
     assert "conformance" in failure.value.step
 
@@ -117,7 +119,9 @@ def test_etds_prove_exits_1_naming_the_rule_and_step_and_writes_nothing(
 ) -> None:
     (tmp_path / "appendix.md").write_text("the previous appendix", encoding="utf-8")
     monkeypatch.setattr(
-        proofs.conv_bn, "fuse_conv_bn", _wrong_sign_fuse(proofs.conv_bn.fuse_conv_bn)
+        proofs.rules.fuse_conv_bn,
+        "fuse_conv_bn",
+        _wrong_sign_fuse(proofs.rules.fuse_conv_bn.fuse_conv_bn),
     )
     other = "E1" if "E1" in REGISTRY else "C-ECBSR"
     status = main(["prove", "--out", str(tmp_path), "--only", "R1", other, "--no-pdf"])
@@ -135,7 +139,7 @@ def test_a_crash_inside_a_proof_is_a_failed_proof(
     def crash(conv, bn):
         raise RuntimeError("converter exploded")
 
-    monkeypatch.setattr(proofs.conv_bn, "fuse_conv_bn", crash)
+    monkeypatch.setattr(proofs.rules.fuse_conv_bn, "fuse_conv_bn", crash)
     status = main(["prove", "--out", str(tmp_path), "--only", "R1", "--json", "--no-pdf"])
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
@@ -147,7 +151,7 @@ def test_a_crash_inside_a_proof_is_a_failed_proof(
 
 
 def test_a_wrong_repeat_kernel_fails_the_abpn_corollary(monkeypatch: pytest.MonkeyPatch) -> None:
-    correct = proofs.corollary_abpn.repeat_kernel
+    correct = proofs.corollaries.abpn.repeat_kernel
 
     def tiled(colors: int, repeats: int):
         # TF's depth_to_space (tiled) order instead of PyTorch's interleaved order (E3's caveat)
@@ -155,29 +159,29 @@ def test_a_wrong_repeat_kernel_fails_the_abpn_corollary(monkeypatch: pytest.Monk
         order = [j * colors + c for c in range(colors) for j in range(repeats)]
         return kernel[order]
 
-    monkeypatch.setattr(proofs.corollary_abpn, "repeat_kernel", tiled)
+    monkeypatch.setattr(proofs.corollaries.abpn, "repeat_kernel", tiled)
     with pytest.raises(ProofFailure) as failure:
-        proofs.corollary_abpn.prove()
+        proofs.corollaries.abpn.prove()
     assert failure.value.rule == "C-ABPN"
     assert "last conv" in failure.value.step
 
 
 def test_a_wrong_block_matrix_fails_the_etds_corollary(monkeypatch: pytest.MonkeyPatch) -> None:
-    correct = proofs.corollary_etds._merged
+    correct = proofs.corollaries.etds._merged
 
     def missing_coupling(p):
         merged = correct(p)
         fb = p["W_b"].shape[0]
         # drop the residual-to-backbone coupling W_r2b from the block matrix
-        merged["block_w"] = proofs.corollary_etds.block_matrix(
+        merged["block_w"] = proofs.corollaries.etds.block_matrix(
             [[p["W_b"], None], [None, p["W_r"]]], (3, 3)
         )
         assert merged["block_w"].shape[0] > fb
         return merged
 
-    monkeypatch.setattr(proofs.corollary_etds, "_merged", missing_coupling)
+    monkeypatch.setattr(proofs.corollaries.etds, "_merged", missing_coupling)
     with pytest.raises(ProofFailure) as failure:
-        proofs.corollary_etds.prove()
+        proofs.corollaries.etds.prove()
     assert failure.value.rule == "C-ETDS"
     assert "block" in failure.value.step
 

@@ -14,8 +14,8 @@ from cli_support import trained
 from etds_command import run_etds
 from PIL import Image
 
-from et.cli import main
 from et.testing import probe_inputs
+from etds.cli import main
 from reference_models import ABPN, ETDS, save_checkpoint
 from reference_models.conversions import convert
 from reference_models.conversions.verification import verify_models

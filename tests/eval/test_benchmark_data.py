@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reference_models.benchmark_data import (
+from reference_models.evaluation.datasets import (
     bicubic_lr,
     clear_cache,
     load_dataset,
     mod_crop,
     read_rgb,
 )
-from reference_models.imresize import imresize
+from reference_models.evaluation.imresize import imresize
 
 # Prefix and suffix of the Set5 originals' sha256 as given in evaluation.md.
 SET5_SHA256 = {

@@ -12,10 +12,10 @@ import pytest
 from etds_command import run_etds
 from PIL import Image
 
-from et.cli import main
-from reference_models.benchmark_data import load_dataset
-from reference_models.bicubic import Bicubic
-from reference_models.evaluation import super_resolve
+from etds.cli import main
+from reference_models.architectures.bicubic import Bicubic
+from reference_models.evaluation.datasets import load_dataset
+from reference_models.evaluation.evaluate import super_resolve
 
 pytestmark = pytest.mark.shared
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from reference_models.benchmark_data import BenchmarkDataset, BenchmarkImage
-from reference_models.evaluation import (
+from reference_models.evaluation.datasets import BenchmarkDataset, BenchmarkImage
+from reference_models.evaluation.evaluate import (
     DatasetResult,
     ImageResult,
     evaluate,

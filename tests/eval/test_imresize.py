@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from reference_models.imresize import imresize, output_size, resize_matrix
+from reference_models.evaluation.imresize import imresize, output_size, resize_matrix
 
 # ---------------------------------------------------------------------------------------------
 # An independent, deliberately slow reference written from the MATLAB description: one output

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from reference_models import load_checkpoint
-from reference_models.benchmark_data import load_dataset
-from reference_models.bicubic import Bicubic
-from reference_models.evaluation import evaluate, model_scale, super_resolve
-from reference_models.metrics import crop_border, psnr, ssim
+from reference_models.architectures.bicubic import Bicubic
+from reference_models.evaluation.datasets import load_dataset
+from reference_models.evaluation.evaluate import evaluate, model_scale, super_resolve
+from reference_models.evaluation.metrics import crop_border, psnr, ssim
 
 pytestmark = pytest.mark.shared
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_models.metrics import crop_border, psnr, psnr_ssim_y, rgb_to_y, ssim
+from reference_models.evaluation.metrics import crop_border, psnr, psnr_ssim_y, rgb_to_y, ssim
 
 # ---------------------------------------------------------------------------------------------
 # Y channel

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from reference_models import ABPN, ECBSRT
-from reference_models import export as export_module
 from reference_models.conversions import convert
-from reference_models.export import DEFAULT_ALIGNMENT, TARGETS, fastest_alignment
+from reference_models.deploy import onnx as export_module
+from reference_models.deploy.onnx import DEFAULT_ALIGNMENT, TARGETS, fastest_alignment
 
 
 def test_picks_the_measured_minimum(monkeypatch) -> None:

@@ -14,11 +14,8 @@ import torch
 pytest.importorskip("tflite")
 pytest.importorskip("ai_edge_litert")
 
-from reference_models import (
-    ABPN_ET,
-    ETDSForInference,
-    litert,
-)
+from reference_models import ABPN_ET, ETDSForInference
+from reference_models.deploy import litert
 
 
 def _model(scale: int, align: int | None, seed: int) -> ETDSForInference:

@@ -1,4 +1,4 @@
-"""ONNX export (``reference_models.export`` and ``etds export``): round trip through ONNX Runtime.
+"""ONNX export (``reference_models.deploy.onnx`` and ``etds export``): round trip through ONNX Runtime.
 
 Every model gets random weights with non-zero biases and PReLU slopes, scaled so that its
 output leaves [0, 1] (so the clamp is exercised); ONNX Runtime's output is compared with the
@@ -19,7 +19,7 @@ from etds_command import run_etds
 from torch import nn
 
 from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, save_checkpoint
-from reference_models.export import (
+from reference_models.deploy.onnx import (
     ExportError,
     check_sizes,
     export_onnx,
@@ -115,7 +115,7 @@ def test_check_sizes_include_an_odd_size_other_than_the_tracing_size() -> None:
 
 def test_mismatch_writes_nothing_and_keeps_existing_file(tmp_path: Path, monkeypatch) -> None:
     """Break the export (the graph computes a different model): refused, file untouched."""
-    import reference_models.export as export
+    import reference_models.deploy.onnx as export
 
     model = _randomize(MODELS["ETDSForInference"](), 8)
     other = _randomize(MODELS["ETDSForInference"](), 9)

@@ -18,7 +18,7 @@ from torch import nn
 
 from et.testing import probe_inputs
 from reference_models import ABPN, ECBSR, ECBSRT, ETDS
-from reference_models.ecbsr import SeqConv3x3
+from reference_models.architectures.ecbsr import SeqConv3x3
 
 PROFILES = ("trained", "random")
 

@@ -32,8 +32,8 @@ from reference_models import (
     detect_architecture,
     from_state_dict,
 )
-from reference_models.base import aligned_outputs
-from reference_models.ecbsr import LAPLACIAN, SEQ_TYPES, SOBEL_X, SOBEL_Y
+from reference_models.architectures.base import aligned_outputs
+from reference_models.architectures.ecbsr import LAPLACIAN, SEQ_TYPES, SOBEL_X, SOBEL_Y
 
 COLORS = (1, 3)
 SCALES = (2, 3, 4)

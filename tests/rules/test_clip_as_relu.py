@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from et import PreconditionError, apply_rule
-from et.clip_as_relu import clip_as_relu, clip_as_relu_sequential, clip_conv
+from et.rules.clip_as_relu import clip_as_relu, clip_as_relu_sequential, clip_conv
 from et.strategies import conv2d_modules, image_batches
 
 BOUNDS = [0.0, 0.5, 1.0, 255.0]

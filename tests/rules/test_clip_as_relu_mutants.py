@@ -1,4 +1,4 @@
-"""Tests that kill the mutants of ``et/clip_as_relu.py`` (E2) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/clip_as_relu.py`` (E2) its own tests let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): the default bound ``M = 1`` of
 :func:`clip_as_relu_sequential` and :func:`clip_conv` was never used, refusals were checked by
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from et.clip_as_relu import BOUND, IS_CONV, clip_as_relu, clip_as_relu_sequential, clip_conv
 from et.contract import PreconditionError
+from et.rules.clip_as_relu import BOUND, IS_CONV, clip_as_relu, clip_as_relu_sequential, clip_conv
 
 
 def _conv() -> nn.Conv2d:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from et.branch_sum import merge_parallel_convs
 from et.conv_geometry import conv_bias, geometry_of
+from et.rules.merge_parallel_convs import merge_parallel_convs
 
 
 @pytest.mark.parametrize(

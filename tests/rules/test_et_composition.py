@@ -18,18 +18,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from et.clip_as_relu import clip_as_relu, clip_conv
 from et.domain import IMAGE_UNIT
-from et.dual_stream_merge import merge_activations, merge_dual_stream, merge_dual_stream_first
-from et.dummy_channels import SliceChannels, aligned_channels, pad_output_channels
-from et.identity_channels import (
+from et.rules.carry_identity import (
     carry_identity_first,
     carry_identity_last,
     carry_identity_middle,
     extend_activation,
 )
-from et.pixel_shuffle_commute import Clamp, move_elementwise_before_pixel_shuffle
-from et.summed_last_convs import merge_summed_convs
+from et.rules.clip_as_relu import clip_as_relu, clip_conv
+from et.rules.merge_dual_stream import merge_activations, merge_dual_stream, merge_dual_stream_first
+from et.rules.merge_summed_convs import merge_summed_convs
+from et.rules.move_elementwise_before_pixel_shuffle import (
+    Clamp,
+    move_elementwise_before_pixel_shuffle,
+)
+from et.rules.pad_output_channels import SliceChannels, aligned_channels, pad_output_channels
 from et.testing import assert_equivalent
 
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from et import PreconditionError, apply_rule
-from et.branch_sum import merge_parallel_convs
-from et.conv_bn import fuse_conv_bn
-from et.identity_conv import identity_branch_as_conv, identity_conv
+from et.rules.fuse_conv_bn import fuse_conv_bn
+from et.rules.identity_conv import identity_branch_as_conv, identity_conv
+from et.rules.merge_parallel_convs import merge_parallel_convs
 from et.strategies import ConvConfig, batch_norms, conv2d_modules, image_batches
 
 

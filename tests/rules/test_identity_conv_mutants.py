@@ -1,4 +1,4 @@
-"""Tests that kill the mutants of ``et/identity_conv.py`` (R6) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/identity_conv.py`` (R6) its own tests let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): refusals were checked by condition
 text only (a wrong rule id or a missing detail passed); :func:`check_identity`'s own defaults
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.identity_conv import check_identity, identity_branch_as_conv, identity_conv
+from et.rules.identity_conv import check_identity, identity_branch_as_conv, identity_conv
 
 
 def _triple(call, *args) -> tuple[str, str, str]:

@@ -10,7 +10,7 @@ from torch import nn
 
 from et import PreconditionError, apply_rule
 from et.conv_geometry import make_conv
-from et.repeat_interleave_conv import (
+from et.rules.repeat_interleave_conv import (
     add_repeat_interleave_anchor,
     anchor_weight,
     repeat_interleave_conv,

@@ -1,4 +1,4 @@
-"""Tests that kill the mutants of ``et/repeat_interleave_conv.py`` its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/repeat_interleave_conv.py`` its own tests let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): carried channels starting at
 channel 0, the tiled order and a non-default padding mode passed through
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.repeat_interleave_conv import (
+from et.rules.repeat_interleave_conv import (
     CENTRED,
     CHANNELS_FIT,
     ODD_KERNEL,

@@ -26,10 +26,10 @@ from unittest import mock
 import torch
 from torch import nn
 
-from et.conv_bn import fuse_conv_bn
-from et.repeat_interleave_conv import add_repeat_interleave_anchor
-from et.sequential_1x1_kxk import merge_1x1_kxk
-from et.sequential_convs import dense_weight
+from et.rules.fuse_conv_bn import fuse_conv_bn
+from et.rules.merge_1x1_kxk import merge_1x1_kxk
+from et.rules.merge_sequential_convs import dense_weight
+from et.rules.repeat_interleave_conv import add_repeat_interleave_anchor
 from reference_models import ABPN, ECBSR, ETDS
 from reference_models.conversions import convert
 
@@ -178,7 +178,7 @@ def pixel_shuffle_order_confused() -> SeededCase:
     """E3's anchor in TensorFlow's tiled order (``x.repeat``) instead of ``repeat_interleave``."""
     original = _abpn_x3(seed=4)
     tiled = functools.partial(add_repeat_interleave_anchor, order="tiled")
-    with mock.patch("et.identity_channels.add_repeat_interleave_anchor", tiled):
+    with mock.patch("et.rules.carry_identity.add_repeat_interleave_anchor", tiled):
         broken = convert(original)
     return SeededCase("pixel_shuffle_tiled_anchor", original, broken, harmful=True)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from reference_models.benchmark_data import read_rgb
+from reference_models.evaluation.datasets import read_rgb
 
 CROP = 96
 

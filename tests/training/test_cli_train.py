@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from et.cli import main as etds_main
+from etds.cli import main as etds_main
 from reference_models.training.loop import checkpoint_path
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reference_models.benchmark_data import bicubic_lr, read_rgb
+from reference_models.evaluation.datasets import bicubic_lr, read_rgb
 from reference_models.training.data import (
     PatchDataset,
     SeededBatchSampler,

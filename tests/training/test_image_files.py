@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from reference_models.benchmark_data import read_rgb
+from reference_models.evaluation.datasets import read_rgb
 from reference_models.training.data import PatchDataset, paired_images
 from reference_models.training.image_files import image_size, open_image, write_image_atomically
 from reference_models.training.subimages import extract_subimages, main

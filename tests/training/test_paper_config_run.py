@@ -11,7 +11,7 @@ import pytest
 from etds_command import run_etds
 
 from reference_models import load_checkpoint
-from reference_models.etds import ETDS
+from reference_models.architectures.etds import ETDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

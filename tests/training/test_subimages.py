@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reference_models.benchmark_data import bicubic_lr, read_rgb
+from reference_models.evaluation.datasets import bicubic_lr, read_rgb
 from reference_models.training.subimages import crop_boxes, crop_origins, extract_subimages, main
 
 

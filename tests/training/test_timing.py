@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from et.cli import main as etds_main
+from etds.cli import main as etds_main
 from reference_models.training import train
 from reference_models.training.timing import (
     RunTimer,

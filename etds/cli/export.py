@@ -1,0 +1,93 @@
+"""``etds export CKPT OUT.onnx``: ONNX with dynamic spatial size, checked in ONNX Runtime.
+
+Exit status 0 when the file is written; 2 (one line on stderr, nothing written) for an
+unreadable checkpoint, a bad size or destination; 1 when ONNX Runtime disagrees with PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from etds.cli import CommandError
+
+NAME = "export"
+HELP = (
+    "export a model (first output, clamped to [0,1]) to ONNX with dynamic height/width and "
+    "check ONNX Runtime against PyTorch before keeping the file"
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT", help="a .pth file (the authors' or ours)")
+    parser.add_argument("out", metavar="OUT.onnx", help="where to write the ONNX file")
+    parser.add_argument("--height", type=int, default=64, help="tracing height (default 64)")
+    parser.add_argument("--width", type=int, default=64, help="tracing width (default 64)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    parser.add_argument("--arch", default=None, help="force the architecture (default: detect)")
+    parser.add_argument(
+        "--scale", type=int, default=None, help="upscale factor where the weights cannot tell it"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="largest accepted |ONNX Runtime − PyTorch| in 1/255 units (default 0.05)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from reference_models.checkpoints import CheckpointError, load_checkpoint
+    from reference_models.deploy.onnx import (
+        DEFAULT_OPSET,
+        DEFAULT_TOLERANCE_255,
+        ExportError,
+        export_onnx,
+    )
+
+    source, out = Path(args.checkpoint), Path(args.out)
+    if args.height < 1 or args.width < 1:
+        raise CommandError(f"--height/--width must be positive, got {args.height}×{args.width}")
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise CommandError(f"{out}: refusing to overwrite the input checkpoint")
+    if not out.parent.is_dir():
+        raise CommandError(f"{out.parent}: output folder does not exist")
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    if not 11 <= opset <= 23:
+        raise CommandError(f"--opset {opset}: need 11 ≤ opset ≤ 23 (DepthToSpace CRD)")
+    try:
+        model = load_checkpoint(source, arch=args.arch, upscale=args.scale)
+    except (CheckpointError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not message.startswith(str(source)):
+            message = f"{source}: {message}"
+        raise CommandError(message) from None
+    tolerance = DEFAULT_TOLERANCE_255 if args.tolerance is None else args.tolerance
+    try:
+        report = export_onnx(
+            model, out, height=args.height, width=args.width, opset=opset, tolerance_255=tolerance
+        )
+    except ExportError as error:
+        code = 1 if "differs from PyTorch" in str(error) else 2
+        raise CommandError(str(error), code) from None
+    summary = {
+        "checkpoint": str(source),
+        "onnx": str(report.path),
+        "architecture": model.arch,
+        "opset": report.opset,
+        "sizes": [list(s) for s in report.sizes],
+        "max_abs_error_255": report.max_abs_error_255,
+        "tolerance_255": tolerance,
+        "bytes": report.bytes,
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    checked = ", ".join(f"{h}×{w}" for h, w in report.sizes)
+    print(
+        f"wrote {report.path} ({model.arch}, opset {report.opset}, {report.bytes:,} bytes); "
+        f"ONNX Runtime vs PyTorch max |Δ| = {report.max_abs_error_255:.3g}/255 at {checked}"
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""The reference architectures, one model family per module, with the authors' parameter names."""

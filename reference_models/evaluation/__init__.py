@@ -1,0 +1,1 @@
+"""The paper's evaluation protocol: MATLAB-exact bicubic LR, benchmark datasets, PSNR/SSIM."""

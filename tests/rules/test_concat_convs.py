@@ -1,0 +1,140 @@
+"""R11: depth concat of parallel convs. Properties over geometries and groups; negatives."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from et import PreconditionError, apply_rule
+from et.conv_geometry import make_conv
+from et.rules.concat_convs import concat_convs
+from et.strategies import conv2d_modules, conv_configs, image_batches
+
+
+@st.composite
+def parallel_convs(draw: st.DrawFn, dtype: torch.dtype = torch.float64) -> list[nn.Conv2d]:
+    base = draw(conv_configs(max_channels=6))
+    convs = []
+    for _ in range(draw(st.integers(1, 3))):
+        divisors = [g for g in range(1, base.in_channels + 1) if base.in_channels % g == 0]
+        groups = draw(st.sampled_from(divisors))
+        config = replace(base, groups=groups, out_channels=groups * draw(st.integers(1, 3)))
+        convs.append(draw(conv2d_modules(config, dtype=dtype)))
+    return convs
+
+
+def _reference(convs: list[nn.Conv2d], x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([conv(x) for conv in convs], dim=1)
+
+
+@given(convs=parallel_convs(), data=st.data())
+def test_concat_is_exact_in_float64(convs: list[nn.Conv2d], data: st.DataObject) -> None:
+    x = data.draw(image_batches(convs[0].in_channels, min_size=10, max_size=14))
+    merged = concat_convs(convs)
+    expected = _reference(convs, x)
+    with torch.no_grad():
+        got = merged(x)
+    assert got.shape == expected.shape and got.dtype == torch.float64
+    # stacking changes no arithmetic: each output channel is the same sum
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12 * (expected.abs().max().item() + 1))
+
+
+@given(convs=parallel_convs(dtype=torch.float32), data=st.data())
+def test_concat_float32_within_stated_bound(convs: list[nn.Conv2d], data: st.DataObject) -> None:
+    # float32: zero weights added by the dense form leave the sum's value unchanged; only the
+    # summation order may differ: |error| ≤ 2·(fan-in + 2)·2⁻²⁴·(Σ|W|·max|x| + |b|).
+    x = data.draw(
+        image_batches(convs[0].in_channels, min_size=10, max_size=12, dtype=torch.float32)
+    )
+    merged = concat_convs(convs)
+    expected = _reference([copy.deepcopy(c).double() for c in convs], x.double())
+    with torch.no_grad():
+        got = merged(x).double()
+    magnitude = max(
+        c.weight.abs().sum(dim=(1, 2, 3)).max().item() * x.abs().max().item()
+        + (c.bias.abs().max().item() if c.bias is not None else 0.0)
+        for c in convs
+    )
+    fan_in = merged.weight[0].numel()
+    assert (got - expected).abs().max().item() <= 2 * (fan_in + 2) * 2**-24 * magnitude
+
+
+def test_missing_biases_are_zero_and_inputs_untouched() -> None:
+    torch.manual_seed(0)
+    convs = [
+        nn.Conv2d(3, 2, 3, padding=1, bias=False, dtype=torch.float64),
+        nn.Conv2d(3, 3, 3, padding=1, groups=3, dtype=torch.float64),
+    ]
+    before = [copy.deepcopy(c.state_dict()) for c in convs]
+    merged = concat_convs(convs)
+    assert merged.groups == 1 and merged.bias is not None
+    assert torch.equal(merged.bias[:2], torch.zeros(2, dtype=torch.float64))
+    for conv, state in zip(convs, before, strict=True):
+        for key, value in conv.state_dict().items():
+            assert torch.equal(value, state[key])
+    x = torch.rand(1, 3, 7, 5, dtype=torch.float64) * 255
+    with torch.no_grad():
+        assert torch.allclose(merged(x), _reference(convs, x), rtol=1e-13, atol=1e-10)
+
+
+def test_registered_by_name_and_id() -> None:
+    convs = [nn.Conv2d(2, 2, 3), nn.Conv2d(2, 1, 3)]
+    assert torch.equal(apply_rule("R11", convs).weight, apply_rule("concat_convs", convs).weight)
+
+
+# Negative tests: each precondition broken → the two sides differ and the rule refuses.
+
+
+def test_different_dilation_differs_and_is_refused() -> None:
+    torch.manual_seed(1)
+    a = nn.Conv2d(2, 2, 3, padding=1, dtype=torch.float64)
+    b = nn.Conv2d(2, 2, 3, padding=2, dilation=2, dtype=torch.float64)  # same output size
+    naive = make_conv(torch.cat([a.weight, b.weight]).detach(), None, padding=1)
+    naive.bias = nn.Parameter(torch.cat([a.bias, b.bias]).detach())
+    x = torch.rand(1, 2, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert (naive(x) - _reference([a, b], x)).abs().max() > 1e-3
+    with pytest.raises(PreconditionError, match="the same dilation"):
+        concat_convs([a, b])
+
+
+def test_raw_stack_of_grouped_weights_differs() -> None:
+    # Why the rule stacks dense weights: keeping groups=2 on a raw stack mis-routes channels.
+    torch.manual_seed(2)
+    a = nn.Conv2d(2, 2, 1, groups=2, dtype=torch.float64)
+    b = nn.Conv2d(2, 2, 1, groups=2, dtype=torch.float64)
+    raw = make_conv(torch.cat([a.weight, b.weight]).detach(), None, groups=2)
+    x = torch.rand(1, 2, 4, 4, dtype=torch.float64)
+    expected = _reference([a, b], x) - torch.cat([a.bias, b.bias]).reshape(1, -1, 1, 1)
+    with torch.no_grad():
+        assert (raw(x) - expected).abs().max() > 1e-3
+        assert (concat_convs([a, b])(x) - _reference([a, b], x)).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("other", "condition"),
+    [
+        (nn.Conv2d(3, 2, 3, padding=1), "the same in_channels"),
+        (nn.Conv2d(2, 2, 1), "the same kernel size"),
+        (nn.Conv2d(2, 2, 3, padding=1, stride=2), "the same stride"),
+        (nn.Conv2d(2, 2, 3, padding=0), "the same padding"),
+        (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), "the same padding mode"),
+    ],
+)
+def test_mismatched_geometry_is_refused(other: nn.Conv2d, condition: str) -> None:
+    with pytest.raises(PreconditionError, match=condition):
+        concat_convs([nn.Conv2d(2, 2, 3, padding=1), other])
+
+
+def test_empty_and_non_conv_are_refused() -> None:
+    with pytest.raises(PreconditionError, match="at least one"):
+        concat_convs([])
+    with pytest.raises(PreconditionError, match="Conv2d"):
+        concat_convs([nn.Conv2d(2, 2, 1), nn.Linear(2, 2)])  # type: ignore[list-item]

@@ -1,0 +1,237 @@
+"""R7: 1×1 then K×K (bias padding). Properties over geometries and groups; negative tests."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from et import PreconditionError, apply_rule
+from et.conv_geometry import make_conv
+from et.rules.merge_1x1_kxk import BiasPaddedSequence, merge_1x1_kxk
+from et.strategies import ConvConfig, conv2d_modules, image_batches
+
+
+def _divisors(n: int) -> list[int]:
+    return [g for g in range(1, n + 1) if n % g == 0]
+
+
+@st.composite
+def pointwise_then_kxk(
+    draw: st.DrawFn, dtype: torch.dtype = torch.float64, max_padding: int = 3
+) -> tuple[nn.Conv2d, nn.Conv2d]:
+    """A 1×1 conv (g₁ groups, always with a bias) and any K×K conv on its output (g₂ groups)."""
+    g1 = draw(st.integers(1, 2))
+    in_channels = g1 * draw(st.integers(1, 3))
+    mids = g1 * draw(st.integers(1, 3))
+    pointwise = draw(
+        conv2d_modules(
+            ConvConfig(in_channels, mids, (1, 1), (1, 1), (0, 0), (1, 1), g1),
+            dtype=dtype,
+            bias=True,
+        )
+    )
+    g2 = draw(st.sampled_from(_divisors(mids)))
+    kernel = (draw(st.sampled_from([1, 2, 3, 4, 5])), draw(st.sampled_from([1, 2, 3, 4, 5])))
+    conv = draw(
+        conv2d_modules(
+            ConvConfig(
+                in_channels=mids,
+                out_channels=g2 * draw(st.integers(1, 2)),
+                kernel_size=kernel,
+                stride=(draw(st.sampled_from([1, 2])),) * 2,
+                padding=(draw(st.integers(0, max_padding)), draw(st.integers(0, max_padding))),
+                dilation=(draw(st.sampled_from([1, 2])),) * 2,
+                groups=g2,
+            ),
+            dtype=dtype,
+        )
+    )
+    return pointwise, conv
+
+
+def _min_size(conv: nn.Conv2d) -> int:
+    return max(d * (k - 1) + 1 for k, d in zip(conv.kernel_size, conv.dilation, strict=True))
+
+
+def _abs_chain(pointwise: nn.Conv2d, conv: nn.Conv2d, x: torch.Tensor) -> float:
+    """max of |W₂| * (|W₁|·|x| + |b₁|) + |b₂| over the bias-padded input."""
+    a, b = copy.deepcopy(pointwise).double(), copy.deepcopy(conv).double()
+    with torch.no_grad():
+        for module in (a, b):
+            for p in module.parameters():
+                p.abs_()
+        return BiasPaddedSequence(a, b)(x.double().abs()).max().item()
+
+
+@given(pair=pointwise_then_kxk(), data=st.data())
+def test_bias_padded_merge_is_exact_in_float64(
+    pair: tuple[nn.Conv2d, nn.Conv2d], data: st.DataObject
+) -> None:
+    pointwise, conv = pair
+    size = _min_size(conv)
+    x = data.draw(image_batches(pointwise.in_channels, min_size=size, max_size=size + 6))
+    merged = merge_1x1_kxk(pointwise, conv)
+    with torch.no_grad():
+        expected, got = BiasPaddedSequence(pointwise, conv)(x), merged(x)
+    assert got.shape == expected.shape and got.dtype == torch.float64
+    assert (got - expected).abs().max().item() <= 1e-12 * (_abs_chain(pointwise, conv, x) + 1)
+
+
+@given(pair=pointwise_then_kxk(max_padding=0), data=st.data())
+def test_valid_kxk_merge_with_zero_border_is_exact(
+    pair: tuple[nn.Conv2d, nn.Conv2d], data: st.DataObject
+) -> None:
+    pointwise, conv = pair
+    size = _min_size(conv)
+    x = data.draw(image_batches(pointwise.in_channels, min_size=size, max_size=size + 6))
+    merged = merge_1x1_kxk(pointwise, conv, border="zeros")
+    with torch.no_grad():
+        expected, got = conv(pointwise(x)), merged(x)
+    assert (got - expected).abs().max().item() <= 1e-12 * (_abs_chain(pointwise, conv, x) + 1)
+
+
+@given(pair=pointwise_then_kxk(dtype=torch.float32), data=st.data())
+def test_merge_float32_within_stated_bound(
+    pair: tuple[nn.Conv2d, nn.Conv2d], data: st.DataObject
+) -> None:
+    # float32: each merged weight is a sum of mids/g₂ products, the merged conv sums n₃ terms,
+    # the chain sums n₁ then n₂ terms; relative to M = |W₂| * (|W₁||x| + |b₁|) + |b₂|:
+    # |error| ≤ 2·(n₁ + 2n₂ + n₃)·2⁻²⁴·M.
+    pointwise, conv = pair
+    size = _min_size(conv)
+    x = data.draw(
+        image_batches(pointwise.in_channels, min_size=size, max_size=size + 4, dtype=torch.float32)
+    )
+    merged = merge_1x1_kxk(pointwise, conv)
+    assert merged.weight.dtype == torch.float32
+    with torch.no_grad():
+        reference = BiasPaddedSequence(
+            copy.deepcopy(pointwise).double(), copy.deepcopy(conv).double()
+        )
+        expected, got = reference(x.double()), merged(x).double()
+    n1, n2 = pointwise.weight[0].numel() + 1, conv.weight[0].numel() + 1
+    n3 = merged.weight[0].numel() + 1
+    bound = 2 * (n1 + 2 * n2 + n3) * 2**-24 * _abs_chain(pointwise, conv, x)
+    assert (got - expected).abs().max().item() <= bound
+
+
+@given(mode=st.sampled_from(["reflect", "replicate", "circular"]), data=st.data())
+def test_copying_padding_modes_merge_exactly(mode: str, data: st.DataObject) -> None:
+    pointwise, drawn = data.draw(pointwise_then_kxk(max_padding=2))
+    conv = make_conv(
+        drawn.weight.detach(),
+        drawn.bias.detach() if drawn.bias is not None else None,
+        stride=drawn.stride,
+        padding=drawn.padding,
+        dilation=drawn.dilation,
+        groups=drawn.groups,
+        padding_mode=mode,
+    )
+    size = max(_min_size(conv), 3)
+    x = data.draw(image_batches(pointwise.in_channels, min_size=size, max_size=size + 4))
+    for border in ("bias", "zeros"):
+        merged = merge_1x1_kxk(pointwise, conv, border=border)
+        assert merged.padding_mode == mode
+        with torch.no_grad():
+            gap = (merged(x) - conv(pointwise(x))).abs().max().item()
+        assert gap <= 1e-12 * (_abs_chain(pointwise, conv, x) + 1)
+
+
+def test_ecbsr_seqconv_layout() -> None:
+    # ECBSR's conv1x1-conv3x3: 1×1 to 2·C channels, 3×3 back to C, padding 1 filled with b₀.
+    torch.manual_seed(0)
+    pointwise = nn.Conv2d(4, 8, 1, dtype=torch.float64)
+    conv = nn.Conv2d(8, 4, 3, dtype=torch.float64)  # ECBSR pads by hand, then a valid 3×3
+    conv.padding = (1, 1)
+    merged = merge_1x1_kxk(pointwise, conv)
+    x = torch.rand(2, 4, 6, 7, dtype=torch.float64)
+    z = pointwise(x)
+    padded = nn.functional.pad(z, (1, 1, 1, 1), value=0.0)
+    b0 = pointwise.bias.reshape(1, -1, 1, 1)
+    padded[:, :, 0:1, :] = b0
+    padded[:, :, -1:, :] = b0
+    padded[:, :, :, 0:1] = b0
+    padded[:, :, :, -1:] = b0
+    with torch.no_grad():
+        expected = nn.functional.conv2d(padded, conv.weight, conv.bias)
+        assert torch.allclose(merged(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_zero_bias_allows_zero_border() -> None:
+    torch.manual_seed(1)
+    pointwise = nn.Conv2d(3, 4, 1, dtype=torch.float64)
+    with torch.no_grad():
+        pointwise.bias.zero_()
+    conv = nn.Conv2d(4, 2, 3, padding=1, dtype=torch.float64)
+    merged = merge_1x1_kxk(pointwise, conv, border="zeros")
+    x = torch.rand(1, 3, 5, 5, dtype=torch.float64) * 255
+    with torch.no_grad():
+        assert torch.allclose(merged(x), conv(pointwise(x)), rtol=1e-12, atol=1e-9)
+
+
+def test_inputs_are_not_mutated() -> None:
+    pointwise, conv = nn.Conv2d(2, 3, 1), nn.Conv2d(3, 2, 3, padding=1)
+    before = copy.deepcopy(pointwise.state_dict()), copy.deepcopy(conv.state_dict())
+    merge_1x1_kxk(pointwise, conv)
+    for module, state in zip((pointwise, conv), before, strict=True):
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, state[key])
+
+
+def test_registered_by_name_and_id() -> None:
+    pointwise, conv = nn.Conv2d(2, 3, 1), nn.Conv2d(3, 2, 3, padding=1)
+    assert torch.equal(
+        apply_rule("R7", pointwise, conv).weight,
+        apply_rule("merge_1x1_kxk", pointwise, conv).weight,
+    )
+
+
+# Negative tests: each precondition broken → the two sides differ and the rule refuses.
+
+
+def test_zero_padding_with_bias_differs_on_the_border_and_is_refused() -> None:
+    torch.manual_seed(2)
+    pointwise = nn.Conv2d(3, 4, 1, dtype=torch.float64)
+    conv = nn.Conv2d(4, 2, 3, padding=1, dtype=torch.float64)
+    bias_padded = merge_1x1_kxk(pointwise, conv, border="bias")
+    x = torch.rand(1, 3, 6, 6, dtype=torch.float64) * 255
+    with torch.no_grad():
+        gap = (bias_padded(x) - conv(pointwise(x))).abs()
+    assert gap[:, :, 1:-1, 1:-1].max() < 1e-9  # the interior agrees
+    assert gap[:, :, 0, :].min() > 1e-6  # the border ring carries W₂·b₁ it should not
+    with pytest.raises(PreconditionError, match="input border is filled with b₁"):
+        merge_1x1_kxk(pointwise, conv, border="zeros")
+
+
+@pytest.mark.parametrize(
+    "pointwise",
+    [
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.Conv2d(3, 4, 1, stride=2),
+        nn.Conv2d(3, 4, 1, padding=1),
+    ],
+)
+def test_first_conv_must_be_a_plain_1x1(pointwise: nn.Conv2d) -> None:
+    with pytest.raises(PreconditionError, match="the first conv is 1×1 with stride 1"):
+        merge_1x1_kxk(pointwise, nn.Conv2d(4, 2, 3, padding=1))
+
+
+def test_nonlinearity_between_differs() -> None:
+    torch.manual_seed(4)
+    pointwise, conv = nn.Conv2d(2, 3, 1).double(), nn.Conv2d(3, 2, 3).double()
+    merged = merge_1x1_kxk(pointwise, conv)
+    x = torch.rand(1, 2, 6, 6, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        assert (merged(x) - conv(torch.relu(pointwise(x)))).abs().max() > 1e-3
+
+
+def test_channel_mismatch_and_unknown_border_are_refused() -> None:
+    with pytest.raises(PreconditionError, match=r"pointwise\.out_channels == conv\.in_channels"):
+        merge_1x1_kxk(nn.Conv2d(2, 3, 1), nn.Conv2d(4, 2, 3))
+    with pytest.raises(PreconditionError, match="border is 'bias' or 'zeros'"):
+        merge_1x1_kxk(nn.Conv2d(2, 3, 1), nn.Conv2d(3, 2, 3), border="reflect")  # type: ignore[arg-type]
