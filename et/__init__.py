@@ -1,6 +1,7 @@
 """etds: proved and fuzzed Equivalent Transformation (ET) and re-parameterization rules.
 
-Every rule lives in its own module in :mod:`et.rules`, named after the rule, and registers itself in the catalogue;
+Every rule lives in its own module in :mod:`et.rules`, named after the rule, and registers itself
+in the catalogue;
 ``list_rules()`` lists them, ``get_rule("R7")`` / ``apply_rule("merge_1x1_kxk", ...)`` find and
 apply one by id or name. See :mod:`et.contract` for the contract every rule follows.
 """

@@ -1,4 +1,5 @@
-"""Proof of R10 (average pool as a convolution); see :mod:`et.rules.avg_pool_as_conv` for the statement."""
+"""Proof of R10 (average pool as a convolution); see :mod:`et.rules.avg_pool_as_conv` for the
+statement."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _conformance(d: Derivation) -> None:
         x = torch.rand(2, 3, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
         worst = max(worst, (conv(x) - pool(x)).abs().max().item())
     d.true(
-        "conformance: et.rules.avg_pool_as_conv.avg_pool_as_conv builds δ_oc/(kh·kw) (or δ_oc/D) and matches "
+        "conformance: et.rules.avg_pool_as_conv.avg_pool_as_conv builds δ_oc/(kh·kw) (or "
+        "δ_oc/D) and matches "
         "torch's AvgPool2d in float64",
         worst < 1e-12,
         f"max deviation {worst:.3e}",

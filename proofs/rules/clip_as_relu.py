@@ -46,7 +46,8 @@ def _conformance(d: Derivation) -> None:
     with torch.no_grad():
         error = (clip_as_relu_sequential(conv, bound)(x) - conv(x).clamp(0, bound)).abs().max()
     d.true(
-        "conformance: et.rules.clip_as_relu gives (−W, M − b) and (−I, M), and the ReLU form equals "
+        "conformance: et.rules.clip_as_relu gives (−W, M − b) and (−I, M), and the ReLU form "
+        "equals "
         "the clamp in float64",
         weight_error < 1e-15 and error.item() < 1e-12,
         f"weights off by {weight_error:.3e}, outputs by {error.item():.3e}",

@@ -1,4 +1,5 @@
-"""Proof of R11 (depth concat of parallel convs); see :mod:`et.rules.concat_convs` for the statement."""
+"""Proof of R11 (depth concat of parallel convs); see :mod:`et.rules.concat_convs` for the
+statement."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Proof of R12 (fixed-mask depthwise → dense diagonal conv); see :mod:`et.rules.fixed_mask_depthwise_as_conv`."""
+"""Proof of R12 (fixed-mask depthwise → dense diagonal conv); see
+:mod:`et.rules.fixed_mask_depthwise_as_conv`."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def _conformance(d: Derivation) -> None:
             (conv.bias.detach() - bias).abs().max().item(),
         )
     d.true(
-        "conformance: et.rules.fixed_mask_depthwise_as_conv builds δ_oc·σ_c·M with bias β for the three masks",
+        "conformance: et.rules.fixed_mask_depthwise_as_conv builds δ_oc·σ_c·M with bias β for "
+        "the three masks",
         error < 1e-15,
         f"max deviation {error:.3e}",
     )

@@ -1,4 +1,5 @@
-"""Proof of R13 (per-channel scale fold); see :mod:`et.rules.fold_channel_scale` for the statement."""
+"""Proof of R13 (per-channel scale fold); see :mod:`et.rules.fold_channel_scale` for the
+statement."""
 
 from __future__ import annotations
 

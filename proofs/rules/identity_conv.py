@@ -72,7 +72,8 @@ def _conformance(d: Derivation) -> None:
     worst = max(worst, float(np.abs(branch.weight.detach().numpy() - expected).max()))
     worst = max(worst, (branch.bias - (bn.bias - bn.running_mean * t)).abs().max().item())
     d.true(
-        "conformance: et.rules.identity_conv.identity_conv builds the Dirac kernel (zero bias, stride 1, "
+        "conformance: et.rules.identity_conv.identity_conv builds the Dirac kernel (zero "
+        "bias, stride 1, "
         "padding (K − 1)/2) and identity_branch_as_conv builds t·K with bias m",
         worst < 1e-12,
         f"max deviation {worst:.3e}",

@@ -1,4 +1,5 @@
-"""Proof of R3 (parallel convolutions summed); see :mod:`et.rules.merge_parallel_convs` for the statement."""
+"""Proof of R3 (parallel convolutions summed); see :mod:`et.rules.merge_parallel_convs` for the
+statement."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def _conformance(d: Derivation) -> None:
     weight_error = (merged.weight - expected_w).abs().max().item()
     error = max(weight_error, (merged.bias - expected_b).abs().max().item())
     d.true(
-        "conformance: et.rules.merge_parallel_convs.merge_parallel_convs sums the centred kernels and the biases",
+        "conformance: et.rules.merge_parallel_convs.merge_parallel_convs sums the centred "
+        "kernels and the biases",
         error < 1e-12 and merged.padding == (2, 1),
         f"max deviation {error:.3e}, padding {merged.padding}",
     )

@@ -138,7 +138,8 @@ def _conformance(d: Derivation) -> None:
         float(np.abs(merged.bias.detach().numpy() - expected_b.astype(np.float64)).max()),
     )
     d.true(
-        "conformance: et.rules.merge_sequential_convs.merge_sequential_convs computes W₃ and b₃ as derived",
+        "conformance: et.rules.merge_sequential_convs.merge_sequential_convs computes W₃ and "
+        "b₃ as derived",
         error < 1e-12 and merged.dilation == dil and merged.stride == (2, 1),
         f"max deviation {error:.3e}, dilation {merged.dilation}, stride {merged.stride}",
     )

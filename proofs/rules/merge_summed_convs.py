@@ -34,7 +34,8 @@ def _conformance(d: Derivation) -> None:
                 worst, (nn.functional.pixel_shuffle(merged(z), scale) - lhs).abs().max().item()
             )
     d.true(
-        "conformance: et.rules.merge_summed_convs equals PS(conv_a(a)) + PS(conv_b(b)) for C ∈ {1, 3}, "
+        "conformance: et.rules.merge_summed_convs equals PS(conv_a(a)) + PS(conv_b(b)) for C "
+        "∈ {1, 3}, "
         "s ∈ {2, 3, 4}",
         worst < 1e-12,
         f"max deviation {worst:.3e}",

@@ -72,7 +72,8 @@ def _conformance(d: Derivation) -> None:
         with torch.no_grad():
             worst = max(worst, (moved(x) - original(x)).abs().max().item())
     d.true(
-        "conformance: et.rules.move_elementwise_before_pixel_shuffle moves (+c, clamp, ReLU) before the shuffle with "
+        "conformance: et.rules.move_elementwise_before_pixel_shuffle moves (+c, clamp, ReLU) "
+        "before the shuffle with "
         "identical outputs, C ∈ {1, 3}, s ∈ {2, 3, 4}",
         worst == 0.0,
         f"max deviation {worst:.3e}",

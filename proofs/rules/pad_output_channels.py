@@ -48,7 +48,8 @@ def _conformance(d: Derivation) -> None:
         if out.shape[1] != aligned_channels(colors * scale**2, align):
             worst = float("inf")
     d.true(
-        "conformance: et.rules.pad_output_channels pads the E2 tail to a multiple of align (bias M on the "
+        "conformance: et.rules.pad_output_channels pads the E2 tail to a multiple of align "
+        "(bias M on the "
         "folded conv, so the clip path yields 0), ignores padded inputs, and the slice before "
         "PixelShuffle recovers clamp(conv(x)); C ∈ {1, 3}, s ∈ {2, 3, 4}, align ∈ {1, 4, 8}",
         worst < 1e-12,

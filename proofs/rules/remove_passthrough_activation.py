@@ -34,7 +34,8 @@ def _conformance(d: Derivation) -> None:
     except PreconditionError:
         refused = True
     d.true(
-        "conformance: et.rules.remove_passthrough_activation returns Identity, equal to ReLU/LeakyReLU/PReLU "
+        "conformance: et.rules.remove_passthrough_activation returns Identity, equal to "
+        "ReLU/LeakyReLU/PReLU "
         "(slopes random and 0) on [0, 1] and [0, 255] images, and refuses the domain ℝ",
         worst == 0.0 and refused,
         f"max deviation {worst:.3e}, refused REAL: {refused}",

@@ -1,4 +1,5 @@
-"""Proof of R15 (transposed conv → LR conv + PixelShuffle); see :mod:`et.rules.transposed_conv_as_pixel_shuffle`."""
+"""Proof of R15 (transposed conv → LR conv + PixelShuffle); see
+:mod:`et.rules.transposed_conv_as_pixel_shuffle`."""
 
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def _conformance(d: Derivation) -> None:
         with torch.no_grad():
             worst_y = max(worst_y, (module(x) - deconv(x)).abs().max().item())
     d.true(
-        "conformance: et.rules.transposed_conv_as_pixel_shuffle builds the derived LR kernel V (same shape, padding Q) "
+        "conformance: et.rules.transposed_conv_as_pixel_shuffle builds the derived LR kernel "
+        "V (same shape, padding Q) "
         "and equals torch's ConvTranspose2d in float64 (FSRCNN ×2/×3 tails, groups 2, "
         "dilation 2, stride 4)",
         worst_w < 1e-15 and worst_y < 1e-10,

@@ -232,7 +232,8 @@ def export_onnx(
 
 class OnnxRuntimeModel(nn.Module):
     """An ONNX Runtime session behind the ``nn.Module`` call convention (float32 NCHW in and
-    out, CPU), so :mod:`reference_models.evaluation.evaluate` can score an exported or INT8 model."""
+    out, CPU), so :mod:`reference_models.evaluation.evaluate` can score an exported or INT8
+    model."""
 
     def __init__(self, session, *, upscale_factor: int | None = None) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 Per image: the 8-bit LR becomes a float32 ``1×3×h×w`` tensor in [0, 1]; the model's output (the
 first one for the dual-stream training forms that return two) is mapped back to 8 bits by
 ``round(clamp(y, 0, 1)·255)`` with round-half-to-even; PSNR and SSIM are measured on the Y
-channel after cropping ``scale`` pixels per side (:func:`reference_models.evaluation.metrics.psnr_ssim_y`).
+channel after cropping ``scale`` pixels per side
+(:func:`reference_models.evaluation.metrics.psnr_ssim_y`).
 Per dataset: the mean over its images.
 """
 

@@ -7,7 +7,8 @@ Sources (``datasets.train`` in a config):
   ``filename_tmpl.format(NAME) + ext`` in ``dataroot_lq`` (BasicSR's rule).
 * **HR only** — ``dataroot_lq`` absent or null: each HR image is cropped to a multiple of the
   scale and its LR made with the MATLAB-compatible bicubic of the evaluation protocol
-  (``reference_models.evaluation.imresize``), clipped and rounded to uint8, computed once and cached (in
+  (``reference_models.evaluation.imresize``), clipped and rounded to uint8, computed once and
+  cached (in
   memory, or as PNG files under ``lq_cache_dir`` when set, which suits large folders).
 
 Files may be compressed images or raw ``.npy`` arrays (:mod:`.image_files`); raw ones are

@@ -1,4 +1,5 @@
-"""ONNX export (``reference_models.deploy.onnx`` and ``etds export``): round trip through ONNX Runtime.
+"""ONNX export (``reference_models.deploy.onnx`` and ``etds export``): round trip through ONNX
+Runtime.
 
 Every model gets random weights with non-zero biases and PReLU slopes, scaled so that its
 output leaves [0, 1] (so the clamp is exercised); ONNX Runtime's output is compared with the

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/collapse_depthwise_separable.py`` (R14) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/collapse_depthwise_separable.py`` (R14) its own tests
+let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): refusals were checked by condition
 text only (a wrong rule id, a changed condition or a missing detail passed); a pointwise conv

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/fixed_mask_depthwise_as_conv.py`` (R12) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/fixed_mask_depthwise_as_conv.py`` (R12) its own tests
+let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): the rule's tests match the condition
 text of a refusal only, so a refusal under another rule id, with a changed condition or with no

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/fold_channel_scale.py`` (R13) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/fold_channel_scale.py`` (R13) its own tests let
+survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): refusals were checked by condition
 text only (a wrong rule id or a missing detail passed), and a scale of another dtype than the

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/merge_parallel_convs.py`` (R3) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/merge_parallel_convs.py`` (R3) its own tests let
+survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): the rule's tests match the condition
 text of a refusal only, so a refusal under another rule id (R4's, whose check R3 reuses for the

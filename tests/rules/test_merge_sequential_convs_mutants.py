@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/merge_sequential_convs.py`` (R8) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/merge_sequential_convs.py`` (R8) its own tests let
+survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): refusals were checked by condition
 text only (a wrong rule id, the wrong position or a missing detail passed); no example had a

@@ -1,4 +1,5 @@
-"""A test that kills two mutants of ``et/rules/move_elementwise_before_pixel_shuffle.py`` (E7) thought equivalent.
+"""A test that kills two mutants of ``et/rules/move_elementwise_before_pixel_shuffle.py`` (E7)
+thought equivalent.
 
 ``copy.copy`` of the PixelShuffle (instead of ``copy.deepcopy``) gives a new object, but one that
 shares its hook dictionaries with the input's shuffle: a forward hook registered on the moved

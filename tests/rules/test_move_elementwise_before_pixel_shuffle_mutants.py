@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/move_elementwise_before_pixel_shuffle.py`` its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/move_elementwise_before_pixel_shuffle.py`` its own
+tests let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): :class:`AddConstant` computed
 ``x − c`` and :class:`Clamp`'s defaults could change unnoticed; a lone PixelShuffle (one layer)

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/nearest_as_pixel_shuffle.py`` its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/nearest_as_pixel_shuffle.py`` its own tests let
+survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): ``kernel_size`` was not passed on
 to the repeat-interleave conv (every test used the default 1), and the refusal's rule id and

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/pad_output_channels.py`` (E8) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/pad_output_channels.py`` (E8) its own tests let
+survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): refusals checked by condition text
 only (a wrong rule id or a missing detail passed), an empty dummy block (nothing to check) never

@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/remove_passthrough_activation.py`` the rule's own tests let survive.
+"""Tests that kill the mutants of ``et/rules/remove_passthrough_activation.py`` the rule's own
+tests let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): the refusals were matched on the
 condition only, so mutants that dropped the rule id (E1, or the caller's E4) or the detail

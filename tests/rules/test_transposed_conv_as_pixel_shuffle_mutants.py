@@ -1,4 +1,5 @@
-"""Tests that kill the mutants of ``et/rules/transposed_conv_as_pixel_shuffle.py`` (R15) its own tests let survive.
+"""Tests that kill the mutants of ``et/rules/transposed_conv_as_pixel_shuffle.py`` (R15) its own
+tests let survive.
 
 Found by ``mutation/run.sh`` (see ``mutation/REPORT.md``): refusals were checked by condition
 text only (a wrong rule id or a missing detail passed); no example had a 1×1 kernel with a
