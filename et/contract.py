@@ -186,9 +186,7 @@ def register(rule: Rule) -> Rule:
     """
     for condition in rule.preconditions:
         if not isinstance(condition, Precondition) or condition.rule != rule.id:
-            raise ValueError(
-                f"{rule.id}: precondition {condition!r} is not a {rule.id} Precondition"
-            )
+            raise ValueError(f"{rule.id}: {condition!r} is not a Precondition of {rule.id}")
     if len(set(rule.preconditions)) != len(rule.preconditions):
         raise ValueError(f"{rule.id}: a precondition is listed twice")
     for key in (rule.id, rule.name):
@@ -224,4 +222,3 @@ def get_rule(key: str) -> Rule:
 def apply_rule(key: str, *args: Any, **kwargs: Any) -> Any:
     """Apply the rule named ``key`` (id or name) to ``args``."""
     return get_rule(key).transform(*args, **kwargs)
-

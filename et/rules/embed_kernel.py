@@ -86,7 +86,6 @@ def check_embedding(
     target = pair(kernel_size)
     FITS.require(
         all(big >= small for big, small in zip(target, geometry.kernel_size, strict=True)),
-        "K ≥ k on each axis",
         f"kernel {geometry.kernel_size} does not fit into {target}",
     )
     EVEN.require(

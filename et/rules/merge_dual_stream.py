@@ -79,6 +79,11 @@ _PARAMETER_FREE = (
 )
 
 
+def _torch_class(module: nn.Module) -> type | None:
+    """The parameter-free torch class whose function ``module`` computes (None if none)."""
+    return next((cls for cls in type(module).__mro__ if cls in _PARAMETER_FREE), None)
+
+
 def _signature(conv: nn.Conv2d) -> tuple:
     g = geometry_of(conv)
     return (g.kernel_size, g.stride, g.padding, g.dilation, g.padding_mode)
@@ -181,10 +186,10 @@ def merge_activations(backbone_act: nn.Module, residual_act: nn.Module) -> nn.Mo
         with torch.no_grad():
             merged.weight.copy_(torch.cat([slopes_b, slopes_r]))
         return merged
+    # Compared by the torch class they compute and its settings, never by the Python class.
     same = (
-        type(backbone_act) is type(residual_act)
-        and isinstance(backbone_act, _PARAMETER_FREE)
-        and repr(backbone_act) == repr(residual_act)
+        _torch_class(backbone_act) is _torch_class(residual_act) is not None
+        and backbone_act.extra_repr() == residual_act.extra_repr()
     )
     SAME_ACTIVATION.require(
         same,
