@@ -166,7 +166,8 @@ def merge_activations(backbone_act: nn.Module, residual_act: nn.Module) -> nn.Mo
     Refuses maps that differ between the streams or are not element-wise.
     """
     for act in (backbone_act, residual_act):
-        require_torch_semantics(act, (nn.PReLU, *_PARAMETER_FREE), TORCH_MODULES)
+        if isinstance(act, (nn.PReLU, *_PARAMETER_FREE)):  # other classes: refused below
+            require_torch_semantics(act, (nn.PReLU, *_PARAMETER_FREE), TORCH_MODULES)
     if isinstance(backbone_act, nn.PReLU) and isinstance(residual_act, nn.PReLU):
         slopes_b, slopes_r = backbone_act.weight.detach(), residual_act.weight.detach()
         if slopes_b.numel() == 1 and slopes_r.numel() == 1:

@@ -118,7 +118,7 @@ def check_parallel_convs(
     geometries = [geometry_of(conv) for conv in convs]
     for field, condition in conditions.same.items():
         values = [getattr(g, field) for g in geometries]
-        condition.require(all(v == values[0] for v in values), f"found {values}")
+        condition.require(all(v == values[0] for v in values), f"{field}: found {values}")
     target = common_kernel_size(convs)
     for g in geometries:
         conditions.even.require(
