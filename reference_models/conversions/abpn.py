@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.domain import IMAGE_UNIT, InputDomain
+from et.domain import IMAGE_UNIT, Domain
 from et.rules.carry_identity import (
     IdentityLayout,
     carry_identity_first,
@@ -31,8 +31,6 @@ from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
 from reference_models.architectures.abpn import ABPN, ABPN_ET
 from reference_models.conversions.install import install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
-
-Domain = InputDomain | tuple[float, float]
 
 
 def _carry_middle(

@@ -27,7 +27,7 @@ from __future__ import annotations
 from torch import nn
 
 from et.conv_geometry import make_conv
-from et.domain import IMAGE_UNIT, InputDomain
+from et.domain import IMAGE_UNIT, Domain
 from et.rules.carry_identity import (
     IdentityLayout,
     carry_identity_first,
@@ -43,8 +43,6 @@ from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
 from reference_models.architectures.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
 from reference_models.conversions.install import install_activation, install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
-
-Domain = InputDomain | tuple[float, float]
 
 
 def fold_seq_conv(seq: SeqConv3x3) -> nn.Conv2d:

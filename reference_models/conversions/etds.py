@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.domain import IMAGE_UNIT, InputDomain
+from et.domain import IMAGE_UNIT, Domain
 from et.rules.carry_identity import carry_identity_first, carry_identity_last, carry_identity_middle
 from et.rules.clip_as_relu import clip_as_relu
 from et.rules.merge_dual_stream import merge_dual_stream, merge_dual_stream_first
@@ -45,7 +45,6 @@ from reference_models.conversions.ecbsr import fold_ecb
 from reference_models.conversions.install import install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
 
-Domain = InputDomain | tuple[float, float]
 DualStream = ETDS | ETDSAblationResidual | ETDSAblationAdvancedResidual
 
 
