@@ -5,7 +5,8 @@ Re-parameterization of one ECB block (exact for every input)::
     conv3x3                                   kept as it is
     conv1x1 → conv3x3 (bias-padded)           R7  merge_1x1_kxk(border="bias")
     conv1x1 → σ·Sobel-x / Sobel-y / Laplacian R12 fixed_mask_depthwise_as_conv, then R7
-    sum of the five branches                  R3  merge_parallel_convs
+    identity (``with_idt``, in = out)         R6  identity_conv: a Dirac 3×3 kernel
+    sum of the five (six) branches            R3  merge_parallel_convs
 
 then the activation is kept: ``ECB(x) = act(conv(x; ΣW, Σb))`` (:class:`ECBSRT`).
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from et.contract import apply_rule
 from et.conv_geometry import make_conv
 from et.domain import IMAGE_UNIT, InputDomain
 from et.rules.carry_identity import (
@@ -38,7 +40,6 @@ from et.rules.carry_identity import (
 from et.rules.clip_as_relu import clip_as_relu
 from et.rules.fixed_mask_depthwise_as_conv import fixed_mask_depthwise_as_conv
 from et.rules.merge_1x1_kxk import merge_1x1_kxk
-from et.rules.merge_parallel_convs import merge_parallel_convs
 from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
 from reference_models.architectures.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
 from reference_models.conversions.install import install_activation, install_conv, like
@@ -58,7 +59,8 @@ def fold_seq_conv(seq: SeqConv3x3) -> nn.Conv2d:
 
 
 def fold_ecb(block: ECB) -> nn.Conv2d:
-    """One 3×3 conv equal to the five summed branches of an ECB block (before its activation)."""
+    """One 3×3 conv equal to the summed branches of an ECB block (before its activation):
+    the five convolution branches, and the input itself when ``block.with_idt``."""
     branches = [
         block.conv3x3,
         fold_seq_conv(block.conv1x1_3x3),
@@ -66,7 +68,13 @@ def fold_ecb(block: ECB) -> nn.Conv2d:
         fold_seq_conv(block.conv1x1_sby),
         fold_seq_conv(block.conv1x1_lpl),
     ]
-    return merge_parallel_convs(branches)  # R3
+    if block.with_idt:
+        weight = block.conv3x3.weight
+        identity = apply_rule(  # R6: x = Dirac * x, same kernel size and padding as conv3x3
+            "identity_conv", weight.shape[0], 3, dtype=weight.dtype, device=weight.device
+        )
+        branches.append(identity)
+    return apply_rule("merge_parallel_convs", branches)  # R3
 
 
 def reparameterize_ecbsr(model: ECBSR) -> ECBSRT:
@@ -82,6 +90,7 @@ def reparameterize_ecbsr(model: ECBSR) -> ECBSRT:
 def _ecbsrt_hparams(model: ECBSR) -> dict:
     hparams = model.hparams
     hparams.pop("depth_multiplier", None)
+    hparams.pop("with_idt", None)  # folded into the 3×3 kernels by fold_ecb
     return hparams
 
 
