@@ -132,7 +132,7 @@ def test_authors_abpn_converts_to_their_et_file(checkpoints_dir: Path, tmp_path:
 
 def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
     from reference_models import ECBSRT, load_checkpoint
-    from reference_models.deploy.onnx import fastest_alignment
+    from reference_models.deploy.alignment import fastest_alignment
 
     source = tmp_path / "ecbsrt.pth"
     save_checkpoint(trained(ECBSRT(3, 3, 2, 2, 8, "prelu"), seed=3), source)

@@ -8,7 +8,7 @@ import torch
 from reference_models import ABPN, ECBSRT
 from reference_models.conversions import convert
 from reference_models.deploy import onnx as export_module
-from reference_models.deploy.onnx import DEFAULT_ALIGNMENT, TARGETS, fastest_alignment
+from reference_models.deploy.alignment import DEFAULT_ALIGNMENT, TARGETS, fastest_alignment
 
 
 def test_picks_the_measured_minimum(monkeypatch) -> None:
