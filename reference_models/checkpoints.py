@@ -24,6 +24,7 @@ What no shape shows is never guessed where it changes the function: FSRCNN's sca
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pickle
@@ -40,6 +41,7 @@ from torch import nn
 
 from et.atomic_file import atomic_path
 from reference_models.architectures.base import ARCHITECTURES, ReferenceModel
+from reference_models.architectures.base import parameter_count as parameter_count  # re-export
 from reference_models.architectures.state_dict import (
     CheckpointError,
     StateDict,
@@ -275,6 +277,12 @@ def detect_architecture(
     return DetectedArchitecture(arch, read | given, rule, tuple(notes), unknown)
 
 
+def constructor_defaults(arch: str, names: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor's default values of ``names`` for ``arch`` (to count parameters)."""
+    parameters = inspect.signature(ARCHITECTURES[arch]).parameters
+    return {name: parameters[name].default for name in names}
+
+
 def unknown_hparams_message(detected: DetectedArchitecture) -> str:
     """One line naming the flags that would settle ``detected.unknown``."""
     flags = " and ".join(f"--hparam {k}=..." for k in detected.unknown)
@@ -362,11 +370,6 @@ def load_checkpoint(
         )
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Number of scalars in ``model.parameters()`` (frozen ones such as ECB masks included)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

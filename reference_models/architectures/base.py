@@ -148,3 +148,8 @@ def check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of scalars in ``model.parameters()`` (frozen ones such as ECB masks included)."""
+    return sum(p.numel() for p in model.parameters())

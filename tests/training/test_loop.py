@@ -223,3 +223,36 @@ def test_final_weights_are_the_ema_and_convert(tiny_config: dict[str, Any], tmp_
     report = json.loads(done.stdout)
     assert converted.is_file()
     assert type(load_checkpoint(converted)).__name__ == "ETDSForInference", report
+
+
+@pytest.mark.shared
+def test_training_checkpoints_load_as_their_released_weights(
+    tiny_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """An intermediate ``iter_*.pth`` (optimizer, RNG, config, two weight sets) loads as the
+    network the config names, with the EMA weights training releases; ``etds info`` reads it."""
+    config = tiny_config
+    config["train"]["total_iter"] = 2
+    config["logger"]["save_checkpoint_freq"] = 2
+    train(config, tmp_path / "run", progress=False)
+    path = checkpoint_path(tmp_path / "run", 2)
+    raw = _load(path)
+    model = load_checkpoint(path)
+    assert type(model).__name__ == config["network_g"]["type"]
+    assert _equal(model.state_dict(), raw["network_g_ema"])
+    config["train"].pop("ema_decay")
+    train(config, tmp_path / "no_ema", progress=False)
+    plain = checkpoint_path(tmp_path / "no_ema", 2)
+    assert _load(plain)["network_g_ema"] is None
+    assert _equal(load_checkpoint(plain).state_dict(), _load(plain)["network_g"])
+    done = subprocess.run(
+        [sys.executable, "-m", "etds", "info", str(path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert (info["architecture"], info["detection"]) == ("ETDS", "recorded in file")
