@@ -17,12 +17,9 @@ import torch
 from reference_models import build_model, load_checkpoint
 from reference_models.training import train
 from reference_models.training.ema import ModelEMA
-from reference_models.training.loop import (
-    _Loss,
-    checkpoint_path,
-    is_residual_parameter,
-    residual_trainable,
-)
+from reference_models.training.loss import PixelLoss
+from reference_models.training.residual_switch import is_residual_parameter, residual_trainable
+from reference_models.training.resume_state import checkpoint_path
 from reference_models.training.schedules import build_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,11 +137,11 @@ def test_dual_stream_loss_is_total_plus_alpha_low() -> None:
     torch.manual_seed(0)
     total, low, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     spec = {"losses": {"L1Loss": {"type": "L1Loss", "loss_weight": 2.0}}}
-    loss = _Loss(spec | {"interpolation_loss_weight": 0.5}, dual_stream=True)
+    loss = PixelLoss(spec | {"interpolation_loss_weight": 0.5}, dual_stream=True)
     l1 = torch.nn.functional.l1_loss
     expected = 2.0 * l1(total, gt) + 0.5 * 2.0 * l1(low, gt)
     assert torch.allclose(loss((total, low), gt), expected, rtol=1e-6, atol=0)
-    single = _Loss(spec, dual_stream=False)
+    single = PixelLoss(spec, dual_stream=False)
     assert torch.allclose(single((total, low), gt), 2.0 * l1(total, gt), rtol=1e-6, atol=0)
     assert not torch.allclose(single((total, low), gt), expected)
     with pytest.raises(ValueError, match="needs a model returning"):
