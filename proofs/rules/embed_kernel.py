@@ -44,15 +44,15 @@ def _general(d: Derivation) -> None:
         r"\sum_{u'=0}^{K-1} W'_{u'}\,\tilde x_{is+u'd-p'} = \sum_{u=0}^{k-1} W_u\,"
         r"\tilde x_{is+(u+\delta)d-p'}",
     )
-    d.zero(
+    d.equal(
         "with p' = p + d·δ every weighted tap reads the position the original tap reads",
-        (i * s + (u + delta) * dil - (p + dil * delta)) - (i * s + u * dil - p),
-        r"is+(u+\delta)d-(p+d\delta) = is+ud-p",
+        i * s + (u + delta) * dil - (p + dil * delta),
+        i * s + u * dil - p,
     )
-    d.zero(
+    d.equal(
         "the output length ⌊(H + 2p' − d(K − 1) − 1)/s⌋ + 1 is unchanged: the floor's argument is",
-        (2 * (p + dil * delta) - dil * (big - 1)) - (2 * p - dil * (small - 1)),
-        r"2p' - d(K-1) = 2p - d(k-1)",
+        2 * (p + dil * delta) - dil * (big - 1),
+        2 * p - dil * (small - 1),
     )
     d.step("each spatial axis is embedded independently, so non-square kernels follow")
 

@@ -57,11 +57,10 @@ def prove() -> ProofResult:
         "Output channel o at any position is b_o + ⟨W[o], patch⟩ (the geometry picks the patch)",
         r"y_o = b_o + \langle W_o, \mathrm{patch}\rangle",
     )
-    d.zero(
+    d.equal(
         "γ (b + ⟨W, patch⟩) = γ b + ⟨γ W, patch⟩",
-        gamma * (b + sum(wi * xi for wi, xi in zip(w, patch, strict=True)))
-        - (gamma * b + sum(gamma * wi * xi for wi, xi in zip(w, patch, strict=True))),
-        r"\gamma(b + \langle W, p\rangle) = \gamma b + \langle \gamma W, p\rangle",
+        gamma * (b + sum(wi * xi for wi, xi in zip(w, patch, strict=True))),
+        gamma * b + sum(gamma * wi * xi for wi, xi in zip(w, patch, strict=True)),
     )
     checked = 0
     x = symbols_array("x", (2, 4, 3), real=True)

@@ -47,17 +47,19 @@ def folded(
 def _general(d: Derivation) -> None:
     x, gamma, beta, mu, var, eps, w = sp.symbols("x gamma beta mu sigma2 epsilon w", real=True)
     t = gamma / sp.sqrt(var + eps)
-    d.zero(
+    d.equal(
         "eval-mode BN is affine per channel: γ(x − μ)/√(σ² + ε) + β = t·x + m with "
         "t = γ/√(σ² + ε), m = β − μ·t",
-        gamma * (x - mu) / sp.sqrt(var + eps) + beta - (t * x + (beta - mu * t)),
+        gamma * (x - mu) / sp.sqrt(var + eps) + beta,
+        t * x + (beta - mu * t),
     )
     m = sp.Symbol("m", real=True)
     ts = sp.Symbol("t", real=True)
-    d.zero(
+    d.equal(
         "per tap inside the image: W·(t·x + m) = (W·t)·x + W·m, so W' = W·t_in and the W·m terms "
         "of all taps collect into b' = b + Σ W·m_in",
-        w * (ts * x + m) - ((w * ts) * x + w * m),
+        w * (ts * x + m),
+        (w * ts) * x + w * m,
     )
     v = sp.Symbol("v", real=True)
     d.step(

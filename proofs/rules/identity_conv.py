@@ -31,23 +31,24 @@ def _general(d: Derivation) -> None:
     n = r + 1 + alpha  # C/g > r, i.e. 0 ≤ r < C/g
     x = sp.Function("x")
     channel_sum = sp.Sum(sp.KroneckerDelta(j, r) * x(q * n + j), (j, 0, n - 1)).doit()
-    d.zero(
+    d.equal(
         "channels, symbolic C/g: output channel i = q·(C/g) + r of group q reads "
         "Σ_j δ(j, r)·x[q·(C/g) + j] = x[i]",
-        sp.piecewise_fold(channel_sum) - x(q * n + r),
-        r"\sum_{j<C/g}\delta_{j,\,i \bmod C/g}\,x_{\lfloor i/(C/g)\rfloor C/g + j} = x_i",
+        sp.piecewise_fold(channel_sum),
+        x(q * n + r),
     )
     tap_sum = sp.Sum(sp.KroneckerDelta(u, c) * x(row + u - c), (u, 0, 2 * c)).doit()
-    d.zero(
+    d.equal(
         "space, symbolic odd K = 2c + 1 with padding c and stride 1: output i reads "
         "Σ_u δ(u, c)·x̃[i + u − c] = x[i] (never a padded value)",
-        sp.piecewise_fold(tap_sum) - x(row),
-        r"\sum_{u=0}^{2c}\delta_{u,c}\,\tilde x_{i+u-c} = x_i",
+        sp.piecewise_fold(tap_sum),
+        x(row),
     )
     t, m, xs = sp.symbols("t m x", real=True)
-    d.zero(
+    d.equal(
         "RepVGG's identity + BN: conv(x; t·K, m) = t·x + m = BN(x) (R1 applied to the Dirac conv)",
-        (t * 1) * xs + m - (t * xs + m),
+        (t * 1) * xs + m,
+        t * xs + m,
     )
 
 

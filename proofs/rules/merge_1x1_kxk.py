@@ -32,17 +32,17 @@ def merged_weight(w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
 
 def _general(d: Derivation) -> None:
     w1, b1, x, w2 = sp.symbols("W1 b1 x W2", real=True)
-    d.zero(
+    d.equal(
         "with bias padding every pixel of the K×K's padded input is b₁ + W₁·x̃ (x̃ the zero-padded "
         "input): inside it is the 1×1's output, on the ring it is b₁ = b₁ + W₁·0",
-        (b1 + w1 * 0) - b1,
-        r"\bar z = b_1 + W_1 \tilde x",
+        b1 + w1 * 0,
+        b1,
     )
-    d.zero(
+    d.equal(
         "per tap: W₂·(b₁ + W₁·x̃) = W₂·b₁ + (W₂W₁)·x̃, so W = W₂ ⊛ W₁ per tap and "
         "b = b₂ + Σ_taps W₂·b₁ (channel vectors: the same with matrices, by bilinearity)",
-        w2 * (b1 + w1 * x) - (w2 * b1 + (w2 * w1) * x),
-        r"W_2(b_1 + W_1\tilde x) = W_2 b_1 + (W_2W_1)\tilde x",
+        w2 * (b1 + w1 * x),
+        w2 * b1 + (w2 * w1) * x,
     )
     d.step(
         "groups: W₁ is block-diagonal with g₁ blocks and W₂ with g₂ blocks, so each product "

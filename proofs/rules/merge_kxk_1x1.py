@@ -104,10 +104,10 @@ def prove() -> ProofResult:
         "b_m + ⟨W_m, patch⟩ with one patch of x shared by all m (the K×K geometry picks it)",
         r"z_o = \beta_o + \sum_m P_{om}\,(b_m + \langle W_m, \mathrm{patch}\rangle)",
     )
-    d.zero(
+    d.equal(
         "β + Σ_m P_m (b_m + ⟨W_m, patch⟩) = (P·b + β) + ⟨P·W, patch⟩",
-        lhs - rhs,
-        r"\beta + \sum_m P_m y_m = (Pb + \beta) + \langle PW, \mathrm{patch}\rangle",
+        lhs,
+        rhs,
     )
     checked = 0
     for kernel, stride, dilation, (g1, g2), padding in itertools.product(*GRID.values()):

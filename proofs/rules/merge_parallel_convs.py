@@ -37,10 +37,10 @@ def _general(d: Derivation) -> None:
         "all branches read the same patch; branch i gives bᵢ + ⟨W'ᵢ, patch⟩",
         r"y_i = b_i + \langle W'_i, \mathrm{patch}\rangle",
     )
-    d.zero(
+    d.equal(
         "Σᵢ (bᵢ + ⟨W'ᵢ, patch⟩) = Σᵢ bᵢ + ⟨Σᵢ W'ᵢ, patch⟩ (bilinearity, one tap shown; taps add)",
-        sum(b[i] + w[i] * patch for i in range(n)) - (sum(b) + sum(w) * patch),
-        r"\sum_i (b_i + W'_i x) = \sum_i b_i + (\textstyle\sum_i W'_i) x",
+        sum(b[i] + w[i] * patch for i in range(n)),
+        sum(b) + sum(w) * patch,
     )
 
 

@@ -88,24 +88,26 @@ def _general(d: Derivation) -> None:
         r"\delta_{t,a+c}x_{i+t}",
     )
     inner = sp.Sum(sp.KroneckerDelta(t, a + c) * x(i + t), (t, 0, k1 + k2 - 2)).doit()
-    d.zero(
+    d.equal(
         "for symbolic K₁, K₂ and every tap pair 0 ≤ a < K₁, 0 ≤ c < K₂ the Kronecker sum picks "
         "exactly x[i + a + c], so Σ_t W₃[t] x[i + t] = Σ_c W₂[c] Σ_a W₁[a] x[i + c + a]",
-        sp.piecewise_fold(inner) - x(i + a + c),
-        r"\sum_{t=0}^{K_1+K_2-2}\delta_{t,a+c}\,x_{i+t} = x_{i+a+c}",
+        sp.piecewise_fold(inner),
+        x(i + a + c),
     )
     w2c, b1 = sp.symbols("W2c b1", real=True)
     patch = sp.Symbol("P", real=True)  # Σ_a W₁[a]·x[...]
-    d.zero(
+    d.equal(
         "per tap of the second conv W₂[c]·(b₁ + Σ_a W₁[a] x) = W₂[c]·b₁ + Σ_a W₂[c]W₁[a] x, so "
         "the merged bias is b₂ + Σ_c W₂[c]·b₁ (channel vectors: the same with matrices)",
-        w2c * (b1 + patch) - (w2c * b1 + w2c * patch),
+        w2c * (b1 + patch),
+        w2c * b1 + w2c * patch,
     )
     si, s1, s2, d1, d2, p1 = sp.symbols("i s_1 s_2 d_1 d_2 p_1", integer=True)
-    d.zero(
+    d.equal(
         "strides and dilations: tap (a, c) reads x̃[(i·s₂ + c·d₂)·s₁ + a·d₁ − p₁] = "
         "x̃[i·s₁s₂ + (a·d₁ + c·s₁d₂) − p₁]: stride s₁s₂, offset t·D with D = gcd(d₁, s₁d₂)",
-        (si * s2 + c * d2) * s1 + a * d1 - p1 - (si * s1 * s2 + (a * d1 + c * s1 * d2) - p1),
+        (si * s2 + c * d2) * s1 + a * d1 - p1,
+        si * s1 * s2 + (a * d1 + c * s1 * d2) - p1,
     )
     ok = all(
         (big_a // st1 - big_b) // st2 == (big_a - st1 * big_b) // (st1 * st2)

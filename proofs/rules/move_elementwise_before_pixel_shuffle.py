@@ -29,21 +29,23 @@ def pixel_shuffle_index_algebra(d: Derivation) -> None:
         "bijection onto [0, C·s²) (and (h, i) ↦ h·s + i onto [0, H·s), likewise)",
         r"\mathrm{PS}(x)_{c,\,hs+i,\,ws+j} = x_{cs^2+is+j,\,h,\,w}",
     )
-    d.zero(
+    d.equal(
         "the inner offset i·s + j is at most (s − 1)·s + (s − 1) = s² − 1, so 0 ≤ i·s + j < s²",
-        ((s - 1) * s + (s - 1)) - (s**2 - 1),
+        (s - 1) * s + (s - 1),
+        s**2 - 1,
     )
     d.zero(
         "the largest index is (C − 1)·s² + s² − 1 = C·s² − 1; domain and range both have C·s² "
         "elements",
         [((big_c - 1) * s**2 + (s**2 - 1)) - (big_c * s**2 - 1), big_c * s * s - big_c * s**2],
     )
-    d.zero(
+    d.equal(
         "k = c·s² + (i·s + j) with 0 ≤ i·s + j < s² is the division of k by s², and i·s + j the "
         "division by s with 0 ≤ j < s: by uniqueness of quotient and remainder the map is "
         "injective, hence a bijection (equal finite sizes); "
         "inverse (k // s², (k mod s²) // s, k mod s)",
-        (c * s**2 + i * s + j) - (s**2 * c + (s * i + j)),
+        c * s**2 + i * s + j,
+        s**2 * c + (s * i + j),
     )
     ok = True
     for scale, channels in itertools.product(range(1, 7), range(1, 5)):

@@ -52,14 +52,25 @@ def prove() -> ProofResult:
         "(torch writes LeakyReLU as max(v, 0) + a·min(v, 0))",
         r"\mathrm{PReLU}_a(v) = \begin{cases} v & v \ge 0 \\ a v & v < 0 \end{cases}",
     )
-    d.zero("ReLU(x) = x for x ≥ 0", relu(x) - x, r"\max(x, 0) = x \quad (x \ge 0)")
-    d.zero("PReLU_a(x) = x for x ≥ 0 and every slope a", prelu(x, a) - x)
-    d.zero(
-        "PReLU_0(x) = x for x ≥ 0 (the slope the authors give carried channels)", prelu(x, 0) - x
+    d.equal(
+        "ReLU(x) = x for x ≥ 0",
+        relu(x),
+        x,
     )
-    d.zero(
+    d.equal(
+        "PReLU_a(x) = x for x ≥ 0 and every slope a",
+        prelu(x, a),
+        x,
+    )
+    d.equal(
+        "PReLU_0(x) = x for x ≥ 0 (the slope the authors give carried channels)",
+        prelu(x, 0),
+        x,
+    )
+    d.equal(
         "LeakyReLU_a(x) = max(x, 0) + a·min(x, 0) = x for x ≥ 0",
-        sp.Max(x, 0) + a * sp.Min(x, 0) - x,
+        sp.Max(x, 0) + a * sp.Min(x, 0),
+        x,
     )
     # Per-channel slopes: element-wise check on a tensor of non-negative symbols.
     tensor = symbols_array("x", (3, 2, 2), nonnegative=True)

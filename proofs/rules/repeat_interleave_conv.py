@@ -74,10 +74,11 @@ def prove() -> ProofResult:
         "x[⌊k/r⌋, h, w] (stride 1: the centre tap reads the output pixel)",
         r"y_k = \sum_{c'} [c' = \lfloor k/r \rfloor]\, x_{c'} = x_{\lfloor k/r \rfloor}",
     )
-    d.zero(
+    d.equal(
         "k = c·r + j with 0 ≤ j ≤ r − 1 satisfies c·r ≤ k ≤ (c + 1)·r − 1, so ⌊k/r⌋ = c "
         "(division algorithm): the largest remainder closes the interval",
-        (c * r + (r - 1)) - ((c + 1) * r - 1),
+        c * r + (r - 1),
+        (c + 1) * r - 1,
     )
     d.zero(
         "the map (c, j) ↦ c·r + j sends [0, C) × [0, r) onto [0, C·r): "

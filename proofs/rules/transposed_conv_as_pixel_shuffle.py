@@ -113,12 +113,12 @@ def _general(d: Derivation) -> None:
     s, h, u, dil, k, a, big_h = sp.symbols("s h u d K a H", integer=True, positive=True)
     phi, p, q, delta_max = sp.symbols("phi p Q delta_max", integer=True, nonnegative=True)
     delta = (phi + p - u * dil) / s
-    d.zero(
+    d.equal(
         "phase decomposition: with r = s·h + φ and i = h + δ, δ = (φ + p − u·d)/s, the scatter "
         "index i·s + u·d − p equals r; δ is an integer iff u·d ≡ φ + p (mod s), so each tap "
         "serves exactly one phase",
-        (h + delta) * s + u * dil - p - (s * h + phi),
-        r"(h+\delta)s + ud - p = sh + \varphi",
+        (h + delta) * s + u * dil - p,
+        s * h + phi,
     )
     d.step(
         "Phase φ of output channel o is the correlation z_φ[h] = b_o + Σ_{u∈U_φ} W[c,o,u] "
@@ -135,18 +135,18 @@ def _general(d: Derivation) -> None:
     )
     span = dil * (k - 1) + a + 1 - 2 * p
     h_out = (big_h - 1) * s - 2 * p + dil * (k - 1) + a + 1
-    d.zero(
+    d.equal(
         "the LR rows needed, ⌈H_out/s⌉, are H + e with e = ⌈(d(K−1) + a + 1 − 2p)/s⌉ − 1, "
         "independent of H",
-        sp.ceiling(h_out / s) - (big_h + sp.ceiling(span / s) - 1),
-        r"\lceil H_{out}/s \rceil = H - 1 + \lceil (d(K-1)+a+1-2p)/s \rceil",
+        sp.ceiling(h_out / s),
+        big_h + sp.ceiling(span / s) - 1,
     )
     crop = s * (q - delta_max + 1) + 2 * p - dil * (k - 1) - a - 1
-    d.zero(
+    d.equal(
         "the conv gives H + Q − δ_max ≥ H + e LR rows (Q ≥ e + δ_max); after PixelShuffle "
         "exactly crop = s(Q − δ_max + 1) + 2p − d(K−1) − a − 1 rows too many, a constant",
-        s * (big_h + q - delta_max) - h_out - crop,
-        r"s(H + Q - \delta_{max}) - H_{out} = s(Q-\delta_{max}+1) + 2p - d(K-1) - a - 1",
+        s * (big_h + q - delta_max) - h_out,
+        crop,
     )
 
 
