@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.avg_pool_as_conv import RULE, avg_pool_as_conv
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import avg_pool2d, conv2d, difference, symbols_array
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (2, 3), (3, 1), (4, 4)]
@@ -105,4 +105,5 @@ def prove() -> ProofResult:
         sp.Rational(7, 2),
         sp.Rational(7, 3),
     )
+    d.reach(EXHAUSTIVE)
     return d.result

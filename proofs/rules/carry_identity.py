@@ -18,7 +18,7 @@ from et.rules.carry_identity import (
     identity_layout,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.repeat_interleave_conv import anchor_kernel
 from proofs.symbolic_ops import (
     conv2d,
@@ -252,5 +252,10 @@ def prove() -> ProofResult:
         "another group: out_channels + 3 = 7 is not divisible by groups = 2",
         sp.Integer(7 % 2),
         sp.Integer(0),
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the block matrices of symbolic sizes per tap and the rectifiers on x ≥ 0; the networks "
+        "exhaustively",
     )
     return d.result

@@ -11,7 +11,7 @@ from torch import nn
 
 from et.rules.clip_as_relu import RULE, clip_as_relu, clip_as_relu_sequential
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 
@@ -124,5 +124,10 @@ def prove() -> ProofResult:
         "M = −1, y = 1/2: the clamp's bounds cross (torch returns M), the ReLU form gives 0",
         _clamp(half, -1),
         _two_relus(half, -1),
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "clamp(y, 0, M) = ReLU(M − ReLU(M − y)) for every real y and M ≥ 0; the conv fold "
+        "exhaustively",
     )
     return d.result

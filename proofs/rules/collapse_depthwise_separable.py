@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.collapse_depthwise_separable import RULE, collapse_depthwise_separable
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 GRID = {
@@ -140,4 +140,5 @@ def prove() -> ProofResult:
         zero_padded.subs(values),
         conv2d(x, merged_w, np.array(merged_b, dtype=object), 1, 1)[0, 0, 0].subs(values),
     )
+    d.reach(EXHAUSTIVE)
     return d.result

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.concat_convs import RULE, concat_convs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.rules.merge_kxk_1x1 import dense
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -120,4 +120,5 @@ def prove() -> ProofResult:
         true_first,
         raw_stack,
     )
+    d.reach(EXHAUSTIVE)
     return d.result

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.embed_kernel import RULE, embed_kernel
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 # (small kernel, target kernel) pairs: square, non-square, even, one-axis-only embeddings.
@@ -138,5 +138,10 @@ def prove() -> ProofResult:
         "'embedding' a 3-tap kernel into 1 tap keeps only its centre: output 1 loses w₀x₀ + w₂x₂",
         conv2d(x3, w3, None, 1, (0, 1))[0, 0, 1],
         conv2d(x3, w3[:, :, :, 1:2], None, 1, (0, 0))[0, 0, 1],
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the index algebra of the embedding for symbolic i, s, u, d, p, K, k; the convs "
+        "exhaustively",
     )
     return d.result

@@ -16,7 +16,7 @@ from et.rules.fixed_mask_depthwise_as_conv import (
     SOBEL_Y,
     fixed_mask_depthwise_as_conv,
 )
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 # The masks as ECBSR writes them entry by entry (mask[i, 0, row, col] = value).
@@ -122,4 +122,5 @@ def prove() -> ProofResult:
         grouped,
         diag_only,
     )
+    d.reach(EXHAUSTIVE)
     return d.result

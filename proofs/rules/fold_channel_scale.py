@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.fold_channel_scale import RULE, fold_channel_scale
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -92,5 +92,9 @@ def prove() -> ProofResult:
         "at y = 1, γ = −1",
         (gamma * sp.Max(y, 0)).subs(values),
         sp.Max(gamma * y, 0).subs(values),
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the per-channel identity for a symbolic patch; the geometries exhaustively",
     )
     return d.result

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.fuse_bn_conv import BORDER_CONDITION, RULE, fuse_bn_conv
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (2, 3)]
@@ -45,7 +45,7 @@ def folded(
 
 
 def _general(d: Derivation) -> None:
-    x, gamma, beta, mu, var, eps, w = sp.symbols("x gamma beta mu sigma2 epsilon w", real=True)
+    x, gamma, beta, mu, var, eps, w = sp.symbols("x gamma beta mu sigma^2 epsilon w", real=True)
     t = gamma / sp.sqrt(var + eps)
     d.equal(
         "eval-mode BN is affine per channel: γ(x − μ)/√(σ² + ε) + β = t·x + m with "
@@ -151,5 +151,8 @@ def prove() -> ProofResult:
         "statistics; the fold uses running μ = 0, σ² = 1; sample y1 before a 1×1 conv w = 1",
         ((y1 - batch_mean) / batch_std).subs({y1: 1, y2: 3}),
         sp.Integer(1),
+    )
+    d.reach(
+        GENERAL_IN_PART, "the per-tap affine identity of BatchNorm; the geometries exhaustively"
     )
     return d.result

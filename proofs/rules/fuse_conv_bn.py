@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.fuse_conv_bn import RULE, fuse_conv_bn
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import (
     batch_norm,
     conv2d,
@@ -77,7 +77,7 @@ def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     # General step: at any output position, any geometry, a conv output channel is b_o + P_o
     # where P_o = Σ W[o]·patch is linear in W[o]; so scaling W[o] by t scales P_o by t.
-    p, b, mu, var, gamma, beta, eps = sp.symbols("P b mu sigma2 gamma beta epsilon", real=True)
+    p, b, mu, var, gamma, beta, eps = sp.symbols("P b mu sigma^2 gamma beta epsilon", real=True)
     t = gamma / sp.sqrt(var + eps)
     d.step(
         "A conv output channel at any position is y = b + P with P = Σ W[o]·patch linear in W[o]"
@@ -143,5 +143,10 @@ def prove() -> ProofResult:
         "train-mode BN on the batch {y1=1, y2=3} with running μ=0, σ²=1, γ=1, β=0, ε=0",
         train_bn.subs(values),
         folded.subs(values),
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the per-channel BatchNorm identity for a symbolic patch sum P; the geometries "
+        "exhaustively",
     )
     return d.result

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.identity_conv import RULE, identity_branch_as_conv, identity_conv
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(1, 1), (3, 3), (1, 3), (5, 3), (3, 1)]
@@ -116,5 +116,8 @@ def prove() -> ProofResult:
         "2 → 1 channels: the one output channel is x₀, so input channel x₁ has no image",
         conv2d(symbols_array("x", (2, 1, 1)), dirac(2, (1, 1), 1)[:1], None)[0, 0, 0],
         sp.Symbol("x_1_0_0"),
+    )
+    d.reach(
+        GENERAL_IN_PART, "the Kronecker sums for symbolic C/g and odd K; the kernels exhaustively"
     )
     return d.result

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.merge_asymmetric import RULE, merge_asymmetric
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(3, 3), (3, 5)]
@@ -129,4 +129,5 @@ def prove() -> ProofResult:
         wrong[0, 0, 0],
         merged[0, 0, 0],
     )
+    d.reach(EXHAUSTIVE)
     return d.result

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.merge_kxk_1x1 import RULE, merge_kxk_1x1
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -156,5 +156,8 @@ def prove() -> ProofResult:
         "ReLU between: P·ReLU(W x + b) + β vs (P W) x + P b + β at x = −1, W = P = 1, b = β = 0",
         (pv * sp.Max(wv * xv + bv, 0) + betav).subs(nl),
         (pv * wv * xv + pv * bv + betav).subs(nl),
+    )
+    d.reach(
+        GENERAL_IN_PART, "one output position with symbolic values; the geometries exhaustively"
     )
     return d.result

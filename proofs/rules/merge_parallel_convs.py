@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from et.rules.merge_parallel_convs import RULE, merge_parallel_convs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.embed_kernel import embedded_weight
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -151,5 +151,9 @@ def prove() -> ProofResult:
         "reads x₀ where the merged zero-padded conv reads 0",
         replicate_v,
         zeros_v,
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "bilinearity at one output position for n symbolic branches; the geometries exhaustively",
     )
     return d.result

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.merge_sequential_convs import RULE, dense_weight, merge_sequential_convs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, pad, symbols_array, zeros
 
 # (K₁, K₂) pairs: the paper's 3→3, even, non-square, and 1×1 on either side.
@@ -224,5 +224,10 @@ def prove() -> ProofResult:
         "1×1 convs u = 1, w = 1 with a ReLU between, at x = −1",
         (w * sp.Max(u * xs, 0)).subs({u: 1, w: 1, xs: -1}),
         (w * u * xs).subs({u: 1, w: 1, xs: -1}),
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the tap algebra for symbolic K₁, K₂ and the index algebra for symbolic strides, "
+        "dilations and padding; the kernels exhaustively",
     )
     return d.result

@@ -11,7 +11,7 @@ from torch import nn
 
 from et.rules.merge_summed_convs import RULE, merge_summed_convs
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, pixel_shuffle, symbols_array
 
@@ -110,5 +110,9 @@ def prove() -> ProofResult:
         "row (1, 2, 3) output 0 is 6, the merged one 3",
         conv2d(row, ones, None, 1, 0)[0, 0, 0],
         conv2d(row, ones, None, 1, (0, 1))[0, 0, 0],
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "one tap with block matrices of symbolic sizes; the geometries and scales exhaustively",
     )
     return d.result

@@ -16,7 +16,7 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
     move_elementwise_before_pixel_shuffle,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import difference, elementwise, pixel_shuffle, prelu, symbols_array
 
 
@@ -116,5 +116,8 @@ def prove() -> ProofResult:
         "−1/4 shuffled after the map, 0 with the single slope after the shuffle",
         pixel_shuffle(before, 2)[0, 0, 1],
         after[0, 0, 1],
+    )
+    d.reach(
+        GENERAL_IN_PART, "the index bijection for symbolic s and C; the commutation exhaustively"
     )
     return d.result

@@ -10,7 +10,7 @@ from torch import nn
 
 from et.rules.nearest_as_pixel_shuffle import RULE, nearest_as_pixel_shuffle
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.move_elementwise_before_pixel_shuffle import pixel_shuffle_index_algebra
 from proofs.rules.repeat_interleave_conv import anchor_kernel
 from proofs.symbolic_ops import (
@@ -78,4 +78,5 @@ def prove() -> ProofResult:
         sp.floor(2 * sp.Rational(3, 2)),
         2 * sp.floor(sp.Rational(3, 2)),
     )
+    d.reach(GENERAL_IN_PART, "the index algebra for symbolic s; the instances exhaustively")
     return d.result

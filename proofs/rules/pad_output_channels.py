@@ -18,7 +18,7 @@ from et.rules.pad_output_channels import (
     pad_output_channels,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -143,5 +143,8 @@ def prove() -> ProofResult:
         "group 2 now reads (d0, d1), so out1 = w1·d0; x1 = 1, d0 = 0, w1 = 1 gives 0 instead of 1",
         sp.Integer(1) * 0,
         sp.Integer(1) * 1,
+    )
+    d.reach(
+        GENERAL_IN_PART, "the block matrices of symbolic sizes per tap; the geometries exhaustively"
     )
     return d.result

@@ -10,7 +10,7 @@ from et.contract import PreconditionError
 from et.domain import IMAGE_8BIT, IMAGE_UNIT, REAL
 from et.rules.remove_passthrough_activation import RULE, remove_passthrough_activation
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import elementwise, prelu, relu, symbols_array
 
 
@@ -103,4 +103,5 @@ def prove() -> ProofResult:
         sp.Min(sp.Max(7, 0), 6),
         sp.Integer(7),
     )
+    d.reach(GENERAL)
     return d.result

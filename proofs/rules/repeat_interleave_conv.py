@@ -15,7 +15,7 @@ from et.rules.repeat_interleave_conv import (
     repeat_interleave_conv,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -154,5 +154,8 @@ def prove() -> ProofResult:
         "a 2×2 kernel with padding 1 on a 3-pixel row gives 4 outputs; the repeat keeps 3",
         sp.Integer(3 + 2 * 1 - 2 + 1),
         sp.Integer(3),
+    )
+    d.reach(
+        GENERAL_IN_PART, "the index algebra for symbolic C and r; the conv instances exhaustively"
     )
     return d.result

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.transposed_conv_as_pixel_shuffle import RULE, transposed_conv_as_pixel_shuffle
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import (
     conv2d,
     conv_transpose2d,
@@ -221,5 +221,10 @@ def prove() -> ProofResult:
         "(K = 3, s = 2) takes tap 1, not tap 0",
         lhs[0, 0, 0],
         naive,
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the index algebra (phase decomposition, row count, crop) for symbolic s, p, a, d, K, "
+        "H; the PixelShuffle order is prose, the kernels exhaustive",
     )
     return d.result
