@@ -85,7 +85,7 @@ def prove() -> ProofResult:
     corner = avg_pool2d(x[:1, :3, :3], 3, 1, 1, count_include_pad=False)[0, 0, 0]
     as_conv = conv2d(x[:1, :3, :3], diagonal_kernel(1, (3, 3), 9), None, 1, 1)[0, 0, 0]
     d.counterexample(
-        "count_include_pad is True (or padding is 0)",
+        RULE.preconditions[1],
         "count_include_pad=False, 3×3 kernel, padding 1: the top-left output averages 4 real "
         "pixels (÷4) while the conv divides by 9",
         corner,
@@ -99,7 +99,7 @@ def prove() -> ProofResult:
         f"got {ceil_last}",
     )
     d.counterexample(
-        "ceil_mode is False",
+        RULE.preconditions[0],
         "ceil_mode=True, kernel 1×3, stride 2 on the row [1, 2, 3, 4]: the extra window "
         "[3, 4] is divided by 2; a conv (zero padded) would divide by 3",
         sp.Rational(7, 2),

@@ -225,13 +225,13 @@ def prove() -> ProofResult:
     )
     _conformance(d)
     d.counterexample(
-        "input domain is non-negative (low ≥ 0)",
+        RULE.preconditions[0],
         "x = −1 carried through a ReLU comes out as 0",
         relu(-1),
         sp.Integer(-1),
     )
     d.counterexample(
-        "the activations are ReLU, LeakyReLU or PReLU",
+        RULE.preconditions[1],
         "tanh on a carried channel x = 1 (and on a dummy channel, tanh(0) = 0 only by luck)",
         sp.tanh(1),
         sp.Integer(1),
@@ -240,14 +240,14 @@ def prove() -> ProofResult:
         [[[sp.Integer(v) for v in row] for row in ((1, 2, 3), (4, 5, 6), (7, 8, 9))]], dtype=object
     )
     d.counterexample(
-        "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+        RULE.preconditions[2],
         "a Dirac row with padding 0 carries x[1, 1] = 5 to output (0, 0), "
         "where x[0, 0] = 1 belongs",
         conv2d(image, anchor_kernel(1, 1, 3), None, 1, 0)[0, 0, 0],
         image[0, 0, 0],
     )
     d.counterexample(
-        "the convs have groups = 1",
+        RULE.preconditions[3],
         "a conv with 2 groups cannot hold the row [W, 0, I] that reads the carried channels from "
         "another group: out_channels + 3 = 7 is not divisible by groups = 2",
         sp.Integer(7 % 2),

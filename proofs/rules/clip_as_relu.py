@@ -12,6 +12,7 @@ from torch import nn
 from et.rules.clip_as_relu import RULE, clip_as_relu, clip_as_relu_sequential
 from et.testing import probe_inputs
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import other_consumer, structural
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 
@@ -120,11 +121,17 @@ def prove() -> ProofResult:
     _conformance(d)
     half = sp.Rational(1, 2)
     d.counterexample(
-        "the upper bound is finite and non-negative (M ≥ 0)",
+        RULE.preconditions[0],
         "M = −1, y = 1/2: the clamp's bounds cross (torch returns M), the ReLU form gives 0",
         _clamp(half, -1),
         _two_relus(half, -1),
     )
+    structural(
+        d,
+        RULE.preconditions[1],
+        "the module whose output is clamped (the scalar identity holds for any y)",
+    )
+    other_consumer(d, RULE.preconditions[2], "the conv output")
     d.reach(
         GENERAL_IN_PART,
         "clamp(y, 0, M) = ReLU(M − ReLU(M − y)) for every real y and M ≥ 0; the conv fold "

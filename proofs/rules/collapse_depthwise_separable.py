@@ -11,6 +11,7 @@ from torch import nn
 
 from et.rules.collapse_depthwise_separable import RULE, collapse_depthwise_separable
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import stride_between
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 GRID = {
@@ -123,7 +124,7 @@ def prove() -> ProofResult:
     nonlinear = conv2d(elementwise(conv2d(x, dw_w, dw_b, 1, 1, 1, 1), relu), pw_w, pw_b)[0, 1, 1]
     w, b = collapsed(dw_w, dw_b, pw_w, pw_b, 1, 1)
     d.counterexample(
-        "no nonlinearity between the two; the depthwise bias needs no border padding",
+        RULE.preconditions[2],
         "ReLU between the depthwise and the 1×1, all weights and biases 1, x = −1: centre pixel",
         sp.sympify(nonlinear).subs(values),
         conv2d(x, w, b, 1, 1)[0, 1, 1].subs(values),
@@ -134,11 +135,23 @@ def prove() -> ProofResult:
     merged_w = np.array([[pw_w[0, 0, 0, 0] * dw_w[0, 0]]], dtype=object)
     merged_b = [dw_b[0] + pw_b[0] * sum(dw_w.flatten())]
     d.counterexample(
-        "no nonlinearity between the two; the depthwise bias needs no border padding",
+        RULE.preconditions[2],
         "reverse order (1×1 then zero-padded 3×3 depthwise) merged the same way: the corner "
         "differs by β·(sum of the 5 padded taps), which is why that order needs bias padding (R7)",
         zero_padded.subs(values),
         conv2d(x, merged_w, np.array(merged_b, dtype=object), 1, 1)[0, 0, 0].subs(values),
     )
+    x = np.array([[[sp.Integer(1)]], [[sp.Integer(1)]]], dtype=object)
+    dense_first = np.array([[[[1]], [[1]]], [[[0]], [[1]]]], dtype=object)  # not depthwise
+    pointwise = np.array([[[[1]], [[0]]]], dtype=object)
+    as_depthwise = np.array([[[[1]]], [[[1]]]], dtype=object)  # its diagonal, read per channel
+    d.counterexample(
+        RULE.preconditions[0],
+        "a dense 1×1 first conv [[1, 1], [0, 1]] and P = [1, 0] at x = (1, 1): the original gives "
+        "x₀ + x₁, the formula P·D (which reads one weight per channel) gives x₀",
+        conv2d(conv2d(x, dense_first), pointwise)[0, 0, 0],
+        conv2d(conv2d(x, as_depthwise, groups=2), pointwise)[0, 0, 0],
+    )
+    stride_between(d, RULE.preconditions[1])
     d.reach(EXHAUSTIVE)
     return d.result

@@ -12,6 +12,7 @@ from torch import nn
 
 from et.rules.concat_convs import RULE, concat_convs
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import different_inputs
 from proofs.rules.merge_kxk_1x1 import dense
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -103,7 +104,7 @@ def prove() -> ProofResult:
     dil2 = conv2d(x, wb, bb, 1, 2, 2)[0, 0, 0]
     dil1 = conv2d(x, wb, bb, 1, 1, 1)[0, 0, 0]
     d.counterexample(
-        "the same kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[1],
         "branch b has dilation 2 (padding 2, same output size) but is stacked into a dilation-1 "
         "conv: its output at (0, 0) changes",
         dil2,
@@ -114,11 +115,12 @@ def prove() -> ProofResult:
     true_first = conv2d(x, wa, ba, groups=2)[1, 0, 0]
     raw_stack = conv2d(x, np.concatenate([wa, wb]), np.concatenate([ba, bb]), groups=2)[1, 0, 0]
     d.counterexample(
-        "the same kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[1],
         "stacking grouped weights as they are (groups 2 kept): channel 1 of branch a reads "
         "input group 1, the raw stack feeds it group 0",
         true_first,
         raw_stack,
     )
+    different_inputs(d, RULE.preconditions[0], "concatenated")
     d.reach(EXHAUSTIVE)
     return d.result

@@ -114,7 +114,7 @@ def prove() -> ProofResult:
     original = conv2d(x1, np.array([[[[w0]]]], dtype=object))
     shifted = conv2d(x1, np.array([[[[0, w0]]]], dtype=object), padding=(0, 0))
     d.counterexample(
-        "K − k is even on each axis",
+        RULE.preconditions[1],
         "1-tap kernel w placed in a 2-tap kernel [0, w] (padding 0) on a 1×3 input: output 0 "
         "is w·x₁ instead of w·x₀, and there are 2 outputs instead of 3",
         original[0, 0, 0],
@@ -125,7 +125,7 @@ def prove() -> ProofResult:
     wide = conv2d(x1, np.array([[[[0, w0, 0]]]], dtype=object), padding=(0, 0))
     small_as_given = conv2d(x1, np.array([[[[w0]]]], dtype=object), padding=(0, 0))
     d.counterexample(
-        "the small branch's padding p_K − d·(K − k)/2 is ≥ 0",
+        RULE.preconditions[2],
         "1×1 kernel w at padding 0 vs its embedding [0, w, 0] asked to have p_K = 0: output 0 "
         "is w·x₀ vs w·x₁ (and the lengths are 3 vs 1)",
         small_as_given[0, 0, 0],
@@ -134,7 +134,7 @@ def prove() -> ProofResult:
     w3 = symbols_array("w", (1, 1, 1, 3), real=True)
     x3 = symbols_array("x", (1, 1, 3), real=True)
     d.counterexample(
-        "K ≥ k on each axis",
+        RULE.preconditions[0],
         "'embedding' a 3-tap kernel into 1 tap keeps only its centre: output 1 loses w₀x₀ + w₂x₂",
         conv2d(x3, w3, None, 1, (0, 1))[0, 0, 1],
         conv2d(x3, w3[:, :, :, 1:2], None, 1, (0, 0))[0, 0, 1],

@@ -12,6 +12,7 @@ from torch import nn
 
 from et.rules.fold_channel_scale import RULE, fold_channel_scale
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -87,12 +88,13 @@ def prove() -> ProofResult:
     y = sp.Symbol("y", real=True)
     values = {y: 1, gamma: -1}
     d.counterexample(
-        "the scale sits between the conv and any nonlinearity",
+        RULE.preconditions[1],
         "the scale after a ReLU, folded into the conv before it: γ·ReLU(y) vs ReLU(γ·y) "
         "at y = 1, γ = −1",
         (gamma * sp.Max(y, 0)).subs(values),
         sp.Max(gamma * y, 0).subs(values),
     )
+    shapes_must_match(d, RULE.preconditions[0], "the scale and the conv outputs")
     d.reach(
         GENERAL_IN_PART,
         "the per-channel identity for a symbolic patch; the geometries exhaustively",

@@ -9,8 +9,9 @@ import sympy as sp
 import torch
 from torch import nn
 
-from et.rules.fuse_bn_conv import BORDER_CONDITION, RULE, fuse_bn_conv
+from et.rules.fuse_bn_conv import RULE, fuse_bn_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import other_consumer, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (2, 3)]
@@ -136,7 +137,7 @@ def prove() -> ProofResult:
     b, t, m = (np.array([sp.Symbol(n, real=True)], dtype=object) for n in ("b", "t", "m"))
     new_w, new_b = folded(w, b, t, m, 1)
     d.counterexample(
-        BORDER_CONDITION,
+        RULE.preconditions[2],
         "BN (t, m) then a 3-tap conv with zero padding 1 on a length-3 row: output 0 differs by "
         "w₀·m",
         conv2d(affine(x, t, m), w, b, padding=(0, 1))[0, 0, 0],
@@ -146,12 +147,14 @@ def prove() -> ProofResult:
     batch_mean = (y1 + y2) / 2
     batch_std = sp.sqrt(((y1 - batch_mean) ** 2 + (y2 - batch_mean) ** 2) / 2)
     d.counterexample(
-        "BatchNorm in eval mode with running statistics",
+        RULE.preconditions[0],
         "train-mode BN (γ = 1, β = 0, ε = 0) on the batch {y1 = 1, y2 = 3} uses the batch "
         "statistics; the fold uses running μ = 0, σ² = 1; sample y1 before a 1×1 conv w = 1",
         ((y1 - batch_mean) / batch_std).subs({y1: 1, y2: 3}),
         sp.Integer(1),
     )
+    shapes_must_match(d, RULE.preconditions[1], "the BN channels and the conv inputs")
+    other_consumer(d, RULE.preconditions[3], "the BN output")
     d.reach(
         GENERAL_IN_PART, "the per-tap affine identity of BatchNorm; the geometries exhaustively"
     )

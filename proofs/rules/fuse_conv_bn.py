@@ -11,6 +11,7 @@ from torch import nn
 
 from et.rules.fuse_conv_bn import RULE, fuse_conv_bn
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import other_consumer, shapes_must_match
 from proofs.symbolic_ops import (
     batch_norm,
     conv2d,
@@ -139,11 +140,13 @@ def prove() -> ProofResult:
     folded = t * (y1 - mu) + beta
     values = {y1: 1, y2: 3, mu: 0, var: 1, gamma: 1, beta: 0, eps: 0}
     d.counterexample(
-        "BatchNorm in eval mode with running statistics",
+        RULE.preconditions[0],
         "train-mode BN on the batch {y1=1, y2=3} with running μ=0, σ²=1, γ=1, β=0, ε=0",
         train_bn.subs(values),
         folded.subs(values),
     )
+    shapes_must_match(d, RULE.preconditions[1], "the BN channels and the conv outputs")
+    other_consumer(d, RULE.preconditions[2], "the conv output")
     d.reach(
         GENERAL_IN_PART,
         "the per-channel BatchNorm identity for a symbolic patch sum P; the geometries "

@@ -99,20 +99,20 @@ def prove() -> ProofResult:
     _conformance(d)
     x = symbols_array("x", (1, 1, 4), real=True)
     d.counterexample(
-        "stride 1",
+        RULE.preconditions[1],
         "1×3 Dirac kernel with stride 2 on a length-4 row: output 1 is x₂, not x₁",
         conv2d(x, dirac(1, (1, 3), 1), None, (1, 2), (0, 1))[0, 0, 1],
         x[0, 0, 1],
     )
     d.counterexample(
-        "an odd kernel on each axis, padded by (K − 1)/2",
+        RULE.preconditions[2],
         "a 2-tap kernel [0, 1] (no centre tap) with padding 0: output 0 is x₁, not x₀ (and "
         "padding 1 would give 5 outputs for 4 inputs)",
         conv2d(x, dirac(1, (1, 2), 1), None, 1, 0)[0, 0, 0],
         x[0, 0, 0],
     )
     d.counterexample(
-        "C_in = C_out = C with groups dividing C",
+        RULE.preconditions[0],
         "2 → 1 channels: the one output channel is x₀, so input channel x₁ has no image",
         conv2d(symbols_array("x", (2, 1, 1)), dirac(2, (1, 1), 1)[:1], None)[0, 0, 0],
         sp.Symbol("x_1_0_0"),

@@ -13,6 +13,7 @@ from et.rules.merge_1x1_kxk import RULE, BiasPaddedSequence, merge_1x1_kxk
 from et.rules.merge_sequential_convs import dense_weight
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match, stride_between
 from proofs.rules.merge_sequential_convs import dense, merged_bias
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -91,7 +92,7 @@ BRANCHES = [
         bias_1x1=(True, False),
         bias_kxk=(True, False),
         groups=((1, 1), (2, 3), (2, 1)),
-        stride=(1, 2),
+        stride=(2,),
         padding=((1, 1), (0, 0)),
         border=("bias", "zeros"),
         padding_mode=("zeros", "reflect", "replicate", "circular"),
@@ -188,7 +189,7 @@ def prove() -> ProofResult:
         padding=(0, 1),
     )
     d.counterexample(
-        "the K×K is valid (p = 0) or its input border is filled with b₁",
+        RULE.preconditions[3],
         "1×1 (u, b₁) then 3-tap (w, b₂) with zero padding 1 on a length-3 row: output 0 differs "
         "by w₀·b₁",
         zero_padded[0, 0, 0],
@@ -196,11 +197,13 @@ def prove() -> ProofResult:
     )
     xs = sp.Symbol("x", real=True)
     d.counterexample(
-        "no nonlinearity between the two convs",
+        RULE.preconditions[1],
         "1×1 convs u = 1, w = 1 with a ReLU between, at x = −1",
         sp.Max(xs, 0).subs(xs, -1),
         xs.subs(xs, -1),
     )
+    stride_between(d, RULE.preconditions[0])
+    shapes_must_match(d, RULE.preconditions[2], "the 1×1 outputs and the K×K inputs")
     d.reach(
         GENERAL_IN_PART,
         "the per-tap channel algebra with matrices of symbolic sizes; the geometries, groups "

@@ -11,6 +11,7 @@ from torch import nn
 
 from et.rules.merge_asymmetric import RULE, merge_asymmetric
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import padding_modes_differ, structural
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(3, 3), (3, 5)]
@@ -123,11 +124,19 @@ def prove() -> ProofResult:
     wrong = conv2d(x, ws, None, padding=(1, 1)) + conv2d(x, wh, None, padding=(1, 1))[:, 0:3, :]
     merged = conv2d(x, acnet_weight(ws, wh, None, (3, 3), (1, 1)), None, padding=(1, 1))
     d.counterexample(
-        "one padding after centring: pᵢ + d(K − kᵢ)/2 equal for all branches",
+        RULE.preconditions[3],
         "3×3 square (padding 1) plus a 1×3 branch also padded (1, 1) instead of (0, 1): it has "
         "5 output rows; aligned at the top, its row 0 reads the zero pad, not image row 0",
         wrong[0, 0, 0],
         merged[0, 0, 0],
     )
+    structural(d, RULE.preconditions[0], "the horizontal branch the statement adds as a row")
+    structural(d, RULE.preconditions[1], "the vertical branch the statement adds as a column")
+    d.none_known(
+        RULE.preconditions[2],
+        "with K − k odd no kernel is centred, so the embedded Ŵ of the statement is undefined; "
+        "an off-centre embedding would need asymmetric padding, which one conv cannot express",
+    )
+    padding_modes_differ(d, RULE.preconditions[4])
     d.reach(EXHAUSTIVE)
     return d.result

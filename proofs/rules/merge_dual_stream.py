@@ -18,6 +18,7 @@ from et.rules.merge_dual_stream import (
 from et.testing import probe_inputs
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import groups_are_dense, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 
@@ -146,8 +147,8 @@ BRANCHES = grid(
     bias=(True, False),
     activation=("relu", "prelu-per-channel", "prelu-shared"),
     padding_mode=("zeros", "reflect", "circular"),
-    stride=(1, 2),
-    dilation=(1,),
+    stride=(2,),
+    dilation=(2,),
 )
 # the first layer has no links and no activation of its own
 BRANCHES = [
@@ -243,7 +244,7 @@ def prove() -> ProofResult:
         ((case, _branch(case)) for case in BRANCHES),
     )
     d.counterexample(
-        "the following nonlinearity is element-wise and the same on both streams",
+        RULE.preconditions[3],
         "backbone ReLU, residual identity, merged with ReLU: a residual output of −1 becomes 0",
         relu(-1),
         sp.Integer(-1),
@@ -251,12 +252,14 @@ def prove() -> ProofResult:
     row = np.array([[[sp.Integer(1), sp.Integer(2), sp.Integer(3)]]], dtype=object)
     ones = np.array([[[[sp.Integer(1)] * 3]]], dtype=object)
     d.counterexample(
-        "the convs share kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[0],
         "residual conv 1×3 of ones with padding 0 on the row (1, 2, 3), read with the backbone's "
         "padding 1 in the merged conv: output 0 is 6, the merged one 3",
         conv2d(row, ones, None, 1, 0)[0, 0, 0],
         conv2d(row, ones, None, 1, (0, 1))[0, 0, 0],
     )
+    groups_are_dense(d, RULE.preconditions[1])
+    shapes_must_match(d, RULE.preconditions[2], "the streams' channel counts")
     d.reach(
         GENERAL_IN_PART,
         "one tap with block matrices of symbolic sizes; the sum over taps in prose, the "

@@ -12,6 +12,7 @@ from torch import nn
 
 from et.rules.merge_kxk_1x1 import RULE, merge_kxk_1x1
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -143,7 +144,7 @@ def prove() -> ProofResult:
     pv, bv, betav = sp.symbols("P b beta", real=True)
     values = {pv: 2, bv: 1, betav: 0}
     d.counterexample(
-        "the second convolution is 1×1 with stride 1 and padding 0",
+        RULE.preconditions[0],
         "1×1 with padding 1: its border output reads padded zeros (β), while the K×K output "
         "at any position carries P·b + β (P=2, b=1, β=0)",
         betav.subs(values),
@@ -152,11 +153,12 @@ def prove() -> ProofResult:
     xv, wv = sp.symbols("x W", real=True)
     nl = {xv: -1, wv: 1, bv: 0, pv: 1, betav: 0}
     d.counterexample(
-        "no nonlinearity between the two; the K×K output feeds nothing else",
+        RULE.preconditions[2],
         "ReLU between: P·ReLU(W x + b) + β vs (P W) x + P b + β at x = −1, W = P = 1, b = β = 0",
         (pv * sp.Max(wv * xv + bv, 0) + betav).subs(nl),
         (pv * wv * xv + pv * bv + betav).subs(nl),
     )
+    shapes_must_match(d, RULE.preconditions[1], "the K×K outputs and the 1×1 inputs")
     d.reach(
         GENERAL_IN_PART, "one output position with symbolic values; the geometries exhaustively"
     )

@@ -12,6 +12,7 @@ from torch import nn
 
 from et.rules.merge_sequential_convs import RULE, dense_weight, merge_sequential_convs
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, pad, symbols_array, zeros
 
 # (K₁, K₂) pairs: the paper's 3→3, even, non-square, and 1×1 on either side.
@@ -162,7 +163,7 @@ def _same_padding_border(d: Derivation) -> None:
         difference(composite[:, :, 1:-1], merged[:, :, 1:-1]),
     )
     d.counterexample(
-        "the second conv reads no padded value (padding 0)",
+        RULE.preconditions[2],
         "3-tap convs with 'same' padding on a length-5 row: output 0 of the composite reads a "
         "zero where the merged conv reads b₁ + u₁x₀ + u₂x₁",
         composite[0, 0, 0],
@@ -220,11 +221,12 @@ def prove() -> ProofResult:
     # Dropped precondition: a nonlinearity between the convs (ReLU on z).
     xs, u, w = sp.symbols("x u w", real=True)
     d.counterexample(
-        "no nonlinearity between the two convs",
+        RULE.preconditions[1],
         "1×1 convs u = 1, w = 1 with a ReLU between, at x = −1",
         (w * sp.Max(u * xs, 0)).subs({u: 1, w: 1, xs: -1}),
         (w * u * xs).subs({u: 1, w: 1, xs: -1}),
     )
+    shapes_must_match(d, RULE.preconditions[0], "the first conv's outputs and the second's inputs")
     d.reach(
         GENERAL_IN_PART,
         "the tap algebra for symbolic K₁, K₂ and the index algebra for symbolic strides, "

@@ -12,6 +12,7 @@ from torch import nn
 from et.rules.merge_summed_convs import RULE, merge_summed_convs
 from et.testing import probe_inputs
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import groups_are_dense, shapes_must_match
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, pixel_shuffle, symbols_array
 
@@ -105,12 +106,14 @@ def prove() -> ProofResult:
     row = np.array([[[sp.Integer(1), sp.Integer(2), sp.Integer(3)]]], dtype=object)
     ones = np.array([[[[sp.Integer(1)] * 3]]], dtype=object)
     d.counterexample(
-        "the convs share kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[0],
         "conv_b (1×3 of ones) has padding 0 but the merged conv uses conv_a's padding 1: on the "
         "row (1, 2, 3) output 0 is 6, the merged one 3",
         conv2d(row, ones, None, 1, 0)[0, 0, 0],
         conv2d(row, ones, None, 1, (0, 1))[0, 0, 0],
     )
+    groups_are_dense(d, RULE.preconditions[1])
+    shapes_must_match(d, RULE.preconditions[2], "the two outputs")
     d.reach(
         GENERAL_IN_PART,
         "one tap with block matrices of symbolic sizes; the geometries and scales exhaustively",

@@ -17,6 +17,7 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
 )
 from et.testing import probe_inputs
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import structural
 from proofs.symbolic_ops import difference, elementwise, pixel_shuffle, prelu, symbols_array
 
 
@@ -111,12 +112,13 @@ def prove() -> ProofResult:
         before[k] = elementwise(x[k], lambda v, k=k: prelu(v, slopes[k]))
     after = elementwise(pixel_shuffle(x, 2), lambda v: prelu(v, slopes[0]))
     d.counterexample(
-        "the element-wise map is the same for every channel",
+        RULE.preconditions[0],
         "PReLU with slopes (0, 1/4, 1/2, 3/4) on 4 channels at x = −1, s = 2: output (0, 1) is "
         "−1/4 shuffled after the map, 0 with the single slope after the shuffle",
         pixel_shuffle(before, 2)[0, 0, 1],
         after[0, 0, 1],
     )
+    structural(d, RULE.preconditions[1], "the PixelShuffle the map is moved across")
     d.reach(
         GENERAL_IN_PART, "the index bijection for symbolic s and C; the commutation exhaustively"
     )

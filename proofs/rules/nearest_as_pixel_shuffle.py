@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import sympy as sp
 import torch
 from torch import nn
@@ -72,11 +73,20 @@ def prove() -> ProofResult:
     )
     _conformance(d)
     d.counterexample(
-        "the scale is an integer ≥ 1",
+        RULE.preconditions[0],
         "s = 3/2 on a 2-pixel row: nearest gives ⌊2·3/2⌋ = 3 pixels; a PixelShuffle of any "
         "integer factor k gives 2k (k = ⌊3/2⌋ = 1: 2 pixels)",
         sp.floor(2 * sp.Rational(3, 2)),
         2 * sp.floor(sp.Rational(3, 2)),
+    )
+    pixel = np.array([[[sp.Integer(1)]], [[sp.Integer(2)]]], dtype=object)  # C = 2, one pixel
+    tiled = np.tile(pixel, (4, 1, 1))  # repeat, not repeat_interleave
+    d.counterexample(
+        RULE.preconditions[1],
+        "C = 2, s = 2, one pixel x = (1, 2): with the channels tiled instead of interleaved, "
+        "nearest gives x₀ = 1 at position (0, 1) of channel 0, PixelShuffle gives 2",
+        nearest_upsample(pixel, 2)[0, 0, 1],
+        pixel_shuffle(tiled, 2)[0, 0, 1],
     )
     d.reach(GENERAL_IN_PART, "the index algebra for symbolic s; the instances exhaustively")
     return d.result

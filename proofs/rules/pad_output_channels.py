@@ -125,20 +125,20 @@ def prove() -> ProofResult:
     )
     _conformance(d)
     d.counterexample(
-        "dummy outputs never mix into real channels",
+        RULE.preconditions[2],
         "a dummy channel holding β = 1 reaches a real 1×1 output with weight 1/2: x = 1, w = 1 "
         "gives 3/2 instead of 1",
         sp.Integer(1) * 1 + sp.Rational(1, 2) * 1,
         sp.Integer(1),
     )
     d.counterexample(
-        "align ≥ 1",
+        RULE.preconditions[0],
         "align = 0 has no multiples above n = 3: a·⌈n/a⌉ is undefined (here 0·3 = 0 < n)",
         sp.Integer(0),
         sp.Integer(3),
     )
     d.counterexample(
-        "the conv has groups = 1",
+        RULE.preconditions[1],
         "inputs (x0, x1) with groups = 2 (out1 = w1·x1), two zero-weight dummy inputs appended: "
         "group 2 now reads (d0, d1), so out1 = w1·d0; x1 = 1, d0 = 0, w1 = 1 gives 0 instead of 1",
         sp.Integer(1) * 0,

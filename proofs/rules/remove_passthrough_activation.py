@@ -88,17 +88,15 @@ def prove() -> ProofResult:
     )
     d.scope("general (any x ≥ 0, any slope a, symbolic), plus an element-wise check on a tensor")
     _conformance(d)
+    d.counterexample(RULE.preconditions[0], "ReLU at x = −1", relu(-1), sp.Integer(-1))
     d.counterexample(
-        "input domain is non-negative (low ≥ 0)", "ReLU at x = −1", relu(-1), sp.Integer(-1)
-    )
-    d.counterexample(
-        "input domain is non-negative (low ≥ 0)",
+        RULE.preconditions[0],
         "PReLU with slope 0 at x = −1/2",
         prelu(sp.Rational(-1, 2), 0),
         sp.Rational(-1, 2),
     )
     d.counterexample(
-        "the activation is ReLU, LeakyReLU or PReLU",
+        RULE.preconditions[1],
         "ReLU6 = min(max(x, 0), 6) at x = 7 (non-negative, but clipped)",
         sp.Min(sp.Max(7, 0), 6),
         sp.Integer(7),

@@ -16,6 +16,7 @@ from et.rules.repeat_interleave_conv import (
 )
 from et.testing import probe_inputs
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import groups_are_dense
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -133,7 +134,7 @@ def prove() -> ProofResult:
     )
     _conformance(d)
     d.counterexample(
-        "interleaved order for PyTorch PixelShuffle (TF depth_to_space needs the tiled order)",
+        RULE.preconditions[2],
         "x = (1, 2), r = 2: channel 1 of repeat_interleave is 1, of the tiled repeat 2",
         sp.Integer(1),
         sp.Integer(2),
@@ -143,18 +144,19 @@ def prove() -> ProofResult:
     )
     valid = conv2d(image, anchor_kernel(1, 1, 3), None, 1, 0)
     d.counterexample(
-        "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+        RULE.preconditions[1],
         "3×3 one-hot kernel with padding 0 on [[1,2,3],[4,5,6],[7,8,9]]: "
         "output (0, 0) reads x[1, 1]",
         valid[0, 0, 0],
         image[0, 0, 0],
     )
     d.counterexample(
-        "kernel sides are odd",
+        RULE.preconditions[0],
         "a 2×2 kernel with padding 1 on a 3-pixel row gives 4 outputs; the repeat keeps 3",
         sp.Integer(3 + 2 * 1 - 2 + 1),
         sp.Integer(3),
     )
+    groups_are_dense(d, RULE.preconditions[3])
     d.reach(
         GENERAL_IN_PART, "the index algebra for symbolic C and r; the conv instances exhaustively"
     )

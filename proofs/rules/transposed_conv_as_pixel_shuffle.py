@@ -222,6 +222,16 @@ def prove() -> ProofResult:
         lhs[0, 0, 0],
         naive,
     )
+    d.none_known(
+        RULE.preconditions[0],
+        "each axis decomposes on its own, so unequal strides give s_h·s_w phases, but 𝒫_s "
+        "shuffles by one factor: the right side is undefined, not different",
+    )
+    d.none_known(
+        RULE.preconditions[1],
+        "ConvTranspose2d pads only with zeros, and output_size only chooses the output padding "
+        "a < s, for which the statement holds; the code reads a from the module",
+    )
     d.reach(
         GENERAL_IN_PART,
         "the index algebra (phase decomposition, row count, crop) for symbolic s, p, a, d, K, "
