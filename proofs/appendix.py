@@ -9,11 +9,13 @@ the results over.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from et.atomic_file import atomic_path
@@ -30,8 +32,26 @@ class AppendixError(RuntimeError):
     """The appendix could not be produced (e.g. the LaTeX did not compile)."""
 
 
-def compile_pdf(tex: str, timeout: float = 120.0) -> bytes:
-    """Compile ``tex`` with ``pdflatex`` (two passes for the contents) and return the PDF."""
+@dataclass(frozen=True)
+class CompiledPdf:
+    """A compiled appendix: the PDF and what pdflatex reported."""
+
+    pdf: bytes
+    log: str
+
+    @property
+    def pages(self) -> int:
+        match = re.search(r"Output written on \S+ \((\d+) pages?", self.log)
+        return int(match.group(1)) if match else 0
+
+    @property
+    def overfull(self) -> list[str]:
+        """pdflatex's ``Overfull \\hbox``/``\\vbox`` warnings (text wider than the page)."""
+        return re.findall(r"^Overfull .*$", self.log, flags=re.M)
+
+
+def compile_pdf(tex: str, timeout: float = 120.0) -> CompiledPdf:
+    """Compile ``tex`` with ``pdflatex`` (two passes for the contents)."""
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
         raise AppendixError("pdflatex is not on PATH")
@@ -53,7 +73,8 @@ def compile_pdf(tex: str, timeout: float = 120.0) -> bytes:
                 raise AppendixError(
                     "pdflatex failed: " + ("; ".join(errors[:3]) or done.stdout[-400:])
                 )
-        return (Path(workdir) / "appendix.pdf").read_bytes()
+        log = (Path(workdir) / "appendix.log").read_text(encoding="utf-8", errors="replace")
+        return CompiledPdf((Path(workdir) / "appendix.pdf").read_bytes(), log)
 
 
 def render_files(results: Sequence[ProofResult], missing: Sequence[str] = ()) -> dict[str, bytes]:
@@ -83,7 +104,7 @@ def write_appendix(
     """
     contents = render_files(results, missing)
     if pdf and shutil.which("pdflatex") is not None:
-        contents["appendix.pdf"] = compile_pdf(contents["appendix.tex"].decode("ascii"))
+        contents["appendix.pdf"] = compile_pdf(contents["appendix.tex"].decode("ascii")).pdf
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as staged:
         for name, data in contents.items():
@@ -94,6 +115,7 @@ def write_appendix(
 __all__ = [
     "FILES",
     "AppendixError",
+    "CompiledPdf",
     "compile_pdf",
     "order_key",
     "ordered",

@@ -85,3 +85,27 @@ def check_branches(
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else repr(value)
+
+
+def random_conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    *,
+    seed: int,
+    **options: object,
+) -> nn.Conv2d:
+    """A float64 ``nn.Conv2d`` with seeded random weights (``options`` as for ``nn.Conv2d``)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, **options)  # type: ignore[arg-type]
+    return randomize(conv, seed)  # type: ignore[return-value]
+
+
+class Composed(nn.Module):
+    """``outer(inner(x))`` for plain callables (the original side of a branch)."""
+
+    def __init__(self, fn: Forward) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)

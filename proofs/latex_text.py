@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 _TEXT_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -169,7 +170,27 @@ def latex_text(text: str) -> str:
     return "".join(out)
 
 
+# Combining accents (x̃, x̄, x̂, ẋ) become math accents on the letter before them.
+_ACCENTS = {"\u0303": "tilde", "\u0304": "bar", "\u0305": "bar", "\u0302": "hat", "\u0307": "dot"}
+_ACCENTED = re.compile("([A-Za-z])([" + "".join(_ACCENTS) + "])")
+
+
+def _accented(text: str, escape: Callable[[str], str], *, math: bool) -> str:
+    """``escape`` the text between accented letters; each accented letter becomes a command."""
+    parts = _ACCENTED.split(text)  # [plain, letter, accent, plain, letter, accent, …, plain]
+    out = [escape(parts[0])]
+    for i in range(1, len(parts), 3):
+        command = rf"\{_ACCENTS[parts[i + 1]]}{{{parts[i]}}}"
+        out += [command if math else rf"\ensuremath{{{command}}}", escape(parts[i + 2])]
+    return "".join(out)
+
+
 def escape_text(text: str) -> str:
+    """Escape ``text`` for LaTeX text mode."""
+    return _accented(text, _escape_plain, math=False)
+
+
+def _escape_plain(text: str) -> str:
     out = []
     for char in text:
         if char in _TEXT_SPECIALS:
@@ -183,6 +204,10 @@ def escape_text(text: str) -> str:
 
 def latex_math(source: str) -> str:
     """Make a proof's LaTeX formula ASCII (Unicode symbols → commands) for display math."""
+    return _accented(source, _math_plain, math=True)
+
+
+def _math_plain(source: str) -> str:
     return "".join(c if c.isascii() else _unicode_to_latex(c, math=True) for c in source)
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from et.rules.clip_as_relu import RULE, clip_as_relu, clip_as_relu_sequential
 from et.testing import probe_inputs
+from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import other_consumer, structural
 from proofs.symbolic_ops import conv2d, difference, symbols_array
@@ -53,6 +54,40 @@ def _conformance(d: Derivation) -> None:
         weight_error < 1e-15 and error.item() < 1e-12,
         f"weights off by {weight_error:.3e}, outputs by {error.item():.3e}",
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``clip_as_relu``: (clamp ∘ conv, ReLU ∘ clip ∘ ReLU ∘ folded, shape)."""
+
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            3,
+            seed=1,
+            padding=1,
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        bound = float(case["M"])
+        original = Composed(lambda x: conv(x).clamp(0.0, bound))
+        if case["form"] == "sequential":
+            return original, clip_as_relu_sequential(conv, bound), (4, 6, 7)
+        folded, clip = clip_as_relu(conv, bound)
+        relu = nn.ReLU()
+        return original, Composed(lambda x: relu(clip(relu(folded(x))))), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    form=("pair", "sequential"),
+    bias=(True, False),
+    groups=(1, 2),
+    M=(1.0, 0.25),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
 
 
 @register_proof("E2")
@@ -119,6 +154,11 @@ def prove() -> ProofResult:
         "strides, paddings, dilations, groups 1–2)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.clip_as_relu equals clamp ∘ conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     half = sp.Rational(1, 2)
     d.counterexample(
         RULE.preconditions[0],

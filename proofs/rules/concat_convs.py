@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.concat_convs import RULE, concat_convs
+from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.counterexamples import different_inputs
 from proofs.rules.merge_kxk_1x1 import dense
@@ -57,6 +58,38 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``concat_convs``: (cat of the branches, stacked conv, input shape)."""
+
+    def build():
+        convs = [
+            random_conv(
+                4,
+                out,
+                3,
+                seed=i,
+                padding=1,
+                stride=case["stride"],
+                groups=groups,
+                bias=case["biases"] == "all" or (case["biases"] == "first" and i == 0),
+                padding_mode=case["padding_mode"],
+            )
+            for i, (out, groups) in enumerate(case["branches"])
+        ]
+        original = Composed(lambda x: torch.cat([conv(x) for conv in convs], 1))
+        return original, concat_convs(convs), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    branches=(((2, 1), (4, 1)), ((2, 2), (4, 1)), ((2, 2), (4, 2), (2, 1))),
+    biases=("all", "first", "none"),
+    stride=(1, 2),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R11")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -99,6 +132,11 @@ def prove() -> ProofResult:
         "three branches with a missing bias"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.concat_convs.concat_convs equals the concatenated branches on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     wa, ba = _branch("a", 1, 2, 1, (3, 3))
     wb, bb = _branch("b", 1, 2, 1, (3, 3))
     dil2 = conv2d(x, wb, bb, 1, 2, 2)[0, 0, 0]

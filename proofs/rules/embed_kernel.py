@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.embed_kernel import RULE, embed_kernel
+from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -72,6 +73,40 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``embed_kernel``: (conv, embedded conv, input shape)."""
+
+    def build():
+        small, big = case["embedding"]
+        d = int(case["dilation"])
+        padding = tuple(d * (k - 1) // 2 + 1 for k in small)  # p > 0: the padding mode matters
+        conv = random_conv(
+            4,
+            6,
+            small,
+            seed=1,
+            padding=padding,
+            dilation=d,
+            stride=case["stride"],
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        return conv, embed_kernel(conv, big), (4, 9, 10)
+
+    return build
+
+
+BRANCHES = grid(
+    embedding=(((1, 1), (3, 3)), ((1, 3), (3, 5)), ((2, 2), (4, 4))),
+    bias=(True, False),
+    groups=(1, 2),
+    stride=(1, 2),
+    dilation=(1, 2),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R4")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -106,6 +141,11 @@ def prove() -> ProofResult:
         "at least 3×3 with two outputs per axis"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.embed_kernel.embed_kernel equals the conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: K − k odd. A 1-tap kernel in 2 taps sits at index 0 or 1, and a
     # symmetric padding p' changes the length by 2p' − 1: odd, so never 0. Padding 0 and
     # placement [0, w] keep the closest length (one shorter) and shift the output by a tap.

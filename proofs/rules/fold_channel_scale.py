@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.fold_channel_scale import RULE, fold_channel_scale
+from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
@@ -45,6 +46,36 @@ def _conformance(d: Derivation) -> None:
         error < 1e-15,
         f"max deviation {error:.3e}",
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``fold_channel_scale``: (γ ⊙ conv, folded conv, input shape)."""
+
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            3,
+            seed=1,
+            padding=1,
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        gamma = torch.randn(6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        scale = gamma if case["scale"] == "[C]" else gamma.reshape(1, 6, 1, 1)
+        original = Composed(lambda x: gamma.reshape(1, -1, 1, 1) * conv(x))
+        return original, fold_channel_scale(conv, scale), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    bias=(True, False),
+    groups=(1, 2),
+    scale=("[C]", "[1, C, 1, 1]"),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
 
 
 @register_proof("R13")
@@ -85,6 +116,11 @@ def prove() -> ProofResult:
         "dilations, groups 1–2; paddings 0–1"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fold_channel_scale.fold_channel_scale equals γ ⊙ conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     y = sp.Symbol("y", real=True)
     values = {y: 1, gamma: -1}
     d.counterexample(

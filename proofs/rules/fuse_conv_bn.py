@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.fuse_conv_bn import RULE, fuse_conv_bn
+from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import other_consumer, shapes_must_match
 from proofs.symbolic_ops import (
@@ -73,6 +74,36 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``fuse_conv_bn``: (BN ∘ conv, fused conv, input shape)."""
+
+    def build():
+        options = {"bias": case["bias"], "groups": case["groups"], "stride": case["stride"]}
+        if case["kind"] == "transposed":
+            conv = nn.ConvTranspose2d(
+                4, 6, 3, padding=1, output_padding=case["stride"] - 1, **options
+            )
+        else:
+            conv = nn.Conv2d(4, 6, 3, padding=1, padding_mode=case["padding_mode"], **options)
+        conv, bn = randomize(conv, 1), randomize(nn.BatchNorm2d(6), 2)
+        return nn.Sequential(conv, bn), fuse_conv_bn(conv, bn), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = [
+    case
+    for case in grid(
+        kind=("conv", "transposed"),
+        bias=(True, False),
+        groups=(1, 2),
+        stride=(1, 2),
+        padding_mode=("zeros", "reflect", "circular"),
+    )
+    if case["kind"] == "conv" or case["padding_mode"] == "zeros"  # transposed: zeros only
+]
+
+
 @register_proof("R1")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -132,6 +163,11 @@ def prove() -> ProofResult:
         "paddings 0–1; transposed convs with groups and strides 1–2"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fuse_conv_bn.fuse_conv_bn equals BN ∘ conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: BN in train mode normalises with the batch's statistics.
     y1, y2 = sp.symbols("y1 y2", real=True)
     batch_mean = (y1 + y2) / 2

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.merge_kxk_1x1 import RULE, merge_kxk_1x1
+from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
@@ -85,6 +86,38 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``merge_kxk_1x1``: (1×1 ∘ K×K, merged conv, input shape)."""
+
+    def build():
+        g, g1 = case["groups"]
+        conv = random_conv(
+            4,
+            6,
+            (3, 2),
+            seed=1,
+            padding=1,
+            stride=case["stride"],
+            dilation=(1, 2),
+            groups=g,
+            bias=case["bias_kxk"],
+            padding_mode=case["padding_mode"],
+        )
+        pointwise = random_conv(6, 4, 1, seed=2, groups=g1, bias=case["bias_1x1"])
+        return nn.Sequential(conv, pointwise), merge_kxk_1x1(conv, pointwise), (4, 7, 8)
+
+    return build
+
+
+BRANCHES = grid(
+    bias_kxk=(True, False),
+    bias_1x1=(True, False),
+    groups=((1, 1), (2, 1), (2, 2), (1, 2)),
+    stride=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R9")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -140,6 +173,11 @@ def prove() -> ProofResult:
         "groups (K×K, 1×1) ∈ {(1,1), (2,1), (2,2), (1,2)}; input 2×4×3 (even and odd sides)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_kxk_1x1.merge_kxk_1x1 equals the 1×1 after the K×K on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: the 1×1 is padded, so z's border is β where the merge gives P·b + β.
     pv, bv, betav = sp.symbols("P b beta", real=True)
     values = {pv: 2, bv: 1, betav: 0}

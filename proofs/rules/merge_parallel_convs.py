@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from et.rules.merge_parallel_convs import RULE, merge_parallel_convs
+from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import different_inputs, groups_are_dense, shapes_must_match
 from proofs.rules.embed_kernel import embedded_weight
@@ -72,6 +73,40 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``merge_parallel_convs``: (Σ branches, merged conv, input shape)."""
+
+    def build():
+        d = int(case["dilation"])
+        convs = [
+            random_conv(
+                4,
+                6,
+                kernel,
+                seed=i,
+                padding=tuple(d * (k - 1) // 2 + 1 for k in kernel),
+                dilation=d,
+                groups=case["groups"],
+                padding_mode=case["padding_mode"],
+                bias=case["biases"] == "all" or (case["biases"] == "first" and i == 0),
+            )
+            for i, kernel in enumerate(case["kernels"])
+        ]
+        original = Composed(lambda x: sum(conv(x) for conv in convs))
+        return original, merge_parallel_convs(convs), (4, 8, 9)
+
+    return build
+
+
+BRANCHES = grid(
+    kernels=(((3, 3), (1, 1)), ((3, 3), (1, 3), (3, 1)), ((1, 1), (1, 1))),
+    biases=("all", "first", "none"),
+    groups=(1, 2),
+    dilation=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R3")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -114,6 +149,11 @@ def prove() -> ProofResult:
         "per axis, 2 channels"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_parallel_convs equals the sum of the branches on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     wa, wb = sp.symbols("w_a w_b", real=True)
     x = symbols_array("x", (1, 1, 4), real=True)
     branch_a = conv2d(x, np.array([[[[wa]]]], dtype=object), stride=1)

@@ -42,6 +42,13 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _prelu(x: sp.Symbol, slope: sp.Expr) -> sp.Piecewise:
+    """PReLU written out, unevaluated, so the displayed line shows the definition."""
+    return sp.Piecewise(
+        (x, sp.GreaterThan(x, 0, evaluate=False)), (slope * x, True), evaluate=False
+    )
+
+
 @register_proof("E1")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -49,27 +56,27 @@ def prove() -> ProofResult:
     a = sp.Symbol("a", real=True)
     d.step(
         "Definitions: ReLU(v) = max(v, 0); PReLU_a(v) = LeakyReLU_a(v) = v if v ≥ 0 else a·v "
-        "(torch writes LeakyReLU as max(v, 0) + a·min(v, 0))",
-        r"\mathrm{PReLU}_a(v) = \begin{cases} v & v \ge 0 \\ a v & v < 0 \end{cases}",
+        "(torch writes LeakyReLU as max(v, 0) + a·min(v, 0)); each line below is sympy's "
+        "evaluation of the left side for a symbol x declared non-negative"
     )
     d.equal(
         "ReLU(x) = x for x ≥ 0",
-        relu(x),
+        sp.Max(x, 0, evaluate=False),
         x,
     )
     d.equal(
         "PReLU_a(x) = x for x ≥ 0 and every slope a",
-        prelu(x, a),
+        _prelu(x, a),
         x,
     )
     d.equal(
         "PReLU_0(x) = x for x ≥ 0 (the slope the authors give carried channels)",
-        prelu(x, 0),
+        _prelu(x, sp.Integer(0)),
         x,
     )
     d.equal(
         "LeakyReLU_a(x) = max(x, 0) + a·min(x, 0) = x for x ≥ 0",
-        sp.Max(x, 0) + a * sp.Min(x, 0),
+        sp.Add(sp.Max(x, 0, evaluate=False), a * sp.Min(x, 0, evaluate=False), evaluate=False),
         x,
     )
     # Per-channel slopes: element-wise check on a tensor of non-negative symbols.

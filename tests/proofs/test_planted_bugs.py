@@ -19,8 +19,9 @@ import proofs
 from proofs import ProofFailure
 
 REGISTRY = proofs.discover()
-# Rules whose proofs run their transform with non-zero padding modes.
-PADDING_MODE_RULES = ("R7", "E5")
+# Rules whose transforms build their result with conv_like and whose proofs run them with
+# non-zero padding modes.
+PADDING_MODE_RULES = ("R3", "R4", "R7", "R9", "R11", "R13", "E2", "E5", "E6", "E8")
 
 
 def _patch_everywhere(monkeypatch: pytest.MonkeyPatch, name: str, original, planted) -> int:
