@@ -85,7 +85,7 @@ BRANCHES = grid(
     form=("pair", "sequential"),
     bias=(True, False),
     groups=(1, 2),
-    M=(1.0, 0.25),
+    M=(0.25,),
     padding_mode=("zeros", "reflect", "replicate", "circular"),
 )
 

@@ -101,8 +101,8 @@ BRANCHES = grid(
     embedding=(((1, 1), (3, 3)), ((1, 3), (3, 5)), ((2, 2), (4, 4))),
     bias=(True, False),
     groups=(1, 2),
-    stride=(1, 2),
-    dilation=(1, 2),
+    stride=(2,),
+    dilation=(2,),
     padding_mode=("zeros", "reflect", "replicate", "circular"),
 )
 

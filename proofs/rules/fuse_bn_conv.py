@@ -9,7 +9,8 @@ import sympy as sp
 import torch
 from torch import nn
 
-from et.rules.fuse_bn_conv import RULE, fuse_bn_conv
+from et.rules.fuse_bn_conv import RULE, BNConstantPadded, fuse_bn_conv
+from proofs.code_branches import check_branches, grid, random_conv, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import other_consumer, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
@@ -100,6 +101,46 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``fuse_bn_conv``: (conv ∘ BN, fused conv, input shape)."""
+
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            3,
+            seed=1,
+            padding=case["padding"],
+            stride=case["stride"],
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        bn = randomize(nn.BatchNorm2d(4), 2)
+        border = "bn_constant" if case["border"] == "BN constant" else "zeros"
+        original = (
+            BNConstantPadded(bn, conv) if border == "bn_constant" else nn.Sequential(bn, conv)
+        )
+        return original, fuse_bn_conv(bn, conv, border=border), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = [
+    case
+    for case in grid(
+        bias=(True, False),
+        groups=(1, 2),
+        stride=(2,),
+        padding=(0, 1),
+        padding_mode=("zeros", "reflect", "replicate", "circular"),
+        border=("zeros", "BN constant"),
+    )
+    # a zero border with p > 0 needs BN(0) = 0 (H3); the BN-constant border is zeros-mode only
+    if (case["border"] == "BN constant") == (case["padding_mode"] == "zeros" and case["padding"])
+]
+
+
 @register_proof("R2")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -132,6 +173,11 @@ def prove() -> ProofResult:
         "per axis, symbolic t and m"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fuse_bn_conv.fuse_bn_conv equals conv ∘ BN on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     x = symbols_array("x", (1, 1, 3), real=True)
     w = symbols_array("w", (1, 1, 1, 3), real=True)
     b, t, m = (np.array([sp.Symbol(n, real=True)], dtype=object) for n in ("b", "t", "m"))

@@ -99,7 +99,7 @@ def _branch(case: dict[str, object]):
 
 
 BRANCHES = grid(
-    kernels=(((3, 3), (1, 1)), ((3, 3), (1, 3), (3, 1)), ((1, 1), (1, 1))),
+    kernels=(((3, 3), (1, 1)), ((3, 3), (1, 3), (3, 1))),
     biases=("all", "first", "none"),
     groups=(1, 2),
     dilation=(2,),

@@ -80,7 +80,7 @@ BRANCHES = grid(
     side=("output", "input"),
     bias=(True, False),
     align=(1, 4),
-    dummy=(0.0, 0.5),
+    dummy=(0.5,),
     padding_mode=("zeros", "reflect", "replicate", "circular"),
 )
 

@@ -286,3 +286,32 @@ def test_nasty_unicode_compiles_with_pdflatex() -> None:
     compiled = appendix.compile_pdf(appendix.render_latex(RESULTS, missing=["R99"]))
     assert compiled.pdf.startswith(b"%PDF")
     assert compiled.pages >= 1
+
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "appendix"
+OVERFULL_ALLOWANCE = 2
+MAX_PAGES = 30
+
+
+def test_committed_appendix_compiles_within_the_page_budget() -> None:
+    """The committed ``appendix.tex`` (which ``tests/cli/test_prove.py`` shows is current)
+    compiles without errors, with at most a small allowance of overfull boxes, to at most
+    30 pages holding every theorem and corollary."""
+    require_pdflatex()
+    import proofs
+
+    tex = (COMMITTED / "appendix.tex").read_text(encoding="ascii")
+    for rule in proofs.discover():
+        word = "Corollary" if rule.startswith("C-") else "Theorem"
+        assert rf"\begin{{statement}}{{{word} {rule}}}" in tex
+    compiled = appendix.compile_pdf(tex)
+    assert compiled.pdf.startswith(b"%PDF")
+    assert 1 <= compiled.pages <= MAX_PAGES
+    assert len(compiled.overfull) <= OVERFULL_ALLOWANCE, compiled.overfull
+
+
+def test_committed_markdown_renders_on_github_without_long_lines() -> None:
+    md = (COMMITTED / "appendix.md").read_text(encoding="utf-8")
+    assert max(len(line) for line in md.splitlines()) <= MAX_LINE
+    assert md.count("$$") % 2 == 0
+    assert "\\begin{statement}" not in md  # LaTeX-only environments stay in the .tex
