@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.collapse_depthwise_separable import RULE, collapse_depthwise_separable
+from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.counterexamples import stride_between
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
@@ -70,6 +71,39 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``collapse_depthwise_separable``: (pw ∘ dw, one conv, shape)."""
+
+    def build():
+        m = int(case["multiplier"])
+        depthwise = random_conv(
+            3,
+            3 * m,
+            case["kernel"],
+            seed=1,
+            padding=1,
+            groups=3,
+            stride=case["stride"],
+            bias=case["bias_dw"],
+            padding_mode=case["padding_mode"],
+        )
+        pointwise = random_conv(3 * m, 4, 1, seed=2, bias=case["bias_pw"])
+        merged = collapse_depthwise_separable(depthwise, pointwise)
+        return nn.Sequential(depthwise, pointwise), merged, (3, 7, 8)
+
+    return build
+
+
+BRANCHES = grid(
+    multiplier=(1, 2),
+    kernel=((2, 3),),
+    stride=(2,),
+    bias_dw=(True, False),
+    bias_pw=(True, False),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R14")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -114,6 +148,11 @@ def prove() -> ProofResult:
         "3 channels with multiplier 2 (3×3, padding 1)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.collapse_depthwise_separable equals pointwise ∘ depthwise on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     x = symbols_array("x", (1, 3, 3), real=True)
     dw_w = symbols_array("D", (1, 1, 3, 3), real=True)
     dw_b = symbols_array("delta", (1,), real=True)

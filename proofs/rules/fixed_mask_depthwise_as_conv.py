@@ -16,6 +16,7 @@ from et.rules.fixed_mask_depthwise_as_conv import (
     SOBEL_Y,
     fixed_mask_depthwise_as_conv,
 )
+from proofs.code_branches import Composed, check_branches, grid
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -60,6 +61,31 @@ def _conformance(d: Derivation) -> None:
         error < 1e-15,
         f"max deviation {error:.3e}",
     )
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``fixed_mask_depthwise_as_conv``: (depthwise, dense conv, shape)."""
+
+    def build():
+        generator = torch.Generator().manual_seed(1)
+        channels = 3
+        scale = torch.randn(channels, generator=generator, dtype=torch.float64)
+        shape = (3, 3) if case["mask"] == "shared" else (channels, 1, 3, 3)
+        mask = torch.randn(shape, generator=generator, dtype=torch.float64)
+        bias = torch.randn(channels, generator=generator, dtype=torch.float64)
+        bias = bias if case["bias"] else None
+        weight = scale.reshape(-1, 1, 1, 1) * mask.expand(channels, 1, 3, 3)
+        padding = int(case["padding"])
+        original = Composed(
+            lambda x: torch.nn.functional.conv2d(x, weight, bias, padding=padding, groups=channels)
+        )
+        dense = fixed_mask_depthwise_as_conv(mask, scale, bias, padding=padding)
+        return original, dense, (channels, 5, 6)
+
+    return build
+
+
+BRANCHES = grid(mask=("shared", "per-channel"), bias=(True, False), padding=(0, 1, 2))
 
 
 @register_proof("R12")
@@ -111,6 +137,11 @@ def prove() -> ProofResult:
         "proved here)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fixed_mask_depthwise_as_conv equals the depthwise conv on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: a filter with two inputs (groups = channels / 2) is not diagonal.
     w2 = symbols_array("w", (2, 2, 3, 3), real=True)
     grouped = conv2d(x[:2], w2[:1], None, 1, 1, 1, 1)[0, 1, 1]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from et.rules.identity_conv import RULE, identity_branch_as_conv, identity_conv
+from proofs.code_branches import Composed, check_branches, grid
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -81,6 +82,24 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``identity_conv``: (x ↦ x, the Dirac conv, input shape)."""
+
+    def build():
+        channels = int(case["channels"])
+        conv = identity_conv(channels, case["kernel"], int(case["groups"]), dtype=torch.float64)
+        return Composed(lambda x: x), conv, (channels, 5, 6)
+
+    return build
+
+
+BRANCHES = [
+    c
+    for c in grid(channels=(1, 4), kernel=(1, 3, (3, 5)), groups=(1, 2, 4))
+    if int(c["channels"]) % int(c["groups"]) == 0
+]
+
+
 @register_proof("R6")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -97,6 +116,11 @@ def prove() -> ProofResult:
         f"of {checked} cases: kernels {KERNELS}; (C, g) in {CHANNEL_GROUPS}; 3×4 inputs"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.identity_conv.identity_conv is the identity on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     x = symbols_array("x", (1, 1, 4), real=True)
     d.counterexample(
         RULE.preconditions[1],

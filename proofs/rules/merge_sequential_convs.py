@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.merge_sequential_convs import RULE, dense_weight, merge_sequential_convs
+from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, pad, symbols_array, zeros
@@ -182,6 +183,44 @@ def _same_padding_border(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``merge_sequential_convs``: (second ∘ first, merged, shape)."""
+
+    def build():
+        (k1, k2), (g1, g2) = case["kernels"], case["groups"]
+        first = random_conv(
+            4,
+            4,
+            k1,
+            seed=1,
+            padding=1,
+            stride=case["stride_1"],
+            groups=g1,
+            bias=case["biases"] in ("both", "first"),
+        )
+        second = random_conv(
+            4,
+            2,
+            k2,
+            seed=2,
+            dilation=case["dilation_2"],
+            groups=g2,
+            bias=case["biases"] == "both",
+        )
+        return nn.Sequential(first, second), merge_sequential_convs(first, second), (4, 9, 10)
+
+    return build
+
+
+BRANCHES = grid(
+    kernels=((3, 3), (2, (1, 3))),
+    stride_1=(1, 2),
+    dilation_2=(1, 2),
+    groups=((1, 1), (2, 1), (1, 2)),
+    biases=("both", "first"),
+)
+
+
 @register_proof("R8")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -217,6 +256,11 @@ def prove() -> ProofResult:
         "4×4); and the 'same'-padding border ring"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_sequential_convs equals second ∘ first on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     _same_padding_border(d)
     # Dropped precondition: a nonlinearity between the convs (ReLU on z).
     xs, u, w = sp.symbols("x u w", real=True)

@@ -16,6 +16,7 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
     move_elementwise_before_pixel_shuffle,
 )
 from et.testing import probe_inputs
+from proofs.code_branches import check_branches, grid
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import structural
 from proofs.symbolic_ops import difference, elementwise, pixel_shuffle, prelu, symbols_array
@@ -83,6 +84,30 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _maps(kind: str) -> list[nn.Module]:
+    return {
+        "ReLU": [nn.ReLU()],
+        "LeakyReLU": [nn.LeakyReLU(0.1)],
+        "PReLU": [nn.PReLU(1, 0.3).double()],
+        "Hardtanh+ReLU": [nn.Hardtanh(-0.5, 0.5), nn.ReLU()],
+        "none": [],
+    }[kind]
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``move_elementwise_before_pixel_shuffle``: (PS then f, f then PS)."""
+
+    def build():
+        scale = int(case["s"])
+        original = nn.Sequential(nn.PixelShuffle(scale), *_maps(str(case["maps"])))
+        return original, move_elementwise_before_pixel_shuffle(original), (2 * scale * scale, 3, 4)
+
+    return build
+
+
+BRANCHES = grid(s=(1, 2, 3), maps=("ReLU", "LeakyReLU", "PReLU", "Hardtanh+ReLU", "none"))
+
+
 @register_proof("E7")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -105,6 +130,11 @@ def prove() -> ProofResult:
         "and symbolic commutation with an undefined f for C ≤ 3, s ≤ 4"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.move_elementwise_before_pixel_shuffle equals the original on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     slopes = [sp.Integer(0), sp.Rational(1, 4), sp.Rational(1, 2), sp.Rational(3, 4)]
     x = np.full((4, 1, 1), sp.Integer(-1), dtype=object)
     before = x.copy()

@@ -10,6 +10,7 @@ from et.contract import PreconditionError
 from et.domain import IMAGE_8BIT, IMAGE_UNIT, REAL
 from et.rules.remove_passthrough_activation import RULE, remove_passthrough_activation
 from et.testing import probe_inputs
+from proofs.code_branches import Composed, check_branches, grid
 from proofs.contract import GENERAL, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import elementwise, prelu, relu, symbols_array
 
@@ -47,6 +48,39 @@ def _prelu(x: sp.Symbol, slope: sp.Expr) -> sp.Piecewise:
     return sp.Piecewise(
         (x, sp.GreaterThan(x, 0, evaluate=False)), (slope * x, True), evaluate=False
     )
+
+
+def _activation(kind: str) -> nn.Module:
+    return {
+        "ReLU": nn.ReLU(),
+        "LeakyReLU": nn.LeakyReLU(0.2),
+        "PReLU shared": nn.PReLU(1, 0.25).double(),
+        "PReLU per channel": nn.PReLU(3, 0.25).double(),
+    }[kind]
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``remove_passthrough_activation`` on inputs in the domain."""
+
+    def build():
+        act, domain = _activation(str(case["activation"])), case["domain"]
+        identity = remove_passthrough_activation(act, domain)
+        top = float(domain[1])  # type: ignore[index]
+        # |x| scaled into [0, top]: the probes made non-negative, as the hypothesis requires
+        inside = lambda x: x.abs() / (x.abs().max() + 1) * top  # noqa: E731
+        return (
+            Composed(lambda x: act(inside(x))),
+            Composed(lambda x: identity(inside(x))),
+            (3, 4, 5),
+        )
+
+    return build
+
+
+BRANCHES = grid(
+    activation=("ReLU", "LeakyReLU", "PReLU shared", "PReLU per channel"),
+    domain=((0.0, 1.0), (0.0, 255.0)),
+)
 
 
 @register_proof("E1")
@@ -95,6 +129,11 @@ def prove() -> ProofResult:
     )
     d.scope("general (any x ≥ 0, any slope a, symbolic), plus an element-wise check on a tensor")
     _conformance(d)
+    check_branches(
+        d,
+        "remove_passthrough_activation: the activation on its domain, on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     d.counterexample(RULE.preconditions[0], "ReLU at x = −1", relu(-1), sp.Integer(-1))
     d.counterexample(
         RULE.preconditions[0],

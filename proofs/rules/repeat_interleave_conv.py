@@ -15,6 +15,7 @@ from et.rules.repeat_interleave_conv import (
     repeat_interleave_conv,
 )
 from et.testing import probe_inputs
+from proofs.code_branches import Composed, check_branches, grid
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import groups_are_dense
 from proofs.symbolic_ops import (
@@ -63,6 +64,27 @@ def _conformance(d: Derivation) -> None:
         worst < 1e-12,
         f"max deviation {worst:.3e}",
     )
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``repeat_interleave_conv``: (repeat, conv, input shape)."""
+
+    def build():
+        channels, repeats = int(case["C"]), int(case["r"])
+        order = str(case["order"])
+        conv = repeat_interleave_conv(
+            channels, repeats, case["kernel"], order=order, dtype=torch.float64
+        )
+        if order == "tiled":
+            original = Composed(lambda x: x.repeat(1, repeats, 1, 1))
+        else:
+            original = Composed(lambda x: torch.repeat_interleave(x, repeats, dim=1))
+        return original, conv, (channels, 5, 6)
+
+    return build
+
+
+BRANCHES = grid(C=(1, 3), r=(1, 4, 9), kernel=(1, 3, (3, 5)), order=("interleave", "tiled"))
 
 
 @register_proof("E3")
@@ -133,6 +155,11 @@ def prove() -> ProofResult:
         "3, dilations 1–2)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.repeat_interleave_conv equals repeat(_interleave) on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     d.counterexample(
         RULE.preconditions[2],
         "x = (1, 2), r = 2: channel 1 of repeat_interleave is 1, of the tiled repeat 2",
