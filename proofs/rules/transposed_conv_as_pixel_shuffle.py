@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from et.rules.transposed_conv_as_pixel_shuffle import RULE, transposed_conv_as_pixel_shuffle
+from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import (
     conv2d,
@@ -150,6 +151,43 @@ def _general(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``transposed_conv_as_pixel_shuffle``: (deconv, conv + PS [+ crop])."""
+
+    def build():
+        stride, dilation = int(case["s"]), int(case["d"])
+        deconv = nn.ConvTranspose2d(
+            4,
+            6,
+            case["kernel"],
+            stride=stride,
+            padding=case["p"],
+            output_padding=case["a"],
+            dilation=dilation,
+            groups=case["groups"],
+            bias=case["bias"],
+        )
+        deconv = randomize(deconv, 1)
+        return deconv, transposed_conv_as_pixel_shuffle(deconv), (4, 5, 6)
+
+    return build
+
+
+BRANCHES = [
+    c
+    for c in grid(
+        kernel=(3, (4, 2)),
+        s=(1, 2, 3),
+        p=(1,),
+        a=(0, 1),
+        d=(1, 2),
+        groups=(1, 2),
+        bias=(True, False),
+    )
+    if int(c["a"]) < max(int(c["s"]), int(c["d"]))  # PyTorch's bound on output padding
+]
+
+
 @register_proof("R15")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -196,6 +234,11 @@ def prove() -> ProofResult:
         "included); 2-D with 2 channels, groups 1–2, non-square kernels and paddings"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.transposed_conv_as_pixel_shuffle equals the transposed conv on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     # Counterexample: phases stacked in the wrong (tiled, φ-major) channel order.
     x = symbols_array("x", (1, 1, 1), real=True)
     w = symbols_array("w", (1, 2, 2, 2), real=True)
