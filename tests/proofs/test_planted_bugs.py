@@ -21,7 +21,22 @@ from proofs import ProofFailure
 REGISTRY = proofs.discover()
 # Rules whose transforms build their result with conv_like and whose proofs run them with
 # non-zero padding modes.
-PADDING_MODE_RULES = ("R3", "R4", "R7", "R9", "R11", "R13", "E2", "E5", "E6", "E8")
+PADDING_MODE_RULES = (
+    "R2",
+    "R3",
+    "R4",
+    "R5",
+    "R7",
+    "R9",
+    "R11",
+    "R13",
+    "R14",
+    "E2",
+    "E4",
+    "E5",
+    "E6",
+    "E8",
+)
 
 
 def _patch_everywhere(monkeypatch: pytest.MonkeyPatch, name: str, original, planted) -> int:
