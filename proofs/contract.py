@@ -156,8 +156,17 @@ class Derivation:
         self.result.steps.append(Step(claim, "", True, "check", [dict(c) for c in cases]))
 
     def counterexample(self, precondition: str, description: str, lhs: object, rhs: object) -> None:
-        """Record a counterexample; its two sides must be numbers that really differ."""
+        """Record a counterexample; its two sides must really differ.
+
+        Sides that still hold symbols are evaluated at numbers (:func:`_at_numbers`), so the
+        appendix always shows two numbers; the description says which values were used.
+        """
         left, right = sp.sympify(lhs), sp.sympify(rhs)
+        values = _at_numbers(left, right)
+        if values:
+            left, right = left.subs(values), right.subs(values)
+            names = ", ".join(f"{sp.sstr(k)} = {v}" for k, v in values.items())
+            description = f"{description}; evaluated at {names}"
         difference = sp.simplify(left - right)
         if difference == 0:
             raise ProofFailure(
@@ -184,6 +193,20 @@ class Derivation:
         if (kind == GENERAL_IN_PART) != bool(detail):
             raise ValueError("'general in part' needs the part; the other reaches take none")
         self.result.reach, self.result.reach_detail = kind, detail
+
+
+def _at_numbers(lhs: sp.Basic, rhs: sp.Basic) -> dict[sp.Symbol, int]:
+    """Small positive integers for the free symbols of ``lhs − rhs`` (in name order) at which
+    the two sides differ: 1, 2, 3, … first, then primes; empty when there are no symbols."""
+    symbols = sorted(lhs.free_symbols | rhs.free_symbols, key=lambda sym: sym.name)
+    if not symbols:
+        return {}
+    for start in (1, 2):
+        values = {sym: start + i for i, sym in enumerate(symbols)}
+        if sp.simplify((lhs - rhs).subs(values)) != 0:
+            return values
+    values = {sym: int(sp.prime(i + 1)) for i, sym in enumerate(symbols)}
+    return values
 
 
 def _residual(expr: sp.Basic) -> sp.Basic:

@@ -81,8 +81,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_one(rule: str) -> Outcome:
     """Run the registered proof of ``rule``, turning any failure into an :class:`Outcome`."""
+    import torch
+
     import proofs
 
+    # The proofs run the code on tiny tensors: one thread is fastest, and on a shared machine
+    # a pool of spinning threads per proof slows everything else down.
+    torch.set_num_threads(1)
     start = time.perf_counter()
     try:
         result = proofs.discover()[rule].run()
