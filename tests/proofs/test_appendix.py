@@ -315,3 +315,16 @@ def test_committed_markdown_renders_on_github_without_long_lines() -> None:
     assert max(len(line) for line in md.splitlines()) <= MAX_LINE
     assert md.count("$$") % 2 == 0
     assert "\\begin{statement}" not in md  # LaTeX-only environments stay in the .tex
+
+
+def test_a_symbolic_counterexample_is_shown_with_numbers() -> None:
+    import sympy as sp
+
+    a, b = sp.symbols("a b")
+    d = Derivation("R0", "t", "s", ["H"])
+    d.counterexample("H", "a sum against a product", a + b, a * b)
+    shown = d.result.counterexamples[-1]
+    assert (shown.lhs, shown.rhs) == ("3", "2")  # a = 1, b = 2
+    assert shown.description.endswith("evaluated at a = 1, b = 2")
+    with pytest.raises(ProofFailure):
+        d.counterexample("H", "equal sides", a + b, b + a)
