@@ -33,12 +33,18 @@ class CaseFamily:
     def summary(self) -> str:
         """``"<template>: exhaustive over N cases: k ∈ {…}, s ∈ {…}"``."""
         ranges = []
+        combinations = 1
         for name in self.names:
             values = list(dict.fromkeys(case[name] for case in self.cases))
             ranges.append(f"{name} ∈ {{{', '.join(values)}}}")
+            combinations *= len(values)
         head = f"{self.template}: " if self.template else ""
+        count = len(self.cases)
+        noun = "case" if count == 1 else "cases"
+        # When the cases are not the full product of the value sets, say so: the list is in JSON.
+        partial = "" if combinations == count else f" (of {combinations} combinations)"
         tail = f": {'; '.join(ranges)}" if ranges else ""
-        return f"{head}exhaustive over {len(self.cases)} cases{tail}"
+        return f"{head}exhaustive over {count} {noun}{partial}{tail}"
 
 
 def parameters(claim: str) -> tuple[str, dict[str, str]]:

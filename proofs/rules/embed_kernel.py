@@ -130,7 +130,7 @@ def prove() -> ProofResult:
         )
         rhs = conv2d(x, embedded_weight(w, target), b, stride, new_padding, dilation, groups)
         d.zero(
-            f"grid case {small}→{target} s={stride} d={dilation} p={padding} g={groups}",
+            f"grid case k={small} K={target} s={stride} d={dilation} p={padding} g={groups}",
             difference(lhs, rhs),
         )
         checked += 1

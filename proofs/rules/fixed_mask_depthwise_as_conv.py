@@ -117,7 +117,7 @@ def prove() -> ProofResult:
         depthwise_w = np.stack([scale[c] * per_channel[c][None] for c in range(channels)])
         lhs = conv2d(x[:channels], depthwise_w, bias, 1, padding, 1, channels)
         rhs = conv2d(x[:channels], diagonal(scale, per_channel), bias, 1, padding)
-        d.zero(f"mask {name}, channels {channels}, padding {padding}", difference(lhs, rhs))
+        d.zero(f"grid case mask={name} C={channels} p={padding}", difference(lhs, rhs))
         checked += 1
     # A different mask per channel (ECBSR stores [C, 1, 3, 3]).
     per_channel = symbols_array("mc", (2, 3, 3), real=True)

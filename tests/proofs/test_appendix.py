@@ -166,7 +166,9 @@ def test_markdown_has_every_section_and_its_parts() -> None:
     assert "*Prose (not checked).* definition step" in md
     assert "*Sympy.* identity with unicode in latex" in md
     assert "*Computed.* conformance: et.x computes W·t" in md
-    assert "grid case k s: exhaustive over 3 cases: k ∈ {1, 3}; s ∈ {1, 2}." in md
+    assert (
+        "grid case k s: exhaustive over 3 cases (of 4 combinations): k ∈ {1, 3}; s ∈ {1, 2}." in md
+    )
     # prose is not counted among the checked steps
     assert "1 identity, 3 exhaustive cases, 1 computed check checked; 1 step in prose" in md
 
