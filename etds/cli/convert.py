@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_file
 from etds.cli.verify import DEFAULT_TOLERANCE_255, check_tolerance, load_model
 
 NAME = "convert"
@@ -71,10 +71,9 @@ def run(args: argparse.Namespace) -> int:
     check_tolerance(args.tolerance)
     if args.align is not None and args.align < 1:
         raise CommandError(f"--align must be a positive integer, got {args.align}")
+    output_file(args.output, "OUT")
     if _same_file(args.input, args.output):
         raise CommandError(f"OUT is IN ({args.input}): refusing to overwrite the input")
-    if args.output.is_dir():
-        raise CommandError(f"OUT {args.output} is a folder; give a file name")
     model = load_model(args.input, arch=None if args.arch == "auto" else args.arch)
     align = args.align
     if align is None:
@@ -113,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
             f"the converted state dict reads back as {type(reloaded).__name__}, "
             f"not {type(converted).__name__}"
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(converted, args.output, metadata=False)
     report["written"] = True
     _print(report, args.json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from etds.cli import CommandError
+from etds.cli import CommandError, as_flags
 
 NAME = "info"
 HELP = "detect the architecture and hyper-parameters of a checkpoint and count its parameters"
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         "colors": model.colors,
         "parameters": parameter_count(model),
         "tensors": len(state),
-        "detection": detected.rule,
-        "notes": list(detected.notes),
+        "detection": as_flags(detected.rule),
+        "notes": [as_flags(note) for note in detected.notes],
     }
     if args.json:
         print(json.dumps(report))

@@ -1,10 +1,16 @@
 """``etds verify``: do two checkpoints compute the same clamped image?
 
-Both models run in float64 on fuzzed inputs in [0, 1] (structured probes and noise at an even
-and an odd size, see :mod:`reference_models.conversions.verification`) and on the PNG images
-of ``--images DIR`` used as LR inputs. The measure is the largest absolute difference of the
-clamped first outputs, in 1/255 units. Exit status: 0 when it is ≤ ``--tolerance``, 1 when it
-is above, 2 on bad input (unreadable checkpoint, no images, models of different shape).
+The original runs as a float64 oracle, the converted model in its own dtype (``--dtype`` to
+choose), both in ``--mode`` (eval by default), on fuzzed inputs in [0, 1] (structured probes
+and noise at an even and an odd, non-square size, see
+:mod:`reference_models.conversions.verification`) and on the PNG images of ``--images DIR``
+used as LR inputs. The measure is the largest absolute difference of the clamped first
+outputs, in 1/255 units; an output holding NaN or Inf is never equivalent. Exit status: 0 when
+it is ≤ ``--tolerance`` (or within the original's own rounding in that dtype, when that is
+larger), 1 when it is above, 2 on bad input (unreadable checkpoint, no images, models of
+different shape). ``--json`` prints ``max_abs_error_255`` (``null`` when not finite),
+``tolerance_255``, ``allowed_255``, ``rounding_255``, ``equivalent``, ``inputs``, ``dtype``,
+``oracle_dtype`` and ``mode``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ HELP = (
     "images; report the max abs difference of the clamped outputs in 1/255 units"
 )
 DEFAULT_TOLERANCE_255 = 0.01
+DTYPES = ("bfloat16", "float16", "float32", "float64")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +54,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="draw the fuzzed inputs from [LOW, HIGH] instead of [0, 1] (e.g. for models fed "
         "mean-subtracted images); outputs are still compared clamped to [0, 1]",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="run the converted model in this dtype (default: its own, float32 for a checkpoint)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("eval", "train"),
+        default="eval",
+        help="run both models in this mode (default eval)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -69,6 +89,8 @@ def load_model(path: Path, *, arch: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from reference_models.conversions.verification import image_inputs, verify_models
 
     check_tolerance(args.tolerance)
@@ -101,25 +123,39 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             images=images,
             domain=(low, high),
+            dtype=None if args.dtype is None else getattr(torch, args.dtype),
+            mode=args.mode,
+            progress=not args.no_progress,
         )
     except (ValueError, RuntimeError) as error:
         raise CommandError(f"cannot compare the models: {str(error).splitlines()[0]}") from None
-    equivalent = result.within(args.tolerance)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "max_abs_error_255": result.max_abs_error_255,
-                    "tolerance_255": args.tolerance,
-                    "equivalent": equivalent,
-                    "inputs": result.inputs,
-                }
-            )
-        )
-    else:
-        verdict = "equivalent" if equivalent else "NOT equivalent"
-        print(
-            f"max |difference| of the clamped outputs: {result.max_abs_error_255:.3g}/255 over "
-            f"{result.inputs} inputs (tolerance {args.tolerance:g}/255): {verdict}"
-        )
-    return 0 if equivalent else 1
+    print_verification(result, args.tolerance, as_json=args.json)
+    return 0 if result.within(args.tolerance) else 1
+
+
+def print_verification(result, tolerance: float, *, as_json: bool) -> None:
+    """The verdict on stdout: one JSON object, or one line."""
+    error = result.max_abs_error_255
+    equivalent = result.within(tolerance)
+    if as_json:
+        report = {
+            "max_abs_error_255": error if math.isfinite(error) else None,
+            "tolerance_255": tolerance,
+            "allowed_255": result.allowed_255(tolerance),
+            "rounding_255": result.rounding_255,
+            "equivalent": equivalent,
+            "inputs": result.inputs,
+            "dtype": result.dtype,
+            "oracle_dtype": result.oracle_dtype,
+            "mode": result.mode,
+        }
+        print(json.dumps(report))
+        return
+    verdict = "equivalent" if equivalent else "NOT equivalent"
+    measured = f"{error:.3g}/255" if math.isfinite(error) else "NaN or Inf in an output"
+    print(
+        f"max |difference| of the clamped outputs: {measured} over {result.inputs} inputs "
+        f"({result.dtype} vs a {result.oracle_dtype} oracle, {result.mode} mode; tolerance "
+        f"{tolerance:g}/255, the original's own rounding {result.rounding_255:.2g}/255): "
+        f"{verdict}"
+    )

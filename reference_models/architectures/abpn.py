@@ -72,6 +72,9 @@ class ABPN(ReferenceModel):
 class ABPN_ET(ReferenceModel):
     """The authors' ET form of ABPN (no shortcut; extra channels carry the input)."""
 
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
     def __init__(
         self,
         num_feat: int,

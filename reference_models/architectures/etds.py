@@ -218,6 +218,9 @@ class ETDSForInference(ReferenceModel):
     from (it does not change any shape).
     """
 
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
     def __init__(
         self,
         num_in_ch: int,

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from et.testing import first_output
 from reference_models import build_model, save_checkpoint
 from reference_models.checkpoints import atomic_torch_save
 from reference_models.training import distributed
@@ -187,7 +188,7 @@ class _Loss:
                 raise ValueError("model_type ETDSModel needs a model returning (total, low)")
             total, low = output
         else:
-            total, low = (output[0] if isinstance(output, tuple | list) else output), None
+            total, low = first_output(output), None
         loss = total.new_zeros(())
         for _, weight, function, reduction in self.terms:
             loss = loss + weight * function(total, gt, reduction=reduction)
