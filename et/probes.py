@@ -74,7 +74,7 @@ def structured_images(
     for c in range(channels):
         slope, phase = 2 + c // _STRIPE_PERIOD, (3 * c) % _STRIPE_PERIOD
         stripes.append(((rows + slope * cols + phase) % _STRIPE_PERIOD) / (_STRIPE_PERIOD - 1))
-        cell = 1 + c // 2
+        cell = 1 + (c // 2) % 4
         checkers.append((rows // cell + (cols + c) // cell) % 2)
     border = torch.ones(height, width, dtype=dtype)
     border[1:-1, 1:-1] = 0

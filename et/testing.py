@@ -199,16 +199,16 @@ def compare_outputs(
                 raise OutputShapeError(
                     f"the models' outputs differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
                 )
+            count += x.shape[0]
+            if not (torch.isfinite(a).all() and torch.isfinite(b).all()):  # before any clamp
+                nonfinite = True
+                continue
             r = first_output(rounded(x)) if rounded is not None else a
             if declared is not None:
                 a, r = a.clamp(*declared), r.clamp(*declared)
             if clamp is not None:
                 a, b, r = a.clamp(*clamp), b.clamp(*clamp), r.clamp(*clamp)
             a64, b64, r64 = (t.to(torch.float64) for t in (a, b, r))
-            count += x.shape[0]
-            if not (torch.isfinite(a64).all() and torch.isfinite(b64).all()):
-                nonfinite = True
-                continue
             scale = max(scale, a64.abs().max().item() if a64.numel() else 0.0)
             gap = r64 - a64
             gap = gap[torch.isfinite(gap)].abs()
