@@ -126,6 +126,16 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The index of element ``flat`` of a C-ordered tensor of ``shape`` (``torch.unravel_index``
+    imports sympy on first use: seconds of a command's start)."""
+    where = []
+    for size in reversed(shape):
+        flat, index = divmod(flat, size)
+        where.append(index)
+    return tuple(reversed(where))
+
+
 def _floating_dtype(module: nn.Module) -> torch.dtype | None:
     for tensor in [*module.parameters(), *module.buffers()]:
         if tensor.is_floating_point():
@@ -216,7 +226,7 @@ def compare_outputs(
             diff = (a64 - b64).abs()
             if diff.numel() and diff.max().item() > best["error"]:
                 flat = int(diff.argmax())
-                where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
+                where = _unravel(flat, tuple(diff.shape))
                 best = {"error": diff.max().item(), "where": where, "shape": tuple(a.shape)}
                 best["size"] = tuple(x.shape[-2:]) if x.ndim >= 2 else (1, 1)
     if count == 0:
