@@ -50,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=DEFAULT_TOLERANCE_255,
+        default=None,
         help=f"largest accepted error in 1/255 units (default {DEFAULT_TOLERANCE_255})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "source_arch": type(model).__name__,
         "target_arch": type(converted).__name__,
         "max_abs_error_255": result.max_abs_error_255,
-        "tolerance_255": args.tolerance,
+        "tolerance_255": result.allowed_255(args.tolerance),
         "equivalent": result.within(args.tolerance),
         "inputs": result.inputs,
         "written": False,

@@ -102,7 +102,10 @@ def dotted_keys(config: Config, prefix: str = "") -> list[str]:
 def check_override_key(config: Config, override: str) -> None:
     """Raise :class:`UnknownKeyError` when the key of ``override`` is not in ``config``, not in
     :data:`OPTIONAL_KEYS` and not marked new with ``+``; the message names the closest key."""
-    key = override.partition("=")[0].strip()
+    key, sep, _ = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return  # malformed: apply_override says how
     if key.startswith("+") or key in OPTIONAL_KEYS or get(config, key, _MISSING) is not _MISSING:
         return
     close = difflib.get_close_matches(key, dotted_keys(config), n=1, cutoff=0.6)
