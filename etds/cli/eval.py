@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from reference_models.evaluation.evaluate import evaluate
 
     if args.scale is not None and args.scale < 2:
-        raise CommandError(f"--scale {args.scale}: super-resolution needs a factor of 2 or more")
+        raise CommandError(f"--scale {args.scale}: a positive factor of 2 or more is needed")
     if args.save_dir:
         output_folder(args.save_dir, "--save-dir")
     model, scale = _load_model(args.checkpoint, args.scale)
