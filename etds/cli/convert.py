@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_file
 from etds.cli._hparam_option import add_hparam_option, parse_hparams
 from etds.cli.verify import DEFAULT_TOLERANCE_255, check_tolerance
 
@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=DEFAULT_TOLERANCE_255,
+        default=None,
         help=f"largest accepted error in 1/255 units (default {DEFAULT_TOLERANCE_255})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         align = functools.partial(fastest_alignment, target=args.target)
     if args.input.exists() and not args.input.is_file():
         raise CommandError(f"{args.input}: no such file")
+    output_file(args.output, "OUT")
     try:
         report = convert_checkpoint(
             args.input,

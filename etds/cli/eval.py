@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_folder
 from etds.cli._hparam_option import add_hparam_option, parse_hparams
 
 if TYPE_CHECKING:
@@ -166,9 +166,13 @@ def run(args: argparse.Namespace) -> int:
 
     from reference_models.evaluation.evaluate import evaluate
 
-    if args.scale is not None and args.scale < 1:
-        raise CommandError(f"--scale {args.scale} must be a positive integer")
+    if args.scale is not None and args.scale < 2:
+        raise CommandError(f"--scale {args.scale}: a positive factor of 2 or more is needed")
+    if args.save_dir:
+        output_folder(args.save_dir, "--save-dir")
     model, scale = _load_model(args.checkpoint, args.scale, parse_hparams(args.hparam))
+    if scale < 2:
+        raise CommandError(f"{args.checkpoint}: ×{scale} is no super-resolution (PSNR is inf)")
     datasets = _load_datasets(args.data, scale)
     folder_of = (
         _output_folders(args.save_dir, args.data, [d.name for d in datasets])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from etds.cli import CommandError
+from etds.cli import CommandError, as_flags
 from etds.cli._hparam_option import add_hparam_option, parse_hparams
 
 NAME = "info"
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         "colors": model.colors,
         "parameters": parameter_count(model),
         "tensors": len(state),
-        "detection": detected.rule,
-        "notes": list(detected.notes),
+        "detection": as_flags(detected.rule),
+        "notes": [as_flags(note) for note in detected.notes],
     }
     if args.json:
         print(json.dumps(report))

@@ -164,6 +164,9 @@ class ABPN(_NamedLayers, ReferenceModel):
 class ABPN_ET(_NamedLayers, ReferenceModel):
     """The authors' ET form of ABPN (no shortcut; extra channels carry the input)."""
 
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
     @classmethod
     def detection_rule(cls, state_dict: StateDict) -> str | None:
         if _is_abpn(state_dict) and _has_clip(state_dict):

@@ -306,6 +306,9 @@ class ECBSRET(ReferenceModel):
     up to a multiple of ``align``.
     """
 
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
     @classmethod
     def detection_rule(cls, state_dict: StateDict) -> str | None:
         if _deployed_stack(state_dict) == "ECBSRET":

@@ -286,6 +286,9 @@ class ETDSForInference(ReferenceModel):
     from (it does not change any shape).
     """
 
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
     @classmethod
     def detection_rule(cls, state_dict: StateDict) -> str | None:
         if {"conv_first.weight", "conv_clip.weight"} <= set(state_dict):

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from et.atomic_file import atomic_path
+from et.testing import first_output
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -86,10 +87,7 @@ class ClampedFirstOutput(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.model(x)
-        if not isinstance(y, torch.Tensor):
-            y = y[0]
-        return torch.clamp(y, 0.0, 1.0)
+        return torch.clamp(first_output(self.model(x)), 0.0, 1.0)
 
 
 def _colors(model: nn.Module) -> int:

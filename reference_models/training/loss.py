@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from et.testing import first_output
 from reference_models.training.config import Config
 
 
@@ -37,7 +38,7 @@ class PixelLoss:
                 raise ValueError("model_type ETDSModel needs a model returning (total, low)")
             total, low = output
         else:
-            total, low = (output[0] if isinstance(output, tuple | list) else output), None
+            total, low = first_output(output), None
         loss = total.new_zeros(())
         for _, weight, function, reduction in self.terms:
             loss = loss + weight * function(total, gt, reduction=reduction)

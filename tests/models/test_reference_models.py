@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from et.testing import first_output
 from reference_models import (
     ABPN,
     ABPN_ET,
@@ -69,10 +70,6 @@ def small_hparams(arch: str, colors: int, scale: int) -> dict[str, Any]:
         "Bicubic": {"upscale": scale},
     }
     return table[arch]
-
-
-def first_output(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
 
 
 def nearest(x: torch.Tensor, scale: int) -> torch.Tensor:
