@@ -9,7 +9,8 @@ Steps: load ``in_path`` (weights only, architecture detected or given); convert 
 (float64, fuzzed inputs in [0, 1], clamped outputs, error ``e = max |y₁ − y₂| · 255``); check
 that the converted state dict loads back strictly as the target architecture; only then write
 ``out_path`` atomically as a plain state dict in the authors' layout. Nothing is written when a
-step fails or ``e > tolerance_255``, and ``out_path`` may not be ``in_path``. The file is
+step fails or ``e`` exceeds the tolerance (``tolerance_255``, or by default
+:data:`DEFAULT_TOLERANCE_255` raised to the original's own float32 rounding), and ``out_path`` may not be ``in_path``. The file is
 byte-identical from run to run (see :func:`reference_models.checkpoints.atomic_torch_save`).
 """
 
@@ -29,10 +30,8 @@ from reference_models.checkpoints import (
     save_checkpoint,
 )
 from reference_models.conversions import NotConvertibleError, convert
-from reference_models.conversions.verification import verify_models
+from reference_models.conversions.verification import DEFAULT_TOLERANCE_255, verify_models
 
-#: largest accepted conversion error in 1/255 units (exact conversions reach ~1e-11)
-DEFAULT_TOLERANCE_255 = 0.01
 #: the alignment when none is given: the authors' widths for RGB
 DEFAULT_ALIGN = 4
 
@@ -71,7 +70,7 @@ def convert_checkpoint(
     *,
     arch: str = "auto",
     align: int | Callable[[str], int] = DEFAULT_ALIGN,
-    tolerance_255: float = DEFAULT_TOLERANCE_255,
+    tolerance_255: float | None = None,
     hparams: Mapping[str, Any] | None = None,
 ) -> ConversionReport:
     """Load, convert, verify, reload and write (see the module docstring).
@@ -100,7 +99,7 @@ def convert_checkpoint(
         source_arch=type(model).__name__,
         target_arch=type(converted).__name__,
         max_abs_error_255=result.max_abs_error_255,
-        tolerance_255=tolerance_255,
+        tolerance_255=result.allowed_255(tolerance_255),
         equivalent=result.within(tolerance_255),
         inputs=result.inputs,
         written=False,
@@ -118,6 +117,5 @@ def convert_checkpoint(
             f"the converted state dict reads back as {type(reloaded).__name__}, "
             f"not {type(converted).__name__}"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(converted, target, metadata=False)
     return ConversionReport(**(report.as_dict() | {"written": True}))
