@@ -10,7 +10,8 @@ Steps: load ``in_path`` (weights only, architecture detected or given); convert 
 that the converted state dict loads back strictly as the target architecture; only then write
 ``out_path`` atomically as a plain state dict in the authors' layout. Nothing is written when a
 step fails or ``e`` exceeds the tolerance (``tolerance_255``, or by default
-:data:`DEFAULT_TOLERANCE_255` raised to the original's own float32 rounding), and ``out_path`` may not be ``in_path``. The file is
+:data:`~reference_models.conversions.verification.DEFAULT_TOLERANCE_255` raised to the
+original's own float32 rounding), and ``out_path`` may not be ``in_path``. The file is
 byte-identical from run to run (see :func:`reference_models.checkpoints.atomic_torch_save`).
 """
 
@@ -30,7 +31,7 @@ from reference_models.checkpoints import (
     save_checkpoint,
 )
 from reference_models.conversions import NotConvertibleError, convert
-from reference_models.conversions.verification import DEFAULT_TOLERANCE_255, verify_models
+from reference_models.conversions.verification import verify_models
 
 #: the alignment when none is given: the authors' widths for RGB
 DEFAULT_ALIGN = 4
