@@ -19,7 +19,8 @@ import pytest
 from benchmarks.conftest import PROJECT_ROOT, shared_path
 from reference_models import load_checkpoint
 from reference_models.conversions import NotConvertibleError, converted_arch
-from reference_models.conversions.pipeline import DEFAULT_TOLERANCE_255, convert_checkpoint
+from reference_models.conversions.pipeline import convert_checkpoint
+from reference_models.conversions.verification import DEFAULT_TOLERANCE_255
 
 SHARED = shared_path() / "official" / "checkpoints"
 CHECKPOINTS = sorted(p.name for p in SHARED.glob("*.pth")) if SHARED.is_dir() else []
