@@ -155,6 +155,8 @@ def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
 
 def test_convert_is_byte_identical_run_to_run(etds_file: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "a" / "out.pth", tmp_path / "b" / "other_name.pth"
+    first.parent.mkdir()
+    second.parent.mkdir()
     assert main(["convert", str(etds_file), str(first)]) == 0
     assert main(["convert", str(etds_file), str(second)]) == 0
     assert first.read_bytes() == second.read_bytes()
