@@ -26,6 +26,8 @@ def _import_rule_modules() -> None:
 
 _import_rule_modules()
 
+from et.compiler import compile  # noqa: E402  (the compiler uses the registered rules)
+
 __all__ = [
     "IMAGE_8BIT",
     "IMAGE_UNIT",
@@ -34,6 +36,7 @@ __all__ = [
     "PreconditionError",
     "Rule",
     "apply_rule",
+    "compile",
     "get_rule",
     "list_rules",
     "register",

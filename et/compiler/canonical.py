@@ -1,0 +1,147 @@
+"""Graph canonicalisations: rewrite how ``forward`` was written into one normal form.
+
+None changes a weight; each is an identity of tensor algebra (the ``G`` entries of
+:data:`et.compiler.certificate.CANONICAL`). The main one turns a per-channel constant canvas
+with a tensor written into its interior (ECBSR's ``pad_with_bias``: ``out = b.expand(...)``,
+``out[:, :, 1:-1, 1:-1] = y``, captured as ``slice_scatter``) into ``pad₀(y − c) + c``, after
+which G3/G4/G1 and R7 fold the pair exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import fx
+
+from et.compiler.workspace import Workspace
+
+aten = torch.ops.aten
+INT_MAX = 2**62
+
+_NO_OPS = (aten.clone.default, aten.alias.default, aten.contiguous.default)
+
+
+def _same_shape(a: fx.Node, b: fx.Node) -> bool:
+    va, vb = a.meta.get("val"), b.meta.get("val")
+    if va is None or vb is None:
+        return False
+    return [str(s) for s in va.shape] == [str(s) for s in vb.shape]
+
+
+def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
+    """G7: clone/alias/contiguous, a copy onto an equal-shaped tensor, a full slice."""
+    source = None
+    if node.target in _NO_OPS and isinstance(node.args[0], fx.Node) and len(node.args) == 1:
+        source = node.args[0]
+        if ws.tensor(source) is not None:
+            return False
+    elif node.target == aten.copy.default and _same_shape(node, node.args[1]):
+        source = node.args[1]
+    elif node.target == aten.slice.Tensor:
+        args = list(node.args) + [None] * 4
+        start, end, step = args[2] or 0, args[3], args[4] or 1
+        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
+        if start == 0 and full_end and step == 1:
+            source = node.args[0]
+    if source is None or not isinstance(source, fx.Node):
+        return False
+    ws.record.applied("G7", [node])
+    ws.replace(node, source)
+    return True
+
+
+def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
+    """The per-channel constant ``[1, C, 1, 1]`` (or scalar) that fills ``node``, if it is a
+    constant canvas (a broadcast constant, possibly cloned or sliced on spatial axes)."""
+    if not isinstance(node, fx.Node):
+        return None
+    constant = ws.tensor(node)
+    if constant is not None:
+        if constant.ndim == 4 and constant.shape[0] == 1 and constant.shape[2:] == (1, 1):
+            return constant
+        if constant.ndim == 0:
+            return constant.reshape(1, 1, 1, 1)
+        return None
+    if node.target in (aten.clone.default, aten.expand.default):
+        return fill_value(ws, node.args[0])
+    if node.target == aten.slice.Tensor and node.args[1] in (2, 3, -1, -2):
+        return fill_value(ws, node.args[0])
+    if node.target == aten.full.default and isinstance(node.args[1], int | float):
+        return torch.tensor(float(node.args[1]), dtype=torch.float64).reshape(1, 1, 1, 1)
+    return None
+
+
+def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
+    """G2: ``slice_scatter(fill(c), y, dim, a, −b)`` = ``pad₀(y − c, a, b on dim) + c``."""
+    if node.target != aten.slice_scatter.default:
+        return False
+    args = list(node.args) + [None] * 5
+    base, source, dim, start, end, step = args[:6]
+    dim = dim if dim is not None else 0
+    start, step = start or 0, step or 1
+    value = fill_value(ws, base)
+    if value is None or dim not in (2, 3, -1, -2) or step != 1 or not isinstance(start, int):
+        return False
+    if end is None or (isinstance(end, int) and end >= INT_MAX):
+        high = 0
+    elif isinstance(end, int) and end < 0:
+        high = -end
+    else:
+        return False
+    pads = [start, high, 0, 0] if dim in (3, -1) else [0, 0, start, high]
+    constant = ws.constant(value, node)
+    shifted = ws.call(aten.sub.Tensor, (source, constant), node)
+    padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
+    result = ws.call(aten.add.Tensor, (padded, constant), node)
+    result.meta["val"] = node.meta.get("val")
+    ws.record.applied("G2", [node], ("the canvas is one constant per channel",))
+    ws.replace(node, result)
+    return True
+
+
+def cancel_constants(ws: Workspace, node: fx.Node) -> bool:
+    """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c."""
+    pairs = {aten.sub.Tensor: aten.add.Tensor, aten.add.Tensor: aten.sub.Tensor}
+    if node.target not in pairs or len(node.args) != 2:
+        return False
+    inner, outer_c = node.args
+    if getattr(inner, "target", None) != pairs[node.target] or len(inner.args) != 2:
+        return False
+    a, b = ws.tensor(inner.args[1]), ws.tensor(outer_c)
+    if a is None or b is None or a.shape != b.shape or not torch.equal(a, b):
+        return False
+    ws.record.applied("G8", [inner, node])
+    ws.replace(node, inner.args[0])
+    return True
+
+
+def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
+    """G1: two zero paddings in a row are one."""
+    if node.target != aten.constant_pad_nd.default:
+        return False
+    inner = node.args[0]
+    if getattr(inner, "target", None) != aten.constant_pad_nd.default or len(inner.users) != 1:
+        return False
+    values = [float(n.args[2]) if len(n.args) > 2 else 0.0 for n in (node, inner)]
+    if values != [0.0, 0.0]:
+        return False
+    outer, first = list(node.args[1]), list(inner.args[1])
+    length = max(len(outer), len(first))
+    outer += [0] * (length - len(outer))
+    first += [0] * (length - len(first))
+    if any(p < 0 for p in outer + first):
+        return False
+    merged = ws.call(aten.constant_pad_nd.default, (inner.args[0], [a + b for a, b in zip(outer, first)], 0.0), node)
+    merged.meta["val"] = node.meta.get("val")
+    ws.record.applied("G1", [inner, node])
+    ws.replace(node, merged)
+    return True
+
+
+CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (
+    remove_no_ops,
+    write_into_fill,
+    cancel_constants,
+    merge_zero_pads,
+)
