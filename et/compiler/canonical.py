@@ -44,6 +44,12 @@ def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
         full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
         if start == 0 and full_end and step == 1:
             source = node.args[0]
+    elif node.target == aten.slice_scatter.default:
+        args = list(node.args) + [None] * 4
+        start, end, step = args[3] or 0, args[4], args[5] or 1
+        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
+        if start == 0 and full_end and step == 1:
+            source = node.args[1]  # the whole base is overwritten
     if source is None or not isinstance(source, fx.Node):
         return False
     ws.record.applied("G7", [node])

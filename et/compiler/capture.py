@@ -76,7 +76,18 @@ def _is_dynamic(module: fx.GraphModule) -> bool:
 def _export(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool) -> fx.GraphModule:
     shapes = _dynamic_shapes(example) if dynamic else None
     program = export(model, example, dynamic_shapes=shapes, strict=False)
-    return _first_output_module(program.run_decompositions({}))
+    if _mutates(program.graph):
+        # functionalise in-place writes (slice copies become slice_scatter); costs a re-trace
+        program = program.run_decompositions({})
+    return _first_output_module(program)
+
+
+def _mutates(graph: fx.Graph) -> bool:
+    for node in graph.nodes:
+        schema = getattr(node.target, "_schema", None)
+        if schema is not None and schema.is_mutable:
+            return True
+    return False
 
 
 def capture(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Captured:

@@ -17,6 +17,7 @@ from torch import fx, nn
 
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError, apply_rule
+from et.rules.merge_sequential_convs import dense_weight
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -167,7 +168,7 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
 def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
     """G4: a valid conv reading ``x ± c`` is a conv reading x with bias ``b ± Σ W·c``."""
     site = ws.conv_site(node)
-    if site is None or site.conv.padding != (0, 0) or site.conv.groups != 1:
+    if site is None or site.conv.padding != (0, 0):
         return False
     shifted = site.input
     if shifted.target not in (aten.add.Tensor, aten.sub.Tensor) or len(shifted.args) != 2:
@@ -180,9 +181,10 @@ def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
         if constant is not None and isinstance(source, fx.Node):
             sign = -1.0 if shifted.target == aten.sub.Tensor else 1.0
             conv = site.conv
-            extra = torch.einsum("oihw,i->o", conv.weight.detach(), constant.to(conv.weight))
+            dense = dense_weight(conv.weight.detach(), conv.groups)
+            extra = torch.einsum("oihw,i->o", dense, constant.to(conv.weight))
             new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                            0, conv.dilation, 1).to(conv.weight)
+                            0, conv.dilation, conv.groups).to(conv.weight)
             old_bias = conv.bias.detach() if conv.bias is not None else 0.0
             with torch.no_grad():
                 new.weight.copy_(conv.weight)

@@ -51,7 +51,12 @@ def op_counts(module: fx.GraphModule) -> dict[str, int]:
 def rewrite_to_fixed_point(ws: Workspace) -> None:
     """Apply :data:`PATTERNS` until no pattern matches any node."""
     for _ in range(MAX_REWRITES):
-        if not any(pattern(ws, node) for node in list(ws.graph.nodes) for pattern in PATTERNS):
+        changed = False
+        for node in list(ws.graph.nodes):
+            if getattr(node, "_erased", False):
+                continue
+            changed = any(pattern(ws, node) for pattern in PATTERNS) or changed
+        if not changed:
             return
     raise RuntimeError("the rewrites did not reach a fixed point")  # pragma: no cover
 

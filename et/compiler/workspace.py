@@ -69,6 +69,7 @@ class Workspace:
         self.record = record
         self._constants = 0
         self._lower: dict[fx.Node, float] = {}
+        self._convs: dict[fx.Node, nn.Conv2d | None] = {}
 
     # --- constants -------------------------------------------------------------------------
     def tensor(self, node: Any) -> torch.Tensor | None:
@@ -94,6 +95,14 @@ class Workspace:
         constant weight and bias."""
         if not isinstance(node, fx.Node) or node.op != "call_function":
             return None
+        if node.target not in (CONV2D, CONVOLUTION):
+            return None
+        if node not in self._convs:
+            self._convs[node] = self._read_conv(node)
+        conv = self._convs[node]
+        return None if conv is None else ConvSite(node, node.args[0], conv)
+
+    def _read_conv(self, node: fx.Node) -> nn.Conv2d | None:
         args = list(node.args) + [None] * 9
         if node.target == CONV2D:
             x, w, b = args[0], args[1], args[2]
@@ -113,7 +122,7 @@ class Workspace:
             return None
         if isinstance(padding, str) or not isinstance(x, fx.Node):
             return None
-        conv = make_conv(
+        return make_conv(
             weight,
             bias,
             stride=_pair(stride),
@@ -121,7 +130,6 @@ class Workspace:
             dilation=_pair(dilation),
             groups=int(groups),
         )
-        return ConvSite(node, x, conv)
 
     def emit_conv(self, conv: nn.Conv2d, source: fx.Node, before: fx.Node) -> fx.Node:
         """A new ``aten.conv2d`` call computing ``conv(source)``, placed before ``before``."""
