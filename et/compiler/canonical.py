@@ -145,8 +145,25 @@ def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
+def constant_pad(ws: Workspace, node: fx.Node) -> bool:
+    """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)``."""
+    if node.target != aten.pad.default:
+        return False
+    args = list(node.args) + [None, None]
+    mode = args[2] or "constant"
+    if mode != "constant":
+        return False
+    value = 0.0 if args[3] is None else float(args[3])
+    new = ws.call(aten.constant_pad_nd.default, (node.args[0], list(node.args[1]), value), node)
+    new.meta["val"] = node.meta.get("val")
+    ws.record.applied("G7", [node])
+    ws.replace(node, new)
+    return True
+
+
 CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (
     remove_no_ops,
+    constant_pad,
     write_into_fill,
     cancel_constants,
     merge_zero_pads,

@@ -71,13 +71,22 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
             "the graph normalises with batch statistics (train mode or no running stats)",
         )
         return False
-    if node.target is not operator.getitem or node.args[1] != 0:
+    if node.target == aten.batch_norm.default:
+        bn_node = node
+        x, weight, bias, mean, var, training = node.args[:6]
+        eps = float(node.args[7])
+        if training or mean is None or var is None:
+            ws.record.refused(node, "R1", "BatchNorm in eval mode with running statistics",
+                              "the graph normalises with batch statistics")
+            return False
+    elif node.target is operator.getitem and node.args[1] == 0:
+        bn_node = node.args[0]
+        if getattr(bn_node, "target", None) != aten._native_batch_norm_legit_no_training.default:
+            return False
+        x, weight, bias, mean, var = bn_node.args[:5]
+        eps = float(bn_node.args[6])
+    else:
         return False
-    bn_node = node.args[0]
-    if getattr(bn_node, "target", None) != aten._native_batch_norm_legit_no_training.default:
-        return False
-    x, weight, bias, mean, var = bn_node.args[:5]
-    eps = float(bn_node.args[6])
     tensors = [ws.tensor(a) if a is not None else None for a in (weight, bias, mean, var)]
     if tensors[2] is None or tensors[3] is None:
         return False
@@ -254,10 +263,10 @@ def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
 
 def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Conv2d, add):
     """An identity (R6) or average-pool (R10) branch on ``source`` as a conv, else None."""
-    channels = channels_of(source)
+    channels = ws.channels(source)
     if channels is None or channels != like.out_channels:
         return None
-    groups = like.groups
+    groups = like.groups if like.in_channels == channels else 1
     if branch is source:
         try:
             conv = apply_rule("identity_conv", channels, 1, groups)
@@ -265,7 +274,7 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
             return None
         return "R6", conv.to(like.weight)
     if branch.target == aten.avg_pool2d.default and branch.args[0] is source:
-        if not ws.sole_user(branch, add):
+        if len(branch.users) != 1:
             return None
         args = list(branch.args) + [None] * 7
         kernel, stride, padding = args[1], args[2] or args[1], args[3] or 0
@@ -274,12 +283,29 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
         if groups not in (1, channels):
             return None
         try:
-            conv = apply_rule("avg_pool_as_conv", pool, channels, depthwise=groups == channels)
+            conv = apply_rule(
+                "avg_pool_as_conv", pool, channels, depthwise=groups == channels,
+                dtype=like.weight.dtype,
+            )
         except PreconditionError as error:
             ws.record.refused(branch, "R10", error.condition, error.detail)
             return None
         return "R10", conv.to(like.weight)
     return None
+
+
+def pool_after_conv(ws: Workspace, node: fx.Node) -> bool:
+    """R10: an average pool reading a conv's sole output becomes a conv (then R7/R8)."""
+    if node.target != aten.avg_pool2d.default:
+        return False
+    site = _sole_conv(ws, node.args[0], node)
+    if site is None:
+        return False
+    made = _branch_as_conv(ws, node, site.node, site.conv, next(iter(node.users), node))
+    if made is None:
+        return False
+    rule, conv = made
+    return _replace_conv(ws, node, conv, site.node, rule, [node])
 
 
 def merge_branches(ws: Workspace, node: fx.Node) -> bool:
@@ -343,5 +369,6 @@ LINEAR_PATTERNS: tuple[Pattern, ...] = (
     absorb_zero_pad,
     merge_sequential,
     merge_branches,
+    pool_after_conv,
     merge_concat,
 )
