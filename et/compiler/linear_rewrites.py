@@ -122,7 +122,12 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
             else:
                 return _replace_conv(ws, users[0], fused, x, "R2", [bn_node, users[0]], checked)
         if users[0].target in (aten.add.Tensor, aten.sub.Tensor):
-            conv = apply_rule("identity_conv", bn.num_features, 1)
+            add = users[0]
+            siblings = [ws.conv_site(a) for a in add.args if a is not node]
+            groups = 1
+            if siblings and siblings[0] is not None and siblings[0].input is x:
+                groups = siblings[0].conv.groups
+            conv = apply_rule("identity_conv", bn.num_features, 1, groups)
             conv = apply_rule("fuse_conv_bn", conv.to(bn.running_mean.dtype), bn)
             return _replace_conv(ws, node, conv, x, "R6", [bn_node], checked)
     ws.record.refused(bn_node, "R1", "a conv feeds the BatchNorm (or a valid conv reads it)", "")
