@@ -64,8 +64,9 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
         return None
     constant = ws.tensor(node)
     if constant is not None:
-        if constant.ndim == 4 and constant.shape[0] == 1 and constant.shape[2:] == (1, 1):
-            return constant
+        if constant.ndim == 4:
+            corner = constant[:1, :, :1, :1]
+            return corner if torch.equal(constant, corner.expand_as(constant)) else None
         if constant.ndim == 0:
             return constant.reshape(1, 1, 1, 1)
         return None

@@ -5,8 +5,9 @@ The compiler never trusts class names: it exports the module with :func:`torch.e
 functional ATen op set (in-place slice writes become ``slice_scatter``), and works on the
 resulting :class:`torch.fx.GraphModule`, whose parameters are ``get_attr`` constants.
 
-Fallbacks, in order, each named in the certificate: eval mode with dynamic shapes; eval mode
-with the example's static shapes; the training-mode graph (only when no BatchNorm, Dropout or
+Captures, each named in the certificate: eval mode at the example's static shapes (fast; kept
+when the folded result also runs correctly at another size), eval mode with dynamic shapes;
+and for either, the training-mode graph (only when no BatchNorm, Dropout or
 other mode-dependent module exists, so both modes compute the same function: this is the
 case for blocks that assign ``weight.data`` or call ``self.eval()`` inside ``forward``).
 Only the first output is kept (dual-stream models return the image first).
@@ -76,10 +77,49 @@ def _is_dynamic(module: fx.GraphModule) -> bool:
 def _export(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool) -> fx.GraphModule:
     shapes = _dynamic_shapes(example) if dynamic else None
     program = export(model, example, dynamic_shapes=shapes, strict=False)
-    if _mutates(program.graph):
-        # functionalise in-place writes (slice copies become slice_scatter); costs a re-trace
-        program = program.run_decompositions({})
-    return _first_output_module(program)
+    module = _first_output_module(program)
+    functionalize_slice_copies(module.graph)
+    if _mutates(module.graph):
+        # other in-place writes: let torch functionalise them (costs a re-trace)
+        module = _first_output_module(program.run_decompositions({}))
+    module.recompile()
+    return module
+
+
+def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
+    chain = []
+    while node.op == "call_function" and node.target == torch.ops.aten.slice.Tensor:
+        chain.append(node)
+        node = node.args[0]
+    if node.op != "call_function" or not chain:
+        return None  # writing into a parameter or an input is not a local value
+    return node, chain[::-1]
+
+
+def functionalize_slice_copies(graph: fx.Graph) -> None:
+    """``view = base[slices]; view.copy_(src)`` becomes nested ``slice_scatter`` (what
+    torch's functionalisation produces), and later readers of ``base`` read the result."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if node.target != torch.ops.aten.copy_.default or node.users:
+            continue
+        found = _slice_chain(node.args[0])
+        if found is None:
+            continue
+        base, chain = found
+        with graph.inserting_before(node.next):
+            value = node.args[1]
+            for view in reversed(chain):
+                args = list(view.args) + [None] * 4
+                value = graph.call_function(
+                    torch.ops.aten.slice_scatter.default,
+                    (view.args[0], value, args[1], args[2], args[3], args[4] or 1),
+                )
+            for user in list(base.users):
+                if order.get(user, -1) > order[node]:
+                    user.replace_input_with(base, value)
+        graph.erase_node(node)
+        order = {n: i for i, n in enumerate(graph.nodes)}
 
 
 def _mutates(graph: fx.Graph) -> bool:
@@ -90,14 +130,18 @@ def _mutates(graph: fx.Graph) -> bool:
     return False
 
 
-def capture(model: nn.Module, example: tuple[torch.Tensor, ...]) -> Captured:
-    """Capture ``model`` (already a private copy) on ``example``; see the module docstring."""
+def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: bool) -> Captured:
+    """Capture ``model`` (already a private copy) on ``example``; see the module docstring.
+
+    ``dynamic=False`` captures at the example's shapes (faster); the caller verifies the
+    result at another size and captures again with ``dynamic=True`` when that fails.
+    """
     batched = _batched(example)
     errors: list[str] = []
-    attempts = [("eval", True), ("eval", False)]
+    modes = ["eval"]
     if not any(isinstance(m, MODE_DEPENDENT) for m in model.modules()):
-        attempts += [("train", True), ("train", False)]
-    for mode, dynamic in attempts:
+        modes.append("train")
+    for mode in modes:
         model.train(mode == "train")
         try:
             module = _export(model, batched if dynamic else example, dynamic)

@@ -11,7 +11,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.canonical import CANONICAL_PATTERNS
-from et.compiler.capture import capture
+from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
@@ -85,7 +85,28 @@ def compile(
         raise ValueError("example_inputs must be one NCHW tensor, as a 1-tuple")
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     private = copy.deepcopy(module).to(torch.float64).eval()
-    captured = capture(private, tuple(x.to(torch.float64) for x in example))
+    example64 = tuple(x.to(torch.float64) for x in example)
+    failure: Exception | None = None
+    for dynamic in (False, True):
+        try:
+            captured = capture(private, example64, dynamic=dynamic)
+        except CaptureError as error:
+            failure = error
+            continue
+        try:
+            compiled, certificate = _fold_and_verify(
+                module, captured, domain, output_clamp, tolerance, tuple(example[0].shape[1:])
+            )
+        except VerificationError as error:
+            failure = error
+            continue
+        return Compiled(compiled.to(dtype), certificate)
+    assert failure is not None
+    raise failure
+
+
+def _fold_and_verify(module, captured, domain, output_clamp, tolerance, shape):
+    """Rewrite ``captured`` to a fixed point and verify it against ``module`` (two sizes)."""
     record = CertificateBuilder()
     ws = Workspace(captured.module, domain, record)
     convs_before = count_convs(ws.module)
@@ -109,9 +130,9 @@ def compile(
         certificate.max_error = measure(
             module,
             compiled,
-            tuple(example[0].shape[1:]),
+            shape,
             domain,
-            sizes_dynamic=captured.dynamic,
+            sizes_dynamic=True,
             clamp=output_clamp,
             tolerance=tolerance,
         )
@@ -119,4 +140,4 @@ def compile(
         raise
     except Exception as error:  # a compiled module that cannot even run is a failure too
         raise VerificationError(f"the compiled module failed to run: {error}") from error
-    return Compiled(compiled.to(dtype), certificate)
+    return compiled, certificate
