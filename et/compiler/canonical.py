@@ -139,7 +139,11 @@ def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
     first += [0] * (length - len(first))
     if any(p < 0 for p in outer + first):
         return False
-    merged = ws.call(aten.constant_pad_nd.default, (inner.args[0], [a + b for a, b in zip(outer, first)], 0.0), node)
+    merged = ws.call(
+        aten.constant_pad_nd.default,
+        (inner.args[0], [a + b for a, b in zip(outer, first, strict=False)], 0.0),
+        node,
+    )
     merged.meta["val"] = node.meta.get("val")
     ws.record.applied("G1", [inner, node])
     ws.replace(node, merged)
@@ -150,7 +154,7 @@ def constant_pad(ws: Workspace, node: fx.Node) -> bool:
     """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)``."""
     if node.target != aten.pad.default:
         return False
-    args = list(node.args) + [None, None]
+    args = [*list(node.args), None, None]
     mode = args[2] or "constant"
     if mode != "constant":
         return False

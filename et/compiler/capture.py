@@ -145,7 +145,7 @@ def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: boo
         model.train(mode == "train")
         try:
             module = _export(model, batched if dynamic else example, dynamic)
-        except Exception as error:  # noqa: BLE001 - every failure is reported below
+        except Exception as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[0]
             errors.append(f"{mode}/{'dynamic' if dynamic else 'static'}: {reason}")
             continue

@@ -52,7 +52,7 @@ CANONICAL: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Application:
-    """One rewrite: rule id and title, the graph nodes it replaced, what was checked, the theorem."""
+    """One rewrite: rule id and title, the nodes it replaced, what was checked, the theorem."""
 
     rule: str
     title: str

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 from et.compiler.linear_rewrites import FAN_OUT, _replace_conv, _sole_conv
 from et.compiler.workspace import Workspace
@@ -42,7 +42,7 @@ def append_clamp(ws: Workspace, bounds: tuple[float, float]) -> None:
 
 
 def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
-    args = list(node.args) + [None, None]
+    args = [*list(node.args), None, None]
     if node.target == aten.clamp.default:
         low, high = args[1], args[2]
     elif node.target == aten.hardtanh.default:
@@ -177,21 +177,26 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     source = anchor.input
     bound = ws.lower_bound(source)
     if bound < 0:
-        ws.record.refused(add, "E4", "the carried input is ≥ 0 on the declared domain",
-                          f"its proven lower bound is {bound}")
+        ws.record.refused(
+            add,
+            "E4",
+            "the carried input is ≥ 0 on the declared domain",
+            f"its proven lower bound is {bound}",
+        )
         return False
     domain = InputDomain(bound, math.inf)
     colors = ws.channels(source)
     try:
         convs = [carry_identity_first(chain[0][0].conv, extra_dummy=0, align=1, domain=domain)]
         for site, _ in chain[1:]:
-            convs.append(carry_identity_middle(site.conv, colors, extra_dummy=0, align=1,
-                                               domain=domain))
+            convs.append(
+                carry_identity_middle(site.conv, colors, extra_dummy=0, align=1, domain=domain)
+            )
     except PreconditionError as error:
         ws.record.refused(add, "E4", error.condition, error.detail)
         return False
     current = source
-    for (site, act), conv in zip(chain, convs, strict=True):
+    for (_, act), conv in zip(chain, convs, strict=True):
         current = ws.emit_conv(conv, current, add)
         if act is not None:
             current = _widen_activation(ws, act, current, colors, add)
@@ -199,18 +204,31 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
                 return False
     a, b = last.conv, anchor.conv
     real = a.in_channels
-    wide_a = conv_like(a, torch.cat([a.weight.detach(), a.weight.new_zeros(
-        a.out_channels, colors, *a.kernel_size)], dim=1), conv_bias(a))
-    wide_b = conv_like(b, torch.cat([b.weight.new_zeros(b.out_channels, real, *b.kernel_size),
-                                     b.weight.detach()], dim=1), conv_bias(b))
+    wide_a = conv_like(
+        a,
+        torch.cat(
+            [a.weight.detach(), a.weight.new_zeros(a.out_channels, colors, *a.kernel_size)], dim=1
+        ),
+        conv_bias(a),
+    )
+    wide_b = conv_like(
+        b,
+        torch.cat(
+            [b.weight.new_zeros(b.out_channels, real, *b.kernel_size), b.weight.detach()], dim=1
+        ),
+        conv_bias(b),
+    )
     try:
         merged = apply_rule("merge_parallel_convs", [wide_a, wide_b])
     except PreconditionError as error:
         ws.record.refused(add, "R3", error.condition, error.detail)
         return False
     nodes = [s.node for s, _ in chain] + [last.node, anchor.node, add]
-    checked = (f"the carried input is ≥ {bound:g} on the declared domain",
-               "every activation on the chain is a rectifier", FAN_OUT)
+    checked = (
+        f"the carried input is ≥ {bound:g} on the declared domain",
+        "every activation on the chain is a rectifier",
+        FAN_OUT,
+    )
     ws.record.applied("E4", nodes, checked)
     return _replace_conv(ws, add, merged, current, "R3", [last.node, anchor.node, add])
 
@@ -227,12 +245,18 @@ def slice_as_columns(ws: Workspace, node: fx.Node) -> bool:
         return False
     start = start or 0
     end = total if end is None or end > total else end
-    if not isinstance(start, int) or not isinstance(end, int) or end - start != site.conv.in_channels:
+    if (
+        not isinstance(start, int)
+        or not isinstance(end, int)
+        or end - start != site.conv.in_channels
+    ):
         return False
     w = site.conv.weight.detach()
     wide = w.new_zeros(w.shape[0], total, *w.shape[2:])
     wide[:, start:end] = w
-    conv = conv_like(site.conv, wide, site.conv.bias.detach() if site.conv.bias is not None else None)
+    conv = conv_like(
+        site.conv, wide, site.conv.bias.detach() if site.conv.bias is not None else None
+    )
     return _replace_conv(ws, node, conv, whole, "G5", [site.input, node])
 
 
@@ -258,14 +282,21 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
             merged = apply_rule("concat_convs", [site.conv, other.conv])
         except PreconditionError:
             continue
-        anchor = act if list(ws.graph.nodes).index(act) < list(ws.graph.nodes).index(other_act) else other_act
+        anchor = (
+            act
+            if list(ws.graph.nodes).index(act) < list(ws.graph.nodes).index(other_act)
+            else other_act
+        )
         stacked = ws.emit_conv(merged, site.input, anchor)
         relu = ws.call(act.target, (stacked,), anchor)
         n = site.conv.out_channels
         first = ws.call(aten.slice.Tensor, (relu, 1, 0, n), anchor)
         second = ws.call(aten.slice.Tensor, (relu, 1, n, n + other.conv.out_channels), anchor)
-        ws.record.applied("E5", [node, other_node, act, other_act],
-                          ("both streams read the same value", "the same element-wise rectifier"))
+        ws.record.applied(
+            "E5",
+            [node, other_node, act, other_act],
+            ("both streams read the same value", "the same element-wise rectifier"),
+        )
         act.replace_all_uses_with(first)
         other_act.replace_all_uses_with(second)
         ws.changed()

@@ -63,7 +63,10 @@ FAN_OUT = "the folded node's output feeds nothing else (fan-out 1)"
 
 def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
     """R1 (conv → BN), R2 (BN → valid conv), or R6+R1 (a lone BN summed with a branch)."""
-    if node.target in (aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats):
+    if node.target in (
+        aten._native_batch_norm_legit.default,
+        aten._native_batch_norm_legit.no_stats,
+    ):
         ws.record.refused(
             node,
             "R1",
@@ -76,8 +79,12 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
         x, weight, bias, mean, var, training = node.args[:6]
         eps = float(node.args[7])
         if training or mean is None or var is None:
-            ws.record.refused(node, "R1", "BatchNorm in eval mode with running statistics",
-                              "the graph normalises with batch statistics")
+            ws.record.refused(
+                node,
+                "R1",
+                "BatchNorm in eval mode with running statistics",
+                "the graph normalises with batch statistics",
+            )
             return False
     elif node.target is operator.getitem and node.args[1] == 0:
         bn_node = node.args[0]
@@ -168,11 +175,20 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
         return _replace_conv(ws, node, new, site.input, "R13", [site.node, node], (FAN_OUT,))
     sign = -1.0 if node.target == aten.sub.Tensor else 1.0
     if node.target == aten.sub.Tensor and not conv_first:
-        conv = apply_rule("fold_channel_scale", conv, -torch.ones(conv.out_channels).to(conv.weight))
+        conv = apply_rule(
+            "fold_channel_scale", conv, -torch.ones(conv.out_channels).to(conv.weight)
+        )
         sign = 1.0
     bias = (conv.bias.detach() if conv.bias is not None else 0.0) + sign * constant.to(conv.weight)
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, conv.groups).to(conv.weight)
+    new = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    ).to(conv.weight)
     with torch.no_grad():
         new.weight.copy_(conv.weight)
         new.bias.copy_(bias)
@@ -197,8 +213,15 @@ def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
             conv = site.conv
             dense = dense_weight(conv.weight.detach(), conv.groups)
             extra = torch.einsum("oihw,i->o", dense, constant.to(conv.weight))
-            new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                            0, conv.dilation, conv.groups).to(conv.weight)
+            new = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                0,
+                conv.dilation,
+                conv.groups,
+            ).to(conv.weight)
             old_bias = conv.bias.detach() if conv.bias is not None else 0.0
             with torch.no_grad():
                 new.weight.copy_(conv.weight)
@@ -224,8 +247,16 @@ def absorb_zero_pad(ws: Workspace, node: fx.Node) -> bool:
         return False
     conv = site.conv
     padding = (conv.padding[0] + pads[2], conv.padding[1] + pads[0])
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    padding, conv.dilation, conv.groups, bias=conv.bias is not None).to(conv.weight)
+    new = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        padding,
+        conv.dilation,
+        conv.groups,
+        bias=conv.bias is not None,
+    ).to(conv.weight)
     new.load_state_dict(conv.state_dict())
     return _replace_conv(ws, node, new, pad_node.args[0], "G1", [pad_node, node])
 
@@ -289,7 +320,10 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
             return None
         try:
             conv = apply_rule(
-                "avg_pool_as_conv", pool, channels, depthwise=groups == channels,
+                "avg_pool_as_conv",
+                pool,
+                channels,
+                depthwise=groups == channels,
                 dtype=like.weight.dtype,
             )
         except PreconditionError as error:
@@ -344,7 +378,9 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
         ws.record.refused(node, "R3", error.condition, error.detail)
         return False
     checked = ("both branches read the same graph value", FAN_OUT)
-    return _replace_conv(ws, node, merged, first.input, "R3", [first.node, second.node, node], checked)
+    return _replace_conv(
+        ws, node, merged, first.input, "R3", [first.node, second.node, node], checked
+    )
 
 
 def merge_concat(ws: Workspace, node: fx.Node) -> bool:

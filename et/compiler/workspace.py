@@ -187,9 +187,9 @@ class Workspace:
             if total is None or (args[4] or 1) != 1:
                 return None
             return min(total, total if end is None else end) - start
-        if node.op == "call_function" and node.args and isinstance(node.args[0], fx.Node):
-            if node.target in _CHANNEL_PRESERVING:
-                return self.channels(node.args[0])
+        first = node.args[0] if node.op == "call_function" and node.args else None
+        if isinstance(first, fx.Node) and node.target in _CHANNEL_PRESERVING:
+            return self.channels(first)
         return None
 
     # --- input-domain intervals ------------------------------------------------------------

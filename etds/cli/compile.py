@@ -30,9 +30,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", type=Path, metavar="OUT", help="OUT.pt2 or OUT.onnx")
     parser.add_argument("--weights", type=Path, help="state dict to load (strict)")
     parser.add_argument("--input-shape", required=True, help="C,H,W of one example input")
-    parser.add_argument("--domain", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword argument for FACTORY (repeatable)")
+    parser.add_argument(
+        "--domain", nargs=2, type=float, default=(0.0, 1.0), metavar=("LOW", "HIGH")
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for FACTORY (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the certificate as JSON")
 
 
@@ -139,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         print(certificate)
     else:
         c = compiled.certificate
-        print(f"wrote {args.output} and {sidecar}: convs {c.convs_before} -> {c.convs_after}, "
-              f"max error float64 {c.max_error['float64']:.3e}, float32 {c.max_error['float32']:.3e}")
+        print(
+            f"wrote {args.output} and {sidecar}: convs {c.convs_before} -> {c.convs_after}, "
+            f"max error float64 {c.max_error['float64']:.3e}, float32 {c.max_error['float32']:.3e}"
+        )
     return 0

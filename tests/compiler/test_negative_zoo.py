@@ -64,7 +64,9 @@ def test_conv_feeding_bn_and_another_branch_is_not_folded() -> None:
 
 def test_bn_with_batch_statistics_is_left() -> None:
     torch.manual_seed(2)
-    model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3, track_running_stats=False))
+    model = nn.Sequential(
+        nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3, track_running_stats=False)
+    )
     model = model.double().eval()
     compiled = et.compile(model, (torch.rand(2, 3, 7, 7, dtype=torch.float64),))
     assert any(u.rule == "R1" for u in compiled.certificate.unfolded)
@@ -84,7 +86,9 @@ def test_negative_inputs_block_the_identity_carry() -> None:
     class Anchor(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1))
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1)
+            )
 
         def forward(self, x):
             return F.pixel_shuffle(self.body(x) + torch.repeat_interleave(x, 4, dim=1), 2)

@@ -22,7 +22,11 @@ class RepVGGBlock(nn.Module):
 
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.dense, self.point, self.identity = conv_bn(c, c, 3, 1, 1), conv_bn(c, c, 1), nn.BatchNorm2d(c)
+        self.dense, self.point, self.identity = (
+            conv_bn(c, c, 3, 1, 1),
+            conv_bn(c, c, 1),
+            nn.BatchNorm2d(c),
+        )
 
     def forward(self, x):
         return F.relu(self.dense(x) + self.point(x) + self.identity(x))
@@ -129,7 +133,9 @@ class Conv3XC(nn.Module):
         super().__init__()
         self.skip = nn.Conv2d(c, cout, 1)
         self.body = nn.Sequential(
-            nn.Conv2d(c, c * gain, 1), nn.Conv2d(c * gain, cout * gain, 3), nn.Conv2d(cout * gain, cout, 1)
+            nn.Conv2d(c, c * gain, 1),
+            nn.Conv2d(c * gain, cout * gain, 3),
+            nn.Conv2d(cout * gain, cout, 1),
         )
 
     def forward(self, x):
@@ -163,7 +169,7 @@ class MixedBlock(nn.Module):
 def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Non-trivial weights and BatchNorm statistics (no default BN, no zero bias)."""
     with torch.no_grad():
-        for name, tensor in module.named_parameters():
+        for _name, tensor in module.named_parameters():
             tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.5)
         for sub in module.modules():
             if isinstance(sub, nn.BatchNorm2d):

@@ -43,8 +43,9 @@ def check_compiled(model: torch.nn.Module, channels: int, size: int, expected_co
         inputs = probe_inputs((channels, height, width), samples=6)
         report = compare_outputs(model, compiled.module, inputs, dtype=torch.float64)
         assert report.max_rel_error <= 1e-9, report.describe()
-    report32 = compare_outputs(model, compiled.module, probe_inputs((channels, size, size)),
-                               dtype=torch.float32)
+    report32 = compare_outputs(
+        model, compiled.module, probe_inputs((channels, size, size)), dtype=torch.float32
+    )
     assert report32.max_rel_error <= 1e-4, report32.describe()
     assert compiled.certificate.max_error["float64"] <= 1e-9 * 1e3
     return compiled
