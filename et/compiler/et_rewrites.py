@@ -19,7 +19,7 @@ import math
 import torch
 from torch import fx
 
-from et.compiler.linear_rewrites import FAN_OUT, _replace_conv, _sole_conv
+from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError, apply_rule
 from et.conv_geometry import conv_bias, conv_like
@@ -88,7 +88,7 @@ def clip_as_relus(ws: Workspace, node: fx.Node) -> bool:
     bounds = _clamp_bounds(node)
     if bounds is None:
         return False
-    site = _sole_conv(ws, node.args[0], node)
+    site = sole_conv(ws, node.args[0], node)
     if site is None:
         return False
     low, high = bounds
@@ -115,7 +115,7 @@ def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
     if node.target != aten.add.Tensor or len(node.args) != 2:
         return False
     for index in (0, 1):
-        site = _sole_conv(ws, node.args[index], node)
+        site = sole_conv(ws, node.args[index], node)
         other = node.args[1 - index]
         if site is None or not isinstance(other, fx.Node) or ws.conv_site(other) is not None:
             continue
@@ -152,7 +152,7 @@ def carry_identity(ws: Workspace, node: fx.Node) -> bool:
     """E4 then R3: ``conv_a(h) + conv_b(u)`` with h = chain(u) of convs and rectifiers."""
     if node.target != aten.add.Tensor or len(node.args) != 2:
         return False
-    sites = [_sole_conv(ws, a, node) for a in node.args]
+    sites = [sole_conv(ws, a, node) for a in node.args]
     if None in sites or sites[0].input is sites[1].input:
         return False
     for last, anchor in (sites, sites[::-1]):
@@ -230,7 +230,7 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
         FAN_OUT,
     )
     ws.record.applied("E4", nodes, checked)
-    return _replace_conv(ws, add, merged, current, "R3", [last.node, anchor.node, add])
+    return replace_conv(ws, add, merged, current, "R3", [last.node, anchor.node, add])
 
 
 def slice_as_columns(ws: Workspace, node: fx.Node) -> bool:
@@ -257,7 +257,7 @@ def slice_as_columns(ws: Workspace, node: fx.Node) -> bool:
     conv = conv_like(
         site.conv, wide, site.conv.bias.detach() if site.conv.bias is not None else None
     )
-    return _replace_conv(ws, node, conv, whole, "G5", [site.input, node])
+    return replace_conv(ws, node, conv, whole, "G5", [site.input, node])
 
 
 def stack_streams(ws: Workspace, node: fx.Node) -> bool:

@@ -9,12 +9,13 @@ the certificate and the op stays as it was.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 
 import torch
 from torch import fx, nn
 
+from et.compiler.batch_norm import fuse_batch_norm
+from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError, apply_rule
 from et.rules.merge_sequential_convs import dense_weight
@@ -46,107 +47,12 @@ def per_channel(ws: Workspace, node: object, channels: int) -> torch.Tensor | No
     return value.reshape(-1).expand(channels).clone()
 
 
-def _sole_conv(ws: Workspace, node: object, user: fx.Node):
-    site = ws.conv_site(node)
-    return site if site is not None and ws.sole_user(site.node, user) else None
-
-
-def _replace_conv(ws, old: fx.Node, conv: nn.Conv2d, source: fx.Node, rule, nodes, checked=()):
-    new = ws.emit_conv(conv, source, old)
-    ws.record.applied(rule, nodes, checked)
-    ws.replace(old, new)
-    return True
-
-
-FAN_OUT = "the folded node's output feeds nothing else (fan-out 1)"
-
-
-def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
-    """R1 (conv → BN), R2 (BN → valid conv), or R6+R1 (a lone BN summed with a branch)."""
-    if node.target in (
-        aten._native_batch_norm_legit.default,
-        aten._native_batch_norm_legit.no_stats,
-    ):
-        ws.record.refused(
-            node,
-            "R1",
-            "BatchNorm in eval mode with running statistics",
-            "the graph normalises with batch statistics (train mode or no running stats)",
-        )
-        return False
-    if node.target == aten.batch_norm.default:
-        bn_node = node
-        x, weight, bias, mean, var, training = node.args[:6]
-        eps = float(node.args[7])
-        if training or mean is None or var is None:
-            ws.record.refused(
-                node,
-                "R1",
-                "BatchNorm in eval mode with running statistics",
-                "the graph normalises with batch statistics",
-            )
-            return False
-    elif node.target is operator.getitem and node.args[1] == 0:
-        bn_node = node.args[0]
-        if getattr(bn_node, "target", None) != aten._native_batch_norm_legit_no_training.default:
-            return False
-        x, weight, bias, mean, var = bn_node.args[:5]
-        eps = float(bn_node.args[6])
-    else:
-        return False
-    tensors = [ws.tensor(a) if a is not None else None for a in (weight, bias, mean, var)]
-    if tensors[2] is None or tensors[3] is None:
-        return False
-    bn = nn.BatchNorm2d(tensors[2].numel(), eps=eps).to(tensors[2].dtype).eval()
-    with torch.no_grad():
-        bn.running_mean.copy_(tensors[2])
-        bn.running_var.copy_(tensors[3])
-        bn.weight.copy_(tensors[0] if tensors[0] is not None else torch.ones_like(tensors[2]))
-        bn.bias.copy_(tensors[1] if tensors[1] is not None else torch.zeros_like(tensors[2]))
-    checked = ("BatchNorm in eval mode with running statistics (aten no-training batch norm)",)
-    site = ws.conv_site(x)
-    if site is not None:
-        if set(site.node.users) == {bn_node}:
-            try:
-                fused = apply_rule("fuse_conv_bn", site.conv, bn)
-            except PreconditionError as error:
-                ws.record.refused(site.node, "R1", error.condition, error.detail)
-            else:
-                return _replace_conv(
-                    ws, node, fused, site.input, "R1", [site.node, bn_node], (*checked, FAN_OUT)
-                )
-        else:
-            others = sorted(u.name for u in site.node.users if u is not bn_node)
-            ws.record.refused(site.node, "R1", FAN_OUT, f"the conv also feeds {others}")
-    users = list(node.users)
-    if len(users) == 1:
-        after = ws.conv_site(users[0])
-        if after is not None and after.input is node and after.conv.padding == (0, 0):
-            try:
-                fused = apply_rule("fuse_bn_conv", bn, after.conv)
-            except PreconditionError as error:
-                ws.record.refused(users[0], "R2", error.condition, error.detail)
-            else:
-                return _replace_conv(ws, users[0], fused, x, "R2", [bn_node, users[0]], checked)
-        if users[0].target in (aten.add.Tensor, aten.sub.Tensor):
-            add = users[0]
-            siblings = [ws.conv_site(a) for a in add.args if a is not node]
-            groups = 1
-            if siblings and siblings[0] is not None and siblings[0].input is x:
-                groups = siblings[0].conv.groups
-            conv = apply_rule("identity_conv", bn.num_features, 1, groups)
-            conv = apply_rule("fuse_conv_bn", conv.to(bn.running_mean.dtype), bn)
-            return _replace_conv(ws, node, conv, x, "R6", [bn_node], checked)
-    ws.record.refused(bn_node, "R1", "a conv feeds the BatchNorm (or a valid conv reads it)", "")
-    return False
-
-
 def _per_channel_operand(ws: Workspace, node: fx.Node):
     """``(conv site, constant [C], conv first)`` for ``conv ∘ c`` binary nodes."""
     if len(node.args) != 2 or node.kwargs:
         return None
     for index in (0, 1):
-        site = _sole_conv(ws, node.args[index], node)
+        site = sole_conv(ws, node.args[index], node)
         if site is not None:
             constant = per_channel(ws, node.args[1 - index], site.conv.out_channels)
             if constant is not None:
@@ -172,7 +78,7 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
         except PreconditionError as error:
             ws.record.refused(node, "R13", error.condition, error.detail)
             return False
-        return _replace_conv(ws, node, new, site.input, "R13", [site.node, node], (FAN_OUT,))
+        return replace_conv(ws, node, new, site.input, "R13", [site.node, node], (FAN_OUT,))
     sign = -1.0 if node.target == aten.sub.Tensor else 1.0
     if node.target == aten.sub.Tensor and not conv_first:
         conv = apply_rule(
@@ -192,7 +98,7 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
     with torch.no_grad():
         new.weight.copy_(conv.weight)
         new.bias.copy_(bias)
-    return _replace_conv(ws, node, new, site.input, "G3", [site.node, node], (FAN_OUT,))
+    return replace_conv(ws, node, new, site.input, "G3", [site.node, node], (FAN_OUT,))
 
 
 def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
@@ -227,7 +133,7 @@ def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
                 new.weight.copy_(conv.weight)
                 new.bias.copy_(old_bias + sign * extra)
             checked = ("the conv has padding 0, so every tap reads a shifted value",)
-            return _replace_conv(ws, node, new, source, "G4", [shifted, node], checked)
+            return replace_conv(ws, node, new, source, "G4", [shifted, node], checked)
     return False
 
 
@@ -258,7 +164,7 @@ def absorb_zero_pad(ws: Workspace, node: fx.Node) -> bool:
         bias=conv.bias is not None,
     ).to(conv.weight)
     new.load_state_dict(conv.state_dict())
-    return _replace_conv(ws, node, new, pad_node.args[0], "G1", [pad_node, node])
+    return replace_conv(ws, node, new, pad_node.args[0], "G1", [pad_node, node])
 
 
 def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
@@ -294,7 +200,7 @@ def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
             ws.record.refused(node, rule, error.condition, error.detail)
             return False
     checked = (FAN_OUT, "nothing between the two convs: the second reads the first's output")
-    return _replace_conv(ws, node, merged, first.input, rule, [first.node, node], checked)
+    return replace_conv(ws, node, merged, first.input, rule, [first.node, node], checked)
 
 
 def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Conv2d, add):
@@ -337,14 +243,14 @@ def pool_after_conv(ws: Workspace, node: fx.Node) -> bool:
     """R10: an average pool reading a conv's sole output becomes a conv (then R7/R8)."""
     if node.target != aten.avg_pool2d.default:
         return False
-    site = _sole_conv(ws, node.args[0], node)
+    site = sole_conv(ws, node.args[0], node)
     if site is None:
         return False
     made = _branch_as_conv(ws, node, site.node, site.conv, next(iter(node.users), node))
     if made is None:
         return False
     rule, conv = made
-    return _replace_conv(ws, node, conv, site.node, rule, [node])
+    return replace_conv(ws, node, conv, site.node, rule, [node])
 
 
 def merge_branches(ws: Workspace, node: fx.Node) -> bool:
@@ -353,7 +259,7 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
     if node.target != aten.add.Tensor or len(node.args) != 2 or node.kwargs:
         return False
     a, b = node.args
-    sites = [_sole_conv(ws, a, node), _sole_conv(ws, b, node)]
+    sites = [sole_conv(ws, a, node), sole_conv(ws, b, node)]
     if sites[0] is None and sites[1] is None:
         return False
     if sites[0] is None or sites[1] is None:
@@ -378,7 +284,7 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
         ws.record.refused(node, "R3", error.condition, error.detail)
         return False
     checked = ("both branches read the same graph value", FAN_OUT)
-    return _replace_conv(
+    return replace_conv(
         ws, node, merged, first.input, "R3", [first.node, second.node, node], checked
     )
 
@@ -391,7 +297,7 @@ def merge_concat(ws: Workspace, node: fx.Node) -> bool:
     parts = list(node.args[0])
     if dim not in (1, -3) or len(parts) < 2:
         return False
-    sites = [_sole_conv(ws, p, node) for p in parts]
+    sites = [sole_conv(ws, p, node) for p in parts]
     if any(s is None for s in sites) or len({s.input for s in sites}) != 1:
         return False
     try:
@@ -400,7 +306,7 @@ def merge_concat(ws: Workspace, node: fx.Node) -> bool:
         ws.record.refused(node, "R11", error.condition, error.detail)
         return False
     nodes = [s.node for s in sites] + [node]
-    return _replace_conv(ws, node, merged, sites[0].input, "R11", nodes, (FAN_OUT,))
+    return replace_conv(ws, node, merged, sites[0].input, "R11", nodes, (FAN_OUT,))
 
 
 LINEAR_PATTERNS: tuple[Pattern, ...] = (
