@@ -166,10 +166,31 @@ def constant_pad(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
+def global_pool(ws: Workspace, node: fx.Node) -> bool:
+    """G11: an average pool whose window is the whole (captured) image is the spatial mean,
+    which also holds at other sizes when the window was written as the input's size."""
+    if node.target != aten.avg_pool2d.default:
+        return False
+    value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+    args = list(node.args) + [None] * 6
+    kernel, padding = args[1], args[3] or 0  # any stride: one window fits
+    if value is None or value.ndim != 4 or padding not in (0, [0, 0], [0]) or args[4]:
+        return False
+    size = [value.shape[2], value.shape[3]]
+    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
+    if kernel != size or not all(isinstance(k, int) for k in kernel):
+        return False
+    mean = ws.call(aten.mean.dim, (node.args[0], [2, 3], True), node)
+    ws.record.applied("G11", [node], ("the window covers the whole captured image",))
+    ws.replace(node, mean)
+    return True
+
+
 CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (
     remove_no_ops,
     constant_pad,
     write_into_fill,
     cancel_constants,
     merge_zero_pads,
+    global_pool,
 )

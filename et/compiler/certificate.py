@@ -46,6 +46,10 @@ CANONICAL: dict[str, tuple[str, str]] = {
         "parameter-only sub-graph evaluated once",
         "an op whose inputs are all constants is replaced by its value",
     ),
+    "G11": (
+        "global average pooling",
+        "avg_pool2d(x, kernel = the image size) = mean of x over height and width",
+    ),
     "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
 }
 

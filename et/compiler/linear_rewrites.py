@@ -203,6 +203,10 @@ def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
     return replace_conv(ws, node, merged, first.input, rule, [first.node, node], checked)
 
 
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Conv2d, add):
     """An identity (R6) or average-pool (R10) branch on ``source`` as a conv, else None."""
     channels = ws.channels(source)
@@ -220,6 +224,9 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
             return None
         args = list(branch.args) + [None] * 7
         kernel, stride, padding = args[1], args[2] or args[1], args[3] or 0
+        sizes = [v for value in (kernel, stride, padding) for v in _as_list(value)]
+        if not all(isinstance(v, int) for v in sizes):
+            return None  # a size that depends on the input (global pooling) is no fixed conv
         ceil, include, divisor = bool(args[4]), args[5] is not False, args[6]
         pool = nn.AvgPool2d(kernel, stride, padding, ceil, include, divisor)
         if groups not in (1, channels):

@@ -86,6 +86,11 @@ def compile(
     dtype = next((p.dtype for p in module.parameters()), torch.float32)
     private = copy.deepcopy(module).to(torch.float64).eval()
     example64 = tuple(x.to(torch.float64) for x in example)
+    with torch.no_grad():
+        # one real call first: a forward that writes weight.data or calls self.eval() has then
+        # done so, and the capture reads the parameters it really uses
+        private(*example64)
+    private.eval()
     failure: Exception | None = None
     for dynamic in (False, True):
         try:
