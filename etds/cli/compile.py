@@ -94,6 +94,7 @@ def _factory(target: str):
 def run(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
+    from torch.export import Dim
 
     import et
     from et.atomic_file import atomic_path
@@ -134,12 +135,23 @@ def run(args: argparse.Namespace) -> int:
     certificate = compiled.certificate.to_json()
     module = compiled.module.eval()
     sidecar = args.output.with_name(args.output.name + ".certificate.json")
+    batch = example.expand(2, *shape).clone()  # batch 2: export keeps the batch size free
     with atomic_path(args.output) as tmp:
         if suffix == ".pt2":
-            program = torch.export.export(module, (example.to(next(module.buffers()).dtype),))
+            sizes = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},)
+            program = torch.export.export(module, (batch,), dynamic_shapes=sizes)
             torch.export.save(program, tmp)
         else:
-            torch.onnx.export(module, (example,), str(tmp), dynamo=False)
+            axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch"}}
+            torch.onnx.export(
+                module,
+                (batch,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes=axes,
+                dynamo=False,
+            )
     with atomic_path(sidecar) as tmp:
         Path(tmp).write_text(certificate + "\n")
     if args.json:

@@ -77,8 +77,19 @@ def test_compile_writes_program_and_certificate(user_file: Path, tmp_path: Path)
     assert certificate["max_error"]["float64"] <= 1e-9
     assert json.loads(result.stdout)["convs_after"] == 4
     program = torch.export.load(out)
-    x = torch.rand(1, 3, 8, 8)
-    assert program.module()(x).shape == (1, 4, 8, 8)
+    x = torch.rand(3, 3, 10, 12)  # another batch and size than the example
+    assert program.module()(x).shape == (3, 4, 10, 12)
+
+
+def test_compile_writes_onnx(user_file: Path, tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    out = tmp_path / "net.onnx"
+    result = run_etds("compile", f"{user_file}:build", "--input-shape", "3,8,8", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "convs 5 -> 3" in result.stdout
+    session = onnxruntime.InferenceSession(str(out))
+    x = torch.rand(2, 3, 9, 11).numpy()
+    assert session.run(None, {"input": x})[0].shape == (2, 4, 9, 11)
 
 
 @pytest.mark.parametrize(
