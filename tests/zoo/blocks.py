@@ -91,6 +91,45 @@ class MobileOneBlock(nn.Module):
         return F.relu(y)
 
 
+class EdgeBlock(nn.Module):
+    """ECB (Zhang et al. 2021), from the paper's equations: a 3×3, a 1×1-then-3×3 pair, and
+    1×1 then Sobel-x, Sobel-y and Laplacian depthwise filters scaled per channel; each 1×1
+    output is padded with its own bias (a canvas of the bias with the output written inside),
+    so the pairs are exactly one 3×3 each. Deploy: one 3×3."""
+
+    SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
+    LAPLACE = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+    def __init__(self, c: int, cout: int, mid: int = 6) -> None:
+        super().__init__()
+        self.k3 = nn.Conv2d(c, cout, 3, padding=1)
+        self.reduce, self.expand3 = nn.Conv2d(c, mid, 1), nn.Conv2d(mid, cout, 3)
+        self.edge_in = nn.ModuleList(nn.Conv2d(c, cout, 1) for _ in range(3))
+        sobel_x = torch.tensor(self.SOBEL_X)
+        masks = torch.stack([sobel_x, sobel_x.t(), torch.tensor(self.LAPLACE)])
+        self.register_buffer("masks", masks)
+        self.scales = nn.Parameter(torch.randn(3, cout))
+        self.shifts = nn.Parameter(torch.randn(3, cout))
+
+    @staticmethod
+    def _bias_padded(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = y.shape
+        canvas = torch.ones(n, c, h + 2, w + 2, dtype=y.dtype) * bias.view(1, c, 1, 1)
+        canvas[:, :, 1:-1, 1:-1] = y
+        return canvas
+
+    def forward(self, x):
+        out = self.k3(x)
+        out = out + self.expand3(self._bias_padded(self.reduce(x), self.reduce.bias))
+        for i, conv in enumerate(self.edge_in):
+            padded = self._bias_padded(conv(x), conv.bias)
+            kernel = self.scales[i].view(-1, 1, 1, 1) * self.masks[i].expand(
+                conv.out_channels, 1, 3, 3
+            )
+            out = out + F.conv2d(padded, kernel, self.shifts[i], groups=conv.out_channels)
+        return out
+
+
 class SESRBlock(nn.Module):
     """SESR collapsible linear block (Bhardwaj et al. 2022): K×K expand to p channels, 1×1
     project back, plus a short residual; linear, so deploy: one K×K."""

@@ -22,6 +22,7 @@ CASES = {
     "repvgg": (lambda c: torch.nn.Sequential(blocks.RepVGGBlock(c), blocks.RepVGGBlock(c)), 2),
     "acnet": (lambda c: blocks.ACBlock(c, c + 1), 1),
     "dbb": (lambda c: blocks.DBBBlock(c, 4), 1),
+    "ecb": (lambda c: blocks.EdgeBlock(c, 4), 1),
     "mobileone_dw": (lambda c: blocks.MobileOneBlock(c, c, k=3, depthwise=True), 1),
     "mobileone_pw": (lambda c: blocks.MobileOneBlock(c, c + 2, k=2, depthwise=False), 1),
     "mobileone_stride2": (lambda c: blocks.MobileOneBlock(c, c, k=2, stride=2), 1),
