@@ -3,6 +3,7 @@
 * E7: an element-wise, channel-uniform map after PixelShuffle moves before it;
 * E6: ``PS(a) + PS(b) = PS(a + b)``;
 * E2: ``clamp(conv(x), 0, M)`` becomes ``ReLU(clip(ReLU(conv'(x))))``;
+* E9: nearest upsampling by an integer factor is repeat-interleave then PixelShuffle;
 * E3: ``repeat_interleave(x, r)`` (or a one-colour broadcast add) summed with a conv becomes
   the anchor conv;
 * E4: a conv of a non-negative tensor u summed with the end of a conv/rectifier chain that
@@ -25,6 +26,7 @@ from et.contract import PreconditionError, apply_rule
 from et.conv_geometry import conv_bias, conv_like
 from et.domain import InputDomain
 from et.rules.carry_identity import carry_identity_first, carry_identity_middle
+from et.rules.nearest_as_pixel_shuffle import check_integer_scale
 
 aten = torch.ops.aten
 PS = aten.pixel_shuffle.default
@@ -106,6 +108,25 @@ def clip_as_relus(ws: Workspace, node: fx.Node) -> bool:
     out = ws.call(aten.relu.default, (second,), node)
     ws.record.applied("E2", [site.node, node], (FAN_OUT,))
     ws.replace(node, out)
+    return True
+
+
+def nearest_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
+    """E9: ``nearest(x, s) = PS(repeat_interleave(x, s², dim=1))`` for an integer scale s."""
+    if node.target != aten.upsample_nearest2d.vec or len(node.args) < 3:
+        return False
+    factors = node.args[2]
+    if node.args[1] is not None or not factors or len(set(factors)) != 1:
+        return False
+    try:
+        scale = check_integer_scale(factors[0])
+    except PreconditionError as error:
+        ws.record.refused(node, "E9", error.condition, error.detail)
+        return False
+    repeated = ws.call(aten.repeat_interleave.self_int, (node.args[0], scale * scale, 1), node)
+    shuffled = ws.call(PS, (repeated, scale), node)
+    ws.record.applied("E9", [node], ("equal integer scale factors on both axes",))
+    ws.replace(node, shuffled)
     return True
 
 
@@ -305,6 +326,7 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
 
 
 ET_PATTERNS = (
+    nearest_as_shuffle,
     elementwise_before_shuffle,
     sum_of_shuffles,
     clip_as_relus,

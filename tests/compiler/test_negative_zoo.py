@@ -3,12 +3,13 @@ the compiled module still computes the original function."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import et
-from et.compiler import count_convs
+from et.compiler import VerificationError, count_convs
 from et.testing import compare_outputs, probe_inputs
 
 
@@ -98,3 +99,31 @@ def test_negative_inputs_block_the_identity_carry() -> None:
     negative = _compile(Anchor(), domain=(-1.0, 1.0))
     assert any(u.rule == "E4" and "≥ 0" in u.precondition for u in negative.certificate.unfolded)
     assert "E4" not in negative.certificate.rules_used()
+
+
+def test_nearest_anchor_is_carried_like_repeat_interleave() -> None:
+    torch.manual_seed(5)
+
+    class NearestAnchor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1)
+            )
+
+        def forward(self, x):
+            return F.pixel_shuffle(self.body(x), 2) + F.interpolate(x, scale_factor=2)
+
+    compiled = _compile(NearestAnchor())
+    used = compiled.certificate.rules_used()
+    assert used.get("E9") == 1 and used.get("E4") == 1
+    assert compiled.certificate.convs_after == 2
+
+
+def test_a_module_that_is_not_a_function_of_its_input_raises() -> None:
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x + torch.rand_like(x)
+
+    with pytest.raises(VerificationError):
+        et.compile(Noisy(), (torch.rand(1, 3, 7, 7),))
