@@ -137,7 +137,6 @@ def _fold_and_verify(module, captured, domain, output_clamp, tolerance, shape):
             compiled,
             shape,
             domain,
-            sizes_dynamic=True,
             clamp=output_clamp,
             tolerance=tolerance,
         )
