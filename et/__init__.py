@@ -11,7 +11,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from et.contract import PreconditionError, Rule, apply_rule, get_rule, list_rules, register
+from et.contract import (
+    Precondition,
+    PreconditionError,
+    Rule,
+    apply_rule,
+    get_rule,
+    list_rules,
+    register,
+)
 from et.domain import IMAGE_8BIT, IMAGE_UNIT, REAL, InputDomain
 
 
@@ -33,6 +41,7 @@ __all__ = [
     "IMAGE_UNIT",
     "REAL",
     "InputDomain",
+    "Precondition",
     "PreconditionError",
     "Rule",
     "apply_rule",

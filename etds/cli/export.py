@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from etds.cli import CommandError
+from etds.cli._hparam_option import add_hparam_option, parse_hparams
 
 NAME = "export"
 HELP = (
@@ -36,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="largest accepted |ONNX Runtime − PyTorch| in 1/255 units (default 0.05)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_hparam_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not 11 <= opset <= 23:
         raise CommandError(f"--opset {opset}: need 11 ≤ opset ≤ 23 (DepthToSpace CRD)")
     try:
-        model = load_checkpoint(source, arch=args.arch, upscale=args.scale)
+        model = load_checkpoint(
+            source, arch=args.arch, upscale=args.scale, hparams=parse_hparams(args.hparam)
+        )
     except (CheckpointError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if not message.startswith(str(source)):

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from et.domain import IMAGE_UNIT, InputDomain, as_domain
+from et.domain import IMAGE_UNIT, Domain, as_domain
 from et.testing import probe_inputs
 
 #: the spatial sizes the fuzzed inputs use: one even and square, one odd and non-square
@@ -54,7 +54,7 @@ def fuzz_inputs(
     *,
     samples: int = 12,
     seed: int = 0,
-    domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
+    domain: Domain = IMAGE_UNIT,
 ) -> list[torch.Tensor]:
     """Batches of float64 inputs in ``domain`` (default [0, 1]) with ``colors`` channels.
 
@@ -141,7 +141,7 @@ def verify_models(
     samples: int = 12,
     seed: int = 0,
     images: Sequence[torch.Tensor] = (),
-    domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
+    domain: Domain = IMAGE_UNIT,
 ) -> Verification:
     """Compare the two models on :func:`fuzz_inputs` over ``domain`` and on ``images``."""
     batches = [*fuzz_inputs(colors, samples=samples, seed=seed, domain=domain), *images]

@@ -80,10 +80,14 @@ def ecbsr_models(
     dtype: torch.dtype = torch.float64,
     profile: str | None = None,
     act_types: tuple[str, ...] = ("prelu", "relu"),
+    with_idt: tuple[int, ...] = (0,),
 ):
-    """ECBSR (training form) or ECBSRT with drawn sizes, activation and weights."""
+    """ECBSR (training form) or ECBSRT with drawn sizes, activation and weights (ECBSR: and
+    ``with_idt`` drawn from ``with_idt``)."""
     colors = draw(st.sampled_from([1, 3]))
+    extra = {"with_idt": draw(st.sampled_from(with_idt))} if cls is ECBSR else {}
     model = cls(
+        **extra,
         num_in_ch=colors,
         num_out_ch=colors,
         upscale=draw(st.sampled_from([2, 3, 4])),
