@@ -22,11 +22,16 @@ INT_MAX = 2**62
 _NO_OPS = (aten.clone.default, aten.alias.default, aten.contiguous.default)
 
 
-def _same_shape(a: fx.Node, b: fx.Node) -> bool:
-    va, vb = a.meta.get("val"), b.meta.get("val")
-    if va is None or vb is None:
-        return False
-    return [str(s) for s in va.shape] == [str(s) for s in vb.shape]
+def _shape(ws: Workspace, node: fx.Node) -> list[str] | None:
+    value = ws.tensor(node)
+    if value is None:
+        value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return None if value is None else [str(s) for s in value.shape]
+
+
+def _same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
+    sa, sb = _shape(ws, a), _shape(ws, b)
+    return sa is not None and sa == sb
 
 
 def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
@@ -36,7 +41,7 @@ def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
         source = node.args[0]
         if ws.tensor(source) is not None:
             return False
-    elif node.target == aten.copy.default and _same_shape(node, node.args[1]):
+    elif node.target == aten.copy.default and _same_shape(ws, node.args[0], node.args[1]):
         source = node.args[1]
     elif node.target == aten.slice.Tensor:
         args = list(node.args) + [None] * 4
@@ -72,10 +77,19 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
         return None
     if node.target in (aten.clone.default, aten.expand.default):
         return fill_value(ws, node.args[0])
+    if node.target == aten.copy.default:
+        return fill_value(ws, node.args[1])  # the source broadcast over the view
     if node.target == aten.slice.Tensor and node.args[1] in (2, 3, -1, -2):
         return fill_value(ws, node.args[0])
     if node.target == aten.full.default and isinstance(node.args[1], int | float):
         return torch.tensor(float(node.args[1]), dtype=torch.float64).reshape(1, 1, 1, 1)
+    if node.target in (aten.ones.default, aten.zeros.default):
+        value = 1.0 if node.target == aten.ones.default else 0.0
+        return torch.tensor(value, dtype=torch.float64).reshape(1, 1, 1, 1)
+    if node.target in (aten.mul.Tensor, aten.add.Tensor) and len(node.args) == 2:
+        a, b = fill_value(ws, node.args[0]), fill_value(ws, node.args[1])
+        if a is not None and b is not None:
+            return a * b if node.target == aten.mul.Tensor else a + b
     return None
 
 
@@ -103,6 +117,46 @@ def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
     ws.record.applied("G2", [node], ("the canvas is one constant per channel",))
+    ws.replace(node, result)
+    return True
+
+
+def _strip(node: fx.Node) -> tuple[int, int, int] | None:
+    args = list(node.args) + [None] * 5
+    dim, start, end, step = args[2], args[3] or 0, args[4], args[5] or 1
+    if dim not in (2, 3) or step != 1 or not isinstance(start, int):
+        return None
+    end = INT_MAX if end is None or (isinstance(end, int) and end >= INT_MAX) else end
+    return (dim, start, end) if isinstance(end, int) else None
+
+
+def write_border(ws: Workspace, node: fx.Node) -> bool:
+    """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
+    constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
+    strips, values, current = set(), [], node
+    while current.target == aten.slice_scatter.default:
+        strip, value = _strip(current), fill_value(ws, current.args[1])
+        if strip is None or value is None:
+            return False
+        strips.add(strip)
+        values.append(value)
+        current = current.args[0]
+    if current.target != aten.constant_pad_nd.default or not values:
+        return False
+    pads = list(current.args[1]) + [0] * (4 - len(current.args[1]))
+    if (float(current.args[2]) if len(current.args) > 2 else 0.0) != 0.0:
+        return False
+    sides = [(3, 0, pads[0]), (3, -pads[1], INT_MAX), (2, 0, pads[2]), (2, -pads[3], INT_MAX)]
+    wanted = {side for side, width in zip(sides, pads, strict=True) if width > 0}
+    first = values[0]
+    if strips != wanted or any(v.shape != first.shape or not torch.equal(v, first) for v in values):
+        return False
+    constant = ws.constant(first, node)
+    shifted = ws.call(aten.sub.Tensor, (current.args[0], constant), node)
+    padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
+    result = ws.call(aten.add.Tensor, (padded, constant), node)
+    result.meta["val"] = node.meta.get("val")
+    ws.record.applied("G2", [current, node], ("every border strip holds the same constant",))
     ws.replace(node, result)
     return True
 
@@ -190,6 +244,7 @@ CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (
     remove_no_ops,
     constant_pad,
     write_into_fill,
+    write_border,
     cancel_constants,
     merge_zero_pads,
     global_pool,

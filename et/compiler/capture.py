@@ -108,7 +108,8 @@ def functionalize_slice_copies(graph: fx.Graph) -> None:
             continue
         base, chain = found
         with graph.inserting_before(node.next):
-            value = node.args[1]
+            # copy broadcasts the source to the view's shape, as copy_ did
+            value = graph.call_function(torch.ops.aten.copy.default, (node.args[0], node.args[1]))
             for view in reversed(chain):
                 args = list(view.args) + [None] * 4
                 value = graph.call_function(

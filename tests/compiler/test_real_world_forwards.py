@@ -167,3 +167,28 @@ def test_forward_writing_weight_data_is_captured_and_folded() -> None:
     compiled = _check(AssignsWeightData(3))
     assert count_convs(compiled.module) == 1
     assert compiled.certificate.capture.startswith("torch.export")
+
+
+class BorderWrites(nn.Module):
+    """DBB's BN-and-pad: zero-pad, then write a per-channel constant into each border strip."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.randn(c))
+        self.conv = nn.Conv2d(c, 4, 3)
+
+    def forward(self, x):
+        out = F.pad(x, [1, 1, 1, 1])
+        value = self.value.view(1, -1, 1, 1)
+        out[:, :, 0:1, :] = value
+        out[:, :, -1:, :] = value
+        out[:, :, :, 0:1] = value
+        out[:, :, :, -1:] = value
+        return self.conv(out)
+
+
+def test_border_strip_writes_become_a_constant_pad() -> None:
+    torch.manual_seed(8)
+    compiled = _check(BorderWrites(3))
+    assert "G2" in compiled.certificate.rules_used()
+    assert "slice_scatter.default" not in compiled.certificate.ops_after
