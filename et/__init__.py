@@ -34,6 +34,8 @@ def _import_rule_modules() -> None:
 
 _import_rule_modules()
 
+from et.compiler import compile  # noqa: E402  (the compiler uses the registered rules)
+
 __all__ = [
     "IMAGE_8BIT",
     "IMAGE_UNIT",
@@ -43,6 +45,7 @@ __all__ = [
     "PreconditionError",
     "Rule",
     "apply_rule",
+    "compile",
     "get_rule",
     "list_rules",
     "register",
