@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_file
 
 NAME = "compile"
 HELP = "fold your own network (MODULE:FACTORY) into a plain one with a certificate (et.compile)"
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     suffix = args.output.suffix.lower()
     if suffix not in (".pt2", ".onnx"):
         raise CommandError(f"OUT must end in .pt2 or .onnx, got {args.output}")
-    if not args.output.parent.is_dir():
-        raise CommandError(f"the folder of OUT does not exist: {args.output.parent}")
+    output_file(args.output, "OUT")
+    output_file(args.output.with_name(args.output.name + ".certificate.json"), "OUT's certificate")
     factory = _factory(args.target)
     try:
         model = factory(**_keywords(args.set))
