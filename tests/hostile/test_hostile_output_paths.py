@@ -36,7 +36,17 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     Image.new("RGB", (24, 24), (120, 60, 30)).save(data / "img.png")
     config = folder / "config.yml"
     config.write_text("name: tiny\ntrain:\n  total_iter: 1\n")
-    return {"checkpoint": folder / "good.pth", "data": data, "config": config}
+    factory = folder / "tiny_net.py"
+    factory.write_text(
+        "from torch import nn\n\n\ndef build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 3, 3, padding=1))\n"
+    )
+    return {
+        "checkpoint": folder / "good.pth",
+        "data": data,
+        "config": config,
+        "factory": factory,
+    }
 
 
 def _target(case: str, tmp_path: Path, name: str) -> Path:
@@ -65,6 +75,8 @@ def _command(command: str, out: Path, inputs: dict[str, Path]) -> list[str]:
         return ["convert", str(inputs["checkpoint"]), str(out)]
     if command == "export":
         return ["export", str(inputs["checkpoint"]), str(out)]
+    if command == "compile":
+        return ["compile", f"{inputs['factory']}:build", "--input-shape", "3,8,8", str(out)]
     if command == "eval":
         return [
             "eval",
@@ -77,12 +89,15 @@ def _command(command: str, out: Path, inputs: dict[str, Path]) -> list[str]:
     return ["train", str(inputs["config"]), "--out", str(out), "--no-progress"]
 
 
+#: the commands whose output is one file (the others write into a folder)
+FILE_COMMANDS = ("convert", "export", "compile")
+
 #: which cases apply: file outputs refuse a folder, folder outputs refuse a regular file
 MATRIX = [
     (command, case)
-    for command in ("convert", "export", "eval", "train")
+    for command in ("convert", "export", "compile", "eval", "train")
     for case in CASES
-    if case != ("file-as-folder" if command in ("convert", "export") else "folder")
+    if case != ("file-as-folder" if command in FILE_COMMANDS else "folder")
 ]
 
 
@@ -94,7 +109,8 @@ def _snapshot(folder: Path) -> dict[str, int]:
 def test_a_hostile_output_is_refused_in_one_line(
     command: str, case: str, inputs, tmp_path: Path, capsys
 ) -> None:
-    out = _target(case, tmp_path, "out.pth" if command != "export" else "out.onnx")
+    name = {"export": "out.onnx", "compile": "out.pt2"}.get(command, "out.pth")
+    out = _target(case, tmp_path, name)
     before = _snapshot(tmp_path)
     assert main(_command(command, out, inputs)) == 2
     captured = capsys.readouterr()
@@ -109,8 +125,8 @@ def test_a_hostile_output_is_refused_in_one_line(
     expected = {
         "missing-parent": "does not exist",
         "too-long": "too long",
-        "device": "not a regular file" if command in ("convert", "export") else "not a folder",
-        "fifo": "not a regular file" if command in ("convert", "export") else "not a folder",
+        "device": "not a regular file" if command in FILE_COMMANDS else "not a folder",
+        "fifo": "not a regular file" if command in FILE_COMMANDS else "not a folder",
         "folder": "is a folder",
         "file-as-folder": "not a folder",
         "unwritable": "cannot write",
