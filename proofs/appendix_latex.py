@@ -124,12 +124,24 @@ def _section(result: ProofResult) -> list[str]:
             if not c.known:
                 lines.append(rf"\item[{name}] none known: {latex_text(c.description)}")
                 continue
-            lines.append(rf"\item[{name}] {latex_text(c.description)}; the two sides differ:")
-            lines.append(display(rf"{c.lhs} \neq {c.rhs}"))
+            lines += _differ(name, c.description, rf"{c.lhs} \neq {c.rhs}")
     if not rows:
         lines.append(r"\item[] None.")
     lines.append(r"\end{itemize}")
     return lines
+
+
+INLINE_SIDES = 40  # two sides this short (LaTeX source) stay in the text line
+
+
+def _differ(name: str, description: str, formula: str) -> list[str]:
+    """A counterexample's item: short sides inline (the appendix stays within its page
+    budget), longer ones displayed and scaled to the line."""
+    text = rf"\item[{name}] {latex_text(description)}; the two sides differ"
+    inline = latex_math(formula).strip()
+    if len(formula) <= INLINE_SIDES and balanced(inline) and "$" not in inline:
+        return [rf"{text}: ${inline}$."]
+    return [f"{text}:", display(formula)]
 
 
 def _proof_item(item: Step | CaseFamily) -> list[str]:

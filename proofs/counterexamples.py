@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
+import torch
+from torch import nn
 
-from proofs.contract import Derivation
+from et.contract import torch_semantics_violation
+from proofs.contract import Derivation, ProofFailure
 from proofs.symbolic_ops import conv2d
 
 
@@ -107,4 +110,78 @@ def structural(d: Derivation, precondition: str, role: str) -> None:
         precondition,
         f"it names {role}; the identity itself does not depend on it, and with anything else "
         "the rewrite has no left side to apply to",
+    )
+
+
+def undefined_without(d: Derivation, precondition: str, what: str) -> None:
+    """A count or shape hypothesis: without it the statement names no tensor to compare."""
+    d.none_known(
+        precondition,
+        f"without it {what}, so the statement is not defined and there is nothing to compare "
+        "(the code refuses such input)",
+    )
+
+
+def undeclared_border(d: Derivation, precondition: str, declared: str) -> None:
+    """The original pads with a value the caller did not declare (here 1, where the declared
+    fills are 0): the rewrite reproduces the declared fill, not the actual one."""
+    x = _row(1, 2, 3)
+    kernel = _taps(1, 0, 0)
+    padded_with_one = np.array([[[sp.Integer(1), *x[0, 0], sp.Integer(1)]]], dtype=object)
+    d.counterexample(
+        precondition,
+        f"x = (1, 2, 3), every bias 0 (so each declared fill, {declared}, is 0), one 3-tap conv "
+        "(1, 0, 0) with padding 1 whose original input is padded with 1: output 0 reads the "
+        "border, 1 in the original and 0 in the rewrite",
+        conv2d(padded_with_one, kernel)[0, 0, 0],
+        conv2d(x, kernel, padding=(0, 1))[0, 0, 0],
+    )
+
+
+def _plain_module(kind: type[nn.Module], cls: type[nn.Module]) -> nn.Module:
+    """A one-channel float64 instance of ``cls`` (``kind`` or a subclass) on which torch's
+    ``kind`` computes x ↦ 2x (a conv of weight 2) or x ↦ x (BN with unit statistics, a 1×1 pool)."""
+    if kind in (nn.Conv2d, nn.ConvTranspose2d):
+        module = cls(1, 1, 1, bias=False)
+        with torch.no_grad():
+            module.weight.fill_(2.0)  # type: ignore[operator]
+    elif kind is nn.BatchNorm2d:
+        module = cls(1, eps=0.0)  # unit running variance, zero mean: the identity
+    elif kind is nn.AvgPool2d:
+        module = cls(1)
+    else:
+        raise ValueError(f"no impostor for {kind.__name__}")
+    return module.double().eval()
+
+
+def overridden_forward(d: Derivation, precondition: str, kind: type[nn.Module], role: str) -> None:
+    """``role`` is a subclass of torch's ``kind`` whose ``forward`` adds 1 to torch's output.
+
+    The rewrite is built from the module's parameters only, so it reproduces torch's ``kind``;
+    the original runs the overridden forward. The module is a real subclass, run by torch, and
+    :func:`et.contract.torch_semantics_violation` must report it (so the code refuses it).
+    """
+
+    class Overridden(kind):  # type: ignore[valid-type,misc]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + 1
+
+    Overridden.__qualname__ = Overridden.__name__ = f"AddsOne{kind.__name__}"
+    module = _plain_module(kind, Overridden)
+    violation = torch_semantics_violation(module, kind)
+    if violation is None:
+        raise ProofFailure(d.result.rule, f"counterexample for '{precondition}'", "not refused")
+    function = "2x" if kind in (nn.Conv2d, nn.ConvTranspose2d) else "x"
+    x = torch.full((1, 1, 1, 1), 2.0, dtype=torch.float64)
+    with torch.no_grad():
+        original = module(x).item()
+        torch_function = kind.forward(module, x).item()
+    d.counterexample(
+        precondition,
+        f"{role} is an {Overridden.__name__}: torch.nn.{kind.__name__} (here x ↦ {function}) with "
+        "a forward that adds 1, which the code refuses; the rewrite reads only the parameters, "
+        "the other modules pass their input (1×1 of weight 1, unit BN with ε = 0, …); at x = 2, "
+        "original vs rewrite",
+        sp.Rational(original),
+        sp.Rational(torch_function),
     )

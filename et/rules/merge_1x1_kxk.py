@@ -69,6 +69,13 @@ BORDER_DECLARED = Precondition(
     "border is 'bias' or 'zeros'",
     why="the caller declares what the original K×K pads its input with",
 )
+BIAS_BORDER_ZERO_MODE = Precondition(
+    RULE_ID,
+    "bias_border_zero_mode",
+    "with border 'bias', the K×K is valid (p = 0) or has padding_mode 'zeros'",
+    why="BiasPaddedSequence writes b₁ into the ring whatever the K×K's padding_mode, while the "
+    "merged conv keeps that mode and would pad x by reflecting or copying it",
+)
 
 
 def check_1x1_kxk(pointwise: nn.Conv2d, conv: nn.Conv2d, border: Border = "bias") -> None:
@@ -89,6 +96,11 @@ def check_1x1_kxk(pointwise: nn.Conv2d, conv: nn.Conv2d, border: Border = "bias"
         f"{pointwise.out_channels} != {conv.in_channels}",
     )
     BORDER_DECLARED.require(border in ("bias", "zeros"), f"got {border!r}")
+    BIAS_BORDER_ZERO_MODE.require(
+        border != "bias" or second.padding == (0, 0) or second.padding_mode == "zeros",
+        f"border='bias' with padding {second.padding} in mode {second.padding_mode!r}: the ring "
+        "holds b₁, but the merged conv would pad x in that mode",
+    )
     zero_padded = second.padding_mode == "zeros" and second.padding != (0, 0)
     if border == "zeros" and zero_padded and pointwise.bias is not None:
         BORDER_CONDITION.require(
@@ -158,6 +170,7 @@ RULE = register(
             BORDER_CONDITION,
             TORCH_MODULES,
             BORDER_DECLARED,
+            BIAS_BORDER_ZERO_MODE,
         ),
         transform=merge_1x1_kxk,
         proof="proofs.rules.merge_1x1_kxk",

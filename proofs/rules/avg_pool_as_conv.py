@@ -13,6 +13,7 @@ from torch import nn
 from et.rules.avg_pool_as_conv import RULE, avg_pool_as_conv
 from proofs.code_branches import check_branches, grid
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward, undefined_without
 from proofs.symbolic_ops import avg_pool2d, conv2d, difference, symbols_array
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (2, 3), (3, 1), (4, 4)]
@@ -140,5 +141,7 @@ def prove() -> ProofResult:
         sp.Rational(7, 2),
         sp.Rational(7, 3),
     )
+    overridden_forward(d, RULE.preconditions[2], nn.AvgPool2d, "the pool")
+    undefined_without(d, RULE.preconditions[3], "the conv kernel has no channel to average")
     d.reach(EXHAUSTIVE)
     return d.result

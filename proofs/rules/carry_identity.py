@@ -20,6 +20,7 @@ from et.rules.carry_identity import (
 from et.testing import probe_inputs
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward, shapes_must_match, undefined_without
 from proofs.rules.repeat_interleave_conv import anchor_kernel
 from proofs.symbolic_ops import (
     conv2d,
@@ -308,6 +309,18 @@ def prove() -> ProofResult:
         "another group: out_channels + 3 = 7 is not divisible by groups = 2",
         sp.Integer(7 % 2),
         sp.Integer(0),
+    )
+    overridden_forward(d, RULE.preconditions[4], nn.Conv2d, "the first conv")
+    undefined_without(
+        d,
+        RULE.preconditions[5],
+        "there is no carried channel (or a negative number of dummy channels)",
+    )
+    shapes_must_match(d, RULE.preconditions[6], "the first conv's inputs and the input channels")
+    undefined_without(
+        d,
+        RULE.preconditions[7],
+        "torch's PReLU cannot apply a slope vector of another length to the real channels",
     )
     d.reach(
         GENERAL_IN_PART,

@@ -12,7 +12,7 @@ from torch import nn
 from et.rules.collapse_depthwise_separable import RULE, collapse_depthwise_separable
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
-from proofs.counterexamples import stride_between
+from proofs.counterexamples import overridden_forward, shapes_must_match, stride_between
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 GRID = {
@@ -192,5 +192,12 @@ def prove() -> ProofResult:
         conv2d(conv2d(x, as_depthwise, groups=2), pointwise)[0, 0, 0],
     )
     stride_between(d, RULE.preconditions[1])
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the pointwise conv")
+    shapes_must_match(d, RULE.preconditions[4], "the pointwise inputs and the depthwise outputs")
+    d.none_known(
+        RULE.preconditions[5],
+        "in this order nothing is padded between the two convs, so the declared border does not "
+        "enter the result; the hypothesis only rejects a value the caller did not declare",
+    )
     d.reach(EXHAUSTIVE)
     return d.result

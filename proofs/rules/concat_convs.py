@@ -13,7 +13,7 @@ from torch import nn
 from et.rules.concat_convs import RULE, concat_convs
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
-from proofs.counterexamples import different_inputs
+from proofs.counterexamples import different_inputs, overridden_forward, undefined_without
 from proofs.rules.merge_kxk_1x1 import dense
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -160,5 +160,9 @@ def prove() -> ProofResult:
         raw_stack,
     )
     different_inputs(d, RULE.preconditions[0], "concatenated")
+    overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "one branch")
+    undefined_without(
+        d, RULE.preconditions[3], "there is no branch, so no kernel size, padding or bias to write"
+    )
     d.reach(EXHAUSTIVE)
     return d.result

@@ -12,6 +12,7 @@ from torch import nn
 from et.rules.embed_kernel import RULE, embed_kernel
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 # (small kernel, target kernel) pairs: square, non-square, even, one-axis-only embeddings.
@@ -107,6 +108,22 @@ BRANCHES = grid(
 )
 
 
+def _padding_mismatch(d: Derivation) -> None:
+    """Dropped: the small branch's padding is p_K − d·(K − k)/2 (here 1 instead of 0)."""
+    x = symbols_array("x", (1, 1, 3), real=True)
+    w = sp.Symbol("w", real=True)
+    small = conv2d(x, np.array([[[[w]]]], dtype=object), padding=(0, 1))
+    embedded = conv2d(x, np.array([[[[0, w, 0]]]], dtype=object), padding=(0, 1))
+    d.counterexample(
+        RULE.preconditions[4],
+        "a 1-tap branch w with padding 1 (the hypothesis asks 1 − (3 − 1)/2 = 0) embedded in 3 "
+        "taps [0, w, 0] at the wide padding p_K = 1 on a 1×3 input: output 0 is the zero border "
+        "in the original and w·x₀ in the embedding (and the lengths are 5 vs 3)",
+        small[0, 0, 0],
+        embedded[0, 0, 0],
+    )
+
+
 @register_proof("R4")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -179,6 +196,8 @@ def prove() -> ProofResult:
         conv2d(x3, w3, None, 1, (0, 1))[0, 0, 1],
         conv2d(x3, w3[:, :, :, 1:2], None, 1, (0, 0))[0, 0, 1],
     )
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the small conv")
+    _padding_mismatch(d)
     d.reach(
         GENERAL_IN_PART,
         "the index algebra of the embedding for symbolic i, s, u, d, p, K, k; the convs "

@@ -18,6 +18,7 @@ from et.rules.fixed_mask_depthwise_as_conv import (
 )
 from proofs.code_branches import Composed, check_branches, grid
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import undefined_without
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 # The masks as ECBSR writes them entry by entry (mask[i, 0, row, col] = value).
@@ -158,5 +159,10 @@ def prove() -> ProofResult:
         "at any one evaluation a mask has one value and the fold is exact for it; a mask that "
         "changes later (trained) makes the folded conv stale: a change in time, not at an input",
     )
+    undefined_without(d, RULE.preconditions[2], "the scale gives no one factor per channel")
+    undefined_without(
+        d, RULE.preconditions[3], "the mask is no single kh×kw tap pattern per channel"
+    )
+    undefined_without(d, RULE.preconditions[4], "the bias gives no one value per channel")
     d.reach(EXHAUSTIVE)
     return d.result

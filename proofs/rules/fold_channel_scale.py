@@ -13,7 +13,7 @@ from torch import nn
 from et.rules.fold_channel_scale import RULE, fold_channel_scale
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import shapes_must_match
+from proofs.counterexamples import overridden_forward, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -78,6 +78,30 @@ BRANCHES = grid(
 )
 
 
+def _ieee(value: float) -> sp.Basic:
+    """A float64 result as sympy: ∞ and NaN as such, finite values exactly."""
+    if value != value:
+        return sp.nan
+    return sp.oo if value == float("inf") else sp.Rational(value)
+
+
+def _infinite_scale(d: Derivation) -> None:
+    """Dropped: the scale is finite. γ = ∞ on a 2-tap conv (1, 0): in IEEE arithmetic the
+    folded tap γ·0 is NaN, which the original never multiplies out."""
+    x = torch.ones((1, 1, 1, 2), dtype=torch.float64)
+    weight = torch.tensor([[[[1.0, 0.0]]]], dtype=torch.float64)
+    gamma = torch.tensor(float("inf"), dtype=torch.float64)
+    original = (gamma * torch.nn.functional.conv2d(x, weight)).item()
+    folded = torch.nn.functional.conv2d(x, gamma * weight).item()
+    d.counterexample(
+        RULE.preconditions[3],
+        "γ = ∞, a 2-tap conv (1, 0) without bias, x = (1, 1), run by torch in float64: "
+        "γ·(1·1 + 0·1) = ∞, while the folded taps are (∞·1, ∞·0) = (∞, NaN) and give NaN",
+        _ieee(original),
+        _ieee(folded),
+    )
+
+
 @register_proof("R13")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -131,6 +155,8 @@ def prove() -> ProofResult:
         sp.Max(gamma * y, 0).subs(values),
     )
     shapes_must_match(d, RULE.preconditions[0], "the scale and the conv outputs")
+    overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "the conv")
+    _infinite_scale(d)
     d.reach(
         GENERAL_IN_PART,
         "the per-channel identity for a symbolic patch; the geometries exhaustively",

@@ -12,7 +12,12 @@ from torch import nn
 from et.rules.fuse_bn_conv import RULE, BNConstantPadded, fuse_bn_conv
 from proofs.code_branches import check_branches, grid, random_conv, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import other_consumer, shapes_must_match
+from proofs.counterexamples import (
+    other_consumer,
+    overridden_forward,
+    shapes_must_match,
+    undeclared_border,
+)
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (2, 3)]
@@ -201,6 +206,8 @@ def prove() -> ProofResult:
     )
     shapes_must_match(d, RULE.preconditions[1], "the BN channels and the conv inputs")
     other_consumer(d, RULE.preconditions[3], "the BN output")
+    overridden_forward(d, RULE.preconditions[4], nn.BatchNorm2d, "bn")
+    undeclared_border(d, RULE.preconditions[5], "zeros or the BN constant")
     d.reach(
         GENERAL_IN_PART, "the per-tap affine identity of BatchNorm; the geometries exhaustively"
     )

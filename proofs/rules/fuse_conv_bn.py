@@ -12,7 +12,7 @@ from torch import nn
 from et.rules.fuse_conv_bn import RULE, fuse_conv_bn
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import other_consumer, shapes_must_match
+from proofs.counterexamples import other_consumer, overridden_forward, shapes_must_match
 from proofs.symbolic_ops import (
     batch_norm,
     conv2d,
@@ -183,6 +183,7 @@ def prove() -> ProofResult:
     )
     shapes_must_match(d, RULE.preconditions[1], "the BN channels and the conv outputs")
     other_consumer(d, RULE.preconditions[2], "the conv output")
+    overridden_forward(d, RULE.preconditions[3], nn.BatchNorm2d, "bn")
     d.reach(
         GENERAL_IN_PART,
         "the per-channel BatchNorm identity for a symbolic patch sum P; the geometries "

@@ -9,14 +9,21 @@ import sympy as sp
 import torch
 from torch import nn
 
+from et.contract import PreconditionError
 from et.rules.merge_1x1_kxk import RULE, BiasPaddedSequence, merge_1x1_kxk
 from et.rules.merge_sequential_convs import dense_weight
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import shapes_must_match, stride_between
+from proofs.counterexamples import (
+    overridden_forward,
+    shapes_must_match,
+    stride_between,
+    undeclared_border,
+)
 from proofs.rules.merge_sequential_convs import dense, merged_bias
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
+COPYING_MODES = ("reflect", "replicate", "circular")
 KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (3, 2)]
 PADDINGS = [(0, 0), (1, 1), (1, 0)]
 # (stride, dilation, g₁, g₂)
@@ -97,10 +104,57 @@ BRANCHES = [
         border=("bias", "zeros"),
         padding_mode=("zeros", "reflect", "replicate", "circular"),
     )
-    # the bias ring of BiasPaddedSequence is its own padding: only the zeros mode has a meaning
+    # the bias ring of BiasPaddedSequence is its own padding: with a copying mode the code
+    # refuses border="bias" (REFUSED below); a valid K×K has no ring, so its mode is moot
     if not (case["border"] == "bias" and case["padding_mode"] != "zeros")
     and not (case["padding"] == (0, 0) and case["padding_mode"] != "zeros")
 ]
+
+
+REFUSED = [
+    case for case in grid(border=("bias",), padding=((1, 1), (1, 0)), padding_mode=COPYING_MODES)
+]
+
+
+def _refusals(d: Derivation) -> None:
+    """border="bias" with a padded copying K×K is refused under the last precondition."""
+    refused = []
+    for case in REFUSED:
+        pointwise = nn.Conv2d(4, 6, 1)
+        conv = nn.Conv2d(6, 3, 3, padding=case["padding"], padding_mode=case["padding_mode"])
+        try:
+            merge_1x1_kxk(pointwise, conv, border=case["border"])
+        except PreconditionError as error:
+            refused.append(error.condition == RULE.preconditions[6])
+        else:
+            refused.append(False)
+    d.true(
+        "et.rules.merge_1x1_kxk refuses border='bias' with a padded K×K in each copying mode "
+        f"({len(REFUSED)} cases: paddings (1, 1), (1, 0); modes {', '.join(COPYING_MODES)}), "
+        "naming the last precondition",
+        all(refused),
+        f"refused as stated: {refused}",
+    )
+
+
+def _bias_ring_in_a_copying_mode(d: Derivation) -> None:
+    """Dropped: border 'bias' needs mode 'zeros' (or p = 0). x = (1, 2, 3), u = 1, b₁ = 1,
+    3 taps (1, 0, 0), b₂ = 0, padding 1 in reflect mode."""
+    x = np.array([[[sp.Integer(v) for v in (1, 2, 3)]]], dtype=object)
+    w2 = np.array([[[[sp.Integer(v) for v in (1, 0, 0)]]]], dtype=object)
+    u = np.array([[[[sp.Integer(1)]]]], dtype=object)
+    b1, b2 = np.array([sp.Integer(1)], dtype=object), np.array([sp.Integer(0)], dtype=object)
+    z = conv2d(x, u, b1)
+    ring = np.array([[[b1[0], *z[0, 0], b1[0]]]], dtype=object)
+    reflected = np.array([[[x[0, 0, 1], *x[0, 0], x[0, 0, 1]]]], dtype=object)
+    d.counterexample(
+        RULE.preconditions[6],
+        "x = (1, 2, 3), 1×1 with u = 1, b₁ = 1, then 3 taps (1, 0, 0), b₂ = 0, padding 1 in "
+        "reflect mode: output 0 of BiasPaddedSequence reads the ring b₁; the merged conv, which "
+        "keeps the mode, reads the reflected x[1] plus its bias Σ w·b₁",
+        conv2d(ring, w2, b2)[0, 0, 0],
+        conv2d(reflected, merged_weight(u, w2), merged_bias(w2, b1, b2))[0, 0, 0],
+    )
 
 
 def _conformance(d: Derivation) -> None:
@@ -176,6 +230,8 @@ def prove() -> ProofResult:
         "et.rules.merge_1x1_kxk.merge_1x1_kxk equals the original on every code branch",
         ((case, _branch(case)) for case in BRANCHES),
     )
+    _refusals(d)
+    _bias_ring_in_a_copying_mode(d)
     # Dropped precondition: zero padding with a non-zero b₁ (1 channel, 3 taps, padding 1).
     x = symbols_array("x", (1, 1, 3), real=True)
     u, b1, b2 = sp.symbols("u b1 b2", real=True)
@@ -204,6 +260,8 @@ def prove() -> ProofResult:
     )
     stride_between(d, RULE.preconditions[0])
     shapes_must_match(d, RULE.preconditions[2], "the 1×1 outputs and the K×K inputs")
+    overridden_forward(d, RULE.preconditions[4], nn.Conv2d, "the K×K conv")
+    undeclared_border(d, RULE.preconditions[5], "zeros or b₁")
     d.reach(
         GENERAL_IN_PART,
         "the per-tap channel algebra with matrices of symbolic sizes; the geometries, groups "

@@ -12,7 +12,12 @@ from torch import nn
 from et.rules.merge_asymmetric import RULE, merge_asymmetric
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
-from proofs.counterexamples import padding_modes_differ, structural
+from proofs.counterexamples import (
+    overridden_forward,
+    padding_modes_differ,
+    structural,
+    undefined_without,
+)
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(3, 3), (3, 5)]
@@ -181,5 +186,9 @@ def prove() -> ProofResult:
         "an off-centre embedding would need asymmetric padding, which one conv cannot express",
     )
     padding_modes_differ(d, RULE.preconditions[4])
+    overridden_forward(d, RULE.preconditions[5], nn.Conv2d, "one branch")
+    undefined_without(
+        d, RULE.preconditions[6], "there is no branch, so no kernel size, padding or bias to write"
+    )
     d.reach(EXHAUSTIVE)
     return d.result

@@ -18,7 +18,7 @@ from et.rules.merge_dual_stream import (
 from et.testing import probe_inputs
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import groups_are_dense, shapes_must_match
+from proofs.counterexamples import groups_are_dense, overridden_forward, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 
@@ -260,6 +260,7 @@ def prove() -> ProofResult:
     )
     groups_are_dense(d, RULE.preconditions[1])
     shapes_must_match(d, RULE.preconditions[2], "the streams' channel counts")
+    overridden_forward(d, RULE.preconditions[4], nn.Conv2d, "one stream's conv")
     d.reach(
         GENERAL_IN_PART,
         "one tap with block matrices of symbolic sizes; the sum over taps in prose, the "

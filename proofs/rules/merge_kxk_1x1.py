@@ -13,7 +13,7 @@ from torch import nn
 from et.rules.merge_kxk_1x1 import RULE, merge_kxk_1x1
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import shapes_must_match
+from proofs.counterexamples import overridden_forward, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -197,6 +197,7 @@ def prove() -> ProofResult:
         (pv * wv * xv + pv * bv + betav).subs(nl),
     )
     shapes_must_match(d, RULE.preconditions[1], "the K×K outputs and the 1×1 inputs")
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the 1×1 conv")
     d.reach(
         GENERAL_IN_PART, "one output position with symbolic values; the geometries exhaustively"
     )

@@ -14,7 +14,13 @@ from torch import nn
 from et.rules.merge_parallel_convs import RULE, merge_parallel_convs
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import different_inputs, groups_are_dense, shapes_must_match
+from proofs.counterexamples import (
+    different_inputs,
+    groups_are_dense,
+    overridden_forward,
+    shapes_must_match,
+    undefined_without,
+)
 from proofs.rules.embed_kernel import embedded_weight
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -201,6 +207,10 @@ def prove() -> ProofResult:
         RULE.preconditions[7],
         "with K − k odd no kernel is centred, so the embedded Ŵ of the statement is undefined; "
         "an off-centre embedding would need asymmetric padding, which one conv cannot express",
+    )
+    overridden_forward(d, RULE.preconditions[9], nn.Conv2d, "one branch")
+    undefined_without(
+        d, RULE.preconditions[10], "there is no branch, so no kernel size, padding or bias to write"
     )
     d.reach(
         GENERAL_IN_PART,

@@ -13,7 +13,7 @@ from torch import nn
 from et.rules.merge_sequential_convs import RULE, dense_weight, merge_sequential_convs
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import shapes_must_match
+from proofs.counterexamples import overridden_forward, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, pad, symbols_array, zeros
 
 # (K₁, K₂) pairs: the paper's 3→3, even, non-square, and 1×1 on either side.
@@ -271,6 +271,7 @@ def prove() -> ProofResult:
         (w * u * xs).subs({u: 1, w: 1, xs: -1}),
     )
     shapes_must_match(d, RULE.preconditions[0], "the first conv's outputs and the second's inputs")
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the second conv")
     d.reach(
         GENERAL_IN_PART,
         "the tap algebra for symbolic K₁, K₂ and the index algebra for symbolic strides, "

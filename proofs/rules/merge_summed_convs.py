@@ -13,7 +13,7 @@ from et.rules.merge_summed_convs import RULE, merge_summed_convs
 from et.testing import probe_inputs
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import groups_are_dense, shapes_must_match
+from proofs.counterexamples import groups_are_dense, overridden_forward, shapes_must_match
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, pixel_shuffle, symbols_array
 
@@ -141,6 +141,7 @@ def prove() -> ProofResult:
     )
     groups_are_dense(d, RULE.preconditions[1])
     shapes_must_match(d, RULE.preconditions[2], "the two outputs")
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "one summand")
     d.reach(
         GENERAL_IN_PART,
         "one tap with block matrices of symbolic sizes; the geometries and scales exhaustively",

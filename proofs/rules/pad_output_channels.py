@@ -20,6 +20,7 @@ from et.rules.pad_output_channels import (
 from et.testing import probe_inputs
 from proofs.code_branches import Composed, check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward, undefined_without
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -178,6 +179,8 @@ def prove() -> ProofResult:
         sp.Integer(1) * 0,
         sp.Integer(1) * 1,
     )
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the conv")
+    undefined_without(d, RULE.preconditions[4], "a negative channel count names no tensor")
     d.reach(
         GENERAL_IN_PART, "the block matrices of symbolic sizes per tap; the geometries exhaustively"
     )

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import sympy as sp
 import torch
+from torch import nn
 
 from et.rules.repeat_interleave_conv import (
     RULE,
@@ -17,7 +18,12 @@ from et.rules.repeat_interleave_conv import (
 from et.testing import probe_inputs
 from proofs.code_branches import Composed, check_branches, grid
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import groups_are_dense
+from proofs.counterexamples import (
+    groups_are_dense,
+    overridden_forward,
+    shapes_must_match,
+    undefined_without,
+)
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -184,6 +190,16 @@ def prove() -> ProofResult:
         sp.Integer(3),
     )
     groups_are_dense(d, RULE.preconditions[3])
+    overridden_forward(d, RULE.preconditions[4], nn.Conv2d, "the conv the anchor is added into")
+    shapes_must_match(
+        d, RULE.preconditions[5], "the carried channels, the anchor outputs and the conv's inputs"
+    )
+    d.none_known(
+        RULE.preconditions[6],
+        "the kernel K is defined for the two orders only; any other value names no kernel, so "
+        "the right side is not defined (the code refuses it)",
+    )
+    undefined_without(d, RULE.preconditions[7], "there is no channel to repeat or no copy to make")
     d.reach(
         GENERAL_IN_PART, "the index algebra for symbolic C and r; the conv instances exhaustively"
     )

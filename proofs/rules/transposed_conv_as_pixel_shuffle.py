@@ -13,6 +13,7 @@ from torch import nn
 from et.rules.transposed_conv_as_pixel_shuffle import RULE, transposed_conv_as_pixel_shuffle
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import (
     conv2d,
     conv_transpose2d,
@@ -188,6 +189,18 @@ BRANCHES = [
 ]
 
 
+def _construction_matters(d: Derivation, claim: str, right: object, wrong: object) -> None:
+    """Check that a wrong variant of the construction gives another expression than the
+    transposed conv (as polynomials in the symbols, so some numbers tell them apart)."""
+    right, wrong = sp.sympify(right), sp.sympify(wrong)
+    d.true(
+        claim,
+        sp.simplify(right - wrong) != 0,
+        "the wrong variant gives the same expression",
+        latex=rf"{sp.latex(right)} \neq {sp.latex(wrong)}",
+    )
+
+
 @register_proof("R15")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -239,17 +252,19 @@ def prove() -> ProofResult:
         "et.rules.transposed_conv_as_pixel_shuffle equals the transposed conv on every code branch",
         ((case, _code_branch(case)) for case in BRANCHES),
     )
-    # Counterexample: phases stacked in the wrong (tiled, φ-major) channel order.
+    # The construction's own choices (not hypotheses the caller must meet; the code makes
+    # them, so they are checked steps, not counterexample rows): each wrong variant differs.
     x = symbols_array("x", (1, 1, 1), real=True)
     w = symbols_array("w", (1, 2, 2, 2), real=True)
     lhs = conv_transpose2d(x, w, None, 2)
     _, v = rewritten(x, w, None, 2, (2, 2), (0, 0), (0, 0), (1, 1))
     tiled = np.concatenate([v[phase::4] for phase in range(4)])
     wrong = pixel_shuffle(conv2d(x, tiled, None, 1, 0), 2)
-    d.counterexample(
-        "the phase channels in PixelShuffle order o·s² + φ_h·s + φ_w",
-        "two output channels, s = 2, phases stacked φ-major (φ·O + o, TF's tiled order): "
-        "output (0, 0, 1)",
+    _construction_matters(
+        d,
+        "the phase channels must be in PixelShuffle order o·s² + φ_h·s + φ_w: stacked φ-major "
+        "(φ·O + o, TF's tiled order; two output channels, s = 2), output (0, 0, 1) is another "
+        "polynomial in x, w",
         lhs[0, 0, 1],
         wrong[0, 0, 1],
     )
@@ -258,10 +273,10 @@ def prove() -> ProofResult:
     w = symbols_array("w", (1, 1, 3, 1), real=True)
     lhs = conv_transpose2d(x, w, None, 2, (1, 0), (1, 0))
     naive = w[0, 0, 0, 0] * x[0, 0, 0]  # phase 0 of row 0 taking tap u = 0 at offset 0
-    d.counterexample(
-        "taps map to phases by u·d ≡ φ + p (mod s)",
-        "ignoring the padding p = 1 in the phase map (u ≡ φ mod s): output row 0 "
-        "(K = 3, s = 2) takes tap 1, not tap 0",
+    _construction_matters(
+        d,
+        "taps must map to phases by u·d ≡ φ + p (mod s): ignoring the padding p = 1 (u ≡ φ mod "
+        "s), output row 0 (K = 3, s = 2) would take tap 0, but it takes tap 1",
         lhs[0, 0, 0],
         naive,
     )
@@ -275,6 +290,7 @@ def prove() -> ProofResult:
         "ConvTranspose2d pads only with zeros, and output_size only chooses the output padding "
         "a < s, for which the statement holds; the code reads a from the module",
     )
+    overridden_forward(d, RULE.preconditions[2], nn.ConvTranspose2d, "the transposed conv")
     d.reach(
         GENERAL_IN_PART,
         "the index algebra (phase decomposition, row count, crop) for symbolic s, p, a, d, K, "

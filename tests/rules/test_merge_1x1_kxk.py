@@ -134,12 +134,12 @@ def test_copying_padding_modes_merge_exactly(mode: str, data: st.DataObject) -> 
     )
     size = max(_min_size(conv), 3)
     x = data.draw(image_batches(pointwise.in_channels, min_size=size, max_size=size + 4))
-    for border in ("bias", "zeros"):
-        merged = merge_1x1_kxk(pointwise, conv, border=border)
-        assert merged.padding_mode == mode
-        with torch.no_grad():
-            gap = (merged(x) - conv(pointwise(x))).abs().max().item()
-        assert gap <= 1e-12 * (_abs_chain(pointwise, conv, x) + 1)
+    # A copying mode pads z itself (never with b₁), so the original is declared border="zeros".
+    merged = merge_1x1_kxk(pointwise, conv, border="zeros")
+    assert merged.padding_mode == mode
+    with torch.no_grad():
+        gap = (merged(x) - conv(pointwise(x))).abs().max().item()
+    assert gap <= 1e-12 * (_abs_chain(pointwise, conv, x) + 1)
 
 
 def test_ecbsr_seqconv_layout() -> None:
@@ -206,6 +206,35 @@ def test_zero_padding_with_bias_differs_on_the_border_and_is_refused() -> None:
     assert gap[:, :, 0, :].min() > 1e-6  # the border ring carries W₂·b₁ it should not
     with pytest.raises(PreconditionError, match="input border is filled with b₁"):
         merge_1x1_kxk(pointwise, conv, border="zeros")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_bias_border_with_a_copying_padding_mode_differs_and_is_refused(mode: str) -> None:
+    """BiasPaddedSequence writes b₁ into the ring whatever the mode; a merged conv in ``mode``
+    would pad x by copying instead, so border="bias" with a padded copying K×K is refused."""
+    torch.manual_seed(5)
+    pointwise = nn.Conv2d(3, 4, 1, dtype=torch.float64)
+    conv = nn.Conv2d(4, 2, 3, padding=1, padding_mode=mode, dtype=torch.float64)
+    with torch.no_grad():
+        pointwise.bias.uniform_(1.0, 2.0)  # a ring of b₁ far from the copied pixels
+    x = torch.rand(1, 3, 6, 6, dtype=torch.float64) * 255
+    # The combination the rule used to return: W₂ ⊛ W₁ and b₂ + Σ W₂·b₁, padded in ``mode``.
+    wide = torch.einsum(
+        "omuv,mi->oiuv", conv.weight.detach(), pointwise.weight.detach()[:, :, 0, 0]
+    )
+    bias = conv.bias.detach() + torch.einsum("omuv,m->o", conv.weight.detach(), pointwise.bias)
+    candidate = nn.Conv2d(3, 2, 3, padding=1, padding_mode=mode, dtype=torch.float64)
+    with torch.no_grad():
+        candidate.weight.copy_(wide)
+        candidate.bias.copy_(bias)
+        gap = (candidate(x) - BiasPaddedSequence(pointwise, conv)(x)).abs()
+    assert gap[:, :, 1:-1, 1:-1].max() < 1e-9  # the interior agrees
+    assert gap.max() > 1.0  # the ring does not
+    with pytest.raises(PreconditionError, match="with border 'bias', the K×K is valid") as caught:
+        merge_1x1_kxk(pointwise, conv, border="bias")
+    assert caught.value.condition.key == "bias_border_zero_mode"
+    valid = nn.Conv2d(4, 2, 3, padding=0, padding_mode=mode, dtype=torch.float64)
+    merge_1x1_kxk(pointwise, valid, border="bias")  # p = 0: no ring, nothing to refuse
 
 
 @pytest.mark.parametrize(
