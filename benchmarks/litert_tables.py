@@ -1,0 +1,179 @@
+"""The paper's with/without-ET tables on LiteRT XNNPACK: fp32 and INT8, PSNR and latency.
+
+    python -m benchmarks.litert_tables OUT.json [--rounds 5]
+
+For each released checkpoint (``$ETDS_SHARED/official/checkpoints``) and each form (the
+original, and the ET form; for the released ETDS inference forms, which are ET forms already,
+the form as released and the form after the E10 INT8 layout), it writes with ``etds export``:
+
+* ``.tflite`` at 48×48 (fp32 and INT8 calibrated on Set5 HR images) and scores them with
+  ``etds eval`` on Set5 and Set14 (LiteRT, tiled exactly over each LR image);
+* ``.tflite`` at 360×640 (fp32 and INT8) and times them in LiteRT (XNNPACK, 2 threads,
+  minimum over ``--rounds`` invocations after one warm-up);
+
+and the INT8 fidelity: PSNR of the INT8 output against the fp32 *original*'s, on the LR images of
+Set5/Set14 (mean over images, RGB in [0, 1]). Params and MACs are counted from the PyTorch
+modules (MACs at 360×640). The CPU is shared, so rounds are few: latencies are indicative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ETDS_SHARED", ROOT.parent / "shared"))
+CHECKPOINTS = SHARED / "official" / "checkpoints"
+DATA = [SHARED / "data" / "Set5", SHARED / "data" / "Set14"]
+
+#: (row name, checkpoint of the original, checkpoint of the ET form or None = convert, scale)
+MODELS = [
+    ("ETDS-S M4C32 ×4", "ETDS_M4C32_x4.pth", "layout", 4),
+    ("ETDS-T M5C16 ×3", "ETDS_M5C16_x3.pth", "layout", 3),
+    ("ETDS-M M6C32 ×4", "ETDS_M6C32_x4_normal_loss.pth", None, 4),
+    ("ABPN M4C28 ×3", "ABPN_M4C28_x3.pth", "ABPN_ET_M4C28_x3.pth", 3),
+    ("ECBSR M4C16 ×2", "ECBSR_M4C16_x2.pth", "ECBSR_ET_M4C16_x2.pth", 2),
+]
+
+
+def _etds(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ETDS_SHARED": str(SHARED)}
+    done = subprocess.run(
+        [sys.executable, "-m", "etds", *args], capture_output=True, text=True, env=env
+    )
+    if done.returncode:
+        raise RuntimeError(f"etds {' '.join(args)}: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def _export(ckpt: Path, out: Path, size: tuple[int, int], int8: bool, layout: bool) -> dict:
+    args = [str(ckpt), str(out), "--height", str(size[0]), "--width", str(size[1]), "--json"]
+    if int8:
+        args += ["--int8", "--calibration", str(DATA[0])]
+        if not layout:
+            args.append("--no-layout")
+    return json.loads(_etds("export", *args).strip().splitlines()[-1])
+
+
+def _psnr(path: Path) -> dict[str, float]:
+    args = [str(path), "--json"] + [a for d in DATA for a in ("--data", str(d))]
+    result = json.loads(_etds("eval", *args).strip().splitlines()[-1])
+    return {name: entry["psnr"] for name, entry in result["datasets"].items()}
+
+
+def _latency_ms(path: Path, rounds: int) -> float:
+    from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+
+    runner = TFLiteModel(litert_interpreter(path, threads=2))
+    tile = np.random.default_rng(0).random((1, runner.tile_height, runner.tile_width, 3))
+    tile = tile.astype(np.float32)
+    runner.run_tile(tile)
+    best = math.inf
+    for _ in range(rounds):
+        start = time.perf_counter()
+        runner.run_tile(tile)
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def _fidelity(reference, path: Path, scale: int) -> dict[str, float]:
+    from reference_models.deploy.onnx import ClampedFirstOutput
+    from reference_models.deploy.tflite import psnr
+    from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+    from reference_models.evaluation.datasets import load_dataset
+
+    runner = TFLiteModel(litert_interpreter(path, threads=2))
+    wrapped = ClampedFirstOutput(reference).eval()
+    out = {}
+    for folder in DATA:
+        values = []
+        for image in load_dataset(folder, scale).images:
+            x = torch.from_numpy(image.lr.transpose(2, 0, 1).copy()).float().unsqueeze(0) / 255
+            with torch.no_grad():
+                expected = wrapped(x).numpy()
+            values.append(psnr(runner(x).numpy(), expected))
+        out[folder.name] = float(np.mean(values))
+    return out
+
+
+def _counts(model, height: int = 360, width: int = 640) -> tuple[int, float]:
+    params = sum(p.numel() for p in model.parameters())
+    macs = 0
+
+    def hook(module, inputs, output):
+        nonlocal macs
+        macs += output.numel() * module.weight[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if hasattr(m, "kernel_size")]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, height, width))
+    for handle in handles:
+        handle.remove()
+    return params, macs / 1e9
+
+
+def _form(name: str, ckpt: Path, layout: bool, scale: int, reference, folder: Path, rounds: int):
+    from reference_models.checkpoints import load_checkpoint
+
+    row: dict = {"form": name}
+    row["params"], row["gmacs"] = _counts(load_checkpoint(ckpt).eval())
+    small, big = folder / f"{name}-48", folder / f"{name}-360"
+    fp32, int8 = Path(f"{small}.tflite"), Path(f"{small}-int8.tflite")
+    _export(ckpt, fp32, (48, 48), False, layout)
+    row["export_int8"] = _export(ckpt, int8, (48, 48), True, layout)
+    row["psnr_fp32"], row["psnr_int8"] = _psnr(fp32), _psnr(int8)
+    row["fidelity_int8"] = _fidelity(reference, int8, scale)
+    fp32_big, int8_big = Path(f"{big}.tflite"), Path(f"{big}-int8.tflite")
+    _export(ckpt, fp32_big, (360, 640), False, layout)
+    _export(ckpt, int8_big, (360, 640), True, layout)
+    row["ms_fp32"] = _latency_ms(fp32_big, rounds)
+    row["ms_int8"] = _latency_ms(int8_big, rounds)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", default=None, help="substring of the row names to run")
+    args = parser.parse_args()
+    from reference_models.checkpoints import load_checkpoint, save_checkpoint
+    from reference_models.conversions import convert
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="litert-tables-") as folder_name:
+        folder = Path(folder_name)
+        for row_name, original, et_form, scale in MODELS:
+            if args.only and args.only not in row_name:
+                continue
+            source = CHECKPOINTS / original
+            reference = load_checkpoint(source).eval()
+            forms = [("original", source, False)]
+            if et_form == "layout":
+                forms.append(("ET+E10", source, True))
+            else:
+                et_path = CHECKPOINTS / et_form if et_form else folder / "et.pth"
+                if et_form is None:
+                    save_checkpoint(convert(reference), et_path)
+                forms.append(("ET+E10", et_path, True))
+            results = [
+                _form(name, ckpt, layout, scale, reference, folder, args.rounds)
+                for name, ckpt, layout in forms
+            ]
+            rows.append({"model": row_name, "scale": scale, "forms": results})
+            args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
