@@ -36,6 +36,8 @@ SHARED = Path(os.environ.get("ETDS_SHARED", ROOT.parent / "shared"))
 CHECKPOINTS = SHARED / "official" / "checkpoints"
 DATA = [SHARED / "data" / "Set5", SHARED / "data" / "Set14"]
 
+EVAL_SIZE = (48, 48)
+BENCH_SIZE = (360, 640)
 #: (row name, checkpoint of the original, checkpoint of the ET form or None = convert, scale)
 MODELS = [
     ("ETDS-S M4C32 ×4", "ETDS_M4C32_x4.pth", "layout", 4),
@@ -56,13 +58,27 @@ def _etds(*args: str) -> str:
     return done.stdout
 
 
-def _export(ckpt: Path, out: Path, size: tuple[int, int], int8: bool, layout: bool) -> dict:
-    args = [str(ckpt), str(out), "--height", str(size[0]), "--width", str(size[1]), "--json"]
+def _export(model, out: Path, size: tuple[int, int], int8: bool, layout: bool) -> dict:
+    """What ``etds export`` does (same function), in this process: the converter's import
+    costs more than a small model's conversion."""
+    from reference_models.deploy.calibration import calibration_images
+    from reference_models.deploy.tflite import export_tflite
+    from reference_models.evaluation.evaluate import model_scale
+
+    images = None
     if int8:
-        args += ["--int8", "--calibration", str(DATA[0])]
-        if not layout:
-            args.append("--no-layout")
-    return json.loads(_etds("export", *args).strip().splitlines()[-1])
+        # Latency files only need a valid INT8 graph: two images calibrate it.
+        limit = 32 if size == EVAL_SIZE else 2
+        images = calibration_images(DATA[0], model_scale(model), *size, limit=limit)
+    report = export_tflite(
+        model, out, height=size[0], width=size[1], calibration=images, layout=layout
+    )
+    strength = report.layout.strength if report.layout is not None else None
+    return {
+        "fidelity_db": report.fidelity_db,
+        "layout_strength": strength,
+        "simulated_db": report.layout.simulated_db if report.layout else None,
+    }
 
 
 def _psnr(path: Path) -> dict[str, float]:
@@ -122,20 +138,34 @@ def _counts(model, height: int = 360, width: int = 640) -> tuple[int, float]:
     return params, macs / 1e9
 
 
-def _form(name: str, ckpt: Path, layout: bool, scale: int, reference, folder: Path, rounds: int):
+def _form(
+    name: str,
+    ckpt: Path,
+    layout: bool,
+    scale: int,
+    reference,
+    folder: Path,
+    rounds: int,
+    same: bool,
+):
     from reference_models.checkpoints import load_checkpoint
 
     row: dict = {"form": name}
-    row["params"], row["gmacs"] = _counts(load_checkpoint(ckpt).eval())
+    model = load_checkpoint(ckpt).eval()
+    row["params"], row["gmacs"] = _counts(model)
     small, big = folder / f"{name}-48", folder / f"{name}-360"
     fp32, int8 = Path(f"{small}.tflite"), Path(f"{small}-int8.tflite")
-    _export(ckpt, fp32, (48, 48), False, layout)
-    row["export_int8"] = _export(ckpt, int8, (48, 48), True, layout)
-    row["psnr_fp32"], row["psnr_int8"] = _psnr(fp32), _psnr(int8)
+    if not same:  # a released ETDS is its own ET form: its fp32 file is the original's
+        _export(model, fp32, EVAL_SIZE, False, False)
+        row["psnr_fp32"] = _psnr(fp32)
+    row["export_int8"] = _export(model, int8, EVAL_SIZE, True, layout)
+    row["psnr_int8"] = _psnr(int8)
     row["fidelity_int8"] = _fidelity(reference, int8, scale)
+    print(json.dumps(row), flush=True)
     fp32_big, int8_big = Path(f"{big}.tflite"), Path(f"{big}-int8.tflite")
-    _export(ckpt, fp32_big, (360, 640), False, layout)
-    _export(ckpt, int8_big, (360, 640), True, layout)
+    # The layout changes weights, not the graph: latency files are exported without it.
+    _export(model, fp32_big, BENCH_SIZE, False, False)
+    _export(model, int8_big, BENCH_SIZE, True, False)
     row["ms_fp32"] = _latency_ms(fp32_big, rounds)
     row["ms_int8"] = _latency_ms(int8_big, rounds)
     print(json.dumps(row), flush=True)
@@ -159,19 +189,20 @@ def main() -> None:
                 continue
             source = CHECKPOINTS / original
             reference = load_checkpoint(source).eval()
-            forms = [("original", source, False)]
+            forms = [("original", source, False, False)]
             if et_form == "layout":
-                forms.append(("ET+E10", source, True))
+                forms.append(("ET+E10", source, True, True))
             else:
                 et_path = CHECKPOINTS / et_form if et_form else folder / "et.pth"
                 if et_form is None:
                     save_checkpoint(convert(reference), et_path)
-                forms.append(("ET+E10", et_path, True))
+                forms.append(("ET+E10", et_path, True, False))
             results = [
-                _form(name, ckpt, layout, scale, reference, folder, args.rounds)
-                for name, ckpt, layout in forms
+                _form(name, ckpt, layout, scale, reference, folder, args.rounds, same)
+                for name, ckpt, layout, same in forms
             ]
             rows.append({"model": row_name, "scale": scale, "forms": results})
+            print(json.dumps(rows[-1]), flush=True)
             args.out.write_text(json.dumps(rows, indent=1))
 
 
