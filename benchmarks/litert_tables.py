@@ -172,12 +172,44 @@ def _form(
     return row
 
 
+def _f(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table of ``rows`` (what :func:`main` writes) in Markdown."""
+    header = (
+        "| model | form | params | GMACs | fp32 ms | INT8 ms | INT8/fp32 | Set5 fp32 | Set5 INT8 "
+        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | E10 strength |"
+    )
+    lines = [header, "|" + "---|" * 13]
+    for row in rows:
+        fp32 = next((f.get("psnr_fp32") for f in row["forms"] if f.get("psnr_fp32")), {})
+        for form in row["forms"]:
+            own = form.get("psnr_fp32", fp32)
+            fidelity = form["fidelity_int8"]
+            lines.append(
+                f"| {row['model']} | {form['form']} | {form['params']:,} | {form['gmacs']:.1f} "
+                f"| {_f(form.get('ms_fp32'), 0)} | {_f(form.get('ms_int8'), 0)} "
+                f"| {_f(form['ms_int8'] / form['ms_fp32'] if form.get('ms_int8') else None)} "
+                f"| {_f(own.get('Set5'))} | {_f(form['psnr_int8']['Set5'])} "
+                f"| {_f(own.get('Set14'))} | {_f(form['psnr_int8']['Set14'])} "
+                f"| {_f(fidelity['Set5'])} / {_f(fidelity['Set14'])} "
+                f"| {_f(form['export_int8']['layout_strength'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default=None, help="substring of the row names to run")
+    parser.add_argument("--render", action="store_true", help="print OUT's table as Markdown")
     args = parser.parse_args()
+    if args.render:
+        print(markdown(json.loads(args.out.read_text())), end="")
+        return
     from reference_models.checkpoints import load_checkpoint, save_checkpoint
     from reference_models.conversions import convert
 
