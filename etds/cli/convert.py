@@ -53,6 +53,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TOLERANCE_255,
         help=f"largest accepted error in 1/255 units (default {DEFAULT_TOLERANCE_255})",
     )
+    parser.add_argument(
+        "--int8-layout",
+        metavar="DIR",
+        default=None,
+        help="also rescale channels (rule E10) for INT8, from the ranges on DIR's HR images; "
+        "the same function, verified like the conversion",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -87,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         converted = convert(model, align=align)
     except (NotConvertibleError, PreconditionError) as error:
         raise CommandError(f"cannot convert {args.input}: {error}") from None
+    if args.int8_layout is not None:
+        converted = _int8_layout(converted, args.int8_layout)
     result = verify_models(model, converted, colors=model.colors)
     report = {
         "input": str(args.input),
@@ -118,6 +127,19 @@ def run(args: argparse.Namespace) -> int:
     report["written"] = True
     _print(report, args.json)
     return 0
+
+
+def _int8_layout(converted, folder: str):
+    """``converted`` after the E10 INT8 layout calibrated on ``folder`` (64×64 LR crops)."""
+    from reference_models.deploy.calibration import CalibrationError, calibration_images
+    from reference_models.deploy.int8_layout import LayoutError, int8_layout
+    from reference_models.evaluation.evaluate import model_scale
+
+    try:
+        images = calibration_images(folder, model_scale(converted), 64, 64)
+        return int8_layout(converted, images)[0]
+    except (CalibrationError, LayoutError) as error:
+        raise CommandError(f"--int8-layout: {error}") from None
 
 
 def _print(report: dict, as_json: bool) -> None:
