@@ -51,6 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"largest accepted error in 1/255 units (default {DEFAULT_TOLERANCE_255})",
     )
+    parser.add_argument(
+        "--int8-layout",
+        metavar="DIR",
+        default=None,
+        help="also rescale channels (rule E10) for INT8, from the ranges on DIR's HR images; "
+        "the same function, verified like the conversion",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_hparam_option(parser)
 
@@ -78,11 +85,29 @@ def run(args: argparse.Namespace) -> int:
             align=align,
             tolerance_255=args.tolerance,
             hparams=parse_hparams(args.hparam),
+            refine=None if args.int8_layout is None else _int8_layout(args.int8_layout),
         )
     except (CheckpointError, ConversionError) as error:
         raise CommandError(str(error)) from None
     _print(report.as_dict(), args.json)
     return 0 if report.written else 1
+
+
+def _int8_layout(folder: str):
+    """The refinement step: the converted model after the E10 INT8 layout calibrated on
+    ``folder`` (64×64 LR crops); the pipeline verifies its result like the conversion's."""
+    from reference_models.deploy.calibration import CalibrationError, calibration_images
+    from reference_models.deploy.int8_layout import LayoutError, int8_layout
+    from reference_models.evaluation.evaluate import model_scale
+
+    def refine(converted):
+        try:
+            images = calibration_images(folder, model_scale(converted), 64, 64)
+            return int8_layout(converted, images)[0]
+        except (CalibrationError, LayoutError) as error:
+            raise CommandError(f"--int8-layout: {error}") from None
+
+    return refine
 
 
 def _print(report: dict, as_json: bool) -> None:

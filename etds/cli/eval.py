@@ -9,6 +9,12 @@ goes to stderr; with ``--json`` stdout carries exactly one JSON object::
 
 with ``"per_image": [{"name": ..., "psnr": ..., "ssim": ...}, ...]`` in each dataset under
 ``--per-image`` (a non-finite PSNR, identical images, is written as ``null``).
+
+``CKPT`` may also be a file written by ``etds export``: a ``.onnx`` runs in ONNX Runtime at each
+image's own size; a ``.tflite`` (fixed input size) runs in LiteRT tiled over each LR image with
+exact overlaps (:mod:`reference_models.deploy.tflite_runtime`), so INT8 files are scored with
+the same protocol. An LR image smaller than the ``.tflite`` input size is refused: export the
+file at a size no larger than the smallest LR image (e.g. 48×48 for Set5/Set14 at ×2–×4).
 """
 
 from __future__ import annotations
@@ -36,10 +42,16 @@ HELP = "PSNR/SSIM (Y channel) of a checkpoint or 'bicubic' on benchmark image fo
 
 #: The word that selects the interpolation baseline instead of a checkpoint file.
 BICUBIC = "bicubic"
+#: Deployed files scored in their own runtime (ONNX Runtime, LiteRT) instead of PyTorch.
+DEPLOYED = (".onnx", ".tflite")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help=f"checkpoint file, or '{BICUBIC}'")
+    parser.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help=f"checkpoint, an exported .onnx/.tflite (fp32 or INT8), or '{BICUBIC}'",
+    )
     parser.add_argument(
         "--data",
         metavar="DIR",
@@ -73,6 +85,13 @@ def _load_model(
         return Bicubic(scale), scale
     if not Path(checkpoint).is_file():
         raise CommandError(f"{checkpoint}: no such file")
+    if Path(checkpoint).suffix.lower() in DEPLOYED:
+        from etds.cli._deployed_models import load_deployed
+
+        model, detected = load_deployed(checkpoint)
+        if scale is not None and scale != detected:
+            raise CommandError(f"--scale {scale} disagrees with the file's ×{detected}")
+        return model, detected
     try:
         model = load_checkpoint(checkpoint, hparams=hparams)
     except CheckpointError as error:  # its message names the file

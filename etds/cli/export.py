@@ -1,7 +1,16 @@
-"""``etds export CKPT OUT.onnx``: ONNX with dynamic spatial size, checked in ONNX Runtime.
+"""``etds export CKPT OUT.onnx|OUT.tflite [--int8 --calibration DIR]``: a deployable file,
+checked in its runtime before it is kept.
 
+* ``.onnx``: dynamic spatial size, checked in ONNX Runtime; ``--int8``: static QDQ INT8.
+* ``.tflite``: LiteRT through ``litert-torch`` (extra ``litert``) at the fixed ``--height`` ×
+  ``--width``, NHWC; fp32 checked to 0.01/255, ``--int8``: full-integer (every conv int8).
+
+``--int8`` calibrates on the HR images in ``--calibration DIR`` (LR made as ``etds eval`` makes
+it, cut or mirror-padded to the export size) after the E10 INT8 layout (``--no-layout`` skips it)
+and prints the fidelity (PSNR of the INT8 output against PyTorch float32 on those images).
 Exit status 0 when the file is written; 2 (one line on stderr, nothing written) for an
-unreadable checkpoint, a bad size or destination; 1 when ONNX Runtime disagrees with PyTorch.
+unreadable checkpoint, a bad size, suffix or destination; 1 when the runtime disagrees with
+PyTorch.
 """
 
 from __future__ import annotations
@@ -15,14 +24,16 @@ from etds.cli._hparam_option import add_hparam_option, parse_hparams
 
 NAME = "export"
 HELP = (
-    "export a model (first output, clamped to [0,1]) to ONNX with dynamic height/width and "
-    "check ONNX Runtime against PyTorch before keeping the file"
+    "export a model (first output, clamped to [0,1]) to ONNX or LiteRT (.tflite), fp32 or INT8, "
+    "and check it in its runtime against PyTorch before keeping the file"
 )
+#: The formats by file suffix.
+SUFFIXES = (".onnx", ".tflite")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="a .pth file (the authors' or ours)")
-    parser.add_argument("out", metavar="OUT.onnx", help="where to write the ONNX file")
+    parser.add_argument("out", metavar="OUT", help="where to write: OUT.onnx or OUT.tflite")
     parser.add_argument("--height", type=int, default=64, help="tracing height (default 64)")
     parser.add_argument("--width", type=int, default=64, help="tracing width (default 64)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
@@ -35,6 +46,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="largest accepted |ONNX Runtime − PyTorch| in 1/255 units (default 0.05)",
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="full-integer INT8 (needs --calibration)"
+    )
+    parser.add_argument(
+        "--calibration", metavar="DIR", help="folder of HR images to calibrate INT8 on"
+    )
+    parser.add_argument(
+        "--no-layout", action="store_true", help="INT8 without the E10 channel layout"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_hparam_option(parser)
@@ -50,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     )
 
     source, out = Path(args.checkpoint), Path(args.out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise CommandError(f"{out}: unknown format {out.suffix!r}; use {' or '.join(SUFFIXES)}")
+    if args.int8 != (args.calibration is not None):
+        raise CommandError("--int8 and --calibration DIR go together")
+    if args.calibration is not None and not Path(args.calibration).is_dir():
+        raise CommandError(f"--calibration {args.calibration}: not a folder")
     if args.height < 1 or args.width < 1:
         raise CommandError(f"--height/--width must be positive, got {args.height}×{args.width}")
     output_file(out, "OUT.onnx")
@@ -67,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
         if not message.startswith(str(source)):
             message = f"{source}: {message}"
         raise CommandError(message) from None
+    if args.int8 or out.suffix.lower() == ".tflite":
+        from etds.cli._export_formats import export_other
+
+        return export_other(args, source, out, model)
     tolerance = DEFAULT_TOLERANCE_255 if args.tolerance is None else args.tolerance
     try:
         report = export_onnx(

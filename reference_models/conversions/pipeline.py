@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from et.contract import PreconditionError
 from reference_models.checkpoints import (
     CheckpointError,
@@ -73,14 +75,18 @@ def convert_checkpoint(
     align: int | Callable[[str], int] = DEFAULT_ALIGN,
     tolerance_255: float | None = None,
     hparams: Mapping[str, Any] | None = None,
+    refine: Callable[[nn.Module], nn.Module] | None = None,
 ) -> ConversionReport:
     """Load, convert, verify, reload and write (see the module docstring).
 
     ``arch``: the architecture of ``in_path`` (``"auto"``: detected); ``align``: the channel
     alignment, or a function of the source architecture's name that chooses it (e.g.
     :func:`reference_models.deploy.alignment.fastest_alignment` for a runtime); ``hparams``:
-    what the weights cannot show (ECBSR's ``with_idt``). Raises :class:`CheckpointError` for
-    an unreadable input and :class:`ConversionError` for one that cannot be converted.
+    what the weights cannot show (ECBSR's ``with_idt``); ``refine``: an exact transform of the
+    converted model applied before verification (e.g. the E10 INT8 layout of
+    :mod:`reference_models.deploy.int8_layout`), so its result is verified the same way.
+    Raises :class:`CheckpointError` for an unreadable input and :class:`ConversionError` for
+    one that cannot be converted.
     """
     source, target = Path(in_path), Path(out_path)
     if _same_file(source, target):
@@ -93,6 +99,8 @@ def convert_checkpoint(
         converted = convert(model, align=chosen)
     except (NotConvertibleError, PreconditionError) as error:
         raise ConversionError(f"cannot convert {source}: {error}") from None
+    if refine is not None:
+        converted = refine(converted)
     result = verify_models(model, converted, colors=model.colors)
     report = ConversionReport(
         input=str(source),

@@ -1,0 +1,30 @@
+"""Load an exported ``.onnx`` or ``.tflite`` as an ``nn.Module`` for ``etds eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from etds.cli import CommandError
+
+
+def load_deployed(path: str) -> tuple[nn.Module, int]:
+    """``(model, scale)`` for an ONNX Runtime (dynamic size) or LiteRT (tiled) file."""
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".onnx":
+            from reference_models.deploy.onnx import OnnxRuntimeModel, ort_session
+            from reference_models.evaluation.evaluate import model_scale
+
+            model = OnnxRuntimeModel(ort_session(path, threads=2))
+            return model, model_scale(model)
+        from reference_models.deploy.tflite_runtime import TFLiteModel
+
+        model = TFLiteModel.from_file(path, threads=2)
+        return model, model.upscale_factor
+    except ImportError as error:
+        raise CommandError(f"{path}: the runtime is not installed ({error.name})") from None
+    except Exception as error:  # the runtimes raise their own types for a bad file
+        message = " ".join(str(error).split())[:200]
+        raise CommandError(f"{path}: cannot load: {message}") from None

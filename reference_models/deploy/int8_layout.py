@@ -1,0 +1,216 @@
+"""INT8 layout: even out the channel ranges of a conv chain with E10 before quantizing it.
+
+    from reference_models.deploy.int8_layout import int8_layout
+    laid_out, report = int8_layout(model, calibration)   # same function, int8-friendly ranges
+
+Post-training INT8 (LiteRT, ONNX Runtime) gives every activation tensor one scale: the largest
+value of the tensor over the calibration set maps to the top int8 level. The ET forms carry the
+input image (values in [0, 1]) through the body next to features of other ranges, so some
+channels get a handful of int8 levels. E10 (:mod:`et.rules.rescale_channels`) multiplies channel
+c between two convs by any α_c > 0 without changing the function; this pass picks
+
+    α_c = (R / r_c)^strength,   r_c = the largest |value| channel c stores (calibration images),
+    R = max_c r_c   (the layer's range),
+
+so with strength 1 every channel of every hidden layer spans the layer's range (channels that
+never leave 0 keep α = 1). Evening activations out moves precision from the weights of the next
+conv (its columns are divided by α) to the activations, which does not always pay; by default
+the strength is chosen from ``0, 0.25, …, 1`` by simulated INT8 fidelity on the calibration
+images (:mod:`reference_models.deploy.int8_simulation`). The output of the last conv is left
+alone (it is the image). The result is checked in float64 against the input model on the
+calibration images and on random inputs in [0, 1] (``et.testing.compare_outputs``);
+:class:`LayoutError` is raised when it is not equivalent.
+
+Supported: ``ETDSForInference`` (the convs of its ReLU chain) and every model whose body is an
+``nn.Sequential`` ``backbone`` of convs and positively homogeneous activations (``ABPN_ET``,
+``ECBSRET``, and the originals ``ABPN``/``ECBSRT``, whose shortcut reads the input and so is
+untouched).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from et.contract import PreconditionError
+from et.rules.rescale_channels import rescale_channels
+from et.testing import compare_outputs, probe_inputs
+from reference_models.architectures.etds import ETDSForInference
+from reference_models.deploy.int8_simulation import simulated_fidelity_db
+
+__all__ = ["LayoutError", "LayoutReport", "channel_ranges", "int8_layout"]
+
+#: Largest accepted float64 difference between the laid-out and the input model (the rescaled
+#: weights carry one rounding each, ~1e-16 relative).
+EQUIVALENCE_TOLERANCE = 1e-9
+#: Layout strengths tried by default (0 = the model as it is, 1 = every channel at R).
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class LayoutError(ValueError):
+    """The model has no conv chain this pass understands, or the result is not equivalent."""
+
+
+@dataclass(frozen=True)
+class LayoutReport:
+    """What :func:`int8_layout` did: per hidden layer, the spread of channel ranges before
+    (``max r_c / min r_c`` over live channels) and the α range it applied, and the float64 gap."""
+
+    spreads_before: tuple[float, ...]
+    alpha_ranges: tuple[tuple[float, float], ...]
+    max_abs_error: float
+    strength: float
+    simulated_db: dict[float, float]  # strength → simulated INT8 fidelity (dB)
+
+
+@dataclass
+class _Link:
+    """One ``conv → activation`` step of the chain, with where to write the conv back."""
+
+    conv: nn.Conv2d
+    activation: nn.Module
+    owner: nn.Module
+    name: str
+
+
+def _flatten(sequential: nn.Sequential) -> list[tuple[nn.Module, nn.Module, str]]:
+    leaves = []
+    for name, child in sequential.named_children():
+        if isinstance(child, nn.Sequential):
+            leaves.extend(_flatten(child))
+        else:
+            leaves.append((child, sequential, name))
+    return leaves
+
+
+def _links(model: nn.Module) -> list[_Link]:
+    if isinstance(model, ETDSForInference):
+        relu = nn.ReLU()
+        named = [(model, "conv_first")]
+        named += [(model.backbone_convs, str(i)) for i in range(len(model.backbone_convs))]
+        named += [(model, "conv_last"), (model, "conv_clip")]
+        return [_Link(getattr(owner, name), relu, owner, name) for owner, name in named]
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, nn.Sequential):
+        raise LayoutError(f"{type(model).__name__}: no conv chain (ETDSForInference or backbone)")
+    leaves = _flatten(backbone)
+    links = []
+    for index, (module, owner, name) in enumerate(leaves):
+        if isinstance(module, nn.Conv2d):
+            following = leaves[index + 1][0] if index + 1 < len(leaves) else nn.Identity()
+            activation = following if not isinstance(following, nn.Conv2d) else nn.Identity()
+            links.append(_Link(module, activation, owner, name))
+        elif index == 0 or not isinstance(leaves[index - 1][0], nn.Conv2d):
+            raise LayoutError(f"{type(model).__name__}: {type(module).__name__} not after a conv")
+    return links
+
+
+def channel_ranges(model: nn.Module, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``r[k][c]``: the largest magnitude channel c of layer k takes where int8 stores it, over
+    ``images``, for every conv k of the chain but the last (float64).
+
+    After a ReLU (which converters fuse into the conv) that is ``max |ReLU(h_c)|``; any other
+    activation (PReLU, LeakyReLU: LiteRT runs them as separate float ops between a quantized
+    conv output and a re-quantized activation) also stores the conv output ``h_c`` itself, so
+    ``r_c = max(max |h_c|, max |φ(h_c)|)``: stretching a channel whose negative half is large but
+    damped by a small slope would otherwise blow up the conv output's range.
+    """
+    links = _links(model)
+    ranges = [torch.zeros(link.conv.out_channels, dtype=torch.float64) for link in links[:-1]]
+    chain = [copy.deepcopy(nn.Sequential(link.conv, link.activation)).double() for link in links]
+    with torch.no_grad():
+        for image in images:
+            x = image.to(torch.float64)
+            for k, step in enumerate(chain[:-1]):
+                h = step[0](x)
+                x = step[1](h)
+                r = x.abs().amax(dim=(0, 2, 3))
+                if not isinstance(step[1], nn.ReLU):
+                    r = torch.maximum(r, h.abs().amax(dim=(0, 2, 3)))
+                ranges[k] = torch.maximum(ranges[k], r)
+    return ranges
+
+
+def _alphas(ranges: torch.Tensor, strength: float) -> torch.Tensor:
+    live = ranges > 0
+    alpha = torch.ones_like(ranges)
+    if live.any():
+        alpha[live] = (ranges.max() / ranges[live]) ** strength
+    return alpha
+
+
+def _apply(
+    model: nn.Module, ranges: list[torch.Tensor], strength: float
+) -> tuple[nn.Module, list[float], list[tuple[float, float]]]:
+    """A float64 copy of ``model`` with α = (R / r_c)^strength applied by E10, layer by layer."""
+    laid_out = copy.deepcopy(model).double().eval()
+    links = _links(laid_out)
+    spreads, applied = [], []
+    for k, r in enumerate(ranges):
+        alpha = _alphas(r, strength)
+        live = r[r > 0]
+        spreads.append(float(live.max() / live.min()) if live.numel() else 1.0)
+        applied.append((float(alpha.min()), float(alpha.max())))
+        first, second = links[k], links[k + 1]
+        try:
+            new_first, activation, new_second = rescale_channels(
+                first.conv, first.activation, second.conv, alpha
+            )
+        except PreconditionError as error:
+            raise LayoutError(f"layer {k}: {error}") from error
+        if activation is not first.activation:
+            raise LayoutError(f"layer {k}: {type(first.activation).__name__} would change")
+        setattr(first.owner, first.name, new_first)
+        setattr(second.owner, second.name, new_second)
+        first.conv, second.conv = new_first, new_second
+    return laid_out, spreads, applied
+
+
+def int8_layout(
+    model: nn.Module,
+    calibration: Sequence[torch.Tensor],
+    *,
+    tolerance: float = EQUIVALENCE_TOLERANCE,
+    strength: float | None = None,
+) -> tuple[nn.Module, LayoutReport]:
+    """A copy of ``model`` with every hidden channel rescaled (E10) towards its layer's range:
+    ``α_c = (R / r_c)^strength``.
+
+    ``strength`` 1 evens the ranges fully, 0 changes nothing; ``None`` (default) tries
+    :data:`STRENGTHS` and keeps the one with the best simulated INT8 fidelity on
+    ``calibration`` (:mod:`reference_models.deploy.int8_simulation`), so the layout never
+    makes the simulated INT8 model worse. ``calibration``: ``1×C×h×w`` tensors in [0, 1]. The
+    input is not modified. Raises :class:`LayoutError` for an unsupported model or a
+    non-equivalent result.
+    """
+    if not calibration:
+        raise LayoutError("no calibration images")
+    ranges = channel_ranges(model, calibration)
+    dtype = next(model.parameters()).dtype
+    candidates = STRENGTHS if strength is None else (strength,)
+    simulated: dict[float, float] = {}
+    best = None
+    for candidate in candidates:
+        laid_out, spreads, applied = _apply(model, ranges, candidate)
+        if len(candidates) > 1:
+            chain = [(link.conv, link.activation) for link in _links(laid_out)]
+            simulated[candidate] = simulated_fidelity_db(chain, calibration)
+        if best is None or simulated.get(candidate, 0.0) > simulated.get(best[0], 0.0):
+            best = (candidate, laid_out, spreads, applied)
+    assert best is not None
+    chosen, laid_out, spreads, applied = best
+    error = _max_error(model, laid_out, calibration)
+    if not error <= tolerance:
+        raise LayoutError(f"the laid-out model differs by {error:.3g} in float64 (> {tolerance})")
+    report = LayoutReport(tuple(spreads), tuple(applied), error, chosen, simulated)
+    return laid_out.to(dtype), report
+
+
+def _max_error(original: nn.Module, laid_out: nn.Module, images: Sequence[torch.Tensor]) -> float:
+    colors = images[0].shape[1]
+    probes = [probe_inputs((colors, 12, 12), samples=4, seed=0), *images[:2]]
+    return max(compare_outputs(original, laid_out, x).max_abs_error for x in probes)

@@ -1,0 +1,92 @@
+"""Simulated INT8 of a conv chain in PyTorch, to choose the E10 layout before converting.
+
+    from reference_models.deploy.int8_simulation import simulated_fidelity_db
+    db = simulated_fidelity_db(model, images)   # PSNR of fake-INT8 against float, in dB
+
+It mirrors the LiteRT converter's post-training scheme as :mod:`reference_models.deploy.tflite`
+configures it: weights int8 symmetric per output channel (``q = round(W/s)``, ``s = max|W|/127``);
+every stored activation int8 affine per tensor over its calibration ``[min(0, lo), hi]``
+(``s = (hi − lo)/255``); the input in ``[0, 1]``; where the activation is not a fusable ReLU
+(PReLU, LeakyReLU) the conv output is stored too. Conversion of the real file takes seconds per
+model; this takes a fraction, so :func:`~reference_models.deploy.int8_layout.int8_layout` can try
+several layouts and keep the best. It compares the output of the chain (before any PixelShuffle,
+which INT8 only moves).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["fake_quant_activation", "fake_quant_weight", "simulated_fidelity_db"]
+
+
+def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel int8 rounding of a conv weight (levels −127…127)."""
+    scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30) / 127
+    return torch.round(weight / scale) * scale
+
+
+def fake_quant_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Affine per-tensor int8 rounding over ``[min(0, low), max(0, high)]`` (levels −128…127)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-30) / 255
+    zero_point = round(-128 - low / scale)
+    return (torch.clamp(torch.round(x / scale) + zero_point, -128, 127) - zero_point) * scale
+
+
+def _run(
+    steps: Sequence[nn.Sequential],
+    x: torch.Tensor,
+    ranges: list[list[float]] | None,
+    observed: list[list[float]],
+) -> torch.Tensor:
+    """One pass; with ``ranges`` quantize the stored tensors, else record their ranges."""
+    if ranges is not None:
+        x = fake_quant_activation(x, 0.0, 1.0)
+    slot = 0
+    for conv, activation in steps:
+        stored = [conv(x)]
+        if not isinstance(activation, nn.ReLU):
+            stored.append(activation(stored[0]))
+        else:
+            stored[0] = activation(stored[0])
+        for i, tensor in enumerate(stored):
+            if ranges is not None:
+                stored[i] = fake_quant_activation(tensor, *ranges[slot])
+            elif slot == len(observed):
+                observed.append([tensor.min().item(), tensor.max().item()])
+            else:
+                observed[slot][0] = min(observed[slot][0], tensor.min().item())
+                observed[slot][1] = max(observed[slot][1], tensor.max().item())
+            if i == 0 and len(stored) == 2:
+                stored[1] = activation(stored[0])
+            slot += 1
+        x = stored[-1]
+    return x
+
+
+def simulated_fidelity_db(
+    chain: Sequence[tuple[nn.Conv2d, nn.Module]], images: Sequence[torch.Tensor]
+) -> float:
+    """PSNR (dB, peak 1) of the fake-INT8 chain against the float64 chain over ``images``."""
+    exact = [nn.Sequential(copy.deepcopy(c), copy.deepcopy(a)).double() for c, a in chain]
+    quantized = copy.deepcopy(exact)
+    for step in quantized:
+        step[0].weight.data = fake_quant_weight(step[0].weight.data)
+    ranges: list[list[float]] = []
+    squared, count = 0.0, 0
+    with torch.no_grad():
+        for image in images:
+            _run(exact, image.double(), None, ranges)
+        for image in images:
+            expected = _run(exact, image.double(), None, [])
+            got = _run(quantized, image.double(), ranges, [])
+            squared += float(((got - expected) ** 2).sum())
+            count += expected.numel()
+    mse = squared / max(count, 1)
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)

@@ -1,0 +1,40 @@
+"""``benchmarks/litert_tables.py`` rendering on synthetic rows (no conversion is run here)."""
+
+from __future__ import annotations
+
+from benchmarks.litert_tables import markdown
+
+
+def _form(name: str, ms: tuple[float, float], fp32: dict | None, strength: float | None) -> dict:
+    form = {
+        "form": name,
+        "params": 1234,
+        "gmacs": 5.0,
+        "export_int8": {"layout_strength": strength},
+        "psnr_int8": {"Set5": 30.5, "Set14": 27.25},
+        "fidelity_int8": {"Set5": 35.0, "Set14": 34.0},
+        "ms_fp32": ms[0],
+        "ms_int8": ms[1],
+    }
+    if fp32 is not None:
+        form["psnr_fp32"] = fp32
+    return form
+
+
+def test_rows_carry_ratio_psnr_and_the_original_fp32_for_a_shared_file() -> None:
+    rows = [
+        {
+            "model": "M",
+            "scale": 4,
+            "forms": [
+                _form("original", (100.0, 40.0), {"Set5": 31.0, "Set14": 28.0}, None),
+                _form("ET+E10", (90.0, 45.0), None, 0.5),  # same fp32 file as the original
+            ],
+        }
+    ]
+    lines = markdown(rows).splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[2].count("|") == 14
+    original, et = lines[2].split("|"), lines[3].split("|")
+    assert original[7].strip() == "0.40" and et[7].strip() == "0.50"  # INT8/fp32
+    assert original[8].strip() == et[8].strip() == "31.00"  # the ET row reuses the fp32 PSNR
+    assert original[13].strip() == "–" and et[13].strip() == "0.50"  # E10 strength

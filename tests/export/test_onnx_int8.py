@@ -1,0 +1,60 @@
+"""INT8 ONNX (``reference_models.deploy.onnx_int8``): QDQ file after the E10 layout, its
+fidelity measured, nothing written on failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from reference_models import ABPN_ET
+from reference_models.deploy.onnx import ExportError, ort_session, run_ort
+from reference_models.deploy.onnx_int8 import export_onnx_int8
+
+
+def _model() -> ABPN_ET:
+    model = ABPN_ET(num_feat=8, num_block=1, scale=2, num_in_ch=3)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if parameter.dim() == 4:
+                noise = noise * 2 / parameter[0].numel() ** 0.5
+            parameter.copy_(noise * 0.5)
+    return model.eval()
+
+
+def _images() -> list[torch.Tensor]:
+    return [torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+
+
+def test_int8_onnx_is_quantized_and_its_fidelity_measured(tmp_path: Path) -> None:
+    path = tmp_path / "m_int8.onnx"
+    report = export_onnx_int8(_model(), path, calibration=_images(), height=16, width=16)
+    assert path.is_file() and report.bytes == path.stat().st_size
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m_int8.onnx"]  # no temporaries left
+    # The reported fidelity is the file's, recomputed here.
+    session = ort_session(path, threads=1)
+    squared, count = 0.0, 0
+    for x in _images():
+        with torch.no_grad():
+            expected = _model()(x).clamp(0, 1).numpy().astype(np.float64)
+        got = run_ort(session, x.numpy()).astype(np.float64)
+        squared += float(((got - expected) ** 2).sum())
+        count += expected.size
+    assert 10 * np.log10(count / squared) == pytest.approx(report.fidelity_db, abs=1e-6)
+    assert report.layout is not None
+
+
+def test_nothing_written_below_the_fidelity_floor(tmp_path: Path) -> None:
+    path = tmp_path / "m_int8.onnx"
+    with pytest.raises(ExportError, match="nothing written"):
+        export_onnx_int8(
+            _model(), path, calibration=_images(), height=16, width=16, min_fidelity_db=1e9
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,177 @@
+"""E10: positive per-channel rescaling through a rectifier. Properties; negatives."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from et import PreconditionError, apply_rule
+from et.conv_geometry import make_conv
+from et.rules.rescale_channels import (
+    HOMOGENEOUS,
+    POSITIVE,
+    SHAPE,
+    ChannelClamp,
+    rescale_channels,
+)
+from et.strategies import bias_tensors, conv2d_modules, image_batches, weight_tensors
+
+
+def _activation(kind: str, channels: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(channels)
+    if kind == "prelu":
+        prelu = nn.PReLU(channels, dtype=torch.float64)
+        with torch.no_grad():
+            prelu.weight.copy_(torch.randn(channels, generator=generator, dtype=torch.float64))
+        return prelu
+    return {
+        "relu": nn.ReLU(),
+        "prelu1": nn.PReLU(1, init=-0.3, dtype=torch.float64),
+        "leaky": nn.LeakyReLU(0.2),
+        "identity": nn.Identity(),
+        "clip": nn.Hardtanh(0.0, 0.7),
+        "relu6": nn.ReLU6(),
+    }[kind]
+
+
+@st.composite
+def _triples(draw: st.DrawFn) -> tuple[nn.Conv2d, nn.Module, nn.Conv2d, torch.Tensor]:
+    conv1 = draw(conv2d_modules(strides=(1,), max_padding=2))
+    channels = conv1.out_channels
+    groups = draw(st.sampled_from([g for g in (1, 2, 3) if channels % g == 0]))
+    out_channels = groups * draw(st.integers(1, 2))
+    kernel = draw(st.sampled_from([1, 3]))
+    weight = draw(weight_tensors((out_channels, channels // groups, kernel, kernel)))
+    bias = draw(bias_tensors(out_channels))
+    padding_mode = draw(st.sampled_from(["zeros", "replicate"]))
+    conv2 = make_conv(weight, bias, padding=kernel // 2, groups=groups, padding_mode=padding_mode)
+    kind = draw(st.sampled_from(["relu", "prelu", "prelu1", "leaky", "identity", "clip", "relu6"]))
+    exponent = draw(st.lists(st.floats(-3, 3), min_size=channels, max_size=channels))
+    alpha = torch.tensor([10.0**e for e in exponent], dtype=torch.float64)
+    return conv1, _activation(kind, channels), conv2, alpha
+
+
+@given(triple=_triples(), data=st.data())
+def test_rescaling_is_exact_in_float64(triple, data: st.DataObject) -> None:
+    conv1, activation, conv2, alpha = triple
+    x = data.draw(image_batches(conv1.in_channels, min_size=12, max_size=14))
+    before = copy.deepcopy((conv1.state_dict(), conv2.state_dict()))
+    new1, new_activation, new2 = rescale_channels(conv1, activation, conv2, alpha)
+    with torch.no_grad():
+        expected = conv2(activation(conv1(x)))
+        middle = conv1(x)
+        got = new2(new_activation(new1(x)))
+    # The rescaled weights carry one extra rounding each (α·W, W/α); bound it by the size of the
+    # terms summed, not of the result (which may cancel).
+    w2 = conv2.weight.abs().sum(dim=(1, 2, 3)).max().item()
+    magnitude = w2 * (activation(middle).abs().max().item() + middle.abs().max().item()) + 1
+    assert torch.allclose(got, expected, rtol=0, atol=1e-11 * magnitude)
+    assert torch.equal(conv1.weight, before[0]["weight"])  # inputs untouched
+    assert torch.equal(conv2.weight, before[1]["weight"])
+
+
+@given(triple=_triples(), data=st.data())
+def test_channel_c_between_the_convs_is_alpha_times_larger(triple, data) -> None:
+    # The point of the rule: the activation of channel c is α_c times the original one.
+    conv1, activation, conv2, alpha = triple
+    x = data.draw(image_batches(conv1.in_channels, min_size=12, max_size=13))
+    new1, new_activation, _ = rescale_channels(conv1, activation, conv2, alpha)
+    with torch.no_grad():
+        original = activation(conv1(x))
+        scaled = new_activation(new1(x))
+    expected = original * alpha.reshape(1, -1, 1, 1)
+    assert torch.allclose(scaled, expected, rtol=1e-12, atol=1e-12 * expected.abs().max().item())
+
+
+def test_prelu_slopes_unchanged_and_clip_bound_scaled() -> None:
+    conv1, conv2 = nn.Conv2d(2, 3, 3, dtype=torch.float64), nn.Conv2d(3, 2, 1, dtype=torch.float64)
+    alpha = torch.tensor([2.0, 0.5, 7.0], dtype=torch.float64)
+    prelu = _activation("prelu", 3)
+    _, same, _ = rescale_channels(conv1, prelu, conv2, alpha)
+    assert same is prelu
+    _, clip, _ = rescale_channels(conv1, nn.Hardtanh(0.0, 1.5), conv2, alpha)
+    assert isinstance(clip, ChannelClamp)
+    assert torch.equal(clip.upper, 1.5 * alpha)
+    _, clip_again, _ = rescale_channels(conv1, clip, conv2, alpha)  # composes with itself
+    assert torch.allclose(clip_again.upper, 1.5 * alpha * alpha)
+
+
+def test_registered_by_name_and_id() -> None:
+    conv1, conv2 = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+    alpha = torch.tensor([2.0, 3.0, 4.0])
+    by_id = apply_rule("E10", conv1, nn.ReLU(), conv2, alpha)
+    by_name = apply_rule("rescale_channels", conv1, nn.ReLU(), conv2, alpha)
+    assert torch.equal(by_id[0].weight, by_name[0].weight)
+    assert torch.equal(by_id[2].weight, by_name[2].weight)
+
+
+# Negative tests: each precondition broken → the two sides differ and the rule refuses.
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0])
+def test_non_positive_alpha_changes_the_function_and_is_refused(bad: float) -> None:
+    torch.manual_seed(0)
+    conv1 = nn.Conv2d(2, 2, 3, padding=1, dtype=torch.float64)
+    conv2 = nn.Conv2d(2, 2, 1, dtype=torch.float64)
+    x = torch.rand(1, 2, 6, 6, dtype=torch.float64) * 2 - 1
+    alpha = torch.tensor([bad, 2.0], dtype=torch.float64)
+    # What the transform would compute without the check: conv₂ reads ReLU(α h)/α, which is
+    # not ReLU(h) for α < 0 (the halves swap) and undefined for α = 0 (0/0).
+    with torch.no_grad():
+        h = conv1(x)
+        scale = alpha.reshape(1, -1, 1, 1)
+        difference = torch.relu(h * scale) / scale - torch.relu(h)
+    assert bool((difference.isnan() | (difference.abs() > 1e-3)).any())
+    with pytest.raises(PreconditionError, match="> 0") as info:
+        rescale_channels(conv1, nn.ReLU(), conv2, alpha)
+    assert info.value.condition == POSITIVE
+
+
+def test_non_finite_alpha_is_refused() -> None:
+    conv1, conv2 = nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 1)
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(PreconditionError) as info:
+            rescale_channels(conv1, nn.ReLU(), conv2, torch.tensor([1.0, bad]))
+        assert info.value.condition == POSITIVE
+
+
+@pytest.mark.parametrize(
+    "activation", [nn.Hardtanh(-1.0, 1.0), nn.Tanh(), nn.ELU(), nn.Hardtanh(0.5, 2.0)]
+)
+def test_non_homogeneous_map_changes_the_function_and_is_refused(activation: nn.Module) -> None:
+    torch.manual_seed(1)
+    conv1 = nn.Conv2d(2, 2, 3, padding=1, dtype=torch.float64)
+    conv2 = nn.Conv2d(2, 2, 1, dtype=torch.float64)
+    alpha = torch.tensor([3.0, 5.0], dtype=torch.float64)
+    x = torch.rand(1, 2, 6, 6, dtype=torch.float64) * 4 - 2
+    with torch.no_grad():
+        h = conv1(x)
+        scaled = activation(h * alpha.reshape(1, -1, 1, 1)) / alpha.reshape(1, -1, 1, 1)
+        assert (scaled - activation(h)).abs().max() > 1e-3
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, activation, conv2, alpha)
+    assert info.value.condition == HOMOGENEOUS
+
+
+def test_shape_mismatches_are_refused() -> None:
+    conv1, conv2 = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+    for alpha in (torch.ones(2), torch.ones(1, 3, 1, 1), torch.ones(4)):
+        with pytest.raises(PreconditionError) as info:
+            rescale_channels(conv1, nn.ReLU(), conv2, alpha)
+        assert info.value.condition == SHAPE
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, nn.ReLU(), nn.Conv2d(4, 2, 1), torch.ones(3))
+    assert info.value.condition == SHAPE
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, nn.PReLU(2), conv2, torch.ones(3))  # slopes for 2 of 3 channels
+    assert info.value.condition == HOMOGENEOUS
+
+
+def test_non_conv_is_refused() -> None:
+    with pytest.raises(PreconditionError, match="Conv2d"):
+        rescale_channels(nn.Linear(2, 2), nn.ReLU(), nn.Conv2d(2, 2, 1), torch.ones(2))  # type: ignore[arg-type]
