@@ -18,16 +18,6 @@ per-channel scale, and grouped ``conv₂`` reads channel c in exactly one column
 What it is for: the value of channel c between the convs becomes ``α_c`` times larger, so a
 channel that carries the image (values in [0, 1]) next to features ranging over [0, 40] can be
 stretched to use the same per-tensor int8 scale instead of a handful of levels.
-
-Preconditions (checked by :func:`check_rescale`):
-
-* every ``α_c`` is finite and strictly positive: ``α < 0`` swaps ReLU's kept and killed halves
-  (``ReLU(−t) ≠ −ReLU(t)``), ``α = 0`` kills the channel and cannot be divided back;
-* α has one entry per channel between the convs (``conv₁.out_channels = conv₂.in_channels``);
-* nothing but a positively homogeneous map sits between the two convs (a ReLU, PReLU,
-  LeakyReLU, identity, or a clip to ``[0, M]`` with ``M > 0``); a bias-adding or saturating map
-  with a fixed threshold (``clamp(t, −1, 1)``, ``tanh``) does not commute with a scale. That the
-  activation output feeds nothing but ``conv₂`` is structural: the caller asserts it by calling.
 """
 
 from __future__ import annotations
@@ -37,18 +27,46 @@ import math
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_like
 
 RULE_ID = "E10"
 
-POSITIVE = "every α_c is finite and > 0"
-SHAPE = "α has one entry per channel between the convs (conv₁.out_channels = conv₂.in_channels)"
-HOMOGENEOUS = (
-    "only a positively homogeneous map sits between the convs "
-    "(ReLU, PReLU, LeakyReLU, identity, or a clip to [0, M])"
+POSITIVE = Precondition(
+    RULE_ID,
+    "positive",
+    "every α_c is finite and > 0",
+    why="α < 0 swaps ReLU's kept and killed halves (ReLU(−t) ≠ −ReLU(t)); α = 0 kills the "
+    "channel and cannot be divided back",
 )
-CONVS = "both modules are Conv2d"
+SHAPE = Precondition(
+    RULE_ID,
+    "shape",
+    "α has one entry per channel between the convs (conv₁.out_channels = conv₂.in_channels)",
+    why="one factor per channel, divided back in the columns that read it",
+)
+HOMOGENEOUS = Precondition(
+    RULE_ID,
+    "homogeneous",
+    "only a positively homogeneous map sits between the convs "
+    "(ReLU, PReLU, LeakyReLU, identity, or a clip to [0, M])",
+    why="a map with a fixed threshold (clamp(t, −1, 1), tanh) does not commute with a scale; "
+    "that the activation output feeds nothing but conv₂ is structural (the caller asserts it)",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "conv₁ and conv₂ are torch Conv2d and the activation a torch ReLU, PReLU, LeakyReLU, "
+    "Identity or Hardtanh (or a ChannelClamp), each computing its class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
 
 
 class ChannelClamp(nn.Module):
@@ -61,6 +79,10 @@ class ChannelClamp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.minimum(torch.relu(x), self.upper.reshape(1, -1, 1, 1))
+
+
+#: the torch classes (and E10's own per-channel clip) whose functions the theorem covers
+_ACTIVATIONS = (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Identity, nn.Hardtanh, ChannelClamp)
 
 
 def _clip_bound(activation: nn.Module) -> torch.Tensor | float | None:
@@ -89,35 +111,23 @@ def check_rescale(
     conv1: nn.Module, activation: nn.Module, conv2: nn.Module, alpha: torch.Tensor
 ) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless E10 applies to this triple."""
-    require(
-        isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d),
-        RULE_ID,
-        CONVS,
-        f"got {type(conv1).__name__} and {type(conv2).__name__}",
-    )
+    require_torch_semantics(conv1, nn.Conv2d, TORCH_MODULES)
+    require_torch_semantics(conv2, nn.Conv2d, TORCH_MODULES)
     channels = conv1.out_channels
-    require(
+    SHAPE.require(
         isinstance(alpha, torch.Tensor)
         and tuple(alpha.shape) == (channels,)
         and conv2.in_channels == channels,
-        RULE_ID,
-        SHAPE,
         f"α shape {tuple(getattr(alpha, 'shape', ()))}, conv₁.out_channels={channels}, "
         f"conv₂.in_channels={conv2.in_channels}",
     )
     finite = bool(torch.isfinite(alpha).all())
-    require(
+    POSITIVE.require(
         finite and bool((alpha > 0).all()),
-        RULE_ID,
-        POSITIVE,
         f"min α = {alpha.min().item():.4g}" if finite else "α holds inf or NaN",
     )
-    require(
-        _is_homogeneous(activation, channels),
-        RULE_ID,
-        HOMOGENEOUS,
-        f"got {activation!r}",
-    )
+    HOMOGENEOUS.require(_is_homogeneous(activation, channels), f"got {activation!r}")
+    require_torch_semantics(activation, _ACTIVATIONS, TORCH_MODULES)
 
 
 def _scaled_activation(activation: nn.Module, alpha: torch.Tensor) -> nn.Module:
@@ -164,8 +174,10 @@ RULE = register(
             "conv₂(φ(conv₁(x))) = conv₂'(φ'(conv₁'(x))) with W₁[c], b₁[c] × α_c, W₂[:, c] ÷ α_c; "
             "φ' = φ for ReLU/PReLU, a clip bound M becomes α_c·M"
         ),
-        preconditions=(POSITIVE, SHAPE, HOMOGENEOUS),
+        preconditions=(POSITIVE, SHAPE, HOMOGENEOUS, TORCH_MODULES),
         transform=rescale_channels,
         proof="proofs.rules.rescale_channels",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

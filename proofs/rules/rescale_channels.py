@@ -18,6 +18,7 @@ from torch import nn
 
 from et.rules.rescale_channels import RULE, ChannelClamp, rescale_channels
 from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -164,4 +165,9 @@ def prove() -> ProofResult:
         sp.Min(sp.Max(2 * threshold, -1), 1),
         2 * sp.Min(sp.Max(threshold, -1), 1),
     )
+    d.none_known(
+        RULE.preconditions[1],
+        "without one factor per channel between the convs the rewrite is not defined",
+    )
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "conv₁")
     return d.result

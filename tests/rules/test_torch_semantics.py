@@ -46,6 +46,7 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
 from et.rules.pad_output_channels import pad_output_channels
 from et.rules.remove_passthrough_activation import remove_passthrough_activation
 from et.rules.repeat_interleave_conv import add_repeat_interleave_anchor
+from et.rules.rescale_channels import rescale_channels
 from et.rules.transposed_conv_as_pixel_shuffle import transposed_conv_as_pixel_shuffle
 
 DTYPE = torch.float64
@@ -278,6 +279,12 @@ CASES = [
     Case(
         "E8", "pad_output_channels", lambda: [_conv(3, 5)], lambda m: pad_output_channels(m[0], 4)
     ),
+    Case(
+        "E10",
+        "rescale_channels",
+        lambda: [_conv(3, 4, padding=1), nn.ReLU(), _conv(4, 2, padding=1)],
+        lambda m: rescale_channels(*m, torch.tensor([0.5, 2.0, 3.0, 1.0], dtype=DTYPE)),
+    ),
 ]
 
 MODULE_RULES = sorted({case.rule for case in CASES})
@@ -329,9 +336,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 21 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 22 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8"]
+    expected += ["R15", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10"]
     assert sorted(expected) == MODULE_RULES
 
 
