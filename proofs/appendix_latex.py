@@ -17,7 +17,7 @@ from proofs.contract import ProofResult, Step
 from proofs.latex_text import balanced, escape_text, latex_math, latex_text
 from proofs.statements import NOTATION, statement_lines
 
-PREAMBLE = r"""\documentclass[10pt]{article}
+PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
 \usepackage[margin=1.6cm]{geometry}
 \usepackage{amsmath}
 \usepackage{amssymb}

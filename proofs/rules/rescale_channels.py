@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from et.rules.rescale_channels import RULE, ChannelClamp, rescale_channels
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, random_conv, randomize
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -80,25 +81,82 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _activation(kind: str, channels: int) -> nn.Module:
+    if kind == "PReLU shared":
+        return randomize(nn.PReLU(1, dtype=torch.float64), 3)
+    if kind == "PReLU per channel":
+        return randomize(nn.PReLU(channels, dtype=torch.float64), 3)
+    if kind == "clip [0, M]":
+        return nn.Hardtanh(0.0, 0.7)
+    if kind == "per-channel clip":
+        return ChannelClamp(torch.linspace(0.2, 1.5, channels, dtype=torch.float64))
+    return {"ReLU": nn.ReLU(), "LeakyReLU": nn.LeakyReLU(0.3), "identity": nn.Identity()}[kind]
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``rescale_channels``: (conv₂ ∘ φ ∘ conv₁, rescaled, input shape)."""
+
+    def build():
+        conv1 = random_conv(
+            3, 4, 3, seed=1, padding=1, bias=case["bias"], padding_mode=case["padding_mode"]
+        )
+        conv2 = random_conv(
+            4,
+            2,
+            3,
+            seed=2,
+            padding=1,
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        activation = _activation(str(case["activation"]), 4)
+        alpha = torch.tensor([0.25, 3.0, 1.0, 40.0], dtype=torch.float64)
+        original = nn.Sequential(conv1, activation, conv2)
+        return (
+            original,
+            nn.Sequential(*rescale_channels(conv1, activation, conv2, alpha)),
+            (3, 6, 7),
+        )
+
+    return build
+
+
+BRANCHES = grid(
+    activation=(
+        "ReLU",
+        "PReLU shared",
+        "PReLU per channel",
+        "LeakyReLU",
+        "identity",
+        "clip [0, M]",
+        "per-channel clip",
+    ),
+    bias=(True, False),
+    groups=(1, 2),
+    padding_mode=("zeros", "reflect"),
+)
+
+
 @register_proof("E10")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     t, slope = sp.symbols("t a", real=True)
     alpha, bound = sp.symbols("alpha M", positive=True)
-    d.zero(
+    d.equal(
         "ReLU is positively homogeneous: ReLU(α t) = α ReLU(t) for α > 0",
-        _relu(alpha * t) - alpha * _relu(t),
-        r"\max(\alpha t, 0) = \alpha \max(t, 0)",
+        _relu(alpha * t),
+        alpha * _relu(t),
     )
-    d.zero(
+    d.equal(
         "PReLU with slope a (any sign) is positively homogeneous, slope unchanged",
-        _prelu(alpha * t, slope) - alpha * _prelu(t, slope),
-        r"\mathrm{PReLU}_a(\alpha t) = \alpha\,\mathrm{PReLU}_a(t)",
+        _prelu(alpha * t, slope),
+        alpha * _prelu(t, slope),
     )
-    d.zero(
+    d.equal(
         "a clip to [0, M] scaled by α is the clip to [0, α M]",
-        _clip(alpha * t, alpha * bound) - alpha * _clip(t, bound),
-        r"\mathrm{clamp}(\alpha t, 0, \alpha M) = \alpha\,\mathrm{clamp}(t, 0, M)",
+        _clip(alpha * t, alpha * bound),
+        alpha * _clip(t, bound),
     )
     d.step(
         "conv₁' channel c = α_c·h_c (linear in W₁[c], b₁_c); φ(α_c h_c) = α_c φ(h_c); conv₂' "
@@ -149,6 +207,11 @@ def prove() -> ProofResult:
         "through a per-channel PReLU on a 2×3×3 input"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.rescale_channels.rescale_channels keeps conv₂(φ(conv₁(x))) on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     values = {t: 1}
     negative = sp.Integer(-1)
     d.counterexample(
@@ -170,4 +233,9 @@ def prove() -> ProofResult:
         "without one factor per channel between the convs the rewrite is not defined",
     )
     overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "conv₁")
+    d.reach(
+        GENERAL_IN_PART,
+        "positive homogeneity of ReLU, PReLU and the clip, for symbolic t, α, M; the conv "
+        "geometries and groupings exhaustively",
+    )
     return d.result
