@@ -17,7 +17,7 @@ from torch import nn
 
 import et
 from et.compiler import count_convs
-from et.testing import compare_outputs, probe_inputs
+from et.testing import compare_outputs, first_output, probe_inputs
 from reference_models.architectures.abpn import ABPN
 from reference_models.architectures.ecbsr import ECBSR, ECBSRT
 from reference_models.architectures.etds import (
@@ -63,9 +63,14 @@ def check_against_converter(model: nn.Module, size: int = 9) -> et.compiler.Comp
     inputs = probe_inputs((colors, size + 2, size + 1))
     report64 = compare_outputs(hand64, compiled.module, inputs, dtype=torch.float64)
     assert report64.max_abs_error <= 1e-9, report64.describe()
+    # both networks in float32, side by side (compare_outputs would take the hand form in
+    # float64 as the oracle and measure float32 rounding instead)
     compiled32 = copy.deepcopy(compiled.module).float()
-    report32 = compare_outputs(convert(model), compiled32, inputs, dtype=torch.float32)
-    assert report32.max_abs_error <= FLOAT32_TOLERANCE_255 / 255, report32.describe()
+    hand32 = convert(model).float().eval()
+    with torch.no_grad():
+        x32 = inputs.float()
+        error = (first_output(hand32(x32)) - first_output(compiled32(x32))).abs().max().item()
+    assert error <= FLOAT32_TOLERANCE_255 / 255, f"float32: {error * 255:.3g}/255"
     return compiled
 
 

@@ -101,7 +101,9 @@ def _verify(original: Path, converted: Path, *extra: str) -> tuple[int, dict, st
 
 
 def _saved_pair(case: SeededCase, folder: Path) -> tuple[Path, Path]:
-    save_checkpoint(case.original, folder / "original.pth", metadata=False)
+    # the original as etds saves it: its metadata records what the weights cannot show
+    # (ECBSR's with_idt), which a bare state dict would make verify refuse to guess
+    save_checkpoint(case.original, folder / "original.pth")
     save_checkpoint(case.broken, folder / "converted.pth", metadata=False)
     return folder / "original.pth", folder / "converted.pth"
 
