@@ -216,6 +216,30 @@ def test_every_reference_model_equals_its_conversion_without_arguments(family: s
             assert_equivalent(model, unclamped)
 
 
+def test_two_forms_that_both_declare_the_clamp_are_compared_as_they_compute() -> None:
+    """A rewrite of an inference form (e.g. the E10 INT8 layout) keeps its declared clamp; with
+    random weights the clip tail does not clamp, so clamping one side only would be a false
+    alarm, and clamping both would hide a broken tail."""
+    torch.manual_seed(3)
+    converted = convert(ABPN(8, 2, 3).eval()).double()  # float64: the copy must match exactly
+    with torch.no_grad():
+        for parameter in converted.parameters():
+            parameter.add_(torch.randn_like(parameter))  # no longer an exact E2 clip tail
+    assert (
+        compare_outputs(converted, copy.deepcopy(converted), torch.rand(2, 3, 9, 9)).max_abs_error
+        == 0
+    )
+    broken = copy.deepcopy(converted)
+    with torch.no_grad():
+        broken.backbone[-2].bias.add_(5.0)  # shifts every output: a broken tail is still seen
+    assert (
+        compare_outputs(
+            converted, broken, torch.rand(2, 3, 9, 9, dtype=torch.float64)
+        ).max_abs_error
+        > 1
+    )
+
+
 class NaNAt(nn.Module):
     """``inner(x)`` with one output pixel replaced by ``value`` (NaN or ±Inf)."""
 
