@@ -96,6 +96,22 @@ def group(name: str, root: Path = REPO) -> tuple[list[str], list[str]]:
     return modules, [t for t in GROUP_TESTS[name] if (root / t).exists()]
 
 
+def decorated_functions(module: str, root: Path = REPO) -> list[str]:
+    """Functions of ``module`` mutmut 3 leaves alone: those with a decorator other than
+    ``staticmethod``/``classmethod`` (it runs at definition time; ``property`` breaks its
+    trampoline), e.g. a ``contextmanager``."""
+    path = root / module
+    if not path.is_file():
+        return []
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.decorator_list:
+            names = {ast.unparse(d) for d in node.decorator_list}
+            if not (len(names) == 1 and names <= {"staticmethod", "classmethod"}):
+                found.append(node.name)
+    return sorted(found)
+
+
 def rule_id_of(module: str, root: Path = REPO) -> str:
     """The module's ``RULE_ID`` (``"R3"``), else its role (``"checker"``, ``"conversion"``)."""
     path = root / module
@@ -268,6 +284,17 @@ def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preambl
         *rows,
         "",
         "Not mutated: " + "; ".join(f"`{path}` ({why})" for path, why in NOT_MUTATED.items()) + ".",
+    ]
+    skipped = [
+        f"`{module}`: " + ", ".join(f"`{name}`" for name in names)
+        for module in modules
+        if (names := decorated_functions(module))
+    ]
+    lines += [
+        "",
+        "Decorated functions, which mutmut 3 does not mutate (no mutant, no score): "
+        + ("; ".join(skipped) or "none")
+        + ".",
     ]
     lines += _runs_table(runs, final)
     survivors = [
