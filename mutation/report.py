@@ -37,7 +37,7 @@ FIRST_PASS = "first-pass"  # label prefix of the runs made before any kill test 
 # Files of the mutated packages that are not mutated, and why
 NOT_MUTATED = {
     "et/__init__.py": "imports every rule module once, at import time: no test can run a mutant",
-    "et/__main__.py": "the `python -m et` alias of the command line (a child process)",
+    "et/__main__.py": "the `python -m et` alias of the command line, run as a child process",
     "et/strategies.py": "Hypothesis strategies: the tests' input generators, not library code",
     "et/rules/__init__.py": "empty package marker",
 }
@@ -154,8 +154,11 @@ def _mutant_order(key: str) -> tuple[str, int]:
     return stem, int(number) if number.isdigit() else 0
 
 
-def summarise(work: Path, modules: list[str]) -> dict[str, dict]:
-    """Per module: status counts and the ``{key, diff}`` of every surviving mutant."""
+def summarise(
+    work: Path, modules: list[str], cut: frozenset[str] | set[str] = frozenset()
+) -> dict[str, dict]:
+    """Per module: status counts and the ``{key, diff}`` of every surviving mutant (``cut``:
+    True when a time budget left some of its covering tests out)."""
     results: dict[str, dict] = {}
     for module in modules:
         meta = work / "mutants" / f"{module}.meta"
@@ -166,7 +169,7 @@ def summarise(work: Path, modules: list[str]) -> dict[str, dict]:
         tally["total"] = len(codes)
         functions = _functions((work / "mutants" / module).read_text())
         survivors = [
-            {"key": key, "diff": mutant_diff(functions, key)}
+            {"key": key, "diff": mutant_diff(functions, key), "cut": key in cut}
             for key in sorted(codes, key=_mutant_order)
             if status_of(codes[key]) in ("survived", "no tests")
         ]
@@ -312,6 +315,8 @@ def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preambl
     ]
     for _module, item in survivors:
         note = notes.get(item["key"], "(not analysed yet)")
+        if item.get("cut"):
+            note += " *(Its run's time budget left some covering tests out.)*"
         lines += [f"### `{item['key']}`", "", "```diff", item["diff"], "```", "", note, ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -341,6 +346,14 @@ def _runs_table(runs: list[dict], final: dict[str, dict]) -> list[str]:
             ("slower than the run's limit", run.get("slow", [])),
         ]
         parts = [f"{len(nodes)} {why}" for why, nodes in kinds if nodes]
+        if run.get("budget"):
+            cut = sum(
+                item.get("cut", False) for r in run["modules"].values() for item in r["survivors"]
+            )
+            parts.append(
+                f"per mutant, the covering tests beyond {run['budget']:g} s (fastest first) "
+                f"— {cut} survivor(s) cut short"
+            )
         listed = sorted({node for _, nodes in kinds for node in nodes})
         left_out.append(
             f"* **{run['label']}**: tests `{run.get('tests', '')}`; left out: "
@@ -374,6 +387,8 @@ def main() -> None:
     one.add_argument("--deselected", type=Path, default=None, help="tests failing unmutated")
     one.add_argument("--subprocess", type=Path, default=None, help="tests starting a process")
     one.add_argument("--slow", type=Path, default=None, help="tests over the time limit")
+    one.add_argument("--budget", default="", help="seconds of tests per mutant, if any")
+    one.add_argument("--budget-cut", type=Path, default=None, help="mutants the budget cut")
     one.add_argument("--json", type=Path, required=True)
     parts = sub.add_parser("group", help="a group's modules, then its tests (two lines)")
     parts.add_argument("name", choices=sorted(GROUP_TESTS))
@@ -401,7 +416,8 @@ def main() -> None:
             "deselected": _listed(args.deselected),
             "subprocess": _listed(args.subprocess),
             "slow": _listed(args.slow),
-            "modules": summarise(args.work, modules),
+            "budget": float(args.budget) if args.budget else None,
+            "modules": summarise(args.work, modules, set(_listed(args.budget_cut))),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         _write(args.json, json.dumps(run, indent=1, ensure_ascii=False) + "\n")

@@ -20,10 +20,11 @@
 # leaves the working tree untouched.
 #
 # Per-mutant cost: mutmut runs, for each mutant, only the selected tests that reached the
-# mutated function in its own process. The clean run below records every test's time and which
-# tests start a process (the etds command line: mutmut cannot see what a child process runs,
-# and each costs seconds); those are left out, and the rest run fastest first (-x: the first
-# failing test ends the mutant). SLOW_TEST_LIMIT=S also leaves out tests slower than S seconds.
+# mutated function in its own process. Tests that start a process (the etds command line:
+# mutmut cannot see what a child process runs, and each costs seconds) are left out, the rest
+# run fastest first (-x: the first failing test ends the mutant). SLOW_TEST_LIMIT=S also leaves
+# out tests slower than S seconds; BUDGET=S runs, per mutant, only the fastest covering tests
+# that fit in S seconds (see mutation_plugin.py).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${MUTATION_WORKDIR:-${TMPDIR:-/tmp}/etds-mutation}"
@@ -39,7 +40,7 @@ if [[ -n "${GROUP:-}" ]]; then
   TESTS="${TESTS:-$GROUP_TESTS}"
 fi
 if [[ -z "${MUTATE:-}" ]]; then
-  if [[ -n "${RECHECK:-}" ]]; then
+  if [[ -n "${RECHECK:-}${RESUME:-}" ]]; then
     # the modules the earlier run mutated
     MUTATE="$(sed -n '/^only_mutate =/,/^[a-z_]* =/p' "$WORK/setup.cfg" | grep '^    .*\.py$' | tr -d ' ' | tr '\n' ' ')"
   else
@@ -53,9 +54,15 @@ if [[ -z "${TESTS:-}" ]]; then
   TESTS="$(cd "$REPO" && for g in rules library; do python3 mutation/report.py group $g | tail -1; done | tr '\n' ' ')"
 fi
 
-if [[ -n "${RECHECK:-}" ]]; then
-  [[ -d "$WORK/mutants" ]] || { echo "RECHECK: no earlier run in $WORK" >&2; exit 2; }
+if [[ -n "${RECHECK:-}${RESUME:-}" ]]; then
+  [[ -d "$WORK/mutants" ]] || { echo "RECHECK/RESUME: no earlier run in $WORK" >&2; exit 2; }
   TESTS="$(sed -n '/^pytest_add_cli_args_test_selection =/,/^[a-z_]* =/p' "$WORK/setup.cfg" | grep '^    ' | tr -d ' ' | tr '\n' ' ')"
+fi
+if [[ -n "${RESUME:-}" ]]; then
+  # RESUME=1 (same LABEL and MUTATION_WORKDIR): go on with the mutants a stopped run never
+  # reached (e.g. with more workers), on its snapshot and its tests; the wall times add up
+  EARLIER_SECONDS="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seconds"])' "$RESULTS/$LABEL.json" 2>/dev/null || echo 0)"
+elif [[ -n "${RECHECK:-}" ]]; then
   # the current tests, on the earlier run's snapshot of the code (mutmut copies tests/ into
   # mutants/)
   rm -rf "$WORK/tests" "$WORK/mutants/tests"
@@ -69,7 +76,7 @@ else
   done
 fi
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
-if [[ -z "${RECHECK:-}" ]]; then
+if [[ -z "${RECHECK:-}${RESUME:-}" ]]; then
 # a RECHECK keeps the earlier setup.cfg byte for byte: mutmut discards every cached verdict when
 # its pytest arguments change
 {
@@ -117,28 +124,12 @@ export ETDS_SHARED="${ETDS_SHARED:-$(cd "$REPO/.." && pwd)/shared}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 cd "$WORK"
 
-# The clean run: the selection once, unmutated, in parallel. mutmut stops when a selected test
-# fails on the unmutated code; tests still being written by others may (and in a RECHECK, tests
-# of behaviour added after the snapshot will), so what fails is deselected and listed in the
-# report. It also records each test's time and the tests that start a process (see above).
-rm -rf record && mkdir record
-ETDS_MUTATION_RECORD="$WORK/record" python3 -m pytest -q -p mutation_plugin -p no:cacheprovider \
-  -p no:unraisableexception -p no:threadexception -n "$JOBS" -rfE $TESTS > clean-run.log 2>&1 || true
-grep -E '^(FAILED|ERROR) ' clean-run.log | sed -E 's/^(FAILED|ERROR) ([^ ]+).*/\2/' | sort -u > failing-tests.txt || true
-sort -u record/subprocess-tests.txt 2>/dev/null > subprocess-tests.txt || true
-# a test that starts a process was stopped there: it counts as such, not as failing
-comm -23 failing-tests.txt subprocess-tests.txt > failing-only.txt && mv failing-only.txt failing-tests.txt
-python3 - "${SLOW_TEST_LIMIT:-inf}" > slow-tests.txt <<'PY'
-import json, sys
-limit = float(sys.argv[1])
-for node, seconds in sorted(json.load(open("record/durations.json")).items()):
-    if seconds > limit:
-        print(node)
-PY
-sort -u failing-tests.txt subprocess-tests.txt slow-tests.txt > deselected-tests.txt
-export ETDS_MUTATION_DESELECT="$WORK/deselected-tests.txt" ETDS_MUTATION_ORDER="$WORK/record/durations.json"
-echo "clean run: $(tail -1 clean-run.log); left out $(wc -l < failing-tests.txt) failing," \
-  "$(wc -l < subprocess-tests.txt) subprocess, $(wc -l < slow-tests.txt) slow test(s)"
+# The plugin (mutation_plugin.py) follows mutmut's phases: during mutmut's stats run it lists the
+# tests that fail unmutated and those that start a process (and skips them), and later leaves
+# them out, runs the rest fastest first, and applies SLOW_TEST_LIMIT and BUDGET.
+export ETDS_MUTATION_STATE="$WORK" ETDS_MUTATION_SLOW_LIMIT="${SLOW_TEST_LIMIT:-}" \
+  ETDS_MUTATION_BUDGET="${BUDGET:-}"
+[[ -n "${RESUME:-}" ]] || : > "$WORK/budget-cut.txt"
 
 NAMES=()
 if [[ -n "${RECHECK:-}" ]]; then
@@ -163,18 +154,35 @@ fi
 start=$(date +%s)
 # TIME_LIMIT (seconds) or END_BY (a time of day, "09:03") stops the run early; mutmut records
 # each result as it comes, and the report counts the rest as "unchecked"
-if [[ -n "${END_BY:-}" ]]; then
-  TIME_LIMIT=$(( $(date -d "$END_BY" +%s) - start ))
-  (( TIME_LIMIT > 0 )) || { echo "END_BY $END_BY has passed" >&2; TIME_LIMIT=1; }
-fi
-if [[ -n "${TIME_LIMIT:-}" ]]; then
-  timeout -s INT "$TIME_LIMIT" python3 -m mutmut run --max-children "$JOBS" "${NAMES[@]}" || true
+[[ -z "${END_BY:-}" ]] || TIME_LIMIT=$(( $(date -d "$END_BY" +%s) - start ))
+mutmut_run() {
+  local left=$(( ${TIME_LIMIT:-0} - ($(date +%s) - start) ))
+  if [[ -z "${TIME_LIMIT:-}" ]]; then
+    python3 -m mutmut run --max-children "$JOBS" "$@" || true
+  elif (( left > 0 )); then
+    timeout -s INT "$left" python3 -m mutmut run --max-children "$JOBS" "$@" || true
+  fi
+}
+if [[ -n "${RECHECK:-}" ]]; then
+  mutmut_run "${NAMES[@]}"
 else
-  python3 -m mutmut run --max-children "$JOBS" "${NAMES[@]}" || true
+  # PRIORITY="et.contract.* ...": those mutants first (mutmut otherwise runs the mutants with
+  # the least covering-test time first, so under a time limit the functions every test reaches
+  # would be the ones left unchecked), then the rest
+  [[ -z "${PRIORITY:-}" || -n "${RESUME:-}" ]] || (set -f; mutmut_run $PRIORITY)
+  mutmut_run
 fi
 end=$(date +%s)
+python3 - "${SLOW_TEST_LIMIT:-inf}" > slow-tests.txt <<'PY' || true
+import json, sys
+limit = float(sys.argv[1])
+seconds = json.load(open("mutants/mutmut-stats.json"))["duration_by_test"]
+print("\n".join(node for node, s in sorted(seconds.items()) if s > limit))
+PY
+[[ -s slow-tests.txt ]] || : > slow-tests.txt
 python3 "$REPO/mutation/report.py" summarise --work "$WORK" --label "$LABEL" \
-  --seconds $((end - start)) --machine "$MACHINE" --modules "$MUTATE" --tests "$TESTS" \
+  --seconds $((end - start + ${EARLIER_SECONDS:-0})) --machine "$MACHINE" --modules "$MUTATE" --tests "$TESTS" \
   --deselected "$WORK/failing-tests.txt" --subprocess "$WORK/subprocess-tests.txt" \
-  --slow "$WORK/slow-tests.txt" --json "$RESULTS/$LABEL.json"
+  --slow "$WORK/slow-tests.txt" --budget "${BUDGET:-}" --budget-cut "$WORK/budget-cut.txt" \
+  --json "$RESULTS/$LABEL.json"
 python3 "$REPO/mutation/report.py" combine
