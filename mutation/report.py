@@ -177,6 +177,36 @@ def summarise(
     return results
 
 
+def sample(work: Path, modules: list[str], every: int, unchecked: bool = False) -> list[str]:
+    """Every ``every``-th mutant of each module, in mutmut's order (function, then number): a
+    spread over all functions, checked first so that a run stopped by its time limit still
+    scores every module on the same share of its mutants (``unchecked``: those not run yet)."""
+    chosen = []
+    for module in modules:
+        meta = work / "mutants" / f"{module}.meta"
+        if meta.is_file():
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            keys = sorted(codes, key=_mutant_order)[::every]
+            chosen += [key for key in keys if not unchecked or codes[key] is None]
+    return chosen
+
+
+def earlier_notes(runs: list[dict], history: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """(function, diff) → (mutant, note) for the noted survivors of the runs kept in
+    ``history`` (before the layout change, so under other module names)."""
+    notes = {}
+    for path in history.glob("survivors-*.txt"):
+        notes.update(read_notes(path))
+    found = {}
+    for run in runs:
+        for result in run["modules"].values():
+            for item in result["survivors"]:
+                if item["key"] in notes:
+                    function = item["key"].rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+                    found[(function, item["diff"])] = (item["key"], notes[item["key"]])
+    return found
+
+
 def share(counts: Counter | dict) -> str:
     checked = counts["total"] - counts["unchecked"]
     detected = counts["killed"] + counts["timeout"]
@@ -346,6 +376,8 @@ def _runs_table(runs: list[dict], final: dict[str, dict]) -> list[str]:
             ("slower than the run's limit", run.get("slow", [])),
         ]
         parts = [f"{len(nodes)} {why}" for why, nodes in kinds if nodes]
+        if run.get("sample"):
+            parts.append(f"every {run['sample']}th mutant of each module checked first")
         if run.get("budget"):
             cut = sum(
                 item.get("cut", False) for r in run["modules"].values() for item in r["survivors"]
@@ -388,17 +420,38 @@ def main() -> None:
     one.add_argument("--subprocess", type=Path, default=None, help="tests starting a process")
     one.add_argument("--slow", type=Path, default=None, help="tests over the time limit")
     one.add_argument("--budget", default="", help="seconds of tests per mutant, if any")
+    one.add_argument("--sample", default="", help="every N-th mutant was checked first")
     one.add_argument("--budget-cut", type=Path, default=None, help="mutants the budget cut")
     one.add_argument("--json", type=Path, required=True)
     parts = sub.add_parser("group", help="a group's modules, then its tests (two lines)")
     parts.add_argument("name", choices=sorted(GROUP_TESTS))
+    hint = sub.add_parser("suggest-notes", help="notes of identical earlier survivors")
+    hint.add_argument("--json", type=Path, required=True, help="one run's results")
+    pick = sub.add_parser("sample", help="every N-th mutant of each module, one a line")
+    pick.add_argument("--work", type=Path, required=True, help="folder holding mutants/")
+    pick.add_argument("--every", type=int, required=True)
+    pick.add_argument("--unchecked", action="store_true", help="only those not run yet")
+    pick.add_argument("modules", nargs="+")
     both = sub.add_parser("combine", help="every run's JSON → REPORT.md")
     both.add_argument("--results", type=Path, default=HERE / "results")
     both.add_argument("--notes", type=Path, default=HERE / "survivors.txt")
     both.add_argument("--preamble", type=Path, default=HERE / "preamble.md")
     both.add_argument("--out", type=Path, default=HERE / "REPORT.md")
     args = parser.parse_args()
-    if args.command == "group":
+    if args.command == "suggest-notes":
+        # a starting point for mutation/survivors.txt: each suggestion must be re-checked
+        history = HERE / "history"
+        earlier = earlier_notes(load_runs(next(history.glob("results-*"))), history)
+        run = json.loads(args.json.read_text())
+        for result in run["modules"].values():
+            for item in result["survivors"]:
+                function = item["key"].rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+                if (function, item["diff"]) in earlier:
+                    key, note = earlier[(function, item["diff"])]
+                    print(f"{item['key']}: {note} (as {key}, before the layout change)")
+    elif args.command == "sample":
+        print("\n".join(sample(args.work, args.modules, args.every, args.unchecked)))
+    elif args.command == "group":
         modules, tests = group(args.name)
         print(" ".join(modules))
         print(" ".join(tests))
@@ -417,6 +470,7 @@ def main() -> None:
             "subprocess": _listed(args.subprocess),
             "slow": _listed(args.slow),
             "budget": float(args.budget) if args.budget else None,
+            "sample": int(args.sample) if args.sample else None,
             "modules": summarise(args.work, modules, set(_listed(args.budget_cut))),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

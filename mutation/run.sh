@@ -166,11 +166,19 @@ mutmut_run() {
 if [[ -n "${RECHECK:-}" ]]; then
   mutmut_run "${NAMES[@]}"
 else
-  # PRIORITY="et.contract.* ...": those mutants first (mutmut otherwise runs the mutants with
-  # the least covering-test time first, so under a time limit the functions every test reaches
-  # would be the ones left unchecked), then the rest
+  # mutmut runs the mutants with the least covering-test time first, so under a time limit the
+  # functions every test reaches would be the ones left unchecked. PRIORITY="et.contract.* ..."
+  # runs those mutants first; SAMPLE=N runs every N-th mutant of each module first (report.py
+  # sample), so every module is scored on the same share of its mutants; then the rest.
   [[ -z "${PRIORITY:-}" || -n "${RESUME:-}" ]] || (set -f; mutmut_run $PRIORITY)
-  mutmut_run
+  if [[ -n "${SAMPLE:-}" ]]; then
+    # a filter that matches nothing: mutmut generates the mutants and runs its stats, then stops
+    [[ -n "${RESUME:-}" ]] || python3 -m mutmut run --max-children "$JOBS" "no-such-mutant" > /dev/null 2>&1 || true
+    mapfile -t CHOSEN < <(python3 "$REPO/mutation/report.py" sample --work "$WORK" --every "$SAMPLE" --unchecked $MUTATE)
+    echo "sample: ${#CHOSEN[@]} mutant(s) to check"
+    [[ ${#CHOSEN[@]} -eq 0 ]] || mutmut_run "${CHOSEN[@]}"
+  fi
+  [[ -n "${SAMPLE_ONLY:-}" ]] || mutmut_run
 fi
 end=$(date +%s)
 python3 - "${SLOW_TEST_LIMIT:-inf}" > slow-tests.txt <<'PY' || true
@@ -183,6 +191,6 @@ PY
 python3 "$REPO/mutation/report.py" summarise --work "$WORK" --label "$LABEL" \
   --seconds $((end - start + ${EARLIER_SECONDS:-0})) --machine "$MACHINE" --modules "$MUTATE" --tests "$TESTS" \
   --deselected "$WORK/failing-tests.txt" --subprocess "$WORK/subprocess-tests.txt" \
-  --slow "$WORK/slow-tests.txt" --budget "${BUDGET:-}" --budget-cut "$WORK/budget-cut.txt" \
+  --slow "$WORK/slow-tests.txt" --budget "${BUDGET:-}" --sample "${SAMPLE:-}" --budget-cut "$WORK/budget-cut.txt" \
   --json "$RESULTS/$LABEL.json"
 python3 "$REPO/mutation/report.py" combine
