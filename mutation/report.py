@@ -83,6 +83,7 @@ GROUP_TESTS = {
         "tests/models",
         "tests/seeded_bugs",
         "tests/cli/test_verify.py",
+        "tests/cli/test_convert.py",
     ),
 }
 
