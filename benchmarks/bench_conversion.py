@@ -1,7 +1,8 @@
 """Time of converting and verifying every shared checkpoint, and of the full ``etds prove``.
 
-Conversion: ``load_checkpoint`` + ``convert(model, align=4)`` + ``verify_models`` (float64, the
-default fuzzed inputs of ``etds verify``), in process. A checkpoint already in its inference form
+Conversion: :func:`reference_models.conversions.pipeline.convert_checkpoint` (what ``etds
+convert`` runs: load, ``convert(model, align=4)``, verify in float64 on the default fuzzed
+inputs, reload, write), in process. A checkpoint already in its inference form
 converts to a copy of itself; one without an ET conversion (ESPCN, FSRCNN, Plain) is skipped.
 ``etds prove``: one run of the command in a subprocess (Python start-up included), all proofs,
 one worker, no PDF.
@@ -17,15 +18,16 @@ import pytest
 
 from benchmarks.conftest import PROJECT_ROOT, shared_path
 from reference_models import load_checkpoint
-from reference_models.conversions import NotConvertibleError, convert, converted_arch
-from reference_models.conversions.verification import verify_models
+from reference_models.conversions import NotConvertibleError, converted_arch
+from reference_models.conversions.pipeline import convert_checkpoint
+from reference_models.conversions.verification import DEFAULT_TOLERANCE_255
 
 SHARED = shared_path() / "official" / "checkpoints"
 CHECKPOINTS = sorted(p.name for p in SHARED.glob("*.pth")) if SHARED.is_dir() else []
 
 
 @pytest.mark.parametrize("name", CHECKPOINTS)
-def test_convert_and_verify(benchmark, checkpoints_dir: Path, name: str) -> None:
+def test_convert_and_verify(benchmark, checkpoints_dir: Path, name: str, tmp_path: Path) -> None:
     path = checkpoints_dir / name
     try:
         target = converted_arch(load_checkpoint(path))
@@ -33,15 +35,15 @@ def test_convert_and_verify(benchmark, checkpoints_dir: Path, name: str) -> None
         pytest.skip(str(error))
 
     def convert_and_verify() -> float:
-        model = load_checkpoint(path)
-        converted = convert(model, align=4)
-        return verify_models(model, converted, colors=model.colors).max_abs_error_255
+        report = convert_checkpoint(path, tmp_path / name, align=4)
+        assert report.written, report
+        return report.max_abs_error_255
 
     benchmark.group = "conversion"
     benchmark.extra_info.update({"kind": "conversion", "checkpoint": name, "target": target})
     error = benchmark.pedantic(convert_and_verify, rounds=3, warmup_rounds=0, iterations=1)
     benchmark.extra_info["max_abs_error_255"] = error
-    assert error <= 0.01
+    assert error <= DEFAULT_TOLERANCE_255
 
 
 def test_prove(benchmark, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from benchmarks.conftest import FACTS, THREADS, interleaved_min_ms
+from et.testing import first_output
 from reference_models import ETDS, ETDSForInference, load_checkpoint
 from reference_models.conversions import convert
 from reference_models.deploy.onnx import (
@@ -145,7 +146,7 @@ def test_model(benchmark, prepared, case: ModelCase, form: str, runtime: str) ->
         f"model {case.id}",
         {"kind": "model", "model": case.id, "form": form, "runtime": runtime, "align": 4},
     )
-    out = out[0] if isinstance(out, tuple | list) else out  # dual-stream: two outputs
+    out = first_output(out)  # dual-stream: two outputs
     assert tuple(out.shape[-2:]) == (HEIGHT * case.scale, WIDTH * case.scale)
 
 

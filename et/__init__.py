@@ -11,7 +11,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from et.contract import PreconditionError, Rule, apply_rule, get_rule, list_rules, register
+from et.contract import (
+    Precondition,
+    PreconditionError,
+    Rule,
+    apply_rule,
+    get_rule,
+    list_rules,
+    register,
+)
 from et.domain import IMAGE_8BIT, IMAGE_UNIT, REAL, InputDomain
 
 
@@ -26,14 +34,18 @@ def _import_rule_modules() -> None:
 
 _import_rule_modules()
 
+from et.compiler import compile  # noqa: E402  (the compiler uses the registered rules)
+
 __all__ = [
     "IMAGE_8BIT",
     "IMAGE_UNIT",
     "REAL",
     "InputDomain",
+    "Precondition",
     "PreconditionError",
     "Rule",
     "apply_rule",
+    "compile",
     "get_rule",
     "list_rules",
     "register",

@@ -4,7 +4,10 @@ A *rule* is one theorem of the form "network fragment A computes exactly what fr
 computes, provided these preconditions hold", together with the code that builds B from A.
 Each rule module defines
 
-* a docstring stating the theorem and its exact preconditions,
+* a docstring stating the theorem,
+* its preconditions, each written once as a module-level :class:`Precondition` constant: the
+  catalogue (``Rule.preconditions``), the checks (:meth:`Precondition.require`) and the
+  docstring's precondition list (:func:`document_preconditions`) all use that one object,
 * ``check_*`` functions that raise :class:`PreconditionError` naming the broken condition,
 * the transform itself, which calls the check first and never mutates its inputs,
 * a module-level ``RULE = register(Rule(...))`` entry so converters can compose rules by
@@ -13,29 +16,142 @@ Each rule module defines
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+from torch import nn
+from torch.nn.modules import module as _torch_module
 
 
 class PreconditionError(ValueError):
     """A rule was asked to transform input that breaks one of its preconditions.
 
-    ``rule`` is the rule id (``"R1"``), ``condition`` the precondition as stated in the rule's
-    docstring, ``detail`` what was found instead.
+    ``rule`` is the rule id (``"R1"``), ``condition`` the broken :class:`Precondition` (one of
+    ``get_rule(rule).preconditions``), ``detail`` what was found instead.
     """
 
     def __init__(self, rule: str, condition: str, detail: str) -> None:
+        if isinstance(condition, Precondition) and condition.rule != rule:
+            raise ValueError(f"precondition of {condition.rule} raised under {rule}")
         self.rule = rule
         self.condition = condition
         self.detail = detail
         super().__init__(f"{rule}: precondition '{condition}' does not hold: {detail}")
 
 
-def require(ok: bool, rule: str, condition: str, detail: str) -> None:
-    """Raise :class:`PreconditionError` unless ``ok``."""
-    if not ok:
-        raise PreconditionError(rule, condition, detail)
+class Precondition(str):
+    """One precondition of one rule, written once.
+
+    It *is* its text (a ``str``), so catalogues, proofs and tables that treat preconditions as
+    strings keep working, and it carries the rule id (``.rule``), a short identifier (``.key``)
+    and an optional explanation of why the theorem needs it (``.why``, used in the docstring).
+    :meth:`require` is the check: it raises :class:`PreconditionError` whose ``condition`` is
+    this very text.
+    """
+
+    rule: str
+    key: str
+    why: str
+
+    def __new__(cls, rule: str, key: str, text: str, *, why: str = "") -> Precondition:
+        self = super().__new__(cls, text)
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "why", why)
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Precondition is frozen; cannot set {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_precondition, (self.rule, self.key, str(self), self.why))
+
+    @property
+    def text(self) -> str:
+        """The precondition as a plain ``str``."""
+        return str(self)
+
+    def require(self, ok: bool, detail: str) -> None:
+        """Raise :class:`PreconditionError` for this precondition unless ``ok``."""
+        if not ok:
+            self.refuse(detail)
+
+    def refuse(self, detail: str) -> NoReturn:
+        """Raise :class:`PreconditionError` for this precondition (``detail``: what was found)."""
+        raise PreconditionError(self.rule, self, detail)
+
+
+def _rebuild_precondition(rule: str, key: str, text: str, why: str) -> Precondition:
+    return Precondition(rule, key, text, why=why)
+
+
+def document_preconditions(doc: str | None, preconditions: Sequence[Precondition]) -> str:
+    """``doc`` completed with the numbered list of ``preconditions`` (and why each is needed).
+
+    Rule modules call it on their own ``__doc__`` so the docstring's list is generated from the
+    same constants the catalogue and the checks use.
+    """
+    lines = ["Preconditions (``RULE.preconditions``, in order; each refusal names one):", ""]
+    for index, condition in enumerate(preconditions, 1):
+        entry = f"{index}. {condition}"
+        lines.append(f"{entry} — {condition.why}" if condition.why else entry)
+    return (doc or "").rstrip() + "\n\n" + "\n".join(lines) + "\n"
+
+
+# Methods whose override changes what a torch module computes. ``_conv_forward`` is where
+# Conv2d applies its padding; the call machinery is where hooks run.
+_SEMANTIC_METHODS = ("forward", "_conv_forward", "__call__", "_call_impl", "_wrapped_call_impl")
+
+
+def _class_name(cls: type) -> str:
+    return f"torch.nn.{cls.__name__}" if cls.__module__.startswith("torch.nn") else cls.__qualname__
+
+
+def torch_semantics_violation(module: object, expected: type | tuple[type, ...]) -> str | None:
+    """Why ``module`` may not compute what its torch class ``expected`` computes, or None.
+
+    A rule reasons about the function a torch class defines, never about a class name: a
+    subclass that overrides ``forward`` (or ``_conv_forward``, or the call machinery), an
+    instance with its own ``forward``, and forward hooks or pre-hooks (the module's own or global
+    ones) all can change the function, so each is reported. A subclass that only adds attributes
+    or methods computes the same function and passes.
+    """
+    expected_types = expected if isinstance(expected, tuple) else (expected,)
+    names = " or ".join(_class_name(t) for t in expected_types)
+    cls = type(module)
+    base = next((t for t in expected_types if isinstance(module, t)), None)
+    if base is None:
+        return f"got {cls.__qualname__}, expected {names}"
+    for method in _SEMANTIC_METHODS:
+        if getattr(base, method, None) is not None and getattr(cls, method) is not getattr(
+            base, method
+        ):
+            return (
+                f"{cls.__qualname__} overrides {method} of {_class_name(base)}, "
+                "so it may compute something else"
+            )
+    assert isinstance(module, nn.Module)
+    if "forward" in vars(module):
+        return (
+            f"this {cls.__qualname__} instance has its own forward, not torch.nn.{base.__name__}'s"
+        )
+    if module._forward_hooks or module._forward_pre_hooks:
+        return f"{cls.__qualname__} has forward hooks that may change its output"
+    if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
+        return "global forward hooks are registered; they may change every module's output"
+    return None
+
+
+def require_torch_semantics(
+    module: object, expected: type | tuple[type, ...], condition: Precondition
+) -> None:
+    """Refuse (under ``condition``) unless ``module`` computes what torch's ``expected`` does.
+
+    See :func:`torch_semantics_violation` for what is refused.
+    """
+    violation = torch_semantics_violation(module, expected)
+    condition.require(violation is None, violation or "")
 
 
 @dataclass(frozen=True)
@@ -51,7 +167,7 @@ class Rule:
     name: str
     title: str
     statement: str
-    preconditions: tuple[str, ...]
+    preconditions: tuple[Precondition, ...]
     transform: Callable[..., Any]
     proof: str
     module: str = ""
@@ -64,7 +180,15 @@ _REGISTRY: dict[str, Rule] = {}
 
 
 def register(rule: Rule) -> Rule:
-    """Add ``rule`` to the catalogue; ids and names must be unique."""
+    """Add ``rule`` to the catalogue; ids and names must be unique.
+
+    Every precondition must be a :class:`Precondition` of this rule, listed once.
+    """
+    for condition in rule.preconditions:
+        if not isinstance(condition, Precondition) or condition.rule != rule.id:
+            raise ValueError(f"{rule.id}: {condition!r} is not a Precondition of {rule.id}")
+    if len(set(rule.preconditions)) != len(rule.preconditions):
+        raise ValueError(f"{rule.id}: a precondition is listed twice")
     for key in (rule.id, rule.name):
         existing = _REGISTRY.get(key)
         if existing is not None and existing is not rule:

@@ -7,6 +7,7 @@ builds new convolutions without touching the caller's modules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,8 @@ from torch import nn
 Pair = tuple[int, int]
 
 
-def _pair(value: int | tuple[int, ...]) -> Pair:
+def pair(value: int | Sequence[int]) -> Pair:
+    """``(v, v)`` for an int ``v``, the two entries of a length-2 sequence as ints otherwise."""
     if isinstance(value, int):
         return (value, value)
     if len(value) != 2:
@@ -47,8 +49,8 @@ class ConvGeometry:
 
 def geometry_of(conv: nn.Conv2d) -> ConvGeometry:
     """Read the geometry of ``conv``, resolving ``padding="same"/"valid"`` to integers."""
-    kernel = _pair(conv.kernel_size)
-    dilation = _pair(conv.dilation)
+    kernel = pair(conv.kernel_size)
+    dilation = pair(conv.dilation)
     padding = conv.padding
     if padding == "valid":
         padding = (0, 0)
@@ -64,8 +66,8 @@ def geometry_of(conv: nn.Conv2d) -> ConvGeometry:
         in_channels=conv.in_channels,
         out_channels=conv.out_channels,
         kernel_size=kernel,
-        stride=_pair(conv.stride),
-        padding=_pair(padding),
+        stride=pair(conv.stride),
+        padding=pair(padding),
         dilation=dilation,
         groups=conv.groups,
         padding_mode=conv.padding_mode,
@@ -88,9 +90,9 @@ def make_conv(
         in_per_group * groups,
         out_channels,
         (kh, kw),
-        stride=_pair(stride),
-        padding=_pair(padding),
-        dilation=_pair(dilation),
+        stride=pair(stride),
+        padding=pair(padding),
+        dilation=pair(dilation),
         groups=groups,
         bias=bias is not None,
         padding_mode=padding_mode,

@@ -33,12 +33,15 @@ class InputDomain:
         return f"[{self.low:g}, {self.high:g}]"
 
 
+Domain = InputDomain | tuple[float, float]
+"""What a conversion accepts as a declared domain: an :class:`InputDomain` or ``(low, high)``."""
+
 IMAGE_UNIT = InputDomain(0.0, 1.0)
 IMAGE_8BIT = InputDomain(0.0, 255.0)
 REAL = InputDomain(-math.inf, math.inf)
 
 
-def as_domain(value: InputDomain | tuple[float, float]) -> InputDomain:
+def as_domain(value: Domain) -> InputDomain:
     """Accept an :class:`InputDomain` or a ``(low, high)`` pair."""
     if isinstance(value, InputDomain):
         return value

@@ -14,13 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-Pair = tuple[int, int]
-
-
-def _pair(value: int | Sequence[int]) -> Pair:
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
+from et.conv_geometry import pair
 
 
 def symbols_array(prefix: str, shape: Sequence[int], **assumptions: bool) -> np.ndarray:
@@ -43,7 +37,7 @@ def pad(x: np.ndarray, padding: int | Sequence[int], value: object = 0) -> np.nd
 
     ``value`` may be a per-channel sequence (used for "bias padding").
     """
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding)
     channels, height, width = x.shape
     out = zeros((channels, height + 2 * ph, width + 2 * pw))
     for c in range(channels):
@@ -64,8 +58,8 @@ def conv2d(
     pad_value: object = 0,
 ) -> np.ndarray:
     """``y[o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] · xp[g(o)·C/g + c, i·s + u·d, j·s + v·d]``."""
-    sh, sw = _pair(stride)
-    dh, dw = _pair(dilation)
+    sh, sw = pair(stride)
+    dh, dw = pair(dilation)
     xp = pad(x, padding, pad_value)
     out_ch, in_per_group, kh, kw = weight.shape
     in_ch, height, width = xp.shape
@@ -102,10 +96,10 @@ def conv_transpose2d(
     groups: int = 1,
 ) -> np.ndarray:
     """Scatter definition: input pixel (i, j) adds ``W[c, o, u, v]·x`` at ``(i·s + u·d − p, …)``."""
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    oph, opw = _pair(output_padding)
-    dh, dw = _pair(dilation)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    oph, opw = pair(output_padding)
+    dh, dw = pair(dilation)
     in_ch, out_per_group, kh, kw = weight.shape
     _, height, width = x.shape
     out_h = (height - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
@@ -151,9 +145,9 @@ def avg_pool2d(
     count_include_pad: bool = True,
 ) -> np.ndarray:
     """Average pooling (floor mode); the divisor counts padded zeros iff ``count_include_pad``."""
-    kh, kw = _pair(kernel)
-    sh, sw = _pair(stride if stride is not None else kernel)
-    ph, pw = _pair(padding)
+    kh, kw = pair(kernel)
+    sh, sw = pair(stride if stride is not None else kernel)
+    ph, pw = pair(padding)
     channels, height, width = x.shape
     ones = pad(np.full((1, height, width), sp.Integer(1), dtype=object), (ph, pw))[0]
     xp = pad(x, (ph, pw))

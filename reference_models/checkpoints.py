@@ -1,4 +1,4 @@
-"""Safe checkpoint loading and architecture detection from a state dict alone.
+"""Safe checkpoint IO and architecture detection from a state dict alone.
 
 Files are read with ``torch.load(path, weights_only=True)`` only, so a pickle that would run
 code is refused before anything in it executes. Every failure becomes a
@@ -8,41 +8,30 @@ Wrappers unwrapped: ``{"params_ema": sd}`` (preferred, BasicSR's EMA weights), `
 ``{"state_dict": sd}``, ``{"model": sd}``, nested up to 3 levels, and a ``module.`` prefix on
 every key (DataParallel). Our own files (:func:`save_checkpoint`) are ``{"params": sd, "etds":
 {"arch": name, "hparams": {...}}}``: BasicSR's ``load_network`` reads them unchanged, and the
-recorded architecture wins over detection.
+recorded architecture wins over detection. Training checkpoints of ``etds train``
+(``format: etds-train-v1``) give their EMA weights (else the model's) and ``network_g``.
 
-Detection rules (key names are the authors'; ``c`` = input channels of the first conv):
-
-* ``conv_first.*``: ``conv_clip`` present → ETDSForInference; ``conv_residual_first`` present →
-  a dual-stream training form: ``advanced_residual_convs`` → ETDSAblationAdvancedResidual,
-  ``add_residual_convs`` → ETDS, neither → ETDSAblationResidual (with ``num_block = 0`` the
-  three are the same network and are reported as ETDS). Otherwise Plain or ETDSOnlyET,
-  whose key sets are identical; the rule is channel alignment: ETDSOnlyET's backbone has
-  ``num_feat - num_residual_feat`` channels with ``num_residual_feat = c`` and ``num_feat`` a
-  multiple of 4, so a width ``w`` with ``w % 4 != 0`` and ``(w + c) % 4 == 0`` is read as
-  ETDSOnlyET (29 + 3 = 32), any other width as Plain (32). This is a convention, not a proof:
-  pass ``arch=`` (or save with metadata) for models that break it.
-* ``backbone.0.conv3x3.*`` → ECBSR (training form; ``act_type`` is ``prelu`` when the
-  activation has weights, otherwise read as ``relu``: relu/softplus/linear store nothing).
-* ``backbone.0.0.*`` → ECBSRT, or ECBSRET when the last layer is a 1×1 conv (the clip).
-* ``backbone.0.*`` (flat) → ABPN, or ABPN_ET when the tail ends in a 1×1 conv.
-* ``conv1/conv2/conv3`` → ESPCN; ``first_part/mid_part/last_part`` → FSRCNN.
-
-Scale: ``out = c·s² + e``, ``s = ⌊√(out // c)⌋``, ``e`` the dummy channels of an ET form (the
-authors' 1 at ×3 → ``align=None``, otherwise the smallest ``align`` that reproduces ``out``).
-FSRCNN's scale is the stride of its transposed conv, which a state dict does not store: it is
-taken from ``upscale=``, our metadata, or a ``_x<s>`` in the file name, in that order.
-ETDSForInference's ``num_residual_feat`` does not change any shape and is reported as ``c``.
+Detection asks each class in :data:`DETECTABLE` whether it recognises the key set
+(:meth:`~reference_models.architectures.base.ReferenceModel.detection_rule`, mutually exclusive
+rules) and reads its hyper-parameters from the shapes
+(:meth:`~reference_models.architectures.base.ReferenceModel.hyperparameters_from_state_dict`).
+What no shape shows is never guessed where it changes the function: FSRCNN's scale comes from
+``upscale=``, our metadata or a ``_x<s>`` in the file name; a class's
+:attr:`~reference_models.architectures.base.ReferenceModel.UNSEEN_HPARAMS` (ECBSR's
+``with_idt``) are reported as unknown by :func:`detect_architecture` and must be given
+(``hparams=``, ``--hparam KEY=VALUE``) before :func:`from_state_dict` builds the model.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+import io
 import os
 import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,33 +40,41 @@ import torch
 from torch import nn
 
 from et.atomic_file import atomic_path
-from reference_models.architectures.base import (
-    ARCHITECTURES,
-    ReferenceModel,
-    aligned_outputs,
-    authors_extra_outputs,
+from reference_models.architectures.base import ARCHITECTURES, ReferenceModel
+from reference_models.architectures.base import parameter_count as parameter_count  # re-export
+from reference_models.architectures.state_dict import (
+    CheckpointError,
+    StateDict,
+    check_finite,
+    check_tensor_sizes,
 )
 
-StateDict = dict[str, torch.Tensor]
+#: the classes a state dict can be recognised as: those with a detection rule (the rules are
+#: mutually exclusive, so the order does not matter)
+DETECTABLE: dict[str, type[ReferenceModel]] = {
+    name: cls
+    for name, cls in sorted(ARCHITECTURES.items())
+    if cls.detection_rule.__func__ is not ReferenceModel.detection_rule.__func__
+}
 
 #: wrapper keys, in order of preference
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "network")
 #: the key under which our files record the architecture
 METADATA_KEY = "etds"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, recognised or loaded (the message is one line)."""
+#: the ``format`` entry of the training checkpoints ``etds train`` writes
+TRAINING_CHECKPOINT_FORMAT = "etds-train-v1"
 
 
 @dataclass(frozen=True)
 class DetectedArchitecture:
-    """What a state dict was recognised as, and why."""
+    """What a state dict was recognised as, and why; ``unknown``: hyper-parameters that change
+    the function but that neither the weights nor the caller told (name -> what they mean)."""
 
     arch: str
     hparams: dict[str, Any]
     rule: str
     notes: tuple[str, ...] = field(default=())
+    unknown: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -153,9 +150,25 @@ def load_state_dict_file(
         raise CheckpointError(f"{path}: {error}") from None
 
 
+def _training_checkpoint(obj: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The released weights of an ``etds train`` checkpoint (the EMA copy when there is one,
+    as training validates and releases it) and our metadata from its ``network_g`` config."""
+    weights = obj.get("network_g_ema")
+    if weights is None:
+        weights = obj.get("network_g")
+    config = obj.get("config")
+    spec = config.get("network_g") if isinstance(config, Mapping) else None
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        return weights, {}
+    hparams = {k: v for k, v in spec.items() if k != "type"}
+    return weights, {"arch": str(spec["type"]), "hparams": hparams}
+
+
 def unwrap_state_dict(obj: Any) -> tuple[StateDict, dict[str, Any]]:
     """Find the state dict inside a loaded object; return it with our metadata (or ``{}``)."""
     metadata: dict[str, Any] = {}
+    if isinstance(obj, Mapping) and obj.get("format") == TRAINING_CHECKPOINT_FORMAT:
+        obj, metadata = _training_checkpoint(obj)
     for _ in range(4):
         if not isinstance(obj, Mapping):
             raise CheckpointError(f"not a state dict (the file holds a {type(obj).__name__})")
@@ -179,297 +192,18 @@ def unwrap_state_dict(obj: Any) -> tuple[StateDict, dict[str, Any]]:
     return state, metadata
 
 
-# --------------------------------------------------------------------------- detection helpers
-
-
-def _shape(sd: StateDict, key: str) -> tuple[int, ...]:
-    if key not in sd:
-        raise CheckpointError(f"missing key {key!r}")
-    return tuple(sd[key].shape)
-
-
-def _count(sd: StateDict, pattern: str) -> int:
-    """How many consecutive indices ``i = 0, 1, …`` have ``pattern.format(i)`` in ``sd``."""
-    n = 0
-    while pattern.format(n) in sd:
-        n += 1
-    return n
-
-
-def _scale_and_extra(out: int, colors: int, what: str) -> tuple[int, int]:
-    """Split ``out = colors·s² + extra`` (largest ``s``)."""
-    if out < colors:
-        raise CheckpointError(f"{what} has {out} outputs, fewer than the {colors} colours")
-    scale = math.isqrt(out // colors)
-    return scale, out - colors * scale * scale
-
-
-def _exact_scale(out: int, colors: int, what: str) -> int:
-    scale, extra = _scale_and_extra(out, colors, what)
-    if extra:
-        raise CheckpointError(f"{what} has {out} outputs, not colours·scale² for {colors} colours")
-    return scale
-
-
-def _align_for(out: int, colors: int, scale: int) -> int | None:
-    """``None`` for the authors' dummy layout, else the smallest alignment reproducing ``out``."""
-    if out == colors * scale**2 + authors_extra_outputs(colors, scale):
-        return None
-    for align in range(1, out + 1):
-        if aligned_outputs(colors, scale, align) == out:
-            return align
-    raise CheckpointError(f"cannot explain {out} output channels for {colors} colours at ×{scale}")
-
-
-def _act_type(sd: StateDict, key: str) -> str:
-    return "prelu" if key in sd else "relu"
-
-
-# --------------------------------------------------------------------------- per-architecture
-
-
-def _stack_hparams(
-    colors: int, upscale: int, num_block: int, num_feat: int, **more: Any
-) -> dict[str, Any]:
-    """The arguments the conv-stack models share (colours in = out), then ``more``."""
-    return {
-        "num_in_ch": colors,
-        "num_out_ch": colors,
-        "upscale": upscale,
-        "num_block": num_block,
-        "num_feat": num_feat,
-        **more,
-    }
-
-
-def _conv_last_scale(sd: StateDict, colors: int) -> int:
-    return _exact_scale(_shape(sd, "conv_last.weight")[0], colors, "conv_last")
-
-
-def _backbone_convs(sd: StateDict) -> int:
-    return _count(sd, "backbone_convs.{}.weight")
-
-
-def _dual_stream_hparams(sd: StateDict) -> dict[str, Any]:
-    colors = _shape(sd, "conv_first.weight")[1]
-    backbone = _shape(sd, "conv_first.weight")[0]
-    residual = _shape(sd, "conv_residual_first.weight")[0]
-    return _stack_hparams(
-        colors,
-        _conv_last_scale(sd, colors),
-        _backbone_convs(sd),
-        backbone + residual,
-        num_residual_feat=residual,
-    )
-
-
-def _only_et_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, backbone = _shape(sd, "conv_first.weight")[1], _shape(sd, "conv_first.weight")[0]
-    return _stack_hparams(
-        colors,
-        _conv_last_scale(sd, colors),
-        _backbone_convs(sd),
-        backbone + colors,
-        num_residual_feat=colors,
-    )
-
-
-def _plain_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, width = _shape(sd, "conv_first.weight")[1], _shape(sd, "conv_first.weight")[0]
-    return _stack_hparams(colors, _conv_last_scale(sd, colors), _backbone_convs(sd), width)
-
-
-def _etds_inference_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, width = _shape(sd, "conv_first.weight")[1], _shape(sd, "conv_first.weight")[0]
-    out = _shape(sd, "conv_last.weight")[0]
-    scale, _ = _scale_and_extra(out, colors, "conv_last")
-    return _stack_hparams(
-        colors,
-        scale,
-        _backbone_convs(sd),
-        width,
-        num_residual_feat=colors,
-        align=_align_for(out, colors, scale),
-    )
-
-
-def _ecbsr_hparams(sd: StateDict) -> dict[str, Any]:
-    colors = _shape(sd, "backbone.0.conv3x3.weight")[1]
-    feat = _shape(sd, "backbone.0.conv3x3.weight")[0]
-    layers = _count(sd, "backbone.{}.conv3x3.weight")
-    if layers < 2:
-        raise CheckpointError("ECBSR needs at least a first and a last ECB")
-    mid = _shape(sd, "backbone.0.conv1x1_3x3.k0")[0]
-    last = _shape(sd, f"backbone.{layers - 1}.conv3x3.weight")[0]
-    return _stack_hparams(
-        colors,
-        _exact_scale(last, colors, "the last ECB"),
-        layers - 2,
-        feat,
-        act_type=_act_type(sd, "backbone.0.act.weight"),
-        depth_multiplier=mid / feat,
-    )
-
-
-def _ecbsrt_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, feat = _shape(sd, "backbone.0.0.weight")[1], _shape(sd, "backbone.0.0.weight")[0]
-    layers = _count(sd, "backbone.{}.0.weight")
-    if layers < 2:
-        raise CheckpointError("ECBSRT needs at least a first and a last conv")
-    last = _shape(sd, f"backbone.{layers - 1}.0.weight")[0]
-    return _stack_hparams(
-        colors,
-        _exact_scale(last, colors, "the last conv"),
-        layers - 2,
-        feat,
-        act_type=_act_type(sd, "backbone.0.1.weight"),
-    )
-
-
-def _ecbsret_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, width = _shape(sd, "backbone.0.0.weight")[1], _shape(sd, "backbone.0.0.weight")[0]
-    layers = _count(sd, "backbone.{}.0.weight")
-    if layers < 3:
-        raise CheckpointError("ECBSRET needs a first conv, a last conv and a clip conv")
-    out = _shape(sd, f"backbone.{layers - 2}.0.weight")[0]
-    scale, _ = _scale_and_extra(out, colors, "the last conv")
-    feat = width - (colors + 1)
-    if feat < 1:
-        raise CheckpointError(f"ECBSRET width {width} leaves no real channels for {colors} colours")
-    return _stack_hparams(
-        colors,
-        scale,
-        layers - 3,
-        feat,
-        act_type=_act_type(sd, "backbone.0.1.weight"),
-        num_extra=None,
-        align=_align_for(out, colors, scale),
-    )
-
-
-def _abpn_blocks(sd: StateDict) -> int:
-    n = 0
-    while f"backbone.{2 + n}.0.weight" in sd:
-        n += 1
-    return n
-
-
-def _abpn_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, feat = _shape(sd, "backbone.0.weight")[1], _shape(sd, "backbone.0.weight")[0]
-    blocks = _abpn_blocks(sd)
-    out = _shape(sd, f"backbone.{2 + blocks}.weight")[0]
-    return {
-        "num_feat": feat,
-        "num_block": blocks,
-        "scale": _exact_scale(out, colors, "the first tail conv"),
-        "num_in_ch": colors,
-    }
-
-
-def _abpn_et_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, width = _shape(sd, "backbone.0.weight")[1], _shape(sd, "backbone.0.weight")[0]
-    blocks = _abpn_blocks(sd)
-    tail = _shape(sd, f"backbone.{2 + blocks}.weight")[0]
-    out = _shape(sd, f"backbone.{4 + blocks}.weight")[0]
-    scale, _ = _scale_and_extra(out, colors, "the last 3×3 conv")
-    authors_tail = colors * scale**2 + colors + (0 if scale == 3 else 1)
-    feat = width - (colors + 1)
-    if feat < 1:
-        raise CheckpointError(f"ABPN_ET width {width} leaves no real channels for {colors} colours")
-    return {
-        "num_feat": feat,
-        "num_block": blocks,
-        "scale": scale,
-        "num_in_ch": colors,
-        "num_extra": None,
-        "tail_feat": None if tail == authors_tail else tail,
-        "align": _align_for(out, colors, scale),
-    }
-
-
-def _espcn_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, feat1 = _shape(sd, "conv1.weight")[1], _shape(sd, "conv1.weight")[0]
-    return {
-        "colors": colors,
-        "upscale": _exact_scale(_shape(sd, "conv3.weight")[0], colors, "conv3"),
-        "feat1": feat1,
-        "feat2": _shape(sd, "conv2.weight")[0],
-    }
-
-
-def _fsrcnn_hparams(sd: StateDict) -> dict[str, Any]:
-    colors, d = _shape(sd, "first_part.0.weight")[1], _shape(sd, "first_part.0.weight")[0]
-    convs = sum(1 for k in sd if re.fullmatch(r"mid_part\.\d+\.bias", k))
-    return {
-        "upscale": None,  # not stored in the weights; filled in by the caller
-        "colors": colors,
-        "d": d,
-        "s": _shape(sd, "mid_part.0.weight")[0],
-        "m": convs - 2,
-    }
-
-
-HPARAM_READERS: dict[str, Callable[[StateDict], dict[str, Any]]] = {
-    "ETDS": _dual_stream_hparams,
-    "ETDSAblationResidual": _dual_stream_hparams,
-    "ETDSAblationAdvancedResidual": _dual_stream_hparams,
-    "ETDSOnlyET": _only_et_hparams,
-    "ETDSForInference": _etds_inference_hparams,
-    "Plain": _plain_hparams,
-    "ECBSR": _ecbsr_hparams,
-    "ECBSRT": _ecbsrt_hparams,
-    "ECBSRET": _ecbsret_hparams,
-    "ABPN": _abpn_hparams,
-    "ABPN_ET": _abpn_et_hparams,
-    "ESPCN": _espcn_hparams,
-    "FSRCNN": _fsrcnn_hparams,
-}
+# --------------------------------------------------------------------------- detection
 
 
 def _classify(sd: StateDict) -> tuple[str, str]:
-    """``(arch, rule)`` from the key set and a few shapes (see the module docstring)."""
-    keys = set(sd)
-    if "conv_first.weight" in keys:
-        if "conv_clip.weight" in keys:
-            return "ETDSForInference", "has conv_clip (the merged ETDS inference form)"
-        if "conv_residual_first.weight" in keys:
-            if "backbone_convs.0.weight" not in keys:
-                return "ETDS", "dual stream without blocks (ETDS and its ablations coincide)"
-            if "advanced_residual_convs.0.weight" in keys:
-                return "ETDSAblationAdvancedResidual", "residual stream with couplings both ways"
-            if "add_residual_convs.0.weight" in keys:
-                return "ETDS", "residual stream with residual→backbone couplings"
-            return "ETDSAblationResidual", "residual stream without couplings"
-        colors, width = sd["conv_first.weight"].shape[1], sd["conv_first.weight"].shape[0]
-        if width % 4 != 0 and (width + colors) % 4 == 0:
-            return "ETDSOnlyET", (
-                f"single stream of width {width} (+{colors} colours = {width + colors}, a multiple "
-                "of 4): the ETDSOnlyET convention; pass arch='Plain' if it is not"
-            )
-        return "Plain", (
-            f"single stream of width {width} (not of the form 4k - {colors}): read as Plain; "
-            "pass arch='ETDSOnlyET' if it is not"
-        )
-    if "backbone.0.conv3x3.weight" in keys:
-        return "ECBSR", "edge-oriented blocks (conv3x3 + sequential branches)"
-    if "backbone.0.0.weight" in keys:
-        layers = _count(sd, "backbone.{}.0.weight")
-        if sd[f"backbone.{layers - 1}.0.weight"].shape[-2:] == (1, 1):
-            return "ECBSRET", "re-parameterized ECBSR ending in a 1×1 clip conv"
-        return "ECBSRT", "re-parameterized ECBSR (one 3×3 conv per block)"
-    if "backbone.0.weight" in keys:
-        tail = 6 + _abpn_blocks(sd)
-        clip = sd.get(f"backbone.{tail}.weight")
-        if clip is not None and clip.shape[-2:] == (1, 1):
-            return "ABPN_ET", "anchor-based plain net ending in a 1×1 clip conv"
-        return "ABPN", "anchor-based plain net"
-    if {"conv1.weight", "conv2.weight", "conv3.weight"} <= keys:
-        return "ESPCN", "conv1/conv2/conv3"
-    if {"first_part.0.weight", "last_part.weight"} <= keys:
-        return "FSRCNN", "first_part/mid_part/last_part"
-    sample = ", ".join(sorted(keys)[:4])
+    """``(arch, rule)``: the one class in :data:`DETECTABLE` that recognises ``sd``."""
+    for cls in DETECTABLE.values():
+        rule = cls.detection_rule(sd)
+        if rule is not None:
+            return cls.__name__, rule
+    sample = ", ".join(sorted(sd)[:4])
     raise CheckpointError(
-        f"unknown architecture (keys {sample}, …); known: {', '.join(sorted(HPARAM_READERS))}"
+        f"unknown architecture (keys {sample}, …); known: {', '.join(sorted(DETECTABLE))}"
     )
 
 
@@ -487,31 +221,38 @@ def detect_architecture(
     upscale: int | None = None,
     metadata: Mapping[str, Any] | None = None,
     source_name: str | None = None,
+    hparams: Mapping[str, Any] | None = None,
 ) -> DetectedArchitecture:
     """Recognise the architecture and hyper-parameters of ``state_dict``.
 
     ``arch`` forces the family (its hyper-parameters are still read from the shapes);
     ``metadata`` (from our files) gives both outright; ``upscale`` fills in what the weights
-    cannot tell (FSRCNN); ``source_name`` (a file name) is the last resort for that.
+    cannot tell (FSRCNN); ``source_name`` (a file name) is the last resort for that;
+    ``hparams`` are given hyper-parameters that override what was read (e.g. ECBSR's
+    ``with_idt``). Unseen hyper-parameters nobody gave are listed in ``unknown``.
     """
     sd = dict(state_dict)
     if not sd:
         raise CheckpointError("empty state dict")
+    given = dict(hparams or {})
     notes: list[str] = []
     if arch is None and metadata and "arch" in metadata:
         name = str(metadata["arch"])
         if name not in ARCHITECTURES:
             raise CheckpointError(f"metadata names unknown architecture {name!r}")
-        return DetectedArchitecture(name, dict(metadata.get("hparams", {})), "recorded in file")
+        # our files record every argument; one missing was the constructor's default then
+        recorded = dict(metadata.get("hparams", {})) | given
+        return DetectedArchitecture(name, recorded, "recorded in file")
     if arch is not None:
-        if arch not in HPARAM_READERS:
-            known = ", ".join(sorted(HPARAM_READERS))
+        if arch not in DETECTABLE:
+            known = ", ".join(sorted(DETECTABLE))
             raise CheckpointError(f"unknown architecture {arch!r}; known: {known}")
         rule = "given by the caller"
     else:
         arch, rule = _classify(sd)
+    cls = DETECTABLE[arch]
     try:
-        hparams = HPARAM_READERS[arch](sd)
+        read = cls.hyperparameters_from_state_dict(sd)
     except KeyError as error:
         raise CheckpointError(f"not a {arch} state dict: missing key {error}") from None
     except (IndexError, ZeroDivisionError) as error:
@@ -523,49 +264,36 @@ def detect_architecture(
         if scale is None:
             raise CheckpointError(
                 "FSRCNN's scale (the stride of its transposed conv) is not stored in its weights; "
-                "pass upscale= or name the file …_x<scale>.pth"
+                "pass --scale (upscale=) or name the file …_x<scale>.pth"
             )
-        hparams["upscale"] = int(scale)
+        read["upscale"] = int(scale)
         notes.append("upscale given" if upscale is not None else "upscale from the file name")
     elif upscale is not None:
-        key = "scale" if "scale" in hparams else "upscale"
-        if hparams[key] != upscale:
-            raise CheckpointError(f"the weights are ×{hparams[key]}, not ×{upscale}")
-    return DetectedArchitecture(arch, hparams, rule, tuple(notes))
+        key = "scale" if "scale" in read else "upscale"
+        if read[key] != upscale:
+            raise CheckpointError(f"the weights are ×{read[key]}, not ×{upscale}")
+    notes += [f"{key} given" for key in given]
+    unknown = {k: v for k, v in cls.UNSEEN_HPARAMS.items() if k not in given}
+    return DetectedArchitecture(arch, read | given, rule, tuple(notes), unknown)
+
+
+def constructor_defaults(arch: str, names: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor's default values of ``names`` for ``arch`` (to count parameters)."""
+    parameters = inspect.signature(ARCHITECTURES[arch]).parameters
+    return {name: parameters[name].default for name in names}
+
+
+def unknown_hparams_message(detected: DetectedArchitecture) -> str:
+    """One line naming the flags that would settle ``detected.unknown``."""
+    flags = " and ".join(f"--hparam {k}=..." for k in detected.unknown)
+    meaning = "; ".join(f"{k}: {v}" for k, v in detected.unknown.items())
+    return (
+        f"{detected.arch}'s {', '.join(detected.unknown)} is not stored in its weights and "
+        f"changes the function; pass {flags} (hparams= in Python) ({meaning})"
+    )
 
 
 # --------------------------------------------------------------------------- loading
-
-
-#: No super-resolution model of this family comes near this many weights in one tensor.
-MAX_TENSOR_ELEMENTS = 2**28
-
-
-def _check_sizes(sd: StateDict) -> None:
-    """Refuse tensors that claim more elements than their file stores, or absurdly many.
-
-    A crafted file can declare a huge tensor over a tiny storage (stride 0); touching its values
-    would allocate the declared size. This check reads only the metadata.
-    """
-    for key, tensor in sd.items():
-        declared = tensor.numel()
-        if declared > MAX_TENSOR_ELEMENTS:
-            raise CheckpointError(
-                f"tensor {key!r} declares {declared:,} elements (shape {tuple(tensor.shape)}), "
-                f"over the limit of {MAX_TENSOR_ELEMENTS:,}"
-            )
-        stored = tensor.untyped_storage().nbytes() // max(tensor.element_size(), 1)
-        if declared > stored:
-            raise CheckpointError(
-                f"tensor {key!r} declares {declared:,} elements but its file stores {stored:,}"
-            )
-
-
-def _check_finite(sd: StateDict) -> None:
-    for key, tensor in sd.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(f"non-finite weights (NaN/Inf): {bad} value(s) in {key!r}")
 
 
 def _load_strict(model: nn.Module, sd: StateDict, arch: str) -> None:
@@ -593,17 +321,27 @@ def from_state_dict(
     arch: str | None = None,
     upscale: int | None = None,
     source_name: str | None = None,
+    hparams: Mapping[str, Any] | None = None,
 ) -> ReferenceModel:
     """Build the detected architecture, load ``state_dict`` strictly, return it in eval mode.
 
-    ``state_dict`` may also be one of the wrappers listed in the module docstring.
+    ``state_dict`` may also be one of the wrappers listed in the module docstring. A
+    hyper-parameter the weights cannot show (ECBSR's ``with_idt``) must come from our metadata
+    or ``hparams``; otherwise a :class:`CheckpointError` names it.
     """
     sd, metadata = unwrap_state_dict(state_dict)
-    _check_sizes(sd)
-    _check_finite(sd)
+    check_tensor_sizes(sd)
+    check_finite(sd)
     detected = detect_architecture(
-        sd, arch=arch, upscale=upscale, metadata=metadata, source_name=source_name
+        sd,
+        arch=arch,
+        upscale=upscale,
+        metadata=metadata,
+        source_name=source_name,
+        hparams=hparams,
     )
+    if detected.unknown:
+        raise CheckpointError(unknown_hparams_message(detected))
     try:
         model = ARCHITECTURES[detected.arch](**detected.hparams)
     except (TypeError, ValueError) as error:
@@ -620,26 +358,32 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
     arch: str | None = None,
     upscale: int | None = None,
+    hparams: Mapping[str, Any] | None = None,
 ) -> ReferenceModel:
-    """Read ``path`` safely (weights only), detect the architecture, return it in eval mode."""
+    """Read ``path`` safely (weights only), detect the architecture, return it in eval mode
+    (``hparams``: what the weights cannot show, see :func:`from_state_dict`)."""
     sd, metadata = load_state_dict_file(path, map_location=map_location)
     wrapped: dict[str, Any] = {"params": sd, METADATA_KEY: metadata} if metadata else sd
     try:
-        return from_state_dict(wrapped, arch=arch, upscale=upscale, source_name=str(path))
+        return from_state_dict(
+            wrapped, arch=arch, upscale=upscale, source_name=str(path), hparams=hparams
+        )
     except CheckpointError as error:
         raise CheckpointError(f"{path}: {error}") from None
 
 
-def parameter_count(model: nn.Module) -> int:
-    """Number of scalars in ``model.parameters()`` (frozen ones such as ECB masks included)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` through :func:`et.atomic_file.atomic_path`: readers never
-    see a half-written file, and a failure leaves ``path`` as it was."""
+    see a half-written file, and a failure leaves ``path`` as it was.
+
+    The object is serialised in memory first: ``torch.save`` to a path names the zip records
+    after the file, which would put the random temporary name into the bytes; from a buffer
+    the records are always ``archive/…``, so equal objects give byte-identical files.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
+        Path(temporary).write_bytes(buffer.getvalue())
 
 
 def save_checkpoint(

@@ -12,13 +12,6 @@ With ``divisor_override = D`` the pool divides by D everywhere, so ``W = δ/D`` 
 (fewer than kh·kw), which no fixed kernel reproduces, unless ``padding = 0`` where every window
 is inside the image. ``ceil_mode=True`` adds windows that start in the right padding and divides
 them by a clipped count, so it is refused.
-
-Preconditions (checked by :func:`check_avg_pool`):
-
-* the module is an ``AvgPool2d``;
-* ``ceil_mode`` is False;
-* ``count_include_pad`` is True, or the padding is 0, or ``divisor_override`` is set;
-* ``channels`` ≥ 1 (the pool does not know its channel count; the caller states it).
 """
 
 from __future__ import annotations
@@ -26,40 +19,52 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
-from et.conv_geometry import make_conv
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
+from et.conv_geometry import make_conv, pair
 
 RULE_ID = "R10"
 
 
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
+CEIL = Precondition(RULE_ID, "ceil", "ceil_mode is False")
+COUNT = Precondition(
+    RULE_ID,
+    "count",
+    "count_include_pad is True (or padding is 0)",
+    why="or divisor_override is set: then every window divides by the same number",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the module is a torch AvgPool2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+CHANNELS = Precondition(
+    RULE_ID,
+    "channels",
+    "channels ≥ 1",
+    why="the pool does not know its channel count; the caller states it",
+)
 
 
 def check_avg_pool(pool: nn.AvgPool2d, channels: int) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``pool`` is a fixed-kernel conv."""
-    require(
-        isinstance(pool, nn.AvgPool2d),
-        RULE_ID,
-        "the module is an AvgPool2d",
-        f"got {type(pool).__name__}",
+    require_torch_semantics(pool, nn.AvgPool2d, TORCH_MODULES)
+    CEIL.require(
+        not pool.ceil_mode, "ceil_mode=True adds border windows averaged over a clipped count"
     )
-    require(
-        not pool.ceil_mode,
-        RULE_ID,
-        "ceil_mode is False",
-        "ceil_mode=True adds border windows averaged over a clipped count",
-    )
-    padding = _pair(pool.padding)
-    require(
+    padding = pair(pool.padding)
+    COUNT.require(
         pool.count_include_pad or padding == (0, 0) or pool.divisor_override is not None,
-        RULE_ID,
-        "count_include_pad is True (or padding is 0)",
         f"count_include_pad=False with padding {padding}: border windows divide by fewer pixels",
     )
-    require(channels >= 1, RULE_ID, "channels ≥ 1", f"channels={channels}")
+    CHANNELS.require(channels >= 1, f"channels={channels}")
 
 
 def avg_pool_as_conv(
@@ -75,8 +80,8 @@ def avg_pool_as_conv(
     Dense (groups = 1, diagonal kernel) by default; ``depthwise=True`` gives groups = channels.
     """
     check_avg_pool(pool, channels)
-    kh, kw = _pair(pool.kernel_size)
-    stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    kh, kw = pair(pool.kernel_size)
+    stride = pair(pool.stride if pool.stride is not None else pool.kernel_size)
     divisor = pool.divisor_override if pool.divisor_override is not None else kh * kw
     tap = torch.full((kh, kw), 1.0 / divisor, dtype=torch.float64)
     if depthwise:
@@ -91,7 +96,7 @@ def avg_pool_as_conv(
         weight.to(dtype=dtype, device=device),
         None,
         stride=stride,
-        padding=_pair(pool.padding),
+        padding=pair(pool.padding),
         groups=groups,
     )
 
@@ -103,10 +108,14 @@ RULE = register(
         title="Average pooling as a convolution",
         statement="AvgPool2d(k, s, p)(x) = conv(x; δ_oc/(kh·kw), s, p)",
         preconditions=(
-            "ceil_mode is False",
-            "count_include_pad is True (or padding is 0)",
+            CEIL,
+            COUNT,
+            TORCH_MODULES,
+            CHANNELS,
         ),
         transform=avg_pool_as_conv,
         proof="proofs.rules.avg_pool_as_conv",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -21,15 +21,6 @@ every activation a rectifier (ReLU, LeakyReLU, PReLU). Let the input ``x ≥ 0``
 * Last conv ``W: n → C·r``: ``W' = [W, 0, K]`` with ``K`` the repeat-interleave anchor (E3) gives
   ``conv(f; W, b) + repeat_interleave(x, r)``; with ``r = s²`` the residual add of ABPN/ECBSR
   before PixelShuffle disappears into the conv.
-
-Preconditions:
-
-* the input domain is non-negative (low ≥ 0) (E1's precondition, on every layer the carried
-  channels pass); a domain admitting negatives is refused, since ``ReLU(−1) = 0 ≠ −1``;
-* the activations are ReLU, LeakyReLU or PReLU;
-* the kernel sides are odd and the centre tap reads the output pixel (stride 1, padding
-  ``d·(k − 1)/2``);
-* the convs have groups = 1.
 """
 
 from __future__ import annotations
@@ -40,9 +31,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like
-from et.domain import IMAGE_UNIT, InputDomain
+from et.domain import IMAGE_UNIT, Domain
 from et.rules.pad_output_channels import aligned_channels
 from et.rules.remove_passthrough_activation import check_non_negative, check_passthrough_activation
 from et.rules.repeat_interleave_conv import (
@@ -53,9 +50,40 @@ from et.rules.repeat_interleave_conv import (
 
 RULE_ID = "E4"
 
-SINGLE_GROUP = "the convs have groups = 1"
-
-Domain = InputDomain | tuple[float, float]
+NON_NEGATIVE = Precondition(
+    RULE_ID,
+    "non_negative",
+    "input domain is non-negative (low ≥ 0)",
+    why="E1's precondition, on every layer the carried channels pass; a domain admitting "
+    "negatives is refused, since ReLU(−1) = 0 ≠ −1",
+)
+ACTIVATIONS = Precondition(
+    RULE_ID,
+    "activations",
+    "the activations are ReLU, LeakyReLU or PReLU",
+    why="torch's own, computing their torch class's forward (no overridden forward, no hooks)",
+)
+CENTRED = Precondition(
+    RULE_ID,
+    "centred",
+    "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+    why="the kernel sides are odd, so a centre tap exists",
+)
+SINGLE_GROUP = Precondition(RULE_ID, "single_group", "the convs have groups = 1")
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the convs are torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+LAYOUT = Precondition(RULE_ID, "layout", "at least one carried channel and a dummy count ≥ 0")
+READS_INPUT = Precondition(
+    RULE_ID, "reads_input", "the first conv reads exactly the input channels"
+)
+PRELU_SLOPES = Precondition(
+    RULE_ID, "prelu_slopes", "a PReLU has one slope or one per real channel"
+)
 
 
 @dataclass(frozen=True)
@@ -91,17 +119,17 @@ def identity_layout(
     ``extra_dummy`` fixes the dummy count; otherwise it is the least that makes the total a
     multiple of ``align`` (28 + 3 → 1 dummy at ``align = 4``, as the authors have it).
     """
-    require(colors >= 1, RULE_ID, "at least one carried channel", f"colors = {colors}")
+    LAYOUT.require(colors >= 1, f"colors = {colors}")
     if extra_dummy is None:
         extra_dummy = aligned_channels(real + colors, align) - real - colors
-    require(extra_dummy >= 0, RULE_ID, "extra_dummy ≥ 0", f"extra_dummy = {extra_dummy}")
+    LAYOUT.require(extra_dummy >= 0, f"extra_dummy = {extra_dummy}")
     return IdentityLayout(real, extra_dummy, colors)
 
 
 def _check_conv(conv: nn.Conv2d) -> None:
-    require(isinstance(conv, nn.Conv2d), RULE_ID, "the module is a Conv2d", type(conv).__name__)
-    check_centre_reads_same_pixel(conv, RULE_ID)
-    require(conv.groups == 1, RULE_ID, SINGLE_GROUP, f"groups = {conv.groups}")
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
+    check_centre_reads_same_pixel(conv, CENTRED, CENTRED)
+    SINGLE_GROUP.require(conv.groups == 1, f"groups = {conv.groups}")
 
 
 def _widen_outputs(weight: torch.Tensor, bias: torch.Tensor, out: IdentityLayout):
@@ -123,13 +151,11 @@ def carry_identity_first(
 
     ``in_channels`` (the colours) defaults to ``conv.in_channels`` and must equal it.
     """
-    check_non_negative(domain, RULE_ID)
+    check_non_negative(domain, NON_NEGATIVE)
     _check_conv(conv)
     colors = conv.in_channels if in_channels is None else in_channels
-    require(
+    READS_INPUT.require(
         colors == conv.in_channels,
-        RULE_ID,
-        "the first conv reads exactly the input channels",
         f"in_channels = {colors}, conv.in_channels = {conv.in_channels}",
     )
     out = identity_layout(conv.out_channels, colors, extra_dummy, align)
@@ -155,7 +181,7 @@ def carry_identity_middle(
     ``out_extra_dummy`` if given, else the same rule. (ABPN_ET ×3 has 28 + 1 + 3 inputs but
     27 + 0 + 3 outputs in its penultimate conv.)
     """
-    check_non_negative(domain, RULE_ID)
+    check_non_negative(domain, NON_NEGATIVE)
     _check_conv(conv)
     inp = identity_layout(conv.in_channels, carried, extra_dummy, align)
     out_dummy = extra_dummy if out_extra_dummy is None else out_extra_dummy
@@ -182,7 +208,7 @@ def carry_identity_last(
 
     ``repeats`` is ``s²`` for a PixelShuffle of scale ``s``; the anchor comes from E3.
     """
-    check_non_negative(domain, RULE_ID)
+    check_non_negative(domain, NON_NEGATIVE)
     _check_conv(conv)
     inp = identity_layout(conv.in_channels, carried, extra_dummy, align)
     weight = conv.weight.detach()
@@ -208,15 +234,12 @@ def extend_prelu(
 
     A PReLU with one shared parameter needs ``real_channels`` (its width is not recorded).
     """
-    check_non_negative(domain, RULE_ID)
-    check_passthrough_activation(prelu, RULE_ID)
-    require(isinstance(prelu, nn.PReLU), RULE_ID, "the module is a PReLU", type(prelu).__name__)
+    check_non_negative(domain, NON_NEGATIVE)
+    require_torch_semantics(prelu, nn.PReLU, ACTIVATIONS)
     old = prelu.weight.detach()
     real = real_channels if real_channels is not None else old.numel()
-    require(
+    PRELU_SLOPES.require(
         old.numel() in (1, real),
-        RULE_ID,
-        "the PReLU has one slope or one per real channel",
         f"{old.numel()} slopes for {real} channels",
     )
     layout = identity_layout(real, carried, extra_dummy, align)
@@ -239,8 +262,8 @@ def extend_activation(
     domain: Domain = IMAGE_UNIT,
 ) -> nn.Module:
     """The activation for the widened layout: PReLU via :func:`extend_prelu`, ReLU copied."""
-    check_non_negative(domain, RULE_ID)
-    check_passthrough_activation(activation, RULE_ID)
+    check_non_negative(domain, NON_NEGATIVE)
+    check_passthrough_activation(activation, ACTIVATIONS)
     if isinstance(activation, nn.PReLU):
         return extend_prelu(
             activation,
@@ -263,12 +286,18 @@ RULE = register(
             "[W, 0, K_anchor]: the stack outputs body(x) + repeat_interleave(x, r)"
         ),
         preconditions=(
-            "input domain is non-negative (low ≥ 0)",
-            "the activations are ReLU, LeakyReLU or PReLU",
-            "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+            NON_NEGATIVE,
+            ACTIVATIONS,
+            CENTRED,
             SINGLE_GROUP,
+            TORCH_MODULES,
+            LAYOUT,
+            READS_INPUT,
+            PRELU_SLOPES,
         ),
         transform=carry_identity_middle,
         proof="proofs.rules.carry_identity",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

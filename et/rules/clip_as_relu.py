@@ -16,13 +16,6 @@ convolution with weight ``−I`` and bias ``M``. Hence, with ``folded = conv(·;
 
 This is the tail of the authors' ``ETDSForInference`` (``conv_last`` then ``conv_clip``, each
 followed by ReLU), with ``M = 1``. It needs no assumption on the input range.
-
-Preconditions (checked by :func:`check_clip`):
-
-* the upper bound is finite and non-negative (M ≥ 0): for ``M < 0`` the clamp's bounds cross
-  (``torch.clamp`` then returns ``M``) while the ReLU form returns 0;
-* the first module is a ``Conv2d``;
-* the conv output feeds nothing but the clamp (a structural fact the caller asserts by calling).
 """
 
 from __future__ import annotations
@@ -32,24 +25,42 @@ import math
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like, make_conv
 
 RULE_ID = "E2"
 
-BOUND = "the upper bound is finite and non-negative (M ≥ 0)"
-IS_CONV = "the clamped module is a Conv2d"
+BOUND = Precondition(
+    RULE_ID,
+    "bound",
+    "the upper bound is finite and non-negative (M ≥ 0)",
+    why="for M < 0 the clamp's bounds cross (torch.clamp then returns M) while the ReLU form "
+    "returns 0",
+)
+IS_CONV = Precondition(
+    RULE_ID,
+    "is_conv",
+    "the clamped module is a torch Conv2d computing its torch class's forward (no overridden "
+    "forward, no hooks)",
+)
+ISOLATED = Precondition(
+    RULE_ID,
+    "isolated",
+    "the conv output feeds nothing but the clamp",
+    why="a structural fact the caller asserts by calling",
+)
 
 
 def check_clip(conv: nn.Module, max_value: float) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless the clamp can be rewritten."""
-    require(isinstance(conv, nn.Conv2d), RULE_ID, IS_CONV, f"got {type(conv).__name__}")
-    require(
-        math.isfinite(float(max_value)) and float(max_value) >= 0,
-        RULE_ID,
-        BOUND,
-        f"M = {max_value}",
-    )
+    require_torch_semantics(conv, nn.Conv2d, IS_CONV)
+    BOUND.require(math.isfinite(float(max_value)) and float(max_value) >= 0, f"M = {max_value}")
 
 
 def clip_conv(
@@ -94,8 +105,14 @@ RULE = register(
             "clamp(conv(x; W, b), 0, M) = ReLU(conv1x1(ReLU(conv(x; −W, M − b)); −I, M)), "
             "from clamp(y, 0, M) = ReLU(M − ReLU(M − y))"
         ),
-        preconditions=(BOUND, IS_CONV, "the conv output feeds nothing but the clamp"),
+        preconditions=(
+            BOUND,
+            IS_CONV,
+            ISOLATED,
+        ),
         transform=clip_as_relu,
         proof="proofs.rules.clip_as_relu",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

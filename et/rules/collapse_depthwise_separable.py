@@ -17,60 +17,78 @@ and ``border`` does not change the result. Bias padding is needed only in the *o
 (1×1 first, then a padded K×K, ECBSR's branches): there the K×K's zero padding of the 1×1
 output differs from the merged conv's padding of x by the 1×1's bias; that order is R7
 (``merge_1x1_kxk(pointwise, conv, border="bias")``).
-
-Preconditions (checked by :func:`check_depthwise_separable`):
-
-* both modules are ``Conv2d``; the first is depthwise (``groups == in_channels`` and
-  ``out_channels`` a multiple of it);
-* the second is 1×1 with stride 1 and padding 0, ``in_channels`` = depthwise outputs;
-* ``border`` is ``"bias"`` or ``"zeros"`` (both give the same, exact, result in this order);
-* no nonlinearity between the two (structural; the caller asserts it by calling).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import geometry_of
 from et.rules.merge_kxk_1x1 import merge_kxk_1x1
 
 RULE_ID = "R14"
 BORDERS = ("bias", "zeros")
 
+DEPTHWISE = Precondition(
+    RULE_ID,
+    "depthwise",
+    "the first convolution is depthwise (groups = in_channels, any depth multiplier)",
+)
+POINTWISE = Precondition(
+    RULE_ID, "pointwise", "the second convolution is 1×1 with stride 1 and padding 0"
+)
+LINEAR = Precondition(
+    RULE_ID,
+    "linear",
+    "no nonlinearity between the two; the depthwise bias needs no border padding",
+    why="structural (the caller asserts it by calling); in this order nothing is padded "
+    "between the two convs, so the bias needs no border",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "both modules are torch Conv2d, each computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+CHANNELS = Precondition(RULE_ID, "channels", "pointwise.in_channels == depthwise.out_channels")
+BORDER_DECLARED = Precondition(
+    RULE_ID,
+    "border_declared",
+    "border is 'bias' or 'zeros'",
+    why="both give the same, exact, result in this order",
+)
+
 
 def check_depthwise_separable(
     depthwise: nn.Conv2d, pointwise: nn.Conv2d, border: str = "bias"
 ) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless the pair collapses exactly."""
-    require(
-        isinstance(depthwise, nn.Conv2d) and isinstance(pointwise, nn.Conv2d),
-        RULE_ID,
-        "both modules are Conv2d",
-        f"got {type(depthwise).__name__} and {type(pointwise).__name__}",
-    )
-    require(
+    require_torch_semantics(depthwise, nn.Conv2d, TORCH_MODULES)
+    require_torch_semantics(pointwise, nn.Conv2d, TORCH_MODULES)
+    DEPTHWISE.require(
         depthwise.groups == depthwise.in_channels
         and depthwise.out_channels % depthwise.in_channels == 0,
-        RULE_ID,
-        "the first convolution is depthwise",
         f"groups={depthwise.groups}, in_channels={depthwise.in_channels}, "
         f"out_channels={depthwise.out_channels}",
     )
     geo = geometry_of(pointwise)
-    require(
+    POINTWISE.require(
         geo.kernel_size == (1, 1) and geo.stride == (1, 1) and geo.padding == (0, 0),
-        RULE_ID,
-        "the second convolution is 1×1 with stride 1 and padding 0",
         f"kernel {geo.kernel_size}, stride {geo.stride}, padding {geo.padding}",
     )
-    require(
+    CHANNELS.require(
         pointwise.in_channels == depthwise.out_channels,
-        RULE_ID,
-        "pointwise.in_channels == depthwise.out_channels",
         f"{pointwise.in_channels} != {depthwise.out_channels}",
     )
-    require(border in BORDERS, RULE_ID, "border is 'bias' or 'zeros'", f"border={border!r}")
+    BORDER_DECLARED.require(border in BORDERS, f"border={border!r}")
 
 
 def collapse_depthwise_separable(
@@ -92,11 +110,16 @@ RULE = register(
         title="Depthwise-separable pair (depthwise K×K then 1×1) as one convolution",
         statement="pw(dw(x; D, δ); P, β) = conv(x; P·D, P·δ + β)",
         preconditions=(
-            "the first convolution is depthwise (groups = in_channels, any depth multiplier)",
-            "the second convolution is 1×1 with stride 1 and padding 0",
-            "no nonlinearity between the two; the depthwise bias needs no border padding",
+            DEPTHWISE,
+            POINTWISE,
+            LINEAR,
+            TORCH_MODULES,
+            CHANNELS,
+            BORDER_DECLARED,
         ),
         transform=collapse_depthwise_separable,
         proof="proofs.rules.collapse_depthwise_separable",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -11,13 +11,6 @@ the same order. With groups the rows are stacked in their dense form: a grouped 
 are ordered group by group, and the concatenation interleaves the groups of different branches,
 which no single grouped conv produces; the dense (groups = 1) stack is exact for any groups.
 When every branch has groups 1 the result is the plain stack. A missing bias counts as zero.
-
-Preconditions (checked by :func:`check_concat`):
-
-* at least one ``Conv2d``;
-* the same ``in_channels`` (the same input tensor: a structural fact the caller asserts);
-* the same kernel size (embed smaller kernels first with R4), stride, padding, dilation and
-  padding mode.
 """
 
 from __future__ import annotations
@@ -27,37 +20,59 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like, geometry_of
 from et.rules.merge_sequential_convs import dense_weight
 
 RULE_ID = "R11"
 
+SAME_INPUT = Precondition(
+    RULE_ID,
+    "same_input",
+    "the same input tensor (same in_channels)",
+    why="the same tensor is a structural fact the caller asserts; the channel count is checked",
+)
+SAME_GEOMETRY = Precondition(
+    RULE_ID,
+    "same_geometry",
+    "the same kernel size, stride, padding, dilation and padding mode",
+    why="embed smaller kernels first with R4",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "every branch is a torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+NONEMPTY = Precondition(RULE_ID, "nonempty", "at least one branch")
+
 
 def check_concat(convs: Sequence[nn.Conv2d]) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless the branches stack exactly."""
-    require(len(convs) >= 1, RULE_ID, "at least one Conv2d", "got an empty sequence")
-    require(
-        all(isinstance(conv, nn.Conv2d) for conv in convs),
-        RULE_ID,
-        "every branch is a Conv2d",
-        f"got {[type(conv).__name__ for conv in convs]}",
-    )
+    NONEMPTY.require(len(convs) >= 1, "got an empty sequence")
+    for conv in convs:
+        require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
     first = geometry_of(convs[0])
     for index, conv in enumerate(convs[1:], start=1):
         geo = geometry_of(conv)
-        for field, label in (
-            ("in_channels", "the same in_channels"),
-            ("kernel_size", "the same kernel size"),
-            ("stride", "the same stride"),
-            ("dilation", "the same dilation"),
-            ("padding", "the same padding"),
-            ("padding_mode", "the same padding mode"),
+        for field in (
+            "in_channels",
+            "kernel_size",
+            "stride",
+            "dilation",
+            "padding",
+            "padding_mode",
         ):
-            require(
+            condition = SAME_INPUT if field == "in_channels" else SAME_GEOMETRY
+            condition.require(
                 getattr(geo, field) == getattr(first, field),
-                RULE_ID,
-                label,
                 f"branch {index} has {field}={getattr(geo, field)!r}, "
                 f"branch 0 has {getattr(first, field)!r}",
             )
@@ -85,10 +100,14 @@ RULE = register(
         title="Depth concatenation of parallel convolutions",
         statement="cat_k conv(x; W_k, b_k) = conv(x; [W_1; …; W_n], [b_1; …; b_n])",
         preconditions=(
-            "the same input tensor (same in_channels)",
-            "the same kernel size, stride, padding, dilation and padding mode",
+            SAME_INPUT,
+            SAME_GEOMETRY,
+            TORCH_MODULES,
+            NONEMPTY,
         ),
         transform=concat_convs,
         proof="proofs.rules.concat_convs",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -11,18 +11,6 @@ the old conv reads with tap u, and the added taps carry zero weight, so
 for every x, stride, dilation and groups. The output length is unchanged because
 ``2p' − d(K − 1) = 2p − d(k − 1)``. The two axes are independent, so non-square kernels and
 targets work (a 1×3 kernel embeds into 3×3 with δ = (1, 0)).
-
-Preconditions (checked by :func:`check_embedding`):
-
-* the module is a Conv2d (any ``padding_mode``: the added taps have zero weight, and the
-  inner p-wide ring of a zero/reflect/replicate/circular pad of width ``p + d·δ`` is the pad of
-  width p, so the taps with weight read the same values);
-* ``K ≥ k`` on each axis (embedding never crops a kernel);
-* ``K − k`` is even on each axis (an odd difference would shift the kernel off-centre: the
-  outputs would move by half a tap, which no symmetric padding expresses);
-* when a target padding ``p_K`` is asked for (``padding=``, the wide branch's padding when
-  merging branches, R3): the small branch's padding is ``p_K − d(K − k)/2``, and that is ≥ 0
-  (a negative value would be a crop of the input, ACNet's "crop" case; refused).
 """
 
 from __future__ import annotations
@@ -30,14 +18,48 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
-from et.conv_geometry import ConvGeometry, Pair, conv_bias, conv_like, geometry_of
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
+from et.conv_geometry import ConvGeometry, Pair, conv_bias, conv_like, geometry_of, pair
 
 RULE_ID = "R4"
 
 
-def _pair(value: int | Pair) -> Pair:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+FITS = Precondition(RULE_ID, "fits", "K ≥ k on each axis", why="embedding never crops a kernel")
+EVEN = Precondition(
+    RULE_ID,
+    "even",
+    "K − k is even on each axis",
+    why="an odd difference would shift the kernel off-centre: the outputs would move by half a "
+    "tap, which no symmetric padding expresses",
+)
+PADDING_NON_NEGATIVE = Precondition(
+    RULE_ID,
+    "padding_non_negative",
+    "the small branch's padding p_K − d·(K − k)/2 is ≥ 0",
+    why="when a target padding p_K is asked for; a negative value would be a crop of the input "
+    "(ACNet's 'crop' case), refused",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the module is a torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+PADDING_MATCHES = Precondition(
+    RULE_ID,
+    "padding_matches",
+    "the small branch's padding is p_K − d·(K − k)/2",
+    why="when a target padding p_K is asked for (padding=, the wide branch's padding when "
+    "merging branches, R3). Any padding_mode works: the added taps have zero weight, and the "
+    "inner p-wide ring of a pad of width p + d·δ is the pad of width p",
+)
 
 
 def embedded_padding(geometry: ConvGeometry, kernel_size: Pair) -> Pair:
@@ -54,56 +76,40 @@ def check_embedding(
     conv: nn.Conv2d,
     kernel_size: int | Pair,
     padding: int | Pair | None = None,
-    *,
-    rule_id: str = RULE_ID,
 ) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``conv`` embeds into ``kernel_size``.
 
-    ``padding`` (optional) is the padding the embedded conv must end up with; ``rule_id`` lets
-    rules built on this one (R3, R5) report under their own id.
+    ``padding`` (optional) is the padding the embedded conv must end up with.
     """
-    require(
-        isinstance(conv, nn.Conv2d),
-        rule_id,
-        "the module is a Conv2d",
-        f"got {type(conv).__name__}",
-    )
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
     geometry = geometry_of(conv)
-    target = _pair(kernel_size)
-    require(
+    target = pair(kernel_size)
+    FITS.require(
         all(big >= small for big, small in zip(target, geometry.kernel_size, strict=True)),
-        rule_id,
-        "K ≥ k on each axis",
         f"kernel {geometry.kernel_size} does not fit into {target}",
     )
-    require(
+    EVEN.require(
         all(
             (big - small) % 2 == 0 for big, small in zip(target, geometry.kernel_size, strict=True)
         ),
-        rule_id,
-        "K − k is even on each axis",
         f"kernel {geometry.kernel_size} → {target} would sit off-centre",
     )
     result = embedded_padding(geometry, target)
     if padding is not None:
-        wanted = _pair(padding)
+        wanted = pair(padding)
         needed = tuple(
             w - d * (big - small) // 2
             for w, d, big, small in zip(
                 wanted, geometry.dilation, target, geometry.kernel_size, strict=True
             )
         )
-        require(
+        PADDING_NON_NEGATIVE.require(
             all(p >= 0 for p in needed),
-            rule_id,
-            "the small branch's padding p_K − d·(K − k)/2 is ≥ 0",
             f"padding {wanted} for kernel {target} needs padding {needed} on kernel "
             f"{geometry.kernel_size}; a negative padding is a crop of the input",
         )
-        require(
+        PADDING_MATCHES.require(
             result == wanted,
-            rule_id,
-            "the small branch's padding is p_K − d·(K − k)/2",
             f"kernel {geometry.kernel_size} with padding {geometry.padding} and dilation "
             f"{geometry.dilation} embeds into {target} with padding {result}, not {wanted}",
         )
@@ -120,7 +126,7 @@ def embed_kernel(
     """
     check_embedding(conv, kernel_size, padding)
     geometry = geometry_of(conv)
-    target = _pair(kernel_size)
+    target = pair(kernel_size)
     weight = conv.weight.detach()
     (kh, kw), (big_h, big_w) = geometry.kernel_size, target
     top, left = (big_h - kh) // 2, (big_w - kw) // 2
@@ -139,11 +145,15 @@ RULE = register(
         title="Kernel embedding k×k → K×K",
         statement="conv(x; W, b, p) = conv(x; pad₀(W, (K − k)/2), b, p + d(K − k)/2)",
         preconditions=(
-            "K ≥ k on each axis",
-            "K − k is even on each axis",
-            "the small branch's padding p_K − d·(K − k)/2 is ≥ 0",
+            FITS,
+            EVEN,
+            PADDING_NON_NEGATIVE,
+            TORCH_MODULES,
+            PADDING_MATCHES,
         ),
         transform=embed_kernel,
         proof="proofs.rules.embed_kernel",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

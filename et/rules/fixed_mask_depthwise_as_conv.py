@@ -12,13 +12,6 @@ for every x and padding p, because the dense sum ``Σ_c W[o, c]·patch_c`` keeps
 The mask may also be given per channel (``M[c, 0, u, v]``), as ECBSR stores it.
 Composition: ECBSR's branch "1×1 conv, then this depthwise with the 1×1's bias as the border"
 is R7 (``merge_1x1_kxk(pointwise, dense, border="bias")``) applied to the dense conv built here.
-
-Preconditions (checked by :func:`check_fixed_mask`):
-
-* the mask is constant: a tensor that does not require grad (a trainable mask is a plain
-  depthwise weight and belongs to R14 or R3), of shape ``[kh, kw]`` or ``[C, 1, kh, kw]``;
-  a ``[C, m, kh, kw]`` mask with m > 1 is not depthwise (groups ≠ channels);
-* the scale has shape ``[C]`` or ``[C, 1, 1, 1]``; the bias (optional) shape ``[C]``.
 """
 
 from __future__ import annotations
@@ -26,10 +19,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import Precondition, Rule, document_preconditions, register
 from et.conv_geometry import make_conv
 
 RULE_ID = "R12"
+
+CONSTANT = Precondition(
+    RULE_ID,
+    "constant",
+    "the mask is constant",
+    why="a tensor that does not require grad (a trainable mask is a plain depthwise weight and "
+    "belongs to R14 or R3)",
+)
+GROUPS = Precondition(
+    RULE_ID,
+    "groups",
+    "groups = channels (one filter per channel)",
+    why="a [C, m, kh, kw] mask with m > 1 is not depthwise",
+)
+SCALE_SHAPE = Precondition(RULE_ID, "scale_shape", "scale shape [C] or [C, 1, 1, 1]")
+MASK_SHAPE = Precondition(RULE_ID, "mask_shape", "mask shape [kh, kw] or [C, 1, kh, kw]")
+BIAS_SHAPE = Precondition(RULE_ID, "bias_shape", "bias shape [C] (when given)")
 
 SOBEL_X = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
 """ECBSR's Sobel-x mask (a horizontal derivative; the sign convention of its ``conv1x1-sobelx``)."""
@@ -43,43 +53,30 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 def check_fixed_mask(mask: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless the depthwise branch is well formed."""
-    require(
+    CONSTANT.require(
         isinstance(mask, torch.Tensor) and not mask.requires_grad,
-        RULE_ID,
-        "the mask is constant",
-        "the mask requires grad (a trainable mask is a plain depthwise weight)",
+        "the mask requires grad (a trainable mask is a plain depthwise weight)"
+        if isinstance(mask, torch.Tensor)
+        else f"got {type(mask).__name__}, not a tensor",
     )
-    require(
+    SCALE_SHAPE.require(
         isinstance(scale, torch.Tensor) and scale.dim() in (1, 4),
-        RULE_ID,
-        "scale shape [C] or [C, 1, 1, 1]",
         f"scale shape {tuple(getattr(scale, 'shape', ()))}",
     )
     channels = scale.shape[0]
-    require(
-        scale.numel() == channels,
-        RULE_ID,
-        "scale shape [C] or [C, 1, 1, 1]",
-        f"scale shape {tuple(scale.shape)}",
-    )
+    SCALE_SHAPE.require(scale.numel() == channels, f"scale shape {tuple(scale.shape)}")
     per_channel = mask.dim() == 4
-    require(
+    MASK_SHAPE.require(
         mask.dim() == 2 or (per_channel and mask.shape[0] == channels),
-        RULE_ID,
-        "mask shape [kh, kw] or [C, 1, kh, kw]",
         f"mask shape {tuple(mask.shape)} with C = {channels}",
     )
-    require(
+    GROUPS.require(
         not per_channel or mask.shape[1] == 1,
-        RULE_ID,
-        "groups = channels",
         f"mask shape {tuple(mask.shape)} has {mask.shape[1] if per_channel else 1} inputs per "
         "filter: not depthwise",
     )
-    require(
+    BIAS_SHAPE.require(
         bias is None or tuple(bias.shape) == (channels,),
-        RULE_ID,
-        "bias shape [C]",
         f"bias shape {tuple(bias.shape) if bias is not None else None}, C = {channels}",
     )
 
@@ -117,10 +114,15 @@ RULE = register(
         title="Fixed-mask depthwise convolution as a dense convolution",
         statement="depthwise(x; σ·M, β) = conv(x; δ_oc·σ_c·M, β)",
         preconditions=(
-            "the mask is constant",
-            "groups = channels (one filter per channel)",
+            CONSTANT,
+            GROUPS,
+            SCALE_SHAPE,
+            MASK_SHAPE,
+            BIAS_SHAPE,
         ),
         transform=fixed_mask_depthwise_as_conv,
         proof="proofs.rules.fixed_mask_depthwise_as_conv",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

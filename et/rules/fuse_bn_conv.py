@@ -15,17 +15,6 @@ the shift folded into b'). So the fold is exact everywhere iff ``p = 0`` or the 
 with the BN constant ``v_c = m_c`` (equivalently: BN is applied *after* zero padding,
 ``conv_valid(BN(pad₀(x)))``, as some exporters do). :class:`BNConstantPadded` is that original
 computation; ``border="bn_constant"`` declares it.
-
-Preconditions (checked by :func:`check_bn_conv`):
-
-* the BatchNorm is in eval mode with running statistics;
-* ``bn.num_features == conv.in_channels``;
-* with ``padding_mode == 'zeros'``: ``p = 0``, or the conv pads with the per-channel BN
-  constant (``border="bn_constant"``), or that constant is exactly 0 on every channel (then
-  zero padding *is* the BN constant). The other padding modes (reflect, replicate, circular)
-  copy BN outputs into the border, and a per-channel affine map commutes with copying, so the
-  fold is exact with any p; the result keeps the mode;
-* the BN output feeds nothing but the conv (a structural fact the caller asserts by calling).
 """
 
 from __future__ import annotations
@@ -36,14 +25,51 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like, conv_valid, geometry_of
 from et.rules.fuse_conv_bn import bn_scale_shift, check_fixed_statistics
 
 RULE_ID = "R2"
 
 Border = Literal["zeros", "bn_constant"]
-BORDER_CONDITION = "p = 0, or the conv pads with the per-channel BN constant"  # zeros mode
+FIXED_STATISTICS = Precondition(
+    RULE_ID, "fixed_statistics", "BatchNorm in eval mode with running statistics"
+)
+CHANNELS = Precondition(RULE_ID, "channels", "bn.num_features == conv.in_channels")
+BORDER_CONDITION = Precondition(
+    RULE_ID,
+    "border",
+    "p = 0, or the conv pads with the per-channel BN constant",
+    why="with padding_mode 'zeros': p = 0, or the conv pads with the per-channel BN constant "
+    "(border='bn_constant'), or that constant is exactly 0 on every channel. The other padding "
+    "modes copy BN outputs into the border, and a per-channel affine map commutes with "
+    "copying, so the fold is exact with any p; the result keeps the mode",
+)
+ISOLATED = Precondition(
+    RULE_ID,
+    "isolated",
+    "the BN output feeds nothing but the conv",
+    why="a structural fact the caller asserts by calling",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "bn is a torch BatchNorm2d and conv a Conv2d, each computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+BORDER_DECLARED = Precondition(
+    RULE_ID,
+    "border_declared",
+    "border is 'zeros' or 'bn_constant'",
+    why="the caller declares what the original conv pads the BN output with",
+)
 
 
 def check_bn_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, border: Border = "zeros") -> None:
@@ -52,38 +78,18 @@ def check_bn_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d, border: Border = "zeros")
     ``border`` says what the original conv pads its input (the BN output) with: ``"zeros"``
     (PyTorch's default) or ``"bn_constant"`` (the BN shift ``m``, i.e. BN of a zero pad).
     """
-    require(
-        isinstance(bn, nn.BatchNorm2d),
-        RULE_ID,
-        "the first module is a BatchNorm2d",
-        f"got {type(bn).__name__}",
+    require_torch_semantics(bn, nn.BatchNorm2d, TORCH_MODULES)
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
+    check_fixed_statistics(bn, FIXED_STATISTICS)
+    CHANNELS.require(
+        bn.num_features == conv.in_channels, f"{bn.num_features} != {conv.in_channels}"
     )
-    require(
-        isinstance(conv, nn.Conv2d),
-        RULE_ID,
-        "the second module is a Conv2d",
-        f"got {type(conv).__name__}",
-    )
-    check_fixed_statistics(bn, RULE_ID)
-    require(
-        bn.num_features == conv.in_channels,
-        RULE_ID,
-        "bn.num_features == conv.in_channels",
-        f"{bn.num_features} != {conv.in_channels}",
-    )
-    require(
-        border in ("zeros", "bn_constant"),
-        RULE_ID,
-        "border is 'zeros' or 'bn_constant'",
-        f"got {border!r}",
-    )
+    BORDER_DECLARED.require(border in ("zeros", "bn_constant"), f"got {border!r}")
     geometry = geometry_of(conv)
     if geometry.padding_mode == "zeros" and border == "zeros" and geometry.padding != (0, 0):
         _, shift = bn_scale_shift(bn)
-        require(
+        BORDER_CONDITION.require(
             bool(torch.all(shift == 0)),
-            RULE_ID,
-            BORDER_CONDITION,
             f"padding {geometry.padding} with zeros, but the BN constant is "
             f"{shift.tolist()}; pass border='bn_constant' only if the original pads with it",
         )
@@ -139,12 +145,16 @@ RULE = register(
         title="BatchNorm followed by convolution",
         statement="conv(BN(x); W, b) = conv(x; W·t_in, b + Σ W·m_in) with BN(x) = t·x + m",
         preconditions=(
-            "BatchNorm in eval mode with running statistics",
-            "bn.num_features == conv.in_channels",
+            FIXED_STATISTICS,
+            CHANNELS,
             BORDER_CONDITION,
-            "the BN output feeds nothing but the conv",
+            ISOLATED,
+            TORCH_MODULES,
+            BORDER_DECLARED,
         ),
         transform=fuse_bn_conv,
         proof="proofs.rules.fuse_bn_conv",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

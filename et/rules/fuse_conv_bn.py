@@ -12,14 +12,6 @@ separately and convolution is linear in ``(W, b)``.
 
 For a transposed convolution ``ConvTranspose2d`` (weight layout ``[in, out/g, kh, kw]``) the
 same holds with the scale applied to the output-channel axis of each group.
-
-Preconditions (checked by :func:`check_conv_bn`):
-
-* the BatchNorm is in evaluation mode (``bn.training`` is False) or does not track running
-  statistics is refused: with batch statistics μ, σ² depend on the batch, not on the weights;
-* the BatchNorm has running statistics (``track_running_stats=True``);
-* channel counts match (``bn.num_features == conv.out_channels``);
-* the conv output feeds nothing but the BN (a structural fact the caller asserts by calling).
 """
 
 from __future__ import annotations
@@ -29,51 +21,62 @@ import copy
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 
 RULE_ID = "R1"
 
+FIXED_STATISTICS = Precondition(
+    RULE_ID,
+    "fixed_statistics",
+    "BatchNorm in eval mode with running statistics",
+    why="with batch statistics μ, σ² depend on the batch, not on the weights",
+)
+CHANNELS = Precondition(RULE_ID, "channels", "bn.num_features == conv.out_channels")
+ISOLATED = Precondition(
+    RULE_ID,
+    "isolated",
+    "the conv output feeds nothing but the BN",
+    why="a structural fact the caller asserts by calling",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "conv is a torch Conv2d or ConvTranspose2d and bn a BatchNorm2d, each computing its torch "
+    "class's forward (no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
 
-def check_fixed_statistics(bn: nn.BatchNorm2d, rule_id: str = RULE_ID) -> None:
-    """Refuse a BatchNorm that is not a fixed per-channel affine map (under rule ``rule_id``).
+
+def check_fixed_statistics(bn: nn.BatchNorm2d, condition: Precondition = FIXED_STATISTICS) -> None:
+    """Refuse (under ``condition``) a BatchNorm that is not a fixed per-channel affine map.
 
     Only with running statistics and in eval mode is ``BN(y) = t·y + c`` with ``t, c`` from
-    :func:`bn_scale_shift`; with batch statistics ``t`` and ``c`` depend on the batch.
+    :func:`bn_scale_shift`; with batch statistics ``t`` and ``c`` depend on the batch. Rules
+    built on this one (R2) pass their own precondition.
     """
-    require(
+    condition.require(
         bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None,
-        rule_id,
-        "BatchNorm has running statistics",
         "track_running_stats=False: the statistics are those of each batch",
     )
-    require(
+    condition.require(
         not bn.training,
-        rule_id,
-        "BatchNorm is in eval mode",
         "bn.training is True, so it normalises with batch statistics; call bn.eval() first",
     )
 
 
 def check_conv_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``bn`` can be folded into ``conv``."""
-    require(
-        isinstance(conv, nn.Conv2d | nn.ConvTranspose2d),
-        RULE_ID,
-        "the first module is a Conv2d or ConvTranspose2d",
-        f"got {type(conv).__name__}",
-    )
-    require(
-        isinstance(bn, nn.BatchNorm2d),
-        RULE_ID,
-        "the second module is a BatchNorm2d",
-        f"got {type(bn).__name__}",
-    )
+    require_torch_semantics(conv, (nn.Conv2d, nn.ConvTranspose2d), TORCH_MODULES)
+    require_torch_semantics(bn, nn.BatchNorm2d, TORCH_MODULES)
     check_fixed_statistics(bn)
-    require(
-        bn.num_features == conv.out_channels,
-        RULE_ID,
-        "bn.num_features == conv.out_channels",
-        f"{bn.num_features} != {conv.out_channels}",
+    CHANNELS.require(
+        bn.num_features == conv.out_channels, f"{bn.num_features} != {conv.out_channels}"
     )
 
 
@@ -119,12 +122,10 @@ RULE = register(
         name="fuse_conv_bn",
         title="Convolution followed by BatchNorm",
         statement="BN(conv(x; W, b)) = conv(x; W·t, (b − μ)·t + β) with t = γ/√(σ² + ε)",
-        preconditions=(
-            "BatchNorm in eval mode with running statistics",
-            "bn.num_features == conv.out_channels",
-            "the conv output feeds nothing but the BN",
-        ),
+        preconditions=(FIXED_STATISTICS, CHANNELS, ISOLATED, TORCH_MODULES),
         transform=fuse_conv_bn,
         proof="proofs.rules.fuse_conv_bn",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

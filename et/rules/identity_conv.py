@@ -8,13 +8,6 @@ with stride 1 and padding ``((KH − 1)/2, (KW − 1)/2)`` ("same"). Output chan
 ``⌊i/(C/g)⌋`` reads input channel ``⌊i/(C/g)⌋·C/g + i mod (C/g) = i`` at offset 0 only, so
 ``conv(x; K) = x`` for every x. With a BatchNorm after the identity (RepVGG's identity branch),
 ``BN(x) = conv(x; t·K, c)`` by R1 (:func:`identity_branch_as_conv`).
-
-Preconditions (checked by :func:`check_identity`):
-
-* ``C_in = C_out = C`` and ``g`` divides C (the conv maps the C channels to themselves);
-* stride 1 (a stride subsamples);
-* an odd kernel on each axis, padded by ``(K − 1)/2`` (an even kernel has no centre tap, so a
-  symmetric padding would shift or resize the image).
 """
 
 from __future__ import annotations
@@ -22,30 +15,40 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
-from et.conv_geometry import Pair, make_conv
+from et.contract import Precondition, Rule, document_preconditions, register
+from et.conv_geometry import Pair, make_conv, pair
 from et.rules.fuse_conv_bn import fuse_conv_bn
 
 RULE_ID = "R6"
 
 
-def _pair(value: int | Pair) -> Pair:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+CHANNELS = Precondition(
+    RULE_ID,
+    "channels",
+    "C_in = C_out = C with groups dividing C",
+    why="the conv maps the C channels to themselves",
+)
+STRIDE = Precondition(
+    RULE_ID, "stride", "stride 1", why="a stride subsamples; identity_conv builds stride 1"
+)
+ODD_KERNEL = Precondition(
+    RULE_ID,
+    "odd_kernel",
+    "an odd kernel on each axis, padded by (K − 1)/2",
+    why="an even kernel has no centre tap, so a symmetric padding would shift or resize the "
+    "image; identity_conv builds that padding",
+)
 
 
 def check_identity(channels: int, kernel_size: int | Pair = 3, groups: int = 1) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless a Dirac conv can be the identity."""
-    require(
+    CHANNELS.require(
         channels >= 1 and groups >= 1 and channels % groups == 0,
-        RULE_ID,
-        "C_in = C_out = C with groups dividing C",
         f"channels={channels}, groups={groups}",
     )
-    kernel = _pair(kernel_size)
-    require(
+    kernel = pair(kernel_size)
+    ODD_KERNEL.require(
         all(k >= 1 and k % 2 == 1 for k in kernel),
-        RULE_ID,
-        "an odd kernel on each axis",
         f"kernel {kernel} has no centre tap",
     )
 
@@ -60,7 +63,7 @@ def identity_conv(
 ) -> nn.Conv2d:
     """A ``channels → channels`` conv (stride 1, same padding, zero bias) computing ``x``."""
     check_identity(channels, kernel_size, groups)
-    kh, kw = _pair(kernel_size)
+    kh, kw = pair(kernel_size)
     weight = torch.empty((channels, channels // groups, kh, kw), dtype=dtype, device=device)
     with torch.no_grad():
         # dirac_ sets K[g·C/g + j, j, centre] = 1, i.e. K[i, i mod (C/g), centre] = 1.
@@ -92,11 +95,13 @@ RULE = register(
         title="Identity as a Dirac convolution",
         statement="x = conv(x; K) with K[i, i mod (C/g), centre] = 1, stride 1, same padding",
         preconditions=(
-            "C_in = C_out = C with groups dividing C",
-            "stride 1",
-            "an odd kernel on each axis, padded by (K − 1)/2",
+            CHANNELS,
+            STRIDE,
+            ODD_KERNEL,
         ),
         transform=identity_conv,
         proof="proofs.rules.identity_conv",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

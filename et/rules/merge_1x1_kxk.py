@@ -15,15 +15,6 @@ a g₁-block-diagonal and a g₂-block-diagonal matrix, so the result has ``gcd(
 With ordinary zero padding (``border="zeros"``) the border ring of z̄ is 0 instead of b₁; the
 merge is then exact only if ``p = 0`` or ``b₁ = 0``. :class:`BiasPaddedSequence` is the
 bias-padded original computation.
-
-Preconditions (checked by :func:`check_1x1_kxk`):
-
-* the first conv is 1×1 with stride 1 and padding 0; no nonlinearity between (asserted by the
-  caller); ``pointwise.out_channels == conv.in_channels``;
-* the K×K is valid (p = 0) or its input border is filled with b₁ (``border="bias"``); with
-  ``border="zeros"`` a padded K×K needs b₁ = 0. This concerns ``padding_mode == 'zeros'``
-  only: reflect/replicate/circular padding copies pixels of z, each of which is ``b₁ + W₁·x``
-  at the copied position, so the merged conv with the same mode is exact for any p.
 """
 
 from __future__ import annotations
@@ -35,14 +26,49 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like, conv_valid, geometry_of
 from et.rules.merge_sequential_convs import dense_weight, grouped_weight
 
 RULE_ID = "R7"
 
 Border = Literal["bias", "zeros"]
-BORDER_CONDITION = "the K×K is valid (p = 0) or its input border is filled with b₁"
+POINTWISE = Precondition(RULE_ID, "pointwise", "the first conv is 1×1 with stride 1 and padding 0")
+LINEAR = Precondition(
+    RULE_ID,
+    "linear",
+    "no nonlinearity between the two convs",
+    why="a structural fact the caller asserts by calling",
+)
+CHANNELS = Precondition(RULE_ID, "channels", "pointwise.out_channels == conv.in_channels")
+BORDER_CONDITION = Precondition(
+    RULE_ID,
+    "border",
+    "the K×K is valid (p = 0) or its input border is filled with b₁",
+    why="border='bias'; with border='zeros' a padded K×K needs b₁ = 0. This concerns "
+    "padding_mode 'zeros' only: reflect/replicate/circular padding copies pixels of z, each of "
+    "which is b₁ + W₁·x at the copied position, so the merged conv with the same mode is exact "
+    "for any p",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "both modules are torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+BORDER_DECLARED = Precondition(
+    RULE_ID,
+    "border_declared",
+    "border is 'bias' or 'zeros'",
+    why="the caller declares what the original K×K pads its input with",
+)
 
 
 def check_1x1_kxk(pointwise: nn.Conv2d, conv: nn.Conv2d, border: Border = "bias") -> None:
@@ -51,38 +77,22 @@ def check_1x1_kxk(pointwise: nn.Conv2d, conv: nn.Conv2d, border: Border = "bias"
     ``border`` is what the original K×K pads its input with: ``"bias"`` (b₁, the 1×1's bias) or
     ``"zeros"`` (PyTorch's default).
     """
-    for position, module in (("first", pointwise), ("second", conv)):
-        require(
-            isinstance(module, nn.Conv2d),
-            RULE_ID,
-            f"the {position} module is a Conv2d",
-            f"got {type(module).__name__}",
-        )
+    require_torch_semantics(pointwise, nn.Conv2d, TORCH_MODULES)
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
     first, second = geometry_of(pointwise), geometry_of(conv)
-    require(
+    POINTWISE.require(
         first.kernel_size == (1, 1) and first.stride == (1, 1) and first.padding == (0, 0),
-        RULE_ID,
-        "the first conv is 1×1 with stride 1 and padding 0",
         f"kernel {first.kernel_size}, stride {first.stride}, padding {first.padding}",
     )
-    require(
+    CHANNELS.require(
         pointwise.out_channels == conv.in_channels,
-        RULE_ID,
-        "pointwise.out_channels == conv.in_channels",
         f"{pointwise.out_channels} != {conv.in_channels}",
     )
-    require(
-        border in ("bias", "zeros"),
-        RULE_ID,
-        "border is 'bias' or 'zeros'",
-        f"got {border!r}",
-    )
+    BORDER_DECLARED.require(border in ("bias", "zeros"), f"got {border!r}")
     zero_padded = second.padding_mode == "zeros" and second.padding != (0, 0)
     if border == "zeros" and zero_padded and pointwise.bias is not None:
-        require(
+        BORDER_CONDITION.require(
             bool(torch.all(pointwise.bias.detach() == 0)),
-            RULE_ID,
-            BORDER_CONDITION,
             f"the K×K pads {second.padding} with zeros but b₁ ≠ 0; the merged conv would put "
             "W₂·b₁ on the border ring (use border='bias' if the original pads with b₁)",
         )
@@ -142,12 +152,16 @@ RULE = register(
         title="Sequential 1×1 then K×K convolutions",
         statement="conv(conv(x; W₁, b₁); W₂, b₂) = conv(x; W₂ ⊛ W₁, b₂ + Σ W₂·b₁) (bias padding)",
         preconditions=(
-            "the first conv is 1×1 with stride 1 and padding 0",
-            "no nonlinearity between the two convs",
-            "pointwise.out_channels == conv.in_channels",
+            POINTWISE,
+            LINEAR,
+            CHANNELS,
             BORDER_CONDITION,
+            TORCH_MODULES,
+            BORDER_DECLARED,
         ),
         transform=merge_1x1_kxk,
         proof="proofs.rules.merge_1x1_kxk",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -12,17 +12,6 @@ when the horizontal branch has padding ``(p_h − d_h(KH − 1)/2, p_w)`` and th
 
 This is R3 specialised to ACNet's shapes; any of the three branches may be absent (``None``).
 
-Preconditions (checked by :func:`check_asymmetric`):
-
-* at least one branch; the horizontal kernel is ``1×KW`` and the vertical one ``KH×1`` where
-  ``KH×KW`` is the square kernel (or, without a square branch, the vertical and horizontal
-  lengths);
-* KH and KW odd when a 1-wide branch must be centred in them (``K − 1`` even);
-* the realigned paddings above hold, all ≥ 0. ACNet's "crop" variant (square padding
-  ``p < k//2``, which would need a negative padding on the 1-wide branch and is realised there by
-  cropping the input) is refused rather than guessed: apply the crop to the input first;
-* the same channels, stride, dilation, groups and padding_mode on every branch (R3).
-
 Each ACNet branch carries its own BatchNorm: fold it first with R1 (``fuse_conv_bn``).
 """
 
@@ -30,11 +19,69 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import geometry_of
-from et.rules.merge_parallel_convs import check_parallel_convs, merge_parallel_convs
+from et.rules.merge_parallel_convs import (
+    ParallelConditions,
+    check_parallel_convs,
+    merge_parallel_convs,
+)
 
 RULE_ID = "R5"
+
+HORIZONTAL = Precondition(
+    RULE_ID,
+    "horizontal",
+    "the horizontal kernel is 1×KW",
+    why="KH×KW is the square kernel (or, without a square branch, the vertical and horizontal "
+    "lengths)",
+)
+VERTICAL = Precondition(RULE_ID, "vertical", "the vertical kernel is KH×1")
+EVEN = Precondition(
+    RULE_ID,
+    "even",
+    "K − k is even on each axis",
+    why="KH and KW odd when a 1-wide branch must be centred in them",
+)
+ONE_PADDING = Precondition(
+    RULE_ID,
+    "one_padding",
+    "one padding after centring: pᵢ + d(K − kᵢ)/2 equal for all branches",
+    why="the realigned paddings above, all ≥ 0. ACNet's 'crop' variant (square padding "
+    "p < k//2, which would need a negative padding on the 1-wide branch) is refused rather than "
+    "guessed: apply the crop to the input first",
+)
+SAME_GEOMETRY = Precondition(
+    RULE_ID,
+    "same_geometry",
+    "the same in_channels, out_channels, stride, dilation, groups and padding_mode on every branch",
+    why="as in R3",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "every branch is a torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+NONEMPTY = Precondition(RULE_ID, "nonempty", "at least one branch")
+
+R5_CONDITIONS = ParallelConditions(
+    nonempty=NONEMPTY,
+    torch_modules=TORCH_MODULES,
+    same=dict.fromkeys(
+        ("in_channels", "out_channels", "stride", "dilation", "groups", "padding_mode"),
+        SAME_GEOMETRY,
+    ),
+    even=EVEN,
+    one_padding=ONE_PADDING,
+)
 
 
 def _branches(*convs: nn.Conv2d | None) -> list[nn.Conv2d]:
@@ -46,37 +93,28 @@ def check_asymmetric(
 ) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless the branches merge into one conv."""
     branches = _branches(square, horizontal, vertical)
-    require(len(branches) >= 1, RULE_ID, "at least one branch", "all three branches are None")
+    NONEMPTY.require(len(branches) >= 1, "all three branches are None")
     for conv in branches:
-        require(
-            isinstance(conv, nn.Conv2d),
-            RULE_ID,
-            "every branch is a Conv2d",
-            f"got {type(conv).__name__}",
-        )
+        require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
     if horizontal is not None:
         kh, kw = geometry_of(horizontal).kernel_size
-        require(kh == 1, RULE_ID, "the horizontal kernel is 1×KW", f"it is {kh}×{kw}")
+        HORIZONTAL.require(kh == 1, f"it is {kh}×{kw}")
         if square is not None:
             big = geometry_of(square).kernel_size
-            require(
+            HORIZONTAL.require(
                 kw == big[1],
-                RULE_ID,
-                "the horizontal kernel is 1×KW",
                 f"it is 1×{kw} beside a square kernel {big[0]}×{big[1]}",
             )
     if vertical is not None:
         kh, kw = geometry_of(vertical).kernel_size
-        require(kw == 1, RULE_ID, "the vertical kernel is KH×1", f"it is {kh}×{kw}")
+        VERTICAL.require(kw == 1, f"it is {kh}×{kw}")
         if square is not None:
             big = geometry_of(square).kernel_size
-            require(
+            VERTICAL.require(
                 kh == big[0],
-                RULE_ID,
-                "the vertical kernel is KH×1",
                 f"it is {kh}×1 beside a square kernel {big[0]}×{big[1]}",
             )
-    check_parallel_convs(branches, rule_id=RULE_ID)
+    check_parallel_convs(branches, R5_CONDITIONS)
 
 
 def merge_asymmetric(
@@ -96,14 +134,17 @@ RULE = register(
         title="Asymmetric 1×k and k×1 branches into k×k",
         statement="W_sq + row(W_1×k) + col(W_k×1), Σ b: added into the centre row / column",
         preconditions=(
-            "the horizontal kernel is 1×KW",
-            "the vertical kernel is KH×1",
-            "K − k is even on each axis",
-            "one padding after centring: pᵢ + d(K − kᵢ)/2 equal for all branches",
-            "the same in_channels, out_channels, stride, dilation, groups and padding_mode on "
-            "every branch",
+            HORIZONTAL,
+            VERTICAL,
+            EVEN,
+            ONE_PADDING,
+            SAME_GEOMETRY,
+            TORCH_MODULES,
+            NONEMPTY,
         ),
         transform=merge_asymmetric,
         proof="proofs.rules.merge_asymmetric",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

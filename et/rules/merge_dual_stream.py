@@ -18,15 +18,6 @@ has both). If both streams are followed by the *same element-wise* nonlinearity 
 ``[f(y_b); f(y_r)] = f([y_b; y_r])``, so the merged layer keeps one activation; no input-range
 assumption is needed. The first layer, where both streams read the same input, is the special
 case of stacking the two convs along the output axis (:func:`merge_dual_stream_first`).
-
-Preconditions:
-
-* the convs share kernel size, stride, padding, dilation and padding mode;
-* the convs have groups = 1;
-* the channel counts chain (cross convs read the other stream's input, write this stream's
-  output);
-* the following nonlinearity is element-wise and the same on both streams (checked by
-  :func:`merge_activations`; per-channel PReLU slopes are concatenated).
 """
 
 from __future__ import annotations
@@ -36,15 +27,42 @@ import copy
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like, geometry_of
 
 RULE_ID = "E5"
 
-SHARED_GEOMETRY = "the convs share kernel size, stride, padding, dilation and padding mode"
-SINGLE_GROUP = "the convs have groups = 1"
-CHANNELS = "the channel counts chain"
-SAME_ACTIVATION = "the following nonlinearity is element-wise and the same on both streams"
+SHARED_GEOMETRY = Precondition(
+    RULE_ID,
+    "shared_geometry",
+    "the convs share kernel size, stride, padding, dilation and padding mode",
+)
+SINGLE_GROUP = Precondition(RULE_ID, "single_group", "the convs have groups = 1")
+CHANNELS = Precondition(
+    RULE_ID,
+    "channels",
+    "the channel counts chain",
+    why="cross convs read the other stream's input and write this stream's output",
+)
+SAME_ACTIVATION = Precondition(
+    RULE_ID,
+    "same_activation",
+    "the following nonlinearity is element-wise and the same on both streams",
+    why="checked by merge_activations; per-channel PReLU slopes are concatenated",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the convs are torch Conv2d and the activations torch modules, each computing its torch "
+    "class's forward (no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
 
 # Element-wise maps without per-channel parameters: equal iff same type and same settings.
 _PARAMETER_FREE = (
@@ -61,21 +79,33 @@ _PARAMETER_FREE = (
 )
 
 
+def _torch_class(module: nn.Module) -> type | None:
+    """The parameter-free torch class whose function ``module`` computes (None if none)."""
+    return next((cls for cls in type(module).__mro__ if cls in _PARAMETER_FREE), None)
+
+
 def _signature(conv: nn.Conv2d) -> tuple:
     g = geometry_of(conv)
     return (g.kernel_size, g.stride, g.padding, g.dilation, g.padding_mode)
 
 
-def check_dual_stream(convs: list[nn.Conv2d]) -> None:
-    """Refuse convs that cannot share one block-matrix conv."""
+def check_dual_stream(
+    convs: list[nn.Conv2d],
+    *,
+    torch_modules: Precondition = TORCH_MODULES,
+    single_group: Precondition = SINGLE_GROUP,
+    shared_geometry: Precondition = SHARED_GEOMETRY,
+) -> None:
+    """Refuse convs that cannot share one block-matrix conv.
+
+    Rules built on this one (E6) pass their own preconditions with the same texts.
+    """
     for conv in convs:
-        require(isinstance(conv, nn.Conv2d), RULE_ID, "the modules are Conv2d", type(conv).__name__)
-        require(conv.groups == 1, RULE_ID, SINGLE_GROUP, f"groups = {conv.groups}")
+        require_torch_semantics(conv, nn.Conv2d, torch_modules)
+        single_group.require(conv.groups == 1, f"groups = {conv.groups}")
     signatures = {_signature(conv) for conv in convs}
-    require(
+    shared_geometry.require(
         len(signatures) == 1,
-        RULE_ID,
-        SHARED_GEOMETRY,
         "(kernel, stride, padding, dilation, mode) differ: " + ", ".join(map(str, signatures)),
     )
 
@@ -100,10 +130,8 @@ def merge_dual_stream(
         (backbone_to_residual, (nb_in, nr_out), "backbone_to_residual"),
     ):
         if conv is not None:
-            require(
+            CHANNELS.require(
                 (conv.in_channels, conv.out_channels) == shape,
-                RULE_ID,
-                CHANNELS,
                 f"{label} maps {conv.in_channels} → {conv.out_channels}, expected "
                 f"{shape[0]} → {shape[1]}",
             )
@@ -124,10 +152,8 @@ def merge_dual_stream(
 def merge_dual_stream_first(backbone: nn.Conv2d, residual: nn.Conv2d) -> nn.Conv2d:
     """Both streams read the same input: stack ``[W_b; W_r]`` and ``[b_b; b_r]`` (outputs)."""
     check_dual_stream([backbone, residual])
-    require(
+    CHANNELS.require(
         backbone.in_channels == residual.in_channels,
-        RULE_ID,
-        CHANNELS,
         f"the streams read {backbone.in_channels} and {residual.in_channels} channels",
     )
     weight = torch.cat([backbone.weight.detach(), residual.weight.detach()])
@@ -139,21 +165,20 @@ def merge_activations(backbone_act: nn.Module, residual_act: nn.Module) -> nn.Mo
 
     Refuses maps that differ between the streams or are not element-wise.
     """
+    for act in (backbone_act, residual_act):
+        if isinstance(act, (nn.PReLU, *_PARAMETER_FREE)):  # other classes: refused below
+            require_torch_semantics(act, (nn.PReLU, *_PARAMETER_FREE), TORCH_MODULES)
     if isinstance(backbone_act, nn.PReLU) and isinstance(residual_act, nn.PReLU):
         slopes_b, slopes_r = backbone_act.weight.detach(), residual_act.weight.detach()
         if slopes_b.numel() == 1 and slopes_r.numel() == 1:
-            require(
+            SAME_ACTIVATION.require(
                 torch.equal(slopes_b, slopes_r),
-                RULE_ID,
-                SAME_ACTIVATION,
                 f"shared PReLU slopes {slopes_b.item()} and {slopes_r.item()} differ",
             )
             return copy.deepcopy(backbone_act)
         # per-channel slopes: PReLU on the stacked tensor with the slopes stacked likewise
-        require(
+        SAME_ACTIVATION.require(
             slopes_b.numel() > 1 and slopes_r.numel() > 1,
-            RULE_ID,
-            SAME_ACTIVATION,
             "one stream has a shared PReLU slope, the other per-channel slopes; pass per-channel",
         )
         merged = nn.PReLU(
@@ -162,15 +187,13 @@ def merge_activations(backbone_act: nn.Module, residual_act: nn.Module) -> nn.Mo
         with torch.no_grad():
             merged.weight.copy_(torch.cat([slopes_b, slopes_r]))
         return merged
+    # Compared by the torch class they compute and its settings, never by the Python class.
     same = (
-        type(backbone_act) is type(residual_act)
-        and isinstance(backbone_act, _PARAMETER_FREE)
-        and repr(backbone_act) == repr(residual_act)
+        _torch_class(backbone_act) is _torch_class(residual_act) is not None
+        and backbone_act.extra_repr() == residual_act.extra_repr()
     )
-    require(
+    SAME_ACTIVATION.require(
         same,
-        RULE_ID,
-        SAME_ACTIVATION,
         f"backbone {backbone_act!r}, residual {residual_act!r}",
     )
     return copy.deepcopy(backbone_act)
@@ -185,8 +208,16 @@ RULE = register(
             "[y_b; y_r] = conv([x_b; x_r]; [[W_b, W_r2b], [W_b2r, W_r]], "
             "[b_b + b_r2b; b_r + b_b2r]); f([y_b; y_r]) = [f(y_b); f(y_r)]"
         ),
-        preconditions=(SHARED_GEOMETRY, SINGLE_GROUP, CHANNELS, SAME_ACTIVATION),
+        preconditions=(
+            SHARED_GEOMETRY,
+            SINGLE_GROUP,
+            CHANNELS,
+            SAME_ACTIVATION,
+            TORCH_MODULES,
+        ),
         transform=merge_dual_stream,
         proof="proofs.rules.merge_dual_stream",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

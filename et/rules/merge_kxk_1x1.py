@@ -14,15 +14,6 @@ of y and no padding, so y's border pixels are already correct and nothing is pad
 product is block diagonal with ``gcd(g, h)`` blocks (the mid channels split into gcd(g, h) runs,
 each a union of groups of both convolutions), so the result has groups ``gcd(g, h)``; every
 pairing of groups is exact.
-
-Preconditions (checked by :func:`check_kxk_1x1`):
-
-* both modules are ``Conv2d``;
-* the second convolution is 1×1 with stride 1 and padding 0 (a padded 1×1 reads zeros around y,
-  where the merged conv would produce ``Σ P b + β``; a strided one subsamples y);
-* ``pointwise.in_channels == conv.out_channels``;
-* nothing between the two convolutions (no nonlinearity) and y feeds nothing else (structural;
-  the caller asserts it by calling).
 """
 
 from __future__ import annotations
@@ -32,44 +23,54 @@ import math
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like, geometry_of
 from et.rules.merge_sequential_convs import dense_weight, grouped_weight
 
 RULE_ID = "R9"
 
+POINTWISE = Precondition(
+    RULE_ID,
+    "pointwise",
+    "the second convolution is 1×1 with stride 1 and padding 0",
+    why="a padded 1×1 reads zeros around y, where the merged conv would produce Σ P b + β; a "
+    "strided one subsamples y",
+)
+CHANNELS = Precondition(RULE_ID, "channels", "pointwise.in_channels == conv.out_channels")
+LINEAR = Precondition(
+    RULE_ID,
+    "linear",
+    "no nonlinearity between the two; the K×K output feeds nothing else",
+    why="structural; the caller asserts it by calling",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "both modules are torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+
 
 def check_kxk_1x1(conv: nn.Conv2d, pointwise: nn.Conv2d) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``pointwise ∘ conv`` merges exactly."""
-    require(
-        isinstance(conv, nn.Conv2d) and isinstance(pointwise, nn.Conv2d),
-        RULE_ID,
-        "both modules are Conv2d",
-        f"got {type(conv).__name__} and {type(pointwise).__name__}",
-    )
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
+    require_torch_semantics(pointwise, nn.Conv2d, TORCH_MODULES)
     geo = geometry_of(pointwise)
-    require(
-        geo.kernel_size == (1, 1),
-        RULE_ID,
-        "the second convolution is 1×1",
-        f"its kernel is {geo.kernel_size}",
-    )
-    require(
-        geo.stride == (1, 1),
-        RULE_ID,
-        "the 1×1 has stride 1",
-        f"its stride is {geo.stride}",
-    )
-    require(
+    POINTWISE.require(geo.kernel_size == (1, 1), f"its kernel is {geo.kernel_size}")
+    POINTWISE.require(geo.stride == (1, 1), f"its stride is {geo.stride}")
+    POINTWISE.require(
         geo.padding == (0, 0),
-        RULE_ID,
-        "the 1×1 has padding 0",
         f"its padding is {geo.padding}: it would read zeros around the K×K output",
     )
-    require(
+    CHANNELS.require(
         pointwise.in_channels == conv.out_channels,
-        RULE_ID,
-        "pointwise.in_channels == conv.out_channels",
         f"{pointwise.in_channels} != {conv.out_channels}",
     )
 
@@ -101,11 +102,14 @@ RULE = register(
         title="K×K convolution followed by a 1×1 convolution",
         statement="conv1x1(conv(x; W, b); P, β) = conv(x; P·W, P·b + β)",
         preconditions=(
-            "the second convolution is 1×1 with stride 1 and padding 0",
-            "pointwise.in_channels == conv.out_channels",
-            "no nonlinearity between the two; the K×K output feeds nothing else",
+            POINTWISE,
+            CHANNELS,
+            LINEAR,
+            TORCH_MODULES,
         ),
         transform=merge_kxk_1x1,
         proof="proofs.rules.merge_kxk_1x1",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -25,12 +25,6 @@ reads ``b₁ + Σ W₁·x̃`` near the border: the outputs agree in the interior
 width ``p₂``; for K₁ > 1 the missing value depends on x, so no constant pad fixes it (proved in
 :mod:`proofs.rules.merge_sequential_convs`). The rule refuses that case.
 
-Preconditions (checked by :func:`check_sequential_convs`):
-
-* ``first.out_channels == second.in_channels`` and no nonlinearity between (the caller asserts
-  the latter by calling);
-* the second conv reads no padded value (padding 0).
-
 The first conv may use any padding mode: the merged conv pads x the same way (p₁, same mode),
 so every tap reads the same extended input.
 """
@@ -42,10 +36,38 @@ import math
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, geometry_of, make_conv
 
 RULE_ID = "R8"
+
+CHANNELS = Precondition(RULE_ID, "channels", "first.out_channels == second.in_channels")
+LINEAR = Precondition(
+    RULE_ID,
+    "linear",
+    "no nonlinearity between the two convs",
+    why="a structural fact the caller asserts by calling",
+)
+VALID_SECOND = Precondition(
+    RULE_ID,
+    "valid_second",
+    "the second conv reads no padded value (padding 0)",
+    why="the first conv may use any padding mode: the merged conv pads x the same way (p₁, same "
+    "mode), so every tap reads the same extended input",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "both modules are torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
 
 
 def dense_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -78,24 +100,15 @@ def grouped_weight(dense: torch.Tensor, groups: int) -> torch.Tensor:
 
 def check_sequential_convs(first: nn.Conv2d, second: nn.Conv2d) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``second ∘ first`` is one conv."""
-    for position, conv in (("first", first), ("second", second)):
-        require(
-            isinstance(conv, nn.Conv2d),
-            RULE_ID,
-            f"the {position} module is a Conv2d",
-            f"got {type(conv).__name__}",
-        )
-    require(
+    require_torch_semantics(first, nn.Conv2d, TORCH_MODULES)
+    require_torch_semantics(second, nn.Conv2d, TORCH_MODULES)
+    CHANNELS.require(
         first.out_channels == second.in_channels,
-        RULE_ID,
-        "first.out_channels == second.in_channels",
         f"{first.out_channels} != {second.in_channels}",
     )
     g2 = geometry_of(second)
-    require(
+    VALID_SECOND.require(
         g2.padding == (0, 0),
-        RULE_ID,
-        "the second conv reads no padded value (padding 0)",
         f"second padding is {g2.padding}: its border ring would read zeros where the merged "
         "conv reads b₁ + W₁·x",
     )
@@ -147,11 +160,14 @@ RULE = register(
         title="Sequential K₁×K₁ and K₂×K₂ convolutions",
         statement="conv₂(conv₁(x)) = conv(x; W₃[t] = Σ_{a+c=t} W₂[c]·W₁[a], b₂ + Σ W₂·b₁)",
         preconditions=(
-            "first.out_channels == second.in_channels",
-            "no nonlinearity between the two convs",
-            "the second conv reads no padded value (padding 0)",
+            CHANNELS,
+            LINEAR,
+            VALID_SECOND,
+            TORCH_MODULES,
         ),
         transform=merge_sequential_convs,
         proof="proofs.rules.merge_sequential_convs",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

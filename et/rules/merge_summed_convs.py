@@ -9,12 +9,6 @@ padding, dilation and padding mode (groups 1),
 W_b b``). PixelShuffle only permutes entries, so it is linear and
 ``PS(conv_a(a)) + PS(conv_b(b)) = PS(conv([a; b]; [W_a, W_b], b_a + b_b))``; this is the tail of
 ETDS, ``PS(conv_last(x)) + PS(conv_residual_last(r))``, with the streams stacked backbone first.
-
-Preconditions:
-
-* the convs share kernel size, stride, padding, dilation and padding mode;
-* the convs have groups = 1;
-* the convs have the same number of outputs.
 """
 
 from __future__ import annotations
@@ -22,25 +16,35 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import PreconditionError, Rule, register, require
+from et.contract import Precondition, Rule, document_preconditions, register
 from et.conv_geometry import conv_bias, conv_like
-from et.rules.merge_dual_stream import SHARED_GEOMETRY, SINGLE_GROUP, check_dual_stream
+from et.rules import merge_dual_stream as dual_stream
 
 RULE_ID = "E6"
 
-SAME_OUTPUTS = "the convs have the same number of outputs"
+# E5's conditions, stated for this rule (same texts, reported under E6).
+SHARED_GEOMETRY = Precondition(RULE_ID, "shared_geometry", str(dual_stream.SHARED_GEOMETRY))
+SINGLE_GROUP = Precondition(RULE_ID, "single_group", str(dual_stream.SINGLE_GROUP))
+SAME_OUTPUTS = Precondition(RULE_ID, "same_outputs", "the convs have the same number of outputs")
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "both convs are torch Conv2d, each computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
 
 
 def check_summed_convs(conv_a: nn.Conv2d, conv_b: nn.Conv2d) -> None:
     """Refuse convs whose sum is not one conv on the stacked streams."""
-    try:
-        check_dual_stream([conv_a, conv_b])
-    except PreconditionError as error:  # the same conditions, reported under this rule's id
-        raise PreconditionError(RULE_ID, error.condition, error.detail) from None
-    require(
+    dual_stream.check_dual_stream(
+        [conv_a, conv_b],
+        torch_modules=TORCH_MODULES,
+        single_group=SINGLE_GROUP,
+        shared_geometry=SHARED_GEOMETRY,
+    )
+    SAME_OUTPUTS.require(
         conv_a.out_channels == conv_b.out_channels,
-        RULE_ID,
-        SAME_OUTPUTS,
         f"{conv_a.out_channels} != {conv_b.out_channels}",
     )
 
@@ -61,8 +65,15 @@ RULE = register(
             "PS(conv(a; W_a, b_a)) + PS(conv(b; W_b, b_b)) = "
             "PS(conv([a; b]; [W_a, W_b], b_a + b_b))"
         ),
-        preconditions=(SHARED_GEOMETRY, SINGLE_GROUP, SAME_OUTPUTS),
+        preconditions=(
+            SHARED_GEOMETRY,
+            SINGLE_GROUP,
+            SAME_OUTPUTS,
+            TORCH_MODULES,
+        ),
         transform=merge_summed_convs,
         proof="proofs.rules.merge_summed_convs",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

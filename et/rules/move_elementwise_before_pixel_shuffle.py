@@ -11,13 +11,6 @@ the final ``clamp`` of a super-resolution network move in front of the PixelShuf
 turns it into ReLUs and a 1×1 conv. Maps with per-channel parameters (a PReLU with one slope per
 channel) do not commute as they are: after the shuffle channel ``c`` gathers ``s²`` channels of
 before, which may carry different slopes.
-
-Preconditions (checked by :func:`check_channel_uniform`):
-
-* the map is element-wise and the same for every channel: ReLU, ReLU6, Hardtanh (clamp),
-  LeakyReLU, a PReLU with a single shared slope, Identity, Sigmoid, Tanh, ELU, GELU, SiLU, and
-  this module's :class:`Clamp` and :class:`AddConstant`;
-* the shuffle is an ``nn.PixelShuffle`` (the map is placed before it with the same scale).
 """
 
 from __future__ import annotations
@@ -27,12 +20,31 @@ import copy
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 
 RULE_ID = "E7"
 
-UNIFORM = "the element-wise map is the same for every channel"
-IS_SHUFFLE = "the sequence starts with an nn.PixelShuffle"
+UNIFORM = Precondition(
+    RULE_ID,
+    "uniform",
+    "the element-wise map is the same for every channel",
+    why="ReLU, ReLU6, Hardtanh (clamp), LeakyReLU, a PReLU with a single shared slope, Identity, "
+    "Sigmoid, Tanh, ELU, GELU, SiLU, and this module's Clamp and AddConstant, each computing "
+    "its class's own forward (no overridden forward, no hooks)",
+)
+IS_SHUFFLE = Precondition(
+    RULE_ID,
+    "is_shuffle",
+    "the shuffle is a torch nn.PixelShuffle computing its torch forward (no overridden forward, "
+    "no hooks), first in the sequence (last when moving back)",
+    why="the map is placed on the other side of it with the same scale",
+)
 
 
 class Clamp(nn.Module):
@@ -82,19 +94,17 @@ CHANNEL_UNIFORM_MAPS = (
 def check_channel_uniform(module: nn.Module) -> None:
     """Refuse a map that is not element-wise or differs between channels."""
     if isinstance(module, nn.PReLU):
-        require(
+        require_torch_semantics(module, nn.PReLU, UNIFORM)
+        UNIFORM.require(
             module.weight.numel() == 1,
-            RULE_ID,
-            UNIFORM,
             f"PReLU with {module.weight.numel()} per-channel slopes",
         )
         return
-    require(
+    UNIFORM.require(
         isinstance(module, CHANNEL_UNIFORM_MAPS),
-        RULE_ID,
-        UNIFORM,
         f"{type(module).__name__} is not a known channel-uniform element-wise map",
     )
+    require_torch_semantics(module, CHANNEL_UNIFORM_MAPS, UNIFORM)
 
 
 def move_elementwise_before_pixel_shuffle(module: nn.Sequential) -> nn.Sequential:
@@ -103,12 +113,8 @@ def move_elementwise_before_pixel_shuffle(module: nn.Sequential) -> nn.Sequentia
     Each ``f`` must pass :func:`check_channel_uniform`.
     """
     layers = list(module) if isinstance(module, nn.Sequential) else [module]
-    require(
-        len(layers) >= 1 and isinstance(layers[0], nn.PixelShuffle),
-        RULE_ID,
-        IS_SHUFFLE,
-        f"got {[type(m).__name__ for m in layers]}",
-    )
+    IS_SHUFFLE.require(len(layers) >= 1, "got an empty sequence")
+    require_torch_semantics(layers[0], nn.PixelShuffle, IS_SHUFFLE)
     maps = layers[1:]
     for fn in maps:
         check_channel_uniform(fn)
@@ -118,12 +124,8 @@ def move_elementwise_before_pixel_shuffle(module: nn.Sequential) -> nn.Sequentia
 def move_elementwise_after_pixel_shuffle(module: nn.Sequential) -> nn.Sequential:
     """``Sequential(f₁, …, f_k, PS)`` → ``Sequential(PS, f₁, …, f_k)`` (copies)."""
     layers = list(module)
-    require(
-        len(layers) >= 1 and isinstance(layers[-1], nn.PixelShuffle),
-        RULE_ID,
-        "the sequence ends with an nn.PixelShuffle",
-        f"got {[type(m).__name__ for m in layers]}",
-    )
+    IS_SHUFFLE.require(len(layers) >= 1, "got an empty sequence")
+    require_torch_semantics(layers[-1], nn.PixelShuffle, IS_SHUFFLE)
     for fn in layers[:-1]:
         check_channel_uniform(fn)
     return nn.Sequential(copy.deepcopy(layers[-1]), *(copy.deepcopy(fn) for fn in layers[:-1]))
@@ -135,8 +137,13 @@ RULE = register(
         name="move_elementwise_before_pixel_shuffle",
         title="PixelShuffle commutes with channel-uniform element-wise maps",
         statement="PS(f(x)) = f(PS(x)) for f applied element-wise, the same on every channel",
-        preconditions=(UNIFORM, IS_SHUFFLE),
+        preconditions=(
+            UNIFORM,
+            IS_SHUFFLE,
+        ),
         transform=move_elementwise_before_pixel_shuffle,
         proof="proofs.rules.move_elementwise_before_pixel_shuffle",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

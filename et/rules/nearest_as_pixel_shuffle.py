@@ -9,12 +9,6 @@ Write ``H = h·s + i``, ``W = w·s + j`` with ``0 ≤ i, j < s``. PixelShuffle r
 because ``0 ≤ i·s + j ≤ s² − 1``; so both sides are ``x[c, h, w]``. The repeat is the conv of E3
 (a 1×1 kernel by default), so the whole upsampler is a conv and a PixelShuffle, operators every
 mobile runtime has.
-
-Preconditions:
-
-* the scale is an integer ≥ 1 (``F.interpolate`` with a fractional factor samples a grid that is
-  no PixelShuffle of any integer factor);
-* the repeat uses the interleaved order (PyTorch's PixelShuffle).
 """
 
 from __future__ import annotations
@@ -24,12 +18,24 @@ import numbers
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import Precondition, Rule, document_preconditions, register
 from et.rules.repeat_interleave_conv import repeat_interleave_conv
 
 RULE_ID = "E9"
 
-INTEGER_SCALE = "the scale is an integer ≥ 1"
+INTEGER_SCALE = Precondition(
+    RULE_ID,
+    "integer_scale",
+    "the scale is an integer ≥ 1",
+    why="F.interpolate with a fractional factor samples a grid that is no PixelShuffle of any "
+    "integer factor",
+)
+INTERLEAVED = Precondition(
+    RULE_ID,
+    "interleaved",
+    "interleaved repeat order (PyTorch PixelShuffle)",
+    why="the repeat conv this rule builds uses it; TF depth_to_space needs the tiled order (E3)",
+)
 
 
 def check_integer_scale(scale: object) -> int:
@@ -37,7 +43,7 @@ def check_integer_scale(scale: object) -> int:
     is_integer = isinstance(scale, numbers.Integral) and not isinstance(scale, bool)
     if isinstance(scale, float) and scale.is_integer():
         is_integer = True
-    require(is_integer and int(scale) >= 1, RULE_ID, INTEGER_SCALE, f"scale = {scale!r}")
+    INTEGER_SCALE.require(is_integer and int(scale) >= 1, f"scale = {scale!r}")
     return int(scale)
 
 
@@ -64,8 +70,13 @@ RULE = register(
         name="nearest_as_pixel_shuffle",
         title="Nearest upsampling as repeat-interleave and PixelShuffle",
         statement="nearest(x, s) = PS(repeat_interleave(x, s², dim=1)) for integer s",
-        preconditions=(INTEGER_SCALE, "interleaved repeat order (PyTorch PixelShuffle)"),
+        preconditions=(
+            INTEGER_SCALE,
+            INTERLEAVED,
+        ),
         transform=nearest_as_pixel_shuffle,
         proof="proofs.rules.nearest_as_pixel_shuffle",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -12,14 +12,6 @@ Theorem. Let ``conv`` have ``n`` outputs and ``N = aligned_channels(n, a) = a·�
 
 Both hold for any kernel, stride, padding and dilation (zero weights contribute nothing, padded
 border values included).
-
-Preconditions:
-
-* ``align ≥ 1`` (``align = 1`` adds nothing);
-* the conv has groups = 1 (appended channels would change the grouping otherwise);
-* dummy outputs never mix into real channels: every weight from a dummy input to a real output
-  is zero (checked by :func:`check_dummy_isolated`); a non-zero weight from a dummy channel that
-  carries a constant ``β ≠ 0`` shifts the real outputs.
 """
 
 from __future__ import annotations
@@ -27,25 +19,51 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
 from et.conv_geometry import conv_bias, conv_like
 
 RULE_ID = "E8"
 
-ALIGN = "align ≥ 1"
-SINGLE_GROUP = "the conv has groups = 1"
-ISOLATED = "dummy outputs never mix into real channels"
+ALIGN = Precondition(RULE_ID, "align", "align ≥ 1", why="align = 1 adds nothing")
+SINGLE_GROUP = Precondition(
+    RULE_ID,
+    "single_group",
+    "the conv has groups = 1",
+    why="appended channels would change the grouping otherwise",
+)
+ISOLATED = Precondition(
+    RULE_ID,
+    "isolated",
+    "dummy outputs never mix into real channels",
+    why="every weight from a dummy input to a real output is zero (check_dummy_isolated); a "
+    "non-zero weight from a dummy channel that carries a constant β ≠ 0 shifts the real outputs",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the conv is a torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+COUNTS = Precondition(RULE_ID, "counts", "channel counts are ≥ 0 (n, extra)")
 
 
 def aligned_channels(n: int, align: int) -> int:
     """The smallest multiple of ``align`` that is ``≥ n`` (``align = 1`` returns ``n``)."""
-    require(isinstance(align, int) and align >= 1, RULE_ID, ALIGN, f"align = {align!r}")
-    require(n >= 0, RULE_ID, "n ≥ 0", f"n = {n}")
+    ALIGN.require(isinstance(align, int) and align >= 1, f"align = {align!r}")
+    COUNTS.require(n >= 0, f"n = {n}")
     return -(-n // align) * align
 
 
 def _check_single_group(conv: nn.Conv2d) -> None:
-    require(conv.groups == 1, RULE_ID, SINGLE_GROUP, f"groups = {conv.groups}")
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
+    SINGLE_GROUP.require(conv.groups == 1, f"groups = {conv.groups}")
 
 
 def pad_output_channels(
@@ -59,7 +77,7 @@ def pad_output_channels(
     _check_single_group(conv)
     count = aligned_channels(conv.out_channels, align) - conv.out_channels
     if extra is not None:
-        require(extra >= 0, RULE_ID, "extra ≥ 0", f"extra = {extra}")
+        COUNTS.require(extra >= 0, f"extra = {extra}")
         count = extra
     weight = conv.weight.detach()
     pad_weight = torch.zeros(count, *weight.shape[1:], dtype=weight.dtype, device=weight.device)
@@ -70,7 +88,7 @@ def pad_output_channels(
 def pad_input_channels(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
     """Append ``extra`` input channels with zero weights; the output ignores their values."""
     _check_single_group(conv)
-    require(extra >= 0, RULE_ID, "extra ≥ 0", f"extra = {extra}")
+    COUNTS.require(extra >= 0, f"extra = {extra}")
     weight = conv.weight.detach()
     out_ch, _, kh, kw = weight.shape
     pad_weight = torch.zeros(out_ch, extra, kh, kw, dtype=weight.dtype, device=weight.device)
@@ -83,10 +101,8 @@ def check_dummy_isolated(conv: nn.Conv2d, dummy_inputs: range | slice, real_outp
     _check_single_group(conv)
     block = conv.weight.detach()[:real_outputs, dummy_inputs]
     worst = block.abs().max().item() if block.numel() else 0.0
-    require(
+    ISOLATED.require(
         worst == 0,
-        RULE_ID,
-        ISOLATED,
         f"a dummy input reaches a real output with weight magnitude {worst:g}",
     )
 
@@ -114,8 +130,16 @@ RULE = register(
             "conv([W; 0], [b; β])(x)[:n] = conv(W, b)(x) and conv([x; d]; [W, 0], b) = "
             "conv(x; W, b) for any d; widths padded to a multiple of align"
         ),
-        preconditions=(ALIGN, SINGLE_GROUP, ISOLATED),
+        preconditions=(
+            ALIGN,
+            SINGLE_GROUP,
+            ISOLATED,
+            TORCH_MODULES,
+            COUNTS,
+        ),
         transform=pad_output_channels,
         proof="proofs.rules.pad_output_channels",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -9,61 +9,67 @@ because each of them is the identity on ``[0, ∞)`` and differs only on ``x < 0
 that is known to be non-negative everywhere (an image in [0, 1], an already rectified feature)
 the activation can be dropped, or, what ETDS and the identity-channel rule (E4) need, kept on a
 channel that carries such a tensor without changing it.
-
-Preconditions (checked by :func:`check_non_negative` and :func:`check_passthrough_activation`):
-
-* the input domain is non-negative (low ≥ 0): the declared range of the tensor the activation
-  sees (an :class:`~et.domain.InputDomain`, default ``IMAGE_UNIT`` = [0, 1]). The library never
-  infers the range from data; a domain such as ``REAL`` is refused, because ``ReLU(-1) = 0``;
-* the activation is ReLU, LeakyReLU or PReLU (other maps, e.g. ReLU6 or Sigmoid, are not the
-  identity on [0, ∞)).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from et.contract import Rule, register, require
-from et.domain import IMAGE_UNIT, InputDomain, as_domain
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
+from et.domain import IMAGE_UNIT, Domain, InputDomain, as_domain
 
 RULE_ID = "E1"
 
-NON_NEGATIVE = "input domain is non-negative (low ≥ 0)"
-RECTIFIER = "the activation is ReLU, LeakyReLU or PReLU"
+NON_NEGATIVE = Precondition(
+    RULE_ID,
+    "non_negative",
+    "input domain is non-negative (low ≥ 0)",
+    why="the declared range of the tensor the activation sees (an InputDomain, default "
+    "IMAGE_UNIT = [0, 1]). The library never infers the range from data; a domain such as REAL "
+    "is refused, because ReLU(-1) = 0",
+)
+RECTIFIER = Precondition(
+    RULE_ID,
+    "rectifier",
+    "the activation is ReLU, LeakyReLU or PReLU",
+    why="a torch ReLU, LeakyReLU or PReLU computing its torch class's forward (no overridden "
+    "forward, no hooks); other maps, e.g. ReLU6 or Sigmoid, are not the identity on [0, ∞)",
+)
 
 PASSTHROUGH_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.PReLU)
 
 
 def check_non_negative(
-    domain: InputDomain | tuple[float, float] = IMAGE_UNIT, rule: str = RULE_ID
+    domain: Domain = IMAGE_UNIT, condition: Precondition = NON_NEGATIVE
 ) -> InputDomain:
     """Return the domain as an :class:`InputDomain`; refuse one that admits negative values.
 
-    ``rule`` names the rule that needs the condition (E4 reuses this check under its own id).
+    ``condition`` is the precondition refused (E4 reuses this check with its own).
     """
     resolved = as_domain(domain)
-    require(
+    condition.require(
         resolved.non_negative,
-        rule,
-        NON_NEGATIVE,
         f"the declared domain {resolved} admits negative inputs, on which a rectifier is not "
         "the identity",
     )
     return resolved
 
 
-def check_passthrough_activation(activation: nn.Module, rule: str = RULE_ID) -> None:
-    """Refuse an activation that is not the identity on [0, ∞)."""
-    require(
-        isinstance(activation, PASSTHROUGH_ACTIVATIONS),
-        rule,
-        RECTIFIER,
-        f"got {type(activation).__name__}",
-    )
+def check_passthrough_activation(
+    activation: nn.Module, condition: Precondition = RECTIFIER
+) -> None:
+    """Refuse an activation that is not the identity on [0, ∞) (under ``condition``)."""
+    require_torch_semantics(activation, PASSTHROUGH_ACTIVATIONS, condition)
 
 
 def remove_passthrough_activation(
-    activation: nn.Module, domain: InputDomain | tuple[float, float] = IMAGE_UNIT
+    activation: nn.Module, domain: Domain = IMAGE_UNIT
 ) -> nn.Identity:
     """Return ``nn.Identity()``, which equals ``activation`` on inputs in ``domain``.
 
@@ -81,8 +87,13 @@ RULE = register(
         name="remove_passthrough_activation",
         title="A rectifier passes a non-negative tensor unchanged",
         statement="ReLU(x) = LeakyReLU_a(x) = PReLU_a(x) = x for x ≥ 0 (any slope a, incl. 0)",
-        preconditions=(NON_NEGATIVE, RECTIFIER),
+        preconditions=(
+            NON_NEGATIVE,
+            RECTIFIER,
+        ),
         transform=remove_passthrough_activation,
         proof="proofs.rules.remove_passthrough_activation",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

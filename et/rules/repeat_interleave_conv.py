@@ -17,14 +17,6 @@ repeat each colour ``s²`` times *consecutively* (interleaved). TensorFlow's ``d
 reads channel ``(i·s + j)·C + c`` instead and needs the *tiled* order
 ``x.repeat(1, r, 1, 1)`` (``K[j·C + c, c] = 1``, ``order="tiled"``); the two orders agree only
 for ``C = 1`` or ``r = 1``.
-
-Preconditions:
-
-* the kernel sides are odd and the centre tap reads the output pixel (stride 1, padding
-  ``d·(k − 1)/2``), checked by :func:`check_centre_reads_same_pixel`;
-* ``order`` matches the pixel shuffle that consumes the channels (interleaved for PyTorch);
-* when adding into a conv: groups = 1, the carried channels exist, and the conv has at least
-  ``C·r`` outputs.
 """
 
 from __future__ import annotations
@@ -34,41 +26,71 @@ from typing import Literal
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
-from et.conv_geometry import conv_bias, conv_like, geometry_of, make_conv
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
+from et.conv_geometry import conv_bias, conv_like, geometry_of, make_conv, pair
 
 RULE_ID = "E3"
 
-ODD_KERNEL = "kernel sides are odd"
-CENTRED = "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)"
-SINGLE_GROUP = "the conv has groups = 1"
-CHANNELS_FIT = "the carried channels and the anchor outputs fit the conv"
 ORDERS = ("interleave", "tiled")
+
+ODD_KERNEL = Precondition(RULE_ID, "odd_kernel", "kernel sides are odd")
+CENTRED = Precondition(
+    RULE_ID,
+    "centred",
+    "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+    why="checked by check_centre_reads_same_pixel",
+)
+INTERLEAVED = Precondition(
+    RULE_ID,
+    "interleaved",
+    "interleaved order for PyTorch PixelShuffle (TF depth_to_space needs the tiled order)",
+    why="order must match the pixel shuffle that consumes the channels",
+)
+SINGLE_GROUP = Precondition(
+    RULE_ID, "single_group", "the conv has groups = 1 (when adding into a conv)"
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the conv the anchor is added into is a torch Conv2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
+CHANNELS_FIT = Precondition(
+    RULE_ID,
+    "channels_fit",
+    "the carried channels and the anchor outputs fit the conv (when adding into a conv)",
+)
+ORDER_DECLARED = Precondition(RULE_ID, "order_declared", "order is 'interleave' or 'tiled'")
+COUNTS = Precondition(RULE_ID, "counts", "channels ≥ 1 and repeats ≥ 1")
 
 Order = Literal["interleave", "tiled"]
 
 
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+def check_centre_reads_same_pixel(
+    conv: nn.Conv2d, odd: Precondition = ODD_KERNEL, centred: Precondition = CENTRED
+) -> None:
+    """Refuse a conv whose centre tap does not read the pixel at the output position.
 
-
-def check_centre_reads_same_pixel(conv: nn.Conv2d, rule: str = RULE_ID) -> None:
-    """Refuse a conv whose centre tap does not read the pixel at the output position."""
+    ``odd`` and ``centred`` are the preconditions refused (E4 passes its own).
+    """
     geometry = geometry_of(conv)
-    require(
+    odd.require(
         all(k % 2 == 1 for k in geometry.kernel_size),
-        rule,
-        ODD_KERNEL,
         f"kernel {geometry.kernel_size} has no centre tap",
     )
     same = all(
         p == d * (k - 1) // 2
         for p, d, k in zip(geometry.padding, geometry.dilation, geometry.kernel_size, strict=True)
     )
-    require(
+    centred.require(
         geometry.stride == (1, 1) and same,
-        rule,
-        CENTRED,
         f"stride {geometry.stride}, padding {geometry.padding}, dilation {geometry.dilation}, "
         f"kernel {geometry.kernel_size}",
     )
@@ -84,10 +106,10 @@ def anchor_weight(
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``K`` of shape ``[C·r, C, kh, kw]``: 1 at ``[c·r + j, c, centre]`` (or ``[j·C + c, c]``)."""
-    kh, kw = _pair(kernel_size)
-    require(kh % 2 == 1 and kw % 2 == 1, RULE_ID, ODD_KERNEL, f"kernel ({kh}, {kw})")
-    require(order in ORDERS, RULE_ID, "order is 'interleave' or 'tiled'", f"got {order!r}")
-    require(channels >= 1 and repeats >= 1, RULE_ID, "channels ≥ 1 and repeats ≥ 1", "")
+    kh, kw = pair(kernel_size)
+    ODD_KERNEL.require(kh % 2 == 1 and kw % 2 == 1, f"kernel ({kh}, {kw})")
+    ORDER_DECLARED.require(order in ORDERS, f"got {order!r}")
+    COUNTS.require(channels >= 1 and repeats >= 1, f"channels = {channels}, repeats = {repeats}")
     weight = torch.zeros(channels * repeats, channels, kh, kw, dtype=dtype, device=device)
     for c in range(channels):
         for j in range(repeats):
@@ -129,15 +151,14 @@ def add_repeat_interleave_anchor(
     network input; the anchor lands on the first ``channels·r`` outputs (further outputs, such
     as alignment channels, are untouched). ``conv`` is not modified.
     """
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
     check_centre_reads_same_pixel(conv)
     geometry = geometry_of(conv)
-    require(geometry.groups == 1, RULE_ID, SINGLE_GROUP, f"groups = {geometry.groups}")
-    require(
+    SINGLE_GROUP.require(geometry.groups == 1, f"groups = {geometry.groups}")
+    CHANNELS_FIT.require(
         carried_start >= 0
         and carried_start + channels <= conv.in_channels
         and channels * repeats <= conv.out_channels,
-        RULE_ID,
-        CHANNELS_FIT,
         f"carried {carried_start}..{carried_start + channels} of {conv.in_channels} inputs, "
         f"{channels}·{repeats} anchor outputs of {conv.out_channels}",
     )
@@ -165,10 +186,16 @@ RULE = register(
         preconditions=(
             ODD_KERNEL,
             CENTRED,
-            "interleaved order for PyTorch PixelShuffle (TF depth_to_space needs the tiled order)",
-            SINGLE_GROUP + " (when adding into a conv)",
+            INTERLEAVED,
+            SINGLE_GROUP,
+            TORCH_MODULES,
+            CHANNELS_FIT,
+            ORDER_DECLARED,
+            COUNTS,
         ),
         transform=repeat_interleave_conv,
         proof="proofs.rules.repeat_interleave_conv",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

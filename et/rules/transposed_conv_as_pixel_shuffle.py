@@ -27,12 +27,6 @@ need ``⌈H_out/s⌉ = H + e`` with ``e = ⌈(d(K − 1) + a + 1 − 2p)/s⌉ �
 and the ``s(Q − δ_max + 1) + 2p − d(K − 1) − a − 1 ≥ 0`` extra rows at the bottom (a constant)
 are cropped. Groups carry over unchanged: the phase channels of a group's outputs are
 contiguous. Stride 1 gives the plain "flipped kernel" identity with PixelShuffle(1).
-
-Preconditions (checked by :func:`check_transposed_conv`):
-
-* the module is a ``ConvTranspose2d`` with the same stride on both axes (PixelShuffle has one
-  scale) and zero padding mode;
-* the module is called without an explicit ``output_size`` (which would change ``a`` per call).
 """
 
 from __future__ import annotations
@@ -40,15 +34,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from et.contract import Rule, register, require
+from et.contract import (
+    Precondition,
+    Rule,
+    document_preconditions,
+    register,
+    require_torch_semantics,
+)
+from et.conv_geometry import pair
 
 RULE_ID = "R15"
 
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
+SAME_STRIDE = Precondition(
+    RULE_ID, "same_stride", "the same stride on both axes", why="PixelShuffle has one scale"
+)
+ZERO_PADDING = Precondition(
+    RULE_ID,
+    "zero_padding",
+    "zero padding mode; called without an explicit output_size",
+    why="an explicit output_size would change the output padding a per call",
+)
+TORCH_MODULES = Precondition(
+    RULE_ID,
+    "torch_modules",
+    "the module is a torch ConvTranspose2d, computing its torch class's forward "
+    "(no overridden forward, no hooks)",
+    why="the theorem is about torch's functions, not about class names",
+)
 
 
 class CropEnd(nn.Module):
@@ -95,25 +107,10 @@ def phase_plan(
 
 def check_transposed_conv(deconv: nn.ConvTranspose2d) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``deconv`` can be rewritten."""
-    require(
-        isinstance(deconv, nn.ConvTranspose2d),
-        RULE_ID,
-        "the module is a ConvTranspose2d",
-        f"got {type(deconv).__name__}",
-    )
-    stride = _pair(deconv.stride)
-    require(
-        stride[0] == stride[1],
-        RULE_ID,
-        "the same stride on both axes",
-        f"stride {stride}: PixelShuffle has one scale",
-    )
-    require(
-        deconv.padding_mode == "zeros",
-        RULE_ID,
-        "zero padding mode",
-        f"padding_mode={deconv.padding_mode!r}",
-    )
+    require_torch_semantics(deconv, nn.ConvTranspose2d, TORCH_MODULES)
+    stride = pair(deconv.stride)
+    SAME_STRIDE.require(stride[0] == stride[1], f"stride {stride}: PixelShuffle has one scale")
+    ZERO_PADDING.require(deconv.padding_mode == "zeros", f"padding_mode={deconv.padding_mode!r}")
 
 
 def transposed_conv_as_pixel_shuffle(deconv: nn.ConvTranspose2d) -> nn.Sequential:
@@ -122,11 +119,11 @@ def transposed_conv_as_pixel_shuffle(deconv: nn.ConvTranspose2d) -> nn.Sequentia
     Dtype and device follow ``deconv``; the input module is left untouched.
     """
     check_transposed_conv(deconv)
-    scale = _pair(deconv.stride)[0]
-    kernel = _pair(deconv.kernel_size)
-    padding = _pair(deconv.padding)
-    output_padding = _pair(deconv.output_padding)
-    dilation = _pair(deconv.dilation)
+    scale = pair(deconv.stride)[0]
+    kernel = pair(deconv.kernel_size)
+    padding = pair(deconv.padding)
+    output_padding = pair(deconv.output_padding)
+    dilation = pair(deconv.dilation)
     plans = [
         phase_plan(kernel[axis], scale, padding[axis], output_padding[axis], dilation[axis])
         for axis in range(2)
@@ -175,10 +172,13 @@ RULE = register(
             "V[o·s²+φ_h·s+φ_w, c, Q+δ_h, Q+δ_w] = W[c, o, u_h, u_w], δ = (φ + p − u·d)/s"
         ),
         preconditions=(
-            "the same stride on both axes",
-            "zero padding mode; called without an explicit output_size",
+            SAME_STRIDE,
+            ZERO_PADDING,
+            TORCH_MODULES,
         ),
         transform=transposed_conv_as_pixel_shuffle,
         proof="proofs.rules.transposed_conv_as_pixel_shuffle",
     )
 )
+
+__doc__ = document_preconditions(__doc__, RULE.preconditions)

@@ -1,12 +1,8 @@
 """``etds convert``: checkpoint in, verified inference-form checkpoint out.
 
-Steps: load ``IN`` (weights only, architecture detected or given by ``--arch``); convert it with
-:func:`reference_models.conversions.convert` (rules from :mod:`et`); verify the conversion as
-``etds verify`` does (float64, fuzzed inputs in [0, 1], clamped outputs, 1/255 units); check
-that the converted state dict loads back strictly as the target architecture; only then write
-``OUT`` atomically (temporary file in the same folder, then ``os.replace``) as a plain state
-dict in the authors' layout. Nothing is written when any step fails, and ``OUT`` may not be
-``IN``.
+The steps (load, convert, verify, reload, write atomically; nothing written when a step fails,
+``OUT`` never ``IN``) are :func:`reference_models.conversions.pipeline.convert_checkpoint`;
+this module parses the arguments and prints the report.
 
 Exit status: 0 written; 1 verification failed (error above ``--tolerance``); 2 bad input.
 """
@@ -14,12 +10,14 @@ Exit status: 0 written; 1 verification failed (error above ``--tolerance``); 2 b
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 
-from etds.cli import CommandError
-from etds.cli.verify import DEFAULT_TOLERANCE_255, check_tolerance, load_model
+from etds.cli import CommandError, output_file
+from etds.cli._hparam_option import add_hparam_option, parse_hparams
+from etds.cli.verify import DEFAULT_TOLERANCE_255, check_tolerance
 
 NAME = "convert"
 HELP = (
@@ -50,74 +48,41 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=DEFAULT_TOLERANCE_255,
+        default=None,
         help=f"largest accepted error in 1/255 units (default {DEFAULT_TOLERANCE_255})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    return a.exists() and b.exists() and os.path.samefile(a, b)
+    add_hparam_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from et.contract import PreconditionError
-    from reference_models import CheckpointError, from_state_dict, save_checkpoint
-    from reference_models.conversions import NotConvertibleError, convert
-    from reference_models.conversions.verification import verify_models
+    from reference_models.checkpoints import CheckpointError
+    from reference_models.conversions.pipeline import ConversionError, convert_checkpoint
 
     check_tolerance(args.tolerance)
     if args.align is not None and args.align < 1:
         raise CommandError(f"--align must be a positive integer, got {args.align}")
-    if _same_file(args.input, args.output):
-        raise CommandError(f"OUT is IN ({args.input}): refusing to overwrite the input")
-    if args.output.is_dir():
-        raise CommandError(f"OUT {args.output} is a folder; give a file name")
-    model = load_model(args.input, arch=None if args.arch == "auto" else args.arch)
-    align = args.align
-    if align is None:
-        align = 4
-        if args.target is not None:
-            from reference_models.deploy.onnx import fastest_alignment
+    align: int | Callable[[str], int] = 4 if args.align is None else args.align
+    if args.align is None and args.target is not None:
+        from reference_models.deploy.alignment import fastest_alignment
 
-            align = fastest_alignment(type(model).__name__, args.target)
+        align = functools.partial(fastest_alignment, target=args.target)
+    if args.input.exists() and not args.input.is_file():
+        raise CommandError(f"{args.input}: no such file")
+    output_file(args.output, "OUT")
     try:
-        converted = convert(model, align=align)
-    except (NotConvertibleError, PreconditionError) as error:
-        raise CommandError(f"cannot convert {args.input}: {error}") from None
-    result = verify_models(model, converted, colors=model.colors)
-    report = {
-        "input": str(args.input),
-        "output": str(args.output),
-        "source_arch": type(model).__name__,
-        "target_arch": type(converted).__name__,
-        "max_abs_error_255": result.max_abs_error_255,
-        "tolerance_255": args.tolerance,
-        "equivalent": result.within(args.tolerance),
-        "inputs": result.inputs,
-        "written": False,
-    }
-    if not report["equivalent"]:
-        _print(report, args.json)
-        return 1
-    # the file must load back as the target with strict=True before it is written
-    state = {k: v.detach().cpu().clone() for k, v in converted.state_dict().items()}
-    try:
-        reloaded = from_state_dict(state)
-    except CheckpointError as error:
-        raise CommandError(f"the converted state dict does not load back: {error}") from None
-    if type(reloaded) is not type(converted):
-        raise CommandError(
-            f"the converted state dict reads back as {type(reloaded).__name__}, "
-            f"not {type(converted).__name__}"
+        report = convert_checkpoint(
+            args.input,
+            args.output,
+            arch=args.arch,
+            align=align,
+            tolerance_255=args.tolerance,
+            hparams=parse_hparams(args.hparam),
         )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(converted, args.output, metadata=False)
-    report["written"] = True
-    _print(report, args.json)
-    return 0
+    except (CheckpointError, ConversionError) as error:
+        raise CommandError(str(error)) from None
+    _print(report.as_dict(), args.json)
+    return 0 if report.written else 1
 
 
 def _print(report: dict, as_json: bool) -> None:

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_folder
+from etds.cli._hparam_option import add_hparam_option, parse_hparams
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,13 +53,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-image", action="store_true", help="also report every image")
     parser.add_argument("--save-dir", metavar="DIR", help="write the SR images as DIR/<set>/*.png")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_hparam_option(parser)
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def _load_model(checkpoint: str, scale: int | None) -> tuple[nn.Module, int]:
+def _load_model(
+    checkpoint: str, scale: int | None, hparams: dict[str, Any] | None = None
+) -> tuple[nn.Module, int]:
     from reference_models import CheckpointError, load_checkpoint
     from reference_models.architectures.bicubic import Bicubic
     from reference_models.evaluation.evaluate import model_scale
@@ -70,7 +74,7 @@ def _load_model(checkpoint: str, scale: int | None) -> tuple[nn.Module, int]:
     if not Path(checkpoint).is_file():
         raise CommandError(f"{checkpoint}: no such file")
     try:
-        model = load_checkpoint(checkpoint)
+        model = load_checkpoint(checkpoint, hparams=hparams)
     except CheckpointError as error:  # its message names the file
         raise CommandError(_one_line(error)) from error
     except Exception as error:  # any other failure to read the file is bad input too
@@ -162,9 +166,13 @@ def run(args: argparse.Namespace) -> int:
 
     from reference_models.evaluation.evaluate import evaluate
 
-    if args.scale is not None and args.scale < 1:
-        raise CommandError(f"--scale {args.scale} must be a positive integer")
-    model, scale = _load_model(args.checkpoint, args.scale)
+    if args.scale is not None and args.scale < 2:
+        raise CommandError(f"--scale {args.scale}: a positive factor of 2 or more is needed")
+    if args.save_dir:
+        output_folder(args.save_dir, "--save-dir")
+    model, scale = _load_model(args.checkpoint, args.scale, parse_hparams(args.hparam))
+    if scale < 2:
+        raise CommandError(f"{args.checkpoint}: ×{scale} is no super-resolution (PSNR is inf)")
     datasets = _load_datasets(args.data, scale)
     folder_of = (
         _output_folders(args.save_dir, args.data, [d.name for d in datasets])

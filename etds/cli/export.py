@@ -10,7 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_file
+from etds.cli._hparam_option import add_hparam_option, parse_hparams
 
 NAME = "export"
 HELP = (
@@ -36,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="largest accepted |ONNX Runtime − PyTorch| in 1/255 units (default 0.05)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_hparam_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,15 +52,16 @@ def run(args: argparse.Namespace) -> int:
     source, out = Path(args.checkpoint), Path(args.out)
     if args.height < 1 or args.width < 1:
         raise CommandError(f"--height/--width must be positive, got {args.height}×{args.width}")
+    output_file(out, "OUT.onnx")
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         raise CommandError(f"{out}: refusing to overwrite the input checkpoint")
-    if not out.parent.is_dir():
-        raise CommandError(f"{out.parent}: output folder does not exist")
     opset = DEFAULT_OPSET if args.opset is None else args.opset
     if not 11 <= opset <= 23:
         raise CommandError(f"--opset {opset}: need 11 ≤ opset ≤ 23 (DepthToSpace CRD)")
     try:
-        model = load_checkpoint(source, arch=args.arch, upscale=args.scale)
+        model = load_checkpoint(
+            source, arch=args.arch, upscale=args.scale, hparams=parse_hparams(args.hparam)
+        )
     except (CheckpointError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if not message.startswith(str(source)):

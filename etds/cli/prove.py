@@ -1,8 +1,13 @@
 """``etds prove``: run every sympy derivation and regenerate the appendix of theorems and proofs.
 
 Runs each registered proof (rules R1–R15, E1–E9 and the whole-model corollaries), with a tqdm
-progress bar on stderr, then writes ``DIR/appendix.md`` and ``DIR/appendix.tex`` (and
-``DIR/appendix.pdf`` when ``pdflatex`` is on PATH), each atomically.
+progress bar on stderr, then writes ``DIR/appendix.md``, ``DIR/appendix.tex``,
+``DIR/appendix-cases.json`` (and ``DIR/appendix.pdf`` when ``pdflatex`` is on PATH), each
+atomically.
+
+``--only ID …`` checks a selection. A selection is a partial appendix, so it is written only
+where ``--out DIR`` says, and never into the committed ``docs/appendix`` (refused, exit 2):
+``etds prove --only R1`` in the repository root checks R1 and writes nothing.
 
 Failure policy: if any proof fails (a :class:`~proofs.contract.ProofFailure`, or any other
 exception inside a proof), nothing is written (an appendix must never show a theorem whose proof
@@ -48,9 +53,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_OUT,
+        default=None,
         metavar="DIR",
-        help=f"where appendix.md/.tex(/.pdf) go (default: {DEFAULT_OUT})",
+        help=f"where appendix.md/.tex/-cases.json(/.pdf) go (default: {DEFAULT_OUT}; with "
+        "--only: nowhere unless given, and never the committed appendix)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object on stdout (progress: stderr)"
@@ -75,8 +81,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_one(rule: str) -> Outcome:
     """Run the registered proof of ``rule``, turning any failure into an :class:`Outcome`."""
+    import torch
+
     import proofs
 
+    # The proofs run the code on tiny tensors: one thread is fastest, and on a shared machine
+    # a pool of spinning threads per proof slows everything else down.
+    torch.set_num_threads(1)
     start = time.perf_counter()
     try:
         result = proofs.discover()[rule].run()
@@ -119,12 +130,24 @@ def run_proofs(rules: list[str], jobs: int = 1, progress: bool = True) -> list[O
 
 
 def _check_writable_folder(out: Path, error: type[Exception]) -> None:
-    """Refuse, before minutes of proving, an ``--out`` that can never become a writable folder."""
+    """Refuse, before minutes of proving, an ``--out`` that can never become a writable folder,
+    or one where an appendix file exists but is not a regular file (a folder, a FIFO, a device).
+    """
+    from proofs.appendix import FILES
+
     existing = Path(out).absolute()
-    while not existing.exists():
-        existing = existing.parent
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as failure:  # a name too long for the file system, among others
+        raise error(f"--out {out}: {failure.strerror}") from None
     if not existing.is_dir():
         raise error(f"--out {out}: {existing} is not a folder")
+    if existing == Path(out).absolute():
+        for name in (*FILES, "appendix.pdf"):
+            target = existing / name
+            if (target.exists() or target.is_symlink()) and not target.is_file():
+                raise error(f"--out {out}: {target} exists and is not a regular file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise error(f"--out {out}: {existing} is not writable")
     probe = existing / f".etds-prove-{os.getpid()}"
@@ -159,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         selected = sorted(registry, key=rule_order)
     if args.jobs < 1:
         raise CommandError("--jobs must be at least 1")
-    _check_writable_folder(args.out, CommandError)
+    out = _output_folder(args, CommandError)
+    if out is not None:
+        _check_writable_folder(out, CommandError)
     outcomes = run_proofs(selected, jobs=args.jobs)
     failures = [o for o in outcomes if not o.ok]
     catalogue = [rule.id for rule in et.list_rules()]
@@ -170,10 +195,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     written: list[Path] = []
-    if not failures:
+    if not failures and out is not None:
         results = [o.result for o in outcomes]
         try:
-            written = write_appendix(args.out, results, missing=missing, pdf=not args.no_pdf)  # type: ignore[arg-type]
+            written = write_appendix(out, results, missing=missing, pdf=not args.no_pdf)  # type: ignore[arg-type]
         except (AppendixError, OSError) as error:
             raise CommandError(f"could not write the appendix: {error}", 1) from error
     elapsed = time.perf_counter() - start
@@ -183,7 +208,12 @@ def run(args: argparse.Namespace) -> int:
         corollaries = sum(1 for o in outcomes if o.result.kind == "corollary")  # type: ignore[union-attr]
         print(
             f"{len(outcomes) - corollaries} theorems and {corollaries} corollaries checked in "
-            f"{elapsed:.1f} s; wrote {', '.join(str(p) for p in written)}"
+            f"{elapsed:.1f} s; "
+            + (
+                f"wrote {', '.join(str(p) for p in written)}"
+                if written
+                else "wrote nothing (a selection is written only where --out says)"
+            )
         )
         slowest = max(outcomes, key=lambda o: o.seconds, default=None)
         if slowest is not None:
@@ -191,6 +221,29 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"etds prove: warning: rules without a proof: {', '.join(missing)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _output_folder(args: argparse.Namespace, error: type[Exception]) -> Path | None:
+    """Where the appendix goes: ``--out``, else the default folder; with ``--only``, only an
+    explicit ``--out`` that is not the committed appendix (``None``: write nothing)."""
+    if not args.only:
+        return args.out if args.out is not None else DEFAULT_OUT
+    if args.out is None:
+        return None
+    committed = {
+        (Path.cwd() / DEFAULT_OUT).resolve(),
+        (Path(__file__).resolve().parents[2] / DEFAULT_OUT).resolve(),
+    }
+    try:
+        chosen = args.out.resolve()
+    except OSError as failure:
+        raise error(f"--out {args.out}: {failure.strerror}") from None
+    if chosen in committed:
+        raise error(
+            f"--out {args.out}: --only makes a partial appendix and {DEFAULT_OUT} holds the full "
+            "one; choose another folder"
+        )
+    return args.out
 
 
 def _summary(

@@ -35,7 +35,8 @@ def markdown_table() -> str:
     ]
     for rule in et.list_rules():
         stem = _short_module(rule.module)
-        where = f"`et/{stem}.py` · `proofs/{stem}.py` · `tests/rules/test_{stem}.py`"
+        code, proof = (name.replace(".", "/") + ".py" for name in (rule.module, rule.proof))
+        where = f"`{code}` · `{proof}` · `tests/rules/test_{stem}.py`"
         conditions = "; ".join(rule.preconditions)
         lines.append(
             f"| {rule.id} | `{rule.name}` | {_cell(rule.statement)} | {_cell(conditions)} "

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from etds.cli import CommandError
+from etds.cli import CommandError, output_folder
 
 NAME = "train"
 HELP = "train a reference model (single process, or under torchrun for several)"
@@ -26,7 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: runs/<config name>)",
+        help="output folder, created if missing; its parent must exist (default: runs/<config "
+        "name>, runs/ created too)",
     )
     parser.add_argument(
         "--set",
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_config(args.config, []) if args.overrides else config
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
+    if args.out is not None:
+        output_folder(args.out, "--out")
     out = args.out or Path("runs") / str(config.get("name") or args.config.stem)
     resume = None
     if args.resume == "latest":

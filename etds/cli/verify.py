@@ -1,10 +1,17 @@
 """``etds verify``: do two checkpoints compute the same clamped image?
 
-Both models run in float64 on fuzzed inputs in [0, 1] (structured probes and noise at an even
-and an odd size, see :mod:`reference_models.conversions.verification`) and on the PNG images
-of ``--images DIR`` used as LR inputs. The measure is the largest absolute difference of the
-clamped first outputs, in 1/255 units. Exit status: 0 when it is ≤ ``--tolerance``, 1 when it
-is above, 2 on bad input (unreadable checkpoint, no images, models of different shape).
+The original runs as a float64 oracle, the converted model in its own dtype (``--dtype`` to
+choose), both in ``--mode`` (eval by default), on fuzzed inputs in [0, 1] (structured probes
+and noise at an even and an odd, non-square size, see
+:mod:`reference_models.conversions.verification`) and on the PNG images of ``--images DIR``
+used as LR inputs. The measure is the largest absolute difference of the clamped first
+outputs, in 1/255 units; an output holding NaN or Inf is never equivalent. Exit status: 0
+when it is ≤ ``--tolerance`` (by default 0.01/255, or 16 times the original's own rounding
+in that dtype where that is larger; an explicit tolerance is taken as given), 1 when it is
+above, 2 on bad input (unreadable checkpoint, no images, models of different shape).
+``--json`` prints ``max_abs_error_255`` (``null`` when not finite),
+``tolerance_255``, ``allowed_255``, ``rounding_255``, ``equivalent``, ``inputs``, ``dtype``,
+``oracle_dtype`` and ``mode``.
 """
 
 from __future__ import annotations
@@ -16,12 +23,15 @@ from pathlib import Path
 
 from etds.cli import CommandError
 
+#: the library's default (reference_models.conversions.verification), not imported at start-up
+DEFAULT_TOLERANCE_255 = 0.01
+
 NAME = "verify"
 HELP = (
     "compare two checkpoints (e.g. a model and its conversion) on fuzzed inputs in [0,1] and "
     "images; report the max abs difference of the clamped outputs in 1/255 units"
 )
-DEFAULT_TOLERANCE_255 = 0.01
+DTYPES = ("bfloat16", "float16", "float32", "float64")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=DEFAULT_TOLERANCE_255,
-        help=f"largest accepted difference in 1/255 units (default {DEFAULT_TOLERANCE_255})",
+        default=None,
+        help=f"largest accepted difference in 1/255 units (default {DEFAULT_TOLERANCE_255}, or "
+        "the original's own rounding in the compared dtype where that is larger)",
     )
     parser.add_argument(
         "--samples", type=int, default=12, help="fuzzed images per probe batch (default 12)"
@@ -47,12 +58,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="draw the fuzzed inputs from [LOW, HIGH] instead of [0, 1] (e.g. for models fed "
         "mean-subtracted images); outputs are still compared clamped to [0, 1]",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="run the converted model in this dtype (default: its own, float32 for a checkpoint)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("eval", "train"),
+        default="eval",
+        help="run both models in this mode (default eval)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def check_tolerance(tolerance: float) -> None:
-    """Refuse a tolerance that is negative or not a number."""
-    if not math.isfinite(tolerance) or tolerance < 0:
+def check_tolerance(tolerance: float | None) -> None:
+    """Refuse a tolerance that is negative or not a number (``None``: the default)."""
+    if tolerance is not None and (not math.isfinite(tolerance) or tolerance < 0):
         raise CommandError(f"--tolerance must be a finite number >= 0, got {tolerance}")
 
 
@@ -69,6 +93,8 @@ def load_model(path: Path, *, arch: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from reference_models.conversions.verification import image_inputs, verify_models
 
     check_tolerance(args.tolerance)
@@ -101,25 +127,39 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             images=images,
             domain=(low, high),
+            dtype=None if args.dtype is None else getattr(torch, args.dtype),
+            mode=args.mode,
+            progress=not args.no_progress,
         )
     except (ValueError, RuntimeError) as error:
         raise CommandError(f"cannot compare the models: {str(error).splitlines()[0]}") from None
-    equivalent = result.within(args.tolerance)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "max_abs_error_255": result.max_abs_error_255,
-                    "tolerance_255": args.tolerance,
-                    "equivalent": equivalent,
-                    "inputs": result.inputs,
-                }
-            )
-        )
-    else:
-        verdict = "equivalent" if equivalent else "NOT equivalent"
-        print(
-            f"max |difference| of the clamped outputs: {result.max_abs_error_255:.3g}/255 over "
-            f"{result.inputs} inputs (tolerance {args.tolerance:g}/255): {verdict}"
-        )
-    return 0 if equivalent else 1
+    print_verification(result, args.tolerance, as_json=args.json)
+    return 0 if result.within(args.tolerance) else 1
+
+
+def print_verification(result, tolerance: float | None, *, as_json: bool) -> None:
+    """The verdict on stdout: one JSON object, or one line."""
+    error = result.max_abs_error_255
+    equivalent = result.within(tolerance)
+    if as_json:
+        report = {
+            "max_abs_error_255": error if math.isfinite(error) else None,
+            "tolerance_255": DEFAULT_TOLERANCE_255 if tolerance is None else tolerance,
+            "allowed_255": result.allowed_255(tolerance),
+            "rounding_255": result.rounding_255,
+            "equivalent": equivalent,
+            "inputs": result.inputs,
+            "dtype": result.dtype,
+            "oracle_dtype": result.oracle_dtype,
+            "mode": result.mode,
+        }
+        print(json.dumps(report))
+        return
+    verdict = "equivalent" if equivalent else "NOT equivalent"
+    measured = f"{error:.3g}/255" if math.isfinite(error) else "NaN or Inf in an output"
+    print(
+        f"max |difference| of the clamped outputs: {measured} over {result.inputs} inputs "
+        f"({result.dtype} vs a {result.oracle_dtype} oracle, {result.mode} mode; tolerance "
+        f"{result.allowed_255(tolerance):g}/255, the original's own rounding "
+        f"{result.rounding_255:.2g}/255): {verdict}"
+    )

@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.corollaries.etds import (
     CLIP_BOUND,
     block_matrix,
@@ -206,4 +206,10 @@ def prove() -> ProofResult:
         sigmoid.subs(v, 0),
     )
     clip_bound_counterexample(d)
+    d.reach(
+        GENERAL_IN_PART,
+        "the depth (each layer on an arbitrary symbolic input, then induction) and every weight "
+        "and input x ≥ 0; the channel and scale configurations exhaustively",
+    )
+    d.result.composes = ("E8", "E4", "E1", "E3", "E7", "E2")
     return d.result

@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 import torch
 
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.corollaries.abpn import carry_layer, dirac, repeat_kernel
 from proofs.corollaries.etds import (
     CLIP_BOUND,
@@ -279,4 +279,10 @@ def prove() -> ProofResult:
         clamp(1 + prelu(pixel, 0)),
     )
     clip_bound_counterexample(d)
+    d.reach(
+        GENERAL_IN_PART,
+        "the depth (by induction) and every weight, scale, bias and input value; the ECB and ET "
+        "configurations exhaustively",
+    )
+    d.result.composes = ("R12", "R7", "R3", "E8", "E4", "E1", "E3", "E7", "E2")
     return d.result

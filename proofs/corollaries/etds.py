@@ -22,7 +22,7 @@ import sympy as sp
 import torch
 
 from et.testing import compare_outputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -380,4 +380,10 @@ def prove() -> ProofResult:
         same[0, 0, 0],
         shifted[0, 0, 0],
     )
+    d.reach(
+        GENERAL_IN_PART,
+        "the depth (each layer on an arbitrary symbolic input, then induction) and every weight "
+        "and input value; the channel and scale configurations exhaustively",
+    )
+    d.result.composes = ("R12", "R7", "R3", "E5", "E6", "E7", "E8", "E2")
     return d.result

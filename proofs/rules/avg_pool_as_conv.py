@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from et.rules.avg_pool_as_conv import RULE, avg_pool_as_conv
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import avg_pool2d, conv2d, difference, symbols_array
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (2, 3), (3, 1), (4, 4)]
@@ -50,6 +51,35 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``avg_pool_as_conv``: (AvgPool2d, conv, input shape)."""
+
+    def build():
+        pool = nn.AvgPool2d(
+            case["kernel"],
+            case["stride"],
+            case["padding"],
+            count_include_pad=case["count_include_pad"],
+        )
+        conv = avg_pool_as_conv(pool, 3, depthwise=case["depthwise"], dtype=torch.float64)
+        return pool, conv, (3, 7, 8)
+
+    return build
+
+
+BRANCHES = [
+    c
+    for c in grid(
+        kernel=(2, 3, (2, 3)),
+        stride=(None, 1, 2),
+        padding=(0, 1),
+        count_include_pad=(True, False),
+        depthwise=(False, True),
+    )
+    if c["count_include_pad"] or c["padding"] == 0  # the rule's second hypothesis
+]
+
+
 @register_proof("R10")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -82,10 +112,15 @@ def prove() -> ProofResult:
         "count_include_pad=False at padding 0; divisor_override by the conformance step"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.avg_pool_as_conv.avg_pool_as_conv equals the pool on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     corner = avg_pool2d(x[:1, :3, :3], 3, 1, 1, count_include_pad=False)[0, 0, 0]
     as_conv = conv2d(x[:1, :3, :3], diagonal_kernel(1, (3, 3), 9), None, 1, 1)[0, 0, 0]
     d.counterexample(
-        "count_include_pad is True (or padding is 0)",
+        RULE.preconditions[1],
         "count_include_pad=False, 3×3 kernel, padding 1: the top-left output averages 4 real "
         "pixels (÷4) while the conv divides by 9",
         corner,
@@ -99,10 +134,11 @@ def prove() -> ProofResult:
         f"got {ceil_last}",
     )
     d.counterexample(
-        "ceil_mode is False",
+        RULE.preconditions[0],
         "ceil_mode=True, kernel 1×3, stride 2 on the row [1, 2, 3, 4]: the extra window "
         "[3, 4] is divided by 2; a conv (zero padded) would divide by 3",
         sp.Rational(7, 2),
         sp.Rational(7, 3),
     )
+    d.reach(EXHAUSTIVE)
     return d.result

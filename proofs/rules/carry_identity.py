@@ -18,7 +18,8 @@ from et.rules.carry_identity import (
     identity_layout,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.repeat_interleave_conv import anchor_kernel
 from proofs.symbolic_ops import (
     conv2d,
@@ -119,6 +120,56 @@ def _conformance(d: Derivation) -> None:
         worst < 1e-10,
         f"max deviation {worst:.3e}",
     )
+
+
+def _activation(kind: str, width: int, carried: int, align: int) -> tuple[nn.Module, nn.Module]:
+    """(original activation, widened activation) on ``width`` real channels."""
+    if kind == "relu":
+        return nn.ReLU(), nn.ReLU()
+    shared = kind == "prelu shared"
+    prelu = nn.PReLU(1 if shared else width, 0.25).double()
+    with torch.no_grad():
+        prelu.weight.copy_(torch.linspace(-0.5, 0.5, prelu.weight.numel(), dtype=torch.float64))
+    widened = extend_prelu(prelu, carried, real_channels=width, align=align)
+    return prelu, widened
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of E4's transforms: a three-conv network with its shortcut, widened."""
+
+    def build():
+        colors, repeats, align = int(case["C"]), int(case["r"]), int(case["align"])
+        options = {"padding": 1, "bias": case["bias"], "padding_mode": case["padding_mode"]}
+        first = random_conv(colors, 5, 3, seed=1, **options)
+        middle = random_conv(5, 5, 3, seed=2, **options)
+        last = random_conv(5, colors * repeats, 3, seed=3, **options)
+        act_1, wide_1 = _activation(str(case["activation"]), 5, colors, align)
+        act_2, wide_2 = _activation(str(case["activation"]), 5, colors, align)
+        body = nn.Sequential(first, act_1, middle, act_2, last)
+        widened = nn.Sequential(
+            carry_identity_first(first, align=align),
+            wide_1,
+            carry_identity_middle(middle, colors, align=align),
+            wide_2,
+            carry_identity_last(last, colors, repeats, align=align),
+        )
+        # inputs in the non-negative domain the rule assumes (images in [0, 1])
+        original = Composed(
+            lambda x: body(x.abs() / 4) + torch.repeat_interleave(x.abs() / 4, repeats, dim=1)
+        )
+        return original, Composed(lambda x: widened(x.abs() / 4)), (colors, 5, 6)
+
+    return build
+
+
+BRANCHES = grid(
+    C=(1, 3),
+    r=(4,),
+    align=(1, 4),
+    activation=("relu", "prelu per channel", "prelu shared"),
+    bias=(True, False),
+    padding_mode=("zeros", "reflect"),
+)
 
 
 @register_proof("E4")
@@ -224,14 +275,19 @@ def prove() -> ProofResult:
         "s ∈ {2, 3}, align 1 and 4, ReLU and per-channel PReLU with slope 0 on the new channels)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.carry_identity widens a network to body(x) + RI(x, r) on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     d.counterexample(
-        "input domain is non-negative (low ≥ 0)",
+        RULE.preconditions[0],
         "x = −1 carried through a ReLU comes out as 0",
         relu(-1),
         sp.Integer(-1),
     )
     d.counterexample(
-        "the activations are ReLU, LeakyReLU or PReLU",
+        RULE.preconditions[1],
         "tanh on a carried channel x = 1 (and on a dummy channel, tanh(0) = 0 only by luck)",
         sp.tanh(1),
         sp.Integer(1),
@@ -240,17 +296,22 @@ def prove() -> ProofResult:
         [[[sp.Integer(v) for v in row] for row in ((1, 2, 3), (4, 5, 6), (7, 8, 9))]], dtype=object
     )
     d.counterexample(
-        "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+        RULE.preconditions[2],
         "a Dirac row with padding 0 carries x[1, 1] = 5 to output (0, 0), "
         "where x[0, 0] = 1 belongs",
         conv2d(image, anchor_kernel(1, 1, 3), None, 1, 0)[0, 0, 0],
         image[0, 0, 0],
     )
     d.counterexample(
-        "the convs have groups = 1",
+        RULE.preconditions[3],
         "a conv with 2 groups cannot hold the row [W, 0, I] that reads the carried channels from "
         "another group: out_channels + 3 = 7 is not divisible by groups = 2",
         sp.Integer(7 % 2),
         sp.Integer(0),
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the block matrices of symbolic sizes per tap and the rectifiers on x ≥ 0; the networks "
+        "exhaustively",
     )
     return d.result

@@ -11,7 +11,9 @@ from torch import nn
 
 from et.rules.clip_as_relu import RULE, clip_as_relu, clip_as_relu_sequential
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import other_consumer, structural
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 
@@ -54,6 +56,40 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``clip_as_relu``: (clamp ∘ conv, ReLU ∘ clip ∘ ReLU ∘ folded, shape)."""
+
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            3,
+            seed=1,
+            padding=1,
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        bound = float(case["M"])
+        original = Composed(lambda x: conv(x).clamp(0.0, bound))
+        if case["form"] == "sequential":
+            return original, clip_as_relu_sequential(conv, bound), (4, 6, 7)
+        folded, clip = clip_as_relu(conv, bound)
+        relu = nn.ReLU()
+        return original, Composed(lambda x: relu(clip(relu(folded(x))))), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    form=("pair", "sequential"),
+    bias=(True, False),
+    groups=(1, 2),
+    M=(0.25,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("E2")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -68,17 +104,14 @@ def prove() -> ProofResult:
     d.zero(
         "case y = −t < 0 (t > 0): both sides are 0",
         [_clamp(-t, bound) - 0, _two_relus(-t, bound) - 0],
-        r"\mathrm{ReLU}(M - \mathrm{ReLU}(M + t)) = \mathrm{ReLU}(-t) = 0",
     )
     d.zero(
         "case 0 ≤ y = a ≤ M = a + u: both sides are y",
         [_clamp(a, a + u) - a, _two_relus(a, a + u) - a],
-        r"\mathrm{ReLU}(M - (M - y)) = y",
     )
     d.zero(
         "case y = M + t > M: both sides are M",
         [_clamp(bound + t, bound) - bound, _two_relus(bound + t, bound) - bound],
-        r"\mathrm{ReLU}(M - \mathrm{ReLU}(-t)) = M",
     )
     grid = [sp.Rational(k, 4) for k in range(-12, 13)]
     bounds = [sp.Integer(0), sp.Rational(1, 2), sp.Integer(1), sp.Integer(3)]
@@ -121,11 +154,27 @@ def prove() -> ProofResult:
         "strides, paddings, dilations, groups 1–2)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.clip_as_relu equals clamp ∘ conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     half = sp.Rational(1, 2)
     d.counterexample(
-        "the upper bound is finite and non-negative (M ≥ 0)",
+        RULE.preconditions[0],
         "M = −1, y = 1/2: the clamp's bounds cross (torch returns M), the ReLU form gives 0",
         _clamp(half, -1),
         _two_relus(half, -1),
+    )
+    structural(
+        d,
+        RULE.preconditions[1],
+        "the module whose output is clamped (the scalar identity holds for any y)",
+    )
+    other_consumer(d, RULE.preconditions[2], "the conv output")
+    d.reach(
+        GENERAL_IN_PART,
+        "clamp(y, 0, M) = ReLU(M − ReLU(M − y)) for every real y and M ≥ 0; the conv fold "
+        "exhaustively",
     )
     return d.result

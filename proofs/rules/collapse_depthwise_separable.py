@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from et.rules.collapse_depthwise_separable import RULE, collapse_depthwise_separable
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, random_conv
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import stride_between
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 GRID = {
@@ -69,6 +71,39 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``collapse_depthwise_separable``: (pw ∘ dw, one conv, shape)."""
+
+    def build():
+        m = int(case["multiplier"])
+        depthwise = random_conv(
+            3,
+            3 * m,
+            case["kernel"],
+            seed=1,
+            padding=1,
+            groups=3,
+            stride=case["stride"],
+            bias=case["bias_dw"],
+            padding_mode=case["padding_mode"],
+        )
+        pointwise = random_conv(3 * m, 4, 1, seed=2, bias=case["bias_pw"])
+        merged = collapse_depthwise_separable(depthwise, pointwise)
+        return nn.Sequential(depthwise, pointwise), merged, (3, 7, 8)
+
+    return build
+
+
+BRANCHES = grid(
+    multiplier=(1, 2),
+    kernel=((2, 3),),
+    stride=(2,),
+    bias_dw=(True, False),
+    bias_pw=(True, False),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R14")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -113,6 +148,11 @@ def prove() -> ProofResult:
         "3 channels with multiplier 2 (3×3, padding 1)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.collapse_depthwise_separable equals pointwise ∘ depthwise on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     x = symbols_array("x", (1, 3, 3), real=True)
     dw_w = symbols_array("D", (1, 1, 3, 3), real=True)
     dw_b = symbols_array("delta", (1,), real=True)
@@ -123,7 +163,7 @@ def prove() -> ProofResult:
     nonlinear = conv2d(elementwise(conv2d(x, dw_w, dw_b, 1, 1, 1, 1), relu), pw_w, pw_b)[0, 1, 1]
     w, b = collapsed(dw_w, dw_b, pw_w, pw_b, 1, 1)
     d.counterexample(
-        "no nonlinearity between the two; the depthwise bias needs no border padding",
+        RULE.preconditions[2],
         "ReLU between the depthwise and the 1×1, all weights and biases 1, x = −1: centre pixel",
         sp.sympify(nonlinear).subs(values),
         conv2d(x, w, b, 1, 1)[0, 1, 1].subs(values),
@@ -134,10 +174,23 @@ def prove() -> ProofResult:
     merged_w = np.array([[pw_w[0, 0, 0, 0] * dw_w[0, 0]]], dtype=object)
     merged_b = [dw_b[0] + pw_b[0] * sum(dw_w.flatten())]
     d.counterexample(
-        "no nonlinearity between the two; the depthwise bias needs no border padding",
+        RULE.preconditions[2],
         "reverse order (1×1 then zero-padded 3×3 depthwise) merged the same way: the corner "
         "differs by β·(sum of the 5 padded taps), which is why that order needs bias padding (R7)",
         zero_padded.subs(values),
         conv2d(x, merged_w, np.array(merged_b, dtype=object), 1, 1)[0, 0, 0].subs(values),
     )
+    x = np.array([[[sp.Integer(1)]], [[sp.Integer(1)]]], dtype=object)
+    dense_first = np.array([[[[1]], [[1]]], [[[0]], [[1]]]], dtype=object)  # not depthwise
+    pointwise = np.array([[[[1]], [[0]]]], dtype=object)
+    as_depthwise = np.array([[[[1]]], [[[1]]]], dtype=object)  # its diagonal, read per channel
+    d.counterexample(
+        RULE.preconditions[0],
+        "a dense 1×1 first conv [[1, 1], [0, 1]] and P = [1, 0] at x = (1, 1): the original gives "
+        "x₀ + x₁, the formula P·D (which reads one weight per channel) gives x₀",
+        conv2d(conv2d(x, dense_first), pointwise)[0, 0, 0],
+        conv2d(conv2d(x, as_depthwise, groups=2), pointwise)[0, 0, 0],
+    )
+    stride_between(d, RULE.preconditions[1])
+    d.reach(EXHAUSTIVE)
     return d.result

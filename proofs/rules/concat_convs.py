@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from et.rules.concat_convs import RULE, concat_convs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import different_inputs
 from proofs.rules.merge_kxk_1x1 import dense
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -56,6 +58,38 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``concat_convs``: (cat of the branches, stacked conv, input shape)."""
+
+    def build():
+        convs = [
+            random_conv(
+                4,
+                out,
+                3,
+                seed=i,
+                padding=1,
+                stride=case["stride"],
+                groups=groups,
+                bias=case["biases"] == "all" or (case["biases"] == "first" and i == 0),
+                padding_mode=case["padding_mode"],
+            )
+            for i, (out, groups) in enumerate(case["branches"])
+        ]
+        original = Composed(lambda x: torch.cat([conv(x) for conv in convs], 1))
+        return original, concat_convs(convs), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    branches=(((2, 1), (4, 1)), ((2, 2), (4, 1)), ((2, 2), (4, 2), (2, 1))),
+    biases=("all", "first", "none"),
+    stride=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R11")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -98,12 +132,17 @@ def prove() -> ProofResult:
         "three branches with a missing bias"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.concat_convs.concat_convs equals the concatenated branches on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     wa, ba = _branch("a", 1, 2, 1, (3, 3))
     wb, bb = _branch("b", 1, 2, 1, (3, 3))
     dil2 = conv2d(x, wb, bb, 1, 2, 2)[0, 0, 0]
     dil1 = conv2d(x, wb, bb, 1, 1, 1)[0, 0, 0]
     d.counterexample(
-        "the same kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[1],
         "branch b has dilation 2 (padding 2, same output size) but is stacked into a dilation-1 "
         "conv: its output at (0, 0) changes",
         dil2,
@@ -114,10 +153,12 @@ def prove() -> ProofResult:
     true_first = conv2d(x, wa, ba, groups=2)[1, 0, 0]
     raw_stack = conv2d(x, np.concatenate([wa, wb]), np.concatenate([ba, bb]), groups=2)[1, 0, 0]
     d.counterexample(
-        "the same kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[1],
         "stacking grouped weights as they are (groups 2 kept): channel 1 of branch a reads "
         "input group 1, the raw stack feeds it group 0",
         true_first,
         raw_stack,
     )
+    different_inputs(d, RULE.preconditions[0], "concatenated")
+    d.reach(EXHAUSTIVE)
     return d.result

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from et.rules.embed_kernel import RULE, embed_kernel
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 # (small kernel, target kernel) pairs: square, non-square, even, one-axis-only embeddings.
@@ -44,15 +45,15 @@ def _general(d: Derivation) -> None:
         r"\sum_{u'=0}^{K-1} W'_{u'}\,\tilde x_{is+u'd-p'} = \sum_{u=0}^{k-1} W_u\,"
         r"\tilde x_{is+(u+\delta)d-p'}",
     )
-    d.zero(
+    d.equal(
         "with p' = p + d·δ every weighted tap reads the position the original tap reads",
-        (i * s + (u + delta) * dil - (p + dil * delta)) - (i * s + u * dil - p),
-        r"is+(u+\delta)d-(p+d\delta) = is+ud-p",
+        i * s + (u + delta) * dil - (p + dil * delta),
+        i * s + u * dil - p,
     )
-    d.zero(
+    d.equal(
         "the output length ⌊(H + 2p' − d(K − 1) − 1)/s⌋ + 1 is unchanged: the floor's argument is",
-        (2 * (p + dil * delta) - dil * (big - 1)) - (2 * p - dil * (small - 1)),
-        r"2p' - d(K-1) = 2p - d(k-1)",
+        2 * (p + dil * delta) - dil * (big - 1),
+        2 * p - dil * (small - 1),
     )
     d.step("each spatial axis is embedded independently, so non-square kernels follow")
 
@@ -70,6 +71,40 @@ def _conformance(d: Derivation) -> None:
         error == 0.0 and result.padding == (3, 1) and torch.equal(result.bias, conv.bias),
         f"max deviation {error:.3e}, padding {result.padding}",
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``embed_kernel``: (conv, embedded conv, input shape)."""
+
+    def build():
+        small, big = case["embedding"]
+        d = int(case["dilation"])
+        padding = tuple(d * (k - 1) // 2 + 1 for k in small)  # p > 0: the padding mode matters
+        conv = random_conv(
+            4,
+            6,
+            small,
+            seed=1,
+            padding=padding,
+            dilation=d,
+            stride=case["stride"],
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        return conv, embed_kernel(conv, big), (4, 9, 10)
+
+    return build
+
+
+BRANCHES = grid(
+    embedding=(((1, 1), (3, 3)), ((1, 3), (3, 5)), ((2, 2), (4, 4))),
+    bias=(True, False),
+    groups=(1, 2),
+    stride=(2,),
+    dilation=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
 
 
 @register_proof("R4")
@@ -95,7 +130,7 @@ def prove() -> ProofResult:
         )
         rhs = conv2d(x, embedded_weight(w, target), b, stride, new_padding, dilation, groups)
         d.zero(
-            f"grid case {small}→{target} s={stride} d={dilation} p={padding} g={groups}",
+            f"grid case k={small} K={target} s={stride} d={dilation} p={padding} g={groups}",
             difference(lhs, rhs),
         )
         checked += 1
@@ -106,6 +141,11 @@ def prove() -> ProofResult:
         "at least 3×3 with two outputs per axis"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.embed_kernel.embed_kernel equals the conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: K − k odd. A 1-tap kernel in 2 taps sits at index 0 or 1, and a
     # symmetric padding p' changes the length by 2p' − 1: odd, so never 0. Padding 0 and
     # placement [0, w] keep the closest length (one shorter) and shift the output by a tap.
@@ -114,7 +154,7 @@ def prove() -> ProofResult:
     original = conv2d(x1, np.array([[[[w0]]]], dtype=object))
     shifted = conv2d(x1, np.array([[[[0, w0]]]], dtype=object), padding=(0, 0))
     d.counterexample(
-        "K − k is even on each axis",
+        RULE.preconditions[1],
         "1-tap kernel w placed in a 2-tap kernel [0, w] (padding 0) on a 1×3 input: output 0 "
         "is w·x₁ instead of w·x₀, and there are 2 outputs instead of 3",
         original[0, 0, 0],
@@ -125,7 +165,7 @@ def prove() -> ProofResult:
     wide = conv2d(x1, np.array([[[[0, w0, 0]]]], dtype=object), padding=(0, 0))
     small_as_given = conv2d(x1, np.array([[[[w0]]]], dtype=object), padding=(0, 0))
     d.counterexample(
-        "the small branch's padding p_K − d·(K − k)/2 is ≥ 0",
+        RULE.preconditions[2],
         "1×1 kernel w at padding 0 vs its embedding [0, w, 0] asked to have p_K = 0: output 0 "
         "is w·x₀ vs w·x₁ (and the lengths are 3 vs 1)",
         small_as_given[0, 0, 0],
@@ -134,9 +174,14 @@ def prove() -> ProofResult:
     w3 = symbols_array("w", (1, 1, 1, 3), real=True)
     x3 = symbols_array("x", (1, 1, 3), real=True)
     d.counterexample(
-        "K ≥ k on each axis",
+        RULE.preconditions[0],
         "'embedding' a 3-tap kernel into 1 tap keeps only its centre: output 1 loses w₀x₀ + w₂x₂",
         conv2d(x3, w3, None, 1, (0, 1))[0, 0, 1],
         conv2d(x3, w3[:, :, :, 1:2], None, 1, (0, 0))[0, 0, 1],
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the index algebra of the embedding for symbolic i, s, u, d, p, K, k; the convs "
+        "exhaustively",
     )
     return d.result

@@ -16,7 +16,8 @@ from et.rules.fixed_mask_depthwise_as_conv import (
     SOBEL_Y,
     fixed_mask_depthwise_as_conv,
 )
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 # The masks as ECBSR writes them entry by entry (mask[i, 0, row, col] = value).
@@ -62,6 +63,31 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``fixed_mask_depthwise_as_conv``: (depthwise, dense conv, shape)."""
+
+    def build():
+        generator = torch.Generator().manual_seed(1)
+        channels = 3
+        scale = torch.randn(channels, generator=generator, dtype=torch.float64)
+        shape = (3, 3) if case["mask"] == "shared" else (channels, 1, 3, 3)
+        mask = torch.randn(shape, generator=generator, dtype=torch.float64)
+        bias = torch.randn(channels, generator=generator, dtype=torch.float64)
+        bias = bias if case["bias"] else None
+        weight = scale.reshape(-1, 1, 1, 1) * mask.expand(channels, 1, 3, 3)
+        padding = int(case["padding"])
+        original = Composed(
+            lambda x: torch.nn.functional.conv2d(x, weight, bias, padding=padding, groups=channels)
+        )
+        dense = fixed_mask_depthwise_as_conv(mask, scale, bias, padding=padding)
+        return original, dense, (channels, 5, 6)
+
+    return build
+
+
+BRANCHES = grid(mask=("shared", "per-channel"), bias=(True, False), padding=(0, 1, 2))
+
+
 @register_proof("R12")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -91,7 +117,7 @@ def prove() -> ProofResult:
         depthwise_w = np.stack([scale[c] * per_channel[c][None] for c in range(channels)])
         lhs = conv2d(x[:channels], depthwise_w, bias, 1, padding, 1, channels)
         rhs = conv2d(x[:channels], diagonal(scale, per_channel), bias, 1, padding)
-        d.zero(f"mask {name}, channels {channels}, padding {padding}", difference(lhs, rhs))
+        d.zero(f"grid case mask={name} C={channels} p={padding}", difference(lhs, rhs))
         checked += 1
     # A different mask per channel (ECBSR stores [C, 1, 3, 3]).
     per_channel = symbols_array("mc", (2, 3, 3), real=True)
@@ -111,15 +137,26 @@ def prove() -> ProofResult:
         "proved here)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fixed_mask_depthwise_as_conv equals the depthwise conv on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: a filter with two inputs (groups = channels / 2) is not diagonal.
     w2 = symbols_array("w", (2, 2, 3, 3), real=True)
     grouped = conv2d(x[:2], w2[:1], None, 1, 1, 1, 1)[0, 1, 1]
     diag_only = conv2d(x[:1], w2[:1, :1], None, 1, 1)[0, 1, 1]
     d.counterexample(
-        "groups = channels (one filter per channel)",
+        RULE.preconditions[1],
         "a filter reading two channels (groups = 1): keeping only its diagonal part drops "
         "the cross-channel terms",
         grouped,
         diag_only,
     )
+    d.none_known(
+        RULE.preconditions[0],
+        "at any one evaluation a mask has one value and the fold is exact for it; a mask that "
+        "changes later (trained) makes the folded conv stale: a change in time, not at an input",
+    )
+    d.reach(EXHAUSTIVE)
     return d.result

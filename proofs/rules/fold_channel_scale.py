@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from et.rules.fold_channel_scale import RULE, fold_channel_scale
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -46,6 +48,36 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``fold_channel_scale``: (γ ⊙ conv, folded conv, input shape)."""
+
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            3,
+            seed=1,
+            padding=1,
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        gamma = torch.randn(6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        scale = gamma if case["scale"] == "[C]" else gamma.reshape(1, 6, 1, 1)
+        original = Composed(lambda x: gamma.reshape(1, -1, 1, 1) * conv(x))
+        return original, fold_channel_scale(conv, scale), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    bias=(True, False),
+    groups=(1, 2),
+    scale=("[C]", "[1, C, 1, 1]"),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R13")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -57,11 +89,10 @@ def prove() -> ProofResult:
         "Output channel o at any position is b_o + ⟨W[o], patch⟩ (the geometry picks the patch)",
         r"y_o = b_o + \langle W_o, \mathrm{patch}\rangle",
     )
-    d.zero(
+    d.equal(
         "γ (b + ⟨W, patch⟩) = γ b + ⟨γ W, patch⟩",
-        gamma * (b + sum(wi * xi for wi, xi in zip(w, patch, strict=True)))
-        - (gamma * b + sum(gamma * wi * xi for wi, xi in zip(w, patch, strict=True))),
-        r"\gamma(b + \langle W, p\rangle) = \gamma b + \langle \gamma W, p\rangle",
+        gamma * (b + sum(wi * xi for wi, xi in zip(w, patch, strict=True))),
+        gamma * b + sum(gamma * wi * xi for wi, xi in zip(w, patch, strict=True)),
     )
     checked = 0
     x = symbols_array("x", (2, 4, 3), real=True)
@@ -85,13 +116,23 @@ def prove() -> ProofResult:
         "dilations, groups 1–2; paddings 0–1"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fold_channel_scale.fold_channel_scale equals γ ⊙ conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     y = sp.Symbol("y", real=True)
     values = {y: 1, gamma: -1}
     d.counterexample(
-        "the scale sits between the conv and any nonlinearity",
+        RULE.preconditions[1],
         "the scale after a ReLU, folded into the conv before it: γ·ReLU(y) vs ReLU(γ·y) "
         "at y = 1, γ = −1",
         (gamma * sp.Max(y, 0)).subs(values),
         sp.Max(gamma * y, 0).subs(values),
+    )
+    shapes_must_match(d, RULE.preconditions[0], "the scale and the conv outputs")
+    d.reach(
+        GENERAL_IN_PART,
+        "the per-channel identity for a symbolic patch; the geometries exhaustively",
     )
     return d.result

@@ -9,8 +9,10 @@ import sympy as sp
 import torch
 from torch import nn
 
-from et.rules.fuse_bn_conv import BORDER_CONDITION, RULE, fuse_bn_conv
-from proofs.contract import Derivation, ProofResult, register_proof
+from et.rules.fuse_bn_conv import RULE, BNConstantPadded, fuse_bn_conv
+from proofs.code_branches import check_branches, grid, random_conv, randomize
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import other_consumer, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (1, 3), (2, 3)]
@@ -45,19 +47,21 @@ def folded(
 
 
 def _general(d: Derivation) -> None:
-    x, gamma, beta, mu, var, eps, w = sp.symbols("x gamma beta mu sigma2 epsilon w", real=True)
+    x, gamma, beta, mu, var, eps, w = sp.symbols("x gamma beta mu sigma^2 epsilon w", real=True)
     t = gamma / sp.sqrt(var + eps)
-    d.zero(
+    d.equal(
         "eval-mode BN is affine per channel: γ(x − μ)/√(σ² + ε) + β = t·x + m with "
         "t = γ/√(σ² + ε), m = β − μ·t",
-        gamma * (x - mu) / sp.sqrt(var + eps) + beta - (t * x + (beta - mu * t)),
+        gamma * (x - mu) / sp.sqrt(var + eps) + beta,
+        t * x + (beta - mu * t),
     )
     m = sp.Symbol("m", real=True)
     ts = sp.Symbol("t", real=True)
-    d.zero(
+    d.equal(
         "per tap inside the image: W·(t·x + m) = (W·t)·x + W·m, so W' = W·t_in and the W·m terms "
         "of all taps collect into b' = b + Σ W·m_in",
-        w * (ts * x + m) - ((w * ts) * x + w * m),
+        w * (ts * x + m),
+        (w * ts) * x + w * m,
     )
     v = sp.Symbol("v", real=True)
     d.step(
@@ -97,6 +101,46 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``fuse_bn_conv``: (conv ∘ BN, fused conv, input shape)."""
+
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            3,
+            seed=1,
+            padding=case["padding"],
+            stride=case["stride"],
+            bias=case["bias"],
+            groups=case["groups"],
+            padding_mode=case["padding_mode"],
+        )
+        bn = randomize(nn.BatchNorm2d(4), 2)
+        border = "bn_constant" if case["border"] == "BN constant" else "zeros"
+        original = (
+            BNConstantPadded(bn, conv) if border == "bn_constant" else nn.Sequential(bn, conv)
+        )
+        return original, fuse_bn_conv(bn, conv, border=border), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = [
+    case
+    for case in grid(
+        bias=(True, False),
+        groups=(1, 2),
+        stride=(2,),
+        padding=(0, 1),
+        padding_mode=("zeros", "reflect", "replicate", "circular"),
+        border=("zeros", "BN constant"),
+    )
+    # a zero border with p > 0 needs BN(0) = 0 (H3); the BN-constant border is zeros-mode only
+    if (case["border"] == "BN constant") == (case["padding_mode"] == "zeros" and case["padding"])
+]
+
+
 @register_proof("R2")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -129,12 +173,17 @@ def prove() -> ProofResult:
         "per axis, symbolic t and m"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fuse_bn_conv.fuse_bn_conv equals conv ∘ BN on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     x = symbols_array("x", (1, 1, 3), real=True)
     w = symbols_array("w", (1, 1, 1, 3), real=True)
     b, t, m = (np.array([sp.Symbol(n, real=True)], dtype=object) for n in ("b", "t", "m"))
     new_w, new_b = folded(w, b, t, m, 1)
     d.counterexample(
-        BORDER_CONDITION,
+        RULE.preconditions[2],
         "BN (t, m) then a 3-tap conv with zero padding 1 on a length-3 row: output 0 differs by "
         "w₀·m",
         conv2d(affine(x, t, m), w, b, padding=(0, 1))[0, 0, 0],
@@ -144,10 +193,15 @@ def prove() -> ProofResult:
     batch_mean = (y1 + y2) / 2
     batch_std = sp.sqrt(((y1 - batch_mean) ** 2 + (y2 - batch_mean) ** 2) / 2)
     d.counterexample(
-        "BatchNorm in eval mode with running statistics",
+        RULE.preconditions[0],
         "train-mode BN (γ = 1, β = 0, ε = 0) on the batch {y1 = 1, y2 = 3} uses the batch "
         "statistics; the fold uses running μ = 0, σ² = 1; sample y1 before a 1×1 conv w = 1",
         ((y1 - batch_mean) / batch_std).subs({y1: 1, y2: 3}),
         sp.Integer(1),
+    )
+    shapes_must_match(d, RULE.preconditions[1], "the BN channels and the conv inputs")
+    other_consumer(d, RULE.preconditions[3], "the BN output")
+    d.reach(
+        GENERAL_IN_PART, "the per-tap affine identity of BatchNorm; the geometries exhaustively"
     )
     return d.result

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from et.rules.fuse_conv_bn import RULE, fuse_conv_bn
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, randomize
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import other_consumer, shapes_must_match
 from proofs.symbolic_ops import (
     batch_norm,
     conv2d,
@@ -72,22 +74,52 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``fuse_conv_bn``: (BN ∘ conv, fused conv, input shape)."""
+
+    def build():
+        options = {"bias": case["bias"], "groups": case["groups"], "stride": case["stride"]}
+        if case["kind"] == "transposed":
+            conv = nn.ConvTranspose2d(
+                4, 6, 3, padding=1, output_padding=case["stride"] - 1, **options
+            )
+        else:
+            conv = nn.Conv2d(4, 6, 3, padding=1, padding_mode=case["padding_mode"], **options)
+        conv, bn = randomize(conv, 1), randomize(nn.BatchNorm2d(6), 2)
+        return nn.Sequential(conv, bn), fuse_conv_bn(conv, bn), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = [
+    case
+    for case in grid(
+        kind=("conv", "transposed"),
+        bias=(True, False),
+        groups=(1, 2),
+        stride=(1, 2),
+        padding_mode=("zeros", "reflect", "circular"),
+    )
+    if case["kind"] == "conv" or case["padding_mode"] == "zeros"  # transposed: zeros only
+]
+
+
 @register_proof("R1")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     # General step: at any output position, any geometry, a conv output channel is b_o + P_o
     # where P_o = Σ W[o]·patch is linear in W[o]; so scaling W[o] by t scales P_o by t.
-    p, b, mu, var, gamma, beta, eps = sp.symbols("P b mu sigma2 gamma beta epsilon", real=True)
+    p, b, mu, var, gamma, beta, eps = sp.symbols("P b mu sigma^2 gamma beta epsilon", real=True)
     t = gamma / sp.sqrt(var + eps)
     d.step(
         "A conv output channel at any position is y = b + P with P = Σ W[o]·patch linear in W[o]"
         " (any stride, padding, dilation, groups: they only choose the patch)",
         r"y_o = b_o + \langle W_o, \mathrm{patch} \rangle",
     )
-    d.zero(
+    d.equal(
         "BN(b + P) = t·P + (t(b − μ) + β), i.e. the fold with W' = t·W, b' = t(b − μ) + β",
-        gamma * (b + p - mu) / sp.sqrt(var + eps) + beta - (t * p + (t * (b - mu) + beta)),
-        r"\gamma\frac{b+P-\mu}{\sqrt{\sigma^2+\epsilon}}+\beta = tP + t(b-\mu)+\beta",
+        gamma * (b + p - mu) / sp.sqrt(var + eps) + beta,
+        t * p + (t * (b - mu) + beta),
     )
     # Exhaustive check with the reference convolution on a grid of small geometries.
     checked = 0
@@ -131,6 +163,11 @@ def prove() -> ProofResult:
         "paddings 0–1; transposed convs with groups and strides 1–2"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.fuse_conv_bn.fuse_conv_bn equals BN ∘ conv on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: BN in train mode normalises with the batch's statistics.
     y1, y2 = sp.symbols("y1 y2", real=True)
     batch_mean = (y1 + y2) / 2
@@ -139,9 +176,16 @@ def prove() -> ProofResult:
     folded = t * (y1 - mu) + beta
     values = {y1: 1, y2: 3, mu: 0, var: 1, gamma: 1, beta: 0, eps: 0}
     d.counterexample(
-        "BatchNorm in eval mode with running statistics",
+        RULE.preconditions[0],
         "train-mode BN on the batch {y1=1, y2=3} with running μ=0, σ²=1, γ=1, β=0, ε=0",
         train_bn.subs(values),
         folded.subs(values),
+    )
+    shapes_must_match(d, RULE.preconditions[1], "the BN channels and the conv outputs")
+    other_consumer(d, RULE.preconditions[2], "the conv output")
+    d.reach(
+        GENERAL_IN_PART,
+        "the per-channel BatchNorm identity for a symbolic patch sum P; the geometries "
+        "exhaustively",
     )
     return d.result

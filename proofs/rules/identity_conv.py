@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from et.rules.identity_conv import RULE, identity_branch_as_conv, identity_conv
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(1, 1), (3, 3), (1, 3), (5, 3), (3, 1)]
@@ -31,23 +32,24 @@ def _general(d: Derivation) -> None:
     n = r + 1 + alpha  # C/g > r, i.e. 0 ≤ r < C/g
     x = sp.Function("x")
     channel_sum = sp.Sum(sp.KroneckerDelta(j, r) * x(q * n + j), (j, 0, n - 1)).doit()
-    d.zero(
+    d.equal(
         "channels, symbolic C/g: output channel i = q·(C/g) + r of group q reads "
         "Σ_j δ(j, r)·x[q·(C/g) + j] = x[i]",
-        sp.piecewise_fold(channel_sum) - x(q * n + r),
-        r"\sum_{j<C/g}\delta_{j,\,i \bmod C/g}\,x_{\lfloor i/(C/g)\rfloor C/g + j} = x_i",
+        sp.piecewise_fold(channel_sum),
+        x(q * n + r),
     )
     tap_sum = sp.Sum(sp.KroneckerDelta(u, c) * x(row + u - c), (u, 0, 2 * c)).doit()
-    d.zero(
+    d.equal(
         "space, symbolic odd K = 2c + 1 with padding c and stride 1: output i reads "
         "Σ_u δ(u, c)·x̃[i + u − c] = x[i] (never a padded value)",
-        sp.piecewise_fold(tap_sum) - x(row),
-        r"\sum_{u=0}^{2c}\delta_{u,c}\,\tilde x_{i+u-c} = x_i",
+        sp.piecewise_fold(tap_sum),
+        x(row),
     )
     t, m, xs = sp.symbols("t m x", real=True)
-    d.zero(
+    d.equal(
         "RepVGG's identity + BN: conv(x; t·K, m) = t·x + m = BN(x) (R1 applied to the Dirac conv)",
-        (t * 1) * xs + m - (t * xs + m),
+        (t * 1) * xs + m,
+        t * xs + m,
     )
 
 
@@ -80,6 +82,24 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``identity_conv``: (x ↦ x, the Dirac conv, input shape)."""
+
+    def build():
+        channels = int(case["channels"])
+        conv = identity_conv(channels, case["kernel"], int(case["groups"]), dtype=torch.float64)
+        return Composed(lambda x: x), conv, (channels, 5, 6)
+
+    return build
+
+
+BRANCHES = [
+    c
+    for c in grid(channels=(1, 4), kernel=(1, 3, (3, 5)), groups=(1, 2, 4))
+    if int(c["channels"]) % int(c["groups"]) == 0
+]
+
+
 @register_proof("R6")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -96,24 +116,32 @@ def prove() -> ProofResult:
         f"of {checked} cases: kernels {KERNELS}; (C, g) in {CHANNEL_GROUPS}; 3×4 inputs"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.identity_conv.identity_conv is the identity on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     x = symbols_array("x", (1, 1, 4), real=True)
     d.counterexample(
-        "stride 1",
+        RULE.preconditions[1],
         "1×3 Dirac kernel with stride 2 on a length-4 row: output 1 is x₂, not x₁",
         conv2d(x, dirac(1, (1, 3), 1), None, (1, 2), (0, 1))[0, 0, 1],
         x[0, 0, 1],
     )
     d.counterexample(
-        "an odd kernel on each axis, padded by (K − 1)/2",
+        RULE.preconditions[2],
         "a 2-tap kernel [0, 1] (no centre tap) with padding 0: output 0 is x₁, not x₀ (and "
         "padding 1 would give 5 outputs for 4 inputs)",
         conv2d(x, dirac(1, (1, 2), 1), None, 1, 0)[0, 0, 0],
         x[0, 0, 0],
     )
     d.counterexample(
-        "C_in = C_out = C with groups dividing C",
+        RULE.preconditions[0],
         "2 → 1 channels: the one output channel is x₀, so input channel x₁ has no image",
         conv2d(symbols_array("x", (2, 1, 1)), dirac(2, (1, 1), 1)[:1], None)[0, 0, 0],
         sp.Symbol("x_1_0_0"),
+    )
+    d.reach(
+        GENERAL_IN_PART, "the Kronecker sums for symbolic C/g and odd K; the kernels exhaustively"
     )
     return d.result

@@ -9,9 +9,11 @@ import sympy as sp
 import torch
 from torch import nn
 
-from et.rules.merge_1x1_kxk import RULE, merge_1x1_kxk
+from et.rules.merge_1x1_kxk import RULE, BiasPaddedSequence, merge_1x1_kxk
 from et.rules.merge_sequential_convs import dense_weight
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, randomize
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match, stride_between
 from proofs.rules.merge_sequential_convs import dense, merged_bias
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -31,24 +33,74 @@ def merged_weight(w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
 
 
 def _general(d: Derivation) -> None:
-    w1, b1, x, w2 = sp.symbols("W1 b1 x W2", real=True)
-    d.zero(
+    m, n, o = sp.symbols("m n o", integer=True, positive=True)
+    w1, w2 = sp.MatrixSymbol("W_1", m, n), sp.MatrixSymbol("W_2", o, m)
+    b1, x = sp.MatrixSymbol("b_1", m, 1), sp.MatrixSymbol("x", n, 1)
+    d.step(
         "with bias padding every pixel of the K×K's padded input is b₁ + W₁·x̃ (x̃ the zero-padded "
-        "input): inside it is the 1×1's output, on the ring it is b₁ = b₁ + W₁·0",
-        (b1 + w1 * 0) - b1,
-        r"\bar z = b_1 + W_1 \tilde x",
+        "input): inside it is the 1×1's output, on the ring it is b₁ = b₁ + W₁·0"
     )
-    d.zero(
-        "per tap: W₂·(b₁ + W₁·x̃) = W₂·b₁ + (W₂W₁)·x̃, so W = W₂ ⊛ W₁ per tap and "
-        "b = b₂ + Σ_taps W₂·b₁ (channel vectors: the same with matrices, by bilinearity)",
-        w2 * (b1 + w1 * x) - (w2 * b1 + (w2 * w1) * x),
-        r"W_2(b_1 + W_1\tilde x) = W_2 b_1 + (W_2W_1)\tilde x",
+    d.true(
+        "per tap, channel counts m, n, o symbolic: W₂(W₁x̃ + b₁) = (W₂W₁)x̃ + W₂b₁, so the merged "
+        "tap is W₂[u, v]·W₁ and the bias gains Σ_taps W₂[u, v]·b₁",
+        sp.simplify((w2 * (w1 * x + b1)).expand() - (w2 * w1 * x + w2 * b1)) == sp.ZeroMatrix(o, 1),
+        latex=rf"{sp.latex(w2 * (w1 * x + b1))} = {sp.latex(w2 * w1 * x + w2 * b1)}",
     )
     d.step(
         "groups: W₁ is block-diagonal with g₁ blocks and W₂ with g₂ blocks, so each product "
         "W₂[u, v]·W₁ is block-diagonal with gcd(g₁, g₂) blocks (checked on the grid with dense "
-        "matrices and in the conformance step with grouped ones)"
+        "matrices and over the code's branches with grouped ones)"
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``merge_1x1_kxk``: (original, merged, input shape)."""
+
+    def build():
+        g1, g2 = case["groups"]
+        pointwise = nn.Conv2d(4, 6, 1, groups=g1, bias=case["bias_1x1"])
+        conv = nn.Conv2d(
+            6,
+            3,
+            (3, 2),
+            stride=case["stride"],
+            padding=case["padding"],
+            dilation=(1, 2),
+            groups=g2,
+            bias=case["bias_kxk"],
+            padding_mode=case["padding_mode"],
+        )
+        randomize(pointwise, 1)
+        randomize(conv, 2)
+        border = case["border"]
+        if border == "zeros" and case["padding_mode"] == "zeros" and pointwise.bias is not None:
+            with torch.no_grad():
+                pointwise.bias.zero_()  # the rule's hypothesis for zero borders: b₁ = 0
+        original = (
+            BiasPaddedSequence(pointwise, conv)
+            if border == "bias"
+            else nn.Sequential(pointwise, conv)
+        )
+        return original, merge_1x1_kxk(pointwise, conv, border=border), (4, 7, 8)
+
+    return build
+
+
+BRANCHES = [
+    case
+    for case in grid(
+        bias_1x1=(True, False),
+        bias_kxk=(True, False),
+        groups=((1, 1), (2, 3), (2, 1)),
+        stride=(2,),
+        padding=((1, 1), (0, 0)),
+        border=("bias", "zeros"),
+        padding_mode=("zeros", "reflect", "replicate", "circular"),
+    )
+    # the bias ring of BiasPaddedSequence is its own padding: only the zeros mode has a meaning
+    if not (case["border"] == "bias" and case["padding_mode"] != "zeros")
+    and not (case["padding"] == (0, 0) and case["padding_mode"] != "zeros")
+]
 
 
 def _conformance(d: Derivation) -> None:
@@ -119,6 +171,11 @@ def prove() -> ProofResult:
         "per axis; the K×K padded with b₁"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_1x1_kxk.merge_1x1_kxk equals the original on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: zero padding with a non-zero b₁ (1 channel, 3 taps, padding 1).
     x = symbols_array("x", (1, 1, 3), real=True)
     u, b1, b2 = sp.symbols("u b1 b2", real=True)
@@ -132,7 +189,7 @@ def prove() -> ProofResult:
         padding=(0, 1),
     )
     d.counterexample(
-        "the K×K is valid (p = 0) or its input border is filled with b₁",
+        RULE.preconditions[3],
         "1×1 (u, b₁) then 3-tap (w, b₂) with zero padding 1 on a length-3 row: output 0 differs "
         "by w₀·b₁",
         zero_padded[0, 0, 0],
@@ -140,9 +197,16 @@ def prove() -> ProofResult:
     )
     xs = sp.Symbol("x", real=True)
     d.counterexample(
-        "no nonlinearity between the two convs",
+        RULE.preconditions[1],
         "1×1 convs u = 1, w = 1 with a ReLU between, at x = −1",
         sp.Max(xs, 0).subs(xs, -1),
         xs.subs(xs, -1),
+    )
+    stride_between(d, RULE.preconditions[0])
+    shapes_must_match(d, RULE.preconditions[2], "the 1×1 outputs and the K×K inputs")
+    d.reach(
+        GENERAL_IN_PART,
+        "the per-tap channel algebra with matrices of symbolic sizes; the geometries, groups "
+        "and the bias ring exhaustively",
     )
     return d.result

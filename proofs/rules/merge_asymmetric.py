@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from et.rules.merge_asymmetric import RULE, merge_asymmetric
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
+from proofs.counterexamples import padding_modes_differ, structural
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 KERNELS = [(3, 3), (3, 5)]
@@ -68,6 +70,43 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+_SHAPES = {"square": ((3, 3), (1, 1)), "horizontal": ((1, 3), (0, 1)), "vertical": ((3, 1), (1, 0))}
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``merge_asymmetric``: (sum of the branches, merged conv, shape)."""
+
+    def build():
+        convs = {
+            name: random_conv(
+                4,
+                6,
+                kernel,
+                seed=i,
+                padding=padding,
+                bias=case["bias"],
+                groups=case["groups"],
+                padding_mode=case["padding_mode"],
+            )
+            if name in str(case["branches"]).split("+")
+            else None
+            for i, (name, (kernel, padding)) in enumerate(_SHAPES.items())
+        }
+        present = [c for c in convs.values() if c is not None]
+        original = Composed(lambda x: sum(conv(x) for conv in present))
+        return original, merge_asymmetric(*convs.values()), (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    branches=("square+horizontal+vertical", "square+horizontal", "horizontal+vertical"),
+    bias=(True, False),
+    groups=(1, 2),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R5")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -116,6 +155,11 @@ def prove() -> ProofResult:
         "branches; 3×3 inputs, 2 channels"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_asymmetric equals the summed branches on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: a thin branch padded like the square one (not realigned).
     x = symbols_array("x", (1, 3, 3), real=True)
     ws = symbols_array("s", (1, 1, 3, 3), real=True)
@@ -123,10 +167,19 @@ def prove() -> ProofResult:
     wrong = conv2d(x, ws, None, padding=(1, 1)) + conv2d(x, wh, None, padding=(1, 1))[:, 0:3, :]
     merged = conv2d(x, acnet_weight(ws, wh, None, (3, 3), (1, 1)), None, padding=(1, 1))
     d.counterexample(
-        "one padding after centring: pᵢ + d(K − kᵢ)/2 equal for all branches",
+        RULE.preconditions[3],
         "3×3 square (padding 1) plus a 1×3 branch also padded (1, 1) instead of (0, 1): it has "
         "5 output rows; aligned at the top, its row 0 reads the zero pad, not image row 0",
         wrong[0, 0, 0],
         merged[0, 0, 0],
     )
+    structural(d, RULE.preconditions[0], "the horizontal branch the statement adds as a row")
+    structural(d, RULE.preconditions[1], "the vertical branch the statement adds as a column")
+    d.none_known(
+        RULE.preconditions[2],
+        "with K − k odd no kernel is centred, so the embedded Ŵ of the statement is undefined; "
+        "an off-centre embedding would need asymmetric padding, which one conv cannot express",
+    )
+    padding_modes_differ(d, RULE.preconditions[4])
+    d.reach(EXHAUSTIVE)
     return d.result

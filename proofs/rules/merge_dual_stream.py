@@ -9,9 +9,16 @@ import sympy as sp
 import torch
 from torch import nn
 
-from et.rules.merge_dual_stream import RULE, merge_dual_stream, merge_dual_stream_first
+from et.rules.merge_dual_stream import (
+    RULE,
+    merge_activations,
+    merge_dual_stream,
+    merge_dual_stream_first,
+)
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, randomize
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import groups_are_dense, shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, elementwise, relu, symbols_array
 
 
@@ -66,6 +73,89 @@ def _conformance(d: Derivation) -> None:
         error < 1e-12,
         f"max deviation {error:.3e}",
     )
+
+
+class _DualStream(nn.Module):
+    """The original layer: ``[act_b(W_b x_b + W_r2b x_r); act_r(W_r x_r + W_b2r x_b)]``."""
+
+    def __init__(self, convs: dict[str, nn.Conv2d | None], acts: tuple[nn.Module, nn.Module]):
+        super().__init__()
+        self.convs, self.acts, self.split = convs, acts, convs["backbone"].in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_b, x_r = x[:, : self.split], x[:, self.split :]
+        c = self.convs
+        y_b = c["backbone"](x_b) + (c["r2b"](x_r) if c["r2b"] is not None else 0)
+        y_r = c["residual"](x_r) + (c["b2r"](x_b) if c["b2r"] is not None else 0)
+        return torch.cat([self.acts[0](y_b), self.acts[1](y_r)], 1)
+
+
+class _FirstLayer(nn.Module):
+    def __init__(self, backbone: nn.Conv2d, residual: nn.Conv2d):
+        super().__init__()
+        self.backbone, self.residual = backbone, residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.backbone(x), self.residual(x)], 1)
+
+
+def _activations(kind: str) -> tuple[nn.Module, nn.Module]:
+    if kind == "prelu-per-channel":
+        return randomize(nn.PReLU(3), 5), randomize(nn.PReLU(2), 6)
+    if kind == "prelu-shared":
+        return nn.PReLU(1, 0.3).double(), nn.PReLU(1, 0.3).double()
+    return nn.ReLU(), nn.ReLU()
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of E5's transforms: (original, merged, input shape)."""
+
+    def build():
+        geometry = {
+            "kernel_size": 3,
+            "padding": 1,
+            "stride": case["stride"],
+            "dilation": case["dilation"],
+            "padding_mode": case["padding_mode"],
+            "bias": case["bias"],
+        }
+        if case["layer"] == "first":
+            backbone = randomize(nn.Conv2d(2, 3, **geometry), 1)
+            residual = randomize(nn.Conv2d(2, 2, **geometry), 2)
+            return (
+                _FirstLayer(backbone, residual),
+                merge_dual_stream_first(backbone, residual),
+                (2, 7, 6),
+            )
+        convs = {
+            "backbone": randomize(nn.Conv2d(4, 3, **geometry), 1),
+            "residual": randomize(nn.Conv2d(2, 2, **geometry), 2),
+            "r2b": randomize(nn.Conv2d(2, 3, **geometry), 3) if "r2b" in case["links"] else None,
+            "b2r": randomize(nn.Conv2d(4, 2, **geometry), 4) if "b2r" in case["links"] else None,
+        }
+        acts = _activations(str(case["activation"]))
+        merged = merge_dual_stream(convs["backbone"], convs["residual"], convs["r2b"], convs["b2r"])
+        act = merge_activations(*acts)
+        return _DualStream(convs, acts), nn.Sequential(merged, act), (6, 7, 6)
+
+    return build
+
+
+BRANCHES = grid(
+    layer=("first", "hidden"),
+    links=("none", "r2b", "b2r", "r2b+b2r"),
+    bias=(True, False),
+    activation=("relu", "prelu-per-channel", "prelu-shared"),
+    padding_mode=("zeros", "reflect", "circular"),
+    stride=(2,),
+    dilation=(2,),
+)
+# the first layer has no links and no activation of its own
+BRANCHES = [
+    c
+    for c in BRANCHES
+    if c["layer"] == "hidden" or (c["links"] == "none" and c["activation"] == "relu")
+]
 
 
 @register_proof("E5")
@@ -147,8 +237,14 @@ def prove() -> ProofResult:
         "both cross convs"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_dual_stream (merge_dual_stream, merge_dual_stream_first, "
+        "merge_activations) equals the two-stream layer on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     d.counterexample(
-        "the following nonlinearity is element-wise and the same on both streams",
+        RULE.preconditions[3],
         "backbone ReLU, residual identity, merged with ReLU: a residual output of −1 becomes 0",
         relu(-1),
         sp.Integer(-1),
@@ -156,10 +252,17 @@ def prove() -> ProofResult:
     row = np.array([[[sp.Integer(1), sp.Integer(2), sp.Integer(3)]]], dtype=object)
     ones = np.array([[[[sp.Integer(1)] * 3]]], dtype=object)
     d.counterexample(
-        "the convs share kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[0],
         "residual conv 1×3 of ones with padding 0 on the row (1, 2, 3), read with the backbone's "
         "padding 1 in the merged conv: output 0 is 6, the merged one 3",
         conv2d(row, ones, None, 1, 0)[0, 0, 0],
         conv2d(row, ones, None, 1, (0, 1))[0, 0, 0],
+    )
+    groups_are_dense(d, RULE.preconditions[1])
+    shapes_must_match(d, RULE.preconditions[2], "the streams' channel counts")
+    d.reach(
+        GENERAL_IN_PART,
+        "one tap with block matrices of symbolic sizes; the sum over taps in prose, the "
+        "geometries exhaustively",
     )
     return d.result

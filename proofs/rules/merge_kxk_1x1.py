@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from et.rules.merge_kxk_1x1 import RULE, merge_kxk_1x1
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
 GRID = {
@@ -84,6 +86,38 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _branch(case: dict[str, object]):
+    """One code branch of ``merge_kxk_1x1``: (1×1 ∘ K×K, merged conv, input shape)."""
+
+    def build():
+        g, g1 = case["groups"]
+        conv = random_conv(
+            4,
+            6,
+            (3, 2),
+            seed=1,
+            padding=1,
+            stride=case["stride"],
+            dilation=(1, 2),
+            groups=g,
+            bias=case["bias_kxk"],
+            padding_mode=case["padding_mode"],
+        )
+        pointwise = random_conv(6, 4, 1, seed=2, groups=g1, bias=case["bias_1x1"])
+        return nn.Sequential(conv, pointwise), merge_kxk_1x1(conv, pointwise), (4, 7, 8)
+
+    return build
+
+
+BRANCHES = grid(
+    bias_kxk=(True, False),
+    bias_1x1=(True, False),
+    groups=((1, 1), (2, 1), (2, 2), (1, 2)),
+    stride=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
+
+
 @register_proof("R9")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -104,10 +138,10 @@ def prove() -> ProofResult:
         "b_m + ⟨W_m, patch⟩ with one patch of x shared by all m (the K×K geometry picks it)",
         r"z_o = \beta_o + \sum_m P_{om}\,(b_m + \langle W_m, \mathrm{patch}\rangle)",
     )
-    d.zero(
+    d.equal(
         "β + Σ_m P_m (b_m + ⟨W_m, patch⟩) = (P·b + β) + ⟨P·W, patch⟩",
-        lhs - rhs,
-        r"\beta + \sum_m P_m y_m = (Pb + \beta) + \langle PW, \mathrm{patch}\rangle",
+        lhs,
+        rhs,
     )
     checked = 0
     for kernel, stride, dilation, (g1, g2), padding in itertools.product(*GRID.values()):
@@ -139,11 +173,16 @@ def prove() -> ProofResult:
         "groups (K×K, 1×1) ∈ {(1,1), (2,1), (2,2), (1,2)}; input 2×4×3 (even and odd sides)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_kxk_1x1.merge_kxk_1x1 equals the 1×1 after the K×K on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     # Dropped precondition: the 1×1 is padded, so z's border is β where the merge gives P·b + β.
     pv, bv, betav = sp.symbols("P b beta", real=True)
     values = {pv: 2, bv: 1, betav: 0}
     d.counterexample(
-        "the second convolution is 1×1 with stride 1 and padding 0",
+        RULE.preconditions[0],
         "1×1 with padding 1: its border output reads padded zeros (β), while the K×K output "
         "at any position carries P·b + β (P=2, b=1, β=0)",
         betav.subs(values),
@@ -152,9 +191,13 @@ def prove() -> ProofResult:
     xv, wv = sp.symbols("x W", real=True)
     nl = {xv: -1, wv: 1, bv: 0, pv: 1, betav: 0}
     d.counterexample(
-        "no nonlinearity between the two; the K×K output feeds nothing else",
+        RULE.preconditions[2],
         "ReLU between: P·ReLU(W x + b) + β vs (P W) x + P b + β at x = −1, W = P = 1, b = β = 0",
         (pv * sp.Max(wv * xv + bv, 0) + betav).subs(nl),
         (pv * wv * xv + pv * bv + betav).subs(nl),
+    )
+    shapes_must_match(d, RULE.preconditions[1], "the K×K outputs and the 1×1 inputs")
+    d.reach(
+        GENERAL_IN_PART, "one output position with symbolic values; the geometries exhaustively"
     )
     return d.result

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from et.rules.merge_parallel_convs import RULE, merge_parallel_convs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import different_inputs, groups_are_dense, shapes_must_match
 from proofs.rules.embed_kernel import embedded_weight
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -37,10 +39,10 @@ def _general(d: Derivation) -> None:
         "all branches read the same patch; branch i gives bᵢ + ⟨W'ᵢ, patch⟩",
         r"y_i = b_i + \langle W'_i, \mathrm{patch}\rangle",
     )
-    d.zero(
+    d.equal(
         "Σᵢ (bᵢ + ⟨W'ᵢ, patch⟩) = Σᵢ bᵢ + ⟨Σᵢ W'ᵢ, patch⟩ (bilinearity, one tap shown; taps add)",
-        sum(b[i] + w[i] * patch for i in range(n)) - (sum(b) + sum(w) * patch),
-        r"\sum_i (b_i + W'_i x) = \sum_i b_i + (\textstyle\sum_i W'_i) x",
+        sum(b[i] + w[i] * patch for i in range(n)),
+        sum(b) + sum(w) * patch,
     )
 
 
@@ -69,6 +71,40 @@ def _conformance(d: Derivation) -> None:
         error < 1e-12 and merged.padding == (2, 1),
         f"max deviation {error:.3e}, padding {merged.padding}",
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``merge_parallel_convs``: (Σ branches, merged conv, input shape)."""
+
+    def build():
+        d = int(case["dilation"])
+        convs = [
+            random_conv(
+                4,
+                6,
+                kernel,
+                seed=i,
+                padding=tuple(d * (k - 1) // 2 + 1 for k in kernel),
+                dilation=d,
+                groups=case["groups"],
+                padding_mode=case["padding_mode"],
+                bias=case["biases"] == "all" or (case["biases"] == "first" and i == 0),
+            )
+            for i, kernel in enumerate(case["kernels"])
+        ]
+        original = Composed(lambda x: sum(conv(x) for conv in convs))
+        return original, merge_parallel_convs(convs), (4, 8, 9)
+
+    return build
+
+
+BRANCHES = grid(
+    kernels=(((3, 3), (1, 1)), ((3, 3), (1, 3), (3, 1))),
+    biases=("all", "first", "none"),
+    groups=(1, 2),
+    dilation=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
 
 
 @register_proof("R3")
@@ -113,12 +149,17 @@ def prove() -> ProofResult:
         "per axis, 2 channels"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_parallel_convs equals the sum of the branches on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     wa, wb = sp.symbols("w_a w_b", real=True)
     x = symbols_array("x", (1, 1, 4), real=True)
     branch_a = conv2d(x, np.array([[[[wa]]]], dtype=object), stride=1)
     branch_b = conv2d(x, np.array([[[[wb]]]], dtype=object), stride=(1, 2))
     d.counterexample(
-        "the same stride on every branch",
+        RULE.preconditions[3],
         "1×1 branches w_a (stride 1) and w_b (stride 2) on a 1×4 input: branch b's output 1 "
         "reads x₂, the merged stride-1 conv's output 1 reads x₁",
         branch_a[0, 0, 1] + branch_b[0, 0, 1],
@@ -126,7 +167,7 @@ def prove() -> ProofResult:
     )
     shifted = conv2d(x, np.array([[[[wb]]]], dtype=object), padding=(0, 1))
     d.counterexample(
-        "one padding after centring: pᵢ + d(K − kᵢ)/2 equal for all branches",
+        RULE.preconditions[8],
         "1×1 branches w_a (padding 0) and w_b (padding 1): output 1 of branch b reads x₀",
         branch_a[0, 0, 1] + shifted[0, 0, 1],
         conv2d(x, np.array([[[[wa + wb]]]], dtype=object))[0, 0, 1],
@@ -136,7 +177,7 @@ def prove() -> ProofResult:
     x5 = symbols_array("x", (1, 1, 5), real=True)
     dilated = conv2d(x5, v3, None, 1, (0, 2), (1, 2))
     d.counterexample(
-        "the same dilation on every branch",
+        RULE.preconditions[4],
         "3-tap branches w (dilation 1, padding 1) and v (dilation 2, padding 2) on a length-5 "
         "row: output 2 of branch v reads x₀, x₂, x₄; the merged dilation-1 conv reads x₁, x₂, x₃",
         conv2d(x5, w3, None, 1, (0, 1))[0, 0, 2] + dilated[0, 0, 2],
@@ -146,10 +187,23 @@ def prove() -> ProofResult:
     replicate_v = v3[0, 0, 0, 0] * x3[0] + v3[0, 0, 0, 1] * x3[0] + v3[0, 0, 0, 2] * x3[1]
     zeros_v = v3[0, 0, 0, 1] * x3[0] + v3[0, 0, 0, 2] * x3[1]
     d.counterexample(
-        "the same padding_mode on every branch",
+        RULE.preconditions[6],
         "3-tap branch v with replicate padding 1 beside a zero-padded branch: at output 0 it "
         "reads x₀ where the merged zero-padded conv reads 0",
         replicate_v,
         zeros_v,
+    )
+    different_inputs(d, RULE.preconditions[0], "summed")
+    shapes_must_match(d, RULE.preconditions[1], "the branches' input channels")
+    shapes_must_match(d, RULE.preconditions[2], "the branches' outputs")
+    groups_are_dense(d, RULE.preconditions[5])
+    d.none_known(
+        RULE.preconditions[7],
+        "with K − k odd no kernel is centred, so the embedded Ŵ of the statement is undefined; "
+        "an off-centre embedding would need asymmetric padding, which one conv cannot express",
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "bilinearity at one output position for n symbolic branches; the geometries exhaustively",
     )
     return d.result

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from et.rules.merge_sequential_convs import RULE, dense_weight, merge_sequential_convs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import shapes_must_match
 from proofs.symbolic_ops import conv2d, difference, pad, symbols_array, zeros
 
 # (K₁, K₂) pairs: the paper's 3→3, even, non-square, and 1×1 on either side.
@@ -88,24 +90,26 @@ def _general(d: Derivation) -> None:
         r"\delta_{t,a+c}x_{i+t}",
     )
     inner = sp.Sum(sp.KroneckerDelta(t, a + c) * x(i + t), (t, 0, k1 + k2 - 2)).doit()
-    d.zero(
+    d.equal(
         "for symbolic K₁, K₂ and every tap pair 0 ≤ a < K₁, 0 ≤ c < K₂ the Kronecker sum picks "
         "exactly x[i + a + c], so Σ_t W₃[t] x[i + t] = Σ_c W₂[c] Σ_a W₁[a] x[i + c + a]",
-        sp.piecewise_fold(inner) - x(i + a + c),
-        r"\sum_{t=0}^{K_1+K_2-2}\delta_{t,a+c}\,x_{i+t} = x_{i+a+c}",
+        sp.piecewise_fold(inner),
+        x(i + a + c),
     )
     w2c, b1 = sp.symbols("W2c b1", real=True)
     patch = sp.Symbol("P", real=True)  # Σ_a W₁[a]·x[...]
-    d.zero(
+    d.equal(
         "per tap of the second conv W₂[c]·(b₁ + Σ_a W₁[a] x) = W₂[c]·b₁ + Σ_a W₂[c]W₁[a] x, so "
         "the merged bias is b₂ + Σ_c W₂[c]·b₁ (channel vectors: the same with matrices)",
-        w2c * (b1 + patch) - (w2c * b1 + w2c * patch),
+        w2c * (b1 + patch),
+        w2c * b1 + w2c * patch,
     )
     si, s1, s2, d1, d2, p1 = sp.symbols("i s_1 s_2 d_1 d_2 p_1", integer=True)
-    d.zero(
+    d.equal(
         "strides and dilations: tap (a, c) reads x̃[(i·s₂ + c·d₂)·s₁ + a·d₁ − p₁] = "
         "x̃[i·s₁s₂ + (a·d₁ + c·s₁d₂) − p₁]: stride s₁s₂, offset t·D with D = gcd(d₁, s₁d₂)",
-        (si * s2 + c * d2) * s1 + a * d1 - p1 - (si * s1 * s2 + (a * d1 + c * s1 * d2) - p1),
+        (si * s2 + c * d2) * s1 + a * d1 - p1,
+        si * s1 * s2 + (a * d1 + c * s1 * d2) - p1,
     )
     ok = all(
         (big_a // st1 - big_b) // st2 == (big_a - st1 * big_b) // (st1 * st2)
@@ -160,7 +164,7 @@ def _same_padding_border(d: Derivation) -> None:
         difference(composite[:, :, 1:-1], merged[:, :, 1:-1]),
     )
     d.counterexample(
-        "the second conv reads no padded value (padding 0)",
+        RULE.preconditions[2],
         "3-tap convs with 'same' padding on a length-5 row: output 0 of the composite reads a "
         "zero where the merged conv reads b₁ + u₁x₀ + u₂x₁",
         composite[0, 0, 0],
@@ -177,6 +181,44 @@ def _same_padding_border(d: Derivation) -> None:
         bool(solutions) and depends_on_x,
         f"solutions {solutions}",
     )
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``merge_sequential_convs``: (second ∘ first, merged, shape)."""
+
+    def build():
+        (k1, k2), (g1, g2) = case["kernels"], case["groups"]
+        first = random_conv(
+            4,
+            4,
+            k1,
+            seed=1,
+            padding=1,
+            stride=case["stride_1"],
+            groups=g1,
+            bias=case["biases"] in ("both", "first"),
+        )
+        second = random_conv(
+            4,
+            2,
+            k2,
+            seed=2,
+            dilation=case["dilation_2"],
+            groups=g2,
+            bias=case["biases"] == "both",
+        )
+        return nn.Sequential(first, second), merge_sequential_convs(first, second), (4, 9, 10)
+
+    return build
+
+
+BRANCHES = grid(
+    kernels=((3, 3), (2, (1, 3))),
+    stride_1=(1, 2),
+    dilation_2=(1, 2),
+    groups=((1, 1), (2, 1), (1, 2)),
+    biases=("both", "first"),
+)
 
 
 @register_proof("R8")
@@ -214,13 +256,24 @@ def prove() -> ProofResult:
         "4×4); and the 'same'-padding border ring"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_sequential_convs equals second ∘ first on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     _same_padding_border(d)
     # Dropped precondition: a nonlinearity between the convs (ReLU on z).
     xs, u, w = sp.symbols("x u w", real=True)
     d.counterexample(
-        "no nonlinearity between the two convs",
+        RULE.preconditions[1],
         "1×1 convs u = 1, w = 1 with a ReLU between, at x = −1",
         (w * sp.Max(u * xs, 0)).subs({u: 1, w: 1, xs: -1}),
         (w * u * xs).subs({u: 1, w: 1, xs: -1}),
+    )
+    shapes_must_match(d, RULE.preconditions[0], "the first conv's outputs and the second's inputs")
+    d.reach(
+        GENERAL_IN_PART,
+        "the tap algebra for symbolic K₁, K₂ and the index algebra for symbolic strides, "
+        "dilations and padding; the kernels exhaustively",
     )
     return d.result

@@ -11,7 +11,9 @@ from torch import nn
 
 from et.rules.merge_summed_convs import RULE, merge_summed_convs
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import groups_are_dense, shapes_must_match
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, pixel_shuffle, symbols_array
 
@@ -40,6 +42,27 @@ def _conformance(d: Derivation) -> None:
         worst < 1e-12,
         f"max deviation {worst:.3e}",
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of ``merge_summed_convs``: (conv_a(a) + conv_b(b), merged, shape)."""
+
+    def build():
+        options = {"padding": 1, "stride": case["stride"], "padding_mode": case["padding_mode"]}
+        conv_a = random_conv(3, 4, 3, seed=1, bias=case["bias_a"], **options)
+        conv_b = random_conv(2, 4, 3, seed=2, bias=case["bias_b"], **options)
+        original = Composed(lambda x: conv_a(x[:, :3]) + conv_b(x[:, 3:]))
+        return original, merge_summed_convs(conv_a, conv_b), (5, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    bias_a=(True, False),
+    bias_b=(True, False),
+    stride=(2,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
 
 
 @register_proof("E6")
@@ -102,13 +125,24 @@ def prove() -> ProofResult:
         "conv geometries (kernels 1×1, 3×3, 2×3, strides 1–2, padding 1) with scales 2 and 3"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.merge_summed_convs equals conv_a(a) + conv_b(b) on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     row = np.array([[[sp.Integer(1), sp.Integer(2), sp.Integer(3)]]], dtype=object)
     ones = np.array([[[[sp.Integer(1)] * 3]]], dtype=object)
     d.counterexample(
-        "the convs share kernel size, stride, padding, dilation and padding mode",
+        RULE.preconditions[0],
         "conv_b (1×3 of ones) has padding 0 but the merged conv uses conv_a's padding 1: on the "
         "row (1, 2, 3) output 0 is 6, the merged one 3",
         conv2d(row, ones, None, 1, 0)[0, 0, 0],
         conv2d(row, ones, None, 1, (0, 1))[0, 0, 0],
+    )
+    groups_are_dense(d, RULE.preconditions[1])
+    shapes_must_match(d, RULE.preconditions[2], "the two outputs")
+    d.reach(
+        GENERAL_IN_PART,
+        "one tap with block matrices of symbolic sizes; the geometries and scales exhaustively",
     )
     return d.result

@@ -16,7 +16,9 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
     move_elementwise_before_pixel_shuffle,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import structural
 from proofs.symbolic_ops import difference, elementwise, pixel_shuffle, prelu, symbols_array
 
 
@@ -29,21 +31,23 @@ def pixel_shuffle_index_algebra(d: Derivation) -> None:
         "bijection onto [0, C·s²) (and (h, i) ↦ h·s + i onto [0, H·s), likewise)",
         r"\mathrm{PS}(x)_{c,\,hs+i,\,ws+j} = x_{cs^2+is+j,\,h,\,w}",
     )
-    d.zero(
+    d.equal(
         "the inner offset i·s + j is at most (s − 1)·s + (s − 1) = s² − 1, so 0 ≤ i·s + j < s²",
-        ((s - 1) * s + (s - 1)) - (s**2 - 1),
+        (s - 1) * s + (s - 1),
+        s**2 - 1,
     )
     d.zero(
         "the largest index is (C − 1)·s² + s² − 1 = C·s² − 1; domain and range both have C·s² "
         "elements",
         [((big_c - 1) * s**2 + (s**2 - 1)) - (big_c * s**2 - 1), big_c * s * s - big_c * s**2],
     )
-    d.zero(
+    d.equal(
         "k = c·s² + (i·s + j) with 0 ≤ i·s + j < s² is the division of k by s², and i·s + j the "
         "division by s with 0 ≤ j < s: by uniqueness of quotient and remainder the map is "
         "injective, hence a bijection (equal finite sizes); "
         "inverse (k // s², (k mod s²) // s, k mod s)",
-        (c * s**2 + i * s + j) - (s**2 * c + (s * i + j)),
+        c * s**2 + i * s + j,
+        s**2 * c + (s * i + j),
     )
     ok = True
     for scale, channels in itertools.product(range(1, 7), range(1, 5)):
@@ -80,6 +84,30 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _maps(kind: str) -> list[nn.Module]:
+    return {
+        "ReLU": [nn.ReLU()],
+        "LeakyReLU": [nn.LeakyReLU(0.1)],
+        "PReLU": [nn.PReLU(1, 0.3).double()],
+        "Hardtanh+ReLU": [nn.Hardtanh(-0.5, 0.5), nn.ReLU()],
+        "none": [],
+    }[kind]
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``move_elementwise_before_pixel_shuffle``: (PS then f, f then PS)."""
+
+    def build():
+        scale = int(case["s"])
+        original = nn.Sequential(nn.PixelShuffle(scale), *_maps(str(case["maps"])))
+        return original, move_elementwise_before_pixel_shuffle(original), (2 * scale * scale, 3, 4)
+
+    return build
+
+
+BRANCHES = grid(s=(1, 2, 3), maps=("ReLU", "LeakyReLU", "PReLU", "Hardtanh+ReLU", "none"))
+
+
 @register_proof("E7")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -102,6 +130,11 @@ def prove() -> ProofResult:
         "and symbolic commutation with an undefined f for C ≤ 3, s ≤ 4"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.move_elementwise_before_pixel_shuffle equals the original on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     slopes = [sp.Integer(0), sp.Rational(1, 4), sp.Rational(1, 2), sp.Rational(3, 4)]
     x = np.full((4, 1, 1), sp.Integer(-1), dtype=object)
     before = x.copy()
@@ -109,10 +142,14 @@ def prove() -> ProofResult:
         before[k] = elementwise(x[k], lambda v, k=k: prelu(v, slopes[k]))
     after = elementwise(pixel_shuffle(x, 2), lambda v: prelu(v, slopes[0]))
     d.counterexample(
-        "the element-wise map is the same for every channel",
+        RULE.preconditions[0],
         "PReLU with slopes (0, 1/4, 1/2, 3/4) on 4 channels at x = −1, s = 2: output (0, 1) is "
         "−1/4 shuffled after the map, 0 with the single slope after the shuffle",
         pixel_shuffle(before, 2)[0, 0, 1],
         after[0, 0, 1],
+    )
+    structural(d, RULE.preconditions[1], "the PixelShuffle the map is moved across")
+    d.reach(
+        GENERAL_IN_PART, "the index bijection for symbolic s and C; the commutation exhaustively"
     )
     return d.result

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import sympy as sp
 import torch
 from torch import nn
 
 from et.rules.nearest_as_pixel_shuffle import RULE, nearest_as_pixel_shuffle
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.move_elementwise_before_pixel_shuffle import pixel_shuffle_index_algebra
 from proofs.rules.repeat_interleave_conv import anchor_kernel
 from proofs.symbolic_ops import (
@@ -37,6 +39,23 @@ def _conformance(d: Derivation) -> None:
         worst == 0.0,
         f"max deviation {worst:.3e}",
     )
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``nearest_as_pixel_shuffle``: (nearest, conv + PS, input shape)."""
+
+    def build():
+        channels, scale = int(case["C"]), int(case["s"])
+        module = nearest_as_pixel_shuffle(channels, scale, int(case["kernel"]), dtype=torch.float64)
+        original = Composed(
+            lambda x: torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
+        )
+        return original, module, (channels, 4, 5)
+
+    return build
+
+
+BRANCHES = grid(C=(1, 3), s=(1, 2, 3), kernel=(1, 3))
 
 
 @register_proof("E9")
@@ -71,11 +90,26 @@ def prove() -> ProofResult:
         "(C ≤ 3, s ≤ 5) and the conv form for C ∈ {1, 3}, s ∈ {2, 3}"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.nearest_as_pixel_shuffle equals nearest upsampling on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     d.counterexample(
-        "the scale is an integer ≥ 1",
+        RULE.preconditions[0],
         "s = 3/2 on a 2-pixel row: nearest gives ⌊2·3/2⌋ = 3 pixels; a PixelShuffle of any "
         "integer factor k gives 2k (k = ⌊3/2⌋ = 1: 2 pixels)",
         sp.floor(2 * sp.Rational(3, 2)),
         2 * sp.floor(sp.Rational(3, 2)),
     )
+    pixel = np.array([[[sp.Integer(1)]], [[sp.Integer(2)]]], dtype=object)  # C = 2, one pixel
+    tiled = np.tile(pixel, (4, 1, 1))  # repeat, not repeat_interleave
+    d.counterexample(
+        RULE.preconditions[1],
+        "C = 2, s = 2, one pixel x = (1, 2): with the channels tiled instead of interleaved, "
+        "nearest gives x₀ = 1 at position (0, 1) of channel 0, PixelShuffle gives 2",
+        nearest_upsample(pixel, 2)[0, 0, 1],
+        pixel_shuffle(tiled, 2)[0, 0, 1],
+    )
+    d.reach(GENERAL_IN_PART, "the index algebra for symbolic s; the instances exhaustively")
     return d.result

@@ -18,7 +18,8 @@ from et.rules.pad_output_channels import (
     pad_output_channels,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.rules.merge_dual_stream import block_column_equals
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
@@ -55,6 +56,33 @@ def _conformance(d: Derivation) -> None:
         worst < 1e-12,
         f"max deviation {worst:.3e}",
     )
+
+
+def _branch(case: dict[str, object]):
+    """One code branch of E8's transforms: (original, padded, input shape)."""
+
+    def build():
+        conv = random_conv(
+            3, 5, 3, seed=1, padding=1, bias=case["bias"], padding_mode=case["padding_mode"]
+        )
+        if case["side"] == "output":
+            padded = pad_output_channels(conv, int(case["align"]), bias=float(case["dummy"]))
+            return conv, Composed(lambda x: padded(x)[:, :5]), (3, 6, 7)
+        widened = pad_input_channels(conv, int(case["align"]))
+        extra = int(case["align"])
+        dummies = torch.full((2, extra, 6, 7), float(case["dummy"]), dtype=torch.float64)
+        return conv, Composed(lambda x: widened(torch.cat([x, dummies], 1))), (3, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    side=("output", "input"),
+    bias=(True, False),
+    align=(1, 4),
+    dummy=(0.5,),
+    padding_mode=("zeros", "reflect", "replicate", "circular"),
+)
 
 
 @register_proof("E8")
@@ -124,24 +152,33 @@ def prove() -> ProofResult:
         f"and an exhaustive symbolic check of {checked} geometries"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.pad_output_channels keeps the real outputs and ignores dummy inputs "
+        "on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
     d.counterexample(
-        "dummy outputs never mix into real channels",
+        RULE.preconditions[2],
         "a dummy channel holding β = 1 reaches a real 1×1 output with weight 1/2: x = 1, w = 1 "
         "gives 3/2 instead of 1",
         sp.Integer(1) * 1 + sp.Rational(1, 2) * 1,
         sp.Integer(1),
     )
     d.counterexample(
-        "align ≥ 1",
+        RULE.preconditions[0],
         "align = 0 has no multiples above n = 3: a·⌈n/a⌉ is undefined (here 0·3 = 0 < n)",
         sp.Integer(0),
         sp.Integer(3),
     )
     d.counterexample(
-        "the conv has groups = 1",
+        RULE.preconditions[1],
         "inputs (x0, x1) with groups = 2 (out1 = w1·x1), two zero-weight dummy inputs appended: "
         "group 2 now reads (d0, d1), so out1 = w1·d0; x1 = 1, d0 = 0, w1 = 1 gives 0 instead of 1",
         sp.Integer(1) * 0,
         sp.Integer(1) * 1,
+    )
+    d.reach(
+        GENERAL_IN_PART, "the block matrices of symbolic sizes per tap; the geometries exhaustively"
     )
     return d.result

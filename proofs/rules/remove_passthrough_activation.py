@@ -10,7 +10,8 @@ from et.contract import PreconditionError
 from et.domain import IMAGE_8BIT, IMAGE_UNIT, REAL
 from et.rules.remove_passthrough_activation import RULE, remove_passthrough_activation
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid
+from proofs.contract import GENERAL, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import elementwise, prelu, relu, symbols_array
 
 
@@ -42,6 +43,46 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _prelu(x: sp.Symbol, slope: sp.Expr) -> sp.Piecewise:
+    """PReLU written out, unevaluated, so the displayed line shows the definition."""
+    return sp.Piecewise(
+        (x, sp.GreaterThan(x, 0, evaluate=False)), (slope * x, True), evaluate=False
+    )
+
+
+def _activation(kind: str) -> nn.Module:
+    return {
+        "ReLU": nn.ReLU(),
+        "LeakyReLU": nn.LeakyReLU(0.2),
+        "PReLU shared": nn.PReLU(1, 0.25).double(),
+        "PReLU per channel": nn.PReLU(3, 0.25).double(),
+    }[kind]
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``remove_passthrough_activation`` on inputs in the domain."""
+
+    def build():
+        act, domain = _activation(str(case["activation"])), case["domain"]
+        identity = remove_passthrough_activation(act, domain)
+        top = float(domain[1])  # type: ignore[index]
+        # |x| scaled into [0, top]: the probes made non-negative, as the hypothesis requires
+        inside = lambda x: x.abs() / (x.abs().max() + 1) * top  # noqa: E731
+        return (
+            Composed(lambda x: act(inside(x))),
+            Composed(lambda x: identity(inside(x))),
+            (3, 4, 5),
+        )
+
+    return build
+
+
+BRANCHES = grid(
+    activation=("ReLU", "LeakyReLU", "PReLU shared", "PReLU per channel"),
+    domain=((0.0, 1.0), (0.0, 255.0)),
+)
+
+
 @register_proof("E1")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -49,17 +90,28 @@ def prove() -> ProofResult:
     a = sp.Symbol("a", real=True)
     d.step(
         "Definitions: ReLU(v) = max(v, 0); PReLU_a(v) = LeakyReLU_a(v) = v if v ≥ 0 else a·v "
-        "(torch writes LeakyReLU as max(v, 0) + a·min(v, 0))",
-        r"\mathrm{PReLU}_a(v) = \begin{cases} v & v \ge 0 \\ a v & v < 0 \end{cases}",
+        "(torch writes LeakyReLU as max(v, 0) + a·min(v, 0)); each line below is sympy's "
+        "evaluation of the left side for a symbol x declared non-negative"
     )
-    d.zero("ReLU(x) = x for x ≥ 0", relu(x) - x, r"\max(x, 0) = x \quad (x \ge 0)")
-    d.zero("PReLU_a(x) = x for x ≥ 0 and every slope a", prelu(x, a) - x)
-    d.zero(
-        "PReLU_0(x) = x for x ≥ 0 (the slope the authors give carried channels)", prelu(x, 0) - x
+    d.equal(
+        "ReLU(x) = x for x ≥ 0",
+        sp.Max(x, 0, evaluate=False),
+        x,
     )
-    d.zero(
+    d.equal(
+        "PReLU_a(x) = x for x ≥ 0 and every slope a",
+        _prelu(x, a),
+        x,
+    )
+    d.equal(
+        "PReLU_0(x) = x for x ≥ 0 (the slope the authors give carried channels)",
+        _prelu(x, sp.Integer(0)),
+        x,
+    )
+    d.equal(
         "LeakyReLU_a(x) = max(x, 0) + a·min(x, 0) = x for x ≥ 0",
-        sp.Max(x, 0) + a * sp.Min(x, 0) - x,
+        sp.Add(sp.Max(x, 0, evaluate=False), a * sp.Min(x, 0, evaluate=False), evaluate=False),
+        x,
     )
     # Per-channel slopes: element-wise check on a tensor of non-negative symbols.
     tensor = symbols_array("x", (3, 2, 2), nonnegative=True)
@@ -77,19 +129,23 @@ def prove() -> ProofResult:
     )
     d.scope("general (any x ≥ 0, any slope a, symbolic), plus an element-wise check on a tensor")
     _conformance(d)
-    d.counterexample(
-        "input domain is non-negative (low ≥ 0)", "ReLU at x = −1", relu(-1), sp.Integer(-1)
+    check_branches(
+        d,
+        "remove_passthrough_activation: the activation on its domain, on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
     )
+    d.counterexample(RULE.preconditions[0], "ReLU at x = −1", relu(-1), sp.Integer(-1))
     d.counterexample(
-        "input domain is non-negative (low ≥ 0)",
+        RULE.preconditions[0],
         "PReLU with slope 0 at x = −1/2",
         prelu(sp.Rational(-1, 2), 0),
         sp.Rational(-1, 2),
     )
     d.counterexample(
-        "the activation is ReLU, LeakyReLU or PReLU",
+        RULE.preconditions[1],
         "ReLU6 = min(max(x, 0), 6) at x = 7 (non-negative, but clipped)",
         sp.Min(sp.Max(7, 0), 6),
         sp.Integer(7),
     )
+    d.reach(GENERAL)
     return d.result

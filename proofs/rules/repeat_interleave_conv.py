@@ -15,7 +15,9 @@ from et.rules.repeat_interleave_conv import (
     repeat_interleave_conv,
 )
 from et.testing import probe_inputs
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import Composed, check_branches, grid
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import groups_are_dense
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -64,6 +66,27 @@ def _conformance(d: Derivation) -> None:
     )
 
 
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``repeat_interleave_conv``: (repeat, conv, input shape)."""
+
+    def build():
+        channels, repeats = int(case["C"]), int(case["r"])
+        order = str(case["order"])
+        conv = repeat_interleave_conv(
+            channels, repeats, case["kernel"], order=order, dtype=torch.float64
+        )
+        if order == "tiled":
+            original = Composed(lambda x: x.repeat(1, repeats, 1, 1))
+        else:
+            original = Composed(lambda x: torch.repeat_interleave(x, repeats, dim=1))
+        return original, conv, (channels, 5, 6)
+
+    return build
+
+
+BRANCHES = grid(C=(1, 3), r=(1, 4, 9), kernel=(1, 3, (3, 5)), order=("interleave", "tiled"))
+
+
 @register_proof("E3")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
@@ -74,10 +97,11 @@ def prove() -> ProofResult:
         "x[⌊k/r⌋, h, w] (stride 1: the centre tap reads the output pixel)",
         r"y_k = \sum_{c'} [c' = \lfloor k/r \rfloor]\, x_{c'} = x_{\lfloor k/r \rfloor}",
     )
-    d.zero(
+    d.equal(
         "k = c·r + j with 0 ≤ j ≤ r − 1 satisfies c·r ≤ k ≤ (c + 1)·r − 1, so ⌊k/r⌋ = c "
         "(division algorithm): the largest remainder closes the interval",
-        (c * r + (r - 1)) - ((c + 1) * r - 1),
+        c * r + (r - 1),
+        (c + 1) * r - 1,
     )
     d.zero(
         "the map (c, j) ↦ c·r + j sends [0, C) × [0, r) onto [0, C·r): "
@@ -131,8 +155,13 @@ def prove() -> ProofResult:
         "3, dilations 1–2)"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.repeat_interleave_conv equals repeat(_interleave) on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     d.counterexample(
-        "interleaved order for PyTorch PixelShuffle (TF depth_to_space needs the tiled order)",
+        RULE.preconditions[2],
         "x = (1, 2), r = 2: channel 1 of repeat_interleave is 1, of the tiled repeat 2",
         sp.Integer(1),
         sp.Integer(2),
@@ -142,16 +171,20 @@ def prove() -> ProofResult:
     )
     valid = conv2d(image, anchor_kernel(1, 1, 3), None, 1, 0)
     d.counterexample(
-        "the centre tap reads the output pixel (stride 1, padding d·(k − 1)/2)",
+        RULE.preconditions[1],
         "3×3 one-hot kernel with padding 0 on [[1,2,3],[4,5,6],[7,8,9]]: "
         "output (0, 0) reads x[1, 1]",
         valid[0, 0, 0],
         image[0, 0, 0],
     )
     d.counterexample(
-        "kernel sides are odd",
+        RULE.preconditions[0],
         "a 2×2 kernel with padding 1 on a 3-pixel row gives 4 outputs; the repeat keeps 3",
         sp.Integer(3 + 2 * 1 - 2 + 1),
         sp.Integer(3),
+    )
+    groups_are_dense(d, RULE.preconditions[3])
+    d.reach(
+        GENERAL_IN_PART, "the index algebra for symbolic C and r; the conv instances exhaustively"
     )
     return d.result

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from et.rules.transposed_conv_as_pixel_shuffle import RULE, transposed_conv_as_pixel_shuffle
-from proofs.contract import Derivation, ProofResult, register_proof
+from proofs.code_branches import check_branches, grid, randomize
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.symbolic_ops import (
     conv2d,
     conv_transpose2d,
@@ -113,12 +114,12 @@ def _general(d: Derivation) -> None:
     s, h, u, dil, k, a, big_h = sp.symbols("s h u d K a H", integer=True, positive=True)
     phi, p, q, delta_max = sp.symbols("phi p Q delta_max", integer=True, nonnegative=True)
     delta = (phi + p - u * dil) / s
-    d.zero(
+    d.equal(
         "phase decomposition: with r = s·h + φ and i = h + δ, δ = (φ + p − u·d)/s, the scatter "
         "index i·s + u·d − p equals r; δ is an integer iff u·d ≡ φ + p (mod s), so each tap "
         "serves exactly one phase",
-        (h + delta) * s + u * dil - p - (s * h + phi),
-        r"(h+\delta)s + ud - p = sh + \varphi",
+        (h + delta) * s + u * dil - p,
+        s * h + phi,
     )
     d.step(
         "Phase φ of output channel o is the correlation z_φ[h] = b_o + Σ_{u∈U_φ} W[c,o,u] "
@@ -135,19 +136,56 @@ def _general(d: Derivation) -> None:
     )
     span = dil * (k - 1) + a + 1 - 2 * p
     h_out = (big_h - 1) * s - 2 * p + dil * (k - 1) + a + 1
-    d.zero(
+    d.equal(
         "the LR rows needed, ⌈H_out/s⌉, are H + e with e = ⌈(d(K−1) + a + 1 − 2p)/s⌉ − 1, "
         "independent of H",
-        sp.ceiling(h_out / s) - (big_h + sp.ceiling(span / s) - 1),
-        r"\lceil H_{out}/s \rceil = H - 1 + \lceil (d(K-1)+a+1-2p)/s \rceil",
+        sp.ceiling(h_out / s),
+        big_h + sp.ceiling(span / s) - 1,
     )
     crop = s * (q - delta_max + 1) + 2 * p - dil * (k - 1) - a - 1
-    d.zero(
+    d.equal(
         "the conv gives H + Q − δ_max ≥ H + e LR rows (Q ≥ e + δ_max); after PixelShuffle "
         "exactly crop = s(Q − δ_max + 1) + 2p − d(K−1) − a − 1 rows too many, a constant",
-        s * (big_h + q - delta_max) - h_out - crop,
-        r"s(H + Q - \delta_{max}) - H_{out} = s(Q-\delta_{max}+1) + 2p - d(K-1) - a - 1",
+        s * (big_h + q - delta_max) - h_out,
+        crop,
     )
+
+
+def _code_branch(case: dict[str, object]):
+    """One code branch of ``transposed_conv_as_pixel_shuffle``: (deconv, conv + PS [+ crop])."""
+
+    def build():
+        stride, dilation = int(case["s"]), int(case["d"])
+        deconv = nn.ConvTranspose2d(
+            4,
+            6,
+            case["kernel"],
+            stride=stride,
+            padding=case["p"],
+            output_padding=case["a"],
+            dilation=dilation,
+            groups=case["groups"],
+            bias=case["bias"],
+        )
+        deconv = randomize(deconv, 1)
+        return deconv, transposed_conv_as_pixel_shuffle(deconv), (4, 5, 6)
+
+    return build
+
+
+BRANCHES = [
+    c
+    for c in grid(
+        kernel=(3, (4, 2)),
+        s=(1, 2, 3),
+        p=(1,),
+        a=(0, 1),
+        d=(1, 2),
+        groups=(1, 2),
+        bias=(True, False),
+    )
+    if int(c["a"]) < max(int(c["s"]), int(c["d"]))  # PyTorch's bound on output padding
+]
 
 
 @register_proof("R15")
@@ -196,6 +234,11 @@ def prove() -> ProofResult:
         "included); 2-D with 2 channels, groups 1–2, non-square kernels and paddings"
     )
     _conformance(d)
+    check_branches(
+        d,
+        "et.rules.transposed_conv_as_pixel_shuffle equals the transposed conv on every code branch",
+        ((case, _code_branch(case)) for case in BRANCHES),
+    )
     # Counterexample: phases stacked in the wrong (tiled, φ-major) channel order.
     x = symbols_array("x", (1, 1, 1), real=True)
     w = symbols_array("w", (1, 2, 2, 2), real=True)
@@ -221,5 +264,20 @@ def prove() -> ProofResult:
         "(K = 3, s = 2) takes tap 1, not tap 0",
         lhs[0, 0, 0],
         naive,
+    )
+    d.none_known(
+        RULE.preconditions[0],
+        "each axis decomposes on its own, so unequal strides give s_h·s_w phases, but 𝒫_s "
+        "shuffles by one factor: the right side is undefined, not different",
+    )
+    d.none_known(
+        RULE.preconditions[1],
+        "ConvTranspose2d pads only with zeros, and output_size only chooses the output padding "
+        "a < s, for which the statement holds; the code reads a from the module",
+    )
+    d.reach(
+        GENERAL_IN_PART,
+        "the index algebra (phase decomposition, row count, crop) for symbolic s, p, a, d, K, "
+        "H; the PixelShuffle order is prose, the kernels exhaustive",
     )
     return d.result

@@ -8,9 +8,11 @@ so that a checkpoint written by us can carry them, ``etds info`` can print them,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from torch import nn
+
+from reference_models.architectures.state_dict import CheckpointError, StateDict
 
 ModelT = TypeVar("ModelT", bound=type["ReferenceModel"])
 
@@ -22,6 +24,26 @@ class ReferenceModel(nn.Module):
     """An ``nn.Module`` that knows its architecture name, upscale factor and hyper-parameters."""
 
     arch: str = ""
+    #: hyper-parameters that change the function but leave no trace in the state dict:
+    #: name -> what it means and which values it takes (detection reports them as unknown)
+    UNSEEN_HPARAMS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        """Why ``state_dict`` is one of this class (key names and a few shapes), else ``None``.
+
+        The rules of all classes are mutually exclusive; a class that cannot be recognised
+        from its weights alone (Bicubic has none) keeps this default.
+        """
+        del state_dict
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict[str, Any]:
+        """The constructor arguments that ``state_dict``'s shapes imply (those in
+        :attr:`UNSEEN_HPARAMS` left out); :class:`CheckpointError` where they do not fit."""
+        del state_dict
+        raise CheckpointError(f"{cls.__name__} cannot be read from a state dict")
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,3 +148,8 @@ def check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of scalars in ``model.parameters()`` (frozen ones such as ECB masks included)."""
+    return sum(p.numel() for p in model.parameters())

@@ -19,6 +19,9 @@ channel, then the ``c`` colour channels (``num_extra = c + 1``), and a 1×1 clip
 
 from __future__ import annotations
 
+import functools
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +32,17 @@ from reference_models.architectures.base import (
     check_positive,
     make_activation,
     register_arch,
+)
+from reference_models.architectures.state_dict import (
+    CheckpointError,
+    StateDict,
+    act_type,
+    align_for,
+    count,
+    exact_scale,
+    scale_and_extra,
+    shape,
+    stack_hparams,
 )
 
 #: the fixed 3×3 masks of the ECB edge branches (row index = y, column index = x)
@@ -84,12 +98,23 @@ class SeqConv3x3(nn.Module):
 
 
 class ECB(nn.Module):
-    """Edge-oriented convolution block (training form): five branches summed, then ``act``."""
+    """Edge-oriented convolution block (training form): five branches summed, then ``act``.
+
+    ``with_idt`` (the original ECBSR option) adds a sixth branch, the input itself, where
+    ``inp_planes == out_planes`` (elsewhere it is ignored): ``y = act(Σ branches + x)``. It
+    holds no weights, so a state dict does not show it.
+    """
 
     def __init__(
-        self, inp_planes: int, out_planes: int, depth_multiplier: float, act_type: str = "prelu"
+        self,
+        inp_planes: int,
+        out_planes: int,
+        depth_multiplier: float,
+        act_type: str = "prelu",
+        with_idt: bool = False,
     ) -> None:
         super().__init__()
+        self.with_idt = bool(with_idt) and inp_planes == out_planes
         self.conv3x3 = nn.Conv2d(inp_planes, out_planes, kernel_size=3, padding=1)
         self.conv1x1_3x3 = SeqConv3x3("conv1x1-conv3x3", inp_planes, out_planes, depth_multiplier)
         self.conv1x1_sbx = SeqConv3x3("conv1x1-sobelx", inp_planes, out_planes, -1)
@@ -105,6 +130,8 @@ class ECB(nn.Module):
             + self.conv1x1_sby(x)
             + self.conv1x1_lpl(x)
         )
+        if self.with_idt:
+            y = y + x
         return self.act(y)
 
 
@@ -131,9 +158,54 @@ def _shortcut(x: torch.Tensor, y: torch.Tensor, upscale: int) -> torch.Tensor:
     return y + x
 
 
+def _deployed_stack(sd: StateDict) -> str | None:
+    """``ECBSRET`` when a deployed stack (``backbone.i.0``) ends in a 1×1 conv, else ``ECBSRT``."""
+    if "backbone.0.0.weight" not in sd:
+        return None
+    layers = count(sd, "backbone.{}.0.weight")
+    return "ECBSRET" if sd[f"backbone.{layers - 1}.0.weight"].shape[-2:] == (1, 1) else "ECBSRT"
+
+
 @register_arch
 class ECBSR(ReferenceModel):
-    """ECBSR training form: ``PS(ECB-stack(I) + repeat_interleave(I, s²))``."""
+    """ECBSR training form: ``PS(ECB-stack(I) + repeat_interleave(I, s²))``.
+
+    ``with_idt = 1``: every ECB with as many outputs as inputs adds its input (see :class:`ECB`).
+    """
+
+    UNSEEN_HPARAMS: ClassVar[dict[str, str]] = {
+        "with_idt": "0 or 1: whether each ECB with equal in/out channels adds its input "
+        "(an identity branch that stores no weights)"
+    }
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        if "backbone.0.conv3x3.weight" in state_dict:
+            return "edge-oriented blocks (conv3x3 + sequential branches)"
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        """``act_type`` is ``prelu`` when the activation has weights, otherwise ``relu``
+        (relu/softplus/linear store nothing); ``with_idt`` is not stored (left out)."""
+        sd = state_dict
+        colors, feat = (
+            shape(sd, "backbone.0.conv3x3.weight")[1],
+            shape(sd, "backbone.0.conv3x3.weight")[0],
+        )
+        layers = count(sd, "backbone.{}.conv3x3.weight")
+        if layers < 2:
+            raise CheckpointError("ECBSR needs at least a first and a last ECB")
+        mid = shape(sd, "backbone.0.conv1x1_3x3.k0")[0]
+        last = shape(sd, f"backbone.{layers - 1}.conv3x3.weight")[0]
+        return stack_hparams(
+            colors,
+            exact_scale(last, colors, "the last ECB"),
+            layers - 2,
+            feat,
+            act_type=act_type(sd, "backbone.0.act.weight"),
+            depth_multiplier=mid / feat,
+        )
 
     def __init__(
         self,
@@ -144,9 +216,12 @@ class ECBSR(ReferenceModel):
         num_feat: int,
         act_type: str = "prelu",
         depth_multiplier: float = 2.0,
+        with_idt: int = 0,
     ) -> None:
         super().__init__()
         _check_ecbsr(num_in_ch, num_out_ch, upscale, num_block, num_feat)
+        if with_idt not in (0, 1):
+            raise ValueError(f"with_idt={with_idt!r} must be 0 or 1")
         self._record_stack(
             num_in_ch,
             num_out_ch,
@@ -155,12 +230,14 @@ class ECBSR(ReferenceModel):
             num_feat,
             act_type=act_type,
             depth_multiplier=depth_multiplier,
+            with_idt=int(with_idt),
         )
         self.num_in_ch = num_in_ch
         self.upscale = upscale
-        blocks = [ECB(num_in_ch, num_feat, depth_multiplier, act_type)]
-        blocks += [ECB(num_feat, num_feat, depth_multiplier, act_type) for _ in range(num_block)]
-        blocks += [ECB(num_feat, num_out_ch * upscale**2, depth_multiplier, "linear")]
+        ecb = functools.partial(ECB, depth_multiplier=depth_multiplier, with_idt=bool(with_idt))
+        blocks = [ecb(num_in_ch, num_feat, act_type=act_type)]
+        blocks += [ecb(num_feat, num_feat, act_type=act_type) for _ in range(num_block)]
+        blocks += [ecb(num_feat, num_out_ch * upscale**2, act_type="linear")]
         self.backbone = nn.Sequential(*blocks)
         self.upsampler = nn.PixelShuffle(upscale)
 
@@ -171,6 +248,28 @@ class ECBSR(ReferenceModel):
 @register_arch
 class ECBSRT(ReferenceModel):
     """ECBSR after re-parameterization: one 3×3 conv (+ activation) per ECB, same shortcut."""
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        if _deployed_stack(state_dict) == "ECBSRT":
+            return "re-parameterized ECBSR (one 3×3 conv per block)"
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        sd = state_dict
+        colors, feat = shape(sd, "backbone.0.0.weight")[1], shape(sd, "backbone.0.0.weight")[0]
+        layers = count(sd, "backbone.{}.0.weight")
+        if layers < 2:
+            raise CheckpointError("ECBSRT needs at least a first and a last conv")
+        last = shape(sd, f"backbone.{layers - 1}.0.weight")[0]
+        return stack_hparams(
+            colors,
+            exact_scale(last, colors, "the last conv"),
+            layers - 2,
+            feat,
+            act_type=act_type(sd, "backbone.0.1.weight"),
+        )
 
     def __init__(
         self,
@@ -206,6 +305,39 @@ class ECBSRET(ReferenceModel):
     conv has ``c·s²`` outputs plus the authors' dummy at ×3 (``align=None``) or ``c·s²`` rounded
     up to a multiple of ``align``.
     """
+
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        if _deployed_stack(state_dict) == "ECBSRET":
+            return "re-parameterized ECBSR ending in a 1×1 clip conv"
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        sd = state_dict
+        colors, width = shape(sd, "backbone.0.0.weight")[1], shape(sd, "backbone.0.0.weight")[0]
+        layers = count(sd, "backbone.{}.0.weight")
+        if layers < 3:
+            raise CheckpointError("ECBSRET needs a first conv, a last conv and a clip conv")
+        out = shape(sd, f"backbone.{layers - 2}.0.weight")[0]
+        scale, _ = scale_and_extra(out, colors, "the last conv")
+        feat = width - (colors + 1)
+        if feat < 1:
+            raise CheckpointError(
+                f"ECBSRET width {width} leaves no real channels for {colors} colours"
+            )
+        return stack_hparams(
+            colors,
+            scale,
+            layers - 3,
+            feat,
+            act_type=act_type(sd, "backbone.0.1.weight"),
+            num_extra=None,
+            align=align_for(out, colors, scale),
+        )
 
     def __init__(
         self,

@@ -11,11 +11,29 @@ import torch
 from torch import nn
 
 from reference_models.architectures.base import ReferenceModel, check_positive, register_arch
+from reference_models.architectures.state_dict import StateDict, exact_scale, shape
 
 
 @register_arch
 class ESPCN(ReferenceModel):
     """ESPCN; ``feat1``/``feat2`` are the hidden widths (the authors' 64 and 32)."""
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        if {"conv1.weight", "conv2.weight", "conv3.weight"} <= set(state_dict):
+            return "conv1/conv2/conv3"
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        sd = state_dict
+        colors, feat1 = shape(sd, "conv1.weight")[1], shape(sd, "conv1.weight")[0]
+        return {
+            "colors": colors,
+            "upscale": exact_scale(shape(sd, "conv3.weight")[0], colors, "conv3"),
+            "feat1": feat1,
+            "feat2": shape(sd, "conv2.weight")[0],
+        }
 
     def __init__(self, colors: int, upscale: int, feat1: int = 64, feat2: int = 32) -> None:
         super().__init__()

@@ -28,6 +28,17 @@ from reference_models.architectures.base import (
     check_positive,
     register_arch,
 )
+from reference_models.architectures.state_dict import (
+    StateDict,
+    align_for,
+    count,
+    exact_scale,
+    rule_of,
+    scale_and_extra,
+    shape,
+    single_stream_kind,
+    stack_hparams,
+)
 
 
 def _conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
@@ -78,8 +89,49 @@ def _repeat_interleave_(conv: nn.Conv2d, colors: int, repeats: int) -> None:
             conv.weight[i * repeats : (i + 1) * repeats, i, centre, centre] = 1.0
 
 
+def _conv_last_scale(sd: StateDict, colors: int) -> int:
+    return exact_scale(shape(sd, "conv_last.weight")[0], colors, "conv_last")
+
+
+def _backbone_convs(sd: StateDict) -> int:
+    return count(sd, "backbone_convs.{}.weight")
+
+
+def _dual_stream_kind(sd: StateDict) -> tuple[str, str] | None:
+    """``(class name, reason)`` for a dual-stream training form's keys, else ``None``."""
+    keys = set(sd)
+    if not {"conv_first.weight", "conv_residual_first.weight"} <= keys:
+        return None
+    if "conv_clip.weight" in keys:
+        return None
+    if "backbone_convs.0.weight" not in keys:
+        return "ETDS", "dual stream without blocks (ETDS and its ablations coincide)"
+    if "advanced_residual_convs.0.weight" in keys:
+        return "ETDSAblationAdvancedResidual", "residual stream with couplings both ways"
+    if "add_residual_convs.0.weight" in keys:
+        return "ETDS", "residual stream with residual→backbone couplings"
+    return "ETDSAblationResidual", "residual stream without couplings"
+
+
 class _DualStreamBase(ReferenceModel):
     """Shared layout of ETDS and its two residual ablations (training forms)."""
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        return rule_of(_dual_stream_kind(state_dict), cls)
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        sd = state_dict
+        colors, backbone = shape(sd, "conv_first.weight")[1], shape(sd, "conv_first.weight")[0]
+        residual = shape(sd, "conv_residual_first.weight")[0]
+        return stack_hparams(
+            colors,
+            _conv_last_scale(sd, colors),
+            _backbone_convs(sd),
+            backbone + residual,
+            num_residual_feat=residual,
+        )
 
     def __init__(
         self,
@@ -177,6 +229,22 @@ class ETDSOnlyET(ReferenceModel):
     """Ablation: the backbone alone (``num_feat - num_residual_feat`` channels) plus a fixed
     repeat-interleaved input shortcut: ``PS(K_last * x_n + repeat_interleave(I, s²))``."""
 
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        return rule_of(single_stream_kind(state_dict), cls)
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        sd = state_dict
+        colors, backbone = shape(sd, "conv_first.weight")[1], shape(sd, "conv_first.weight")[0]
+        return stack_hparams(
+            colors,
+            _conv_last_scale(sd, colors),
+            _backbone_convs(sd),
+            backbone + colors,
+            num_residual_feat=colors,
+        )
+
     def __init__(
         self,
         num_in_ch: int,
@@ -217,6 +285,31 @@ class ETDSForInference(ReferenceModel):
     off before PixelShuffle. ``num_residual_feat`` only documents the training form it came
     from (it does not change any shape).
     """
+
+    #: the clip tail (E2) keeps every output in [0, 1]; et.testing compares the original clamped
+    output_clamp = (0.0, 1.0)
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        if {"conv_first.weight", "conv_clip.weight"} <= set(state_dict):
+            return "has conv_clip (the merged ETDS inference form)"
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        """``num_residual_feat`` changes no shape and no function here; it is reported as c."""
+        sd = state_dict
+        colors, width = shape(sd, "conv_first.weight")[1], shape(sd, "conv_first.weight")[0]
+        out = shape(sd, "conv_last.weight")[0]
+        scale, _ = scale_and_extra(out, colors, "conv_last")
+        return stack_hparams(
+            colors,
+            scale,
+            _backbone_convs(sd),
+            width,
+            num_residual_feat=colors,
+            align=align_for(out, colors, scale),
+        )
 
     def __init__(
         self,

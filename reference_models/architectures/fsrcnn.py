@@ -10,16 +10,39 @@ so an ``H×W`` input gives exactly ``sH×sW`` (``(H-1)·s - 8 + 9 + s - 1 = sH``
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
 
 from reference_models.architectures.base import ReferenceModel, check_positive, register_arch
+from reference_models.architectures.state_dict import StateDict, shape
 
 
 @register_arch
 class FSRCNN(ReferenceModel):
     """FSRCNN(d, s, m); defaults are the paper's (56, 12, 4) on RGB."""
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        if {"first_part.0.weight", "last_part.weight"} <= set(state_dict):
+            return "first_part/mid_part/last_part"
+        return None
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        """``upscale`` is the stride of the transposed conv, which no shape shows: ``None`` here,
+        filled in by the loader (given, our metadata, or ``_x<s>`` in the file name)."""
+        sd = state_dict
+        colors, d = shape(sd, "first_part.0.weight")[1], shape(sd, "first_part.0.weight")[0]
+        convs = sum(1 for k in sd if re.fullmatch(r"mid_part\.\d+\.bias", k))
+        return {
+            "upscale": None,
+            "colors": colors,
+            "d": d,
+            "s": shape(sd, "mid_part.0.weight")[0],
+            "m": convs - 2,
+        }
 
     def __init__(self, upscale: int, colors: int = 3, d: int = 56, s: int = 12, m: int = 4) -> None:
         super().__init__()

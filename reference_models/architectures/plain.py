@@ -11,11 +11,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_models.architectures.base import ReferenceModel, check_positive, register_arch
+from reference_models.architectures.state_dict import (
+    StateDict,
+    count,
+    exact_scale,
+    rule_of,
+    shape,
+    single_stream_kind,
+    stack_hparams,
+)
 
 
 @register_arch
 class Plain(ReferenceModel):
     """The plain baseline (``num_block`` hidden 3×3 convs of ``num_feat`` channels)."""
+
+    @classmethod
+    def detection_rule(cls, state_dict: StateDict) -> str | None:
+        return rule_of(single_stream_kind(state_dict), cls)
+
+    @classmethod
+    def hyperparameters_from_state_dict(cls, state_dict: StateDict) -> dict:
+        sd = state_dict
+        colors, width = shape(sd, "conv_first.weight")[1], shape(sd, "conv_first.weight")[0]
+        scale = exact_scale(shape(sd, "conv_last.weight")[0], colors, "conv_last")
+        return stack_hparams(colors, scale, count(sd, "backbone_convs.{}.weight"), width)
 
     def __init__(
         self, num_in_ch: int, num_out_ch: int, upscale: int, num_block: int, num_feat: int

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from et.domain import IMAGE_UNIT, InputDomain
+from et.domain import IMAGE_UNIT, Domain
 from reference_models.architectures.abpn import ABPN, ABPN_ET
 from reference_models.architectures.ecbsr import ECBSR, ECBSRET, ECBSRT
 from reference_models.architectures.etds import (
@@ -37,7 +37,6 @@ from reference_models.conversions.abpn import convert_abpn
 from reference_models.conversions.ecbsr import convert_ecbsr, reparameterize_ecbsr
 from reference_models.conversions.etds import convert_dual_stream, convert_only_et
 
-Domain = InputDomain | tuple[float, float]
 Converter = Callable[..., nn.Module]  # (model, *, align, domain) -> inference form
 
 #: source class → (target architecture name, converter)

@@ -5,7 +5,8 @@ Re-parameterization of one ECB block (exact for every input)::
     conv3x3                                   kept as it is
     conv1x1 → conv3x3 (bias-padded)           R7  merge_1x1_kxk(border="bias")
     conv1x1 → σ·Sobel-x / Sobel-y / Laplacian R12 fixed_mask_depthwise_as_conv, then R7
-    sum of the five branches                  R3  merge_parallel_convs
+    identity (``with_idt``, in = out)         R6  identity_conv: a Dirac 3×3 kernel
+    sum of the five (six) branches            R3  merge_parallel_convs
 
 then the activation is kept: ``ECB(x) = act(conv(x; ΣW, Σb))`` (:class:`ECBSRT`).
 
@@ -26,25 +27,18 @@ from __future__ import annotations
 
 from torch import nn
 
+from et.contract import apply_rule
 from et.conv_geometry import make_conv
-from et.domain import IMAGE_UNIT, InputDomain
-from et.rules.carry_identity import (
-    IdentityLayout,
-    carry_identity_first,
-    carry_identity_last,
-    carry_identity_middle,
-    extend_activation,
-)
+from et.domain import IMAGE_UNIT, Domain
+from et.rules.carry_identity import extend_activation
 from et.rules.clip_as_relu import clip_as_relu
 from et.rules.fixed_mask_depthwise_as_conv import fixed_mask_depthwise_as_conv
 from et.rules.merge_1x1_kxk import merge_1x1_kxk
-from et.rules.merge_parallel_convs import merge_parallel_convs
-from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
+from et.rules.pad_output_channels import pad_output_channels
 from reference_models.architectures.ecbsr import ECB, ECBSR, ECBSRET, ECBSRT, SeqConv3x3
+from reference_models.conversions.identity_stack import carry_first, carry_last, carry_middle
 from reference_models.conversions.install import install_activation, install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
-
-Domain = InputDomain | tuple[float, float]
 
 
 def fold_seq_conv(seq: SeqConv3x3) -> nn.Conv2d:
@@ -58,7 +52,8 @@ def fold_seq_conv(seq: SeqConv3x3) -> nn.Conv2d:
 
 
 def fold_ecb(block: ECB) -> nn.Conv2d:
-    """One 3×3 conv equal to the five summed branches of an ECB block (before its activation)."""
+    """One 3×3 conv equal to the summed branches of an ECB block (before its activation):
+    the five convolution branches, and the input itself when ``block.with_idt``."""
     branches = [
         block.conv3x3,
         fold_seq_conv(block.conv1x1_3x3),
@@ -66,7 +61,13 @@ def fold_ecb(block: ECB) -> nn.Conv2d:
         fold_seq_conv(block.conv1x1_sby),
         fold_seq_conv(block.conv1x1_lpl),
     ]
-    return merge_parallel_convs(branches)  # R3
+    if block.with_idt:
+        weight = block.conv3x3.weight
+        identity = apply_rule(  # R6: x = Dirac * x, same kernel size and padding as conv3x3
+            "identity_conv", weight.shape[0], 3, dtype=weight.dtype, device=weight.device
+        )
+        branches.append(identity)
+    return apply_rule("merge_parallel_convs", branches)  # R3
 
 
 def reparameterize_ecbsr(model: ECBSR) -> ECBSRT:
@@ -82,6 +83,7 @@ def reparameterize_ecbsr(model: ECBSR) -> ECBSRT:
 def _ecbsrt_hparams(model: ECBSR) -> dict:
     hparams = model.hparams
     hparams.pop("depth_multiplier", None)
+    hparams.pop("with_idt", None)  # folded into the 3×3 kernels by fold_ecb
     return hparams
 
 
@@ -102,37 +104,22 @@ def transform_ecbsrt(
     *body, last = layers
     for index, layer in enumerate(body):
         conv, act = layer[0], layer[1]
-        widened = _carry(conv, hidden, first=index == 0, domain=domain)
+        if index == 0:
+            widened = carry_first(conv, hidden, domain=domain)  # E8 + E4
+        else:
+            widened = carry_middle(conv, hidden, hidden, domain=domain)  # E8 + E4
         install_conv(target.backbone[index][0], widened, f"backbone.{index}.0")
         activation = extend_activation(  # E4 (+ E1): slope 0 on the dummy and carried channels
             act, colors, real_channels=feat, extra_dummy=hidden.dummy, domain=domain
         )
         install_activation(target.backbone[index][1], activation, f"backbone.{index}.1")
-    tail = _carry_last(last[0], hidden, scale, domain=domain)
+    tail = carry_last(last[0], hidden, scale, domain=domain)  # E8 + E4 + E3
     dummies = output_width(colors, scale, align) - tail.out_channels
     tail = pad_output_channels(tail, 1, extra=dummies)  # E8: sliced off before PixelShuffle
     folded, clip = clip_as_relu(tail, 1.0)  # E2 (the clamp moved before PixelShuffle by E7)
     install_conv(target.backbone[len(body)][0], folded, f"backbone.{len(body)}.0")
     install_conv(target.backbone[len(body) + 1][0], clip, f"backbone.{len(body) + 1}.0")
     return target
-
-
-def _carry(conv: nn.Conv2d, hidden: IdentityLayout, *, first: bool, domain: Domain) -> nn.Conv2d:
-    """E8 then E4 on a body conv: outputs ``[real | dummies | carried]``."""
-    padded = pad_output_channels(conv, 1, extra=hidden.dummy)  # E8: dummy outputs are 0
-    if first:
-        return carry_identity_first(padded, extra_dummy=0, domain=domain)  # E4
-    padded = pad_input_channels(padded, hidden.dummy)  # E8: dummy inputs are ignored
-    return carry_identity_middle(padded, hidden.colors, extra_dummy=0, domain=domain)  # E4
-
-
-def _carry_last(
-    conv: nn.Conv2d, hidden: IdentityLayout, scale: int, *, domain: Domain
-) -> nn.Conv2d:
-    """E8 then E4/E3 on the last conv: it reads ``[real | dummies | carried]`` and adds the
-    anchor ``repeat_interleave(x, s²)``."""
-    padded = pad_input_channels(conv, hidden.dummy)  # E8
-    return carry_identity_last(padded, hidden.colors, scale**2, extra_dummy=0, domain=domain)
 
 
 def convert_ecbsr(

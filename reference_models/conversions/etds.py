@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from et.domain import IMAGE_UNIT, InputDomain
-from et.rules.carry_identity import carry_identity_first, carry_identity_last, carry_identity_middle
+from et.domain import IMAGE_UNIT, Domain
 from et.rules.clip_as_relu import clip_as_relu
 from et.rules.merge_dual_stream import merge_dual_stream, merge_dual_stream_first
 from et.rules.merge_summed_convs import merge_summed_convs
-from et.rules.pad_output_channels import pad_input_channels, pad_output_channels
+from et.rules.pad_output_channels import pad_output_channels
 from reference_models.architectures.ecbsr import ECB
 from reference_models.architectures.etds import (
     ETDS,
@@ -42,10 +41,10 @@ from reference_models.architectures.etds import (
     ETDSOnlyET,
 )
 from reference_models.conversions.ecbsr import fold_ecb
+from reference_models.conversions.identity_stack import carry_first, carry_last, carry_middle
 from reference_models.conversions.install import install_conv, like
 from reference_models.conversions.layout import hidden_layout, output_width
 
-Domain = InputDomain | tuple[float, float]
 DualStream = ETDS | ETDSAblationResidual | ETDSAblationAdvancedResidual
 
 
@@ -119,18 +118,12 @@ def convert_only_et(
         ),
         model,
     )
-    first = pad_output_channels(as_conv(model.conv_first), 1, extra=hidden.dummy)  # E8
-    install_conv(
-        target.conv_first, carry_identity_first(first, extra_dummy=0, domain=domain), "conv_first"
-    )  # E4
+    first = carry_first(as_conv(model.conv_first), hidden, domain=domain)  # E8 + E4
+    install_conv(target.conv_first, first, "conv_first")
     for i, conv in enumerate(model.backbone_convs):
-        padded = pad_input_channels(
-            pad_output_channels(as_conv(conv), 1, extra=hidden.dummy), hidden.dummy
-        )  # E8
-        widened = carry_identity_middle(padded, colors, extra_dummy=0, domain=domain)  # E4
+        widened = carry_middle(as_conv(conv), hidden, hidden, domain=domain)  # E8 + E4
         install_conv(target.backbone_convs[i], widened, f"backbone_convs.{i}")
-    last = pad_input_channels(as_conv(model.conv_last), hidden.dummy)  # E8
-    last = carry_identity_last(last, colors, scale**2, extra_dummy=0, domain=domain)  # E4 + E3
+    last = carry_last(as_conv(model.conv_last), hidden, scale, domain=domain)  # E8 + E4 + E3
     folded, clip = _clip_tail(last, colors, scale, align)
     install_conv(target.conv_last, folded, "conv_last")
     install_conv(target.conv_clip, clip, "conv_clip")

@@ -2,23 +2,20 @@
 
 The measure is ``max |clamp(f(x), 0, 1) − clamp(g(x), 0, 1)|`` over a set of inputs ``x`` in
 [0, 1], in units of 1/255 (one 8-bit grey level), on the *first* output of each model (the
-dual-stream training forms return two tensors). Both models run in float64, so rounding does not
-hide or fake a difference: a conversion that is exact in real arithmetic measures ~1e-10.
+dual-stream training forms return two tensors). It is computed by the one comparison core,
+:func:`et.testing.compare_outputs`: the original runs as a float64 oracle, the converted model
+in its own dtype (float32 for a checkpoint; ``dtype`` to choose), in a declared ``mode``; the
+original's own rounding in that dtype is measured too, and a difference within
+``ROUNDING_FACTOR`` times it is never called a failure (a float32 model cannot do better).
 
-The default inputs are built to catch subtle mistakes, not just gross ones:
-
-* :func:`et.testing.probe_inputs` batches (constants 0 and 1, a checkerboard, an edge, a bright
-  border on a dark field, a ramp, then uniform noise) at an even and at an odd, non-square size,
-  so a padding or border-only error and a channel mix-up show up;
-* low-amplitude noise near 0 (values in [0, 0.05]) where a carried identity channel or a PReLU
-  slope matters most relative to the signal;
-* noise around mid-grey (values in [0.4, 0.6]), where the output of a trained model is
-  rarely clamped, so a bias error of 1e-4 (0.0255/255) is not hidden by the clamp.
+The default inputs are :func:`et.probes.probe_batches` at :data:`PROBE_SIZES` (16×16 and
+17×19: both parities, non-square): structured images first (per-channel stripes and
+checkerboards, an edge, a bright border, a ramp, the domain's ends), uniform noise,
+low-amplitude noise near 0 and noise around mid-grey.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,26 +24,58 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from et.domain import IMAGE_UNIT, InputDomain, as_domain
-from et.testing import probe_inputs
+from et.domain import IMAGE_UNIT, Domain, as_domain
+from et.probes import probe_batches, probe_sizes
+from et.testing import ROUNDING_FACTOR, EquivalenceReport, Mode, compare_outputs
 
-#: the spatial sizes the fuzzed inputs use: one even and square, one odd and non-square
-PROBE_SIZES: tuple[tuple[int, int], ...] = ((16, 16), (11, 17))
+#: the default tolerance in 1/255 units, raised to the original's own rounding floor if needed
+DEFAULT_TOLERANCE_255 = 0.01
+
+#: the spatial sizes of the fuzzed inputs: one even and square, one odd and non-square
+PROBE_SIZES: tuple[tuple[int, int], ...] = probe_sizes(16, 16)
 
 
 @dataclass(frozen=True)
 class Verification:
-    """Largest clamped-output difference (in 1/255 units) over ``inputs`` input images."""
+    """Largest clamped-output difference (in 1/255 units) over ``inputs`` input images.
+
+    ``max_abs_error_255`` is ``inf`` when an output holds NaN or Inf; ``rounding_255`` is the
+    original's own rounding in ``dtype`` (the comparison's noise floor).
+    """
 
     max_abs_error_255: float
     inputs: int
+    rounding_255: float = 0.0
+    dtype: str = "float64"
+    oracle_dtype: str = "float64"
+    mode: str = "eval"
 
-    def within(self, tolerance_255: float) -> bool:
-        return self.max_abs_error_255 <= tolerance_255
+    def allowed_255(self, tolerance_255: float | None = None) -> float:
+        """An explicit tolerance as given; by default (``None``) :data:`DEFAULT_TOLERANCE_255`,
+        or ``ROUNDING_FACTOR`` times the original's own rounding where that is larger (a
+        float32 model must not fail the default for rounding alone)."""
+        if tolerance_255 is not None:
+            return tolerance_255
+        return max(DEFAULT_TOLERANCE_255, ROUNDING_FACTOR * self.rounding_255)
 
+    def within(self, tolerance_255: float | None = None) -> bool:
+        return math.isfinite(self.max_abs_error_255) and (
+            self.max_abs_error_255 <= self.allowed_255(tolerance_255)
+        )
 
-def _first_output(output: torch.Tensor | tuple | list) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple | list) else output
+    @classmethod
+    def from_report(cls, report: EquivalenceReport) -> Verification:
+        def name(dtype: torch.dtype) -> str:
+            return str(dtype).removeprefix("torch.")
+
+        return cls(
+            max_abs_error_255=report.max_abs_error * 255.0,
+            inputs=report.inputs,
+            rounding_255=report.rounding * 255.0,
+            dtype=name(report.dtype),
+            oracle_dtype=name(report.oracle_dtype),
+            mode=report.mode,
+        )
 
 
 def fuzz_inputs(
@@ -54,32 +83,13 @@ def fuzz_inputs(
     *,
     samples: int = 12,
     seed: int = 0,
-    domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
+    domain: Domain = IMAGE_UNIT,
 ) -> list[torch.Tensor]:
-    """Batches of float64 inputs in ``domain`` (default [0, 1]) with ``colors`` channels.
-
-    ``samples`` counts the images of each probe batch; one batch per size in
-    :data:`PROBE_SIZES`, plus a batch near the domain's low end and one around its middle at
-    the first size (see the module docstring). The domain must be finite.
-    """
-    if samples < 1:
-        raise ValueError(f"{samples=} must be at least 1")
+    """:func:`et.probes.probe_batches` at :data:`PROBE_SIZES` over a finite ``domain``."""
     domain = as_domain(domain)
     if not (math.isfinite(domain.low) and math.isfinite(domain.high)):
         raise ValueError(f"the input range {domain} must be finite")
-    low, span = domain.low, domain.high - domain.low
-    batches = [
-        probe_inputs((colors, height, width), domain=domain, samples=samples, seed=seed + index)
-        for index, (height, width) in enumerate(PROBE_SIZES)
-    ]
-    generator = torch.Generator().manual_seed(seed + len(PROBE_SIZES))
-    height, width = PROBE_SIZES[0]
-    noise_shape = (max(samples // 2, 1), colors, height, width)
-    uniform = torch.rand(noise_shape, generator=generator, dtype=torch.float64)
-    batches.append(low + span * 0.05 * uniform)
-    uniform = torch.rand(noise_shape, generator=generator, dtype=torch.float64)
-    batches.append(low + span * (0.4 + 0.2 * uniform))
-    return batches
+    return probe_batches(colors, sizes=PROBE_SIZES, samples=samples, seed=seed, domain=domain)
 
 
 def image_inputs(directory: Path, colors: int) -> list[torch.Tensor]:
@@ -106,31 +116,17 @@ def image_inputs(directory: Path, colors: int) -> list[torch.Tensor]:
 
 
 def max_clamped_difference(
-    original: nn.Module, converted: nn.Module, batches: Iterable[torch.Tensor]
+    original: nn.Module,
+    converted: nn.Module,
+    batches: Iterable[torch.Tensor],
+    *,
+    dtype: torch.dtype | None = None,
+    mode: Mode = "eval",
 ) -> Verification:
-    """``max |clamp(original(x)) − clamp(converted(x))|·255`` over every image of ``batches``.
-
-    Both models are copied to float64 in eval mode; the arguments are not modified.
-    """
-    first = copy.deepcopy(original).to(torch.float64).eval()
-    second = copy.deepcopy(converted).to(torch.float64).eval()
-    worst = 0.0
-    count = 0
-    with torch.no_grad():
-        for batch in batches:
-            x = batch.to(torch.float64)
-            a = _first_output(first(x)).clamp(0.0, 1.0)
-            b = _first_output(second(x)).clamp(0.0, 1.0)
-            if a.shape != b.shape:
-                raise ValueError(
-                    f"the models' outputs differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}"
-                )
-            gap = (a - b).abs()
-            if not torch.isfinite(gap).all():
-                return Verification(max_abs_error_255=float("inf"), inputs=count + x.shape[0])
-            worst = max(worst, gap.max().item() * 255.0)
-            count += x.shape[0]
-    return Verification(max_abs_error_255=worst, inputs=count)
+    """``max |clamp(original(x)) − clamp(converted(x))|·255`` over every image of ``batches``
+    (see the module docstring); the arguments are not modified."""
+    report = compare_outputs(original, converted, batches, dtype=dtype, mode=mode, clamp=(0, 1))
+    return Verification.from_report(report)
 
 
 def verify_models(
@@ -141,8 +137,26 @@ def verify_models(
     samples: int = 12,
     seed: int = 0,
     images: Sequence[torch.Tensor] = (),
-    domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
+    domain: Domain = IMAGE_UNIT,
+    dtype: torch.dtype | None = None,
+    mode: Mode = "eval",
+    progress: bool = False,
 ) -> Verification:
-    """Compare the two models on :func:`fuzz_inputs` over ``domain`` and on ``images``."""
+    """Compare the two models on :func:`fuzz_inputs` over ``domain`` and on ``images``;
+    ``progress``: a progress bar on stderr, one step per input image."""
     batches = [*fuzz_inputs(colors, samples=samples, seed=seed, domain=domain), *images]
-    return max_clamped_difference(original, converted, batches)
+    if progress:
+        batches = _with_progress(batches)
+    return max_clamped_difference(original, converted, batches, dtype=dtype, mode=mode)
+
+
+def _with_progress(batches: list[torch.Tensor]) -> Iterable[torch.Tensor]:
+    import sys
+
+    from tqdm import tqdm
+
+    total = sum(batch.shape[0] for batch in batches)
+    with tqdm(total=total, desc="verify", unit="img", file=sys.stderr, leave=False) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(batch.shape[0])

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from et.atomic_file import atomic_path
+from et.testing import first_output
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -43,7 +44,6 @@ __all__ = [
     "OnnxRuntimeModel",
     "check_sizes",
     "export_onnx",
-    "fastest_alignment",
     "onnx_bytes",
     "ort_session",
     "quantize_int8",
@@ -87,10 +87,7 @@ class ClampedFirstOutput(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.model(x)
-        if not isinstance(y, torch.Tensor):
-            y = y[0]
-        return torch.clamp(y, 0.0, 1.0)
+        return torch.clamp(first_output(self.model(x)), 0.0, 1.0)
 
 
 def _colors(model: nn.Module) -> int:
@@ -290,42 +287,3 @@ def quantize_int8(
     finally:
         root.setLevel(level)
     return target
-
-
-# --- the fastest equivalent form for a target runtime ------------------------------------
-
-#: Measured latency (ms, 360×640 LR, 2 threads, minimum over rounds) of the converted network
-#: for each channel alignment, per source architecture and target runtime, from
-#: ``pytest benchmarks`` (``docs/benchmarks.md``: ``test_model`` rows for align 4, and
-#: ``test_alignment`` rows for align 1). ``align`` pads the identity channels ET adds (the
-#: colours carried through the body) with dummy channels to a multiple of ``align``.
-#: Measured on a shared 2-core AMD EPYC (torch 2.13, onnxruntime 1.32), round-robin minimum
-#: over 12 passes; two runs agreed on every choice (the absolute numbers did not).
-ALIGNMENT_MEASUREMENTS: dict[tuple[str, str], dict[int, float]] = {
-    ("ABPN", "onnxruntime-x86"): {4: 324.1, 1: 502.1},
-    ("ABPN", "torch-x86"): {4: 667.5, 1: 1016.4},
-    ("ECBSR", "onnxruntime-x86"): {4: 338.6, 1: 274.4},
-    ("ECBSR", "torch-x86"): {4: 240.2, 1: 593.0},
-}
-
-#: Source architecture → the family key of :data:`ALIGNMENT_MEASUREMENTS`.
-_FAMILY = {"ABPN": "ABPN", "ECBSR": "ECBSR", "ECBSRT": "ECBSR"}
-#: The converter's default when nothing was measured (the authors' widths for RGB).
-DEFAULT_ALIGNMENT = 4
-TARGETS = ("onnxruntime-x86", "torch-x86")
-
-
-def fastest_alignment(arch: str, target: str) -> int:
-    """The ``align`` for ``convert(model, align=...)`` that measured fastest on ``target``.
-
-    Every alignment gives an exactly equivalent network (the dummy channels carry zeros), so
-    this is a pure speed choice. Architectures without ET identity channels in their body
-    (the ETDS family: ``align`` only pads the output conv) and unmeasured pairs get
-    :data:`DEFAULT_ALIGNMENT`. ``target`` must be one of :data:`TARGETS`.
-    """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
-    measured = ALIGNMENT_MEASUREMENTS.get((_FAMILY.get(arch, arch), target))
-    if not measured:
-        return DEFAULT_ALIGNMENT
-    return min(measured, key=measured.__getitem__)

@@ -10,7 +10,7 @@ Per dataset: the mean over its images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from et.testing import first_output
 from reference_models.evaluation.datasets import BenchmarkDataset, BenchmarkImage
 from reference_models.evaluation.metrics import psnr_ssim_y
 
@@ -62,12 +63,6 @@ class DatasetResult:
 ImageCallback = Callable[[str, BenchmarkImage, NDArray[np.uint8], ImageResult], None]
 
 
-def _first_output(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    return output[0]
-
-
 def super_resolve(model: nn.Module, lr: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Run ``model`` on one ``h×w×3`` uint8 image; return its ``H×W×3`` uint8 output."""
     parameter = next(model.parameters(), None)
@@ -75,7 +70,7 @@ def super_resolve(model: nn.Module, lr: NDArray[np.uint8]) -> NDArray[np.uint8]:
     x = torch.tensor(lr, dtype=torch.float32, device=device)
     x = (x / 255.0).permute(2, 0, 1).unsqueeze(0)
     with torch.inference_mode():
-        y = _first_output(model(x))
+        y = first_output(model(x))
     # torch.round rounds half to even, as the protocol states.
     y = torch.round(y.clamp(0.0, 1.0) * 255.0)
     return y[0].permute(1, 2, 0).to(device="cpu", dtype=torch.uint8).numpy()

@@ -8,11 +8,18 @@ Overrides are ``dotted.key=value`` strings; the value is parsed as YAML, so
 ``train.total_iter=30`` is an int, ``train.optim_g.lr=1e-3`` a float,
 ``datasets.train.dataroot_lq=null`` ``None`` and ``train.scheduler.milestones=[10,20]`` a list.
 Missing intermediate mappings are created; descending into a non-mapping is an error.
+
+:func:`load_config` refuses an override whose key is not in the file (a typo such as
+``train.totl_iter`` would otherwise be ignored while the full recipe runs), naming the closest
+existing key; a key the trainer reads that the authors' files leave out (:data:`OPTIONAL_KEYS`)
+is accepted, and any other new key is added on purpose with a ``+`` prefix
+(``+train.my_option=1``, Hydra's convention).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,13 @@ from typing import Any
 import yaml
 
 Config = dict[str, Any]
+
+#: keys the trainer reads (with a default) that the authors' configs leave out
+OPTIONAL_KEYS = frozenset({"device", "datasets.train.lq_cache_dir"})
+
+
+class UnknownKeyError(ValueError):
+    """An override names a key the configuration does not have."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -68,14 +82,46 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a training config must be a YAML mapping")
     for override in overrides:
+        check_override_key(config, override)
         config = apply_override(config, override)
     return config
+
+
+def dotted_keys(config: Config, prefix: str = "") -> list[str]:
+    """Every key of ``config`` as a dotted path, mappings and leaves (``train``,
+    ``train.total_iter``, …)."""
+    keys = []
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        keys.append(path)
+        if isinstance(value, dict):
+            keys.extend(dotted_keys(value, f"{path}."))
+    return keys
+
+
+def check_override_key(config: Config, override: str) -> None:
+    """Raise :class:`UnknownKeyError` when the key of ``override`` is not in ``config``, not in
+    :data:`OPTIONAL_KEYS` and not marked new with ``+``; the message names the closest key."""
+    key, sep, _ = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        return  # malformed: apply_override says how
+    if key.startswith("+") or key in OPTIONAL_KEYS or get(config, key, _MISSING) is not _MISSING:
+        return
+    close = difflib.get_close_matches(key, dotted_keys(config), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "no similar key"
+    raise UnknownKeyError(
+        f"--set {override}: the config has no key {key} ({hint}); write +{key}=... to add it"
+    )
+
+
+_MISSING = object()
 
 
 def apply_override(config: Config, override: str) -> Config:
     """Return a copy of ``config`` with ``dotted.key=value`` set (value parsed as YAML)."""
     key, sep, raw = override.partition("=")
-    key = key.strip()
+    key = key.strip().removeprefix("+")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ValueError(f"override {override!r} is not of the form dotted.key=value")
     value = parse_yaml(raw) if raw.strip() else None

@@ -37,16 +37,11 @@ own share of every epoch; the batch size is per process, as in the authors' conf
 
 from __future__ import annotations
 
-import logging
 import math
-import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -54,91 +49,23 @@ from torch.nn.parallel import DistributedDataParallel
 from reference_models import build_model, save_checkpoint
 from reference_models.checkpoints import atomic_torch_save
 from reference_models.training import distributed
-from reference_models.training.config import Config, dump_config, get
-from reference_models.training.data import PatchDataset, SeededBatchSampler, make_train_loader
-from reference_models.training.data import paired_images as _paired_images
+from reference_models.training.builders import build_optimizer, build_train_data, build_val_data
+from reference_models.training.config import Config, get
+from reference_models.training.data import make_train_loader
 from reference_models.training.ema import ModelEMA
+from reference_models.training.loss import PixelLoss
+from reference_models.training.residual_switch import is_residual_parameter, residual_trainable
+from reference_models.training.results import TrainResult, Validation
+from reference_models.training.resume_state import (
+    CHECKPOINT_FORMAT,
+    checkpoint_path,
+    rng_state,
+    set_rng_state,
+)
+from reference_models.training.resume_state import latest_checkpoint as latest_checkpoint
+from reference_models.training.run_log import RunLog, log
 from reference_models.training.schedules import build_scheduler
-from reference_models.training.timing import RunProjection, RunTimer, TimeBreakdown, warmup_for
-
-CHECKPOINT_FORMAT = "etds-train-v1"
-RESIDUAL_MARK = "residual"
-
-log = logging.getLogger("etds.train")
-
-
-@dataclass
-class Validation:
-    """Mean PSNR (dB) and SSIM of one validation pass."""
-
-    iteration: int
-    dataset: str
-    psnr: float
-    ssim: float
-
-
-@dataclass
-class TrainResult:
-    """What a run produced (rank 0 fills the validations and the paths)."""
-
-    out_dir: Path
-    final_path: Path | None
-    iterations: int
-    start_iteration: int
-    seconds: float
-    losses: list[tuple[int, float]] = field(default_factory=list)
-    validations: list[Validation] = field(default_factory=list)
-    timing: TimeBreakdown | None = None
-    #: ``recipe``'s whole schedule at the measured rates (None: no steady-state iteration timed)
-    projection: RunProjection | None = None
-
-
-def is_residual_parameter(name: str) -> bool:
-    """The authors' rule for the residual stream: the parameter's name contains ``residual``."""
-    return RESIDUAL_MARK in name
-
-
-def residual_trainable(iteration: int, fixed_residual_model_iters: int) -> bool:
-    """Whether the residual stream is updated at ``iteration`` (1-based), as the authors' switch
-    behaves: frozen at iteration 1, released when the counter equals the setting."""
-    return fixed_residual_model_iters > 1 and iteration >= fixed_residual_model_iters
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every global RNG, in types ``torch.load(weights_only=True)`` accepts."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(position),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        (
-            numpy_state["name"],
-            numpy_state["keys"].numpy().astype(np.uint32),
-            numpy_state["pos"],
-            numpy_state["has_gauss"],
-            numpy_state["cached_gaussian"],
-        )
-    )
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+from reference_models.training.timing import RunTimer, warmup_for
 
 
 def schedule_of(config: Config) -> tuple[int, int, int]:
@@ -148,52 +75,6 @@ def schedule_of(config: Config) -> tuple[int, int, int]:
         int(float(get(config, "val.val_freq", 0) or 0)),
         int(float(get(config, "logger.save_checkpoint_freq", 0) or 0)),
     )
-
-
-def checkpoint_path(out_dir: Path, iteration: int) -> Path:
-    return out_dir / "checkpoints" / f"iter_{iteration:08d}.pth"
-
-
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The checkpoint of the highest iteration in ``out_dir/checkpoints``, if any."""
-    found = sorted((out_dir / "checkpoints").glob("iter_*.pth"))
-    return found[-1] if found else None
-
-
-class _Loss:
-    """The pixel loss of the config (``train.losses`` or ``train.pixel_opt``) and Eq. 15."""
-
-    def __init__(self, train_opt: Config, dual_stream: bool) -> None:
-        specs = train_opt.get("losses")
-        if specs is None and train_opt.get("pixel_opt") is not None:
-            specs = {"pixel": train_opt["pixel_opt"]}
-        if not specs:
-            raise ValueError("train.losses (or train.pixel_opt) must name a pixel loss")
-        self.terms: list[tuple[str, float, Callable[..., torch.Tensor], str]] = []
-        for name, spec in specs.items():
-            kind = spec.get("type", "L1Loss")
-            functions = {"L1Loss": nn.functional.l1_loss, "MSELoss": nn.functional.mse_loss}
-            if kind not in functions:
-                raise ValueError(f"loss {name}: type {kind!r} is not one of {sorted(functions)}")
-            weight = float(spec.get("loss_weight", 1.0))
-            reduction = spec.get("reduction", "mean")
-            self.terms.append((name, weight, functions[kind], reduction))
-        self.dual_stream = dual_stream
-        self.alpha = float(train_opt.get("interpolation_loss_weight", 0.5)) if dual_stream else 0.0
-
-    def __call__(self, output: torch.Tensor | tuple[torch.Tensor, ...], gt: torch.Tensor):
-        if self.dual_stream:
-            if not isinstance(output, tuple | list) or len(output) != 2:
-                raise ValueError("model_type ETDSModel needs a model returning (total, low)")
-            total, low = output
-        else:
-            total, low = (output[0] if isinstance(output, tuple | list) else output), None
-        loss = total.new_zeros(())
-        for _, weight, function, reduction in self.terms:
-            loss = loss + weight * function(total, gt, reduction=reduction)
-            if low is not None:
-                loss = loss + self.alpha * weight * function(low, gt, reduction=reduction)
-        return loss
 
 
 class Trainer:
@@ -226,26 +107,32 @@ class Trainer:
         self.fixed_residual_iters = (
             int(train_opt.get("fixed_residual_model_iters", 0)) if self.dual_stream else 0
         )
-        self.loss = _Loss(train_opt, self.dual_stream)
+        self.loss = PixelLoss(train_opt, self.dual_stream)
 
         torch.manual_seed(self.seed)  # identical initial weights on every process
         self.model = self._build_model().to(self.device)
         self.model.train()
         decay = float(train_opt.get("ema_decay", 0.0) or 0.0)
         self.ema = ModelEMA(self.model, decay) if decay > 0 else None
-        self.optimizer = self._build_optimizer(train_opt.get("optim_g") or {})
+        self.optimizer = build_optimizer(self.model, train_opt.get("optim_g") or {})
         self.scheduler = build_scheduler(self.optimizer, train_opt.get("scheduler") or {})
         self.iteration = 0
         self.wrapped: nn.Module = self.model
         self._trainable_residual: bool | None = None
-        self._tensorboard: Any = None
+        self._run_log: RunLog | None = None
         self._resume_rng: dict[str, Any] | None = None
         self._saved_at = -1
 
         if resume is not None:
             self._load_checkpoint(Path(resume))
-        self.dataset, self.sampler = self._build_train_data()
-        self.val_dataset = self._build_val_data() if self.info.is_main else None
+        self.dataset, self.sampler = build_train_data(
+            config,
+            seed=self.seed,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            start_iteration=self.iteration,
+        )
+        self.val_dataset = build_val_data(config) if self.info.is_main else None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -255,67 +142,6 @@ class Trainer:
         if arch is None:
             raise ValueError("network_g.type must name an architecture")
         return build_model(arch, **spec)
-
-    def _build_optimizer(self, spec: Config) -> torch.optim.Optimizer:
-        options = dict(spec)
-        kind = options.pop("type", "Adam")
-        if kind != "Adam":
-            raise ValueError(f"optim_g.type {kind!r}: only Adam (the authors' optimizer)")
-        betas = tuple(float(b) for b in options.get("betas", (0.9, 0.99)))
-        # Every parameter is handed to Adam, as the authors do; frozen ones have no gradient
-        # and Adam leaves them (and their moments) untouched until they get one.
-        return torch.optim.Adam(
-            self.model.parameters(),
-            lr=float(options.get("lr", 5e-4)),
-            betas=(betas[0], betas[1]),
-            weight_decay=float(options.get("weight_decay", 0.0)),
-        )
-
-    def _build_train_data(self) -> tuple[PatchDataset, SeededBatchSampler]:
-        opt = get(self.config, "datasets.train")
-        if not opt:
-            raise ValueError("datasets.train is missing")
-        scale = int(self.config.get("scale", opt.get("scale", 0)) or 0)
-        if scale < 1:
-            raise ValueError("scale must be a positive integer")
-        pairs = _paired_images(
-            opt["dataroot_gt"], opt.get("dataroot_lq"), opt.get("filename_tmpl", "{}") or "{}"
-        )
-        dataset = PatchDataset(
-            pairs,
-            scale=scale,
-            lq_size=int(opt.get("lq_size", 64)),
-            use_hflip=opt.get("use_hflip", True),
-            use_vflip=opt.get("use_vflip", True),
-            use_rot=opt.get("use_rot", True),
-            use_channels_shuffle=opt.get("use_channels_shuffle", True),
-            lq_cache_dir=opt.get("lq_cache_dir"),
-        )
-        sampler = SeededBatchSampler(
-            len(dataset),
-            batch_size=int(opt.get("batch_size_per_gpu", 32)),
-            seed=self.seed,
-            enlarge_ratio=int(opt.get("dataset_enlarge_ratio", 1)),
-            shuffle=bool(opt.get("use_shuffle", True)),
-            rank=self.info.rank,
-            world_size=self.info.world_size,
-            start_iteration=self.iteration,
-        )
-        return dataset, sampler
-
-    def _build_val_data(self):
-        opt = get(self.config, "datasets.val")
-        if not opt:
-            return None
-        from reference_models.evaluation.datasets import load_dataset
-
-        root = opt.get("dataroot") or opt.get("dataroot_gt")
-        if root is None:
-            raise ValueError("datasets.val needs dataroot (HR images or GTmod12/LRbicx{s})")
-        path = Path(root)
-        if path.name == "GTmod12":  # the authors' style points at the GT sub-folder
-            path = path.parent
-        return load_dataset(path, int(self.config["scale"]))
 
     # -- the residual-stream switch -----------------------------------------------------------
 
@@ -348,7 +174,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict() | {"start_iteration": self.iteration},
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "config": self.config,
         }
 
@@ -398,32 +224,9 @@ class Trainer:
             network.train(was_training)
         return Validation(self.iteration, result.name, result.psnr, result.ssim)
 
-    def _open_logs(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yml").write_text(dump_config(self.config), encoding="utf-8")
-        handler = logging.FileHandler(self.out_dir / "train.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        self._log_handler = handler
-        self._tensorboard = None
-        if get(self.config, "logger.use_tb_logger", True):
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # TensorBoard is optional
-                pass
-            else:
-                self._tensorboard = SummaryWriter(str(self.out_dir / "tb"))
-
-    def _close_logs(self) -> None:
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-        log.removeHandler(self._log_handler)
-        self._log_handler.close()
-
     def _record(self, tag: str, value: float) -> None:
-        if self._tensorboard is not None:
-            self._tensorboard.add_scalar(tag, value, self.iteration)
+        if self._run_log is not None:
+            self._run_log.record(tag, value, self.iteration)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -432,7 +235,7 @@ class Trainer:
         start = self.iteration
         result = TrainResult(self.out_dir, None, self.total_iter, start, 0.0)
         if main:
-            self._open_logs()
+            self._run_log = RunLog(self.out_dir, self.config)
             log.info(
                 "start %s at iteration %d of %d on %d process(es), device %s",
                 self.config.get("name", "run"),
@@ -442,7 +245,7 @@ class Trainer:
                 self.device,
             )
         if self._resume_rng is not None:
-            _set_rng_state(self._resume_rng)
+            set_rng_state(self._resume_rng)
         val_opt = self.config.get("val") or {}
         _, val_freq, save_freq = schedule_of(self.config)
         print_freq = max(1, int(float(get(self.config, "logger.print_freq", 100))))
@@ -518,7 +321,7 @@ class Trainer:
                 final,
             )
             self._log_timing(result)
-            self._close_logs()
+            self._run_log.close()
         distributed.barrier(self.info)
         return result
 

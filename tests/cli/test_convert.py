@@ -132,7 +132,7 @@ def test_authors_abpn_converts_to_their_et_file(checkpoints_dir: Path, tmp_path:
 
 def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
     from reference_models import ECBSRT, load_checkpoint
-    from reference_models.deploy.onnx import fastest_alignment
+    from reference_models.deploy.alignment import fastest_alignment
 
     source = tmp_path / "ecbsrt.pth"
     save_checkpoint(trained(ECBSRT(3, 3, 2, 2, 8, "prelu"), seed=3), source)
@@ -151,3 +151,61 @@ def test_target_picks_the_measured_alignment(tmp_path: Path) -> None:
         main(["convert", str(source), str(out), "--target", "onnxruntime-x86", "--align", "8"]) == 0
     )
     assert load_checkpoint(out).backbone[0][0].out_channels == 16
+
+
+def test_convert_is_byte_identical_run_to_run(etds_file: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "out.pth", tmp_path / "b" / "other_name.pth"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    assert main(["convert", str(etds_file), str(first)]) == 0
+    assert main(["convert", str(etds_file), str(second)]) == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.fixture
+def ecbsr_with_identity(tmp_path: Path) -> Path:
+    from reference_models import ECBSR
+
+    path = tmp_path / "ecbsr_idt.pth"  # the authors' bare layout: with_idt leaves no trace
+    save_checkpoint(trained(ECBSR(3, 3, 2, 1, 8, with_idt=1), seed=4), path, metadata=False)
+    return path
+
+
+def test_unseen_hyperparameter_exits_2_naming_the_flag(
+    ecbsr_with_identity: Path, tmp_path: Path, capsys
+) -> None:
+    existing = _files(tmp_path)
+    for command in ("convert", "export", "eval"):
+        args = [command, str(ecbsr_with_identity)]
+        args += [str(tmp_path / "out.pth")] if command == "convert" else []
+        args += [str(tmp_path / "out.onnx")] if command == "export" else []
+        args += ["--data", str(tmp_path)] if command == "eval" else []
+        assert main(args) == 2, command
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "--hparam with_idt=" in lines[0], (command, lines)
+    assert _files(tmp_path) == existing
+    assert main(["convert", str(ecbsr_with_identity), "o.pth", "--hparam", "with_idt"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_told_hyperparameter_converts_the_true_model(
+    ecbsr_with_identity: Path, tmp_path: Path
+) -> None:
+    from reference_models import ECBSR, load_checkpoint
+
+    out = tmp_path / "et.pth"
+    done = run_etds("convert", ecbsr_with_identity, out, "--hparam", "with_idt=1", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["max_abs_error_255"] <= 0.01
+    true_model = ECBSR(3, 3, 2, 1, 8, with_idt=1).eval()
+    true_model.load_state_dict(torch.load(ecbsr_with_identity, weights_only=True))
+    converted = load_checkpoint(out)
+    x = probe_inputs((3, 9, 10), domain=(0.0, 1.0), samples=4, seed=5).float()
+    with torch.no_grad():
+        gap = (converted(x) - true_model(x).clamp(0, 1)).abs().max().item() * 255
+    assert gap <= 0.01
+    info = run_etds("info", ecbsr_with_identity)
+    assert info.returncode == 0, info.stderr
+    assert "with_idt" in info.stdout and "unknown (pass --hparam with_idt=...)" in info.stdout
+    told = run_etds("info", ecbsr_with_identity, "--hparam", "with_idt=1", "--json")
+    assert json.loads(told.stdout)["hparams"]["with_idt"] == 1

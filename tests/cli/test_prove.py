@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from etds.cli import main
 from proofs import ProofFailure
 
 REGISTRY = proofs.discover()
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "appendix"
 
 
 def _full_run(out: Path) -> tuple[dict, str]:
@@ -37,8 +39,9 @@ def test_the_full_appendix(tmp_path: Path) -> None:
     _check_every_registered_proof_is_there(md, tex, summary, tmp_path)
     _check_order(md)
     _check_environments(tex)
-    assert md.count("**Machine check (") == len(REGISTRY)
-    assert "Scope: not stated" not in md
+    assert md.count("**Reach: ") == len(REGISTRY)
+    assert "Reach: not stated" not in md and "Scope: not stated" not in md
+    _check_regenerates_the_committed_appendix(tmp_path)
     kinds = {p["id"]: p["kind"] for p in summary["proofs"]}
     assert {rule for rule, kind in kinds.items() if kind == "corollary"} == {
         "C-ETDS",
@@ -60,10 +63,19 @@ def _check_every_registered_proof_is_there(md: str, tex: str, summary: dict, out
     for rule in et.list_rules():
         if rule.id in REGISTRY:
             assert f"## Theorem {rule.id}:" in md
-            assert f"[{rule.id}]" in tex  # the theorem environment's optional argument
+            assert rf"\begin{{statement}}{{Theorem {rule.id}}}" in tex
     for corollary in ("C-ETDS", "C-ABPN", "C-ECBSR"):
         assert f"## Corollary {corollary}:" in md
     assert summary["files"] and all(Path(f).parent == out for f in summary["files"])
+
+
+def _check_regenerates_the_committed_appendix(out: Path) -> None:
+    """The committed appendix is what the code proves today, byte for byte."""
+    for name in ("appendix.md", "appendix.tex", "appendix-cases.json"):
+        committed = COMMITTED / name
+        assert committed.read_bytes() == (out / name).read_bytes(), (
+            f"{committed} is stale: run `python -m etds prove` and commit docs/appendix"
+        )
 
 
 def _check_order(md: str) -> None:
@@ -202,5 +214,72 @@ def test_worker_processes_give_the_same_appendix(tmp_path: Path) -> None:
         )
         == 0
     )
-    for name in ("appendix.md", "appendix.tex"):
+    for name in ("appendix.md", "appendix.tex", "appendix-cases.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_only_without_out_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs" / "appendix").mkdir(parents=True)
+    (tmp_path / "docs" / "appendix" / "appendix.md").write_text("full", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prove", "--only", "R6", "--no-pdf"]) == 0
+    assert "wrote nothing" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "docs" / "appendix").iterdir()] == ["appendix.md"]
+    assert (tmp_path / "docs" / "appendix" / "appendix.md").read_text(encoding="utf-8") == "full"
+
+
+def test_only_in_the_repository_root_leaves_the_committed_appendix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = {p.name: p.read_bytes() for p in COMMITTED.iterdir()}
+    monkeypatch.chdir(COMMITTED.parents[1])
+    assert main(["prove", "--only", "R6", "--no-pdf"]) == 0
+    assert {p.name: p.read_bytes() for p in COMMITTED.iterdir()} == before
+
+
+@pytest.mark.parametrize("out", ["docs/appendix", "docs/appendix/", "./docs/../docs/appendix"])
+def test_only_refuses_the_committed_folder(
+    out: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {p.name: p.read_bytes() for p in COMMITTED.iterdir()}
+    monkeypatch.chdir(COMMITTED.parents[1])
+    assert main(["prove", "--only", "R6", "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "partial appendix" in err
+    assert {p.name: p.read_bytes() for p in COMMITTED.iterdir()} == before
+
+
+def _bad_out(tmp_path: Path, kind: str) -> Path:
+    if kind == "file":
+        target = tmp_path / "a-file"
+        target.write_text("x", encoding="utf-8")
+        return target
+    if kind == "under-a-file":
+        (tmp_path / "a-file").write_text("x", encoding="utf-8")
+        return tmp_path / "a-file" / "sub"
+    if kind == "too-long":
+        return tmp_path / ("n" * 300)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if kind == "appendix-is-a-folder":
+        (folder / "appendix.md").mkdir()
+    elif kind == "appendix-is-a-fifo":
+        os.mkfifo(folder / "appendix.tex")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "kind", ["file", "under-a-file", "too-long", "appendix-is-a-folder", "appendix-is-a-fifo"]
+)
+def test_bad_out_is_one_line_exit_2_before_proving(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _bad_out(tmp_path, kind)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert main(["prove", "--only", "R6", "--out", str(out), "--no-pdf"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and "--out" in captured.err
+    assert "Traceback" not in captured.err and "proofs" not in captured.err.split(":")[0]
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -38,7 +38,15 @@ def test_json_contract_through_the_command_line(abpn_pair) -> None:
     done = run_etds("verify", str(original), str(converted), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # stdout is exactly one JSON object
-    assert set(report) == {"max_abs_error_255", "tolerance_255", "equivalent", "inputs"}
+    promised = {"max_abs_error_255", "tolerance_255", "equivalent", "inputs"}
+    stated = {"dtype", "oracle_dtype", "mode", "rounding_255", "allowed_255"}
+    assert set(report) == promised | stated
+    assert (report["dtype"], report["oracle_dtype"], report["mode"]) == (
+        "float32",
+        "float64",
+        "eval",
+    )
+    assert 0 < report["rounding_255"] < TOLERANCE <= report["allowed_255"]
     assert report["equivalent"] is True
     assert report["tolerance_255"] == TOLERANCE
     assert 0 <= report["max_abs_error_255"] <= TOLERANCE

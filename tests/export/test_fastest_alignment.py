@@ -7,13 +7,13 @@ import torch
 
 from reference_models import ABPN, ECBSRT
 from reference_models.conversions import convert
-from reference_models.deploy import onnx as export_module
-from reference_models.deploy.onnx import DEFAULT_ALIGNMENT, TARGETS, fastest_alignment
+from reference_models.deploy import alignment as alignment_module
+from reference_models.deploy.alignment import DEFAULT_ALIGNMENT, TARGETS, fastest_alignment
 
 
 def test_picks_the_measured_minimum(monkeypatch) -> None:
     table = {("ABPN", "onnxruntime-x86"): {1: 10.0, 4: 20.0}}
-    monkeypatch.setattr(export_module, "ALIGNMENT_MEASUREMENTS", table)
+    monkeypatch.setattr(alignment_module, "ALIGNMENT_MEASUREMENTS", table)
     assert fastest_alignment("ABPN", "onnxruntime-x86") == 1
     table[("ABPN", "onnxruntime-x86")] = {1: 30.0, 4: 20.0}
     assert fastest_alignment("ABPN", "onnxruntime-x86") == 4
@@ -21,7 +21,7 @@ def test_picks_the_measured_minimum(monkeypatch) -> None:
 
 def test_ecbsrt_shares_the_ecbsr_measurements(monkeypatch) -> None:
     table = {("ECBSR", "torch-x86"): {1: 5.0, 4: 9.0}}
-    monkeypatch.setattr(export_module, "ALIGNMENT_MEASUREMENTS", table)
+    monkeypatch.setattr(alignment_module, "ALIGNMENT_MEASUREMENTS", table)
     assert fastest_alignment("ECBSRT", "torch-x86") == 1
     assert fastest_alignment("ECBSR", "torch-x86") == 1
 
@@ -37,7 +37,7 @@ def test_unknown_target_is_refused() -> None:
 
 
 def test_committed_table_is_complete_and_positive() -> None:
-    for (family, target), measured in export_module.ALIGNMENT_MEASUREMENTS.items():
+    for (family, target), measured in alignment_module.ALIGNMENT_MEASUREMENTS.items():
         assert family in {"ABPN", "ECBSR"} and target in TARGETS
         assert set(measured) == {1, 4} and all(ms > 0 for ms in measured.values())
 

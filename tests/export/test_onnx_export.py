@@ -19,6 +19,7 @@ import torch
 from etds_command import run_etds
 from torch import nn
 
+from et.testing import first_output
 from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, save_checkpoint
 from reference_models.deploy.onnx import (
     ExportError,
@@ -37,10 +38,6 @@ def _randomize(model: nn.Module, seed: int, gain: float = 0.4) -> nn.Module:
     return model.eval()
 
 
-def _first(output: torch.Tensor | tuple) -> torch.Tensor:
-    return output if isinstance(output, torch.Tensor) else output[0]
-
-
 MODELS = {
     "ETDSForInference": lambda: ETDSForInference(3, 3, 3, 2, 8, 3, align=4),
     "ABPN_ET": lambda: ABPN_ET(num_feat=8, num_block=2, scale=2, num_in_ch=3),
@@ -51,7 +48,7 @@ MODELS = {
 
 def _torch_reference(model: nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return _first(model(torch.from_numpy(x))).clamp(0, 1).numpy()
+        return first_output(model(torch.from_numpy(x))).clamp(0, 1).numpy()
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -79,7 +76,7 @@ def test_output_is_clamped_first_output(tmp_path: Path, name: str) -> None:
     assert len(graph.output) == 1
     x = np.random.default_rng(4).random((1, 3, 12, 12), dtype=np.float32)
     with torch.no_grad():
-        raw = _first(model(torch.from_numpy(x))).numpy()
+        raw = first_output(model(torch.from_numpy(x))).numpy()
     # The unclamped output leaves [0, 1], so a missing clamp would show.
     assert raw.min() < 0 or raw.max() > 1
     actual = run_ort(ort_session(path, threads=1), x)

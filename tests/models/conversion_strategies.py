@@ -16,7 +16,7 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from et.testing import probe_inputs
+from et.testing import first_output, probe_inputs
 from reference_models import ABPN, ECBSR, ECBSRT, ETDS
 from reference_models.architectures.ecbsr import SeqConv3x3
 
@@ -80,10 +80,14 @@ def ecbsr_models(
     dtype: torch.dtype = torch.float64,
     profile: str | None = None,
     act_types: tuple[str, ...] = ("prelu", "relu"),
+    with_idt: tuple[int, ...] = (0,),
 ):
-    """ECBSR (training form) or ECBSRT with drawn sizes, activation and weights."""
+    """ECBSR (training form) or ECBSRT with drawn sizes, activation and weights (ECBSR: and
+    ``with_idt`` drawn from ``with_idt``)."""
     colors = draw(st.sampled_from([1, 3]))
+    extra = {"with_idt": draw(st.sampled_from(with_idt))} if cls is ECBSR else {}
     model = cls(
+        **extra,
         num_in_ch=colors,
         num_out_ch=colors,
         upscale=draw(st.sampled_from([2, 3, 4])),
@@ -114,10 +118,6 @@ def unit_images(
     seed = draw(st.integers(0, 2**31 - 1))
     batch = probe_inputs((colors, height, width), domain=(0.0, high), samples=7, seed=seed)
     return batch.to(dtype)
-
-
-def first_output(output):
-    return output[0] if isinstance(output, tuple | list) else output
 
 
 def clamped_gap(original: nn.Module, converted: nn.Module, x: torch.Tensor) -> tuple[float, float]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from et.testing import first_output
 from reference_models import (
     ETDS,
     FSRCNN,
@@ -48,7 +49,7 @@ def test_every_official_checkpoint_loads_as_its_network(
         x = torch.rand(1, model.colors, 9, 7)
         with torch.no_grad():
             out = model(x)
-        y = out[0] if isinstance(out, tuple) else out
+        y = first_output(out)
         scale = model.upscale_factor
         assert y.shape == (1, model.colors, 9 * scale, 7 * scale)
         assert torch.isfinite(y).all()

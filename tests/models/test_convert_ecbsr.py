@@ -19,7 +19,15 @@ from hypothesis import strategies as st
 
 from et import PreconditionError
 from et.testing import probe_inputs
-from reference_models import ECBSR, ECBSRET, ECBSRT, from_state_dict, load_checkpoint
+from reference_models import (
+    ECBSR,
+    ECBSRET,
+    ECBSRT,
+    CheckpointError,
+    detect_architecture,
+    from_state_dict,
+    load_checkpoint,
+)
 from reference_models.conversions import convert, converted_arch, reparameterize_ecbsr
 
 F32_BOUND = 0.01 / 255
@@ -125,3 +133,53 @@ def test_authors_ecbsrt_converts_to_their_et_checkpoint(shared_dir, checkpoints_
         gap_original, _ = clamped_gap(model, converted, x)
         assert gap_authors <= F32_BOUND
         assert gap_original <= F32_BOUND
+
+
+@given(data=st.data())
+def test_ecbsr_with_identity_branches_converts_exactly(data: st.DataObject) -> None:
+    """``with_idt = 1``: the identity folds in as a Dirac kernel (R6 + R3), exact in float64."""
+    model = data.draw(ecbsr_models(with_idt=(1,)))
+    x = data.draw(unit_images(model.colors))
+    converted = convert(model)
+    gap, magnitude = clamped_gap(model, converted, x)
+    assert gap <= 1e-11 * max(1.0, magnitude)
+
+
+def _ecbsr_with_identity(seed: int = 0) -> ECBSR:
+    torch.manual_seed(seed)
+    model = ECBSR(3, 3, 2, 2, 8, with_idt=1)  # float32 weights: the state dict holds them exactly
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def test_identity_branch_is_in_the_middle_blocks_only() -> None:
+    model = _ecbsr_with_identity().double()
+    assert [block.with_idt for block in model.backbone] == [False, True, True, False]
+    without = ECBSR(3, 3, 2, 2, 8, with_idt=0).double().eval()
+    without.load_state_dict(model.state_dict())
+    x = probe_inputs((3, 7, 6), domain=(0.0, 1.0), samples=3, seed=1).double()
+    with torch.no_grad():
+        assert (model(x) - without(x)).abs().max().item() > 1e-3  # the flag changes the function
+
+
+def test_with_idt_is_never_guessed_from_a_state_dict() -> None:
+    """The identity branch stores nothing: a bare state dict is refused with one line naming the
+    flag; told the value, it loads as that model and converts exactly."""
+    model = _ecbsr_with_identity()
+    state = model.state_dict()
+    model = model.double()
+    with pytest.raises(CheckpointError, match=r"--hparam with_idt=") as refused:
+        from_state_dict(state)
+    assert "\n" not in str(refused.value)
+    assert detect_architecture(state).unknown.keys() == {"with_idt"}
+    loaded = from_state_dict(state, hparams={"with_idt": 1}).double()
+    assert loaded.hparams["with_idt"] == 1
+    x = probe_inputs((3, 9, 8), domain=(0.0, 1.0), samples=5, seed=2).double()
+    converted = convert(loaded)
+    gap, magnitude = clamped_gap(model, converted, x)
+    assert gap <= 1e-11 * max(1.0, magnitude)
+    wrong = convert(from_state_dict(state, hparams={"with_idt": 0}).double())
+    assert clamped_gap(model, wrong, x)[0] > 1e-3  # what guessing 0 used to give

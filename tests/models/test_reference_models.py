@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from et.testing import first_output
 from reference_models import (
     ABPN,
     ABPN_ET,
@@ -71,10 +72,6 @@ def small_hparams(arch: str, colors: int, scale: int) -> dict[str, Any]:
     return table[arch]
 
 
-def first_output(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
-
-
 def nearest(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.interpolate(x, scale_factor=scale, mode="nearest")
 
@@ -111,12 +108,17 @@ def test_hparams_rebuild_the_same_architecture(arch: str) -> None:
 @pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - {"Bicubic"}))
 def test_detection_round_trip(arch: str, colors: int, scale: int) -> None:
     """A state dict of a freshly built model is recognised as that model, hyper-parameters
-    included (FSRCNN's scale is not in its weights and is passed in)."""
+    included (FSRCNN's scale is not in its weights and is passed in, as are the hyper-parameters
+    the class declares unseen, which detection reports as unknown until given)."""
     hparams = small_hparams(arch, colors, scale)
     model = build_model(arch, **hparams)
-    detected = detect_architecture(model.state_dict(), upscale=scale if arch == "FSRCNN" else None)
-    assert (detected.arch, detected.hparams) == (arch, hparams)
-    loaded = from_state_dict(model.state_dict(), upscale=scale if arch == "FSRCNN" else None)
+    upscale = scale if arch == "FSRCNN" else None
+    unseen = {key: model.hparams[key] for key in type(model).UNSEEN_HPARAMS}
+    blind = detect_architecture(model.state_dict(), upscale=upscale)
+    assert set(blind.unknown) == set(unseen)
+    detected = detect_architecture(model.state_dict(), upscale=upscale, hparams=unseen)
+    assert (detected.arch, detected.hparams, detected.unknown) == (arch, hparams | unseen, {})
+    loaded = from_state_dict(model.state_dict(), upscale=upscale, hparams=unseen)
     x = torch.rand(1, colors, 6, 5)
     with torch.no_grad():
         torch.testing.assert_close(first_output(loaded(x)), first_output(model.eval()(x)))

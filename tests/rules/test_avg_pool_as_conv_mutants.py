@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.avg_pool_as_conv import avg_pool_as_conv
+from et.rules.avg_pool_as_conv import CHANNELS, TORCH_MODULES, avg_pool_as_conv
 
 
 def _triple(pool, channels: int = 2) -> tuple[str, str, str]:
@@ -22,7 +22,11 @@ def _triple(pool, channels: int = 2) -> tuple[str, str, str]:
 
 
 def test_not_a_pool_is_refused_naming_its_type() -> None:
-    assert _triple(nn.MaxPool2d(2)) == ("R10", "the module is an AvgPool2d", "got MaxPool2d")
+    assert _triple(nn.MaxPool2d(2)) == (
+        "R10",
+        TORCH_MODULES,
+        "got MaxPool2d, expected torch.nn.AvgPool2d",
+    )
 
 
 def test_ceil_mode_is_refused_with_the_reason() -> None:
@@ -42,7 +46,7 @@ def test_excluded_padding_is_refused_with_the_padding() -> None:
 
 
 def test_no_channels_is_refused() -> None:
-    assert _triple(nn.AvgPool2d(2), 0) == ("R10", "channels ≥ 1", "channels=0")
+    assert _triple(nn.AvgPool2d(2), 0) == ("R10", CHANNELS, "channels=0")
 
 
 def test_stride_none_means_the_kernel_size() -> None:

@@ -57,7 +57,7 @@ def test_refusals_name_rule_condition_and_detail() -> None:
     assert (info.value.rule, info.value.condition, info.value.detail) == (
         "E2",
         IS_CONV,
-        "got Linear",
+        "got Linear, expected torch.nn.Conv2d",
     )
     for bound in (-0.5, math.inf, math.nan):
         with pytest.raises(PreconditionError) as info:

@@ -13,7 +13,7 @@ from torch import nn
 
 from et import PreconditionError, apply_rule
 from et.conv_geometry import make_conv
-from et.rules.concat_convs import concat_convs
+from et.rules.concat_convs import SAME_GEOMETRY, SAME_INPUT, concat_convs
 from et.strategies import conv2d_modules, conv_configs, image_batches
 
 
@@ -101,7 +101,7 @@ def test_different_dilation_differs_and_is_refused() -> None:
     x = torch.rand(1, 2, 6, 6, dtype=torch.float64)
     with torch.no_grad():
         assert (naive(x) - _reference([a, b], x)).abs().max() > 1e-3
-    with pytest.raises(PreconditionError, match="the same dilation"):
+    with pytest.raises(PreconditionError, match="has dilation="):
         concat_convs([a, b])
 
 
@@ -119,18 +119,20 @@ def test_raw_stack_of_grouped_weights_differs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("other", "condition"),
+    ("other", "condition", "field"),
     [
-        (nn.Conv2d(3, 2, 3, padding=1), "the same in_channels"),
-        (nn.Conv2d(2, 2, 1), "the same kernel size"),
-        (nn.Conv2d(2, 2, 3, padding=1, stride=2), "the same stride"),
-        (nn.Conv2d(2, 2, 3, padding=0), "the same padding"),
-        (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), "the same padding mode"),
+        (nn.Conv2d(3, 2, 3, padding=1), SAME_INPUT, "in_channels"),
+        (nn.Conv2d(2, 2, 1), SAME_GEOMETRY, "kernel_size"),
+        (nn.Conv2d(2, 2, 3, padding=1, stride=2), SAME_GEOMETRY, "stride"),
+        (nn.Conv2d(2, 2, 3, padding=0), SAME_GEOMETRY, "padding"),
+        (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), SAME_GEOMETRY, "padding_mode"),
     ],
 )
-def test_mismatched_geometry_is_refused(other: nn.Conv2d, condition: str) -> None:
-    with pytest.raises(PreconditionError, match=condition):
+def test_mismatched_geometry_is_refused(other: nn.Conv2d, condition: str, field: str) -> None:
+    with pytest.raises(PreconditionError) as info:
         concat_convs([nn.Conv2d(2, 2, 3, padding=1), other])
+    assert info.value.condition is condition
+    assert info.value.detail.startswith(f"branch 1 has {field}=")
 
 
 def test_empty_and_non_conv_are_refused() -> None:

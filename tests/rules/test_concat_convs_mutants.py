@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.concat_convs import concat_convs
+from et.rules.concat_convs import NONEMPTY, SAME_GEOMETRY, SAME_INPUT, TORCH_MODULES, concat_convs
 
 
 def _triple(convs) -> tuple[str, str, str]:
@@ -23,25 +23,29 @@ def _triple(convs) -> tuple[str, str, str]:
 
 
 def test_empty_sequence_is_refused() -> None:
-    assert _triple([]) == ("R11", "at least one Conv2d", "got an empty sequence")
+    assert _triple([]) == ("R11", NONEMPTY, "got an empty sequence")
 
 
 def test_non_conv_branch_is_refused_listing_the_types() -> None:
     convs = [nn.Conv2d(2, 3, 3), nn.Linear(2, 3)]
-    assert _triple(convs) == ("R11", "every branch is a Conv2d", "got ['Conv2d', 'Linear']")
+    assert _triple(convs) == (
+        "R11",
+        TORCH_MODULES,
+        "got Linear, expected torch.nn.Conv2d",
+    )
 
 
 @pytest.mark.parametrize(
     ("field", "label", "other", "shown", "first_shown"),
     [
-        ("in_channels", "the same in_channels", {"in_channels": 3}, "3", "2"),
-        ("kernel_size", "the same kernel size", {"kernel_size": 1}, "(1, 1)", "(3, 3)"),
-        ("stride", "the same stride", {"stride": 2}, "(2, 2)", "(1, 1)"),
-        ("dilation", "the same dilation", {"dilation": 2}, "(2, 2)", "(1, 1)"),
-        ("padding", "the same padding", {"padding": 0}, "(0, 0)", "(1, 1)"),
+        ("in_channels", SAME_INPUT, {"in_channels": 3}, "3", "2"),
+        ("kernel_size", SAME_GEOMETRY, {"kernel_size": 1}, "(1, 1)", "(3, 3)"),
+        ("stride", SAME_GEOMETRY, {"stride": 2}, "(2, 2)", "(1, 1)"),
+        ("dilation", SAME_GEOMETRY, {"dilation": 2}, "(2, 2)", "(1, 1)"),
+        ("padding", SAME_GEOMETRY, {"padding": 0}, "(0, 0)", "(1, 1)"),
         (
             "padding_mode",
-            "the same padding mode",
+            SAME_GEOMETRY,
             {"padding_mode": "reflect"},
             "'reflect'",
             "'zeros'",

@@ -11,7 +11,7 @@ import pytest
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.embed_kernel import embed_kernel
+from et.rules.embed_kernel import TORCH_MODULES, embed_kernel
 
 
 def _triple(conv, kernel_size, **kwargs) -> tuple[str, str, str]:
@@ -21,7 +21,11 @@ def _triple(conv, kernel_size, **kwargs) -> tuple[str, str, str]:
 
 
 def test_non_conv_is_refused_naming_its_type() -> None:
-    assert _triple(nn.Linear(2, 2), 3) == ("R4", "the module is a Conv2d", "got Linear")
+    assert _triple(nn.Linear(2, 2), 3) == (
+        "R4",
+        TORCH_MODULES,
+        "got Linear, expected torch.nn.Conv2d",
+    )
 
 
 def test_larger_kernel_is_refused() -> None:

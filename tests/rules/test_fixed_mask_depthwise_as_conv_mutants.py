@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from et.contract import PreconditionError
-from et.rules.fixed_mask_depthwise_as_conv import SOBEL_X, fixed_mask_depthwise_as_conv
+from et.rules.fixed_mask_depthwise_as_conv import (
+    BIAS_SHAPE,
+    CONSTANT,
+    GROUPS,
+    MASK_SHAPE,
+    SCALE_SHAPE,
+    SOBEL_X,
+    fixed_mask_depthwise_as_conv,
+)
 
 
 def _refusal(mask, scale, bias=None) -> PreconditionError:
@@ -26,7 +34,7 @@ def _refusal(mask, scale, bias=None) -> PreconditionError:
 def test_trainable_mask_is_refused_with_rule_condition_and_detail() -> None:
     mask = SOBEL_X.clone().requires_grad_(True)
     error = _refusal(mask, torch.ones(3))
-    assert error.condition == "the mask is constant"
+    assert error.condition == CONSTANT
     assert error.detail == "the mask requires grad (a trainable mask is a plain depthwise weight)"
 
 
@@ -39,14 +47,14 @@ def test_scale_of_wrong_kind_or_rank_is_refused(scale, shape: str) -> None:
     """A list has no shape (reported as ``()``); a tensor of rank 2 or 3 is neither ``[C]`` nor
     ``[C, 1, 1, 1]``. A list must be refused, not crash on ``.dim()``."""
     error = _refusal(SOBEL_X, scale)
-    assert error.condition == "scale shape [C] or [C, 1, 1, 1]"
+    assert error.condition == SCALE_SHAPE
     assert error.detail == f"scale shape {shape}"
 
 
 def test_scale_with_extra_entries_is_refused() -> None:
     """Rank 4 but ``[C, 2, 1, 1]``: more than one scale per channel."""
     error = _refusal(SOBEL_X, torch.ones(3, 2, 1, 1))
-    assert error.condition == "scale shape [C] or [C, 1, 1, 1]"
+    assert error.condition == SCALE_SHAPE
     assert error.detail == "scale shape (3, 2, 1, 1)"
 
 
@@ -54,21 +62,21 @@ def test_scale_with_extra_entries_is_refused() -> None:
 def test_mask_of_wrong_shape_is_refused(mask_shape: tuple[int, ...]) -> None:
     """Per-channel masks for 2 channels with 3 scales; a 1-D and a 3-D mask."""
     error = _refusal(torch.ones(mask_shape), torch.ones(3))
-    assert error.condition == "mask shape [kh, kw] or [C, 1, kh, kw]"
+    assert error.condition == MASK_SHAPE
     assert error.detail == f"mask shape {mask_shape} with C = 3"
 
 
 def test_mask_with_several_inputs_per_filter_is_not_depthwise() -> None:
     """``[C, 2, kh, kw]`` with a non-square kernel: the detail names the 2 inputs per filter."""
     error = _refusal(torch.ones(3, 2, 3, 5), torch.ones(3))
-    assert error.condition == "groups = channels"
+    assert error.condition == GROUPS
     assert error.detail == "mask shape (3, 2, 3, 5) has 2 inputs per filter: not depthwise"
 
 
 @pytest.mark.parametrize("bias_shape", [(2,), (3, 1)])
 def test_bias_of_wrong_shape_is_refused(bias_shape: tuple[int, ...]) -> None:
     error = _refusal(SOBEL_X, torch.ones(3), torch.ones(bias_shape))
-    assert error.condition == "bias shape [C]"
+    assert error.condition == BIAS_SHAPE
     assert error.detail == f"bias shape {bias_shape}, C = 3"
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.fold_channel_scale import fold_channel_scale
+from et.rules.fold_channel_scale import FINITE, SCALE_SHAPE, TORCH_MODULES, fold_channel_scale
 
 
 def _triple(conv, scale) -> tuple[str, str, str]:
@@ -27,13 +27,13 @@ def _triple(conv, scale) -> tuple[str, str, str]:
 def test_non_conv_is_refused_naming_its_type() -> None:
     assert _triple(nn.Linear(2, 3), torch.ones(3)) == (
         "R13",
-        "the module is a Conv2d",
-        "Linear",
+        TORCH_MODULES,
+        "got Linear, expected torch.nn.Conv2d",
     )
 
 
 def test_non_tensor_scale_is_refused_naming_its_type() -> None:
-    assert _triple(nn.Conv2d(2, 3, 1), [1.0, 2.0, 3.0]) == ("R13", "the scale is a tensor", "list")
+    assert _triple(nn.Conv2d(2, 3, 1), [1.0, 2.0, 3.0]) == ("R13", SCALE_SHAPE, "got list")
 
 
 @pytest.mark.parametrize("shape", [(2,), (3, 1, 1), (1, 3, 1, 2)])
@@ -50,7 +50,7 @@ def test_non_finite_scale_is_refused(bad: float) -> None:
     scale = torch.tensor([1.0, bad, 2.0])
     assert _triple(nn.Conv2d(2, 3, 1), scale) == (
         "R13",
-        "the scale is finite",
+        FINITE,
         "it holds inf or NaN",
     )
 

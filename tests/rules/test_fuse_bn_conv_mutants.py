@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.fuse_bn_conv import BORDER_CONDITION, check_bn_conv, fuse_bn_conv
+from et.rules.fuse_bn_conv import (
+    BORDER_CONDITION,
+    BORDER_DECLARED,
+    FIXED_STATISTICS,
+    TORCH_MODULES,
+    check_bn_conv,
+    fuse_bn_conv,
+)
 
 
 def _bn(channels: int = 2, dtype=torch.float64) -> nn.BatchNorm2d:
@@ -39,16 +46,24 @@ def test_default_border_is_zeros() -> None:
 
 def test_wrong_modules_are_refused_naming_their_types() -> None:
     conv = nn.Conv2d(2, 3, 1)
-    assert _triple(nn.ReLU(), conv) == ("R2", "the first module is a BatchNorm2d", "got ReLU")
-    assert _triple(_bn(), nn.Linear(2, 3)) == ("R2", "the second module is a Conv2d", "got Linear")
+    assert _triple(nn.ReLU(), conv) == (
+        "R2",
+        TORCH_MODULES,
+        "got ReLU, expected torch.nn.BatchNorm2d",
+    )
+    assert _triple(_bn(), nn.Linear(2, 3)) == (
+        "R2",
+        TORCH_MODULES,
+        "got Linear, expected torch.nn.Conv2d",
+    )
 
 
 def test_batch_statistics_are_refused_under_r2() -> None:
     bn = nn.BatchNorm2d(2, track_running_stats=False).eval()
     rule, condition, _ = _triple(bn, nn.Conv2d(2, 3, 1))
-    assert (rule, condition) == ("R2", "BatchNorm has running statistics")
+    assert (rule, condition) == ("R2", FIXED_STATISTICS)
     rule, condition, _ = _triple(_bn().train(), nn.Conv2d(2, 3, 1))
-    assert (rule, condition) == ("R2", "BatchNorm is in eval mode")
+    assert (rule, condition) == ("R2", FIXED_STATISTICS)
 
 
 def test_channel_mismatch_is_refused_with_both_counts() -> None:
@@ -62,7 +77,7 @@ def test_channel_mismatch_is_refused_with_both_counts() -> None:
 def test_unknown_border_is_refused() -> None:
     assert _triple(_bn(), nn.Conv2d(2, 3, 1), border="reflect") == (
         "R2",
-        "border is 'zeros' or 'bn_constant'",
+        BORDER_DECLARED,
         "got 'reflect'",
     )
 

@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.identity_conv import check_identity, identity_branch_as_conv, identity_conv
+from et.rules.identity_conv import (
+    ODD_KERNEL,
+    check_identity,
+    identity_branch_as_conv,
+    identity_conv,
+)
 
 
 def _triple(call, *args) -> tuple[str, str, str]:
@@ -40,7 +45,7 @@ def test_channel_group_mismatch_is_refused() -> None:
 def test_even_kernel_is_refused() -> None:
     assert _triple(identity_conv, 2, (3, 2)) == (
         "R6",
-        "an odd kernel on each axis",
+        ODD_KERNEL,
         "kernel (3, 2) has no centre tap",
     )
 

@@ -16,6 +16,7 @@ from torch import nn
 from et.contract import PreconditionError
 from et.rules.merge_1x1_kxk import (
     BORDER_CONDITION,
+    TORCH_MODULES,
     BiasPaddedSequence,
     check_1x1_kxk,
     merge_1x1_kxk,
@@ -75,8 +76,8 @@ def test_bias_padded_reference_pads_zeros_without_a_bias() -> None:
 
 REFUSALS = [
     # (first, second, border, condition, detail fragment)
-    ("linear", "conv", "bias", "the first module is a Conv2d", "got Linear"),
-    ("pointwise", "linear", "bias", "the second module is a Conv2d", "got Linear"),
+    ("linear", "conv", "bias", TORCH_MODULES, "got Linear, expected torch.nn.Conv2d"),
+    ("pointwise", "linear", "bias", TORCH_MODULES, "got Linear, expected torch.nn.Conv2d"),
     (
         "3x3",
         "conv",

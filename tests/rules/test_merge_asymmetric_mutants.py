@@ -11,7 +11,7 @@ import pytest
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.merge_asymmetric import merge_asymmetric
+from et.rules.merge_asymmetric import NONEMPTY, SAME_GEOMETRY, TORCH_MODULES, merge_asymmetric
 
 
 def _triple(square, horizontal, vertical) -> tuple[str, str, str]:
@@ -23,7 +23,7 @@ def _triple(square, horizontal, vertical) -> tuple[str, str, str]:
 def test_no_branch_is_refused() -> None:
     assert _triple(None, None, None) == (
         "R5",
-        "at least one branch",
+        NONEMPTY,
         "all three branches are None",
     )
 
@@ -31,8 +31,8 @@ def test_no_branch_is_refused() -> None:
 def test_non_conv_branch_is_refused_naming_its_type() -> None:
     assert _triple(nn.Conv2d(2, 2, 3, padding=1), nn.Linear(2, 2), None) == (
         "R5",
-        "every branch is a Conv2d",
-        "got Linear",
+        TORCH_MODULES,
+        "got Linear, expected torch.nn.Conv2d",
     )
 
 
@@ -75,4 +75,4 @@ def test_vertical_height_must_match_a_non_square_big_kernel() -> None:
 def test_branch_mismatch_found_by_r3_is_reported_under_r5() -> None:
     square = nn.Conv2d(2, 2, 3, padding=1)
     rule, condition, _ = _triple(square, nn.Conv2d(2, 2, (1, 3), padding=(0, 1), stride=2), None)
-    assert (rule, condition) == ("R5", "the same stride on every branch")
+    assert (rule, condition) == ("R5", SAME_GEOMETRY)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.merge_kxk_1x1 import merge_kxk_1x1
+from et.rules.merge_kxk_1x1 import CHANNELS, POINTWISE, TORCH_MODULES, merge_kxk_1x1
 
 
 def _triple(conv, pointwise) -> tuple[str, str, str]:
@@ -24,25 +24,25 @@ def _triple(conv, pointwise) -> tuple[str, str, str]:
 @pytest.mark.parametrize(
     ("first", "second", "detail"),
     [
-        (nn.Linear(2, 3), nn.Conv2d(3, 4, 1), "got Linear and Conv2d"),
-        (nn.Conv2d(2, 3, 3), nn.Linear(3, 4), "got Conv2d and Linear"),
+        (nn.Linear(2, 3), nn.Conv2d(3, 4, 1), "got Linear, expected torch.nn.Conv2d"),
+        (nn.Conv2d(2, 3, 3), nn.Linear(3, 4), "got Linear, expected torch.nn.Conv2d"),
     ],
 )
-def test_non_conv_is_refused_naming_both_types(first, second, detail: str) -> None:
-    assert _triple(first, second) == ("R9", "both modules are Conv2d", detail)
+def test_non_conv_is_refused_naming_its_type(first, second, detail: str) -> None:
+    assert _triple(first, second) == ("R9", TORCH_MODULES, detail)
 
 
 @pytest.mark.parametrize(
     ("pointwise", "condition", "detail"),
     [
-        (nn.Conv2d(3, 4, (1, 3)), "the second convolution is 1×1", "its kernel is (1, 3)"),
-        (nn.Conv2d(3, 4, 1, stride=(1, 2)), "the 1×1 has stride 1", "its stride is (1, 2)"),
+        (nn.Conv2d(3, 4, (1, 3)), POINTWISE, "its kernel is (1, 3)"),
+        (nn.Conv2d(3, 4, 1, stride=(1, 2)), POINTWISE, "its stride is (1, 2)"),
         (
             nn.Conv2d(3, 4, 1, padding=(0, 1)),
-            "the 1×1 has padding 0",
+            POINTWISE,
             "its padding is (0, 1): it would read zeros around the K×K output",
         ),
-        (nn.Conv2d(5, 4, 1), "pointwise.in_channels == conv.out_channels", "5 != 3"),
+        (nn.Conv2d(5, 4, 1), CHANNELS, "5 != 3"),
     ],
     ids=["kernel", "stride", "padding", "channels"],
 )

@@ -13,7 +13,7 @@ import pytest
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.merge_parallel_convs import merge_parallel_convs
+from et.rules.merge_parallel_convs import NONEMPTY, TORCH_MODULES, merge_parallel_convs
 
 
 def _refusal(convs) -> PreconditionError:
@@ -25,18 +25,21 @@ def _refusal(convs) -> PreconditionError:
 
 def test_empty_list_is_refused_with_rule_condition_and_detail() -> None:
     error = _refusal([])
-    assert (error.condition, error.detail) == ("at least one branch", "got an empty list")
+    assert (error.condition, error.detail) == (NONEMPTY, "got an empty list")
 
 
 def test_a_branch_that_is_not_a_conv_is_refused_naming_its_type() -> None:
     error = _refusal([nn.Conv2d(2, 2, 3, padding=1), nn.Linear(2, 2)])
-    assert (error.condition, error.detail) == ("every branch is a Conv2d", "got Linear")
+    assert (error.condition, error.detail) == (
+        TORCH_MODULES,
+        "got Linear, expected torch.nn.Conv2d",
+    )
 
 
 def test_geometry_mismatch_detail_lists_the_values_found() -> None:
     error = _refusal([nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1, stride=2)])
     assert error.condition == "the same stride on every branch"
-    assert error.detail == "found [(1, 1), (2, 2)]"
+    assert error.detail == "stride: found [(1, 1), (2, 2)]"
 
 
 def test_off_centre_kernel_is_refused_under_r3_not_r4() -> None:

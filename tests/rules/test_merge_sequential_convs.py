@@ -185,5 +185,5 @@ def test_channel_mismatch_is_refused() -> None:
 
 
 def test_non_conv_is_refused() -> None:
-    with pytest.raises(PreconditionError, match="the second module is a Conv2d"):
+    with pytest.raises(PreconditionError, match=r"got ConvTranspose2d, expected torch\.nn\.Conv2d"):
         merge_sequential_convs(nn.Conv2d(2, 3, 3), nn.ConvTranspose2d(3, 2, 3))  # type: ignore[arg-type]

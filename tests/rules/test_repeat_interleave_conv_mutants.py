@@ -18,7 +18,9 @@ from et.contract import PreconditionError
 from et.rules.repeat_interleave_conv import (
     CENTRED,
     CHANNELS_FIT,
+    COUNTS,
     ODD_KERNEL,
+    ORDER_DECLARED,
     SINGLE_GROUP,
     add_repeat_interleave_anchor,
     anchor_weight,
@@ -94,9 +96,9 @@ def test_anchor_weight_defaults_to_a_3x3_kernel() -> None:
     [
         ((2, 4, (3, 4)), {}, ODD_KERNEL, "kernel (3, 4)"),
         ((2, 4, (4, 3)), {}, ODD_KERNEL, "kernel (4, 3)"),
-        ((2, 4), {"order": "spiral"}, "order is 'interleave' or 'tiled'", "got 'spiral'"),
-        ((0, 4), {}, "channels ≥ 1 and repeats ≥ 1", ""),
-        ((2, 0), {}, "channels ≥ 1 and repeats ≥ 1", ""),
+        ((2, 4), {"order": "spiral"}, ORDER_DECLARED, "got 'spiral'"),
+        ((0, 4), {}, COUNTS, "channels = 0, repeats = 4"),
+        ((2, 0), {}, COUNTS, "channels = 2, repeats = 0"),
     ],
 )
 def test_anchor_weight_refusals_name_rule_condition_and_detail(

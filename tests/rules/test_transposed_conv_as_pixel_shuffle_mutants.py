@@ -15,7 +15,12 @@ import torch
 from torch import nn
 
 from et.contract import PreconditionError
-from et.rules.transposed_conv_as_pixel_shuffle import transposed_conv_as_pixel_shuffle
+from et.rules.transposed_conv_as_pixel_shuffle import (
+    SAME_STRIDE,
+    TORCH_MODULES,
+    ZERO_PADDING,
+    transposed_conv_as_pixel_shuffle,
+)
 
 
 def _triple(module) -> tuple[str, str, str]:
@@ -25,13 +30,17 @@ def _triple(module) -> tuple[str, str, str]:
 
 
 def test_other_module_is_refused_naming_its_type() -> None:
-    assert _triple(nn.Conv2d(2, 2, 3)) == ("R15", "the module is a ConvTranspose2d", "got Conv2d")
+    assert _triple(nn.Conv2d(2, 2, 3)) == (
+        "R15",
+        TORCH_MODULES,
+        "got Conv2d, expected torch.nn.ConvTranspose2d",
+    )
 
 
 def test_unequal_strides_are_refused_with_the_stride() -> None:
     assert _triple(nn.ConvTranspose2d(2, 2, 3, stride=(2, 1))) == (
         "R15",
-        "the same stride on both axes",
+        SAME_STRIDE,
         "stride (2, 1): PixelShuffle has one scale",
     )
 
@@ -39,7 +48,7 @@ def test_unequal_strides_are_refused_with_the_stride() -> None:
 def test_non_zero_padding_mode_is_refused() -> None:
     deconv = nn.ConvTranspose2d(2, 2, 3)
     deconv.padding_mode = "reflect"  # the constructor refuses it; a loaded module may carry it
-    assert _triple(deconv) == ("R15", "zero padding mode", "padding_mode='reflect'")
+    assert _triple(deconv) == ("R15", ZERO_PADDING, "padding_mode='reflect'")
 
 
 def _check(deconv: nn.ConvTranspose2d, x: torch.Tensor) -> None:

@@ -42,6 +42,9 @@ class SeededCase:
     ``domain``: the inputs on which :func:`et.testing.assert_equivalent` compares them.
     ``verify_catches``: what ``etds verify`` (inputs in [0, 1], default settings) is expected
     to say; ``False`` for a harmful case documents a blind spot (see ``why``).
+    ``samples`` and ``mode``: how :func:`et.testing.assert_equivalent` is called (a check at
+    one or two samples must still feed non-constant images; ECB-style blocks need ``"train"``).
+    ``checkpoint``: a reference model that ``etds verify`` can load from a state dict.
     """
 
     name: str
@@ -52,6 +55,9 @@ class SeededCase:
     verify_catches: bool = True
     input_shape: tuple[int, int, int] = (3, 12, 12)
     why: str = ""
+    samples: int = 8
+    mode: str = "eval"
+    checkpoint: bool = True
 
 
 def trained(model: nn.Module, seed: int, last: nn.Module | None = None) -> nn.Module:
@@ -171,6 +177,7 @@ def zero_padded_sequence_merged_as_bias_padded() -> SeededCase:
         harmful=True,
         verify_catches=False,
         why="not a checkpoint: assert_equivalent only",
+        checkpoint=False,
     )
 
 
@@ -270,6 +277,72 @@ def grouped_conv_merged_as_dense() -> SeededCase:
     return SeededCase("grouped_conv_as_dense", original.eval(), convert(broken_source), True)
 
 
+def _block(seed: int, cin: int = 3, cout: int = 4, **kwargs) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, 3, padding=kwargs.pop("padding", 1), **kwargs)
+    return trained(conv, seed)
+
+
+def _bare(name: str, original: nn.Module, broken: nn.Module, harmful: bool, **more) -> SeededCase:
+    """A case on bare blocks: ``assert_equivalent`` only (``etds verify`` loads checkpoints)."""
+    return SeededCase(
+        name,
+        original,
+        broken,
+        harmful,
+        verify_catches=False,
+        why="not a checkpoint: assert_equivalent only",
+        checkpoint=False,
+        **more,
+    )
+
+
+def kernel_flipped_one_sample() -> SeededCase:
+    """A converter that flips the kernel (convolution vs correlation), checked at samples=1."""
+    conv = _block(20)
+    flipped = copy.deepcopy(conv)
+    with torch.no_grad():
+        flipped.weight.copy_(conv.weight.flip(-1, -2))
+    return _bare("kernel_flipped_samples_1", conv, flipped, True, samples=1)
+
+
+def input_channels_permuted_two_samples() -> SeededCase:
+    """RGB read as BGR by the converted conv, checked at samples=2."""
+    conv = _block(21)
+    permuted = copy.deepcopy(conv)
+    with torch.no_grad():
+        permuted.weight.copy_(conv.weight[:, [2, 1, 0]])
+    return _bare("input_channels_bgr_samples_2", conv, permuted, True, samples=2)
+
+
+class _TFSamePadding(nn.Module):
+    """TensorFlow "same" padding then a stride-2 3×3 conv (0 before, 1 after at even sizes)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for n in (x.shape[-1], x.shape[-2]):
+            total = max((-(-n // 2) - 1) * 2 + 3 - n, 0)
+            pads += [total // 2, total - total // 2]
+        return self.conv(torch.nn.functional.pad(x, pads))
+
+
+def tf_same_stride_2_as_static_padding() -> SeededCase:
+    """The TF port rebuilt with ``padding=1``: right at odd sizes only; checked from 11×11."""
+    conv = _block(22, stride=2, padding=0)
+    static = copy.deepcopy(conv)
+    static.padding = (1, 1)
+    return _bare(
+        "tf_same_stride_2_static_padding",
+        _TFSamePadding(conv),
+        static,
+        True,
+        input_shape=(3, 11, 11),
+    )
+
+
 # --------------------------------------------------------------------------- harmless cases
 
 
@@ -306,6 +379,67 @@ def x3_dummy_column_changed() -> SeededCase:
     return SeededCase("x3_dummy_column_changed", original, broken, harmful=True)
 
 
+def _conv_bn_float32(seed: int) -> nn.Sequential:
+    generator = torch.Generator().manual_seed(seed)
+    conv, bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) / 27**0.5)
+        bn.running_mean.copy_(0.3 * torch.randn(8, generator=generator))
+        bn.running_var.copy_(0.5 + torch.rand(8, generator=generator))
+        bn.weight.copy_(1 + 0.2 * torch.randn(8, generator=generator))
+    return nn.Sequential(conv, bn).eval()
+
+
+def float32_fold() -> SeededCase:
+    """A BatchNorm folded in float32 (R1): right, only rounded; judged as float32."""
+    original = _conv_bn_float32(30)
+    return _bare("float32_fold", original, fuse_conv_bn(original[0], original[1]), False)
+
+
+class _HardCodedFloat32(nn.Module):
+    """Third-party code that casts its input to float32 inside ``forward``."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.float())
+
+
+def hard_coded_float32_fold() -> SeededCase:
+    """The same fold of a block whose code hard-codes float32 (no float64 oracle possible)."""
+    inner = _conv_bn_float32(31)
+    fused = fuse_conv_bn(inner[0], inner[1])
+    return _bare("hard_coded_float32_fold", _HardCodedFloat32(inner), fused, False)
+
+
+class _TrainOnlyBranches(nn.Module):
+    """As the original ECB code: branches in training mode, a deployed conv (stale) in eval."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.conv3x3, self.conv1x1 = _block(seed), trained(nn.Conv2d(3, 4, 1), seed + 1)
+        self.deployed = nn.Conv2d(3, 4, 3, padding=1, dtype=torch.float64)
+        nn.init.zeros_(self.deployed.weight)
+        nn.init.zeros_(self.deployed.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.conv3x3(x) + self.conv1x1(x)
+        return self.deployed(x)
+
+
+def train_only_branches_merged() -> SeededCase:
+    """R3 merged the training-mode branches right; only a train-mode check can see it."""
+    block = _TrainOnlyBranches(32)
+    merged = copy.deepcopy(block.conv3x3)
+    with torch.no_grad():
+        merged.weight[:, :, 1, 1] += block.conv1x1.weight[:, :, 0, 0]
+        merged.bias += block.conv1x1.bias
+    return _bare("train_only_branches_merged", block.eval(), merged, False, mode="train")
+
+
 BUILDERS: tuple[Callable[[], SeededCase], ...] = (
     bn_folded_with_batch_statistics,
     zero_instead_of_bias_padding,
@@ -318,4 +452,10 @@ BUILDERS: tuple[Callable[[], SeededCase], ...] = (
     grouped_conv_merged_as_dense,
     x3_dummy_channel_changed,
     x3_dummy_column_changed,
+    kernel_flipped_one_sample,
+    input_channels_permuted_two_samples,
+    tf_same_stride_2_as_static_padding,
+    float32_fold,
+    hard_coded_float32_fold,
+    train_only_branches_merged,
 )

@@ -17,12 +17,9 @@ import torch
 from reference_models import build_model, load_checkpoint
 from reference_models.training import train
 from reference_models.training.ema import ModelEMA
-from reference_models.training.loop import (
-    _Loss,
-    checkpoint_path,
-    is_residual_parameter,
-    residual_trainable,
-)
+from reference_models.training.loss import PixelLoss
+from reference_models.training.residual_switch import is_residual_parameter, residual_trainable
+from reference_models.training.resume_state import checkpoint_path
 from reference_models.training.schedules import build_scheduler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,11 +137,11 @@ def test_dual_stream_loss_is_total_plus_alpha_low() -> None:
     torch.manual_seed(0)
     total, low, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     spec = {"losses": {"L1Loss": {"type": "L1Loss", "loss_weight": 2.0}}}
-    loss = _Loss(spec | {"interpolation_loss_weight": 0.5}, dual_stream=True)
+    loss = PixelLoss(spec | {"interpolation_loss_weight": 0.5}, dual_stream=True)
     l1 = torch.nn.functional.l1_loss
     expected = 2.0 * l1(total, gt) + 0.5 * 2.0 * l1(low, gt)
     assert torch.allclose(loss((total, low), gt), expected, rtol=1e-6, atol=0)
-    single = _Loss(spec, dual_stream=False)
+    single = PixelLoss(spec, dual_stream=False)
     assert torch.allclose(single((total, low), gt), 2.0 * l1(total, gt), rtol=1e-6, atol=0)
     assert not torch.allclose(single((total, low), gt), expected)
     with pytest.raises(ValueError, match="needs a model returning"):
@@ -223,3 +220,36 @@ def test_final_weights_are_the_ema_and_convert(tiny_config: dict[str, Any], tmp_
     report = json.loads(done.stdout)
     assert converted.is_file()
     assert type(load_checkpoint(converted)).__name__ == "ETDSForInference", report
+
+
+@pytest.mark.shared
+def test_training_checkpoints_load_as_their_released_weights(
+    tiny_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """An intermediate ``iter_*.pth`` (optimizer, RNG, config, two weight sets) loads as the
+    network the config names, with the EMA weights training releases; ``etds info`` reads it."""
+    config = tiny_config
+    config["train"]["total_iter"] = 2
+    config["logger"]["save_checkpoint_freq"] = 2
+    train(config, tmp_path / "run", progress=False)
+    path = checkpoint_path(tmp_path / "run", 2)
+    raw = _load(path)
+    model = load_checkpoint(path)
+    assert type(model).__name__ == config["network_g"]["type"]
+    assert _equal(model.state_dict(), raw["network_g_ema"])
+    config["train"].pop("ema_decay")
+    train(config, tmp_path / "no_ema", progress=False)
+    plain = checkpoint_path(tmp_path / "no_ema", 2)
+    assert _load(plain)["network_g_ema"] is None
+    assert _equal(load_checkpoint(plain).state_dict(), _load(plain)["network_g"])
+    done = subprocess.run(
+        [sys.executable, "-m", "etds", "info", str(path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert (info["architecture"], info["detection"]) == ("ETDS", "recorded in file")

@@ -1,0 +1,96 @@
+"""BatchNorm on the graph: R1 (conv → BN), R2 (BN → valid conv), or R6 + R1 for a lone BN
+summed with a branch (RepVGG's identity branch). A BN normalising with batch statistics (train
+mode, or no running statistics) is refused and named in the certificate."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx, nn
+
+from et.compiler.helpers import FAN_OUT, replace_conv
+from et.compiler.workspace import Workspace
+from et.contract import PreconditionError, apply_rule
+
+aten = torch.ops.aten
+
+
+def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
+    """R1 (conv → BN), R2 (BN → valid conv), or R6+R1 (a lone BN summed with a branch)."""
+    if node.target in (
+        aten._native_batch_norm_legit.default,
+        aten._native_batch_norm_legit.no_stats,
+    ):
+        ws.record.refused(
+            node,
+            "R1",
+            "BatchNorm in eval mode with running statistics",
+            "the graph normalises with batch statistics (train mode or no running stats)",
+        )
+        return False
+    if node.target == aten.batch_norm.default:
+        bn_node = node
+        x, weight, bias, mean, var, training = node.args[:6]
+        eps = float(node.args[7])
+        if training or mean is None or var is None:
+            ws.record.refused(
+                node,
+                "R1",
+                "BatchNorm in eval mode with running statistics",
+                "the graph normalises with batch statistics",
+            )
+            return False
+    elif node.target is operator.getitem and node.args[1] == 0:
+        bn_node = node.args[0]
+        if getattr(bn_node, "target", None) != aten._native_batch_norm_legit_no_training.default:
+            return False
+        x, weight, bias, mean, var = bn_node.args[:5]
+        eps = float(bn_node.args[6])
+    else:
+        return False
+    tensors = [ws.tensor(a) if a is not None else None for a in (weight, bias, mean, var)]
+    if tensors[2] is None or tensors[3] is None:
+        return False
+    bn = nn.BatchNorm2d(tensors[2].numel(), eps=eps).to(tensors[2].dtype).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(tensors[2])
+        bn.running_var.copy_(tensors[3])
+        bn.weight.copy_(tensors[0] if tensors[0] is not None else torch.ones_like(tensors[2]))
+        bn.bias.copy_(tensors[1] if tensors[1] is not None else torch.zeros_like(tensors[2]))
+    checked = ("BatchNorm in eval mode with running statistics (aten no-training batch norm)",)
+    site = ws.conv_site(x)
+    if site is not None:
+        if set(site.node.users) == {bn_node}:
+            try:
+                fused = apply_rule("fuse_conv_bn", site.conv, bn)
+            except PreconditionError as error:
+                ws.record.refused(site.node, "R1", error.condition, error.detail)
+            else:
+                return replace_conv(
+                    ws, node, fused, site.input, "R1", [site.node, bn_node], (*checked, FAN_OUT)
+                )
+        else:
+            others = sorted(u.name for u in site.node.users if u is not bn_node)
+            ws.record.refused(site.node, "R1", FAN_OUT, f"the conv also feeds {others}")
+    users = list(node.users)
+    if len(users) == 1:
+        after = ws.conv_site(users[0])
+        if after is not None and after.input is node and after.conv.padding == (0, 0):
+            try:
+                fused = apply_rule("fuse_bn_conv", bn, after.conv)
+            except PreconditionError as error:
+                ws.record.refused(users[0], "R2", error.condition, error.detail)
+            else:
+                return replace_conv(ws, users[0], fused, x, "R2", [bn_node, users[0]], checked)
+        if users[0].target in (aten.add.Tensor, aten.sub.Tensor):
+            add = users[0]
+            siblings = [ws.conv_site(a) for a in add.args if a is not node]
+            groups = 1
+            if siblings and siblings[0] is not None and siblings[0].input is x:
+                groups = siblings[0].conv.groups
+            conv = apply_rule("identity_conv", bn.num_features, 1, groups)
+            conv = apply_rule("fuse_conv_bn", conv.to(bn.running_mean.dtype), bn)
+            return replace_conv(ws, node, conv, x, "R6", [bn_node], checked)
+    ws.record.refused(bn_node, "R1", "a conv feeds the BatchNorm (or a valid conv reads it)", "")
+    return False

@@ -1,0 +1,251 @@
+"""Graph canonicalisations: rewrite how ``forward`` was written into one normal form.
+
+None changes a weight; each is an identity of tensor algebra (the ``G`` entries of
+:data:`et.compiler.certificate.CANONICAL`). The main one turns a per-channel constant canvas
+with a tensor written into its interior (ECBSR's ``pad_with_bias``: ``out = b.expand(...)``,
+``out[:, :, 1:-1, 1:-1] = y``, captured as ``slice_scatter``) into ``pad₀(y − c) + c``, after
+which G3/G4/G1 and R7 fold the pair exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import fx
+
+from et.compiler.workspace import Workspace
+
+aten = torch.ops.aten
+INT_MAX = 2**62
+
+_NO_OPS = (aten.clone.default, aten.alias.default, aten.contiguous.default)
+
+
+def _shape(ws: Workspace, node: fx.Node) -> list[str] | None:
+    value = ws.tensor(node)
+    if value is None:
+        value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return None if value is None else [str(s) for s in value.shape]
+
+
+def _same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
+    sa, sb = _shape(ws, a), _shape(ws, b)
+    return sa is not None and sa == sb
+
+
+def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
+    """G7: clone/alias/contiguous, a copy onto an equal-shaped tensor, a full slice."""
+    source = None
+    if node.target in _NO_OPS and isinstance(node.args[0], fx.Node) and len(node.args) == 1:
+        source = node.args[0]
+        if ws.tensor(source) is not None:
+            return False
+    elif node.target == aten.copy.default and _same_shape(ws, node.args[0], node.args[1]):
+        source = node.args[1]
+    elif node.target == aten.slice.Tensor:
+        args = list(node.args) + [None] * 4
+        start, end, step = args[2] or 0, args[3], args[4] or 1
+        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
+        if start == 0 and full_end and step == 1:
+            source = node.args[0]
+    elif node.target == aten.slice_scatter.default:
+        args = list(node.args) + [None] * 4
+        start, end, step = args[3] or 0, args[4], args[5] or 1
+        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
+        if start == 0 and full_end and step == 1:
+            source = node.args[1]  # the whole base is overwritten
+    if source is None or not isinstance(source, fx.Node):
+        return False
+    ws.record.applied("G7", [node])
+    ws.replace(node, source)
+    return True
+
+
+def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
+    """The per-channel constant ``[1, C, 1, 1]`` (or scalar) that fills ``node``, if it is a
+    constant canvas (a broadcast constant, possibly cloned or sliced on spatial axes)."""
+    if not isinstance(node, fx.Node):
+        return None
+    constant = ws.tensor(node)
+    if constant is not None:
+        if constant.ndim == 4:
+            corner = constant[:1, :, :1, :1]
+            return corner if torch.equal(constant, corner.expand_as(constant)) else None
+        if constant.ndim == 0:
+            return constant.reshape(1, 1, 1, 1)
+        return None
+    if node.target in (aten.clone.default, aten.expand.default):
+        return fill_value(ws, node.args[0])
+    if node.target == aten.copy.default:
+        return fill_value(ws, node.args[1])  # the source broadcast over the view
+    if node.target == aten.slice.Tensor and node.args[1] in (2, 3, -1, -2):
+        return fill_value(ws, node.args[0])
+    if node.target == aten.full.default and isinstance(node.args[1], int | float):
+        return torch.tensor(float(node.args[1]), dtype=torch.float64).reshape(1, 1, 1, 1)
+    if node.target in (aten.ones.default, aten.zeros.default):
+        value = 1.0 if node.target == aten.ones.default else 0.0
+        return torch.tensor(value, dtype=torch.float64).reshape(1, 1, 1, 1)
+    if node.target in (aten.mul.Tensor, aten.add.Tensor) and len(node.args) == 2:
+        a, b = fill_value(ws, node.args[0]), fill_value(ws, node.args[1])
+        if a is not None and b is not None:
+            return a * b if node.target == aten.mul.Tensor else a + b
+    return None
+
+
+def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
+    """G2: ``slice_scatter(fill(c), y, dim, a, −b)`` = ``pad₀(y − c, a, b on dim) + c``."""
+    if node.target != aten.slice_scatter.default:
+        return False
+    args = list(node.args) + [None] * 5
+    base, source, dim, start, end, step = args[:6]
+    dim = dim if dim is not None else 0
+    start, step = start or 0, step or 1
+    value = fill_value(ws, base)
+    if value is None or dim not in (2, 3, -1, -2) or step != 1 or not isinstance(start, int):
+        return False
+    if end is None or (isinstance(end, int) and end >= INT_MAX):
+        high = 0
+    elif isinstance(end, int) and end < 0:
+        high = -end
+    else:
+        return False
+    pads = [start, high, 0, 0] if dim in (3, -1) else [0, 0, start, high]
+    constant = ws.constant(value, node)
+    shifted = ws.call(aten.sub.Tensor, (source, constant), node)
+    padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
+    result = ws.call(aten.add.Tensor, (padded, constant), node)
+    result.meta["val"] = node.meta.get("val")
+    ws.record.applied("G2", [node], ("the canvas is one constant per channel",))
+    ws.replace(node, result)
+    return True
+
+
+def _strip(node: fx.Node) -> tuple[int, int, int] | None:
+    args = list(node.args) + [None] * 5
+    dim, start, end, step = args[2], args[3] or 0, args[4], args[5] or 1
+    if dim not in (2, 3) or step != 1 or not isinstance(start, int):
+        return None
+    end = INT_MAX if end is None or (isinstance(end, int) and end >= INT_MAX) else end
+    return (dim, start, end) if isinstance(end, int) else None
+
+
+def write_border(ws: Workspace, node: fx.Node) -> bool:
+    """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
+    constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
+    strips, values, current = set(), [], node
+    while current.target == aten.slice_scatter.default:
+        strip, value = _strip(current), fill_value(ws, current.args[1])
+        if strip is None or value is None:
+            return False
+        strips.add(strip)
+        values.append(value)
+        current = current.args[0]
+    if current.target != aten.constant_pad_nd.default or not values:
+        return False
+    pads = list(current.args[1]) + [0] * (4 - len(current.args[1]))
+    if (float(current.args[2]) if len(current.args) > 2 else 0.0) != 0.0:
+        return False
+    sides = [(3, 0, pads[0]), (3, -pads[1], INT_MAX), (2, 0, pads[2]), (2, -pads[3], INT_MAX)]
+    wanted = {side for side, width in zip(sides, pads, strict=True) if width > 0}
+    first = values[0]
+    if strips != wanted or any(v.shape != first.shape or not torch.equal(v, first) for v in values):
+        return False
+    constant = ws.constant(first, node)
+    shifted = ws.call(aten.sub.Tensor, (current.args[0], constant), node)
+    padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
+    result = ws.call(aten.add.Tensor, (padded, constant), node)
+    result.meta["val"] = node.meta.get("val")
+    ws.record.applied("G2", [current, node], ("every border strip holds the same constant",))
+    ws.replace(node, result)
+    return True
+
+
+def cancel_constants(ws: Workspace, node: fx.Node) -> bool:
+    """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c."""
+    pairs = {aten.sub.Tensor: aten.add.Tensor, aten.add.Tensor: aten.sub.Tensor}
+    if node.target not in pairs or len(node.args) != 2:
+        return False
+    inner, outer_c = node.args
+    if getattr(inner, "target", None) != pairs[node.target] or len(inner.args) != 2:
+        return False
+    a, b = ws.tensor(inner.args[1]), ws.tensor(outer_c)
+    if a is None or b is None or a.shape != b.shape or not torch.equal(a, b):
+        return False
+    ws.record.applied("G8", [inner, node])
+    ws.replace(node, inner.args[0])
+    return True
+
+
+def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
+    """G1: two zero paddings in a row are one."""
+    if node.target != aten.constant_pad_nd.default:
+        return False
+    inner = node.args[0]
+    if getattr(inner, "target", None) != aten.constant_pad_nd.default or len(inner.users) != 1:
+        return False
+    values = [float(n.args[2]) if len(n.args) > 2 else 0.0 for n in (node, inner)]
+    if values != [0.0, 0.0]:
+        return False
+    outer, first = list(node.args[1]), list(inner.args[1])
+    length = max(len(outer), len(first))
+    outer += [0] * (length - len(outer))
+    first += [0] * (length - len(first))
+    if any(p < 0 for p in outer + first):
+        return False
+    merged = ws.call(
+        aten.constant_pad_nd.default,
+        (inner.args[0], [a + b for a, b in zip(outer, first, strict=False)], 0.0),
+        node,
+    )
+    merged.meta["val"] = node.meta.get("val")
+    ws.record.applied("G1", [inner, node])
+    ws.replace(node, merged)
+    return True
+
+
+def constant_pad(ws: Workspace, node: fx.Node) -> bool:
+    """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)``."""
+    if node.target != aten.pad.default:
+        return False
+    args = [*list(node.args), None, None]
+    mode = args[2] or "constant"
+    if mode != "constant":
+        return False
+    value = 0.0 if args[3] is None else float(args[3])
+    new = ws.call(aten.constant_pad_nd.default, (node.args[0], list(node.args[1]), value), node)
+    new.meta["val"] = node.meta.get("val")
+    ws.record.applied("G7", [node])
+    ws.replace(node, new)
+    return True
+
+
+def global_pool(ws: Workspace, node: fx.Node) -> bool:
+    """G11: an average pool whose window is the whole (captured) image is the spatial mean,
+    which also holds at other sizes when the window was written as the input's size."""
+    if node.target != aten.avg_pool2d.default:
+        return False
+    value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+    args = list(node.args) + [None] * 6
+    kernel, padding = args[1], args[3] or 0  # any stride: one window fits
+    if value is None or value.ndim != 4 or padding not in (0, [0, 0], [0]) or args[4]:
+        return False
+    size = [value.shape[2], value.shape[3]]
+    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
+    if kernel != size or not all(isinstance(k, int) for k in kernel):
+        return False
+    mean = ws.call(aten.mean.dim, (node.args[0], [2, 3], True), node)
+    ws.record.applied("G11", [node], ("the window covers the whole captured image",))
+    ws.replace(node, mean)
+    return True
+
+
+CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (
+    remove_no_ops,
+    constant_pad,
+    write_into_fill,
+    write_border,
+    cancel_constants,
+    merge_zero_pads,
+    global_pool,
+)

@@ -1,0 +1,140 @@
+"""The certificate: which rule rewrote which graph nodes, what was left, and the measured error.
+
+Every application names the rule (its catalogue id, ``"R1"``, ``"E4"``..., or ``"G…"`` for the
+graph canonicalisations the compiler itself performs, each with its one-line theorem), the graph
+nodes it rewrote and the preconditions that were checked. ``unfolded`` lists every op the rules
+could not remove with the precondition that stopped them. ``max_error`` is the compiled network
+against the original on :func:`et.testing.probe_inputs`, in float64 and float32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from et.contract import get_rule
+
+#: graph canonicalisations (no weights change; each a one-line identity of tensor algebra)
+CANONICAL: dict[str, tuple[str, str]] = {
+    "G1": (
+        "zero padding absorbed into the conv",
+        "conv(pad₀(x, p); padding q) = conv(x; padding p + q)",
+    ),
+    "G2": (
+        "constant fill written around a tensor",
+        "fill(c) with x written into its interior = pad₀(x − c, p) + c",
+    ),
+    "G3": (
+        "constant added to or subtracted from a conv",
+        "conv(x; W, b) ± c = conv(x; W, b ± c) for c constant per output channel",
+    ),
+    "G4": (
+        "constant added to a valid conv's input",
+        "conv(x + c; W, b, padding 0) = conv(x; W, b + Σ W·c)",
+    ),
+    "G5": (
+        "conv reading a channel slice",
+        "conv(x[:, a:b]; W) = conv(x; W') with W' zero outside input channels a..b",
+    ),
+    "G6": (
+        "element-wise map on channel slices",
+        "cat(f(y[:, :a]), f(y[:, a:])) = f(y) for f element-wise and channel-uniform",
+    ),
+    "G7": ("no-op removed", "copy/clone/contiguous/identity-slice(x) = x"),
+    "G8": ("cancelling constants", "(x + c) − c = x"),
+    "G9": (
+        "parameter-only sub-graph evaluated once",
+        "an op whose inputs are all constants is replaced by its value",
+    ),
+    "G11": (
+        "global average pooling",
+        "avg_pool2d(x, kernel = the image size) = mean of x over height and width",
+    ),
+    "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
+}
+
+
+@dataclass(frozen=True)
+class Application:
+    """One rewrite: rule id and title, the nodes it replaced, what was checked, the theorem."""
+
+    rule: str
+    title: str
+    nodes: tuple[str, ...]
+    preconditions: tuple[str, ...]
+    theorem: str
+
+
+@dataclass(frozen=True)
+class Unfolded:
+    """An op left as it was: its node, the rule that would have removed it, and why not."""
+
+    node: str
+    op: str
+    rule: str
+    precondition: str
+    detail: str
+
+
+@dataclass
+class Certificate:
+    """What :func:`et.compile` did and why (see the module docstring)."""
+
+    capture: str
+    domain: tuple[float, float]
+    applications: list[Application] = field(default_factory=list)
+    unfolded: list[Unfolded] = field(default_factory=list)
+    max_error: dict[str, float] = field(default_factory=dict)
+    convs_before: int = 0
+    convs_after: int = 0
+    ops_after: dict[str, int] = field(default_factory=dict)
+    output_clamp: tuple[float, float] | None = None
+
+    def rules_used(self) -> dict[str, int]:
+        """How many times each rule id was applied."""
+        counts: dict[str, int] = {}
+        for application in self.applications:
+            counts[application.rule] = counts.get(application.rule, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["rules_used"] = self.rules_used()
+        return data
+
+    def to_json(self) -> str:
+        """The certificate as indented JSON (infinite bounds written as strings)."""
+        return json.dumps(self.to_dict(), indent=2, default=str, allow_nan=True)
+
+
+class CertificateBuilder:
+    """Collects applications and refusals while the passes run."""
+
+    def __init__(self) -> None:
+        self.applications: list[Application] = []
+        self._unfolded: dict[tuple[str, str], Unfolded] = {}
+
+    def applied(self, rule: str, nodes: list, checked: tuple[str, ...] = ()) -> None:
+        """Record that ``rule`` rewrote ``nodes`` after checking ``checked`` on the graph."""
+        if rule in CANONICAL:
+            title, theorem = CANONICAL[rule]
+            conditions: tuple[str, ...] = ()
+        else:
+            entry = get_rule(rule)
+            title, theorem = entry.title, entry.statement
+            conditions = tuple(str(p) for p in entry.preconditions)
+        names = tuple(getattr(n, "name", str(n)) for n in nodes)
+        self.applications.append(Application(rule, title, names, conditions + checked, theorem))
+        for name in names:
+            for key in [k for k in self._unfolded if k[0] == name]:
+                del self._unfolded[key]
+
+    def refused(self, node, rule: str, precondition: str, detail: str = "") -> None:
+        """Record that ``rule`` could not remove ``node`` because ``precondition`` failed."""
+        op = str(getattr(node, "target", node))
+        key = (node.name, rule)
+        self._unfolded[key] = Unfolded(node.name, op, rule, str(precondition), str(detail))
+
+    def unfolded(self, alive: set[str]) -> list[Unfolded]:
+        """Refusals whose node is still in the final graph."""
+        return [u for u in self._unfolded.values() if u.node in alive]

@@ -1,0 +1,328 @@
+"""Re-parameterization rewrites (family A of the catalogue) matched on the ATen graph.
+
+Each pattern looks at one node, checks the graph-level preconditions (fan-out, same input,
+nothing non-linear between: the producer of a conv's input *is* the other conv) and hands the
+kernel algebra to the rule in :mod:`et.rules`, whose own checks (stride, padding, dilation,
+groups compatibility) raise :class:`~et.contract.PreconditionError`; a refusal is recorded in
+the certificate and the op stays as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import fx, nn
+
+from et.compiler.batch_norm import fuse_batch_norm
+from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
+from et.compiler.workspace import Workspace
+from et.contract import PreconditionError, apply_rule
+from et.rules.merge_sequential_convs import dense_weight
+
+aten = torch.ops.aten
+INT_MAX = 2**62
+
+Pattern = Callable[[Workspace, fx.Node], bool]
+
+
+def channels_of(node: fx.Node) -> int | None:
+    """The channel count of a 4-D NCHW value, from the capture's shape metadata."""
+    value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    if value is None or value.ndim != 4 or not isinstance(value.shape[1], int):
+        return None
+    return int(value.shape[1])
+
+
+def per_channel(ws: Workspace, node: object, channels: int) -> torch.Tensor | None:
+    """``node`` as a per-channel constant ``[C]`` when it broadcasts as ``[1, C, 1, 1]``."""
+    value = ws.tensor(node) if isinstance(node, fx.Node) else None
+    if value is None and isinstance(node, int | float):
+        value = torch.tensor(float(node), dtype=torch.float64)
+    if value is None or value.ndim > 4:
+        return None
+    shape = [1] * (4 - value.ndim) + list(value.shape)
+    if shape[0] != 1 or shape[2] != 1 or shape[3] != 1 or shape[1] not in (1, channels):
+        return None
+    return value.reshape(-1).expand(channels).clone()
+
+
+def _per_channel_operand(ws: Workspace, node: fx.Node):
+    """``(conv site, constant [C], conv first)`` for ``conv ∘ c`` binary nodes."""
+    if len(node.args) != 2 or node.kwargs:
+        return None
+    for index in (0, 1):
+        site = sole_conv(ws, node.args[index], node)
+        if site is not None:
+            constant = per_channel(ws, node.args[1 - index], site.conv.out_channels)
+            if constant is not None:
+                return site, constant, index == 0
+    return None
+
+
+def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
+    """G3 (conv ± c into the bias) and R13 (conv · s, conv / s into the kernel)."""
+    if node.target not in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor):
+        return False
+    found = _per_channel_operand(ws, node)
+    if found is None:
+        return False
+    site, constant, conv_first = found
+    conv = site.conv
+    if node.target in (aten.mul.Tensor, aten.div.Tensor):
+        if node.target == aten.div.Tensor and not conv_first:
+            return False
+        scale = constant if node.target == aten.mul.Tensor else 1.0 / constant
+        try:
+            new = apply_rule("fold_channel_scale", conv, scale.to(conv.weight.dtype))
+        except PreconditionError as error:
+            ws.record.refused(node, "R13", error.condition, error.detail)
+            return False
+        return replace_conv(ws, node, new, site.input, "R13", [site.node, node], (FAN_OUT,))
+    sign = -1.0 if node.target == aten.sub.Tensor else 1.0
+    if node.target == aten.sub.Tensor and not conv_first:
+        conv = apply_rule(
+            "fold_channel_scale", conv, -torch.ones(conv.out_channels).to(conv.weight)
+        )
+        sign = 1.0
+    bias = (conv.bias.detach() if conv.bias is not None else 0.0) + sign * constant.to(conv.weight)
+    new = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    ).to(conv.weight)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight)
+        new.bias.copy_(bias)
+    return replace_conv(ws, node, new, site.input, "G3", [site.node, node], (FAN_OUT,))
+
+
+def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
+    """G4: a valid conv reading ``x ± c`` is a conv reading x with bias ``b ± Σ W·c``."""
+    site = ws.conv_site(node)
+    if site is None or site.conv.padding != (0, 0):
+        return False
+    shifted = site.input
+    if shifted.target not in (aten.add.Tensor, aten.sub.Tensor) or len(shifted.args) != 2:
+        return False
+    for index in (1, 0):
+        if index == 0 and shifted.target == aten.sub.Tensor:
+            continue
+        constant = per_channel(ws, shifted.args[index], site.conv.in_channels)
+        source = shifted.args[1 - index]
+        if constant is not None and isinstance(source, fx.Node):
+            sign = -1.0 if shifted.target == aten.sub.Tensor else 1.0
+            conv = site.conv
+            dense = dense_weight(conv.weight.detach(), conv.groups)
+            extra = torch.einsum("oihw,i->o", dense, constant.to(conv.weight))
+            new = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                0,
+                conv.dilation,
+                conv.groups,
+            ).to(conv.weight)
+            old_bias = conv.bias.detach() if conv.bias is not None else 0.0
+            with torch.no_grad():
+                new.weight.copy_(conv.weight)
+                new.bias.copy_(old_bias + sign * extra)
+            checked = ("the conv has padding 0, so every tap reads a shifted value",)
+            return replace_conv(ws, node, new, source, "G4", [shifted, node], checked)
+    return False
+
+
+def absorb_zero_pad(ws: Workspace, node: fx.Node) -> bool:
+    """G1: ``conv(pad₀(x, p); padding q) = conv(x; padding p + q)`` for symmetric p."""
+    site = ws.conv_site(node)
+    if site is None or site.input.target != aten.constant_pad_nd.default:
+        return False
+    pad_node = site.input
+    pads = list(pad_node.args[1])
+    value = float(pad_node.args[2]) if len(pad_node.args) > 2 else 0.0
+    if value != 0.0 or len(pads) not in (2, 4) or any(p < 0 for p in pads):
+        return False
+    pads += [0, 0] * ((4 - len(pads)) // 2)
+    if pads[0] != pads[1] or pads[2] != pads[3]:
+        ws.record.refused(node, "G1", "symmetric zero padding", f"pad {pads}")
+        return False
+    conv = site.conv
+    padding = (conv.padding[0] + pads[2], conv.padding[1] + pads[0])
+    new = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        padding,
+        conv.dilation,
+        conv.groups,
+        bias=conv.bias is not None,
+    ).to(conv.weight)
+    new.load_state_dict(conv.state_dict())
+    return replace_conv(ws, node, new, pad_node.args[0], "G1", [pad_node, node])
+
+
+def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
+    """R7 (1×1 → K×K), R9 (K×K → 1×1), R14 (depthwise → pointwise), R8 (K₁ → K₂, valid)."""
+    second = ws.conv_site(node)
+    if second is None:
+        return False
+    first = ws.conv_site(second.input)
+    if first is None:
+        return False
+    if not ws.sole_user(first.node, node):
+        others = sorted(u.name for u in first.node.users if u is not node)
+        ws.record.refused(first.node, "R8", FAN_OUT, f"the first conv also feeds {others}")
+        return False
+    c1, c2 = first.conv, second.conv
+    pointwise_first = c1.kernel_size == (1, 1) and c1.stride == (1, 1) and c1.padding == (0, 0)
+    pointwise_second = c2.kernel_size == (1, 1) and c2.stride == (1, 1) and c2.padding == (0, 0)
+    depthwise_first = c1.groups == c1.in_channels == c1.out_channels > 1
+    if pointwise_first and c2.padding != (0, 0):
+        rule, args = "R7", (c1, c2, "zeros")
+    elif pointwise_second and depthwise_first and c2.groups == 1:
+        rule, args = "R14", (c1, c2, "zeros")
+    elif pointwise_second:
+        rule, args = "R9", (c1, c2)
+    else:
+        rule, args = "R8", (c1, c2)
+    try:
+        merged = apply_rule(rule, *args)
+    except PreconditionError as error:
+        if rule == "R14":
+            rule, merged = "R9", apply_rule("R9", c1, c2)
+        else:
+            ws.record.refused(node, rule, error.condition, error.detail)
+            return False
+    checked = (FAN_OUT, "nothing between the two convs: the second reads the first's output")
+    return replace_conv(ws, node, merged, first.input, rule, [first.node, node], checked)
+
+
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Conv2d, add):
+    """An identity (R6) or average-pool (R10) branch on ``source`` as a conv, else None."""
+    channels = ws.channels(source)
+    if channels is None or channels != like.out_channels:
+        return None
+    groups = like.groups if like.in_channels == channels else 1
+    if branch is source:
+        try:
+            conv = apply_rule("identity_conv", channels, 1, groups)
+        except PreconditionError:
+            return None
+        return "R6", conv.to(like.weight)
+    if branch.target == aten.avg_pool2d.default and branch.args[0] is source:
+        if len(branch.users) != 1:
+            return None
+        args = list(branch.args) + [None] * 7
+        kernel, stride, padding = args[1], args[2] or args[1], args[3] or 0
+        sizes = [v for value in (kernel, stride, padding) for v in _as_list(value)]
+        if not all(isinstance(v, int) for v in sizes):
+            return None  # a size that depends on the input (global pooling) is no fixed conv
+        ceil, include, divisor = bool(args[4]), args[5] is not False, args[6]
+        pool = nn.AvgPool2d(kernel, stride, padding, ceil, include, divisor)
+        if groups not in (1, channels):
+            return None
+        try:
+            conv = apply_rule(
+                "avg_pool_as_conv",
+                pool,
+                channels,
+                depthwise=groups == channels,
+                dtype=like.weight.dtype,
+            )
+        except PreconditionError as error:
+            ws.record.refused(branch, "R10", error.condition, error.detail)
+            return None
+        return "R10", conv.to(like.weight)
+    return None
+
+
+def pool_after_conv(ws: Workspace, node: fx.Node) -> bool:
+    """R10: an average pool reading a conv's sole output becomes a conv (then R7/R8)."""
+    if node.target != aten.avg_pool2d.default:
+        return False
+    site = sole_conv(ws, node.args[0], node)
+    if site is None:
+        return False
+    made = _branch_as_conv(ws, node, site.node, site.conv, next(iter(node.users), node))
+    if made is None:
+        return False
+    rule, conv = made
+    return replace_conv(ws, node, conv, site.node, rule, [node])
+
+
+def merge_branches(ws: Workspace, node: fx.Node) -> bool:
+    """R3: ``conv_a(x) + conv_b(x)`` is one conv; identity and avg-pool branches first
+    become convs (R6, R10)."""
+    if node.target != aten.add.Tensor or len(node.args) != 2 or node.kwargs:
+        return False
+    a, b = node.args
+    sites = [sole_conv(ws, a, node), sole_conv(ws, b, node)]
+    if sites[0] is None and sites[1] is None:
+        return False
+    if sites[0] is None or sites[1] is None:
+        site, other = (sites[0], b) if sites[0] is not None else (sites[1], a)
+        if not isinstance(other, fx.Node):
+            return False
+        made = _branch_as_conv(ws, other, site.input, site.conv, node)
+        if made is None:
+            return False
+        rule, conv = made
+        new = ws.emit_conv(conv, site.input, node)
+        ws.record.applied(rule, [other])
+        node.replace_input_with(other, new)
+        ws.changed()
+        return True
+    first, second = sites
+    if first.input is not second.input:
+        return False
+    try:
+        merged = apply_rule("merge_parallel_convs", [first.conv, second.conv])
+    except PreconditionError as error:
+        ws.record.refused(node, "R3", error.condition, error.detail)
+        return False
+    checked = ("both branches read the same graph value", FAN_OUT)
+    return replace_conv(
+        ws, node, merged, first.input, "R3", [first.node, second.node, node], checked
+    )
+
+
+def merge_concat(ws: Workspace, node: fx.Node) -> bool:
+    """R11: ``cat([conv_i(x)], dim=1)`` is one conv with the kernels stacked."""
+    if node.target != aten.cat.default:
+        return False
+    dim = node.args[1] if len(node.args) > 1 else 0
+    parts = list(node.args[0])
+    if dim not in (1, -3) or len(parts) < 2:
+        return False
+    sites = [sole_conv(ws, p, node) for p in parts]
+    if any(s is None for s in sites) or len({s.input for s in sites}) != 1:
+        return False
+    try:
+        merged = apply_rule("concat_convs", [s.conv for s in sites])
+    except PreconditionError as error:
+        ws.record.refused(node, "R11", error.condition, error.detail)
+        return False
+    nodes = [s.node for s in sites] + [node]
+    return replace_conv(ws, node, merged, sites[0].input, "R11", nodes, (FAN_OUT,))
+
+
+LINEAR_PATTERNS: tuple[Pattern, ...] = (
+    fuse_batch_norm,
+    fold_constant_ops,
+    shift_into_bias,
+    absorb_zero_pad,
+    merge_sequential,
+    merge_branches,
+    pool_after_conv,
+    merge_concat,
+)

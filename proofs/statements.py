@@ -1,0 +1,152 @@
+r"""Each theorem's statement in standard notation, as displayed LaTeX equations.
+
+The statements are the typeset form of ``Rule.statement`` in :mod:`et` (the hypotheses are the
+rule's own ``preconditions``, printed as they are). Notation (see :data:`NOTATION`):
+``W \ast x + b`` is a convolution (cross-correlation, PyTorch's ``conv2d``) with geometry in the
+subscript, ``\mathrm{BN}`` is eval-mode BatchNorm, ``\mathcal{P}_s`` is PixelShuffle,
+``\operatorname{RI}_r`` is ``repeat_interleave`` over channels. Only standard amsmath commands
+are used, so the same source renders in the PDF and on GitHub.
+"""
+
+from __future__ import annotations
+
+NOTATION: tuple[tuple[str, str], ...] = (
+    (
+        r"W \ast_{s,p,d,g} x + b",
+        "convolution (PyTorch's cross-correlation) of x with weight "
+        "W[o, c, u, v] and bias b; stride s, zero padding p, dilation d, g groups "
+        "(omitted: 1, 0, 1, 1)",
+    ),
+    (r"W \ast^{\top}_{s,p,a,d} x", "transposed convolution with output padding a"),
+    (
+        r"\mathrm{BN}(y) = \gamma \frac{y - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta",
+        "BatchNorm in eval mode, per channel, running mean μ and variance σ²",
+    ),
+    (r"\mathcal{P}_s", "PixelShuffle: (P_s z)[c, hs + i, ws + j] = z[c s² + i s + j, h, w]"),
+    (r"\operatorname{RI}_r(x)", "repeat_interleave over channels: RI_r(x)[c r + j] = x[c]"),
+    (
+        r"\operatorname{ReLU}(y) = \max(y, 0)",
+        "rectifier; PReLU_a and LeakyReLU_a use slope a below 0",
+    ),
+    (r"\operatorname{clamp}(y, 0, M) = \min(\max(y, 0), M)", "clipping to [0, M]"),
+    (r"[A; B],\ [A, B]", "stacking along output channels, input channels"),
+)
+
+STATEMENTS: dict[str, tuple[str, ...]] = {
+    "R1": (
+        r"\mathrm{BN}(W \ast x + b) = (t W) \ast x + t (b - \mu) + \beta,"
+        r"\qquad t = \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}}",
+    ),
+    "R2": (
+        r"W \ast \mathrm{BN}(x) + b = (W \operatorname{diag}(t)) \ast x + b"
+        r" + \sum_{c,u,v} W_{\cdot,c,u,v}\, m_c",
+        r"\mathrm{BN}(x) = t \odot x + m,\quad t = \frac{\gamma}{\sqrt{\sigma^2 + \epsilon}},"
+        r"\quad m = \beta - t \mu",
+    ),
+    "R3": (
+        r"\sum_{i=1}^{n} \left(W_i \ast x + b_i\right) = \Big(\sum_{i=1}^{n} \hat W_i\Big) \ast x"
+        r" + \sum_{i=1}^{n} b_i,\qquad \hat W_i = W_i \text{ zero-padded, centred, to one size}",
+    ),
+    "R4": (
+        r"W \ast_{s,p,d} x + b = \hat W \ast_{s,\,p + d\delta,\,d} x + b,"
+        r"\qquad \hat W = \operatorname{pad}_0(W, \delta),\quad \delta = \tfrac{K - k}{2}",
+    ),
+    "R5": (
+        r"W_{k \times k} \ast x + W_{1 \times k} \ast x + W_{k \times 1} \ast x + b"
+        r" = \left(W_{k \times k} + \operatorname{row}(W_{1 \times k})"
+        r" + \operatorname{col}(W_{k \times 1})\right) \ast x + b",
+    ),
+    "R6": (
+        r"x = D \ast_{1,c} x,\qquad D[i, i \bmod \tfrac{C}{g}, c, c] = 1,"
+        r"\ \text{else } 0,\qquad K = 2c + 1",
+    ),
+    "R7": (
+        r"W_2 \ast \bar z + b_2 = (W_2 \circledast W_1) \ast x + b_2"
+        r" + \sum_{u,v} W_2[\cdot, \cdot, u, v]\, b_1,\qquad z = W_1 x + b_1",
+        r"(W_2 \circledast W_1)[o, i, u, v] = \sum_m W_2[o, m, u, v]\, W_1[m, i],"
+        r"\qquad \bar z = z \text{ padded with } b_1",
+    ),
+    "R8": (
+        r"W_2 \ast (W_1 \ast x + b_1) + b_2 = W_3 \ast x + b_2 + \sum_c W_2[c]\, b_1,"
+        r"\qquad W_3[t] = \sum_{a + c = t} W_2[c]\, W_1[a]",
+    ),
+    "R9": (r"P\,(W \ast x + b) + \beta = (P W) \ast x + P b + \beta",),
+    "R10": (
+        r"\operatorname{AvgPool}_{k,s,p}(x) = A \ast_{s,p} x,"
+        r"\qquad A[o, c, u, v] = \frac{\delta_{oc}}{k_h k_w}",
+    ),
+    "R11": (
+        r"\left[W_1 \ast x + b_1; \dots; W_n \ast x + b_n\right]"
+        r" = [W_1; \dots; W_n] \ast x + [b_1; \dots; b_n]",
+    ),
+    "R12": (
+        r"\sigma \odot (M \ast_{\mathrm{dw}} x) + \beta = W \ast x + \beta,"
+        r"\qquad W[o, c] = \delta_{oc}\, \sigma_c M",
+    ),
+    "R13": (r"\gamma \odot (W \ast x + b) = (\gamma W) \ast x + \gamma \odot b",),
+    "R14": (
+        r"P\,(D \ast_{\mathrm{dw}} x + \delta) + \beta = (P D) \ast x + P \delta + \beta,"
+        r"\qquad (P D)[o, c] = \sum_{j} P[o, c m + j]\, D[c m + j]",
+    ),
+    "R15": (
+        r"W \ast^{\top}_{s,p,a,d} x + b = \operatorname{crop}\left(\mathcal{P}_s\left(V \ast_{Q} x"
+        r" + b \otimes \mathbf{1}_{s^2}\right)\right)",
+        r"V[o s^2 + \varphi_h s + \varphi_w, c, Q + \delta_h, Q + \delta_w] = W[c, o, u_h, u_w],"
+        r"\qquad \delta = \frac{\varphi + p - u d}{s}",
+    ),
+    "E1": (
+        r"\operatorname{ReLU}(x) = \operatorname{LeakyReLU}_a(x) = \operatorname{PReLU}_a(x) = x"
+        r"\qquad (x \ge 0)",
+    ),
+    "E2": (
+        r"\operatorname{clamp}(y, 0, M) = \operatorname{ReLU}\left(M - \operatorname{ReLU}(M - y)"
+        r"\right)\qquad (M \ge 0)",
+        r"\operatorname{clamp}(W \ast x + b, 0, M) = \operatorname{ReLU}\left((-I) \ast"
+        r" \operatorname{ReLU}\left((-W) \ast x + M - b\right) + M\right)",
+    ),
+    "E3": (
+        r"\operatorname{RI}_r(x) = K \ast x,\qquad K[c r + j, c] = 1,",
+        r"[W, K] \ast [f; x] + b = W \ast f + b + \operatorname{RI}_r(x)",
+    ),
+    "E4": (
+        r"\begin{bmatrix} W_0 \\ 0 \\ D \end{bmatrix},\quad"
+        r" \begin{bmatrix} W_i & 0 & 0 \\ 0 & 0 & 0 \\ 0 & 0 & I \end{bmatrix},\quad"
+        r" \begin{bmatrix} W_L & 0 & K \end{bmatrix}:"
+        r"\qquad \mathrm{net}'(x) = \mathrm{body}(x) + \operatorname{RI}_r(x)\quad (x \ge 0)",
+    ),
+    "E5": (
+        r"\begin{bmatrix} y_b \\ y_r \end{bmatrix} = \begin{bmatrix} W_b & W_{r2b} \\"
+        r" W_{b2r} & W_r \end{bmatrix} \ast \begin{bmatrix} x_b \\ x_r \end{bmatrix}"
+        r" + \begin{bmatrix} b_b + b_{r2b} \\ b_r + b_{b2r} \end{bmatrix},"
+        r"\qquad f\left(\begin{bmatrix} y_b \\ y_r \end{bmatrix}\right)"
+        r" = \begin{bmatrix} f(y_b) \\ f(y_r) \end{bmatrix}",
+    ),
+    "E6": (
+        r"\mathcal{P}_s(W_a \ast a + b_a) + \mathcal{P}_s(W_b \ast b + b_b)"
+        r" = \mathcal{P}_s\left([W_a, W_b] \ast [a; b] + b_a + b_b\right)",
+    ),
+    "E7": (r"\mathcal{P}_s(f(x)) = f(\mathcal{P}_s(x))",),
+    "E8": (
+        r"\left([W; 0] \ast x + [b; \beta]\right)_{1..n} = W \ast x + b,"
+        r"\qquad [W, 0] \ast [x; d] + b = W \ast x + b",
+    ),
+    "E9": (r"\operatorname{nearest}_s(x) = \mathcal{P}_s\left(\operatorname{RI}_{s^2}(x)\right)",),
+    "C-ETDS": (
+        r"\mathrm{ETDS}_{\mathrm{inf}}(I) = \operatorname{clamp}\left(\mathrm{ETDS}(I), 0, 1\right)"
+        r"\qquad \text{for every input, depth and weight}",
+    ),
+    "C-ABPN": (
+        r"\mathrm{ABPN}_{\mathrm{ET}}(x) = \operatorname{clamp}\left(\mathcal{P}_s\left("
+        r"\mathrm{body}(x) + \operatorname{RI}_{s^2}(x)\right), 0, 1\right)\qquad (x \ge 0)",
+    ),
+    "C-ECBSR": (
+        r"\mathrm{ECB}(x) = \operatorname{act}\left(\hat W \ast x + \hat b\right),\qquad"
+        r" \mathrm{ECBSR}_{\mathrm{ET}}(x) = \operatorname{clamp}\left(\mathrm{ECBSR}(x), 0, 1"
+        r"\right)\quad (x \ge 0)",
+    ),
+}
+
+
+def statement_lines(rule: str) -> tuple[str, ...]:
+    """The displayed equations of ``rule``'s statement (empty when none is written yet)."""
+    return STATEMENTS.get(rule, ())

@@ -1,0 +1,129 @@
+"""What the compiler must not fold: each case stays unfolded, is named in the certificate, and
+the compiled module still computes the original function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import et
+from et.compiler import VerificationError, count_convs
+from et.testing import compare_outputs, probe_inputs
+
+
+class BNWithReLU(nn.BatchNorm2d):
+    """A BatchNorm subclass whose forward adds a ReLU (a class-name matcher folds it wrongly)."""
+
+    def forward(self, x):
+        return F.relu(super().forward(x))
+
+
+def _bn(c: int, cls=nn.BatchNorm2d) -> nn.BatchNorm2d:
+    bn = cls(c)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(-2, 2)
+        bn.bias.uniform_(-1, 1)
+    return bn
+
+
+def _compile(model, domain=(0.0, 1.0)):
+    model = model.double().eval()
+    compiled = et.compile(model, (torch.rand(1, 3, 7, 7, dtype=torch.float64),), domain=domain)
+    inputs = probe_inputs((3, 8, 9), domain=domain)
+    report = compare_outputs(model, compiled.module, inputs, dtype=torch.float64)
+    assert report.max_rel_error <= 1e-9, report.describe()
+    return compiled
+
+
+def test_subclass_with_another_forward_keeps_its_relu() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), _bn(3, BNWithReLU))
+    compiled = _compile(model)
+    assert compiled.certificate.ops_after.get("relu.default") == 1
+
+
+def test_conv_feeding_bn_and_another_branch_is_not_folded() -> None:
+    torch.manual_seed(1)
+
+    class FanOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), _bn(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) * torch.sigmoid(y)
+
+    compiled = _compile(FanOut())
+    refusals = [(u.rule, u.precondition) for u in compiled.certificate.unfolded]
+    assert any(rule == "R1" and "feeds nothing" in cond for rule, cond in refusals), refusals
+
+
+def test_bn_with_batch_statistics_is_left() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3, track_running_stats=False)
+    )
+    model = model.double().eval()
+    compiled = et.compile(model, (torch.rand(2, 3, 7, 7, dtype=torch.float64),))
+    assert any(u.rule == "R1" for u in compiled.certificate.unfolded)
+    assert count_convs(compiled.module) == 1
+
+
+def test_nonlinearity_between_two_convs_blocks_the_merge() -> None:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 3, 3))
+    compiled = _compile(model)
+    assert count_convs(compiled.module) == 2
+
+
+def test_negative_inputs_block_the_identity_carry() -> None:
+    torch.manual_seed(4)
+
+    class Anchor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1)
+            )
+
+        def forward(self, x):
+            return F.pixel_shuffle(self.body(x) + torch.repeat_interleave(x, 4, dim=1), 2)
+
+    positive = _compile(Anchor(), domain=(0.0, 1.0))
+    assert positive.certificate.rules_used().get("E4") == 1
+    negative = _compile(Anchor(), domain=(-1.0, 1.0))
+    assert any(u.rule == "E4" and "≥ 0" in u.precondition for u in negative.certificate.unfolded)
+    assert "E4" not in negative.certificate.rules_used()
+
+
+def test_nearest_anchor_is_carried_like_repeat_interleave() -> None:
+    torch.manual_seed(5)
+
+    class NearestAnchor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1)
+            )
+
+        def forward(self, x):
+            return F.pixel_shuffle(self.body(x), 2) + F.interpolate(x, scale_factor=2)
+
+    compiled = _compile(NearestAnchor())
+    used = compiled.certificate.rules_used()
+    assert used.get("E9") == 1 and used.get("E4") == 1
+    assert compiled.certificate.convs_after == 2
+
+
+def test_a_module_that_is_not_a_function_of_its_input_raises() -> None:
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return x + torch.rand_like(x)
+
+    with pytest.raises(VerificationError):
+        et.compile(Noisy(), (torch.rand(1, 3, 7, 7),))

@@ -1,0 +1,217 @@
+"""Re-parameterizable blocks written from their papers' descriptions (not from their code).
+
+Each block is in its training form; ``DEPLOY_CONVS`` is the conv count of its published deploy
+form. ``randomize`` draws non-trivial weights and BatchNorm statistics so no test is vacuous.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_bn(cin: int, cout: int, k, stride=1, padding=0, groups=1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, padding, groups=groups, bias=False), nn.BatchNorm2d(cout)
+    )
+
+
+class RepVGGBlock(nn.Module):
+    """RepVGG (Ding et al. 2021): ReLU(BN(3×3 x) + BN(1×1 x) + BN(x)); deploy: one 3×3."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.dense, self.point, self.identity = (
+            conv_bn(c, c, 3, 1, 1),
+            conv_bn(c, c, 1),
+            nn.BatchNorm2d(c),
+        )
+
+    def forward(self, x):
+        return F.relu(self.dense(x) + self.point(x) + self.identity(x))
+
+
+class ACBlock(nn.Module):
+    """ACNet (Ding et al. 2019): BN(3×3) + BN(1×3) + BN(3×1); deploy: one 3×3."""
+
+    def __init__(self, c: int, cout: int) -> None:
+        super().__init__()
+        self.square = conv_bn(c, cout, 3, 1, 1)
+        self.hor = conv_bn(c, cout, (1, 3), 1, (0, 1))
+        self.ver = conv_bn(c, cout, (3, 1), 1, (1, 0))
+
+    def forward(self, x):
+        return self.square(x) + self.hor(x) + self.ver(x)
+
+
+class DBBBlock(nn.Module):
+    """Diverse Branch Block (Ding et al. 2021), all six transforms: conv-BN (1), branch add (2),
+    1×1 then K×K (3, with BN between, bias-padded by the BN shift), depth concat (4), average
+    pooling (5), multi-scale 1×1 in K×K (6). Deploy: one K×K."""
+
+    def __init__(self, c: int, cout: int) -> None:
+        super().__init__()
+        self.kxk = conv_bn(c, cout, 3, 1, 1)
+        self.one = conv_bn(c, cout, 1)
+        self.pool = nn.Conv2d(c, cout, 1, bias=False)
+        self.pool_bn = nn.BatchNorm2d(cout)
+        self.seq1 = nn.Conv2d(c, c, 1, bias=False)
+        self.seq2 = conv_bn(c, cout, 3, 1, 0)
+        self.half_a = nn.Conv2d(c, cout // 2, 3, padding=1)
+        self.half_b = nn.Conv2d(c, cout - cout // 2, 3, padding=1)
+
+    def forward(self, x):
+        pooled = self.pool_bn(F.avg_pool2d(self.pool(x), 3, 1, 1))
+        seq = self.seq2(F.pad(self.seq1(x), (1, 1, 1, 1)))  # seq1 has no bias: zero pad exact
+        concat = torch.cat([self.half_a(x), self.half_b(x)], dim=1)
+        return self.kxk(x) + self.one(x) + pooled + seq + concat
+
+
+class MobileOneBlock(nn.Module):
+    """MobileOne (Vasu et al. 2023): k over-parameterized conv-BN branches + 1×1 scale branch
+    + BN skip (when stride 1), then ReLU; ``depthwise`` gives the K×K depthwise stage."""
+
+    def __init__(self, c: int, cout: int, k: int = 3, stride: int = 1, depthwise: bool = True):
+        super().__init__()
+        groups, size = (c, 3) if depthwise else (1, 1)
+        cout = c if depthwise else cout
+        self.branches = nn.ModuleList(
+            conv_bn(c, cout, size, stride, size // 2, groups) for _ in range(k)
+        )
+        self.scale = conv_bn(c, cout, 1, stride, 0, groups) if size > 1 else None
+        self.skip = nn.BatchNorm2d(c) if stride == 1 and cout == c else None
+
+    def forward(self, x):
+        y = sum(branch(x) for branch in self.branches)
+        if self.scale is not None:
+            y = y + self.scale(x)
+        if self.skip is not None:
+            y = y + self.skip(x)
+        return F.relu(y)
+
+
+class EdgeBlock(nn.Module):
+    """ECB (Zhang et al. 2021), from the paper's equations: a 3×3, a 1×1-then-3×3 pair, and
+    1×1 then Sobel-x, Sobel-y and Laplacian depthwise filters scaled per channel; each 1×1
+    output is padded with its own bias (a canvas of the bias with the output written inside),
+    so the pairs are exactly one 3×3 each. Deploy: one 3×3."""
+
+    SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
+    LAPLACE = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+    def __init__(self, c: int, cout: int, mid: int = 6) -> None:
+        super().__init__()
+        self.k3 = nn.Conv2d(c, cout, 3, padding=1)
+        self.reduce, self.expand3 = nn.Conv2d(c, mid, 1), nn.Conv2d(mid, cout, 3)
+        self.edge_in = nn.ModuleList(nn.Conv2d(c, cout, 1) for _ in range(3))
+        sobel_x = torch.tensor(self.SOBEL_X)
+        masks = torch.stack([sobel_x, sobel_x.t(), torch.tensor(self.LAPLACE)])
+        self.register_buffer("masks", masks)
+        self.scales = nn.Parameter(torch.randn(3, cout))
+        self.shifts = nn.Parameter(torch.randn(3, cout))
+
+    @staticmethod
+    def _bias_padded(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = y.shape
+        canvas = torch.ones(n, c, h + 2, w + 2, dtype=y.dtype) * bias.view(1, c, 1, 1)
+        canvas[:, :, 1:-1, 1:-1] = y
+        return canvas
+
+    def forward(self, x):
+        out = self.k3(x)
+        out = out + self.expand3(self._bias_padded(self.reduce(x), self.reduce.bias))
+        for i, conv in enumerate(self.edge_in):
+            padded = self._bias_padded(conv(x), conv.bias)
+            kernel = self.scales[i].view(-1, 1, 1, 1) * self.masks[i].expand(
+                conv.out_channels, 1, 3, 3
+            )
+            out = out + F.conv2d(padded, kernel, self.shifts[i], groups=conv.out_channels)
+        return out
+
+
+class SESRBlock(nn.Module):
+    """SESR collapsible linear block (Bhardwaj et al. 2022): K×K expand to p channels, 1×1
+    project back, plus a short residual; linear, so deploy: one K×K."""
+
+    def __init__(self, c: int, expand: int = 16, k: int = 3) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(c, expand, k, padding=k // 2)
+        self.project = nn.Conv2d(expand, c, 1)
+
+    def forward(self, x):
+        return self.project(self.expand(x)) + x
+
+
+class SESRNet(nn.Module):
+    """SESR-style SR net: collapsible blocks, a long residual, PixelShuffle."""
+
+    def __init__(self, colors: int, scale: int, feat: int = 8, blocks: int = 2) -> None:
+        super().__init__()
+        self.head = SESRBlock.__new__(SESRBlock)
+        nn.Module.__init__(self.head)
+        self.head.expand = nn.Conv2d(colors, 16, 5, padding=2)
+        self.head.project = nn.Conv2d(16, feat, 1)
+        self.body = nn.ModuleList(SESRBlock(feat) for _ in range(blocks))
+        self.tail = nn.Conv2d(feat, colors * scale * scale, 5, padding=2)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        head = self.head.project(self.head.expand(x))
+        y = head
+        for block in self.body:
+            y = F.relu(block(y))
+        return self.shuffle(self.tail(y + head))
+
+
+class Conv3XC(nn.Module):
+    """SPAN's Conv3XC (Wan et al. 2024): zero-pad, 1×1 → 3×3 (valid) → 1×1, plus a 1×1
+    skip; deploy: one 3×3."""
+
+    def __init__(self, c: int, cout: int, gain: int = 2) -> None:
+        super().__init__()
+        self.skip = nn.Conv2d(c, cout, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c * gain, 1),
+            nn.Conv2d(c * gain, cout * gain, 3),
+            nn.Conv2d(cout * gain, cout, 1),
+        )
+
+    def forward(self, x):
+        return self.body(F.pad(x, (1, 1, 1, 1))) + self.skip(x)
+
+
+class PlainUSRBlock(nn.Module):
+    """PlainUSR-style block (Wang et al. 2024): a 3×3 with a 1×1 and an identity shortcut
+    (reparameterized MBConv), LeakyReLU; deploy: one 3×3 + activation."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.pw = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        return F.leaky_relu(self.conv(x) + self.pw(x) + x, 0.05)
+
+
+class MixedBlock(nn.Module):
+    """A custom block mixing the others: RepVGG, then Conv3XC, then an ACNet branch set."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.a, self.b, self.c = RepVGGBlock(c), Conv3XC(c, c), ACBlock(c, c)
+
+    def forward(self, x):
+        return self.c(F.relu(self.b(self.a(x))))
+
+
+def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Non-trivial weights and BatchNorm statistics (no default BN, no zero bias)."""
+    with torch.no_grad():
+        for _name, tensor in module.named_parameters():
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.5)
+        for sub in module.modules():
+            if isinstance(sub, nn.BatchNorm2d):
+                sub.running_mean.copy_(torch.randn(sub.num_features, generator=generator) * 0.3)
+                sub.running_var.copy_(torch.rand(sub.num_features, generator=generator) + 0.5)
+    return module.eval()
