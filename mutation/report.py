@@ -129,10 +129,13 @@ def rule_id_of(module: str, root: Path = REPO) -> str:
 def _functions(source: str) -> dict[str, str]:
     """Function name → source text (mutmut writes each mutant as such a function)."""
     tree = ast.parse(source)
+    lines = source.splitlines()
     found: dict[str, str] = {}
+    # (ast.get_source_segment splits the whole source on every call: quadratic on a mutants file)
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            found.setdefault(node.name, ast.get_source_segment(source, node) or "")
+            text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            found.setdefault(node.name, text.strip())
     return found
 
 
