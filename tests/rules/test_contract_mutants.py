@@ -48,6 +48,14 @@ def test_register_files_a_rule_under_its_id_and_name(registry) -> None:
     assert register(_rule("E97", "echo_elsewhere", module="somewhere")).module == "somewhere"
 
 
+def test_register_leaves_the_module_empty_for_a_transform_without_one(registry) -> None:
+    # a method-wrapper (``f.__call__``) is callable and has no ``__module__``
+    rule = Rule("E96", "wrapped_echo", "Echo", "x = x", (), _echo.__call__, "")
+    registered = register(rule)
+    assert registered.module == ""
+    assert registered(5) == ((5,), {})
+
+
 def test_register_refuses_a_second_rule_under_a_taken_key(registry) -> None:
     first = register(_rule())
     with pytest.raises(ValueError) as raised:
