@@ -46,6 +46,7 @@ ROLES = {
     "et/contract.py": "contract",
     "et/domain.py": "domain",
     "et/testing.py": "checker",
+    "et/probes.py": "checker",
     "et/atomic_file.py": "atomic writes",
     "et/conv_geometry.py": "helpers",
 }
