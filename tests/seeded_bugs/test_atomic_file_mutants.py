@@ -9,6 +9,7 @@ library modules.)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,37 @@ def test_output_folder_refusal_names_the_path(tmp_path: Path) -> None:
     )
     assert check_output_folder(tmp_path / "new") == tmp_path / "new"
     assert check_output_folder(str(tmp_path)) == tmp_path
+
+
+def test_names_too_long_are_refused_with_the_limit_counted_exactly(tmp_path: Path) -> None:
+    # the temporary ".NAME.XXXXXXXX.tmp" adds 14 bytes; 255 in all is still allowed
+    fits = tmp_path / ("a" * 241)
+    assert check_output_file(fits) == fits
+    longer = tmp_path / ("a" * 242)
+    assert (
+        _refusal(check_output_file, longer) == f"{longer}: the file name is too long for {tmp_path}"
+    )
+    far_too_long = tmp_path / ("a" * 300)
+    assert _refusal(check_output_file, far_too_long) == f"{far_too_long}: the file name is too long"
+    assert (
+        _refusal(check_output_folder, far_too_long)
+        == f"{far_too_long}: the folder name is too long"
+    )
+
+
+def test_a_fifo_is_never_replaced(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert _refusal(check_output_file, fifo) == (
+        f"{fifo} is not a regular file (a device, FIFO or socket): refusing to replace it"
+    )
+
+
+def test_output_folder_checks_leave_nothing_behind(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "out"
+    assert (
+        _refusal(check_output_folder, missing)
+        == f"{missing}: folder {missing.parent} does not exist"
+    )
+    assert check_output_folder(tmp_path) == tmp_path
+    assert list(tmp_path.iterdir()) == []
