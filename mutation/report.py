@@ -1,4 +1,5 @@
-"""Mutation-testing results of ``et/``: one JSON file per run, combined into ``REPORT.md``.
+"""Mutation-testing results of ``et/`` and ``reference_models/conversions/``: one JSON file per
+run, combined into ``REPORT.md``.
 
     python3 mutation/report.py summarise --work /tmp/etds-mutation --label A \
         --json mutation/results/A.json          # one run (mutmut 3's ``mutants/**/*.meta``)
@@ -7,10 +8,12 @@
 Status from mutmut's exit codes: 1 or 3 killed; 0 survived; 5 or 33 no covering test; 36,
 ±24, 152, 255 timeout (the tests ran longer than mutmut allowed: the mutant was detected, as
 an infinite loop or a blow-up); ``None`` not checked (the run was stopped first). The kill share
-is (killed + timeout) / checked. ``combine`` takes each module's numbers from the latest run
-that holds it, lists every rule module of ``et/`` (those no run holds as "not run"), and
-attaches the notes of ``mutation/survivors.txt`` (``mutant name: note`` per line) to the
-surviving mutants.
+is (killed + timeout) / checked. ``combine`` reports two scores per module: the *first pass*
+(the runs labelled ``first-pass*``, made before any kill test was added) and the *final* one
+(each module's latest run, usually a re-check of the first pass's survivors with the kill tests
+added since); it lists every module of :func:`mutated_modules` (those no run holds as "not
+run") and attaches the notes of ``mutation/survivors.txt`` (``mutant name: note`` per line) to
+the surviving mutants.
 """
 
 from __future__ import annotations
@@ -30,14 +33,22 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 for _code in (36, 24, -24, 152, 255):
     STATUS[_code] = "timeout"
 COLUMNS = ("total", "killed", "timeout", "survived", "no tests", "unchecked", "other")
-# et/ modules that hold no rule: the contract, the test helpers, the input domains
-NOT_RULES = {
-    "__init__.py",
-    "__main__.py",
-    "contract.py",
-    "strategies.py",
-    "testing.py",
-    "domain.py",
+FIRST_PASS = "first-pass"  # label prefix of the runs made before any kill test was added
+# Files of the mutated packages that are not mutated, and why
+NOT_MUTATED = {
+    "et/__init__.py": "imports every rule module once, at import time: no test can run a mutant",
+    "et/__main__.py": "the `python -m et` alias of the command line, run as a child process",
+    "et/strategies.py": "Hypothesis strategies: the tests' input generators, not library code",
+    "et/rules/__init__.py": "empty package marker",
+}
+MUTATED_GLOBS = ("et/*.py", "et/rules/*.py", "reference_models/conversions/*.py")
+ROLES = {
+    "et/contract.py": "contract",
+    "et/domain.py": "domain",
+    "et/testing.py": "checker",
+    "et/probes.py": "checker",
+    "et/atomic_file.py": "atomic writes",
+    "et/conv_geometry.py": "helpers",
 }
 
 
@@ -45,29 +56,87 @@ def status_of(code: int | None) -> str:
     return STATUS.get(code, "other")
 
 
-def rule_modules(root: Path = REPO) -> list[str]:
-    """Every ``et/*.py`` mutation testing covers (the rules and the helpers they share)."""
-    return sorted(
-        str(p.relative_to(root)) for p in (root / "et").glob("*.py") if p.name not in NOT_RULES
+def mutated_modules(root: Path = REPO) -> list[str]:
+    """Every module mutation testing covers: ``et/`` (rules, contract, domain, checker, helpers)
+    and the whole-model converters ``reference_models/conversions/``."""
+    found = {str(p.relative_to(root)) for pattern in MUTATED_GLOBS for p in root.glob(pattern)}
+    return sorted(found - set(NOT_MUTATED))
+
+
+# The modules split in two groups, each run with the tests about it. mutmut runs, per mutant,
+# every selected test that reached the mutated function; a survivor runs them all. The rules'
+# tests call the checker (et/testing.py) on every transform, so with them selected each checker
+# survivor would rerun most of tests/rules (minutes) although those tests use the checker as a
+# tool and are not meant to judge it; the checker, the converters and the atomic writer are
+# judged by their own tests, the seeded bugs and the conversions' tests.
+RULES_GROUP = ("et/rules/", "et/conv_geometry.py", "et/contract.py", "et/domain.py")
+GROUP_TESTS = {
+    "rules": (
+        "tests/rules",
+        "tests/test_contract.py",
+        "tests/test_domain.py",
+        "tests/proofs/test_proofs.py",
+    ),
+    "library": (
+        "tests/test_testing.py",
+        "tests/test_probes.py",
+        "tests/test_atomic_file.py",
+        "tests/models",
+        "tests/seeded_bugs",
+        "tests/cli/test_verify.py",
+        "tests/cli/test_convert.py",
+    ),
+}
+
+
+def group(name: str, root: Path = REPO) -> tuple[list[str], list[str]]:
+    """The modules of group ``name`` ("rules" or "library") and its tests present in ``root``."""
+    in_rules = [m for m in mutated_modules(root) if m.startswith(RULES_GROUP)]
+    modules = (
+        in_rules if name == "rules" else [m for m in mutated_modules(root) if m not in in_rules]
     )
+    return modules, [t for t in GROUP_TESTS[name] if (root / t).exists()]
+
+
+def decorated_functions(module: str, root: Path = REPO) -> list[str]:
+    """Functions of ``module`` mutmut 3 leaves alone: those with a decorator other than
+    ``staticmethod``/``classmethod`` (it runs at definition time; ``property`` breaks its
+    trampoline), e.g. a ``contextmanager``."""
+    path = root / module
+    if not path.is_file():
+        return []
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.decorator_list:
+            names = {ast.unparse(d) for d in node.decorator_list}
+            if not (len(names) == 1 and names <= {"staticmethod", "classmethod"}):
+                found.append(node.name)
+    return sorted(found)
 
 
 def rule_id_of(module: str, root: Path = REPO) -> str:
-    """The module's ``RULE_ID`` (``"R3"``), or ``"helpers"`` for a module without one."""
+    """The module's ``RULE_ID`` (``"R3"``), else its role (``"checker"``, ``"conversion"``)."""
     path = root / module
     found = (
         re.search(r'^RULE_ID = "([A-Z]\d+)"', path.read_text(), re.M) if path.is_file() else None
     )
-    return found.group(1) if found else "helpers"
+    if found:
+        return found.group(1)
+    if module.startswith("reference_models/conversions/"):
+        return "conversion"
+    return ROLES.get(module, "helpers")
 
 
 def _functions(source: str) -> dict[str, str]:
     """Function name → source text (mutmut writes each mutant as such a function)."""
     tree = ast.parse(source)
+    lines = source.splitlines()
     found: dict[str, str] = {}
+    # (ast.get_source_segment splits the whole source on every call: quadratic on a mutants file)
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            found.setdefault(node.name, ast.get_source_segment(source, node) or "")
+            text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            found.setdefault(node.name, text.strip())
     return found
 
 
@@ -90,8 +159,11 @@ def _mutant_order(key: str) -> tuple[str, int]:
     return stem, int(number) if number.isdigit() else 0
 
 
-def summarise(work: Path, modules: list[str]) -> dict[str, dict]:
-    """Per module: status counts and the ``{key, diff}`` of every surviving mutant."""
+def summarise(
+    work: Path, modules: list[str], cut: frozenset[str] | set[str] = frozenset()
+) -> dict[str, dict]:
+    """Per module: status counts and the ``{key, diff}`` of every surviving mutant (``cut``:
+    True when a time budget left some of its covering tests out)."""
     results: dict[str, dict] = {}
     for module in modules:
         meta = work / "mutants" / f"{module}.meta"
@@ -102,12 +174,42 @@ def summarise(work: Path, modules: list[str]) -> dict[str, dict]:
         tally["total"] = len(codes)
         functions = _functions((work / "mutants" / module).read_text())
         survivors = [
-            {"key": key, "diff": mutant_diff(functions, key)}
+            {"key": key, "diff": mutant_diff(functions, key), "cut": key in cut}
             for key in sorted(codes, key=_mutant_order)
             if status_of(codes[key]) in ("survived", "no tests")
         ]
         results[module] = {"counts": {c: tally[c] for c in COLUMNS}, "survivors": survivors}
     return results
+
+
+def sample(work: Path, modules: list[str], every: int, unchecked: bool = False) -> list[str]:
+    """Every ``every``-th mutant of each module, in mutmut's order (function, then number): a
+    spread over all functions, checked first so that a run stopped by its time limit still
+    scores every module on the same share of its mutants (``unchecked``: those not run yet)."""
+    chosen = []
+    for module in modules:
+        meta = work / "mutants" / f"{module}.meta"
+        if meta.is_file():
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            keys = sorted(codes, key=_mutant_order)[::every]
+            chosen += [key for key in keys if not unchecked or codes[key] is None]
+    return chosen
+
+
+def earlier_notes(runs: list[dict], history: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """(function, diff) → (mutant, note) for the noted survivors of the runs kept in
+    ``history`` (before the layout change, so under other module names)."""
+    notes = {}
+    for path in history.glob("survivors-*.txt"):
+        notes.update(read_notes(path))
+    found = {}
+    for run in runs:
+        for result in run["modules"].values():
+            for item in result["survivors"]:
+                if item["key"] in notes:
+                    function = item["key"].rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+                    found[(function, item["diff"])] = (item["key"], notes[item["key"]])
+    return found
 
 
 def share(counts: Counter | dict) -> str:
@@ -140,91 +242,167 @@ def load_runs(results: Path) -> list[dict]:
     return sorted(runs, key=lambda run: run["finished"])
 
 
-def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preamble: str) -> str:
+def _latest_by_module(runs: list[dict]) -> dict[str, dict]:
     latest: dict[str, dict] = {}
     for run in runs:  # oldest first: a later run of a module replaces an earlier one
         for module in run["modules"]:
             latest[module] = run
-    lines = [preamble.rstrip(), "", "## Runs behind the tables below (all numbers measured)", ""]
-    lines += [
-        "| run | finished (UTC) | machine | modules | mutants | checked | kill share | wall |"
-    ]
-    lines += ["|---|---|---|---|---|---|---|---|"]
-    for run in runs:
-        tally: Counter = Counter()
-        for result in run["modules"].values():
-            tally.update(result["counts"])
-        used = sum(1 for module in run["modules"] if latest.get(module) is run)
-        names = " ".join(rule_id_of(m) for m in run["modules"])
-        lines.append(
-            f"| {run['label']} | {run['finished'][:16].replace('T', ' ')} | {run['machine']} | "
-            f"{names} ({used} of {len(run['modules'])} current) | {tally['total']} | "
-            f"{tally['total'] - tally['unchecked']} | {share(tally)} | {run['seconds']} s |"
-        )
-    lines += ["", "## Every rule module of `et/`, from its latest run", ""]
-    lines += [
-        "| module | rule | run | "
-        + " | ".join(COLUMNS)
-        + " | kill share | survivors noted equivalent |"
-    ]
-    lines += ["|---" * (len(COLUMNS) + 5) + "|"]
-    overall: Counter = Counter()
-    not_run = []
+    return latest
+
+
+def _counts(run: dict | None, module: str) -> dict | None:
+    return run["modules"][module]["counts"] if run is not None else None
+
+
+def _score_row(name: str, tally: Counter, equivalent: int | None = None) -> str:
+    checked = tally["total"] - tally["unchecked"]
+    cells = [name, tally["total"], checked, tally["unchecked"], tally["killed"], tally["timeout"]]
+    cells += [tally["survived"] + tally["no tests"], f"**{share(tally)}**"]
+    if equivalent is not None:
+        rest = checked - equivalent
+        detected = tally["killed"] + tally["timeout"]
+        cells.append(f"{100 * detected / rest:.1f} % ({equivalent} out)" if rest else "n/a")
+    else:
+        cells.append("–")
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _equivalent_count(run: dict, module: str, notes: dict[str, str]) -> int:
+    survivors = run["modules"][module]["survivors"]
+    return sum(1 for item in survivors if is_equivalent(notes.get(item["key"], "")))
+
+
+def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preamble: str) -> str:
+    """REPORT.md: the first-pass and final scores, per module, the runs, the survivors."""
+    first = _latest_by_module([r for r in runs if r["label"].startswith(FIRST_PASS)])
+    final = _latest_by_module(runs)
+    first_tally: Counter = Counter()
+    final_tally: Counter = Counter()
+    rows = []
     equivalent_total = 0
     for module in modules:
-        run = latest.get(module)
-        if run is None:
-            not_run.append(module)
-            cells = ["not run"] + ["–"] * len(COLUMNS) + ["–", "–"]
-            lines.append(f"| {module} | {rule_id_of(module)} | " + " | ".join(cells) + " |")
-            continue
-        counts = run["modules"][module]["counts"]
-        overall.update(counts)
-        equivalent = sum(
-            1
-            for item in run["modules"][module]["survivors"]
-            if is_equivalent(notes.get(item["key"], ""))
-        )
+        one, last = _counts(first.get(module), module), _counts(final.get(module), module)
+        first_tally.update(one or {})
+        final_tally.update(last or {})
+        equivalent = _equivalent_count(final[module], module, notes) if module in final else 0
         equivalent_total += equivalent
-        lines.append(
-            f"| {module} | {rule_id_of(module)} | {run['label']} | "
-            + " | ".join(str(counts[c]) for c in COLUMNS)
-            + f" | {share(counts)} | {equivalent} |"
-        )
-    lines.append(
-        "| **all checked** | | | "
-        + " | ".join(str(overall[c]) for c in COLUMNS)
-        + f" | **{share(overall)}** | {equivalent_total} |"
-    )
-    checked = overall["total"] - overall["unchecked"]
-    detected = overall["killed"] + overall["timeout"]
-    if checked - equivalent_total > 0:
-        lines += [
-            "",
-            f"Counting the {equivalent_total} mutants noted as equivalent out, the suite detects "
-            f"{detected} of {checked - equivalent_total} non-equivalent checked mutants: "
-            f"**{100 * detected / (checked - equivalent_total):.1f} %**.",
-        ]
+        cells = [f"`{module}`", rule_id_of(module), str((last or one or {}).get("total", "–"))]
+        if one:
+            checked = one["total"] - one["unchecked"]
+            cells += [str(checked), str(one["unchecked"]), share(one)]
+        else:
+            cells += ["not run", "–", "–"]
+        if last:
+            checked = last["total"] - last["unchecked"]
+            left = last["survived"] + last["no tests"]
+            cells += [final[module]["label"], str(checked), str(last["unchecked"]), str(left)]
+            cells += [str(equivalent), share(last)]
+        else:
+            cells += ["not run", "–", "–", "–", "–", "–"]
+        rows.append("| " + " | ".join(cells) + " |")
+    lines = [preamble.rstrip(), "", "## Scores", ""]
+    lines += [
+        "| | mutants | checked | unchecked | killed | timeout | survived | kill share "
+        "| without equivalents |",
+        "|---|---|---|---|---|---|---|---|---|",
+        _score_row("**first pass** (before any kill test)", first_tally),
+        _score_row("**final** (each module's latest run)", final_tally, equivalent_total),
+    ]
+    lines += [
+        "",
+        "Kill share = (killed + timeout) / checked; *unchecked* mutants (a run stopped by its "
+        "time limit first) count neither way. *Without equivalents* leaves the survivors noted "
+        "as equivalent in `mutation/survivors.txt` out of the checked ones.",
+        "",
+        "## Per module: first pass and final",
+        "",
+        "| module | rule | mutants | first pass: checked | unchecked | kill share | final run "
+        "| checked | unchecked | survived | noted equivalent | final kill share |",
+        "|---" * 12 + "|",
+        *rows,
+        "",
+        "Not mutated: " + "; ".join(f"`{path}` ({why})" for path, why in NOT_MUTATED.items()) + ".",
+    ]
+    skipped = [
+        f"`{module}`: " + ", ".join(f"`{name}`" for name in names)
+        for module in modules
+        if (names := decorated_functions(module))
+    ]
+    lines += [
+        "",
+        "Decorated functions, which mutmut 3 does not mutate (no mutant, no score): "
+        + ("; ".join(skipped) or "none")
+        + ".",
+    ]
+    lines += _runs_table(runs, final)
     survivors = [
         (module, item)
         for module in modules
-        if module in latest
-        for item in latest[module]["modules"][module]["survivors"]
+        if module in final
+        for item in final[module]["modules"][module]["survivors"]
     ]
     noted = sum(1 for _, item in survivors if item["key"] in notes)
     lines += [
         "",
-        f"Modules not run: {', '.join(f'`{m}`' for m in not_run) or 'none'}. "
-        f"Unchecked mutants (a run stopped by its time limit first): {overall['unchecked']}.",
-        "",
-        f"## Surviving mutants ({len(survivors)}; {noted} with a note, "
+        f"## Surviving mutants of the final runs ({len(survivors)}; {noted} with a note, "
         f"{len(survivors) - noted} not analysed)",
         "",
     ]
     for _module, item in survivors:
         note = notes.get(item["key"], "(not analysed yet)")
+        if item.get("cut"):
+            note += " *(Its run's time budget left some covering tests out.)*"
         lines += [f"### `{item['key']}`", "", "```diff", item["diff"], "```", "", note, ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _runs_table(runs: list[dict], final: dict[str, dict]) -> list[str]:
+    lines = ["", "## Runs behind the tables (all numbers measured)", ""]
+    lines += [
+        "| run | finished (UTC) | machine | modules (used in final) | mutants | checked "
+        "| unchecked | kill share | wall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    left_out = []
+    for run in runs:
+        tally: Counter = Counter()
+        for result in run["modules"].values():
+            tally.update(result["counts"])
+        used = sum(1 for module in run["modules"] if final.get(module) is run)
+        lines.append(
+            f"| {run['label']} | {run['finished'][:16].replace('T', ' ')} | {run['machine']} | "
+            f"{len(run['modules'])} ({used}) | {tally['total']} | "
+            f"{tally['total'] - tally['unchecked']} | {tally['unchecked']} | {share(tally)} | "
+            f"{run['seconds']} s |"
+        )
+        kinds = [
+            ("failing on the unmutated code", run.get("deselected", [])),
+            ("start a process (the command line)", run.get("subprocess", [])),
+            ("slower than the run's limit", run.get("slow", [])),
+        ]
+        parts = [f"{len(nodes)} {why}" for why, nodes in kinds if nodes]
+        if run.get("sample"):
+            parts.append(f"every {run['sample']}th mutant of each module checked first")
+        if run.get("budget"):
+            cut = sum(
+                item.get("cut", False) for r in run["modules"].values() for item in r["survivors"]
+            )
+            parts.append(
+                f"per mutant, the covering tests beyond {run['budget']:g} s (fastest first) "
+                f"— {cut} survivor(s) cut short"
+            )
+        listed = sorted({node for _, nodes in kinds for node in nodes})
+        left_out.append(
+            f"* **{run['label']}**: tests `{run.get('tests', '')}`; left out: "
+            + (", ".join(parts) or "none")
+            + ("".join(f"\n  `{node}`" for node in listed) if listed else "")
+        )
+    return [*lines, "", "Test selection of each run, and the tests it left out:", "", *left_out]
+
+
+def _listed(path: Path | None) -> list[str]:
+    """The test node ids in ``path`` (one a line), or none."""
+    return path.read_text().split() if path is not None and path.is_file() else []
 
 
 def _write(path: Path, text: str) -> None:
@@ -243,30 +421,62 @@ def main() -> None:
     one.add_argument("--tests", default="", help="the test selection")
     one.add_argument("--seconds", type=int, default=0, help="wall time of the run")
     one.add_argument("--machine", default="", help="where it ran (cores, workers)")
-    one.add_argument("--deselected", type=Path, default=None, help="tests left out")
+    one.add_argument("--deselected", type=Path, default=None, help="tests failing unmutated")
+    one.add_argument("--subprocess", type=Path, default=None, help="tests starting a process")
+    one.add_argument("--slow", type=Path, default=None, help="tests over the time limit")
+    one.add_argument("--budget", default="", help="seconds of tests per mutant, if any")
+    one.add_argument("--sample", default="", help="every N-th mutant was checked first")
+    one.add_argument("--budget-cut", type=Path, default=None, help="mutants the budget cut")
     one.add_argument("--json", type=Path, required=True)
+    parts = sub.add_parser("group", help="a group's modules, then its tests (two lines)")
+    parts.add_argument("name", choices=sorted(GROUP_TESTS))
+    hint = sub.add_parser("suggest-notes", help="notes of identical earlier survivors")
+    hint.add_argument("--json", type=Path, required=True, help="one run's results")
+    pick = sub.add_parser("sample", help="every N-th mutant of each module, one a line")
+    pick.add_argument("--work", type=Path, required=True, help="folder holding mutants/")
+    pick.add_argument("--every", type=int, required=True)
+    pick.add_argument("--unchecked", action="store_true", help="only those not run yet")
+    pick.add_argument("modules", nargs="+")
     both = sub.add_parser("combine", help="every run's JSON → REPORT.md")
     both.add_argument("--results", type=Path, default=HERE / "results")
     both.add_argument("--notes", type=Path, default=HERE / "survivors.txt")
     both.add_argument("--preamble", type=Path, default=HERE / "preamble.md")
     both.add_argument("--out", type=Path, default=HERE / "REPORT.md")
     args = parser.parse_args()
-    if args.command == "summarise":
+    if args.command == "suggest-notes":
+        # a starting point for mutation/survivors.txt: each suggestion must be re-checked
+        history = HERE / "history"
+        earlier = earlier_notes(load_runs(next(history.glob("results-*"))), history)
+        run = json.loads(args.json.read_text())
+        for result in run["modules"].values():
+            for item in result["survivors"]:
+                function = item["key"].rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+                if (function, item["diff"]) in earlier:
+                    key, note = earlier[(function, item["diff"])]
+                    print(f"{item['key']}: {note} (as {key}, before the layout change)")
+    elif args.command == "sample":
+        print("\n".join(sample(args.work, args.modules, args.every, args.unchecked)))
+    elif args.command == "group":
+        modules, tests = group(args.name)
+        print(" ".join(modules))
+        print(" ".join(tests))
+    elif args.command == "summarise":
         modules = args.modules.split() or sorted(
             str(p.relative_to(args.work / "mutants"))[: -len(".meta")]
-            for p in (args.work / "mutants" / "et").glob("*.py.meta")
+            for p in (args.work / "mutants").glob("**/*.py.meta")
         )
-        deselected = []
-        if args.deselected is not None and args.deselected.is_file():
-            deselected = args.deselected.read_text().split()
         run = {
             "label": args.label,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": args.machine,
             "seconds": args.seconds,
             "tests": args.tests,
-            "deselected": deselected,
-            "modules": summarise(args.work, modules),
+            "deselected": _listed(args.deselected),
+            "subprocess": _listed(args.subprocess),
+            "slow": _listed(args.slow),
+            "budget": float(args.budget) if args.budget else None,
+            "sample": int(args.sample) if args.sample else None,
+            "modules": summarise(args.work, modules, set(_listed(args.budget_cut))),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         _write(args.json, json.dumps(run, indent=1, ensure_ascii=False) + "\n")
@@ -274,7 +484,7 @@ def main() -> None:
         print(f"wrote {args.json}: {len(run['modules'])} modules, {total} mutants")
     else:
         preamble = args.preamble.read_text() if args.preamble.is_file() else "# Mutation testing"
-        text = combine(load_runs(args.results), read_notes(args.notes), rule_modules(), preamble)
+        text = combine(load_runs(args.results), read_notes(args.notes), mutated_modules(), preamble)
         _write(args.out, text)
         print(f"wrote {args.out}")
 
