@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
-import torch
 
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.corollaries.conformance import worst_converter_deviation
 from proofs.corollaries.etds import (
     CLIP_BOUND,
     block_matrix,
     clamp,
-    clamped_deviation,
     clip_bound_counterexample,
     concat,
     prove_folded_clip_tail,
-    randomize_parameters,
     relu,
 )
 from proofs.symbolic_ops import (
@@ -150,17 +148,12 @@ def _conformance(d: Derivation) -> str:
     except ImportError as error:
         d.step(f"conformance not run: the ABPN converter is not importable ({error})")
         return "conformance with the converter not run (reference_models.conversions.abpn missing)"
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for scale in (2, 3):
-        try:
-            model = ABPN(num_feat=5, num_block=2, scale=scale).double().eval()
-            randomize_parameters(model, generator)
-            converted = convert_abpn(model).double().eval()
-            x = torch.rand((2, 3, 6, 5), generator=generator, dtype=torch.float64)
-            worst = max(worst, clamped_deviation(model, converted, x))
-        except Exception as error:  # the converter broke: that is a failed conformance step
-            d.true("conformance: convert_abpn runs on a float64 ABPN", False, repr(error))
+    worst = worst_converter_deviation(
+        d,
+        lambda scale: ABPN(num_feat=5, num_block=2, scale=scale),
+        convert_abpn,
+        "conformance: convert_abpn runs on a float64 ABPN",
+    )
     d.true(
         "conformance: reference_models.conversions.abpn.convert_abpn (float64, random weights, "
         "×2 and ×3, inputs in [0, 1]) gives clamp(ABPN(x), 0, 1)",

@@ -23,14 +23,13 @@ import torch
 
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.corollaries.abpn import carry_layer, dirac, repeat_kernel
+from proofs.corollaries.conformance import clamped_deviation, randomize_parameters
 from proofs.corollaries.etds import (
     CLIP_BOUND,
     clamp,
-    clamped_deviation,
     clip_bound_counterexample,
     concat,
     prove_folded_clip_tail,
-    randomize_parameters,
     relu,
 )
 from proofs.symbolic_ops import (

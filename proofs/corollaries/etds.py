@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
-import torch
 
-from et.testing import compare_outputs
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.corollaries.conformance import (
+    worst_converter_deviation,
+)
 from proofs.symbolic_ops import (
     conv2d,
     difference,
@@ -174,29 +175,6 @@ def clip_bound_counterexample(d: Derivation, description: str = CLIP_COUNTEREXAM
     d.counterexample(CLIP_BOUND, description, clamp(y, -1), relu(-1 - relu(-1 - y)))
 
 
-def randomize_parameters(model: torch.nn.Module, generator: torch.Generator) -> None:
-    """Overwrite every trainable parameter with ``0.3·N(0, 1)`` float64 draws (frozen ones stay).
-
-    The conformance checks run the converters on such weights: non-zero, non-default, and
-    reproducible from ``generator``.
-    """
-    with torch.no_grad():
-        for tensor in model.parameters():
-            if tensor.requires_grad:
-                tensor.copy_(
-                    0.3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
-                )
-
-
-def clamped_deviation(model: torch.nn.Module, converted: torch.nn.Module, x: torch.Tensor) -> float:
-    """``max |clamp(model(x), 0, 1) − converted(x)|`` in float64, on the first outputs.
-
-    The converted forms end in the clip-as-two-ReLUs tail, so their outputs already lie in
-    [0, 1] and clamping them too changes nothing; NaN or a shape mismatch raises.
-    """
-    return compare_outputs(model, converted, x, clamp=(0.0, 1.0)).max_abs_error
-
-
 def _etds_layers(config: tuple[int, ...]) -> dict[str, np.ndarray]:
     colors, fb, fr, scale, _, _ = config
     out = colors * scale * scale
@@ -316,17 +294,12 @@ def _conformance(d: Derivation) -> str:
     except ImportError as error:
         d.step(f"conformance not run: the ETDS converter is not importable ({error})")
         return "conformance with the converter not run (reference_models.conversions.etds missing)"
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for scale in (2, 3):
-        try:
-            model = ETDS(3, 3, scale, 2, 7, 3).double().eval()
-            randomize_parameters(model, generator)
-            converted = convert_dual_stream(model).double().eval()
-            x = torch.rand((2, 3, 6, 5), generator=generator, dtype=torch.float64)
-            worst = max(worst, clamped_deviation(model, converted, x))
-        except Exception as error:  # the converter broke: that is a failed conformance step
-            d.true("conformance: convert_dual_stream runs on a float64 ETDS", False, repr(error))
+    worst = worst_converter_deviation(
+        d,
+        lambda scale: ETDS(3, 3, scale, 2, 7, 3),
+        convert_dual_stream,
+        "conformance: convert_dual_stream runs on a float64 ETDS",
+    )
     d.true(
         "conformance: reference_models.conversions.etds.convert_dual_stream (float64, random "
         "weights, ×2 and ×3, 2 blocks) gives clamp(ETDS(x)[0], 0, 1)",
