@@ -153,7 +153,7 @@ def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
         new = ws.emit_conv(anchor.to(site.conv.weight), source, node)
         ws.record.applied("E3", [other], ("PyTorch PixelShuffle (interleaved) channel order",))
         node.replace_input_with(other, new)
-        ws.changed()
+        ws.changed(other)
         return True
     return False
 
@@ -216,13 +216,11 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     except PreconditionError as error:
         ws.record.refused(add, "E4", error.condition, error.detail)
         return False
-    current = source
-    for (_, act), conv in zip(chain, convs, strict=True):
-        current = ws.emit_conv(conv, current, add)
-        if act is not None:
-            current = _widen_activation(ws, act, current, colors, add)
-            if current is None:
-                return False
+    if any(
+        act is not None and act.target == aten.prelu.default and ws.tensor(act.args[1]) is None
+        for _, act in chain
+    ):
+        return False  # a PReLU whose slopes are not constant cannot be widened
     a, b = last.conv, anchor.conv
     real = a.in_channels
     wide_a = conv_like(
@@ -244,6 +242,11 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     except PreconditionError as error:
         ws.record.refused(add, "R3", error.condition, error.detail)
         return False
+    current = source  # nothing is emitted before every check has passed
+    for (_, act), conv in zip(chain, convs, strict=True):
+        current = ws.emit_conv(conv, current, add)
+        if act is not None:
+            current = _widen_activation(ws, act, current, colors, add)
     nodes = [s.node for s, _ in chain] + [last.node, anchor.node, add]
     checked = (
         f"the carried input is ≥ {bound:g} on the declared domain",
@@ -320,7 +323,7 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         )
         act.replace_all_uses_with(first)
         other_act.replace_all_uses_with(second)
-        ws.changed()
+        ws.changed(act, other_act)
         return True
     return False
 

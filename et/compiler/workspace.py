@@ -158,12 +158,22 @@ class Workspace:
     def replace(self, old: fx.Node, new: fx.Node) -> None:
         """Redirect every user of ``old`` to ``new`` and drop what became dead."""
         old.replace_all_uses_with(new)
-        self.graph.eliminate_dead_code()
-        self._lower.clear()
+        self.changed(old)
 
-    def changed(self) -> None:
-        """Drop dead nodes and cached bounds after an in-place edit of a node's inputs."""
-        self.graph.eliminate_dead_code()
+    def changed(self, *released: fx.Node) -> None:
+        """Drop cached bounds and the nodes that became dead after an edit: each of
+        ``released`` (a node that lost users) when nothing reads it any more, then its inputs
+        in turn. Local, so a rewrite costs what it touches, not the size of the graph."""
+        stack = list(released)
+        while stack:
+            node = stack.pop()
+            if node._erased or node.users or node.op in ("placeholder", "output"):
+                continue
+            if node.is_impure():
+                continue
+            inputs = node.all_input_nodes
+            self.graph.erase_node(node)
+            stack.extend(inputs)
         self._lower.clear()
 
     def sole_user(self, node: fx.Node, user: fx.Node) -> bool:

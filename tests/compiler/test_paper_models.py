@@ -3,7 +3,13 @@
 ETDS (training form and its three ablations), ABPN, ECBSR (ECB training form) and ECBSRT
 compile, with the output clamp the inference forms contain, to a network with the same number
 of convs as :func:`reference_models.conversions.convert` gives and the same output: float64 to
-rounding, float32 within the tolerance below (random weights, and the authors' checkpoints).
+rounding, float32 within 1e-6/255 (random weights, and the authors' checkpoints).
+
+``et.compile`` does its weight arithmetic in float64 and rounds the folded kernels to the
+model's dtype once. The hand converter run on a float32 model folds in float32, which rounds at
+every step (the ETDS advanced-residual checkpoint's merged kernels then differ by ~3e-5/255 at
+the output); so the hand path here folds the float64 copy and rounds once too, and the two
+float32 networks must then agree to 1e-6/255.
 """
 
 from __future__ import annotations
@@ -29,9 +35,8 @@ from reference_models.architectures.etds import (
 from reference_models.checkpoints import load_checkpoint
 from reference_models.conversions import convert
 
-#: float32 agreement with the hand converter, in 1/255 units (both round in float32, in
-#: different orders; see the report for the measured values)
-FLOAT32_TOLERANCE_255 = 1e-3
+#: float32 agreement with the hand converter, in 1/255 units (the issue's bound)
+FLOAT32_TOLERANCE_255 = 1e-6
 
 MODELS = {
     "ETDS": lambda: ETDS(3, 3, 4, 2, 12, 4),
@@ -65,8 +70,10 @@ def check_against_converter(model: nn.Module, size: int = 9) -> et.compiler.Comp
     assert report64.max_abs_error <= 1e-9, report64.describe()
     # both networks in float32, side by side (compare_outputs would take the hand form in
     # float64 as the oracle and measure float32 rounding instead)
+    # (casting the float64 result is exactly what et.compile returns for the float32 model:
+    # its private copy is the float32 weights in float64, folded, then rounded once)
     compiled32 = copy.deepcopy(compiled.module).float()
-    hand32 = convert(model).float().eval()
+    hand32 = copy.deepcopy(hand64).float().eval()  # folded in float64, rounded once
     with torch.no_grad():
         x32 = inputs.float()
         error = (first_output(hand32(x32)) - first_output(compiled32(x32))).abs().max().item()
