@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from et.compiler.branch_difference import merge_difference
 from et.compiler.canonical import CANONICAL_PATTERNS
 from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
@@ -23,7 +24,7 @@ from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
 
 #: rewrites run in this order at every node until none applies anywhere
-PATTERNS = (*CANONICAL_PATTERNS, *LINEAR_PATTERNS, *ET_PATTERNS)
+PATTERNS = (*CANONICAL_PATTERNS, *LINEAR_PATTERNS, merge_difference, *ET_PATTERNS)
 MAX_REWRITES = 100_000
 
 
