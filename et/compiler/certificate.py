@@ -53,6 +53,10 @@ CANONICAL: dict[str, tuple[str, str]] = {
         "avg_pool2d(x, kernel = the image size) = mean of x over height and width",
     ),
     "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
+    "G12": (
+        "centred crop read by a valid conv",
+        "conv(x[a:−a]; W, padding 0) = conv(x; W with a/d zero taps on each side, padding 0)",
+    ),
 }
 
 

@@ -16,6 +16,7 @@ from et.compiler.branch_difference import merge_difference
 from et.compiler.canonical import CANONICAL_PATTERNS
 from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
+from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
@@ -24,7 +25,13 @@ from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
 
 #: rewrites run in this order at every node until none applies anywhere
-PATTERNS = (*CANONICAL_PATTERNS, *LINEAR_PATTERNS, merge_difference, *ET_PATTERNS)
+PATTERNS = (
+    *CANONICAL_PATTERNS,
+    *LINEAR_PATTERNS,
+    merge_difference,
+    absorb_crop,
+    *ET_PATTERNS,
+)
 MAX_REWRITES = 100_000
 
 
