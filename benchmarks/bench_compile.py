@@ -8,15 +8,18 @@
 * ``test_latency``: the compiled network and the hand-converted one
   (:func:`reference_models.conversions.convert`) on a 3×128×128 input (float32, no grad), one
   pytest-benchmark row each.
-* ``test_latency_interleaved``: the two timed round-robin on the same input (each runner's
-  minimum wall and CPU time over the passes, so both see the same background load), their
-  ratio, and the aten ops each dispatches (the compiled network must dispatch the same
-  compute ops as the hand-converted one: same convs, activations, PixelShuffle).
+* ``test_latency_interleaved``: the two (and a copy of the hand-converted one, the control)
+  timed round-robin on the same input; the ratio is the median over the passes of the
+  within-pass ratio (wall and CPU), next to the control's (what the load alone gives); and
+  the aten ops each dispatches (the compiled network must dispatch the same compute ops as
+  the hand-converted one: same convs, activations, PixelShuffle).
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,7 +46,7 @@ from reference_models.conversions import convert
 #: channels, the compiled forms have none to slice
 VIEW_OPS = frozenset({"alias", "slice", "view", "_unsafe_view", "as_strided", "detach"})
 
-INTERLEAVED_ROUNDS = 30
+INTERLEAVED_ROUNDS = 40
 
 
 class RepBlock(nn.Module):
@@ -139,21 +142,30 @@ def dispatched_ops(network: nn.Module, x: torch.Tensor) -> dict[str, int]:
     return {op: n for op, n in sorted(log.ops.items()) if op not in VIEW_OPS}
 
 
-def interleaved_min(
+def interleaved_times(
     runners: dict[str, Callable[[], object]], rounds: int
-) -> dict[str, dict[str, float]]:
-    """Each runner's minimum wall and process-CPU time (ms) over ``rounds`` round-robin passes
-    (one warm-up pass first)."""
+) -> dict[str, list[tuple[float, float]]]:
+    """``(wall ms, process CPU ms)`` of each runner in each of ``rounds`` round-robin passes
+    (one warm-up pass first; every other pass runs the runners in reverse order)."""
     for run in runners.values():
         run()
-    best = {name: {"ms": float("inf"), "cpu_ms": float("inf")} for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+    names = list(runners)
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
             wall, cpu = time.perf_counter(), time.process_time()
-            run()
-            best[name]["ms"] = min(best[name]["ms"], (time.perf_counter() - wall) * 1e3)
-            best[name]["cpu_ms"] = min(best[name]["cpu_ms"], (time.process_time() - cpu) * 1e3)
-    return best
+            runners[name]()
+            times[name].append(
+                ((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3)
+            )
+    return times
+
+
+def paired_ratio(times: dict[str, list[tuple[float, float]]], a: str, b: str, which: int) -> float:
+    """The median over passes of ``a``'s time / ``b``'s time in the same pass (``which``: 0
+    wall, 1 CPU): each pass's two runs saw nearly the same load, so the ratio cancels most
+    of it, and the median ignores the passes where it did not."""
+    return statistics.median(x[which] / y[which] for x, y in zip(times[a], times[b], strict=True))
 
 
 def _infer(network: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -183,11 +195,20 @@ def test_latency_interleaved(name: str) -> None:
     compiled, hand = _pair(name)
     x = torch.rand(1, 3, 128, 128)
     ops = {"compiled": dispatched_ops(compiled, x), "hand": dispatched_ops(hand, x)}
-    best = interleaved_min(
-        {"compiled": _infer(compiled, x), "hand": _infer(hand, x)}, INTERLEAVED_ROUNDS
-    )
+    runners = {
+        "compiled": _infer(compiled, x),
+        "hand": _infer(hand, x),
+        # the same network twice: the ratio the background load alone produces
+        "hand copy": _infer(copy.deepcopy(hand), x),
+    }
+    times = interleaved_times(runners, INTERLEAVED_ROUNDS)
     FACTS["interleaved"].setdefault("compile", {})[name] = {
-        **{f"{form}_{key}": value for form, times in best.items() for key, value in times.items()},
+        "compiled_ms": min(t[0] for t in times["compiled"]),
+        "hand_ms": min(t[0] for t in times["hand"]),
+        "ratio_wall": paired_ratio(times, "compiled", "hand", 0),
+        "ratio_cpu": paired_ratio(times, "compiled", "hand", 1),
+        "control_wall": paired_ratio(times, "hand copy", "hand", 0),
+        "control_cpu": paired_ratio(times, "hand copy", "hand", 1),
         "same_ops": ops["compiled"] == ops["hand"],
         "ops": ops["compiled"],
         "load_average": [round(v, 2) for v in os.getloadavg()],

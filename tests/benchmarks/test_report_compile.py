@@ -28,16 +28,29 @@ def test_compile_times_and_latency_ratios() -> None:
                 "A": {
                     "compiled_ms": 10.0,
                     "hand_ms": 10.0,
-                    "compiled_cpu_ms": 9.0,
-                    "hand_cpu_ms": 10.0,
+                    "ratio_wall": 1.02,
+                    "ratio_cpu": 0.9,
+                    "control_wall": 1.01,
+                    "control_cpu": 0.99,
                     "same_ops": True,
                 },
                 "B": {
                     "compiled_ms": 12.0,
                     "hand_ms": 10.0,
-                    "compiled_cpu_ms": 11.0,
-                    "hand_cpu_ms": 10.0,
+                    "ratio_wall": 1.2,
+                    "ratio_cpu": 1.1,
+                    "control_wall": 1.02,
+                    "control_cpu": 0.97,
                     "same_ops": False,
+                },
+                "C": {
+                    "compiled_ms": 12.0,
+                    "hand_ms": 10.0,
+                    "ratio_wall": 1.2,
+                    "ratio_cpu": 1.1,
+                    "control_wall": 1.3,
+                    "control_cpu": 0.97,
+                    "same_ops": True,
                 },
             }
         }
@@ -47,9 +60,11 @@ def test_compile_times_and_latency_ratios() -> None:
         "| RepVGG-20 | 41 → 21 | 1.50 | 0.90 | 0.50 / 0.25 / 0.12 | 1.2e-13 / 4.8e-05 | 3.2 |"
         in text
     )
-    assert "| A | 10.0 | 10.0 | 1.00 | 0.90 | yes |" in text
-    # slower by wall and CPU both, and a different op list, are marked
-    assert "| B | 12.0 | 10.0 | 1.20 **slower** | 1.10 | **no** |" in text
+    assert "| A | 10.0 | 10.0 | 1.02 | 0.90 | 1.01 / 0.99 | yes |" in text
+    # slower by wall and CPU both beyond the control's spread, and a different op list, marked
+    assert "| B | 12.0 | 10.0 | 1.20 **slower** | 1.10 | 1.02 / 0.97 | **no** |" in text
+    # the same ratios within a control that moved by 30 %: not called slower
+    assert "| C | 12.0 | 10.0 | 1.20 | 1.10 | 1.30 / 0.97 | yes |" in text
 
 
 def test_no_rows_no_section() -> None:
