@@ -28,6 +28,7 @@ from et.conv_geometry import conv_like
 
 aten = torch.ops.aten
 
+
 def _centred_crop(node: object) -> tuple[int, int] | None:
     """``(axis, a)`` when ``node`` is ``x[..., a : −a]`` on a spatial axis (0 = rows)."""
     if not isinstance(node, fx.Node) or node.target != aten.slice.Tensor:

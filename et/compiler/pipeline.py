@@ -20,6 +20,7 @@ from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
+from et.compiler.transposed_conv import transposed_as_shuffle
 from et.compiler.verify import ProbeSizeError, VerificationError, measure, probe_shapes
 from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
@@ -30,6 +31,7 @@ PATTERNS = (
     *LINEAR_PATTERNS,
     merge_difference,
     absorb_crop,
+    transposed_as_shuffle,
     *ET_PATTERNS,
 )
 MAX_REWRITES = 100_000
@@ -43,9 +45,13 @@ class Compiled:
     certificate: Certificate
 
 
+#: every convolution call the capture can produce (transposed ones included)
+CONV_CALLS = (CONV2D, CONVOLUTION, torch.ops.aten.conv_transpose2d.input)
+
+
 def count_convs(module: fx.GraphModule) -> int:
-    """Convolution calls in a captured or compiled graph."""
-    return sum(1 for n in module.graph.nodes if n.target in (CONV2D, CONVOLUTION))
+    """Convolution calls (transposed ones included) in a captured or compiled graph."""
+    return sum(1 for n in module.graph.nodes if n.target in CONV_CALLS)
 
 
 def op_counts(module: fx.GraphModule) -> dict[str, int]:
@@ -62,7 +68,7 @@ def widest_kernel(module: fx.GraphModule) -> int:
     """The largest dilated extent ``d·(k − 1) + 1`` of any conv kernel in ``module``."""
     widest = 1
     for node in module.graph.nodes:
-        if node.target not in (CONV2D, CONVOLUTION):
+        if node.target not in CONV_CALLS:
             continue
         weight = node.args[1]
         if isinstance(weight, fx.Node) and isinstance(weight.meta.get("val"), torch.Tensor):
@@ -71,7 +77,8 @@ def widest_kernel(module: fx.GraphModule) -> int:
             sizes = _attribute(module, str(weight.target)).shape[2:]
         else:
             continue
-        dilation = node.args[5] if len(node.args) > 5 else 1
+        at = 7 if node.target == torch.ops.aten.conv_transpose2d.input else 5
+        dilation = node.args[at] if len(node.args) > at else 1
         dilation = [dilation] * 2 if isinstance(dilation, int) else list(dilation) * 2
         for k, d in zip(sizes, dilation, strict=False):
             widest = max(widest, int(d) * (int(k) - 1) + 1)
