@@ -115,6 +115,7 @@ def compile(
     domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
     output_clamp: tuple[float, float] | None = None,
     tolerance: float = 1e-9,
+    align: int = 4,
 ) -> Compiled:
     """Fold ``module`` into a plain network equal to it on ``domain``, with a certificate.
 
@@ -125,13 +126,17 @@ def compile(
     :class:`VerificationError` if it differs. ``output_clamp=(low, high)`` makes the clamp of
     the first output part of the function (as the authors' inference forms do). Only the
     first output of a multi-output model is compiled. Ops no rule removes stay unchanged.
+    ``align``: when the input is carried through a stack as extra channels (E4), each widened
+    layer gets zero dummy channels (E8) up to a multiple of ``align`` (4, as the hand
+    converters' default: vector units prefer such widths; 1: none).
 
     It runs on one intra-op thread (restored afterwards): every tensor it computes is small
     (kernels, and probes of at most a few dozen pixels a side), where a thread pool's
     synchronisation costs more than it saves, and many times more on a loaded machine.
     """
     with _one_thread():
-        return _compile(module, example_inputs, as_domain(domain), output_clamp, tolerance)
+        options = (as_domain(domain), output_clamp, tolerance, align)
+        return _compile(module, example_inputs, options)
 
 
 @contextmanager
@@ -144,7 +149,7 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _compile(module, example_inputs, domain, output_clamp, tolerance) -> Compiled:
+def _compile(module, example_inputs, options) -> Compiled:
     example = tuple(torch.as_tensor(x) for x in example_inputs)
     if len(example) != 1 or example[0].ndim != 4:
         raise ValueError("example_inputs must be one NCHW tensor, as a 1-tuple")
@@ -167,7 +172,7 @@ def _compile(module, example_inputs, domain, output_clamp, tolerance) -> Compile
         captured_in = time.perf_counter() - started
         try:
             compiled, certificate = _fold_and_verify(
-                private, captured, domain, output_clamp, tolerance, tuple(example[0].shape[1:])
+                private, captured, options, tuple(example[0].shape[1:])
             )
         except VerificationError as error:
             failure = error
@@ -178,13 +183,14 @@ def _compile(module, example_inputs, domain, output_clamp, tolerance) -> Compile
     raise failure
 
 
-def _fold_and_verify(oracle, captured, domain, output_clamp, tolerance, shape):
+def _fold_and_verify(oracle, captured, options, shape):
     """Rewrite ``captured`` to a fixed point and verify it against ``oracle`` (the float64
     private copy of the user's module) at two sizes; returns the module and its certificate
-    with the wall time of each phase."""
+    with the wall time of each phase. ``options``: domain, output clamp, tolerance, align."""
     started = time.perf_counter()
+    domain, output_clamp, tolerance, align = options
     record = CertificateBuilder()
-    ws = Workspace(captured.module, domain, record)
+    ws = Workspace(captured.module, domain, record, align)
     convs_before = count_convs(ws.module)
     if output_clamp is not None:
         append_clamp(ws, output_clamp)

@@ -61,9 +61,14 @@ class Workspace:
     """The graph under compilation, its declared input domain and its certificate builder."""
 
     def __init__(
-        self, module: fx.GraphModule, domain: InputDomain, record: CertificateBuilder
+        self,
+        module: fx.GraphModule,
+        domain: InputDomain,
+        record: CertificateBuilder,
+        align: int = 4,
     ) -> None:
         self.module = module
+        self.align = align  # widths of carried-channel layers are padded to multiples (E8)
         self.graph = module.graph
         self.domain = domain
         self.record = record

@@ -107,3 +107,34 @@ def test_official_checkpoints_compile_like_the_converter(checkpoints_dir: Path, 
     model = load_checkpoint(checkpoints_dir / name)
     compiled = check_against_converter(model, size=12)
     assert compiled.certificate.max_error["float64"] <= 1e-9
+
+
+def _conv_shapes(module: nn.Module) -> list[tuple[int, ...]]:
+    graph = module.graph
+    return [
+        tuple(getattr(module, n.args[1].target).shape)
+        for n in graph.nodes
+        if n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default)
+    ]
+
+
+ALIGNED = {  # ×4 and ×2: the output widths 48 and 12 need no dummies (×3's 27 would)
+    "ETDSOnlyET_x4": lambda: ETDSOnlyET(3, 3, 4, 2, 12, 4),
+    "ECBSRT_x2": lambda: ECBSRT(3, 3, 2, 2, 8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALIGNED))
+def test_carried_layers_are_aligned_like_the_converter(name: str) -> None:
+    torch.manual_seed(11)
+    model = ALIGNED[name]().eval()
+    example = (torch.rand(1, 3, 8, 8),)
+    aligned = et.compile(model, example, output_clamp=(0.0, 1.0))
+    hand = [tuple(m.weight.shape) for m in convert(model).modules() if isinstance(m, nn.Conv2d)]
+    assert _conv_shapes(aligned.module) == hand  # E8: the converter's widths, align 4
+    assert aligned.certificate.rules_used().get("E8") == 1
+    plain = et.compile(model, example, output_clamp=(0.0, 1.0), align=1)
+    widths = [shape[0] for shape in _conv_shapes(plain.module)]
+    assert "E8" not in plain.certificate.rules_used()
+    assert any(w % 4 for w in widths)  # real + colours, no dummies
+    assert sum(widths) < sum(shape[0] for shape in hand)
