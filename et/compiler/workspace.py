@@ -222,8 +222,13 @@ class Workspace:
         """Drop dead nodes and unused constants, regenerate the code, return the module."""
         self.graph.eliminate_dead_code()
         used = {str(n.target) for n in self.graph.nodes if n.op == "get_attr"}
-        for name in [n for n, _ in self.module.named_buffers(recurse=False)]:
-            if name.startswith("et_const_") and name not in used:
+        held = [
+            *self.module.named_buffers(recurse=False),
+            *self.module.named_parameters(recurse=False),
+        ]
+        for name, _ in held:
+            # folded constants and the captured weights that no op reads any more
+            if name.startswith(("et_const_", "lifted_")) and name not in used:
                 delattr(self.module, name)
         self.graph.lint()
         self.module.recompile()
