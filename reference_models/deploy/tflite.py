@@ -47,6 +47,7 @@ from torch import nn
 from et.atomic_file import atomic_path
 from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_layout
 from reference_models.deploy.onnx import ClampedFirstOutput, ExportError
+from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
 from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
 
 __all__ = [
@@ -147,7 +148,10 @@ def tflite_bytes(
             prepared(_nhwc(image.to(torch.float32)))
         converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
         config = QuantConfig(pt2e_quantizer=quantizer)
-        return bytes(litert_torch.convert(converted, example, quant_config=config).model_content())
+        data = bytes(litert_torch.convert(converted, example, quant_config=config).model_content())
+        # The converter quantizes a uniform bias (the ET clip conv's 1s) with channel 0's scale
+        # for every channel: requantize it per channel.
+        return repair_uniform_biases(data)[0]
 
 
 def _quantization_config():
