@@ -85,13 +85,15 @@ def simulated_fidelity_db(
     quantized = copy.deepcopy(exact)
     for step in quantized:
         step[0].weight.data = fake_quant_weight(step[0].weight.data)
+    # Calibration images of one size run as one batch (min/max over a batch is the min/max
+    # over its images); otherwise one by one.
+    if len({tuple(image.shape[1:]) for image in images}) == 1:
+        images = [torch.cat([image.double() for image in images])]
     ranges: list[list[float]] = []
     squared, count = 0.0, 0
     with torch.no_grad():
-        for image in images:
-            _run(exact, image.double(), None, ranges)
-        for image in images:
-            expected = _run(exact, image.double(), None, [])
+        outputs = [_run(exact, image.double(), None, ranges) for image in images]
+        for image, expected in zip(images, outputs, strict=True):
             got = _run(quantized, image.double(), ranges, [])
             squared += float(((got - expected) ** 2).sum())
             count += expected.numel()
