@@ -16,7 +16,9 @@ so with strength 1 every channel of every hidden layer spans the layer's range (
 never leave 0 keep α = 1). Evening activations out moves precision from the weights of the next
 conv (its columns are divided by α) to the activations, which does not always pay; by default
 the strength is chosen from ``0, 0.25, …, 1`` by simulated INT8 fidelity on the calibration
-images (:mod:`reference_models.deploy.int8_simulation`). The output of the last conv is left
+images (:mod:`reference_models.deploy.int8_simulation`, within 0.2 dB of LiteRT), optionally
+refined channel by channel (``refine=True``, :mod:`reference_models.deploy.int8_refinement`).
+The output of the last conv is left
 alone (it is the image). The result is checked in float64 against the input model on the
 calibration images and on random inputs in [0, 1] (``et.testing.compare_outputs``);
 :class:`LayoutError` is raised when it is not equivalent.

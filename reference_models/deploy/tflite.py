@@ -17,7 +17,9 @@ Before quantizing, :func:`~reference_models.deploy.int8_layout.int8_layout` (rul
 the channel ranges on the same images (``layout=False`` skips it); the laid-out file is kept only
 when LiteRT measures it at least as faithful as the plain one on those images (the report's
 ``layout.strength`` is then > 0). Every conv of the file must take int8 input, or the export
-fails.
+fails. The converter writes a bias whose entries are all equal (the ET clip conv's 1s)
+with channel 0's integer in every channel; :mod:`~reference_models.deploy.tflite_bias_repair`
+requantizes it per channel before the file is checked.
 
 Checks (nothing is written when one fails): fp32: ``e = max |y_LiteRT − y_PyTorch(float64)|·255``
 on random inputs in [0, 1] at the export size must be ≤ ``tolerance_255`` (default 0.01).
