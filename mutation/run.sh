@@ -32,8 +32,8 @@ JOBS="${JOBS:-2}"
 LABEL="${LABEL:-$(date -u +%Y%m%dT%H%M)}"
 RESULTS="${RESULTS:-$REPO/mutation/results}"
 MACHINE="${MACHINE:-$(hostname), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load $(cut -d' ' -f1 /proc/loadavg) at start, $JOBS workers}"
-# GROUP=rules|library: that group's modules and tests (report.py group; the first pass runs
-# both groups at once, one worker each). Without GROUP: every module, the tests of both groups.
+# GROUP=rules|library|compiler: that group's modules and tests (report.py group; the first pass runs
+# the groups at once, one worker each). Without GROUP: every module, the tests of every group.
 if [[ -n "${GROUP:-}" ]]; then
   { read -r GROUP_MODULES; read -r GROUP_TESTS; } < <(cd "$REPO" && python3 mutation/report.py group "$GROUP")
   MUTATE="${MUTATE:-$GROUP_MODULES}"
@@ -51,7 +51,7 @@ fi
 # per mutant) and checks the rendering; the CLI, export, eval and training suites drive the code
 # through other layers (and mostly through the command line, in a child process).
 if [[ -z "${TESTS:-}" ]]; then
-  TESTS="$(cd "$REPO" && for g in rules library; do python3 mutation/report.py group $g | tail -1; done | tr '\n' ' ')"
+  TESTS="$(cd "$REPO" && for g in rules library compiler; do python3 mutation/report.py group $g | tail -1; done | tr '\n' ' ')"
 fi
 
 if [[ -n "${RECHECK:-}${RESUME:-}" ]]; then
