@@ -92,6 +92,9 @@ if [[ -z "${RECHECK:-}${RESUME:-}" ]]; then
   echo "pytest_add_cli_args_test_selection ="
   for t in $TESTS; do echo "    $t"; done
   echo "timeout_multiplier = 5.0"
+  # mutmut's wall-clock limit per mutant is (covering tests' time + this) × 5 seconds: a
+  # mutant whose tests take 0.1 s may otherwise be cut at 5.5 s on a loaded machine
+  echo "timeout_constant = ${TIMEOUT_CONSTANT:-1.0}"
   echo "pytest_add_cli_args ="
   echo "    -p"
   echo "    mutation_plugin"
