@@ -98,6 +98,7 @@ def test_sums_products_and_concatenations() -> None:
     assert bound(two(aten.add.Tensor, lambda g: g.get_attr("c")), constant) == 0.75
     assert bound(two(aten.add.Tensor, lambda g: 2.0)) == 2.25
     assert bound(two(aten.mul.Tensor, lambda g: g.get_attr("c")), constant) == 0.0
+    assert bound(two(aten.sub.Tensor, lambda g: g.get_attr("c")), constant) == -math.inf
     negative = {"c": torch.full((1, 3, 1, 1), -0.5)}
     assert bound(two(aten.mul.Tensor, lambda g: g.get_attr("c")), negative) == -math.inf
     cat = lambda g: call(g, aten.cat.default, [g.placeholder("x"), g.get_attr("c")], 1)  # noqa: E731
