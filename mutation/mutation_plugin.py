@@ -20,7 +20,11 @@ phases, which it tells apart by ``MUTANT_UNDER_TEST``:
   ``mutmut-stats.json``): mutmut runs a mutant's covering tests with ``-x``, so a mutant dies in
   the time of the quickest test that kills it.
 * ``""`` — mutmut's clean run of the whole selection, right after the stats run has just run
-  every test unmutated: only the fastest test runs.
+  every test unmutated: only the fastest test runs. It runs in mutmut's own process, which
+  every mutant's process is then forked from, so it first warms :func:`torch.export.export`
+  up (its first call in a process costs seconds: lazy imports and caches); without that, each
+  compiler mutant paid it again and mutmut's wall-clock limit (5 × the covering tests' time
+  + 1 s) counted the slow start as a timeout.
 * a mutant — with ``ETDS_MUTATION_BUDGET`` (seconds), only its fastest covering tests whose
   recorded times fit in the budget run (at least one); a mutant cut short is listed in
   ``budget-cut.txt`` (if it survives, its verdict rests on those tests; it counts as survived).
@@ -105,6 +109,24 @@ def _seconds_by_test() -> dict[str, float]:
     if not (_STATE and stats.is_file()):
         return {}
     return json.loads(stats.read_text()).get("duration_by_test", {})
+
+
+def _warm_up_export() -> None:
+    """One small :func:`torch.export.export` (static and dynamic shapes, decomposed), so that
+    the processes forked from this one start with torch.export's lazy state loaded."""
+    import torch
+    from torch.export import Dim, export
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.ReLU()).double()
+    example = (torch.rand(2, 2, 5, 5, dtype=torch.float64),)
+    export(model, example, strict=False).module()
+    shapes = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},)
+    export(model, example, dynamic_shapes=shapes, strict=False).run_decompositions({})
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _STATE and _phase() == "":
+        _warm_up_export()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

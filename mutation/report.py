@@ -40,8 +40,14 @@ NOT_MUTATED = {
     "et/__main__.py": "the `python -m et` alias of the command line, run as a child process",
     "et/strategies.py": "Hypothesis strategies: the tests' input generators, not library code",
     "et/rules/__init__.py": "empty package marker",
+    "et/compiler/__init__.py": "re-exports the compiler's public names, run at import time",
 }
-MUTATED_GLOBS = ("et/*.py", "et/rules/*.py", "reference_models/conversions/*.py")
+MUTATED_GLOBS = (
+    "et/*.py",
+    "et/rules/*.py",
+    "et/compiler/*.py",
+    "reference_models/conversions/*.py",
+)
 ROLES = {
     "et/contract.py": "contract",
     "et/domain.py": "domain",
@@ -50,6 +56,7 @@ ROLES = {
     "et/atomic_file.py": "atomic writes",
     "et/conv_geometry.py": "helpers",
 }
+COMPILER_ROLE = "compiler"  # the role of every et/compiler/ module
 
 
 def status_of(code: int | None) -> str:
@@ -63,12 +70,15 @@ def mutated_modules(root: Path = REPO) -> list[str]:
     return sorted(found - set(NOT_MUTATED))
 
 
-# The modules split in two groups, each run with the tests about it. mutmut runs, per mutant,
+# The modules split in three groups, each run with the tests about it. mutmut runs, per mutant,
 # every selected test that reached the mutated function; a survivor runs them all. The rules'
 # tests call the checker (et/testing.py) on every transform, so with them selected each checker
 # survivor would rerun most of tests/rules (minutes) although those tests use the checker as a
 # tool and are not meant to judge it; the checker, the converters and the atomic writer are
-# judged by their own tests, the seeded bugs and the conversions' tests.
+# judged by their own tests, the seeded bugs and the conversions' tests. The compiler (and E10,
+# rescale_channels, which arrived with it and is used by the INT8 layout pass) is judged by the
+# compiler's tests, the block zoo, E10's tests and the INT8 layout's tests.
+COMPILER_GROUP = ("et/compiler/", "et/rules/rescale_channels.py")
 RULES_GROUP = ("et/rules/", "et/conv_geometry.py", "et/contract.py", "et/domain.py")
 GROUP_TESTS = {
     "rules": (
@@ -86,15 +96,26 @@ GROUP_TESTS = {
         "tests/cli/test_verify.py",
         "tests/cli/test_convert.py",
     ),
+    "compiler": (
+        "tests/compiler",
+        "tests/zoo",
+        "tests/rules/test_rescale_channels.py",
+        "tests/rules/test_torch_semantics.py",
+        "tests/export/test_int8_layout.py",
+    ),
 }
 
 
+def group_of(module: str) -> str:
+    """The group ("rules", "library" or "compiler") that mutates ``module``."""
+    if module.startswith(COMPILER_GROUP):
+        return "compiler"
+    return "rules" if module.startswith(RULES_GROUP) else "library"
+
+
 def group(name: str, root: Path = REPO) -> tuple[list[str], list[str]]:
-    """The modules of group ``name`` ("rules" or "library") and its tests present in ``root``."""
-    in_rules = [m for m in mutated_modules(root) if m.startswith(RULES_GROUP)]
-    modules = (
-        in_rules if name == "rules" else [m for m in mutated_modules(root) if m not in in_rules]
-    )
+    """The modules of group ``name`` and its tests present in ``root``."""
+    modules = [m for m in mutated_modules(root) if group_of(m) == name]
     return modules, [t for t in GROUP_TESTS[name] if (root / t).exists()]
 
 
@@ -124,6 +145,8 @@ def rule_id_of(module: str, root: Path = REPO) -> str:
         return found.group(1)
     if module.startswith("reference_models/conversions/"):
         return "conversion"
+    if module.startswith("et/compiler/"):
+        return COMPILER_ROLE
     return ROLES.get(module, "helpers")
 
 

@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from report import FIRST_PASS, NOT_MUTATED, decorated_functions, rule_id_of
+from report import FIRST_PASS, NOT_MUTATED, decorated_functions, group_of, rule_id_of
 
 
 def share(counts: Counter | dict) -> str:
@@ -79,6 +79,7 @@ def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preambl
     final = _latest_by_module(runs)
     first_tally: Counter = Counter()
     final_tally: Counter = Counter()
+    by_group: dict[str, tuple[Counter, Counter, list[int]]] = {}
     rows = []
     equivalent_total = 0
     for module in modules:
@@ -87,6 +88,12 @@ def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preambl
         final_tally.update(last or {})
         equivalent = _equivalent_count(final[module], module, notes) if module in final else 0
         equivalent_total += equivalent
+        group_first, group_final, group_equivalent = by_group.setdefault(
+            group_of(module), (Counter(), Counter(), [0])
+        )
+        group_first.update(one or {})
+        group_final.update(last or {})
+        group_equivalent[0] += equivalent
         cells = [f"`{module}`", rule_id_of(module), str((last or one or {}).get("total", "–"))]
         if one:
             checked = one["total"] - one["unchecked"]
@@ -109,11 +116,17 @@ def combine(runs: list[dict], notes: dict[str, str], modules: list[str], preambl
         _score_row("**first pass** (before any kill test)", first_tally),
         _score_row("**final** (each module's latest run)", final_tally, equivalent_total),
     ]
+    for name, (group_first, group_final, group_equivalent) in sorted(by_group.items()):
+        lines += [
+            _score_row(f"{name}: first pass", group_first),
+            _score_row(f"{name}: final", group_final, group_equivalent[0]),
+        ]
     lines += [
         "",
         "Kill share = (killed + timeout) / checked; *unchecked* mutants (a run stopped by its "
-        "time limit first) count neither way. *Without equivalents* leaves the survivors noted "
-        "as equivalent in `mutation/survivors.txt` out of the checked ones.",
+        "time limit first) count neither way. The group rows split the two totals by the "
+        "groups of `report.py group` (rules, library, compiler). *Without equivalents* leaves "
+        "the survivors noted as equivalent in `mutation/survivors.txt` out of the checked ones.",
         "",
         "## Per module: first pass and final",
         "",

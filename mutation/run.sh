@@ -32,8 +32,8 @@ JOBS="${JOBS:-2}"
 LABEL="${LABEL:-$(date -u +%Y%m%dT%H%M)}"
 RESULTS="${RESULTS:-$REPO/mutation/results}"
 MACHINE="${MACHINE:-$(hostname), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load $(cut -d' ' -f1 /proc/loadavg) at start, $JOBS workers}"
-# GROUP=rules|library: that group's modules and tests (report.py group; the first pass runs
-# both groups at once, one worker each). Without GROUP: every module, the tests of both groups.
+# GROUP=rules|library|compiler: that group's modules and tests (report.py group; the first pass runs
+# the groups at once, one worker each). Without GROUP: every module, the tests of every group.
 if [[ -n "${GROUP:-}" ]]; then
   { read -r GROUP_MODULES; read -r GROUP_TESTS; } < <(cd "$REPO" && python3 mutation/report.py group "$GROUP")
   MUTATE="${MUTATE:-$GROUP_MODULES}"
@@ -51,7 +51,7 @@ fi
 # per mutant) and checks the rendering; the CLI, export, eval and training suites drive the code
 # through other layers (and mostly through the command line, in a child process).
 if [[ -z "${TESTS:-}" ]]; then
-  TESTS="$(cd "$REPO" && for g in rules library; do python3 mutation/report.py group $g | tail -1; done | tr '\n' ' ')"
+  TESTS="$(cd "$REPO" && for g in rules library compiler; do python3 mutation/report.py group $g | tail -1; done | tr '\n' ' ')"
 fi
 
 if [[ -n "${RECHECK:-}${RESUME:-}" ]]; then
@@ -68,6 +68,9 @@ elif [[ -n "${RECHECK:-}" ]]; then
   rm -rf "$WORK/tests" "$WORK/mutants/tests"
   cp -r "$REPO/tests" "$WORK/tests"
   cp -r "$REPO/tests" "$WORK/mutants/tests"
+  # RECHECK_DROP="tests/x.py ...": test files of code the snapshot does not have (they fail to
+  # import there, and one collection error stops mutmut)
+  for t in ${RECHECK_DROP:-}; do rm -f "$WORK/$t" "$WORK/mutants/$t"; done
 else
   rm -rf "$WORK"
   mkdir -p "$WORK"
@@ -92,6 +95,9 @@ if [[ -z "${RECHECK:-}${RESUME:-}" ]]; then
   echo "pytest_add_cli_args_test_selection ="
   for t in $TESTS; do echo "    $t"; done
   echo "timeout_multiplier = 5.0"
+  # mutmut's wall-clock limit per mutant is (covering tests' time + this) × 5 seconds: a
+  # mutant whose tests take 0.1 s may otherwise be cut at 5.5 s on a loaded machine
+  echo "timeout_constant = ${TIMEOUT_CONSTANT:-1.0}"
   echo "pytest_add_cli_args ="
   echo "    -p"
   echo "    mutation_plugin"

@@ -22,19 +22,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["fake_quant_activation", "fake_quant_weight", "simulated_fidelity_db"]
+__all__ = ["SCALE_FLOOR", "fake_quant_activation", "fake_quant_weight", "simulated_fidelity_db"]
+
+#: The smallest scale the converter's observers give (``eps = 2**-12`` in litert-torch's
+#: ``get_symmetric_quantization_config``): a weight row with ``max|W| < 127·2⁻¹²`` or an
+#: activation spanning less than ``255·2⁻¹²`` gets coarser levels than its range would.
+SCALE_FLOOR = 2.0**-12
 
 
 def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric per-output-channel int8 rounding of a conv weight (levels −127…127)."""
-    scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-30) / 127
+    """Symmetric per-output-channel int8 rounding of a conv weight (levels −127…127,
+    ``s = max(max|W|/127, 2⁻¹²)``)."""
+    scale = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127).clamp_min(SCALE_FLOOR)
     return torch.round(weight / scale) * scale
 
 
 def fake_quant_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Affine per-tensor int8 rounding over ``[min(0, low), max(0, high)]`` (levels −128…127)."""
+    """Affine per-tensor int8 rounding over ``[min(0, low), max(0, high)]`` (levels −128…127,
+    ``s = max((hi − lo)/255, 2⁻¹²)``)."""
     low, high = min(low, 0.0), max(high, 0.0)
-    scale = max(high - low, 1e-30) / 255
+    scale = max((high - low) / 255, SCALE_FLOOR)
     zero_point = round(-128 - low / scale)
     return (torch.clamp(torch.round(x / scale) + zero_point, -128, 127) - zero_point) * scale
 
@@ -78,13 +85,15 @@ def simulated_fidelity_db(
     quantized = copy.deepcopy(exact)
     for step in quantized:
         step[0].weight.data = fake_quant_weight(step[0].weight.data)
+    # Calibration images of one size run as one batch (min/max over a batch is the min/max
+    # over its images); otherwise one by one.
+    if len({tuple(image.shape[1:]) for image in images}) == 1:
+        images = [torch.cat([image.double() for image in images])]
     ranges: list[list[float]] = []
     squared, count = 0.0, 0
     with torch.no_grad():
-        for image in images:
-            _run(exact, image.double(), None, ranges)
-        for image in images:
-            expected = _run(exact, image.double(), None, [])
+        outputs = [_run(exact, image.double(), None, ranges) for image in images]
+        for image, expected in zip(images, outputs, strict=True):
             got = _run(quantized, image.double(), ranges, [])
             squared += float(((got - expected) ** 2).sum())
             count += expected.numel()

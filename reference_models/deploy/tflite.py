@@ -17,7 +17,9 @@ Before quantizing, :func:`~reference_models.deploy.int8_layout.int8_layout` (rul
 the channel ranges on the same images (``layout=False`` skips it); the laid-out file is kept only
 when LiteRT measures it at least as faithful as the plain one on those images (the report's
 ``layout.strength`` is then > 0). Every conv of the file must take int8 input, or the export
-fails.
+fails. The converter writes a bias whose entries are all equal (the ET clip conv's 1s)
+with channel 0's integer in every channel; :mod:`~reference_models.deploy.tflite_bias_repair`
+requantizes it per channel before the file is checked.
 
 Checks (nothing is written when one fails): fp32: ``e = max |y_LiteRT − y_PyTorch(float64)|·255``
 on random inputs in [0, 1] at the export size must be ≤ ``tolerance_255`` (default 0.01).
@@ -47,6 +49,7 @@ from torch import nn
 from et.atomic_file import atomic_path
 from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_layout
 from reference_models.deploy.onnx import ClampedFirstOutput, ExportError
+from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
 from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
 
 __all__ = [
@@ -147,7 +150,10 @@ def tflite_bytes(
             prepared(_nhwc(image.to(torch.float32)))
         converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
         config = QuantConfig(pt2e_quantizer=quantizer)
-        return bytes(litert_torch.convert(converted, example, quant_config=config).model_content())
+        data = bytes(litert_torch.convert(converted, example, quant_config=config).model_content())
+        # The converter quantizes a uniform bias (the ET clip conv's 1s) with channel 0's scale
+        # for every channel: requantize it per channel.
+        return repair_uniform_biases(data)[0]
 
 
 def _quantization_config():

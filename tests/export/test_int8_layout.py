@@ -13,7 +13,8 @@ from torch import nn
 from et.testing import compare_outputs, probe_inputs
 from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, load_checkpoint
 from reference_models.deploy.calibration import calibration_images
-from reference_models.deploy.int8_layout import LayoutError, channel_ranges, int8_layout
+from reference_models.deploy.int8_layout import LayoutError, _links, channel_ranges, int8_layout
+from reference_models.deploy.int8_simulation import simulated_fidelity_db
 
 MODELS = {
     "ETDSForInference": lambda: ETDSForInference(3, 3, 3, 2, 8, 3, align=4),
@@ -80,3 +81,23 @@ def test_layout_raises_simulated_int8_fidelity_of_a_released_et_form(shared_dir:
     _, report = int8_layout(model, images)
     assert report.strength > 0
     assert report.simulated_db[report.strength] >= report.simulated_db[0.0] + 1.0
+
+
+def test_refinement_is_exact_and_raises_the_simulated_fidelity_it_reports() -> None:
+    model = _randomize(MODELS["ECBSRET"](), seed=3).double()
+    images = _images()
+    laid_out, report = int8_layout(model, images, refine=True)
+    base = report.simulated_db[report.strength]
+    assert report.refined_db is not None and report.refined_db > base
+    for x in [probe_inputs((3, 9, 14), samples=2, seed=7), *images]:
+        gap = compare_outputs(model, laid_out, x)
+        assert gap.max_abs_error <= 1e-12 * (1 + gap.max_abs_error / max(gap.max_rel_error, 1e-300))
+    # The figure is the returned model's own: simulate it again from scratch.
+    chain = [(link.conv, link.activation) for link in _links(laid_out)]
+    assert simulated_fidelity_db(chain, images) == pytest.approx(report.refined_db, abs=1e-9)
+
+
+def test_refinement_is_off_by_default() -> None:
+    model = _randomize(MODELS["ECBSRET"](), seed=3)
+    _, report = int8_layout(model, _images())
+    assert report.refined_db is None

@@ -175,3 +175,35 @@ def test_shape_mismatches_are_refused() -> None:
 def test_non_conv_is_refused() -> None:
     with pytest.raises(PreconditionError, match="Conv2d"):
         rescale_channels(nn.Linear(2, 2), nn.ReLU(), nn.Conv2d(2, 2, 1), torch.ones(2))  # type: ignore[arg-type]
+
+
+# Kill tests of the mutation pass (mutation/survivors.txt names each one): what the refusals
+# say, and a conv₂ without bias.
+
+
+def test_refusals_say_what_was_found() -> None:
+    conv1, conv2 = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 1)
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, nn.ReLU(), conv2, torch.ones(2))
+    assert "α shape (2,)" in info.value.detail
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, nn.ReLU(), conv2, torch.tensor([1.0, 0.0, 2.0]))
+    assert info.value.detail == "min α = 0"
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, nn.ReLU(), conv2, torch.tensor([1.0, float("nan"), 2.0]))
+    assert info.value.detail == "α holds inf or NaN"
+    with pytest.raises(PreconditionError) as info:
+        rescale_channels(conv1, nn.Tanh(), conv2, torch.ones(3))
+    assert info.value.detail == "got Tanh()"
+
+
+def test_second_conv_without_bias_stays_without_bias() -> None:
+    torch.manual_seed(2)
+    conv1 = nn.Conv2d(2, 3, 3, padding=1, dtype=torch.float64)
+    conv2 = nn.Conv2d(3, 2, 1, bias=False, dtype=torch.float64)
+    alpha = torch.tensor([2.0, 0.25, 8.0], dtype=torch.float64)
+    new1, activation, new2 = rescale_channels(conv1, nn.ReLU(), conv2, alpha)
+    assert new2.bias is None
+    x = torch.rand(1, 2, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(new2(activation(new1(x))), conv2(torch.relu(conv1(x))))

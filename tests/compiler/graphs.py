@@ -1,0 +1,41 @@
+"""Hand-built ATen graphs for unit tests of the compiler's passes: a :class:`Workspace` over a
+graph whose constants are buffers of a bare module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import fx, nn
+
+from et.compiler.certificate import CertificateBuilder
+from et.compiler.workspace import Workspace
+from et.domain import IMAGE_UNIT, InputDomain
+
+aten = torch.ops.aten
+
+
+def workspace(
+    build: Callable[[fx.Graph], fx.Node],
+    constants: dict[str, object] | None = None,
+    domain: InputDomain = IMAGE_UNIT,
+) -> tuple[Workspace, fx.Node]:
+    """A workspace over the graph ``build`` writes (it returns the node under test, which is
+    also the graph's output); ``constants`` become attributes of the root module (tensors as
+    buffers, modules as sub-modules)."""
+    root = nn.Module()
+    for name, value in (constants or {}).items():
+        if isinstance(value, torch.Tensor):
+            root.register_buffer(name, value)
+        elif isinstance(value, nn.Module):
+            root.add_module(name, value)
+        else:
+            setattr(root, name, value)
+    graph = fx.Graph()
+    node = build(graph)
+    graph.output(node)
+    return Workspace(fx.GraphModule(root, graph), domain, CertificateBuilder()), node
+
+
+def call(graph: fx.Graph, target: object, *args: object) -> fx.Node:
+    return graph.call_function(target, args)  # type: ignore[arg-type]

@@ -1,0 +1,50 @@
+"""The certificate's JSON form: the fields a reader relies on (kill tests of the mutation pass;
+``mutation/survivors.txt`` names each one)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from et.compiler import Application, Certificate, Unfolded
+
+
+def _certificate() -> Certificate:
+    return Certificate(
+        capture="torch.export (eval mode, static shapes)",
+        domain=(0.0, math.inf),
+        applications=[
+            Application("R3", "merge", ("a", "b", "add"), ("fan-out 1",), "a + b = c"),
+            Application("R3", "merge", ("c", "d", "add_1"), (), "a + b = c"),
+            Application("G1", "pad", ("pad",), (), "p + q"),
+        ],
+        unfolded=[Unfolded("relu", "aten.relu.default", "E4", "x ≥ 0", "")],
+        max_error={"float64": 0.0, "float32": 1e-7},
+        convs_before=3,
+        convs_after=1,
+    )
+
+
+def test_json_counts_each_rule_under_rules_used() -> None:
+    data = json.loads(_certificate().to_json())
+    assert data["rules_used"] == {"R3": 2, "G1": 1}
+    assert data["domain"] == [0.0, math.inf]
+    assert data["unfolded"][0]["rule"] == "E4"
+
+
+def test_json_is_indented_by_two_spaces_per_level() -> None:
+    lines = _certificate().to_json().splitlines()
+    assert lines[0] == "{"
+    assert lines[1] == '  "capture": "torch.export (eval mode, static shapes)",'
+    nested = next(line for line in lines if '"rule": "R3"' in line)
+    assert nested.startswith('      "rule"')  # object → list → object: three levels
+
+
+def test_json_writes_a_value_json_cannot_encode_as_its_text() -> None:
+    # e.g. a tensor left in max_error by a caller: written as its str, never an exception
+    certificate = _certificate()
+    certificate.max_error = {"float64": torch.tensor(0.5)}
+    data = json.loads(certificate.to_json())
+    assert data["max_error"]["float64"] == str(torch.tensor(0.5))

@@ -1,0 +1,90 @@
+"""Exact input copies in a conv chain (``deploy/input_copies.py``) and the INT8 layout's use of
+them: the ET forms' carried RGB channels are found with their exact bound, nothing else is."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from et.testing import probe_inputs
+from reference_models import ABPN, ECBSRT
+from reference_models.conversions import convert
+from reference_models.deploy.input_copies import input_copy_bounds
+from reference_models.deploy.int8_layout import HEADROOM, _links, channel_ranges, int8_layout
+
+
+def _randomize(model: nn.Module, seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return model.eval()
+
+
+def _et(name: str) -> nn.Module:
+    original = {
+        "ABPN": lambda: ABPN(num_feat=6, num_block=1, scale=2, num_in_ch=3),
+        "ECBSR": lambda: ECBSRT(3, 3, 2, 1, 6, act_type="prelu"),
+    }[name]()
+    return convert(_randomize(original, seed=5)).double().eval()
+
+
+def _chain(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
+    return [(link.conv, link.activation) for link in _links(model)]
+
+
+@pytest.mark.parametrize("name", ["ABPN", "ECBSR"])
+def test_the_carried_rgb_of_an_et_form_is_found_and_bounded(name: str) -> None:
+    model = _et(name)
+    chain = _chain(model)
+    bounds = input_copy_bounds(chain)
+    assert all(int((b > 0).sum()) == 3 for b in bounds[:-1])  # the three colours, every layer
+    x = probe_inputs((3, 10, 10), samples=3, seed=1)  # in [0, 1], with 0s and 1s
+    with torch.no_grad():
+        for (conv, activation), bound in zip(chain, bounds, strict=False):
+            x = activation(conv(x))
+            copies = (bound > 0).nonzero().flatten()
+            if copies.numel() == 0:  # the layer that adds the image to the features
+                continue
+            values = x[:, copies]
+            assert float(values.min()) >= 0
+            assert (values.amax(dim=(0, 2, 3)) <= bound[copies] * (1 + 1e-12)).all()
+            # A bound is reached: the probes hold a pure-white image.
+            assert torch.allclose(values.amax(dim=(0, 2, 3)), bound[copies])
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda conv, c, j: conv.bias.__setitem__(c, 0.01),  # a bias: no longer w·x
+        lambda conv, c, j: conv.weight.__setitem__((c, j, 0, 0), 0.5),  # a tap off the centre
+        lambda conv, c, j: conv.weight.__setitem__((c, j, 1, 1), -1.0),  # a negative copy
+        lambda conv, c, j: conv.weight.__setitem__((c, (j + 1) % 3, 1, 1), 0.5),  # two sources
+    ],
+)
+def test_a_row_that_is_not_an_exact_copy_is_not_counted(spoil) -> None:
+    model = copy.deepcopy(_et("ABPN"))
+    conv = _chain(model)[0][0]
+    bounds = input_copy_bounds(_chain(model))
+    c = int((bounds[0] > 0).nonzero()[0])
+    j = int(conv.weight[c, :, 1, 1].nonzero()[0])
+    with torch.no_grad():
+        spoil(conv, c, j)
+    spoiled = input_copy_bounds(_chain(model))
+    assert spoiled[0][c] == 0 and spoiled[1][c] == 0  # and nothing that reads it downstream
+
+
+def test_layout_gives_copies_the_range_and_the_rest_headroom() -> None:
+    model = _et("ABPN")
+    images = [probe_inputs((3, 12, 12), samples=1, seed=s) for s in range(3)]
+    laid_out, _ = int8_layout(model, images, strength=1.0)
+    bounds = input_copy_bounds(_chain(laid_out))
+    for k, ranges in enumerate(channel_ranges(laid_out, images)[:-1]):
+        copies, live = bounds[k] > 0, ranges > 1e-12
+        top = float(bounds[k][copies].max())
+        assert torch.allclose(bounds[k][copies], torch.full_like(bounds[k][copies], top))
+        others = ranges[live & ~copies]
+        assert torch.allclose(others, torch.full_like(others, HEADROOM * top))
