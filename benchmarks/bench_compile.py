@@ -2,19 +2,36 @@
 
 * ``test_compile_time``: a 20-block RepVGG-style network and each reference model's training
   form (random weights; the authors' widths), one compile per round; the extra info records the
-  conv count before and after and the certificate's max errors. Goal: under 5 s each on 2 cores.
-* ``test_latency``: the compiled network against the hand-converted one
-  (:func:`reference_models.conversions.convert`) on a 3×128×128 input (float32, no grad).
+  process CPU time of each round (wall time alone says little on a shared machine), the load
+  average, the certificate's per-phase times, the conv count before and after and the max
+  errors. Goal: under 5 s each on 2 cores.
+* ``test_latency``: the compiled network and the hand-converted one
+  (:func:`reference_models.conversions.convert`) on a 3×128×128 input (float32, no grad), one
+  pytest-benchmark row each.
+* ``test_latency_interleaved``: the two (and a copy of the hand-converted one, the control)
+  timed round-robin on the same input; the ratio is the median over the passes of the
+  within-pass ratio (wall and CPU), next to the control's (what the load alone gives); and
+  the aten ops each dispatches (the compiled network must dispatch the same compute ops as
+  the hand-converted one: same convs, activations, PixelShuffle).
 """
 
 from __future__ import annotations
+
+import copy
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import et
+from benchmarks.conftest import FACTS
 from reference_models.architectures.abpn import ABPN
 from reference_models.architectures.ecbsr import ECBSR, ECBSRT
 from reference_models.architectures.etds import (
@@ -24,6 +41,12 @@ from reference_models.architectures.etds import (
     ETDSOnlyET,
 )
 from reference_models.conversions import convert
+
+#: aten ops that only re-describe memory (no arithmetic): the hand forms slice off dummy
+#: channels, the compiled forms have none to slice
+VIEW_OPS = frozenset({"alias", "slice", "view", "_unsafe_view", "as_strided", "detach"})
+
+INTERLEAVED_ROUNDS = 40
 
 
 class RepBlock(nn.Module):
@@ -64,17 +87,26 @@ def test_compile_time(benchmark, name: str) -> None:
     torch.manual_seed(0)
     model = factory().eval()
     example = torch.rand(1, 3, 16, 16)
+    cpu_seconds: list[float] = []
+    load = os.getloadavg()
 
     def run() -> et.compiler.Compiled:
-        return et.compile(model, (example,), output_clamp=clamp)
+        started = time.process_time()
+        compiled = et.compile(model, (example,), output_clamp=clamp)
+        cpu_seconds.append(time.process_time() - started)
+        return compiled
 
     benchmark.group = "compile"
-    compiled = benchmark.pedantic(run, rounds=2, warmup_rounds=0, iterations=1)
+    compiled = benchmark.pedantic(run, rounds=3, warmup_rounds=0, iterations=1)
     certificate = compiled.certificate
     benchmark.extra_info.update(
         {
             "kind": "compile",
             "model": name,
+            "cpu_s": min(cpu_seconds),
+            "load_average": [round(x, 2) for x in load],
+            "timings": certificate.timings,
+            "verified_sizes": certificate.verified_sizes,
             "convs_before": certificate.convs_before,
             "convs_after": certificate.convs_after,
             "max_error": certificate.max_error,
@@ -83,22 +115,102 @@ def test_compile_time(benchmark, name: str) -> None:
     )
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "RepVGG-20"])
-@pytest.mark.parametrize("form", ["compiled", "hand"])
-def test_latency(benchmark, name: str, form: str) -> None:
+def _pair(name: str) -> tuple[nn.Module, nn.Module]:
     factory, clamp = MODELS[name]
     torch.manual_seed(0)
     model = factory().eval()
-    if form == "compiled":
-        network = et.compile(model, (torch.rand(1, 3, 16, 16),), output_clamp=clamp).module
-    else:
-        network = convert(model)
-    x = torch.rand(1, 3, 128, 128)
+    compiled = et.compile(model, (torch.rand(1, 3, 16, 16),), output_clamp=clamp).module
+    return compiled, convert(model)
 
+
+class _DispatchedOps(TorchDispatchMode):
+    """Counts the aten ops a forward dispatches (after conv2d → convolution and the like)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_ops(network: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """The compute ops (views left out) ``network(x)`` dispatches, with their counts."""
+    with torch.no_grad(), _DispatchedOps() as log:
+        network(x)
+    return {op: n for op, n in sorted(log.ops.items()) if op not in VIEW_OPS}
+
+
+def interleaved_times(
+    runners: dict[str, Callable[[], object]], rounds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """``(wall ms, process CPU ms)`` of each runner in each of ``rounds`` round-robin passes
+    (one warm-up pass first; every other pass runs the runners in reverse order)."""
+    for run in runners.values():
+        run()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
+    names = list(runners)
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            runners[name]()
+            times[name].append(
+                ((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3)
+            )
+    return times
+
+
+def paired_ratio(times: dict[str, list[tuple[float, float]]], a: str, b: str, which: int) -> float:
+    """The median over passes of ``a``'s time / ``b``'s time in the same pass (``which``: 0
+    wall, 1 CPU): each pass's two runs saw nearly the same load, so the ratio cancels most
+    of it, and the median ignores the passes where it did not."""
+    return statistics.median(x[which] / y[which] for x, y in zip(times[a], times[b], strict=True))
+
+
+def _infer(network: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     def infer() -> torch.Tensor:
         with torch.no_grad():
             return network(x)
 
+    return infer
+
+
+LATENCY_MODELS = [n for n in MODELS if n != "RepVGG-20"]
+
+
+@pytest.mark.parametrize("name", LATENCY_MODELS)
+@pytest.mark.parametrize("form", ["compiled", "hand"])
+def test_latency(benchmark, name: str, form: str) -> None:
+    compiled, hand = _pair(name)
+    network = compiled if form == "compiled" else hand
+    x = torch.rand(1, 3, 128, 128)
     benchmark.group = f"compiled vs hand: {name}"
     benchmark.extra_info.update({"kind": "compile-latency", "model": name, "form": form})
-    benchmark.pedantic(infer, rounds=20, warmup_rounds=3, iterations=1)
+    benchmark.pedantic(_infer(network, x), rounds=20, warmup_rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("name", LATENCY_MODELS)
+def test_latency_interleaved(name: str) -> None:
+    compiled, hand = _pair(name)
+    x = torch.rand(1, 3, 128, 128)
+    ops = {"compiled": dispatched_ops(compiled, x), "hand": dispatched_ops(hand, x)}
+    runners = {
+        "compiled": _infer(compiled, x),
+        "hand": _infer(hand, x),
+        # the same network twice: the ratio the background load alone produces
+        "hand copy": _infer(copy.deepcopy(hand), x),
+    }
+    times = interleaved_times(runners, INTERLEAVED_ROUNDS)
+    FACTS["interleaved"].setdefault("compile", {})[name] = {
+        "compiled_ms": min(t[0] for t in times["compiled"]),
+        "hand_ms": min(t[0] for t in times["hand"]),
+        "ratio_wall": paired_ratio(times, "compiled", "hand", 0),
+        "ratio_cpu": paired_ratio(times, "compiled", "hand", 1),
+        "control_wall": paired_ratio(times, "hand copy", "hand", 0),
+        "control_cpu": paired_ratio(times, "hand copy", "hand", 1),
+        "same_ops": ops["compiled"] == ops["hand"],
+        "ops": ops["compiled"],
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+    assert ops["compiled"] == ops["hand"], ops

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report_compile import compile_section
 from benchmarks.report_data import DEPLOY_DEFAULT, Timing, _one, load
 from benchmarks.report_sections import (
     _conversion_section,
@@ -62,6 +63,7 @@ def markdown(timings: list[Timing], facts: dict[str, Any], machine_info: dict[st
         _operator_section(timings),
         _conversion_section(timings),
         _training_section(timings),
+        compile_section(timings, facts),
         [f"![PSNR–latency]({PLOT_NAME})"],
         facts.get("notes", []),
     ]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 from torch.export import Dim, export
+from torch.export.graph_signature import InputKind, OutputKind
+from torch.fx import config as fx_config
 
 #: modules that compute different functions in training and evaluation mode
 MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.Dropout)
@@ -48,21 +50,65 @@ def _dynamic_shapes(example: tuple[torch.Tensor, ...]) -> tuple[dict[int, object
 
 
 def _first_output_module(program: torch.export.ExportedProgram) -> fx.GraphModule:
-    """A plain GraphModule of ``program`` returning its first output only (no pytree codegen,
-    no input-guard hooks)."""
-    unlifted = program.module()
+    """A plain GraphModule of ``program`` returning its first output only.
+
+    The lifted parameters, buffers and constants become attributes read by ``get_attr``
+    nodes (what :meth:`~torch.export.ExportedProgram.module` does, without its input guards,
+    pytree code generation and the extra graph copies and recompiles they cost); mutations
+    of buffers, which do not change the first output, are dropped."""
+    signature = program.graph_signature
+    root = nn.Module()
     graph = fx.Graph()
-    flat = graph.graph_copy(unlifted.graph, {})
-    while isinstance(flat, tuple | list):
-        flat = flat[0]
-    graph.output(flat)
-    for node in list(graph.nodes):
-        if node.op == "call_module" and node.target == "_guards_fn":
-            graph.erase_node(node)
+    env: dict[fx.Node, fx.Node] = {}
+    placeholders = [n for n in program.graph_module.graph.nodes if n.op == "placeholder"]
+    for node, spec in zip(placeholders, signature.input_specs, strict=True):
+        if spec.kind == InputKind.USER_INPUT:
+            new = graph.placeholder(node.name)
+        else:
+            new = graph.get_attr(_register(root, spec, program))
+        new.meta = dict(node.meta)
+        env[node] = new
+    output = None
+    for node in program.graph_module.graph.nodes:
+        if node.op == "output":
+            output = node
+        elif node.op != "placeholder":
+            env[node] = graph.node_copy(node, lambda n: env[n])
+    assert output is not None
+    kinds = [spec.kind for spec in signature.output_specs]
+    first = output.args[0][kinds.index(OutputKind.USER_OUTPUT)]
+    while isinstance(first, tuple | list):
+        first = first[0]
+    graph.output(env[first] if isinstance(first, fx.Node) else first)
     graph.eliminate_dead_code()
-    module = fx.GraphModule(unlifted, graph)
+    module = fx.GraphModule(root, graph)
     module.meta["dynamic"] = bool(program.range_constraints)
     return module
+
+
+def _register(root: nn.Module, spec, program: torch.export.ExportedProgram) -> str:
+    """Register the lifted input ``spec`` (a parameter, buffer or constant tensor) on
+    ``root`` under a flat name; returns the name."""
+    if spec.kind == InputKind.PARAMETER:
+        value = program.state_dict[spec.target]
+    elif spec.kind == InputKind.BUFFER:
+        value = (
+            program.state_dict[spec.target]
+            if spec.target in program.state_dict
+            else program.constants[spec.target]  # a non-persistent buffer
+        )
+    elif spec.kind == InputKind.CONSTANT_TENSOR:
+        value = program.constants[spec.target]
+    else:
+        raise CaptureError(f"the graph takes a {spec.kind.name} input the compiler cannot hold")
+    name = "lifted_" + "".join(c if c.isalnum() else "_" for c in str(spec.target))
+    while hasattr(root, name):
+        name += "_"
+    if isinstance(value, nn.Parameter):
+        root.register_parameter(name, value)
+    else:
+        root.register_buffer(name, value)
+    return name
 
 
 def _is_dynamic(module: fx.GraphModule) -> bool:
@@ -76,13 +122,20 @@ def _is_dynamic(module: fx.GraphModule) -> bool:
 
 def _export(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool) -> fx.GraphModule:
     shapes = _dynamic_shapes(example) if dynamic else None
-    program = export(model, example, dynamic_shapes=shapes, strict=False)
+    # no Python stack trace per graph node: nothing here reads them and collecting them is a
+    # tenth of the export's time
+    emit = fx_config.do_not_emit_stack_traces
+    fx_config.do_not_emit_stack_traces = True
+    try:
+        program = export(model, example, dynamic_shapes=shapes, strict=False)
+    finally:
+        fx_config.do_not_emit_stack_traces = emit
     module = _first_output_module(program)
     functionalize_slice_copies(module.graph)
     if _mutates(module.graph):
         # other in-place writes: let torch functionalise them (costs a re-trace)
         module = _first_output_module(program.run_decompositions({}))
-    module.recompile()
+        module.recompile()
     return module
 
 

@@ -4,7 +4,9 @@ Every application names the rule (its catalogue id, ``"R1"``, ``"E4"``..., or ``
 graph canonicalisations the compiler itself performs, each with its one-line theorem), the graph
 nodes it rewrote and the preconditions that were checked. ``unfolded`` lists every op the rules
 could not remove with the precondition that stopped them. ``max_error`` is the compiled network
-against the original on :func:`et.testing.probe_inputs`, in float64 and float32.
+against the original on :func:`et.testing.probe_inputs`, in float64 and float32, at the
+``verified_sizes``; ``timings`` is the wall time of each phase in seconds (capture, rewrite,
+verify).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ CANONICAL: dict[str, tuple[str, str]] = {
         "avg_pool2d(x, kernel = the image size) = mean of x over height and width",
     ),
     "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
+    "G12": (
+        "centred crop read by a valid conv",
+        "conv(x[a:−a]; W, padding 0) = conv(x; W with a/d zero taps on each side, padding 0)",
+    ),
 }
 
 
@@ -89,6 +95,8 @@ class Certificate:
     convs_after: int = 0
     ops_after: dict[str, int] = field(default_factory=dict)
     output_clamp: tuple[float, float] | None = None
+    verified_sizes: list[list[int]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def rules_used(self) -> dict[str, int]:
         """How many times each rule id was applied."""

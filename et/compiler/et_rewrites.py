@@ -25,7 +25,11 @@ from et.compiler.workspace import Workspace
 from et.contract import PreconditionError, apply_rule
 from et.conv_geometry import conv_bias, conv_like
 from et.domain import InputDomain
-from et.rules.carry_identity import carry_identity_first, carry_identity_middle
+from et.rules.carry_identity import (
+    carry_identity_first,
+    carry_identity_middle,
+    identity_layout,
+)
 from et.rules.nearest_as_pixel_shuffle import check_integer_scale
 
 aten = torch.ops.aten
@@ -153,7 +157,7 @@ def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
         new = ws.emit_conv(anchor.to(site.conv.weight), source, node)
         ws.record.applied("E3", [other], ("PyTorch PixelShuffle (interleaved) channel order",))
         node.replace_input_with(other, new)
-        ws.changed()
+        ws.changed(other)
         return True
     return False
 
@@ -206,36 +210,41 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
         )
         return False
     domain = InputDomain(bound, math.inf)
-    colors = ws.channels(source)
+    colors, align = ws.channels(source), ws.align
     try:
-        convs = [carry_identity_first(chain[0][0].conv, extra_dummy=0, align=1, domain=domain)]
+        convs = [carry_identity_first(chain[0][0].conv, align=align, domain=domain)]
         for site, _ in chain[1:]:
-            convs.append(
-                carry_identity_middle(site.conv, colors, extra_dummy=0, align=1, domain=domain)
-            )
+            convs.append(carry_identity_middle(site.conv, colors, align=align, domain=domain))
     except PreconditionError as error:
         ws.record.refused(add, "E4", error.condition, error.detail)
         return False
-    current = source
-    for (_, act), conv in zip(chain, convs, strict=True):
-        current = ws.emit_conv(conv, current, add)
-        if act is not None:
-            current = _widen_activation(ws, act, current, colors, add)
-            if current is None:
-                return False
+    if any(
+        act is not None and act.target == aten.prelu.default and ws.tensor(act.args[1]) is None
+        for _, act in chain
+    ):
+        return False  # a PReLU whose slopes are not constant cannot be widened
     a, b = last.conv, anchor.conv
-    real = a.in_channels
+    # the last conv reads [real | dummies (E8, zero) | carried]: zero columns for both extras
+    read = identity_layout(a.in_channels, colors, align=align)
     wide_a = conv_like(
         a,
         torch.cat(
-            [a.weight.detach(), a.weight.new_zeros(a.out_channels, colors, *a.kernel_size)], dim=1
+            [
+                a.weight.detach(),
+                a.weight.new_zeros(a.out_channels, read.total - read.real, *a.kernel_size),
+            ],
+            dim=1,
         ),
         conv_bias(a),
     )
     wide_b = conv_like(
         b,
         torch.cat(
-            [b.weight.new_zeros(b.out_channels, real, *b.kernel_size), b.weight.detach()], dim=1
+            [
+                b.weight.new_zeros(b.out_channels, read.carried_start, *b.kernel_size),
+                b.weight.detach(),
+            ],
+            dim=1,
         ),
         conv_bias(b),
     )
@@ -244,6 +253,12 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     except PreconditionError as error:
         ws.record.refused(add, "R3", error.condition, error.detail)
         return False
+    current = source  # nothing is emitted before every check has passed
+    for (site, act), conv in zip(chain, convs, strict=True):
+        current = ws.emit_conv(conv, current, add)
+        if act is not None:
+            extra = conv.out_channels - site.conv.out_channels  # dummies and carried channels
+            current = _widen_activation(ws, act, current, extra, add)
     nodes = [s.node for s, _ in chain] + [last.node, anchor.node, add]
     checked = (
         f"the carried input is ≥ {bound:g} on the declared domain",
@@ -251,6 +266,14 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
         FAN_OUT,
     )
     ws.record.applied("E4", nodes, checked)
+    widths = [conv.out_channels for conv in convs]
+    if any(
+        conv.out_channels != site.conv.out_channels + colors
+        for (site, _), conv in zip(chain, convs, strict=True)
+    ):
+        ws.record.applied(
+            "E8", [s.node for s, _ in chain], (f"widths {widths}: multiples of align = {align}",)
+        )
     return replace_conv(ws, add, merged, current, "R3", [last.node, anchor.node, add])
 
 
@@ -320,7 +343,7 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         )
         act.replace_all_uses_with(first)
         other_act.replace_all_uses_with(second)
-        ws.changed()
+        ws.changed(act, other_act)
         return True
     return False
 

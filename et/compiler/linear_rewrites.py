@@ -280,7 +280,7 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
         new = ws.emit_conv(conv, site.input, node)
         ws.record.applied(rule, [other])
         node.replace_input_with(other, new)
-        ws.changed()
+        ws.changed(other)
         return True
     first, second = sites
     if first.input is not second.input:

@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
 
+from et.compiler.branch_difference import merge_difference
 from et.compiler.canonical import CANONICAL_PATTERNS
 from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
+from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
-from et.compiler.verify import VerificationError, measure
+from et.compiler.transposed_conv import transposed_as_shuffle
+from et.compiler.verify import ProbeSizeError, VerificationError, measure, probe_shapes
 from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
 
 #: rewrites run in this order at every node until none applies anywhere
-PATTERNS = (*CANONICAL_PATTERNS, *LINEAR_PATTERNS, *ET_PATTERNS)
+PATTERNS = (
+    *CANONICAL_PATTERNS,
+    *LINEAR_PATTERNS,
+    merge_difference,
+    absorb_crop,
+    transposed_as_shuffle,
+    *ET_PATTERNS,
+)
 MAX_REWRITES = 100_000
 
 
@@ -33,9 +45,13 @@ class Compiled:
     certificate: Certificate
 
 
+#: every convolution call the capture can produce (transposed ones included)
+CONV_CALLS = (CONV2D, CONVOLUTION, torch.ops.aten.conv_transpose2d.input)
+
+
 def count_convs(module: fx.GraphModule) -> int:
-    """Convolution calls in a captured or compiled graph."""
-    return sum(1 for n in module.graph.nodes if n.target in (CONV2D, CONVOLUTION))
+    """Convolution calls (transposed ones included) in a captured or compiled graph."""
+    return sum(1 for n in module.graph.nodes if n.target in CONV_CALLS)
 
 
 def op_counts(module: fx.GraphModule) -> dict[str, int]:
@@ -48,6 +64,34 @@ def op_counts(module: fx.GraphModule) -> dict[str, int]:
     return dict(sorted(names.items()))
 
 
+def widest_kernel(module: fx.GraphModule) -> int:
+    """The largest dilated extent ``d·(k − 1) + 1`` of any conv kernel in ``module``."""
+    widest = 1
+    for node in module.graph.nodes:
+        if node.target not in CONV_CALLS:
+            continue
+        weight = node.args[1]
+        if isinstance(weight, fx.Node) and isinstance(weight.meta.get("val"), torch.Tensor):
+            sizes = weight.meta["val"].shape[2:]
+        elif isinstance(weight, fx.Node) and weight.op == "get_attr":
+            sizes = _attribute(module, str(weight.target)).shape[2:]
+        else:
+            continue
+        at = 7 if node.target == torch.ops.aten.conv_transpose2d.input else 5
+        dilation = node.args[at] if len(node.args) > at else 1
+        dilation = [dilation] * 2 if isinstance(dilation, int) else list(dilation) * 2
+        for k, d in zip(sizes, dilation, strict=False):
+            widest = max(widest, int(d) * (int(k) - 1) + 1)
+    return widest
+
+
+def _attribute(module: nn.Module, target: str) -> torch.Tensor:
+    value = module
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def rewrite_to_fixed_point(ws: Workspace) -> None:
     """Apply :data:`PATTERNS` until no pattern matches any node."""
     for _ in range(MAX_REWRITES):
@@ -56,6 +100,9 @@ def rewrite_to_fixed_point(ws: Workspace) -> None:
             if getattr(node, "_erased", False):
                 continue
             changed = any(pattern(ws, node) for pattern in PATTERNS) or changed
+        # a pattern that gave up may have left an unused node reading a value: drop it, so
+        # that no fan-out check counts it as a reader
+        ws.graph.eliminate_dead_code()
         if not changed:
             return
     raise RuntimeError("the rewrites did not reach a fixed point")  # pragma: no cover
@@ -68,6 +115,7 @@ def compile(
     domain: InputDomain | tuple[float, float] = IMAGE_UNIT,
     output_clamp: tuple[float, float] | None = None,
     tolerance: float = 1e-9,
+    align: int = 4,
 ) -> Compiled:
     """Fold ``module`` into a plain network equal to it on ``domain``, with a certificate.
 
@@ -78,8 +126,30 @@ def compile(
     :class:`VerificationError` if it differs. ``output_clamp=(low, high)`` makes the clamp of
     the first output part of the function (as the authors' inference forms do). Only the
     first output of a multi-output model is compiled. Ops no rule removes stay unchanged.
+    ``align``: when the input is carried through a stack as extra channels (E4), each widened
+    layer gets zero dummy channels (E8) up to a multiple of ``align`` (4, as the hand
+    converters' default: vector units prefer such widths; 1: none).
+
+    It runs on one intra-op thread (restored afterwards): every tensor it computes is small
+    (kernels, and probes of at most a few dozen pixels a side), where a thread pool's
+    synchronisation costs more than it saves, and many times more on a loaded machine.
     """
-    domain = as_domain(domain)
+    with _one_thread():
+        options = (as_domain(domain), output_clamp, tolerance, align)
+        return _compile(module, example_inputs, options)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compile(module, example_inputs, options) -> Compiled:
     example = tuple(torch.as_tensor(x) for x in example_inputs)
     if len(example) != 1 or example[0].ndim != 4:
         raise ValueError("example_inputs must be one NCHW tensor, as a 1-tuple")
@@ -93,33 +163,41 @@ def compile(
     private.eval()
     failure: Exception | None = None
     for dynamic in (False, True):
+        started = time.perf_counter()
         try:
             captured = capture(private, example64, dynamic=dynamic)
         except CaptureError as error:
             failure = error
             continue
+        captured_in = time.perf_counter() - started
         try:
             compiled, certificate = _fold_and_verify(
-                module, captured, domain, output_clamp, tolerance, tuple(example[0].shape[1:])
+                private, captured, options, tuple(example[0].shape[1:])
             )
         except VerificationError as error:
             failure = error
             continue
+        certificate.timings = {"capture": captured_in, **certificate.timings}
         return Compiled(compiled.to(dtype), certificate)
     assert failure is not None
     raise failure
 
 
-def _fold_and_verify(module, captured, domain, output_clamp, tolerance, shape):
-    """Rewrite ``captured`` to a fixed point and verify it against ``module`` (two sizes)."""
+def _fold_and_verify(oracle, captured, options, shape):
+    """Rewrite ``captured`` to a fixed point and verify it against ``oracle`` (the float64
+    private copy of the user's module) at two sizes; returns the module and its certificate
+    with the wall time of each phase. ``options``: domain, output clamp, tolerance, align."""
+    started = time.perf_counter()
+    domain, output_clamp, tolerance, align = options
     record = CertificateBuilder()
-    ws = Workspace(captured.module, domain, record)
+    ws = Workspace(captured.module, domain, record, align)
     convs_before = count_convs(ws.module)
     if output_clamp is not None:
         append_clamp(ws, output_clamp)
     fold_constants(ws)
     rewrite_to_fixed_point(ws)
     compiled = ws.finish()
+    rewritten = time.perf_counter()
     alive = {n.name for n in compiled.graph.nodes}
     certificate = Certificate(
         capture=captured.method,
@@ -131,17 +209,30 @@ def _fold_and_verify(module, captured, domain, output_clamp, tolerance, shape):
         ops_after=op_counts(compiled),
         output_clamp=output_clamp,
     )
-    try:
-        certificate.max_error = measure(
-            module,
-            compiled,
-            shape,
-            domain,
-            clamp=output_clamp,
-            tolerance=tolerance,
-        )
-    except VerificationError:
-        raise
-    except Exception as error:  # a compiled module that cannot even run is a failure too
-        raise VerificationError(f"the compiled module failed to run: {error}") from error
+    channels, height, width = shape
+    candidates = [
+        probe_shapes(shape, widest_kernel(compiled)),
+        [shape, (channels, height + 1, width + 1)],
+    ]
+    if candidates[0] == candidates[1]:
+        candidates.pop()
+    for shapes in candidates:
+        try:
+            certificate.max_error = measure(
+                oracle, compiled, shapes, domain, clamp=output_clamp, tolerance=tolerance
+            )
+        except VerificationError:
+            raise
+        except ProbeSizeError as error:
+            if shapes is candidates[-1]:
+                raise VerificationError(str(error)) from error
+            continue  # the original needs the example's size: verify there instead
+        except Exception as error:  # a compiled module that cannot even run is a failure too
+            raise VerificationError(f"the compiled module failed to run: {error}") from error
+        certificate.verified_sizes = [list(s[1:]) for s in shapes]
+        break
+    certificate.timings = {
+        "rewrite": rewritten - started,
+        "verify": time.perf_counter() - rewritten,
+    }
     return compiled, certificate

@@ -61,9 +61,14 @@ class Workspace:
     """The graph under compilation, its declared input domain and its certificate builder."""
 
     def __init__(
-        self, module: fx.GraphModule, domain: InputDomain, record: CertificateBuilder
+        self,
+        module: fx.GraphModule,
+        domain: InputDomain,
+        record: CertificateBuilder,
+        align: int = 4,
     ) -> None:
         self.module = module
+        self.align = align  # widths of carried-channel layers are padded to multiples (E8)
         self.graph = module.graph
         self.domain = domain
         self.record = record
@@ -158,12 +163,22 @@ class Workspace:
     def replace(self, old: fx.Node, new: fx.Node) -> None:
         """Redirect every user of ``old`` to ``new`` and drop what became dead."""
         old.replace_all_uses_with(new)
-        self.graph.eliminate_dead_code()
-        self._lower.clear()
+        self.changed(old)
 
-    def changed(self) -> None:
-        """Drop dead nodes and cached bounds after an in-place edit of a node's inputs."""
-        self.graph.eliminate_dead_code()
+    def changed(self, *released: fx.Node) -> None:
+        """Drop cached bounds and the nodes that became dead after an edit: each of
+        ``released`` (a node that lost users) when nothing reads it any more, then its inputs
+        in turn. Local, so a rewrite costs what it touches, not the size of the graph."""
+        stack = list(released)
+        while stack:
+            node = stack.pop()
+            if node._erased or node.users or node.op in ("placeholder", "output"):
+                continue
+            if node.is_impure():
+                continue
+            inputs = node.all_input_nodes
+            self.graph.erase_node(node)
+            stack.extend(inputs)
         self._lower.clear()
 
     def sole_user(self, node: fx.Node, user: fx.Node) -> bool:
@@ -207,8 +222,13 @@ class Workspace:
         """Drop dead nodes and unused constants, regenerate the code, return the module."""
         self.graph.eliminate_dead_code()
         used = {str(n.target) for n in self.graph.nodes if n.op == "get_attr"}
-        for name in [n for n, _ in self.module.named_buffers(recurse=False)]:
-            if name.startswith("et_const_") and name not in used:
+        held = [
+            *self.module.named_buffers(recurse=False),
+            *self.module.named_parameters(recurse=False),
+        ]
+        for name, _ in held:
+            # folded constants and the captured weights that no op reads any more
+            if name.startswith(("et_const_", "lifted_")) and name not in used:
                 delattr(self.module, name)
         self.graph.lint()
         self.module.recompile()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import et
-from et.compiler import count_convs
+from et.compiler import CaptureError, count_convs
 from et.testing import compare_outputs, probe_inputs
 
 
@@ -192,3 +193,38 @@ def test_border_strip_writes_become_a_constant_pad() -> None:
     compiled = _check(BorderWrites(3))
     assert "G2" in compiled.certificate.rules_used()
     assert "slice_scatter.default" not in compiled.certificate.ops_after
+
+
+class EvalOnlyHostSync(nn.Module):
+    """In eval mode reads a parameter as a Python float (a host sync ``torch.export`` cannot
+    trace); in training mode computes the same product on the tensor."""
+
+    def __init__(self, batch_norm: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.gain = nn.Parameter(torch.tensor(1.5))
+        self.norm = nn.BatchNorm2d(4) if batch_norm else nn.Identity()
+
+    def forward(self, x):
+        y = self.norm(self.conv(x))
+        if not self.training:
+            return y * float(self.gain)
+        return y * self.gain
+
+
+def test_the_training_mode_graph_is_captured_when_eval_mode_export_fails() -> None:
+    torch.manual_seed(9)
+    model = EvalOnlyHostSync()
+    compiled = _check(model)
+    assert "train mode" in compiled.certificate.capture
+    assert "the eval-mode export failed" in compiled.certificate.capture
+    assert count_convs(compiled.module) == 1 and compiled.certificate.rules_used() == {"R13": 1}
+    assert not model.training  # the caller's mode is left as it was
+
+
+def test_no_training_mode_capture_when_a_module_depends_on_the_mode() -> None:
+    # with a BatchNorm the two modes compute different functions: no fallback, a clear error
+    model = EvalOnlyHostSync(batch_norm=True).eval()
+    with pytest.raises(CaptureError, match="eval/") as raised:
+        et.compile(model, (torch.rand(1, 3, 7, 7),))
+    assert "train/" not in str(raised.value)

@@ -45,6 +45,20 @@ class ACBlock(nn.Module):
         return self.square(x) + self.hor(x) + self.ver(x)
 
 
+class ACCropBlock(nn.Module):
+    """ACNet's crop variant: a valid BN(3×3), and BN(1×3), BN(3×1) reading the input cropped
+    to the square branch's window (rows 1:−1, columns 1:−1); deploy: one valid 3×3."""
+
+    def __init__(self, c: int, cout: int) -> None:
+        super().__init__()
+        self.square = conv_bn(c, cout, 3, 1, 0)
+        self.hor = conv_bn(c, cout, (1, 3), 1, 0)
+        self.ver = conv_bn(c, cout, (3, 1), 1, 0)
+
+    def forward(self, x):
+        return self.square(x) + self.hor(x[:, :, 1:-1, :]) + self.ver(x[:, :, :, 1:-1])
+
+
 class DBBBlock(nn.Module):
     """Diverse Branch Block (Ding et al. 2021), all six transforms: conv-BN (1), branch add (2),
     1×1 then K×K (3, with BN between, bias-padded by the BN shift), depth concat (4), average

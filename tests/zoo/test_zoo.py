@@ -21,6 +21,7 @@ from tests.zoo import blocks
 CASES = {
     "repvgg": (lambda c: torch.nn.Sequential(blocks.RepVGGBlock(c), blocks.RepVGGBlock(c)), 2),
     "acnet": (lambda c: blocks.ACBlock(c, c + 1), 1),
+    "acnet_crop": (lambda c: blocks.ACCropBlock(c, c + 1), 1),
     "dbb": (lambda c: blocks.DBBBlock(c, 4), 1),
     "ecb": (lambda c: blocks.EdgeBlock(c, 4), 1),
     "mobileone_dw": (lambda c: blocks.MobileOneBlock(c, c, k=3, depthwise=True), 1),

@@ -1,0 +1,86 @@
+"""A transposed convolution on the graph becomes a conv, PixelShuffle and a crop (R15).
+
+``ConvTranspose2d(x; W, b, s, p, a, d, g)`` equals ``crop(PS_s(conv(x; V, b⊗1_{s²}, Q)))``
+(the theorem of :mod:`et.rules.transposed_conv_as_pixel_shuffle`): each output phase
+``(φ_h, φ_w)`` is a correlation on the low-resolution grid, the phases are stacked in
+PixelShuffle's channel order, and a constant number of rows and columns is cropped from the
+bottom and the right, a slice ``[:−rows]`` that holds at every input size. Afterwards the
+rewrites see a plain conv and a PixelShuffle (E6, E7 and the linear rules apply). The rule's
+preconditions (one stride on both axes, zero padding mode) are checked by the rule; a refusal
+is named in the certificate and the op stays.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+from et.compiler.workspace import Workspace
+from et.contract import PreconditionError, apply_rule
+
+aten = torch.ops.aten
+
+
+def _pair(value) -> tuple[int, int]:
+    values = [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def _transposed(ws: Workspace, node: fx.Node) -> nn.ConvTranspose2d | None:
+    """The ``nn.ConvTranspose2d`` a transposed-conv node computes (constant weights)."""
+    args = [*list(node.args), None, None, None, None, None, None, None, None, None]
+    if node.kwargs:
+        return None
+    if node.target == aten.conv_transpose2d.input:
+        _, w, b, stride, padding, output_padding, groups, dilation = args[:8]
+    elif node.target == aten.convolution.default and args[6]:
+        _, w, b, stride, padding, dilation, _, output_padding, groups = args[:9]
+    else:
+        return None
+    weight = ws.tensor(w)
+    bias = ws.tensor(b) if b is not None else None
+    if weight is None or weight.ndim != 4 or (b is not None and bias is None):
+        return None
+    groups = int(groups or 1)
+    deconv = nn.ConvTranspose2d(
+        weight.shape[0],
+        weight.shape[1] * groups,
+        tuple(weight.shape[2:]),
+        stride=_pair(stride or 1),
+        padding=_pair(padding or 0),
+        output_padding=_pair(output_padding or 0),
+        groups=groups,
+        bias=bias is not None,
+        dilation=_pair(dilation or 1),
+    ).to(weight)
+    with torch.no_grad():
+        deconv.weight.copy_(weight)
+        if bias is not None:
+            deconv.bias.copy_(bias)
+    return deconv
+
+
+def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
+    """R15: a transposed conv is ``crop(PS(conv(x)))``."""
+    if node.target not in (aten.conv_transpose2d.input, aten.convolution.default):
+        return False
+    deconv = _transposed(ws, node)
+    if deconv is None:
+        return False
+    try:
+        layers = apply_rule("transposed_conv_as_pixel_shuffle", deconv)
+    except PreconditionError as error:
+        ws.record.refused(node, "R15", error.condition, error.detail)
+        return False
+    conv, shuffle = layers[0], layers[1]
+    value = ws.emit_conv(conv, node.args[0], node)
+    value = ws.call(aten.pixel_shuffle.default, (value, shuffle.upscale_factor), node)
+    if len(layers) > 2:
+        crop = layers[2]
+        for dim, count in ((2, crop.rows), (3, crop.cols)):
+            if count:
+                value = ws.call(aten.slice.Tensor, (value, dim, 0, -count), node)
+    value.meta["val"] = node.meta.get("val")
+    ws.record.applied("R15", [node], ("the kernel and bias are constants",))
+    ws.replace(node, value)
+    return True
