@@ -51,6 +51,11 @@ CANONICAL: dict[str, tuple[str, str]] = {
         "avg_pool2d(x, kernel = the image size) = mean of x over height and width",
     ),
     "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
+    "G12": (
+        "conv written with another number of groups",
+        "a conv zero outside g diagonal blocks is the g-grouped conv; a g₁-grouped conv is "
+        "a g₂-grouped one with zero blocks (g₂ | g₁)",
+    ),
 }
 
 

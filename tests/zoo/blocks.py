@@ -205,6 +205,127 @@ class MixedBlock(nn.Module):
         return self.c(F.relu(self.b(self.a(x))))
 
 
+# --- The same blocks written with the idioms of their published training code -------------
+# Written by us from the papers' structure; what they exercise is how such code computes:
+# in-place ``+=`` sums started from ``0``, skip BatchNorms listed before the convs, a BN shift
+# recomputed in ``forward`` to fill a border, a kernel built from a weight plus a constant
+# identity tensor that is neither parameter nor buffer, and a 1-colour image broadcast across
+# the scale² channels it is added to.
+
+
+class BNThenShiftPad(nn.Module):
+    """BatchNorm, then a 1-pixel border filled with the BN's own shift β − μ·γ/√(σ²+ε),
+    recomputed here from the statistics (so the 1×1 → BN → K×K pair stays exactly one K×K)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = F.pad(self.bn(x), [1, 1, 1, 1])
+        bn = self.bn
+        shift = bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(
+            bn.running_var + bn.eps
+        )
+        shift = shift.view(1, -1, 1, 1)
+        out[:, :, 0:1, :] = shift
+        out[:, :, -1:, :] = shift
+        out[:, :, :, 0:1] = shift
+        out[:, :, :, -1:] = shift
+        return out
+
+
+class IdentityPlusConv1x1(nn.Conv2d):
+    """A 1×1 whose kernel is its weight plus the identity, the identity held as a plain
+    tensor attribute (neither parameter nor buffer)."""
+
+    def __init__(self, c: int, groups: int = 1) -> None:
+        super().__init__(c, c, 1, groups=groups, bias=False)
+        eye = torch.zeros(c, c // groups, 1, 1)
+        for i in range(c):
+            eye[i, i % (c // groups)] = 1.0
+        self.identity = eye
+
+    def forward(self, x):
+        kernel = self.weight + self.identity.type_as(self.weight)
+        return F.conv2d(x, kernel, None, 1, 0, 1, self.groups)
+
+
+class DBBAsPublished(nn.Module):
+    """DBB with a K×K origin, a 1×1, an average branch (1×1 → BN-then-shift-pad → valid 3×3
+    average → BN) and a 1×1 (identity-based) → BN-then-shift-pad → valid K×K → BN; depthwise
+    (``groups == cout``) drops the 1×1s as the paper does. Deploy: one K×K."""
+
+    def __init__(self, c: int, cout: int, groups: int = 1) -> None:
+        super().__init__()
+        self.origin = conv_bn(c, cout, 3, padding=1, groups=groups)
+        self.pooled = nn.Sequential()
+        if groups < cout:
+            self.one = conv_bn(c, cout, 1, groups=groups)
+            self.pooled.add_module("conv", nn.Conv2d(c, cout, 1, groups=groups, bias=False))
+            self.pooled.add_module("bn", BNThenShiftPad(cout))
+            self.pooled.add_module("avg", nn.AvgPool2d(3, 1, 0))
+        else:
+            self.pooled.add_module("avg", nn.AvgPool2d(3, 1, 1))
+        self.pooled.add_module("avgbn", nn.BatchNorm2d(cout))
+        inner = c if groups < cout else 2 * c
+        first = IdentityPlusConv1x1(c, groups) if inner == c else nn.Conv2d(c, inner, 1, bias=False)
+        self.seq = nn.Sequential(
+            first,
+            BNThenShiftPad(inner),
+            nn.Conv2d(inner, cout, 3, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x):
+        out = self.origin(x)
+        if hasattr(self, "one"):
+            out += self.one(x)
+        out += self.pooled(x)
+        out += self.seq(x)
+        return out
+
+
+class MobileOneAsPublished(nn.Module):
+    """MobileOne written as its training code sums: ``out = scale + skip`` (each 0 when
+    absent), then ``out += conv_i(x)`` for k conv-BN branches, ReLU. Depthwise: groups = c."""
+
+    def __init__(self, c: int, cout: int, kernel: int, k: int = 3, depthwise: bool = True):
+        super().__init__()
+        groups = c if depthwise else 1
+        pad = kernel // 2
+        self.skip = nn.BatchNorm2d(c) if c == cout else None
+        self.scale = conv_bn(c, cout, 1, groups=groups) if kernel > 1 else None
+        self.convs = nn.ModuleList(
+            conv_bn(c, cout, kernel, padding=pad, groups=groups) for _ in range(k)
+        )
+
+    def forward(self, x):
+        skip_out = 0 if self.skip is None else self.skip(x)
+        scale_out = 0 if self.scale is None else self.scale(x)
+        out = scale_out + skip_out
+        for conv in self.convs:
+            out += conv(x)
+        return F.relu(out)
+
+
+class ECBSRLuma(nn.Module):
+    """ECBSR on the Y channel as its code writes the global shortcut: ``body(x) + x``, the
+    1-channel image broadcast across the scale² output channels, then PixelShuffle."""
+
+    def __init__(self, scale: int, feat: int = 6, blocks: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [EdgeBlock(1, feat), nn.PReLU(feat)]
+        for _ in range(blocks):
+            layers += [EdgeBlock(feat, feat), nn.PReLU(feat)]
+        layers.append(EdgeBlock(feat, scale * scale))
+        self.body = nn.Sequential(*layers)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.shuffle(self.body(x) + x)
+
+
 def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Non-trivial weights and BatchNorm statistics (no default BN, no zero bias)."""
     with torch.no_grad():

@@ -30,6 +30,10 @@ CASES = {
     "conv3xc": (lambda c: blocks.Conv3XC(c, c + 1), 1),
     "plainusr": (lambda c: blocks.PlainUSRBlock(c), 1),
     "mixed": (lambda c: blocks.MixedBlock(c), 3),
+    "dbb_as_published": (lambda c: blocks.DBBAsPublished(c, c + 1), 1),
+    "dbb_as_published_depthwise": (lambda c: blocks.DBBAsPublished(c, c, groups=c), 1),
+    "mobileone_as_published_dw": (lambda c: blocks.MobileOneAsPublished(c, c, 3), 1),
+    "mobileone_as_published_pw": (lambda c: blocks.MobileOneAsPublished(c, c, 1, False), 1),
 }
 
 
@@ -68,3 +72,11 @@ def test_sesr_network_folds_to_a_plain_net(colors: int, scale: int) -> None:
     # head, 2 blocks and the tail: the long residual is an identity branch of the tail's input
     compiled = check_compiled(model, colors, 7, 4)
     assert compiled.certificate.rules_used().get("R6", 0) >= 1
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_ecbsr_luma_broadcast_shortcut_folds_into_the_plain_net(scale: int) -> None:
+    model = blocks.randomize(blocks.ECBSRLuma(scale), torch.Generator().manual_seed(scale))
+    # one 3×3 per ECB; the image broadcast over the scale² channels becomes identity channels
+    compiled = check_compiled(model, 1, 7, 4)
+    assert "aten.add.Tensor" not in compiled.certificate.ops_after
