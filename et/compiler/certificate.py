@@ -56,6 +56,10 @@ CANONICAL: dict[str, tuple[str, str]] = {
         "a conv zero outside g diagonal blocks is the g-grouped conv; a g₁-grouped conv is "
         "a g₂-grouped one with zero blocks (g₂ | g₁)",
     ),
+    "G13": (
+        "spatial crop absorbed into a valid conv",
+        "conv(x[…, a : −b]; W, padding 0) = conv(x; W zero-extended by a before and b after)",
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from torch import fx, nn
 from et.compiler.batch_norm import fuse_batch_norm
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.regroup import REGROUP_CHECK, common_grouping
+from et.compiler.spatial_crop import absorb_crop
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError, apply_rule
 from et.rules.merge_sequential_convs import dense_weight
@@ -364,6 +365,7 @@ LINEAR_PATTERNS: tuple[Pattern, ...] = (
     fold_constant_ops,
     shift_into_bias,
     absorb_zero_pad,
+    absorb_crop,
     merge_sequential,
     merge_branches,
     pool_after_conv,

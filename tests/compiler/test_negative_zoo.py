@@ -203,3 +203,21 @@ def test_average_pool_that_excludes_padding_is_not_a_conv() -> None:
     kept = _compile(PoolThenPointwise(False))
     assert kept.certificate.ops_after.get("avg_pool2d.default") == 1
     assert any(u.rule == "R10" for u in kept.certificate.unfolded)
+
+
+def test_crop_before_a_padded_conv_is_not_absorbed() -> None:
+    torch.manual_seed(10)
+
+    class CropThenConv(nn.Module):
+        def __init__(self, padding: int) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, (1, 3), padding=(0, padding))
+
+        def forward(self, x):
+            return self.conv(x[:, :, 1:-1, 1:-2])
+
+    assert "G13" in _compile(CropThenConv(0)).certificate.rules_used()
+    # padded along the cropped width: the zero ring would sit where x has values
+    kept = _compile(CropThenConv(1))
+    assert kept.certificate.ops_after.get("slice.Tensor", 0) >= 1
+    assert any(u.rule == "G13" for u in kept.certificate.unfolded)

@@ -326,6 +326,23 @@ class ECBSRLuma(nn.Module):
         return self.shuffle(self.body(x) + x)
 
 
+class ACBlockCropped(nn.Module):
+    """ACNet's valid variant (square padding 0 < k//2): the 1×k and k×1 branches read the
+    input cropped by k//2 on the axis their kernel lacks, as ACNet's crop layer does, each
+    with its BN. Deploy: one valid k×k."""
+
+    def __init__(self, c: int, cout: int, k: int = 3, stride: int = 1) -> None:
+        super().__init__()
+        self.r = k // 2
+        self.square = conv_bn(c, cout, k, stride)
+        self.hor = conv_bn(c, cout, (1, k), stride)
+        self.ver = conv_bn(c, cout, (k, 1), stride)
+
+    def forward(self, x):
+        r = self.r
+        return self.square(x) + self.hor(x[:, :, r:-r, :]) + self.ver(x[:, :, :, r:-r])
+
+
 def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Non-trivial weights and BatchNorm statistics (no default BN, no zero bias)."""
     with torch.no_grad():

@@ -30,6 +30,8 @@ CASES = {
     "conv3xc": (lambda c: blocks.Conv3XC(c, c + 1), 1),
     "plainusr": (lambda c: blocks.PlainUSRBlock(c), 1),
     "mixed": (lambda c: blocks.MixedBlock(c), 3),
+    "acnet_cropped": (lambda c: blocks.ACBlockCropped(c, c + 1), 1),
+    "acnet_cropped_5x5_stride2": (lambda c: blocks.ACBlockCropped(c, c, 5, 2), 1),
     "dbb_as_published": (lambda c: blocks.DBBAsPublished(c, c + 1), 1),
     "dbb_as_published_depthwise": (lambda c: blocks.DBBAsPublished(c, c, groups=c), 1),
     "mobileone_as_published_dw": (lambda c: blocks.MobileOneAsPublished(c, c, 3), 1),
