@@ -221,3 +221,42 @@ def test_crop_before_a_padded_conv_is_not_absorbed() -> None:
     kept = _compile(CropThenConv(1))
     assert kept.certificate.ops_after.get("slice.Tensor", 0) >= 1
     assert any(u.rule == "G13" for u in kept.certificate.unfolded)
+
+
+@pytest.mark.parametrize("tiling", ["repeat", "cat"])
+def test_tiled_anchor_with_negative_inputs_is_not_carried(tiling: str) -> None:
+    torch.manual_seed(11)
+
+    class Tiled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 12, 3, padding=1)
+            )
+
+        def forward(self, x):
+            anchor = x.repeat(1, 4, 1, 1) if tiling == "repeat" else torch.cat([x] * 4, dim=1)
+            return F.pixel_shuffle(self.body(x) + anchor, 2)
+
+    assert _compile(Tiled()).certificate.rules_used().get("E4") == 1
+    negative = _compile(Tiled(), domain=(-1.0, 1.0))
+    assert any(u.rule == "E4" and "≥ 0" in u.precondition for u in negative.certificate.unfolded)
+    assert "E4" not in negative.certificate.rules_used()
+
+
+def test_concatenation_of_different_tensors_is_no_anchor() -> None:
+    torch.manual_seed(12)
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1)
+            )
+
+        def forward(self, x):
+            return self.body(x) + torch.cat([x, x.flip(2)], dim=1)
+
+    compiled = _compile(Mixed())
+    assert "E3" not in compiled.certificate.rules_used()
+    assert compiled.certificate.ops_after.get("flip.default") == 1

@@ -343,6 +343,33 @@ class ACBlockCropped(nn.Module):
         return self.square(x) + self.hor(x[:, :, r:-r, :]) + self.ver(x[:, :, :, r:-r])
 
 
+class AnchoredSR(nn.Module):
+    """conv → ReLU → conv to colours·s² channels, plus the LR image replicated to those
+    channels, then PixelShuffle: the anchor written as ``repeat_interleave`` (PyTorch order),
+    or tiled by ``repeat``, ``cat`` or ``expand`` (as TF-style ports and SESR's do)."""
+
+    def __init__(self, colors: int, scale: int, anchor: str, feat: int = 6) -> None:
+        super().__init__()
+        self.scale, self.anchor = scale, anchor
+        self.body = nn.Sequential(
+            nn.Conv2d(colors, feat, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(feat, colors * scale * scale, 3, padding=1),
+        )
+
+    def forward(self, x):
+        r = self.scale * self.scale
+        if self.anchor == "interleave":
+            anchor = torch.repeat_interleave(x, r, dim=1)
+        elif self.anchor == "repeat":
+            anchor = x.repeat(1, r, 1, 1)
+        elif self.anchor == "cat":
+            anchor = torch.cat([x] * r, dim=1)
+        else:
+            anchor = x.expand(-1, r, -1, -1)
+        return F.pixel_shuffle(self.body(x) + anchor, self.scale)
+
+
 def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Non-trivial weights and BatchNorm statistics (no default BN, no zero bias)."""
     with torch.no_grad():

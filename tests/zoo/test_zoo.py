@@ -81,4 +81,19 @@ def test_ecbsr_luma_broadcast_shortcut_folds_into_the_plain_net(scale: int) -> N
     model = blocks.randomize(blocks.ECBSRLuma(scale), torch.Generator().manual_seed(scale))
     # one 3×3 per ECB; the image broadcast over the scale² channels becomes identity channels
     compiled = check_compiled(model, 1, 7, 4)
-    assert "aten.add.Tensor" not in compiled.certificate.ops_after
+    assert "add.Tensor" not in compiled.certificate.ops_after
+
+
+@pytest.mark.parametrize(
+    ("anchor", "colors"),
+    [("interleave", 3), ("repeat", 3), ("cat", 3), ("repeat", 1), ("cat", 1), ("expand", 1)],
+)
+@pytest.mark.parametrize("scale", [2, 3])
+def test_replicated_image_anchor_is_carried_in_identity_channels(
+    anchor: str, colors: int, scale: int
+) -> None:
+    model = blocks.AnchoredSR(colors, scale, anchor)
+    model = blocks.randomize(model, torch.Generator().manual_seed(scale * 7 + colors))
+    compiled = check_compiled(model, colors, 7, 2)
+    assert compiled.certificate.rules_used().get("E4") == 1
+    assert "add.Tensor" not in compiled.certificate.ops_after
