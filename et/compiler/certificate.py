@@ -60,6 +60,10 @@ CANONICAL: dict[str, tuple[str, str]] = {
         "spatial crop absorbed into a valid conv",
         "conv(x[…, a : −b]; W, padding 0) = conv(x; W zero-extended by a before and b after)",
     ),
+    "G14": (
+        "padding='same' or 'valid' written as numbers",
+        "conv(x; padding='same') = conv(pad₀(x; ⌊d(k−1)/2⌋ before, ⌈d(k−1)/2⌉ after); padding 0)",
+    ),
 }
 
 
