@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from et.conv_geometry import conv_like
 from et.rules.merge_sequential_convs import dense_weight, grouped_weight
 
 #: what the certificate says was checked
@@ -27,23 +28,8 @@ REGROUP_CHECK = (
 )
 
 
-def _with_weight(conv: nn.Conv2d, weight: torch.Tensor, groups: int) -> nn.Conv2d:
-    new = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        groups,
-        bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
-    ).to(conv.weight)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias.detach())
-    return new
+def _bias(conv: nn.Conv2d) -> torch.Tensor | None:
+    return conv.bias.detach() if conv.bias is not None else None
 
 
 def is_block_diagonal(dense: torch.Tensor, groups: int) -> bool:
@@ -68,10 +54,10 @@ def regroup(conv: nn.Conv2d, groups: int) -> nn.Conv2d | None:
     if groups > conv.groups:
         if groups % conv.groups or not is_block_diagonal(dense, groups):
             return None
-        return _with_weight(conv, grouped_weight(dense, groups), groups)
+        return conv_like(conv, grouped_weight(dense, groups), _bias(conv), groups=groups)
     if conv.groups % groups:
         return None
-    return _with_weight(conv, grouped_weight(dense, groups), groups)
+    return conv_like(conv, grouped_weight(dense, groups), _bias(conv), groups=groups)
 
 
 def common_grouping(convs: list[nn.Conv2d]) -> list[nn.Conv2d] | None:

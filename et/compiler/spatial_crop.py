@@ -16,10 +16,11 @@ holds at sizes other than the captured one. Afterwards R3 merges the branch with
 from __future__ import annotations
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 from et.compiler.helpers import replace_conv
 from et.compiler.workspace import Workspace
+from et.conv_geometry import conv_like
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -68,18 +69,6 @@ def absorb_crop(ws: Workspace, node: fx.Node) -> bool:
     pads[2 * (3 - axis)] = before
     pads[2 * (3 - axis) + 1] = after
     weight = torch.nn.functional.pad(conv.weight.detach(), pads)
-    new = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        tuple(weight.shape[2:]),
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=conv.bias is not None,
-    ).to(conv.weight)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias.detach())
+    bias = conv.bias.detach() if conv.bias is not None else None
+    new = conv_like(conv, weight, bias)
     return replace_conv(ws, node, new, site.input.args[0], "G13", [site.input, node], CHECKED)
