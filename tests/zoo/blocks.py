@@ -370,6 +370,40 @@ class AnchoredSR(nn.Module):
         return F.pixel_shuffle(self.body(x) + anchor, self.scale)
 
 
+class Conv3XCAsPublished(nn.Module):
+    """SPAN's Conv3XC as its code runs it: the training form (zero-pad, 1×1 → valid 3×3 → 1×1,
+    plus a 1×1 skip) in training mode; in eval mode ``forward`` first writes its own fused 3×3
+    into ``eval_conv.weight.data`` (the kernel composition done here with our own R8/R9
+    arithmetic), then runs it."""
+
+    def __init__(self, c: int, cout: int, gain: int = 2) -> None:
+        super().__init__()
+        self.skip = nn.Conv2d(c, cout, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c * gain, 1),
+            nn.Conv2d(c * gain, cout * gain, 3),
+            nn.Conv2d(cout * gain, cout, 1),
+        )
+        self.eval_conv = nn.Conv2d(c, cout, 3, padding=1)
+
+    def _fuse(self) -> None:
+        first, middle, last = self.body
+        with torch.no_grad():
+            w = torch.einsum("omhw,mi->oihw", middle.weight, first.weight[:, :, 0, 0])
+            b = middle.bias + torch.einsum("omhw,m->o", middle.weight, first.bias)
+            w = torch.einsum("om,mihw->oihw", last.weight[:, :, 0, 0], w)
+            b = last.bias + last.weight[:, :, 0, 0] @ b
+            w = w + F.pad(self.skip.weight, (1, 1, 1, 1))
+        self.eval_conv.weight.data = w
+        self.eval_conv.bias.data = b + self.skip.bias.detach()
+
+    def forward(self, x):
+        if self.training:
+            return self.body(F.pad(x, (1, 1, 1, 1))) + self.skip(x)
+        self._fuse()
+        return self.eval_conv(x)
+
+
 def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Non-trivial weights and BatchNorm statistics (no default BN, no zero bias)."""
     with torch.no_grad():

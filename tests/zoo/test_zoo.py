@@ -32,6 +32,7 @@ CASES = {
     "mixed": (lambda c: blocks.MixedBlock(c), 3),
     "acnet_cropped": (lambda c: blocks.ACBlockCropped(c, c + 1), 1),
     "acnet_cropped_5x5_stride2": (lambda c: blocks.ACBlockCropped(c, c, 5, 2), 1),
+    "conv3xc_as_published": (lambda c: blocks.Conv3XCAsPublished(c, c + 1), 1),
     "dbb_as_published": (lambda c: blocks.DBBAsPublished(c, c + 1), 1),
     "dbb_as_published_depthwise": (lambda c: blocks.DBBAsPublished(c, c, groups=c), 1),
     "mobileone_as_published_dw": (lambda c: blocks.MobileOneAsPublished(c, c, 3), 1),
@@ -97,3 +98,14 @@ def test_replicated_image_anchor_is_carried_in_identity_channels(
     compiled = check_compiled(model, colors, 7, 2)
     assert compiled.certificate.rules_used().get("E4") == 1
     assert "add.Tensor" not in compiled.certificate.ops_after
+
+
+def test_conv3xc_fused_in_forward_equals_its_training_form() -> None:
+    """The eval-mode capture of the self-fusing Conv3XC computes its training-mode function."""
+    model = blocks.randomize(blocks.Conv3XCAsPublished(3, 4), torch.Generator().manual_seed(3))
+    model = model.double()
+    compiled = check_compiled(model, 3, 7, 1)
+    inputs = probe_inputs((3, 8, 9), samples=6)
+    # train mode runs the original's training branch (the compiled net has no mode switch)
+    report = compare_outputs(model, compiled.module, inputs, dtype=torch.float64, mode="train")
+    assert report.max_rel_error <= 1e-9, report.describe()
