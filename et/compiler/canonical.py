@@ -240,8 +240,51 @@ def global_pool(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
+def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
+    """G14: ``conv2d(x, padding="same" | "valid")`` with numbers: "valid" is 0; "same" (stride
+    1) pads d·(k − 1) per axis, half before and the rest after (PyTorch puts the odd one after),
+    so an odd kernel gets the symmetric ``d·(k − 1)/2`` and an even one an explicit pad."""
+    if node.target != aten.conv2d.padding:
+        return False
+    args = list(node.args) + [None] * 7
+    x, weight, bias, stride, mode, dilation, groups = args[:7]
+    mode = "valid" if mode is None else mode  # the schema's default, left out of args
+    stride, dilation = _as_pair(stride or 1), _as_pair(dilation or 1)
+    value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
+    if mode not in ("same", "valid") or value is None:
+        return False
+    if mode == "valid":
+        padding, source = [0, 0], x
+    else:
+        if stride != [1, 1]:
+            return False  # torch refuses it too
+        totals = [d * (int(k) - 1) for d, k in zip(dilation, value.shape[2:], strict=True)]
+        if all(t % 2 == 0 for t in totals):
+            padding, source = [t // 2 for t in totals], x
+        else:
+            (th, tw), padding = totals, [0, 0]
+            pads = [tw // 2, tw - tw // 2, th // 2, th - th // 2]
+            source = ws.call(aten.constant_pad_nd.default, (x, pads, 0.0), node)
+    new = ws.call(
+        aten.conv2d.default, (source, weight, bias, stride, padding, dilation, groups or 1), node
+    )
+    new.meta["val"] = node.meta.get("val")
+    ws.record.applied("G14", [node], (f"padding={mode!r} at stride {stride}",))
+    ws.replace(node, new)
+    return True
+
+
+def _as_pair(value: object) -> list[int]:
+    return (
+        [int(v) for v in value] * (2 // len(value))
+        if isinstance(value, list | tuple)
+        else [int(value)] * 2
+    )
+
+
 CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (
     remove_no_ops,
+    explicit_padding,
     constant_pad,
     write_into_fill,
     write_border,

@@ -54,8 +54,17 @@ CANONICAL: dict[str, tuple[str, str]] = {
     ),
     "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
     "G12": (
-        "centred crop read by a valid conv",
-        "conv(x[a:−a]; W, padding 0) = conv(x; W with a/d zero taps on each side, padding 0)",
+        "crop read by a valid conv",
+        "conv(x[…, a : −b]; W, padding 0) = conv(x; W with a/d zero taps before, b/d after)",
+    ),
+    "G13": (
+        "conv written with another number of groups",
+        "a conv zero outside g diagonal blocks is the g-grouped conv; a g₁-grouped conv is "
+        "a g₂-grouped one with zero blocks (g₂ | g₁)",
+    ),
+    "G14": (
+        "padding='same' or 'valid' written as numbers",
+        "conv(x; padding='same') = conv(pad₀(x; ⌊d(k−1)/2⌋ before, ⌈d(k−1)/2⌉ after); padding 0)",
     ),
 }
 

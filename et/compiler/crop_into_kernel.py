@@ -1,16 +1,18 @@
-"""A centred crop read by a valid conv becomes zero taps of its kernel (G12, with R4).
+"""A crop read by a valid conv becomes zero taps of its kernel (G12; R4 when centred).
 
 Per spatial axis, let a conv with kernel length k, dilation d, stride s and padding 0 read
-``x[a : −a]`` (a rows cut from each end, a = d·δ). Its output position i reads the cropped
-positions ``i·s + u·d`` (tap u), i.e. the positions ``i·s + (u + δ)·d`` of x. The kernel
-embedded in ``k + 2δ`` taps (R4: ``W'[u + δ] = W[u]``, zeros around) with padding 0 reads
-exactly these at its non-zero taps, and both outputs have ``⌊(n − 2a − d(k − 1) − 1)/s⌋ + 1``
-positions, so
+``x[a : −b]`` (a positions cut before, b after, each a whole number of dilated taps:
+a = d·α, b = d·β). Its output position i reads the cropped positions ``i·s + u·d`` (tap u),
+i.e. the positions ``i·s + (u + α)·d`` of x. The kernel extended to ``k + α + β`` taps with
+``W'[u + α] = W[u]`` and zeros elsewhere, with padding 0, reads exactly these at its non-zero
+taps, and both outputs have ``⌊(n − a − b − d(k − 1) − 1)/s⌋ + 1`` positions, so
 
-    conv(x[a : −a]; W, padding 0) = conv(x; pad₀(W, δ), padding 0)
+    conv(x[a : −b]; W, padding 0) = conv(x; W zero-extended by α before and β after, padding 0)
 
-for every x. With a non-zero padding it fails (the crop pads with zeros where x has values),
-and so does a crop that is not centred or not a multiple of d; those stay as they are.
+for every x and every input length n: the crop is counted from both ends (an end counted from
+the start would hold at the captured size only, and is left alone). With a non-zero padding
+it fails (the crop pads with zeros where x has values), and so does a crop that is not a whole
+number of dilated taps; those stay as they are. A centred crop (α = β) is R4's embedding.
 
 This is ACNet's "crop" variant (square padding smaller than k//2: the 1×3 and 3×1 branches
 read the input cropped to the square branch's valid window); after it, R3 merges the branches.
@@ -29,52 +31,71 @@ from et.conv_geometry import conv_like
 aten = torch.ops.aten
 
 
-def _centred_crop(node: object) -> tuple[int, int] | None:
-    """``(axis, a)`` when ``node`` is ``x[..., a : −a]`` on a spatial axis (0 = rows)."""
+INT_MAX = 2**62
+
+
+def _crop(node: object) -> tuple[int, int, int] | None:
+    """``(axis, a, b)`` when ``node`` is ``x[..., a : −b]`` (or ``x[..., a:]``) on a spatial
+    axis (0 = rows), else None."""
     if not isinstance(node, fx.Node) or node.target != aten.slice.Tensor:
         return None
     args = [*list(node.args), None, None, None, None][:5]
     _, dim, start, end, step = args
     if dim not in (2, 3, -2, -1) or (step or 1) != 1:
         return None
-    if not isinstance(start, int) or not isinstance(end, int) or start <= 0 or end != -start:
+    start = start or 0
+    if end is None or (isinstance(end, int) and end >= INT_MAX):
+        after = 0
+    elif isinstance(end, int) and end < 0:
+        after = -end
+    else:
         return None
-    return (0 if dim in (2, -2) else 1), start
+    if not isinstance(start, int) or start < 0 or start + after == 0:
+        return None
+    return (0 if dim in (2, -2) else 1), start, after
 
 
 def absorb_crop(ws: Workspace, node: fx.Node) -> bool:
-    """G12 + R4: ``conv(x[a:−a]; W, padding 0) = conv(x; W with a/d zero taps each side)``."""
+    """G12: ``conv(x[a:−b]; W, padding 0) = conv(x; W with a/d zero taps before, b/d after)``."""
     site = ws.conv_site(node)
     if site is None:
         return False
-    crop = _centred_crop(site.input)
+    crop = _crop(site.input)
     if crop is None:
         return False
-    axis, cut = crop
+    axis, before, after = crop
     conv = site.conv
     if conv.padding[axis] != 0:
         ws.record.refused(
             node,
             "G12",
-            "the conv reading a centred crop has padding 0 on that axis",
+            "the conv reading a crop has padding 0 on that axis",
             f"padding {conv.padding}",
         )
         return False
-    if cut % conv.dilation[axis] != 0:
+    dilation = conv.dilation[axis]
+    if before % dilation or after % dilation:
         ws.record.refused(
             node,
             "G12",
             "the crop is a whole number of dilated taps",
-            f"crop {cut}, dilation {conv.dilation[axis]}",
+            f"crop ({before}, {after}), dilation {dilation}",
         )
         return False
-    size = list(conv.kernel_size)
-    size[axis] += 2 * (cut // conv.dilation[axis])
-    embedded = apply_rule("embed_kernel", conv, tuple(size))
-    valid = conv_like(embedded, embedded.weight.detach(), _bias(embedded), padding=conv.padding)
-    ws.record.applied("R4", [node], ("the added taps read the cropped-away border",))
+    if before == after:
+        size = list(conv.kernel_size)
+        size[axis] += 2 * (before // dilation)
+        embedded = apply_rule("embed_kernel", conv, tuple(size))
+        weight = embedded.weight.detach()
+        ws.record.applied("R4", [node], ("the added taps read the cropped-away border",))
+    else:
+        pads = [0, 0, 0, 0]  # F.pad order: last axis first
+        side = 2 * (1 - axis)
+        pads[side], pads[side + 1] = before // dilation, after // dilation
+        weight = torch.nn.functional.pad(conv.weight.detach(), pads)
+    valid = conv_like(conv, weight, _bias(conv), padding=conv.padding)
     checked = (
-        "the crop is centred (x[a:−a]) on a spatial axis, a a multiple of the dilation",
+        "the crop x[a:−b] is counted from both ends, a and b whole numbers of dilated taps",
         "the conv has padding 0 on that axis",
     )
     return replace_conv(ws, node, valid, site.input.args[0], "G12", [site.input, node], checked)

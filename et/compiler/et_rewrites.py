@@ -4,8 +4,8 @@
 * E6: ``PS(a) + PS(b) = PS(a + b)``;
 * E2: ``clamp(conv(x), 0, M)`` becomes ``ReLU(clip(ReLU(conv'(x))))``;
 * E9: nearest upsampling by an integer factor is repeat-interleave then PixelShuffle;
-* E3: ``repeat_interleave(x, r)`` (or a one-colour broadcast add) summed with a conv becomes
-  the anchor conv;
+* E3: ``repeat_interleave(x, r)``, a tiled copy (``x.repeat``, ``cat([x] * r)``, ``expand``)
+  or a one-colour broadcast add, summed with a conv, becomes the anchor conv;
 * E4: a conv of a non-negative tensor u summed with the end of a conv/rectifier chain that
   starts at u is carried through the chain as identity channels, then merged (R3);
 * E5 (dual streams): two convs on one input each followed by the same rectifier become one
@@ -134,6 +134,36 @@ def nearest_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
+#: what E3 checked on the graph, per channel order
+ORDER_CHECKED = {
+    "interleave": "PyTorch PixelShuffle (interleaved) channel order",
+    "tiled": "channels tiled (x.repeat, cat of copies, expand): the tiled anchor order",
+}
+
+
+def channel_replication(ws: Workspace, node: fx.Node) -> tuple[fx.Node, int, str] | None:
+    """``(u, r, order)`` when ``node`` repeats the channels of u r times: interleaved
+    (``repeat_interleave(u, r, dim=1)``) or tiled (``u.repeat(1, r, 1, 1)``, ``cat([u] * r,
+    dim=1)``, or ``u.expand(-1, r, -1, -1)`` of a one-channel u)."""
+    args = node.args
+    if node.target == aten.repeat_interleave.self_int and args[2:3] in ((1,), (-3,)):
+        return args[0], int(args[1]), "interleave"
+    if node.target == aten.repeat.default and len(args[1]) == 4:
+        n, r, h, w = args[1]
+        if (n, h, w) == (1, 1, 1) and isinstance(r, int):
+            return args[0], r, "tiled"
+    if node.target == aten.cat.default and args[1:2] in ((1,), (-3,)):
+        parts = args[0]
+        if len(parts) > 1 and all(p is parts[0] for p in parts):
+            return parts[0], len(parts), "tiled"
+    if node.target == aten.expand.default and ws.channels(args[0]) == 1:
+        sizes = list(args[1])
+        others_kept = len(sizes) == 4 and all(s == -1 for i, s in enumerate(sizes) if i != 1)
+        if others_kept and isinstance(sizes[1], int) and sizes[1] > 1:
+            return args[0], sizes[1], "tiled"
+    return None
+
+
 def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
     """E3: ``conv(h) + repeat_interleave(u, r)`` (or ``+ u`` broadcast from one channel) gets
     the anchor as a 1×1 conv ``K[c·r + j, c] = 1``, so E4 can carry u."""
@@ -144,18 +174,19 @@ def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
         other = node.args[1 - index]
         if site is None or not isinstance(other, fx.Node) or ws.conv_site(other) is not None:
             continue
-        if other.target == aten.repeat_interleave.self_int and other.args[2:3] in ((1,), (-3,)):
-            source, repeats = other.args[0], int(other.args[1])
+        replication = channel_replication(ws, other)
+        if replication is not None:
+            source, repeats, order = replication
         elif ws.channels(other) == 1 and site.conv.out_channels > 1:
-            source, repeats = other, site.conv.out_channels
+            source, repeats, order = other, site.conv.out_channels, "interleave"
         else:
             continue
         colors = ws.channels(source)
         if colors is None or colors * repeats != site.conv.out_channels:
             continue
-        anchor = apply_rule("repeat_interleave_conv", colors, repeats, 1)
+        anchor = apply_rule("repeat_interleave_conv", colors, repeats, 1, order=order)
         new = ws.emit_conv(anchor.to(site.conv.weight), source, node)
-        ws.record.applied("E3", [other], ("PyTorch PixelShuffle (interleaved) channel order",))
+        ws.record.applied("E3", [other], (ORDER_CHECKED[order],))
         node.replace_input_with(other, new)
         ws.changed(other)
         return True

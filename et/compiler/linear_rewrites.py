@@ -16,6 +16,7 @@ from torch import fx, nn
 
 from et.compiler.batch_norm import fuse_batch_norm
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
+from et.compiler.regroup import REGROUP_CHECK, common_grouping
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError, apply_rule
 from et.rules.merge_sequential_convs import dense_weight
@@ -60,6 +61,24 @@ def _per_channel_operand(ws: Workspace, node: fx.Node):
     return None
 
 
+#: rounding allowance, in units of the operands' float rounding, under which b + c counts as 0
+CANCEL_ULPS = 16
+CANCELS = f"b + c within {CANCEL_ULPS} ulp of |b| + |c| is 0 (one quantity computed twice)"
+
+
+def cancel_rounding(bias: torch.Tensor, constant: torch.Tensor) -> torch.Tensor:
+    """``bias + constant``, with entries that cancel to within float rounding set to 0.
+
+    A published block often computes one real quantity twice: DBB pads with
+    ``β − μ·γ/√(σ² + ε)`` while the BN fold writes the same value as ``β − μ·(γ/√(σ² + ε))``.
+    Their difference is rounding, and a bias of exactly 0 is what lets R7 merge a zero-padded
+    K×K (the verification still measures the whole network).
+    """
+    total = bias + constant
+    allowance = CANCEL_ULPS * torch.finfo(total.dtype).eps * (bias.abs() + constant.abs())
+    return torch.where(total.abs() <= allowance, torch.zeros_like(total), total)
+
+
 def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
     """G3 (conv ± c into the bias) and R13 (conv · s, conv / s into the kernel)."""
     if node.target not in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor):
@@ -85,7 +104,8 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
             "fold_channel_scale", conv, -torch.ones(conv.out_channels).to(conv.weight)
         )
         sign = 1.0
-    bias = (conv.bias.detach() if conv.bias is not None else 0.0) + sign * constant.to(conv.weight)
+    old_bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(constant)
+    bias = cancel_rounding(old_bias.to(conv.weight), sign * constant.to(conv.weight))
     new = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
@@ -98,7 +118,7 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
     with torch.no_grad():
         new.weight.copy_(conv.weight)
         new.bias.copy_(bias)
-    return replace_conv(ws, node, new, site.input, "G3", [site.node, node], (FAN_OUT,))
+    return replace_conv(ws, node, new, site.input, "G3", [site.node, node], (FAN_OUT, CANCELS))
 
 
 def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
@@ -260,6 +280,23 @@ def pool_after_conv(ws: Workspace, node: fx.Node) -> bool:
     return replace_conv(ws, node, conv, site.node, rule, [node])
 
 
+def pool_before_conv(ws: Workspace, node: fx.Node) -> bool:
+    """R10: an average pool whose sole reader is a valid conv becomes a depthwise conv, which
+    R8/R9 then merge into that conv (DBB's ``avg → BN`` branch)."""
+    if node.target != aten.avg_pool2d.default or len(node.users) != 1:
+        return False
+    after = ws.conv_site(next(iter(node.users)))
+    channels = ws.channels(node.args[0])
+    if after is None or after.input is not node or after.conv.padding != (0, 0) or not channels:
+        return False
+    like = nn.Conv2d(channels, channels, 1, groups=channels).to(after.conv.weight)
+    made = _branch_as_conv(ws, node, node.args[0], like, after.node)
+    if made is None:
+        return False
+    rule, conv = made
+    return replace_conv(ws, node, conv, node.args[0], rule, [node])
+
+
 def merge_branches(ws: Workspace, node: fx.Node) -> bool:
     """R3: ``conv_a(x) + conv_b(x)`` is one conv; identity and avg-pool branches first
     become convs (R6, R10)."""
@@ -285,8 +322,14 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
     first, second = sites
     if first.input is not second.input:
         return False
+    convs = [first.conv, second.conv]
+    if first.conv.groups != second.conv.groups:
+        aligned = common_grouping(convs)
+        if aligned is not None:
+            ws.record.applied("G13", [first.node, second.node], (REGROUP_CHECK,))
+            convs = aligned
     try:
-        merged = apply_rule("merge_parallel_convs", [first.conv, second.conv])
+        merged = apply_rule("merge_parallel_convs", convs)
     except PreconditionError as error:
         ws.record.refused(node, "R3", error.condition, error.detail)
         return False
@@ -324,5 +367,6 @@ LINEAR_PATTERNS: tuple[Pattern, ...] = (
     merge_sequential,
     merge_branches,
     pool_after_conv,
+    pool_before_conv,
     merge_concat,
 )

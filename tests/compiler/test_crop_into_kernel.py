@@ -1,5 +1,5 @@
-"""A valid conv reading a centred crop ``x[a:−a]`` compiles to a conv on x with zero taps
-(G12 with R4), so ACNet's crop variant merges to one conv (tests/zoo has the block)."""
+"""A valid conv reading a crop ``x[a:−b]`` compiles to a conv on x with zero taps
+(G12; R4 when centred), so ACNet's crop variant merges to one conv (tests/zoo has the block)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import et
 from tests.zoo import blocks
 from tests.zoo.test_zoo import check_compiled
 
@@ -63,17 +64,36 @@ def test_a_padded_conv_keeps_its_crop_and_says_why() -> None:
     assert "slice.Tensor" in compiled.certificate.ops_after
 
 
-def test_an_off_centre_crop_is_left_alone() -> None:
+def test_an_off_centre_crop_takes_its_own_zero_taps() -> None:
     class OneSided(nn.Module):
+        def __init__(self, end: int | None) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3)
+            self.end = end
+
+        def forward(self, x):
+            return self.conv(x[:, :, 1 : self.end, :])
+
+    for end in (None, -2):
+        model = blocks.randomize(OneSided(end), torch.Generator().manual_seed(5))
+        compiled = check_compiled(model, 3, 7, expected_convs=1)
+        assert compiled.certificate.rules_used().get("G12") == 1
+        assert "slice.Tensor" not in compiled.certificate.ops_after
+        assert "R4" not in compiled.certificate.rules_used()  # not centred: no embedding
+
+
+def test_a_crop_counted_from_the_start_is_left_alone() -> None:
+    class FromStart(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.conv = nn.Conv2d(3, 3, 3)
 
         def forward(self, x):
-            return self.conv(x[:, :, 1:, :])
+            return self.conv(x[:, :, 1:6, :])  # holds at one input height only
 
-    model = blocks.randomize(OneSided(), torch.Generator().manual_seed(5))
-    compiled = check_compiled(model, 3, 7, expected_convs=1)
+    model = blocks.randomize(FromStart(), torch.Generator().manual_seed(6))
+    model = model.double().eval()
+    compiled = et.compile(model, (torch.rand(1, 3, 7, 7, dtype=torch.float64),))
     assert "G12" not in compiled.certificate.rules_used()
 
 

@@ -103,7 +103,10 @@ def test_input_repeated_along_another_axis_is_no_anchor() -> None:
         return m.conv(x) + torch.repeat_interleave(x, 4, dim=2)[..., ::4, :].repeat(1, 4, 1, 1)
 
     compiled = _compiled(forward)
-    assert not _applied(compiled, "E3")
+    # the repeat along the rows is no anchor; the channel tiling after it is (tiled order)
+    applied = _applied(compiled, "E3")
+    assert [a.nodes for a in applied] == [("repeat",)]
+    assert "tiled" in applied[0].preconditions[-1]
 
 
 def test_one_channel_input_broadcast_onto_a_conv_becomes_an_anchor_conv() -> None:

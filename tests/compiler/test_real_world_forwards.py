@@ -228,3 +228,27 @@ def test_no_training_mode_capture_when_a_module_depends_on_the_mode() -> None:
     with pytest.raises(CaptureError, match="eval/") as raised:
         et.compile(model, (torch.rand(1, 3, 7, 7),))
     assert "train/" not in str(raised.value)
+
+
+class SamePadded(nn.Module):
+    """Convs written with ``padding="same"``/``"valid"`` (common in ports of TF models), odd and
+    even kernels, dilated, with a linear 3×3 → 1×1 pair and a short residual to fold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(3, 8, 3, padding="same")
+        self.squeeze = nn.Conv2d(8, 3, 1, padding="valid")
+        self.even = nn.Conv2d(3, 4, 2, padding="same")
+        self.dilated = nn.Conv2d(4, 4, (2, 3), padding="same", dilation=(3, 2))
+
+    def forward(self, x):
+        y = F.relu(self.squeeze(self.expand(x)) + x)
+        return self.dilated(F.relu(self.even(y)))
+
+
+def test_same_and_valid_padding_are_written_as_numbers_and_fold() -> None:
+    torch.manual_seed(5)
+    compiled = _check(SamePadded())
+    assert "G14" in compiled.certificate.rules_used()
+    assert "conv2d.padding" not in compiled.certificate.ops_after
+    assert count_convs(compiled.module) == 3  # expand·squeeze + identity fold into one

@@ -45,20 +45,6 @@ class ACBlock(nn.Module):
         return self.square(x) + self.hor(x) + self.ver(x)
 
 
-class ACCropBlock(nn.Module):
-    """ACNet's crop variant: a valid BN(3×3), and BN(1×3), BN(3×1) reading the input cropped
-    to the square branch's window (rows 1:−1, columns 1:−1); deploy: one valid 3×3."""
-
-    def __init__(self, c: int, cout: int) -> None:
-        super().__init__()
-        self.square = conv_bn(c, cout, 3, 1, 0)
-        self.hor = conv_bn(c, cout, (1, 3), 1, 0)
-        self.ver = conv_bn(c, cout, (3, 1), 1, 0)
-
-    def forward(self, x):
-        return self.square(x) + self.hor(x[:, :, 1:-1, :]) + self.ver(x[:, :, :, 1:-1])
-
-
 class DBBBlock(nn.Module):
     """Diverse Branch Block (Ding et al. 2021), all six transforms: conv-BN (1), branch add (2),
     1×1 then K×K (3, with BN between, bias-padded by the BN shift), depth concat (4), average
@@ -217,6 +203,205 @@ class MixedBlock(nn.Module):
 
     def forward(self, x):
         return self.c(F.relu(self.b(self.a(x))))
+
+
+# --- The same blocks written with the idioms of their published training code -------------
+# Written by us from the papers' structure; what they exercise is how such code computes:
+# in-place ``+=`` sums started from ``0``, skip BatchNorms listed before the convs, a BN shift
+# recomputed in ``forward`` to fill a border, a kernel built from a weight plus a constant
+# identity tensor that is neither parameter nor buffer, and a 1-colour image broadcast across
+# the scale² channels it is added to.
+
+
+class BNThenShiftPad(nn.Module):
+    """BatchNorm, then a 1-pixel border filled with the BN's own shift β − μ·γ/√(σ²+ε),
+    recomputed here from the statistics (so the 1×1 → BN → K×K pair stays exactly one K×K)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = F.pad(self.bn(x), [1, 1, 1, 1])
+        bn = self.bn
+        shift = bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(
+            bn.running_var + bn.eps
+        )
+        shift = shift.view(1, -1, 1, 1)
+        out[:, :, 0:1, :] = shift
+        out[:, :, -1:, :] = shift
+        out[:, :, :, 0:1] = shift
+        out[:, :, :, -1:] = shift
+        return out
+
+
+class IdentityPlusConv1x1(nn.Conv2d):
+    """A 1×1 whose kernel is its weight plus the identity, the identity held as a plain
+    tensor attribute (neither parameter nor buffer)."""
+
+    def __init__(self, c: int, groups: int = 1) -> None:
+        super().__init__(c, c, 1, groups=groups, bias=False)
+        eye = torch.zeros(c, c // groups, 1, 1)
+        for i in range(c):
+            eye[i, i % (c // groups)] = 1.0
+        self.identity = eye
+
+    def forward(self, x):
+        kernel = self.weight + self.identity.type_as(self.weight)
+        return F.conv2d(x, kernel, None, 1, 0, 1, self.groups)
+
+
+class DBBAsPublished(nn.Module):
+    """DBB with a K×K origin, a 1×1, an average branch (1×1 → BN-then-shift-pad → valid 3×3
+    average → BN) and a 1×1 (identity-based) → BN-then-shift-pad → valid K×K → BN; depthwise
+    (``groups == cout``) drops the 1×1s as the paper does. Deploy: one K×K."""
+
+    def __init__(self, c: int, cout: int, groups: int = 1) -> None:
+        super().__init__()
+        self.origin = conv_bn(c, cout, 3, padding=1, groups=groups)
+        self.pooled = nn.Sequential()
+        if groups < cout:
+            self.one = conv_bn(c, cout, 1, groups=groups)
+            self.pooled.add_module("conv", nn.Conv2d(c, cout, 1, groups=groups, bias=False))
+            self.pooled.add_module("bn", BNThenShiftPad(cout))
+            self.pooled.add_module("avg", nn.AvgPool2d(3, 1, 0))
+        else:
+            self.pooled.add_module("avg", nn.AvgPool2d(3, 1, 1))
+        self.pooled.add_module("avgbn", nn.BatchNorm2d(cout))
+        inner = c if groups < cout else 2 * c
+        first = IdentityPlusConv1x1(c, groups) if inner == c else nn.Conv2d(c, inner, 1, bias=False)
+        self.seq = nn.Sequential(
+            first,
+            BNThenShiftPad(inner),
+            nn.Conv2d(inner, cout, 3, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x):
+        out = self.origin(x)
+        if hasattr(self, "one"):
+            out += self.one(x)
+        out += self.pooled(x)
+        out += self.seq(x)
+        return out
+
+
+class MobileOneAsPublished(nn.Module):
+    """MobileOne written as its training code sums: ``out = scale + skip`` (each 0 when
+    absent), then ``out += conv_i(x)`` for k conv-BN branches, ReLU. Depthwise: groups = c."""
+
+    def __init__(self, c: int, cout: int, kernel: int, k: int = 3, depthwise: bool = True):
+        super().__init__()
+        groups = c if depthwise else 1
+        pad = kernel // 2
+        self.skip = nn.BatchNorm2d(c) if c == cout else None
+        self.scale = conv_bn(c, cout, 1, groups=groups) if kernel > 1 else None
+        self.convs = nn.ModuleList(
+            conv_bn(c, cout, kernel, padding=pad, groups=groups) for _ in range(k)
+        )
+
+    def forward(self, x):
+        skip_out = 0 if self.skip is None else self.skip(x)
+        scale_out = 0 if self.scale is None else self.scale(x)
+        out = scale_out + skip_out
+        for conv in self.convs:
+            out += conv(x)
+        return F.relu(out)
+
+
+class ECBSRLuma(nn.Module):
+    """ECBSR on the Y channel as its code writes the global shortcut: ``body(x) + x``, the
+    1-channel image broadcast across the scale² output channels, then PixelShuffle."""
+
+    def __init__(self, scale: int, feat: int = 6, blocks: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [EdgeBlock(1, feat), nn.PReLU(feat)]
+        for _ in range(blocks):
+            layers += [EdgeBlock(feat, feat), nn.PReLU(feat)]
+        layers.append(EdgeBlock(feat, scale * scale))
+        self.body = nn.Sequential(*layers)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.shuffle(self.body(x) + x)
+
+
+class ACBlockCropped(nn.Module):
+    """ACNet's valid variant (square padding 0 < k//2): the 1×k and k×1 branches read the
+    input cropped by k//2 on the axis their kernel lacks, as ACNet's crop layer does, each
+    with its BN. Deploy: one valid k×k."""
+
+    def __init__(self, c: int, cout: int, k: int = 3, stride: int = 1) -> None:
+        super().__init__()
+        self.r = k // 2
+        self.square = conv_bn(c, cout, k, stride)
+        self.hor = conv_bn(c, cout, (1, k), stride)
+        self.ver = conv_bn(c, cout, (k, 1), stride)
+
+    def forward(self, x):
+        r = self.r
+        return self.square(x) + self.hor(x[:, :, r:-r, :]) + self.ver(x[:, :, :, r:-r])
+
+
+class AnchoredSR(nn.Module):
+    """conv → ReLU → conv to colours·s² channels, plus the LR image replicated to those
+    channels, then PixelShuffle: the anchor written as ``repeat_interleave`` (PyTorch order),
+    or tiled by ``repeat``, ``cat`` or ``expand`` (as TF-style ports and SESR's do)."""
+
+    def __init__(self, colors: int, scale: int, anchor: str, feat: int = 6) -> None:
+        super().__init__()
+        self.scale, self.anchor = scale, anchor
+        self.body = nn.Sequential(
+            nn.Conv2d(colors, feat, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(feat, colors * scale * scale, 3, padding=1),
+        )
+
+    def forward(self, x):
+        r = self.scale * self.scale
+        if self.anchor == "interleave":
+            anchor = torch.repeat_interleave(x, r, dim=1)
+        elif self.anchor == "repeat":
+            anchor = x.repeat(1, r, 1, 1)
+        elif self.anchor == "cat":
+            anchor = torch.cat([x] * r, dim=1)
+        else:
+            anchor = x.expand(-1, r, -1, -1)
+        return F.pixel_shuffle(self.body(x) + anchor, self.scale)
+
+
+class Conv3XCAsPublished(nn.Module):
+    """SPAN's Conv3XC as its code runs it: the training form (zero-pad, 1×1 → valid 3×3 → 1×1,
+    plus a 1×1 skip) in training mode; in eval mode ``forward`` first writes its own fused 3×3
+    into ``eval_conv.weight.data`` (the kernel composition done here with our own R8/R9
+    arithmetic), then runs it."""
+
+    def __init__(self, c: int, cout: int, gain: int = 2) -> None:
+        super().__init__()
+        self.skip = nn.Conv2d(c, cout, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c * gain, 1),
+            nn.Conv2d(c * gain, cout * gain, 3),
+            nn.Conv2d(cout * gain, cout, 1),
+        )
+        self.eval_conv = nn.Conv2d(c, cout, 3, padding=1)
+
+    def _fuse(self) -> None:
+        first, middle, last = self.body
+        with torch.no_grad():
+            w = torch.einsum("omhw,mi->oihw", middle.weight, first.weight[:, :, 0, 0])
+            b = middle.bias + torch.einsum("omhw,m->o", middle.weight, first.bias)
+            w = torch.einsum("om,mihw->oihw", last.weight[:, :, 0, 0], w)
+            b = last.bias + last.weight[:, :, 0, 0] @ b
+            w = w + F.pad(self.skip.weight, (1, 1, 1, 1))
+        self.eval_conv.weight.data = w
+        self.eval_conv.bias.data = b + self.skip.bias.detach()
+
+    def forward(self, x):
+        if self.training:
+            return self.body(F.pad(x, (1, 1, 1, 1))) + self.skip(x)
+        self._fuse()
+        return self.eval_conv(x)
 
 
 def randomize(module: nn.Module, generator: torch.Generator) -> nn.Module:

@@ -21,7 +21,6 @@ from tests.zoo import blocks
 CASES = {
     "repvgg": (lambda c: torch.nn.Sequential(blocks.RepVGGBlock(c), blocks.RepVGGBlock(c)), 2),
     "acnet": (lambda c: blocks.ACBlock(c, c + 1), 1),
-    "acnet_crop": (lambda c: blocks.ACCropBlock(c, c + 1), 1),
     "dbb": (lambda c: blocks.DBBBlock(c, 4), 1),
     "ecb": (lambda c: blocks.EdgeBlock(c, 4), 1),
     "mobileone_dw": (lambda c: blocks.MobileOneBlock(c, c, k=3, depthwise=True), 1),
@@ -31,6 +30,13 @@ CASES = {
     "conv3xc": (lambda c: blocks.Conv3XC(c, c + 1), 1),
     "plainusr": (lambda c: blocks.PlainUSRBlock(c), 1),
     "mixed": (lambda c: blocks.MixedBlock(c), 3),
+    "acnet_crop": (lambda c: blocks.ACBlockCropped(c, c + 1), 1),
+    "acnet_crop_5x5_stride2": (lambda c: blocks.ACBlockCropped(c, c, 5, 2), 1),
+    "conv3xc_as_published": (lambda c: blocks.Conv3XCAsPublished(c, c + 1), 1),
+    "dbb_as_published": (lambda c: blocks.DBBAsPublished(c, c + 1), 1),
+    "dbb_as_published_depthwise": (lambda c: blocks.DBBAsPublished(c, c, groups=c), 1),
+    "mobileone_as_published_dw": (lambda c: blocks.MobileOneAsPublished(c, c, 3), 1),
+    "mobileone_as_published_pw": (lambda c: blocks.MobileOneAsPublished(c, c, 1, False), 1),
 }
 
 
@@ -69,3 +75,37 @@ def test_sesr_network_folds_to_a_plain_net(colors: int, scale: int) -> None:
     # head, 2 blocks and the tail: the long residual is an identity branch of the tail's input
     compiled = check_compiled(model, colors, 7, 4)
     assert compiled.certificate.rules_used().get("R6", 0) >= 1
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_ecbsr_luma_broadcast_shortcut_folds_into_the_plain_net(scale: int) -> None:
+    model = blocks.randomize(blocks.ECBSRLuma(scale), torch.Generator().manual_seed(scale))
+    # one 3×3 per ECB; the image broadcast over the scale² channels becomes identity channels
+    compiled = check_compiled(model, 1, 7, 4)
+    assert "add.Tensor" not in compiled.certificate.ops_after
+
+
+@pytest.mark.parametrize(
+    ("anchor", "colors"),
+    [("interleave", 3), ("repeat", 3), ("cat", 3), ("repeat", 1), ("cat", 1), ("expand", 1)],
+)
+@pytest.mark.parametrize("scale", [2, 3])
+def test_replicated_image_anchor_is_carried_in_identity_channels(
+    anchor: str, colors: int, scale: int
+) -> None:
+    model = blocks.AnchoredSR(colors, scale, anchor)
+    model = blocks.randomize(model, torch.Generator().manual_seed(scale * 7 + colors))
+    compiled = check_compiled(model, colors, 7, 2)
+    assert compiled.certificate.rules_used().get("E4") == 1
+    assert "add.Tensor" not in compiled.certificate.ops_after
+
+
+def test_conv3xc_fused_in_forward_equals_its_training_form() -> None:
+    """The eval-mode capture of the self-fusing Conv3XC computes its training-mode function."""
+    model = blocks.randomize(blocks.Conv3XCAsPublished(3, 4), torch.Generator().manual_seed(3))
+    model = model.double()
+    compiled = check_compiled(model, 3, 7, 1)
+    inputs = probe_inputs((3, 8, 9), samples=6)
+    # train mode runs the original's training branch (the compiled net has no mode switch)
+    report = compare_outputs(model, compiled.module, inputs, dtype=torch.float64, mode="train")
+    assert report.max_rel_error <= 1e-9, report.describe()
