@@ -32,6 +32,15 @@ def _compile_rows(timings: list[Timing]) -> list[list[str]]:
     return rows
 
 
+def _heap_reuse(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "—"
+    return (
+        f"{entry['compiled_ms']:.1f} / {entry['hand_ms']:.1f} ms, {entry['ratio_wall']:.2f} "
+        f"(control {entry['control_wall']:.2f})"
+    )
+
+
 def _latency_rows(facts: dict[str, Any]) -> list[list[str]]:
     rows = []
     for model, entry in facts.get("interleaved", {}).get("compile", {}).items():
@@ -47,6 +56,7 @@ def _latency_rows(facts: dict[str, Any]) -> list[list[str]]:
                 f"{wall:.2f}{mark}",
                 f"{cpu:.2f}",
                 f"{entry['control_wall']:.2f} / {entry['control_cpu']:.2f}",
+                _heap_reuse(entry.get("heap_reuse")),
                 "yes" if entry.get("same_ops") else "**no**",
             ]
         )
@@ -89,7 +99,11 @@ def compile_section(timings: list[Timing], facts: dict[str, Any]) -> list[str]:
             "hand-converted network as a control; ms: each runner's minimum; ratio: the median "
             "over the passes of compiled / hand within a pass (wall, process CPU); control: the "
             "same for the copy / hand, the spread the load alone gives. Same ops: the two "
-            "dispatch the same aten compute ops (views left out).",
+            "dispatch the same aten compute ops (views left out). Heap reuse: the same, in a "
+            "child process where glibc serves large tensors from its reused heap "
+            "(MALLOC_MMAP_THRESHOLD_=2³⁰), as an arena allocator does: compiled / hand ms, "
+            "ratio wall (control); with glibc's defaults the page faults of fresh large tensors, "
+            "which depend on the order a forward frees its intermediates, weigh on the ratio.",
             "",
             *_table(
                 [
@@ -99,6 +113,7 @@ def compile_section(timings: list[Timing], facts: dict[str, Any]) -> list[str]:
                     "ratio wall",
                     "ratio CPU",
                     "control wall / CPU",
+                    "heap reuse",
                     "same ops",
                 ],
                 latency_rows,

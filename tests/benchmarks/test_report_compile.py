@@ -33,6 +33,12 @@ def test_compile_times_and_latency_ratios() -> None:
                     "control_wall": 1.01,
                     "control_cpu": 0.99,
                     "same_ops": True,
+                    "heap_reuse": {
+                        "compiled_ms": 8.0,
+                        "hand_ms": 8.5,
+                        "ratio_wall": 0.96,
+                        "control_wall": 1.01,
+                    },
                 },
                 "B": {
                     "compiled_ms": 12.0,
@@ -60,11 +66,12 @@ def test_compile_times_and_latency_ratios() -> None:
         "| RepVGG-20 | 41 → 21 | 1.50 | 0.90 | 0.50 / 0.25 / 0.12 | 1.2e-13 / 4.8e-05 | 3.2 |"
         in text
     )
-    assert "| A | 10.0 | 10.0 | 1.02 | 0.90 | 1.01 / 0.99 | yes |" in text
+    heap_reuse = "8.0 / 8.5 ms, 0.96 (control 1.01)"
+    assert f"| A | 10.0 | 10.0 | 1.02 | 0.90 | 1.01 / 0.99 | {heap_reuse} | yes |" in text
     # slower by wall and CPU both beyond the control's spread, and a different op list, marked
-    assert "| B | 12.0 | 10.0 | 1.20 **slower** | 1.10 | 1.02 / 0.97 | **no** |" in text
+    assert "| B | 12.0 | 10.0 | 1.20 **slower** | 1.10 | 1.02 / 0.97 | — | **no** |" in text
     # the same ratios within a control that moved by 30 %: not called slower
-    assert "| C | 12.0 | 10.0 | 1.20 | 1.10 | 1.30 / 0.97 | yes |" in text
+    assert "| C | 12.0 | 10.0 | 1.20 | 1.10 | 1.30 / 0.97 | — | yes |" in text
 
 
 def test_no_rows_no_section() -> None:
