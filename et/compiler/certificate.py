@@ -120,7 +120,8 @@ class Certificate:
         return data
 
     def to_json(self) -> str:
-        """The certificate as indented JSON (infinite bounds written as strings)."""
+        """The certificate as indented JSON (an infinite bound is written ``Infinity``, as
+        Python's json module writes it)."""
         return json.dumps(self.to_dict(), indent=2, default=str, allow_nan=True)
 
 

@@ -27,14 +27,6 @@ INT_MAX = 2**62
 Pattern = Callable[[Workspace, fx.Node], bool]
 
 
-def channels_of(node: fx.Node) -> int | None:
-    """The channel count of a 4-D NCHW value, from the capture's shape metadata."""
-    value = node.meta.get("val") if isinstance(node, fx.Node) else None
-    if value is None or value.ndim != 4 or not isinstance(value.shape[1], int):
-        return None
-    return int(value.shape[1])
-
-
 def per_channel(ws: Workspace, node: object, channels: int) -> torch.Tensor | None:
     """``node`` as a per-channel constant ``[C]`` when it broadcasts as ``[1, C, 1, 1]``."""
     value = ws.tensor(node) if isinstance(node, fx.Node) else None

@@ -370,20 +370,14 @@ class AnchoredSR(nn.Module):
         return F.pixel_shuffle(self.body(x) + anchor, self.scale)
 
 
-class Conv3XCAsPublished(nn.Module):
+class Conv3XCAsPublished(Conv3XC):
     """SPAN's Conv3XC as its code runs it: the training form (zero-pad, 1×1 → valid 3×3 → 1×1,
     plus a 1×1 skip) in training mode; in eval mode ``forward`` first writes its own fused 3×3
     into ``eval_conv.weight.data`` (the kernel composition done here with our own R8/R9
     arithmetic), then runs it."""
 
     def __init__(self, c: int, cout: int, gain: int = 2) -> None:
-        super().__init__()
-        self.skip = nn.Conv2d(c, cout, 1)
-        self.body = nn.Sequential(
-            nn.Conv2d(c, c * gain, 1),
-            nn.Conv2d(c * gain, cout * gain, 3),
-            nn.Conv2d(cout * gain, cout, 1),
-        )
+        super().__init__(c, cout, gain)
         self.eval_conv = nn.Conv2d(c, cout, 3, padding=1)
 
     def _fuse(self) -> None:
