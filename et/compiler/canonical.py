@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import fx
 
-from et.compiler.workspace import Workspace
+from et.compiler.workspace import Workspace, aten_pair
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -249,7 +249,7 @@ def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
     args = list(node.args) + [None] * 7
     x, weight, bias, stride, mode, dilation, groups = args[:7]
     mode = "valid" if mode is None else mode  # the schema's default, left out of args
-    stride, dilation = _as_pair(stride or 1), _as_pair(dilation or 1)
+    stride, dilation = list(aten_pair(stride or 1)), list(aten_pair(dilation or 1))
     value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
     if mode not in ("same", "valid") or value is None:
         return False
@@ -272,14 +272,6 @@ def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
     ws.record.applied("G14", [node], (f"padding={mode!r} at stride {stride}",))
     ws.replace(node, new)
     return True
-
-
-def _as_pair(value: object) -> list[int]:
-    return (
-        [int(v) for v in value] * (2 // len(value))
-        if isinstance(value, list | tuple)
-        else [int(value)] * 2
-    )
 
 
 CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (

@@ -15,15 +15,10 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from et.compiler.workspace import Workspace
+from et.compiler.workspace import Workspace, aten_pair
 from et.contract import PreconditionError, apply_rule
 
 aten = torch.ops.aten
-
-
-def _pair(value) -> tuple[int, int]:
-    values = [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
-    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
 def _transposed(ws: Workspace, node: fx.Node) -> nn.ConvTranspose2d | None:
@@ -46,12 +41,12 @@ def _transposed(ws: Workspace, node: fx.Node) -> nn.ConvTranspose2d | None:
         weight.shape[0],
         weight.shape[1] * groups,
         tuple(weight.shape[2:]),
-        stride=_pair(stride or 1),
-        padding=_pair(padding or 0),
-        output_padding=_pair(output_padding or 0),
+        stride=aten_pair(stride or 1),
+        padding=aten_pair(padding or 0),
+        output_padding=aten_pair(output_padding or 0),
         groups=groups,
         bias=bias is not None,
-        dilation=_pair(dilation or 1),
+        dilation=aten_pair(dilation or 1),
     ).to(weight)
     with torch.no_grad():
         deconv.weight.copy_(weight)

@@ -50,7 +50,8 @@ class ConvSite:
     conv: nn.Conv2d
 
 
-def _pair(value: Any) -> tuple[int, int]:
+def aten_pair(value: Any) -> tuple[int, int]:
+    """An ATen ``int[2]`` argument (an int, or a list of one or two ints) as a pair."""
     if isinstance(value, int):
         return (value, value)
     values = [int(v) for v in value]
@@ -130,9 +131,9 @@ class Workspace:
         return make_conv(
             weight,
             bias,
-            stride=_pair(stride),
-            padding=_pair(padding),
-            dilation=_pair(dilation),
+            stride=aten_pair(stride),
+            padding=aten_pair(padding),
+            dilation=aten_pair(dilation),
             groups=int(groups),
         )
 

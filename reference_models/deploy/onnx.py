@@ -90,7 +90,8 @@ class ClampedFirstOutput(nn.Module):
         return torch.clamp(first_output(self.model(x)), 0.0, 1.0)
 
 
-def _colors(model: nn.Module) -> int:
+def input_channels(model: nn.Module) -> int:
+    """The model's input channels: its ``colors`` attribute, else its first conv's inputs."""
     colors = getattr(model, "colors", None)
     if isinstance(colors, int) and colors > 0:
         return colors
@@ -107,7 +108,7 @@ def onnx_bytes(model: nn.Module, *, height: int, width: int, opset: int = DEFAUL
     ``DepthToSpace`` for PixelShuffle, which runtimes fuse better than Reshape/Transpose.
     """
     wrapped = ClampedFirstOutput(model).eval()
-    example = torch.rand(1, _colors(model), height, width)
+    example = torch.rand(1, input_channels(model), height, width)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
@@ -173,7 +174,7 @@ def check_sizes(height: int, width: int) -> tuple[tuple[int, int], ...]:
 
 def _max_error_255(model: nn.Module, session, size: tuple[int, int], seed: int) -> float:
     generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(1, _colors(model), *size, generator=generator)
+    x = torch.rand(1, input_channels(model), *size, generator=generator)
     exact = ClampedFirstOutput(copy.deepcopy(model).double()).eval()
     with torch.no_grad():
         expected = exact(x.double()).numpy()

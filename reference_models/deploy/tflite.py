@@ -48,7 +48,7 @@ from torch import nn
 
 from et.atomic_file import atomic_path
 from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_layout
-from reference_models.deploy.onnx import ClampedFirstOutput, ExportError
+from reference_models.deploy.onnx import ClampedFirstOutput, ExportError, input_channels
 from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
 from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
 
@@ -133,7 +133,7 @@ def tflite_bytes(
     calibrated on ``calibration`` (``1×C×H×W`` in [0, 1]) when given."""
     import litert_torch
 
-    colors = _colors(model)
+    colors = input_channels(model)
     wrapped = _NHWC(copy.deepcopy(model).float().eval()).eval()
     example = (torch.rand(1, height, width, colors),)
     with _quiet(), torch.no_grad():
@@ -177,16 +177,6 @@ def _quantization_config():
     return dataclasses.replace(config, input_activation=minmax, output_activation=minmax)
 
 
-def _colors(model: nn.Module) -> int:
-    colors = getattr(model, "colors", None)
-    if isinstance(colors, int) and colors > 0:
-        return colors
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
-        raise ExportError(f"{type(model).__name__}: cannot tell the number of input channels")
-    return first.in_channels
-
-
 def _float_convs(interpreter) -> int:
     """How many ``CONV_2D`` ops of the file take a non-int8 input."""
     types = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
@@ -204,7 +194,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _fp32_error_255(model: nn.Module, runner: TFLiteModel, height: int, width: int) -> float:
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(1, _colors(model), height, width, generator=generator)
+    x = torch.rand(1, input_channels(model), height, width, generator=generator)
     with torch.no_grad():
         expected = ClampedFirstOutput(copy.deepcopy(model).double()).eval()(x.double())
     got = runner(x).double()

@@ -15,6 +15,7 @@ from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, load_chec
 from reference_models.deploy.calibration import calibration_images
 from reference_models.deploy.int8_layout import LayoutError, _links, channel_ranges, int8_layout
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
+from tests.export.scaled_weights import randomize_scaled
 
 MODELS = {
     "ETDSForInference": lambda: ETDSForInference(3, 3, 3, 2, 8, 3, align=4),
@@ -24,14 +25,7 @@ MODELS = {
 
 
 def _randomize(model: nn.Module, seed: int) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if parameter.dim() == 4:
-                noise = noise * 2 / parameter[0].numel() ** 0.5
-            parameter.copy_(noise * 0.5)
-    return model.eval()
+    return randomize_scaled(model, seed, gain=0.5)
 
 
 def _images(count: int = 3, size: int = 12) -> list[torch.Tensor]:

@@ -28,26 +28,7 @@ from reference_models.deploy.onnx import (
     ort_session,
     run_ort,
 )
-
-
-def _randomize(model: nn.Module, seed: int, gain: float = 0.4) -> nn.Module:
-    """Random weights at a trained network's scale: conv weights ``N(0, (2·gain)²/fan_in)``
-    (He-like, so activations stay O(1) through the depth), biases and slopes ``N(0, gain²)``.
-
-    Unscaled ``N(0, gain²)`` weights grow activations ~6× per 3×3 layer; float32 then rounds
-    terms of ~10⁴ that cancel to an output in [0, 1], and the ~1e-7 relative rounding of those
-    terms alone exceeded the export tolerance (ECBSRET, 0.085/255 at 9×17), which measures
-    the runtime, not the exporter.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if parameter.dim() == 4:
-                noise = noise * 2 / parameter[0].numel() ** 0.5
-            parameter.copy_(noise * gain)
-    return model.eval()
-
+from tests.export.scaled_weights import randomize_scaled
 
 MODELS = {
     "ETDSForInference": lambda: ETDSForInference(3, 3, 3, 2, 8, 3, align=4),
@@ -64,7 +45,7 @@ def _torch_reference(model: nn.Module, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_round_trip_matches_pytorch_at_other_sizes(tmp_path: Path, name: str) -> None:
-    model = _randomize(MODELS[name](), seed=1)
+    model = randomize_scaled(MODELS[name](), seed=1)
     path = tmp_path / f"{name}.onnx"
     report = export_onnx(model, path, height=16, width=20)
     assert path.is_file() and report.max_abs_error_255 <= 0.05
@@ -80,7 +61,7 @@ def test_round_trip_matches_pytorch_at_other_sizes(tmp_path: Path, name: str) ->
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_output_is_clamped_first_output(tmp_path: Path, name: str) -> None:
-    model = _randomize(MODELS[name](), seed=3, gain=0.6)
+    model = randomize_scaled(MODELS[name](), seed=3, gain=0.6)
     path = tmp_path / "m.onnx"
     export_onnx(model, path, height=12, width=12)
     graph = onnx.load(str(path)).graph
@@ -96,7 +77,7 @@ def test_output_is_clamped_first_output(tmp_path: Path, name: str) -> None:
 
 
 def test_dual_stream_export_is_not_the_second_output(tmp_path: Path) -> None:
-    model = _randomize(ETDS(3, 3, 2, 2, 8, 3), seed=5)
+    model = randomize_scaled(ETDS(3, 3, 2, 2, 8, 3), seed=5)
     x = np.random.default_rng(6).random((1, 3, 10, 10), dtype=np.float32)
     with torch.no_grad():
         first, second = model(torch.from_numpy(x))
@@ -108,7 +89,7 @@ def test_dual_stream_export_is_not_the_second_output(tmp_path: Path) -> None:
 
 
 def test_spatial_axes_are_dynamic(tmp_path: Path) -> None:
-    export_onnx(_randomize(MODELS["ETDSForInference"](), 7), tmp_path / "m.onnx")
+    export_onnx(randomize_scaled(MODELS["ETDSForInference"](), 7), tmp_path / "m.onnx")
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     (entry,) = graph.input
     dims = entry.type.tensor_type.shape.dim
@@ -126,8 +107,8 @@ def test_mismatch_writes_nothing_and_keeps_existing_file(tmp_path: Path, monkeyp
     """Break the export (the graph computes a different model): refused, file untouched."""
     import reference_models.deploy.onnx as export
 
-    model = _randomize(MODELS["ETDSForInference"](), 8)
-    other = _randomize(MODELS["ETDSForInference"](), 9)
+    model = randomize_scaled(MODELS["ETDSForInference"](), 8)
+    other = randomize_scaled(MODELS["ETDSForInference"](), 9)
     real = export.onnx_bytes
     monkeypatch.setattr(export, "onnx_bytes", lambda m, **kw: real(other, **kw))
     path = tmp_path / "m.onnx"
@@ -140,7 +121,7 @@ def test_mismatch_writes_nothing_and_keeps_existing_file(tmp_path: Path, monkeyp
 
 def test_tolerance_is_enforced(tmp_path: Path) -> None:
     """The same export passes at the default tolerance and fails at a negative one."""
-    model = _randomize(MODELS["ECBSRET"](), 10)
+    model = randomize_scaled(MODELS["ECBSRET"](), 10)
     export_onnx(model, tmp_path / "ok.onnx")
     with pytest.raises(ExportError, match="tolerance"):
         export_onnx(model, tmp_path / "bad.onnx", tolerance_255=-1.0)
@@ -148,7 +129,7 @@ def test_tolerance_is_enforced(tmp_path: Path) -> None:
 
 
 def test_bad_size_and_missing_folder_are_refused(tmp_path: Path) -> None:
-    model = _randomize(MODELS["ETDSForInference"](), 11)
+    model = randomize_scaled(MODELS["ETDSForInference"](), 11)
     with pytest.raises(ExportError, match="positive"):
         export_onnx(model, tmp_path / "m.onnx", height=0)
     with pytest.raises(ExportError, match="not a folder"):
@@ -164,7 +145,7 @@ def _etds(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_exports_a_saved_checkpoint(tmp_path: Path) -> None:
-    model = _randomize(ETDSForInference(3, 3, 2, 1, 8, 3, align=4), 12)
+    model = randomize_scaled(ETDSForInference(3, 3, 2, 1, 8, 3, align=4), 12)
     save_checkpoint(model, tmp_path / "m.pth")
     result = _etds(str(tmp_path / "m.pth"), str(tmp_path / "m.onnx"), "--height", "20", "--json")
     assert result.returncode == 0, result.stderr
@@ -187,7 +168,7 @@ def test_cli_unreadable_checkpoint_exits_2_and_writes_nothing(tmp_path: Path) ->
 
 def test_cli_bad_arguments_exit_2(tmp_path: Path) -> None:
     source = tmp_path / "m.pth"
-    save_checkpoint(_randomize(ETDSForInference(3, 3, 2, 1, 8, 3), 14), source)
+    save_checkpoint(randomize_scaled(ETDSForInference(3, 3, 2, 1, 8, 3), 14), source)
     for args in (
         [str(source), str(tmp_path / "o.onnx"), "--height", "0"],
         [str(source), str(tmp_path / "nowhere" / "o.onnx")],

@@ -13,18 +13,13 @@ import torch
 from reference_models import ABPN_ET
 from reference_models.deploy.onnx import ExportError, ort_session, run_ort
 from reference_models.deploy.onnx_int8 import export_onnx_int8
+from tests.export.scaled_weights import randomize_scaled
 
 
 def _model() -> ABPN_ET:
-    model = ABPN_ET(num_feat=8, num_block=1, scale=2, num_in_ch=3)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if parameter.dim() == 4:
-                noise = noise * 2 / parameter[0].numel() ** 0.5
-            parameter.copy_(noise * 0.5)
-    return model.eval()
+    return randomize_scaled(
+        ABPN_ET(num_feat=8, num_block=1, scale=2, num_in_ch=3), seed=0, gain=0.5
+    )
 
 
 def _images() -> list[torch.Tensor]:

@@ -26,18 +26,11 @@ from reference_models.deploy.calibration import calibration_images
 from reference_models.deploy.onnx import ExportError
 from reference_models.deploy.tflite import _float_convs, export_tflite
 from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+from tests.export.scaled_weights import randomize_scaled
 
 
 def _model() -> nn.Module:
-    model = ETDSForInference(3, 3, 2, 1, 8, 3, align=4)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if parameter.dim() == 4:
-                noise = noise * 2 / parameter[0].numel() ** 0.5
-            parameter.copy_(noise * 0.5)
-    return model.eval()
+    return randomize_scaled(ETDSForInference(3, 3, 2, 1, 8, 3, align=4), seed=0, gain=0.5)
 
 
 @pytest.fixture(scope="module")
