@@ -131,6 +131,13 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"\qquad [W, 0] \ast [x; d] + b = W \ast x + b",
     ),
     "E9": (r"\operatorname{nearest}_s(x) = \mathcal{P}_s\left(\operatorname{RI}_{s^2}(x)\right)",),
+    "E11": (
+        r"W_2' \ast \operatorname{PReLU}_{a'}\left(W_1' \ast x + b_1'\right) + b_2"
+        r" = W_2 \ast \varphi\left(W_1 \ast x + b_1\right) + b_2"
+        r"\qquad (\ell \le x \le u),",
+        r"W_1'[c] = -\beta_c W_1[c],\ b_1'[c] = -\beta_c b_1[c],\ a'_c = -\mu_c / \beta_c,"
+        r"\ W_2'[:, c] = W_2[:, c] / \mu_c\qquad (c \in S)",
+    ),
     "C-ETDS": (
         r"\mathrm{ETDS}_{\mathrm{inf}}(I) = \operatorname{clamp}\left(\mathrm{ETDS}(I), 0, 1\right)"
         r"\qquad \text{for every input, depth and weight}",

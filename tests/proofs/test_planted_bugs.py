@@ -15,6 +15,7 @@ from torch import nn
 import et.conv_geometry
 import et.rules.merge_1x1_kxk
 import et.rules.merge_dual_stream
+import et.rules.negate_nonnegative_channels
 import proofs
 from proofs import ProofFailure
 
@@ -36,6 +37,7 @@ PADDING_MODE_RULES = (
     "E5",
     "E6",
     "E8",
+    "E11",
 )
 
 
@@ -83,6 +85,22 @@ def test_e5_prelu_slopes_stacked_in_the_wrong_order(monkeypatch: pytest.MonkeyPa
     assert _patch_everywhere(monkeypatch, "merge_activations", original, planted) >= 2
     failure = _fails_at_branches("E5")
     assert "activation=prelu-per-channel" in failure.detail
+
+
+def test_e11_shared_prelu_slope_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = et.rules.negate_nonnegative_channels.negate_nonnegative_channels
+
+    def planted(conv1: nn.Conv2d, activation: nn.Module, conv2: nn.Conv2d, channels, *args):
+        new1, prelu, new2 = original(conv1, activation, conv2, channels, *args)
+        if isinstance(activation, nn.PReLU) and activation.num_parameters == 1:
+            kept = [c for c in range(prelu.num_parameters) if c not in channels]
+            with torch.no_grad():  # the bug: a shared slope read as ReLU's 0, not expanded
+                prelu.weight[kept] = 0.0
+        return new1, prelu, new2
+
+    assert _patch_everywhere(monkeypatch, "negate_nonnegative_channels", original, planted) >= 2
+    failure = _fails_at_branches("E11")
+    assert "activation=PReLU shared" in failure.detail
 
 
 @pytest.mark.parametrize("rule", PADDING_MODE_RULES)

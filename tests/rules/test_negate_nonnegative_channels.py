@@ -545,7 +545,7 @@ def test_the_bound_is_rounded_down() -> None:
         # one product rounds to −1 exactly, so the float sum is 0; exactly it is −(2⁻⁵³ − 2⁻¹⁰⁵)
         ([1 + 2.0**-52], -(1 - 2.0**-53), 1.0),
         # three products of −0.9·2⁻¹⁰⁷⁵ each underflow to −0; exactly they sum to −2.7·2⁻¹⁰⁷⁵
-        ([1e-200] * 3, -0.9 * 2.0**-1075 / 1e-200, 0.0),
+        ([1e-200] * 3, -0.45 * (2.0**-1074 / 1e-200), 0.0),
     ],
 )
 def test_the_bound_is_at_most_the_exact_minimum(taps: list, low: float, bias: float) -> None:

@@ -43,6 +43,7 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
     move_elementwise_after_pixel_shuffle,
     move_elementwise_before_pixel_shuffle,
 )
+from et.rules.negate_nonnegative_channels import negate_nonnegative_channels
 from et.rules.pad_output_channels import pad_output_channels
 from et.rules.remove_passthrough_activation import remove_passthrough_activation
 from et.rules.repeat_interleave_conv import add_repeat_interleave_anchor
@@ -144,6 +145,19 @@ def _bn(channels: int) -> nn.BatchNorm2d:
         bn.running_var.uniform_(0.5, 2)
         bn.weight.uniform_(0.5, 1.5)
     return bn.eval()
+
+
+def _nonnegative_row_conv(cin: int, cout: int) -> nn.Conv2d:
+    """A 3×3 conv whose output channel 1 is ≥ 0 on inputs in [0, 1] (weights and bias ≥ 0)."""
+    conv = _conv(cin, cout, padding=1)
+    with torch.no_grad():
+        conv.weight[1] = conv.weight[1].abs()
+        conv.bias[1] = conv.bias[1].abs()
+    return conv
+
+
+def _tensor(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=DTYPE)
 
 
 @dataclass(frozen=True)
@@ -285,6 +299,19 @@ CASES = [
         lambda: [_conv(3, 4, padding=1), nn.ReLU(), _conv(4, 2, padding=1)],
         lambda m: rescale_channels(*m, torch.tensor([0.5, 2.0, 3.0, 1.0], dtype=DTYPE)),
     ),
+    Case(
+        "E11",
+        "negate_nonnegative_channels",
+        lambda: [_nonnegative_row_conv(3, 4), nn.PReLU(dtype=DTYPE), _conv(4, 2, padding=1)],
+        lambda m: negate_nonnegative_channels(
+            *m,
+            [1],
+            _tensor(2.0),
+            _tensor(0.5),
+            torch.zeros(3, dtype=DTYPE),
+            torch.ones(3, dtype=DTYPE),
+        ),
+    ),
 ]
 
 MODULE_RULES = sorted({case.rule for case in CASES})
@@ -336,9 +363,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 22 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 23 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10"]
+    expected += ["R15", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 
 
