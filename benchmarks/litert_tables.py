@@ -1,6 +1,7 @@
 """The paper's with/without-ET tables on LiteRT XNNPACK: fp32 and INT8, PSNR and latency.
 
-    python -m benchmarks.litert_tables OUT.json [--rounds 5]
+    python -m benchmarks.litert_tables OUT.json [--rounds 5] [--only NAME]
+    python -m benchmarks.litert_tables OUT.json --render [--plot docs/psnr_latency_litert.svg]
 
 For each released checkpoint (``$ETDS_SHARED/official/checkpoints``) and each form (the
 original, and the ET form; for the released ETDS inference forms, which are ET forms already,
@@ -77,6 +78,7 @@ def _export(model, out: Path, size: tuple[int, int], int8: bool, layout: bool) -
     return {
         "fidelity_db": report.fidelity_db,
         "layout_strength": strength,
+        "negated_copies": report.layout.negated_channels if report.layout else None,
         "simulated_db": report.layout.simulated_db if report.layout else None,
     }
 
@@ -176,11 +178,17 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _layout(export: dict) -> str:
+    negated = export.get("negated_copies")
+    return _f(export["layout_strength"]) + (f" + E11 ({negated})" if negated else "")
+
+
 def markdown(rows: list[dict]) -> str:
     """The table of ``rows`` (what :func:`main` writes) in Markdown."""
     header = (
         "| model | form | params | GMACs | fp32 ms | INT8 ms | INT8/fp32 | Set5 fp32 | Set5 INT8 "
-        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | E10 strength |"
+        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | layout: E10 strength "
+        "(+ E11 negated copies) |"
     )
     lines = [header, "|" + "---|" * 13]
     for row in rows:
@@ -195,9 +203,62 @@ def markdown(rows: list[dict]) -> str:
                 f"| {_f(own.get('Set5'))} | {_f(form['psnr_int8']['Set5'])} "
                 f"| {_f(own.get('Set14'))} | {_f(form['psnr_int8']['Set14'])} "
                 f"| {_f(fidelity['Set5'])} / {_f(fidelity['Set14'])} "
-                f"| {_f(form['export_int8']['layout_strength'])} |"
+                f"| {_layout(form['export_int8'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Set5 PSNR against LiteRT latency at 360×640, one panel per upscale factor: original
+    (circle) and ET form (square), fp32 (filled) and INT8 (open), joined per form."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from et.atomic_file import atomic_path
+
+    scales = sorted({row["scale"] for row in rows})
+    figure, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
+    for axis, scale in zip(axes[0], scales, strict=True):
+        for index, row in enumerate(r for r in rows if r["scale"] == scale):
+            fp32 = next((f.get("psnr_fp32") for f in row["forms"] if f.get("psnr_fp32")), {})
+            for form in row["forms"]:
+                marker = "o" if form["form"] == "original" else "s"
+                points = [
+                    (form.get("ms_fp32"), form.get("psnr_fp32", fp32).get("Set5"), True),
+                    (form.get("ms_int8"), form["psnr_int8"].get("Set5"), False),
+                ]
+                points = [p for p in points if p[0] is not None and p[1] is not None]
+                color = f"C{index}"
+                axis.plot([p[0] for p in points], [p[1] for p in points], color=color, lw=0.8)
+                for ms, db, filled in points:
+                    axis.scatter(
+                        ms,
+                        db,
+                        marker=marker,
+                        s=50,
+                        color=color,
+                        facecolors=color if filled else "none",
+                    )
+                    label = f"{row['model'].split(' ×')[0]} {form['form']}"
+                    axis.annotate(
+                        f"{label} {'fp32' if filled else 'int8'}",
+                        (ms, db),
+                        textcoords="offset points",
+                        xytext=(4, 3),
+                        fontsize=6,
+                    )
+        axis.set_title(f"×{scale}, Set5, LiteRT XNNPACK 2 threads, 360×640")
+        axis.set_xlabel("latency (ms, min over rounds)")
+        axis.set_ylabel("PSNR Y (dB)")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format=path.suffix.lstrip("."), dpi=120)
+    finally:
+        plt.close(figure)
 
 
 def main() -> None:
@@ -206,9 +267,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default=None, help="substring of the row names to run")
     parser.add_argument("--render", action="store_true", help="print OUT's table as Markdown")
+    parser.add_argument("--plot", type=Path, default=None, help="draw OUT's PSNR–latency plot")
     args = parser.parse_args()
-    if args.render:
-        print(markdown(json.loads(args.out.read_text())), end="")
+    if args.render or args.plot:
+        rows = json.loads(args.out.read_text())
+        if args.plot:
+            plot(rows, args.plot)
+        if args.render:
+            print(markdown(rows), end="")
         return
     from reference_models.checkpoints import load_checkpoint, save_checkpoint
     from reference_models.conversions import convert

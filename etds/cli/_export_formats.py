@@ -60,6 +60,7 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
         code = 1 if "differs from PyTorch" in str(error) else 2
         raise CommandError(str(error), code) from None
     strength = report.layout.strength if report.layout is not None else None
+    negated = report.layout.negated_channels if report.layout is not None else None
     summary = {
         "checkpoint": str(source),
         "out": str(out),
@@ -71,6 +72,7 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
         "max_abs_error_255": error_255,
         "fidelity_db": fidelity,
         "layout_strength": strength,
+        "negated_copies": negated,
     }
     if args.json:
         print(json.dumps(summary))
@@ -79,7 +81,11 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
         f"LiteRT vs PyTorch max |Δ| = {error_255:.3g}/255"
         if error_255 is not None
         else f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images"
-        + (f" (E10 layout strength {strength})" if strength is not None else " (no layout)")
+        + (
+            f" (E10 layout strength {strength}, E11 negated {negated} input copies)"
+            if strength is not None
+            else " (no layout)"
+        )
     )
     print(f"wrote {out} ({model.arch}, {args.height}×{args.width}, {size:,} bytes); {check}")
     return 0

@@ -42,6 +42,7 @@ from et.contract import PreconditionError
 from et.rules.rescale_channels import rescale_channels
 from et.testing import compare_outputs, probe_inputs
 from reference_models.architectures.etds import ETDSForInference
+from reference_models.deploy.copy_negation import negate_input_copies
 from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_refinement import refine_alphas
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
@@ -77,6 +78,8 @@ class LayoutReport:
     strength: float
     simulated_db: dict[float, float]  # strength → simulated INT8 fidelity (dB)
     refined_db: float | None = None  # simulated fidelity after the per-channel refinement
+    negated_channels: int = 0  # input copies E11 moved to the negative side (PReLU layers)
+    simulated_negated_db: dict[float, float] | None = None  # strength → fidelity with E11
 
 
 @dataclass
@@ -87,6 +90,8 @@ class _Link:
     activation: nn.Module
     owner: nn.Module
     name: str
+    #: where the activation sits (``None``: ETDSForInference's functional ReLU)
+    activation_slot: tuple[nn.Module, str] | None = None
 
 
 def _flatten(sequential: nn.Sequential) -> list[tuple[nn.Module, nn.Module, str]]:
@@ -113,9 +118,11 @@ def _links(model: nn.Module) -> list[_Link]:
     links = []
     for index, (module, owner, name) in enumerate(leaves):
         if isinstance(module, nn.Conv2d):
-            following = leaves[index + 1][0] if index + 1 < len(leaves) else nn.Identity()
-            activation = following if not isinstance(following, nn.Conv2d) else nn.Identity()
-            links.append(_Link(module, activation, owner, name))
+            following = leaves[index + 1] if index + 1 < len(leaves) else None
+            if following is None or isinstance(following[0], nn.Conv2d):
+                links.append(_Link(module, nn.Identity(), owner, name))
+            else:
+                links.append(_Link(module, following[0], owner, name, following[1:]))
         elif index == 0 or not isinstance(leaves[index - 1][0], nn.Conv2d):
             raise LayoutError(f"{type(model).__name__}: {type(module).__name__} not after a conv")
     return links
@@ -214,30 +221,84 @@ def int8_layout(
     bounds = input_copy_bounds([(link.conv, link.activation) for link in _links(model)])
     dtype = next(model.parameters()).dtype
     candidates = STRENGTHS if strength is None else (strength,)
+    # E11 is tried beside each strength where some PReLU layer carries input copies.
+    negations = (False, True) if _negatable(model, bounds) else (False,)
     simulated: dict[float, float] = {}
+    simulated_negated: dict[float, float] = {}
     best = None
     for candidate in candidates:
         alphas = [_alphas(r, candidate, b) for r, b in zip(ranges, bounds, strict=True)]
-        laid_out, spreads, applied = _apply(model, ranges, alphas)
-        if len(candidates) > 1:
-            chain = [(link.conv, link.activation) for link in _links(laid_out)]
-            simulated[candidate] = simulated_fidelity_db(chain, calibration)
-        if best is None or simulated.get(candidate, 0.0) > simulated.get(best[0], 0.0):
-            best = (candidate, alphas, laid_out, spreads, applied)
+        for negate in negations:
+            variant = _laid_out(model, ranges, alphas, negate, calibration)
+            if len(candidates) * len(negations) > 1:
+                chain = [(link.conv, link.activation) for link in _links(variant[0])]
+                scores = simulated_negated if negate else simulated
+                scores[candidate] = simulated_fidelity_db(chain, calibration)
+            score = (simulated_negated if negate else simulated).get(candidate, 0.0)
+            if best is None or score > best[0]:
+                best = (score, candidate, negate, alphas, variant)
     assert best is not None
-    chosen, alphas, laid_out, spreads, applied = best
+    best_db, chosen, negate, alphas, (laid_out, spreads, applied, negated) = best
     refined_db = None
     if refine and len(candidates) > 1:
         chain = [(link.conv, link.activation) for link in _links(laid_out)]
-        factors, refined_db = refine_alphas(chain, ranges, calibration, simulated[chosen])
-        if refined_db > simulated[chosen]:
+        factors, refined_db = refine_alphas(chain, ranges, calibration, best_db)
+        if refined_db > best_db:
+            # E10 again, on the chosen model itself: the search ran on it, E11's copies included
+            laid_out = _apply(laid_out, ranges, factors)[0]
             alphas = [a * f for a, f in zip(alphas, factors, strict=True)]
-            laid_out, spreads, applied = _apply(model, ranges, alphas)
+            applied = [(float(a.min()), float(a.max())) for a in alphas]
     error = _max_error(model, laid_out, calibration)
     if not error <= tolerance:
         raise LayoutError(f"the laid-out model differs by {error:.3g} in float64 (> {tolerance})")
-    report = LayoutReport(tuple(spreads), tuple(applied), error, chosen, simulated, refined_db)
+    report = LayoutReport(
+        tuple(spreads),
+        tuple(applied),
+        error,
+        chosen,
+        simulated,
+        refined_db,
+        negated_channels=negated,
+        simulated_negated_db=simulated_negated,
+    )
     return laid_out.to(dtype), report
+
+
+def _negatable(model: nn.Module, bounds: Sequence[torch.Tensor]) -> bool:
+    """Whether some hidden layer that LiteRT does not fuse (PReLU, LeakyReLU) holds input
+    copies, which E11 can move to the negative side."""
+    links = _links(model)[:-1]
+    return any(
+        bool((b > 0).any()) and not isinstance(link.activation, nn.ReLU | nn.Identity)
+        for link, b in zip(links, bounds, strict=True)
+    )
+
+
+def _laid_out(
+    model: nn.Module,
+    ranges: list[torch.Tensor],
+    alphas: list[torch.Tensor],
+    negate: bool,
+    calibration: Sequence[torch.Tensor],
+) -> tuple[nn.Module, list[float], list[tuple[float, float]], int]:
+    """E10 with ``alphas``, then (``negate``) E11 on the input copies of the PReLU layers."""
+    laid_out, spreads, applied = _apply(model, ranges, alphas)
+    if not negate:
+        return laid_out, spreads, applied, 0
+    links = _links(laid_out)
+    steps = [(link.conv, link.activation) for link in links]
+    bounds = input_copy_bounds(steps)
+    try:
+        steps, negated = negate_input_copies(steps, bounds, calibration)
+    except PreconditionError as error:
+        raise LayoutError(f"E11: {error}") from error
+    for link, (conv, activation) in zip(links, steps, strict=True):
+        setattr(link.owner, link.name, conv)
+        if link.activation_slot is not None:
+            setattr(*link.activation_slot, activation)
+        elif activation is not link.activation:
+            raise LayoutError(f"{type(model).__name__}: its activation cannot be replaced")
+    return laid_out, spreads, applied, negated
 
 
 def _max_error(original: nn.Module, laid_out: nn.Module, images: Sequence[torch.Tensor]) -> float:

@@ -252,7 +252,7 @@ def export_tflite(
         except LayoutError as error:
             raise ExportError(f"INT8 layout failed: {error}") from error
     data, runner = _convert(laid_out, height, width, calibration)
-    if layout_report is not None and layout_report.strength > 0:
+    if layout_report is not None and (layout_report.strength > 0 or layout_report.negated_channels):
         # The simulation that chose the layout does not always agree with LiteRT (measured:
         # ETDS-M5C16 ×3, simulated +4.7 dB, LiteRT −5 dB): keep the laid-out file only when
         # LiteRT itself measures it at least as faithful as the plain one on the same images.
@@ -261,7 +261,7 @@ def export_tflite(
             model, runner, calibration
         ):
             data, runner = plain_data, plain_runner
-            layout_report = dataclasses.replace(layout_report, strength=0.0)
+            layout_report = dataclasses.replace(layout_report, strength=0.0, negated_channels=0)
     error_255 = fidelity = None
     if calibration is None:
         error_255 = _fp32_error_255(model, runner, height, width)
