@@ -59,7 +59,9 @@ def _etds(*args: str) -> str:
     return done.stdout
 
 
-def _export(model, out: Path, size: tuple[int, int], int8: bool, layout: bool) -> dict:
+def _export(
+    model, out: Path, size: tuple[int, int], int8: bool, layout: bool, refine: bool = False
+) -> dict:
     """What ``etds export`` does (same function), in this process: the converter's import
     costs more than a small model's conversion."""
     from reference_models.deploy.calibration import calibration_images
@@ -72,7 +74,13 @@ def _export(model, out: Path, size: tuple[int, int], int8: bool, layout: bool) -
         limit = 32 if size == EVAL_SIZE else 2
         images = calibration_images(DATA[0], model_scale(model), *size, limit=limit)
     report = export_tflite(
-        model, out, height=size[0], width=size[1], calibration=images, layout=layout
+        model,
+        out,
+        height=size[0],
+        width=size[1],
+        calibration=images,
+        layout=layout,
+        refine=refine,
     )
     strength = report.layout.strength if report.layout is not None else None
     return {
@@ -149,6 +157,8 @@ def _form(
     folder: Path,
     rounds: int,
     same: bool,
+    refine: bool = False,
+    timed: dict | None = None,
 ):
     from reference_models.checkpoints import load_checkpoint
 
@@ -160,10 +170,13 @@ def _form(
     if not same:  # a released ETDS is its own ET form: its fp32 file is the original's
         _export(model, fp32, EVAL_SIZE, False, False)
         row["psnr_fp32"] = _psnr(fp32)
-    row["export_int8"] = _export(model, int8, EVAL_SIZE, True, layout)
+    row["export_int8"] = _export(model, int8, EVAL_SIZE, True, layout, refine)
     row["psnr_int8"] = _psnr(int8)
     row["fidelity_int8"] = _fidelity(reference, int8, scale)
     print(json.dumps(row), flush=True)
+    if timed is not None:  # the layout changes weights, not the graph: the same timings
+        row["ms_fp32"], row["ms_int8"] = timed["ms_fp32"], timed["ms_int8"]
+        return row
     fp32_big, int8_big = Path(f"{big}.tflite"), Path(f"{big}-int8.tflite")
     # The layout changes weights, not the graph: latency files are exported without it.
     _export(model, fp32_big, BENCH_SIZE, False, False)
@@ -266,6 +279,13 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default=None, help="substring of the row names to run")
+    parser.add_argument(
+        "--refine",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="also an ET form with the refined INT8 layout, for rows naming one of NAME",
+    )
     parser.add_argument("--render", action="store_true", help="print OUT's table as Markdown")
     parser.add_argument("--plot", type=Path, default=None, help="draw OUT's PSNR–latency plot")
     args = parser.parse_args()
@@ -287,18 +307,33 @@ def main() -> None:
                 continue
             source = CHECKPOINTS / original
             reference = load_checkpoint(source).eval()
-            forms = [("original", source, False, False)]
+            forms = [("original", source, False, False, False)]
             if et_form == "layout":
-                forms.append(("ET+E10", source, True, True))
+                forms.append(("ET+E10", source, True, True, False))
             else:
                 et_path = CHECKPOINTS / et_form if et_form else folder / "et.pth"
                 if et_form is None:
                     save_checkpoint(convert(reference), et_path)
-                forms.append(("ET+E10", et_path, True, False))
-            results = [
-                _form(name, ckpt, layout, scale, reference, folder, args.rounds, same)
-                for name, ckpt, layout, same in forms
-            ]
+                forms.append(("ET+E10", et_path, True, False, False))
+            if args.refine and any(word in row_name for word in args.refine):
+                forms.append(("ET+E10 refined", forms[-1][1], True, True, True))
+            results = []
+            for name, ckpt, layout, same, refine in forms:
+                timed = results[-1] if refine else None  # same graph, other weights
+                results.append(
+                    _form(
+                        name,
+                        ckpt,
+                        layout,
+                        scale,
+                        reference,
+                        folder,
+                        args.rounds,
+                        same,
+                        refine,
+                        timed,
+                    )
+                )
             rows.append({"model": row_name, "scale": scale, "forms": results})
             print(json.dumps(rows[-1]), flush=True)
             args.out.write_text(json.dumps(rows, indent=1))

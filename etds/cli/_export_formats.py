@@ -41,6 +41,7 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
                 width=args.width,
                 calibration=calibration,
                 layout=layout,
+                refine=args.refine,
                 tolerance_255=tolerance,
             )
             error_255, fidelity, size = report.max_abs_error_255, report.fidelity_db, report.bytes
@@ -54,6 +55,7 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
                 height=args.height,
                 width=args.width,
                 layout=layout,
+                refine=args.refine,
             )
             error_255, fidelity, size = None, report.fidelity_db, report.bytes
     except ExportError as error:

@@ -54,7 +54,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--calibration", metavar="DIR", help="folder of HR images to calibrate INT8 on"
     )
     parser.add_argument(
-        "--no-layout", action="store_true", help="INT8 without the E10 channel layout"
+        "--no-layout", action="store_true", help="INT8 without the E10/E11 channel layout"
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="INT8: tune each channel's E10 factor on the INT8 simulation (minutes)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_hparam_option(parser)
@@ -74,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{out}: unknown format {out.suffix!r}; use {' or '.join(SUFFIXES)}")
     if args.int8 != (args.calibration is not None):
         raise CommandError("--int8 and --calibration DIR go together")
+    if args.refine and (not args.int8 or args.no_layout):
+        raise CommandError("--refine tunes the INT8 layout: it needs --int8 and no --no-layout")
     if args.calibration is not None and not Path(args.calibration).is_dir():
         raise CommandError(f"--calibration {args.calibration}: not a folder")
     if args.height < 1 or args.width < 1:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from et.rules.rescale_channels import rescale_channels
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
@@ -50,9 +51,15 @@ def refine_alphas(
     steps_list = [(conv, activation) for conv, activation in chain]
     factors = [torch.ones_like(r, dtype=torch.float64) for r in ranges]
     best = start_db
+    live = [(r > 0).nonzero().flatten().tolist() for r in ranges]
+    # disable=None: a bar on a terminal, nothing in logs and tests
+    progress = tqdm(
+        total=len(steps) * sum(map(len, live)), desc="INT8 refinement", leave=False, disable=None
+    )
     for step in steps:
-        for k, r in enumerate(ranges):
-            for c in (r > 0).nonzero().flatten().tolist():
+        for k, channels in enumerate(live):
+            for c in channels:
+                progress.update()
                 for factor in (step, 1.0 / step):
                     alpha = torch.ones_like(factors[k])
                     alpha[c] = factor
@@ -67,4 +74,5 @@ def refine_alphas(
                         best, steps_list = db, candidate
                         factors[k][c] *= factor
                         break
+    progress.close()
     return factors, best

@@ -68,6 +68,7 @@ def export_onnx_int8(
     height: int = 64,
     width: int = 64,
     layout: bool = True,
+    refine: bool = False,
     min_fidelity_db: float = DEFAULT_MIN_FIDELITY_DB,
 ) -> OnnxInt8Report:
     """Write the static INT8 ONNX of ``model`` to ``path``; :class:`ExportError` and nothing
@@ -81,7 +82,7 @@ def export_onnx_int8(
     laid_out, report = model, None
     if layout:
         try:
-            laid_out, report = int8_layout(model, calibration)
+            laid_out, report = int8_layout(model, calibration, refine=refine)
         except LayoutError as error:
             raise ExportError(f"INT8 layout failed: {error}") from error
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8-") as folder:

@@ -230,11 +230,13 @@ def export_tflite(
     width: int = 64,
     calibration: Sequence[torch.Tensor] | None = None,
     layout: bool = True,
+    refine: bool = False,
     tolerance_255: float = DEFAULT_TOLERANCE_255,
     min_fidelity_db: float = DEFAULT_MIN_FIDELITY_DB,
 ) -> TFLiteReport:
     """Write ``model`` as ``.tflite`` (INT8 when ``calibration`` is given) after checking it in
-    LiteRT; raise :class:`ExportError` and leave ``path`` untouched on any failure."""
+    LiteRT; raise :class:`ExportError` and leave ``path`` untouched on any failure. ``layout``:
+    the INT8 layout (E10, E11) first; ``refine``: its per-channel refinement too (minutes)."""
     if height < 1 or width < 1:
         raise ExportError(f"height and width must be positive, got {height}×{width}")
     path = Path(path)
@@ -248,7 +250,7 @@ def export_tflite(
     laid_out, layout_report = model, None
     if calibration is not None and layout:
         try:
-            laid_out, layout_report = int8_layout(model, calibration)
+            laid_out, layout_report = int8_layout(model, calibration, refine=refine)
         except LayoutError as error:
             raise ExportError(f"INT8 layout failed: {error}") from error
     data, runner = _convert(laid_out, height, width, calibration)

@@ -39,6 +39,20 @@ def test_int8_needs_a_calibration_folder(tmp_path: Path) -> None:
         assert not (tmp_path / "m.tflite").exists()
 
 
+def test_refine_needs_an_int8_export_with_its_layout(tmp_path: Path) -> None:
+    checkpoint = _checkpoint(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    for extra in (
+        ["--refine"],
+        ["--int8", "--calibration", str(images), "--refine", "--no-layout"],
+    ):
+        done = run_etds("export", checkpoint, tmp_path / "m.tflite", *extra)
+        assert done.returncode == 2, done.stderr
+        assert "--refine" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "m.tflite").exists()
+
+
 def test_convert_int8_layout_writes_an_equivalent_rescaled_model(
     tmp_path: Path, shared_dir: Path
 ) -> None:
