@@ -80,6 +80,8 @@ class LayoutReport:
     refined_db: float | None = None  # simulated fidelity after the per-channel refinement
     negated_channels: int = 0  # input copies E11 moved to the negative side (PReLU layers)
     simulated_negated_db: dict[float, float] | None = None  # strength → fidelity with E11
+    input_copies: int = 0  # hidden channels that are exact copies of the input
+    exact_copies: bool = False  # whether E10 used the copies' exact bound (HEADROOM for others)
 
 
 @dataclass
@@ -201,6 +203,7 @@ def int8_layout(
     tolerance: float = EQUIVALENCE_TOLERANCE,
     strength: float | None = None,
     refine: bool = False,
+    exact_copies: bool = True,
 ) -> tuple[nn.Module, LayoutReport]:
     """A copy of ``model`` with every hidden channel rescaled (E10) towards its layer's range:
     ``α_c = (R / r_c)^strength``.
@@ -212,17 +215,23 @@ def int8_layout(
     the simulation (:func:`~reference_models.deploy.int8_refinement.refine_alphas`; measured:
     ECBSR-ET +2.2 dB simulated, but about a thousand simulations, ~15 min on a loaded 2-core
     machine, so it is off by default). ``calibration``: ``1×C×h×w`` tensors in [0, 1]. The
-    input is not modified. Raises :class:`LayoutError` for an unsupported model or a
-    non-equivalent result.
+    input is not modified. ``exact_copies`` (default): channels that are exact copies of the
+    input take the whole range from their exact bound and the others :data:`HEADROOM` of it;
+    ``False`` scales the copies by their calibration range like every other channel (LiteRT
+    has measured either one better, so the export tries both). Raises :class:`LayoutError` for
+    an unsupported model or a non-equivalent result.
     """
     if not calibration:
         raise LayoutError("no calibration images")
     ranges = channel_ranges(model, calibration)
-    bounds = input_copy_bounds([(link.conv, link.activation) for link in _links(model)])
+    found = input_copy_bounds([(link.conv, link.activation) for link in _links(model)])
+    copies = sum(int((b > 0).sum()) for b in found)
+    # exact_copies=False: E10 treats the copies like the calibrated channels (E11 still sees them)
+    bounds = found if exact_copies else [torch.zeros_like(b) for b in found]
     dtype = next(model.parameters()).dtype
     candidates = STRENGTHS if strength is None else (strength,)
     # E11 is tried beside each strength where some PReLU layer carries input copies.
-    negations = (False, True) if _negatable(model, bounds) else (False,)
+    negations = (False, True) if _negatable(model, found) else (False,)
     simulated: dict[float, float] = {}
     simulated_negated: dict[float, float] = {}
     best = None
@@ -260,6 +269,8 @@ def int8_layout(
         refined_db,
         negated_channels=negated,
         simulated_negated_db=simulated_negated,
+        input_copies=copies,
+        exact_copies=exact_copies and copies > 0,
     )
     return laid_out.to(dtype), report
 

@@ -88,3 +88,25 @@ def test_layout_gives_copies_the_range_and_the_rest_headroom() -> None:
         assert torch.allclose(bounds[k][copies], torch.full_like(bounds[k][copies], top))
         others = ranges[live & ~copies]
         assert torch.allclose(others, torch.full_like(others, HEADROOM * top))
+
+
+def test_exact_copies_can_be_turned_off_and_both_layouts_stay_exact() -> None:
+    """The export measures both in LiteRT (one was measured better on ABPN-ET, the other on
+    ETDS-M ET): without ``exact_copies`` the copies are scaled by their calibration range."""
+    model = _et("ABPN")
+    images = [probe_inputs((3, 10, 10), samples=1, seed=s) for s in range(3)]
+    exact, exact_report = int8_layout(model, images, strength=1.0)
+    calibrated, report = int8_layout(model, images, strength=1.0, exact_copies=False)
+    assert (
+        exact_report.input_copies == report.input_copies == 3 * (len(_links(model)) - 2)
+    )  # not in the image layer
+    assert exact_report.exact_copies and not report.exact_copies
+    x = probe_inputs((3, 9, 9), samples=3, seed=4)
+    with torch.no_grad():
+        assert torch.allclose(calibrated(x), model(x), rtol=0, atol=1e-9)
+        assert torch.allclose(exact(x), model(x), rtol=0, atol=1e-9)
+    differs = [
+        not torch.equal(a.conv.weight, b.conv.weight)
+        for a, b in zip(_links(exact), _links(calibrated), strict=True)
+    ]
+    assert any(differs)  # the copies' α changed
