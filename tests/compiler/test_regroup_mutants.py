@@ -11,6 +11,12 @@ from torch import nn
 from et.compiler.regroup import is_block_diagonal, regroup
 
 
+def _same(got: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Same shape, equal values up to float64 rounding. (Not ``torch.testing.assert_close``:
+    its first call imports ``torch.distributed.tensor``, seconds a kill test must not pay.)"""
+    return got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def _block_diagonal(out_per_group: int, in_per_group: int, groups: int) -> torch.Tensor:
     """A dense ``[out, in, 1, 1]`` weight with non-zero entries filling exactly ``groups``
     diagonal blocks (built block by block, not by the code under test)."""
@@ -56,4 +62,4 @@ def test_a_bias_free_conv_is_regrouped_without_a_bias(groups: int, to: int) -> N
     regrouped = regroup(conv, to)
     assert regrouped is not None and regrouped.groups == to and regrouped.bias is None
     x = torch.rand(1, 4, 5, 6, dtype=torch.float64)
-    torch.testing.assert_close(regrouped(x), conv(x), rtol=1e-12, atol=1e-12)
+    assert _same(regrouped(x), conv(x))
