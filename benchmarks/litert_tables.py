@@ -229,7 +229,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from et.atomic_file import atomic_path
+    from benchmarks.report import save_psnr_latency_figure
 
     scales = sorted({row["scale"] for row in rows})
     figure, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
@@ -263,15 +263,7 @@ def plot(rows: list[dict], path: Path) -> None:
                         fontsize=6,
                     )
         axis.set_title(f"×{scale}, Set5, LiteRT XNNPACK 2 threads, 360×640")
-        axis.set_xlabel("latency (ms, min over rounds)")
-        axis.set_ylabel("PSNR Y (dB)")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    try:
-        with atomic_path(path) as temporary:
-            figure.savefig(temporary, format=path.suffix.lstrip("."), dpi=120)
-    finally:
-        plt.close(figure)
+    save_psnr_latency_figure(figure, axes[0], path)
 
 
 def main() -> None:

@@ -138,6 +138,15 @@ def plot(timings: list[Timing], facts: dict[str, Any], path: Path) -> None:
                 fontsize=7,
             )
         axis.set_title(f"×{scale}, Set5, ONNX Runtime 360×640")
+    save_psnr_latency_figure(figure, axes[0], path)
+
+
+def save_psnr_latency_figure(figure: Any, axes: Sequence[Any], path: Path) -> None:
+    """Label every panel's axes (latency, PSNR), write ``figure`` atomically to ``path`` (format
+    from its suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    for axis in axes:
         axis.set_xlabel("latency (ms, min over rounds)")
         axis.set_ylabel("PSNR Y (dB)")
         axis.grid(alpha=0.3)
