@@ -18,6 +18,9 @@ conv (its columns are divided by α) to the activations, which does not always p
 the strength is chosen from ``0, 0.25, …, 1`` by simulated INT8 fidelity on the calibration
 images (:mod:`reference_models.deploy.int8_simulation`, within 0.2 dB of LiteRT), optionally
 refined channel by channel (``refine=True``, :mod:`reference_models.deploy.int8_refinement`).
+Where a PReLU layer carries exact copies of the input, each strength is also tried with the
+copies moved to the negative side of the conv output by E11
+(:mod:`reference_models.deploy.copy_negation`), and the simulation picks.
 The output of the last conv is left
 alone (it is the image). The result is checked in float64 against the input model on the
 calibration images and on random inputs in [0, 1] (``et.testing.compare_outputs``);
