@@ -46,6 +46,16 @@ def randomize(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
+def random_rectifier(kind: str, channels: int) -> nn.Module:
+    """A float64 rectifier of ``kind``: "ReLU", "LeakyReLU" (slope 0.3), "identity", "PReLU
+    shared" or "PReLU per channel" (slopes drawn with seed 3), for rules that act through one."""
+    if kind == "PReLU shared":
+        return randomize(nn.PReLU(1, dtype=torch.float64), 3)
+    if kind == "PReLU per channel":
+        return randomize(nn.PReLU(channels, dtype=torch.float64), 3)
+    return {"ReLU": nn.ReLU(), "LeakyReLU": nn.LeakyReLU(0.3), "identity": nn.Identity()}[kind]
+
+
 def probes(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
     """Two non-constant float64 inputs: seeded noise, and a ramp that differs along every axis
     (so flipped kernels, permuted channels and wrong borders all show)."""

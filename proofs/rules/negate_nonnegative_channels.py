@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from et.rules.negate_nonnegative_channels import RULE, negate_nonnegative_channels
-from proofs.code_branches import Composed, check_branches, grid, random_conv, randomize
+from proofs.code_branches import (
+    Composed,
+    check_branches,
+    grid,
+    random_conv,
+    random_rectifier,
+    randomize,
+)
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import overridden_forward, undefined_without
 from proofs.symbolic_ops import conv2d, difference, prelu, symbols_array
@@ -111,14 +118,6 @@ def _conformance(d: Derivation) -> None:
     )
 
 
-def _activation(kind: str, channels: int) -> nn.Module:
-    if kind == "PReLU shared":
-        return randomize(nn.PReLU(1, dtype=torch.float64), 3)
-    if kind == "PReLU per channel":
-        return randomize(nn.PReLU(channels, dtype=torch.float64), 3)
-    return {"ReLU": nn.ReLU(), "LeakyReLU": nn.LeakyReLU(0.3)}[kind]
-
-
 def _into_box(x: torch.Tensor) -> torch.Tensor:
     """Map any probe into the box LOW..HIGH, channel by channel."""
     return torch.stack(
@@ -158,7 +157,7 @@ def _branch(case: dict[str, object]):
         conv2 = random_conv(
             4, 2, 3, seed=2, padding=1, bias=case["bias"], groups=case["groups"], padding_mode=mode
         )
-        activation = _activation(str(case["activation"]), 4)
+        activation = random_rectifier(str(case["activation"]), 4)
         beta = torch.tensor([0.25, 40.0], dtype=torch.float64)
         mu = torch.tensor([3.0, 0.5], dtype=torch.float64)
         original = nn.Sequential(conv1, activation, conv2)

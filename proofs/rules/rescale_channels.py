@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from et.rules.rescale_channels import RULE, ChannelClamp, rescale_channels
-from proofs.code_branches import check_branches, grid, random_conv, randomize
+from proofs.code_branches import check_branches, grid, random_conv, random_rectifier
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array
@@ -82,15 +82,11 @@ def _conformance(d: Derivation) -> None:
 
 
 def _activation(kind: str, channels: int) -> nn.Module:
-    if kind == "PReLU shared":
-        return randomize(nn.PReLU(1, dtype=torch.float64), 3)
-    if kind == "PReLU per channel":
-        return randomize(nn.PReLU(channels, dtype=torch.float64), 3)
     if kind == "clip [0, M]":
         return nn.Hardtanh(0.0, 0.7)
     if kind == "per-channel clip":
         return ChannelClamp(torch.linspace(0.2, 1.5, channels, dtype=torch.float64))
-    return {"ReLU": nn.ReLU(), "LeakyReLU": nn.LeakyReLU(0.3), "identity": nn.Identity()}[kind]
+    return random_rectifier(kind, channels)
 
 
 def _branch(case: dict[str, object]):
