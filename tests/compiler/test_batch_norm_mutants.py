@@ -135,14 +135,16 @@ def test_a_bn_without_affine_weight_or_bias_uses_one_and_zero(weight, bias) -> N
 
 def test_the_bn_takes_the_dtype_of_its_running_mean() -> None:
     """The BN is built in the running mean's dtype (float64 here, the variance being float32,
-    exactly representable): the fused weights keep float64 precision."""
-    constants = _constants(v=VAR.float())
+    exactly representable): the fused weights keep float64 precision (γ = 0.1, 0.2, 0.3 are
+    not float32 numbers)."""
+    gamma = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    constants = _constants(v=VAR.float(), g=gamma)
     ws, out = workspace(lambda g: _bn(g, _conv(g, g.placeholder("x")), "legit"), constants)
     assert fuse_batch_norm(ws, out) is True
     (fused,) = _convs(ws)
     weight = ws.tensor(fused.args[1])
     assert weight.dtype == torch.float64
-    scale = (GAMMA / STD).reshape(-1, 1, 1, 1)
+    scale = (gamma / STD).reshape(-1, 1, 1, 1)
     assert torch.allclose(weight, constants["cw"] * scale, rtol=1e-14)
 
 
@@ -240,7 +242,10 @@ def test_other_nodes_are_not_batch_norms() -> None:
     def relu(g):
         return call(g, aten.relu.default, _conv(g, g.placeholder("x")))
 
-    for build in (second_output, getitem_of_input, relu):
+    def getitem_of_a_list(g):  # the list is no node: it has no target
+        return call(g, operator.getitem, [_conv(g, g.placeholder("x"))], 0)
+
+    for build in (second_output, getitem_of_input, relu, getitem_of_a_list):
         ws, node = workspace(build, _constants())
         names = {n.name for n in ws.graph.nodes}
         assert fuse_batch_norm(ws, node) is False

@@ -154,6 +154,20 @@ def test_every_failed_attempt_is_listed() -> None:
     )
 
 
+class ChannelMax(nn.Module):
+    """torch.max over a dimension: a node whose recorded value is a pair of tensors."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.max(x, dim=1, keepdim=True)[0] * 2
+
+
+def test_a_static_capture_with_a_tuple_valued_node_is_static() -> None:
+    """Only the inputs' recorded shapes decide whether the capture is dynamic."""
+    captured = capture(ChannelMax(), (torch.rand(1, 3, 4, 4),), dynamic=False)
+    assert captured.dynamic is False
+    assert captured.method == "torch.export (eval mode, static shapes)"
+
+
 class InPlace(nn.Module):
     """An in-place add (not a slice write): torch's functionalisation removes it."""
 
@@ -217,14 +231,20 @@ def test_a_write_into_nested_slices_becomes_slice_scatters() -> None:
 
 
 def test_a_write_into_a_slice_of_an_input_is_left() -> None:
-    """Writing into a slice of a graph input is no local value: the copy_ stays."""
+    """Writing into a slice of a graph input is no local value: that copy_ stays; a later
+    write into a computed value is still rewritten."""
     graph = fx.Graph()
     x, source = graph.placeholder("x"), graph.placeholder("source")
     _slice_write(graph, x, source)
-    graph.output(graph.call_function(aten.neg.default, (x,)))
+    base = graph.call_function(aten.neg.default, (x,))
+    _slice_write(graph, base, source)
+    graph.output(graph.call_function(aten.relu.default, (base,)))
     functionalize_slice_copies(graph)
     targets = [n.target for n in graph.nodes]
-    assert aten.copy_.default in targets and aten.slice_scatter.default not in targets
+    assert targets.count(aten.copy_.default) == 1
+    (copy_,) = [n for n in graph.nodes if n.target == aten.copy_.default]
+    assert copy_.args[0].args[0].args[0].args[0] is x
+    assert targets.count(aten.slice_scatter.default) == 3
 
 
 def test_a_copy_into_a_computed_value_without_a_slice_or_read_after_is_left() -> None:

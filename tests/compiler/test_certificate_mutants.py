@@ -9,6 +9,7 @@ import math
 import torch
 
 from et.compiler import Application, Certificate, Unfolded
+from et.compiler.certificate import CertificateBuilder
 
 
 def _certificate() -> Certificate:
@@ -48,3 +49,25 @@ def test_json_writes_a_value_json_cannot_encode_as_its_text() -> None:
     certificate.max_error = {"float64": torch.tensor(0.5)}
     data = json.loads(certificate.to_json())
     assert data["max_error"]["float64"] == str(torch.tensor(0.5))
+
+
+class _Named:
+    """A refused thing that is no graph node: it has a name but no target."""
+
+    name = "pooled"
+
+    def __str__(self) -> str:
+        return "a pooling stage"
+
+
+def test_a_refusal_of_something_without_a_target_names_it_by_its_text() -> None:
+    builder = CertificateBuilder()
+    builder.refused(_Named(), "R3", "fan-out 1", "read twice")
+    assert builder.unfolded({"pooled"}) == [
+        Unfolded("pooled", "a pooling stage", "R3", "fan-out 1", "read twice")
+    ]
+
+
+def test_json_writes_an_infinite_bound_as_infinity() -> None:
+    text = _certificate().to_json()
+    assert '"domain": [\n    0.0,\n    Infinity\n  ]' in text

@@ -134,3 +134,56 @@ def test_a_conv_of_a_signed_input_is_unbounded() -> None:
         return call(g, aten.conv2d.default, x, g.get_attr("w"), None)
 
     assert bound(build, {"w": torch.ones(1, 1, 1, 2)}) == -math.inf
+
+
+def test_an_op_without_arguments_has_no_bound_from_them() -> None:
+    """A call with no arguments has first bound −∞: unbounded when it keeps its input's
+    bound, 0 after a rectifier."""
+    assert bound(lambda g: call(g, aten.clone.default)) == -math.inf
+    assert bound(lambda g: call(g, aten.neg.default)) == -math.inf
+    assert bound(lambda g: call(g, aten.relu.default)) == 0.0
+
+
+def test_a_clamp_without_a_low_keeps_the_bound() -> None:
+    assert bound(lambda g: call(g, aten.clamp.default, g.placeholder("x"))) == 0.25
+
+
+def _zero_bounded(x):
+    """relu(−x): its bound is exactly 0."""
+    return call(x.graph, aten.relu.default, call(x.graph, aten.neg.default, x))
+
+
+def _product(first, second):
+    def build(g):
+        x = g.placeholder("x")
+        return call(g, aten.mul.Tensor, first(x), second(x))
+
+    return build
+
+
+def test_a_product_of_non_negative_factors_bounded_by_exactly_zero() -> None:
+    """0 is non-negative: a product with a factor bounded by exactly 0 is still ≥ 0."""
+
+    def same(x):
+        return x
+
+    assert bound(_product(_zero_bounded, same)) == 0.0
+    assert bound(_product(same, _zero_bounded)) == 0.0
+    assert bound(_product(_zero_bounded, _zero_bounded)) == 0.0
+
+
+def test_a_leaky_rectifier_of_a_negative_bound_is_unbounded() -> None:
+    def build(g):
+        shifted = call(g, aten.add.Tensor, g.placeholder("x"), -1.0)  # bound −0.75
+        return call(g, aten.prelu.default, shifted, g.get_attr("a"))
+
+    assert bound(build, {"a": torch.tensor([0.25])}) == -math.inf
+
+
+def test_a_non_negative_conv_of_an_input_bounded_by_exactly_zero_is_non_negative() -> None:
+    def build(g):
+        return call(
+            g, aten.conv2d.default, _zero_bounded(g.placeholder("x")), g.get_attr("w"), None
+        )
+
+    assert bound(build, {"w": torch.ones(1, 1, 1, 2)}) == 0.0

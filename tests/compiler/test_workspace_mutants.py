@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from tests.compiler.graphs import aten, call, workspace
 
@@ -98,3 +100,78 @@ def test_emit_conv_without_bias_and_refusing_other_padding_modes() -> None:
     assert torch.equal(ws.tensor(emitted.args[1]), conv.weight.detach())
     with pytest.raises(ValueError, match="zero-padded convs only"):
         ws.emit_conv(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), node, out)
+
+
+def test_constants_are_numbered_from_zero_and_unused_ones_are_dropped() -> None:
+    """``constant`` names buffers et_const_0, et_const_1, ...; ``finish`` deletes the folded
+    constants no op reads and keeps the read ones."""
+    ws, node = workspace(lambda g: call(g, aten.mul.Tensor, g.placeholder("x"), 2.0))
+    used = ws.constant(torch.tensor([1.0, 2.0]), node)
+    unused = ws.constant(torch.tensor([3.0]), node)
+    assert (used.target, unused.target) == ("et_const_0", "et_const_1")
+    node.update_arg(1, used)
+    ws.graph.erase_node(unused)
+    module = ws.finish()
+    assert hasattr(module, "et_const_0") and not hasattr(module, "et_const_1")
+    assert torch.equal(module(torch.ones(2)), torch.tensor([1.0, 2.0]))
+
+
+def test_finish_leaves_the_buffers_of_sub_modules_alone() -> None:
+    """Only the root's own folded constants are candidates for deletion: a sub-module (even
+    one whose name starts like a folded constant) keeps its buffers."""
+    inner = nn.Module()
+    inner.register_buffer("w", torch.ones(1))
+    ws, _ = workspace(lambda g: g.placeholder("x"))
+    ws.module.add_module("et_const_sub", inner)
+    module = ws.finish()
+    assert torch.equal(module.et_const_sub.w, torch.ones(1))
+
+
+def test_conv_site_of_a_value_that_is_no_node_is_none() -> None:
+    ws, node = workspace(lambda g: g.placeholder("x"))
+    assert ws.conv_site(3) is None
+    assert ws.conv_site(None) is None
+    assert ws.conv_site(node) is None  # a placeholder
+
+
+def test_channels_without_metadata_of_nodes_with_no_input() -> None:
+    """Nodes without a recorded value and without inputs (a constant, an input, a call with
+    no arguments) have no derivable channel count; nor does a non-channel-preserving op."""
+    ws, node = workspace(lambda g: g.get_attr("c"), {"c": torch.zeros(2)})
+    assert ws.channels(node) is None
+    ws, node = workspace(lambda g: g.placeholder("x"))
+    assert ws.channels(node) is None
+    ws, node = workspace(lambda g: call(g, aten.relu.default))
+    assert ws.channels(node) is None
+
+    def sigmoid(g):
+        x = g.placeholder("x")
+        x.meta["val"] = torch.empty(1, 6, 4, 4)
+        return call(g, aten.sigmoid.default, x)
+
+    ws, node = workspace(sigmoid)
+    assert ws.channels(node) is None  # sigmoid is not listed as channel-preserving
+    assert ws.channels(node.args[0]) == 6
+
+
+def test_a_symbolic_channel_count_is_unknown() -> None:
+    """A recorded NCHW value whose channel dimension is symbolic gives None (no guess)."""
+    env = ShapeEnv()
+    with FakeTensorMode(shape_env=env):
+        value = torch.empty(1, env.create_unbacked_symint(), 4, 4)
+
+    def build(g):
+        x = g.placeholder("x")
+        x.meta["val"] = value
+        return x
+
+    ws, node = workspace(build)
+    assert ws.channels(node) is None
+
+
+def test_emit_conv_refusal_message() -> None:
+    ws, node = workspace(lambda g: g.placeholder("x"))
+    out = next(n for n in ws.graph.nodes if n.op == "output")
+    conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular")
+    with pytest.raises(ValueError, match=r"^the compiler emits zero-padded convs only$"):
+        ws.emit_conv(conv, node, out)
