@@ -168,6 +168,32 @@ def test_a_static_capture_with_a_tuple_valued_node_is_static() -> None:
     assert captured.method == "torch.export (eval mode, static shapes)"
 
 
+class SliceWrite(nn.Module):
+    """conv → BN, then a slice of the result overwritten by a slice of the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x)) * 1.0
+        y[:, 0:1] = x[:, 1:2]
+        return y
+
+
+def test_a_slice_write_is_made_functional_without_a_re_trace() -> None:
+    """Slice writes are rewritten on the exported graph itself: no torch re-trace, so the
+    BatchNorm stays the one aten.batch_norm call export wrote."""
+    torch.manual_seed(0)
+    model = SliceWrite().double().eval()
+    captured = capture(model, (torch.rand(1, 3, 4, 4, dtype=torch.float64),), dynamic=False)
+    targets = [n.target for n in captured.module.graph.nodes if n.op == "call_function"]
+    assert aten.batch_norm.default in targets
+    assert aten.slice_scatter.default in targets and aten.copy_.default not in targets
+    x = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+    assert torch.equal(captured.module(x), model(x))
+
+
 class InPlace(nn.Module):
     """An in-place add (not a slice write): torch's functionalisation removes it."""
 
@@ -228,6 +254,26 @@ def test_a_write_into_nested_slices_becomes_slice_scatters() -> None:
     base = x * 3.0
     expected = base.relu() - _eager_slice_write(base.clone(), source)
     assert torch.equal(module(x, source), expected)
+
+
+def test_two_writes_into_one_value_are_rewritten_in_turn() -> None:
+    """The second write reads the result of the first (its slice is re-pointed to it), and the
+    reader after both sees both."""
+    graph = fx.Graph()
+    x, a, b = graph.placeholder("x"), graph.placeholder("a"), graph.placeholder("b")
+    base = graph.call_function(aten.mul.Tensor, (x, 2.0))
+    first = graph.call_function(aten.slice.Tensor, (base, 1, 0, 1))
+    graph.call_function(aten.copy_.default, (first, a))
+    second = graph.call_function(aten.slice.Tensor, (base, 1, 2, 3))
+    graph.call_function(aten.copy_.default, (second, b))
+    graph.output(graph.call_function(aten.neg.default, (base,)))
+    functionalize_slice_copies(graph)
+    assert aten.copy_.default not in [n.target for n in graph.nodes]
+    module = fx.GraphModule(nn.Module(), graph)
+    x, a, b = torch.randn(2, 4, 3, 3), torch.randn(2, 1, 3, 3), torch.randn(2, 1, 3, 3)
+    expected = x * 2.0
+    expected[:, 0:1], expected[:, 2:3] = a, b
+    assert torch.equal(module(x, a, b), -expected)
 
 
 def test_a_write_into_a_slice_of_an_input_is_left() -> None:
