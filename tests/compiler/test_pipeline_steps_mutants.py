@@ -1,0 +1,180 @@
+"""Small pipeline steps on hand-built graphs and tiny models: parameter-only sub-graphs
+folded into constants (G9), the sole-consumer conv lookup, and what :func:`et.compile` checks
+and records (kill tests of the mutation pass; ``mutation/survivors.txt`` names each one)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import et
+from et.compiler.fold_constants import fold_constants
+from et.compiler.helpers import sole_conv
+from tests.compiler.graphs import aten, call, workspace
+
+C = {"c": torch.tensor([1.0, 2.0, 3.0])}
+
+
+def test_a_parameter_only_chain_becomes_one_constant_where_it_was_read() -> None:
+    """(c · 2) + 1 depends on the constant c only: it is evaluated once into a constant placed
+    where the op was (after the input), the count of replaced nodes is returned, and G9 is
+    recorded on the node that was replaced."""
+
+    def build(g):
+        x = g.placeholder("x")
+        folded = call(g, aten.add.Tensor, call(g, aten.mul.Tensor, g.get_attr("c"), 2.0), 1.0)
+        return call(g, aten.add.Tensor, x, folded)
+
+    ws, out = workspace(build, C)
+    replaced = out.args[1].name
+    assert fold_constants(ws) == 1
+    assert [n.op for n in ws.graph.nodes] == ["placeholder", "get_attr", "call_function", "output"]
+    constant = out.args[1]
+    assert constant.op == "get_attr" and constant.target == "et_const_0"
+    assert torch.equal(ws.tensor(constant), torch.tensor([3.0, 5.0, 7.0]))
+    (application,) = ws.record.applications
+    assert (application.rule, application.nodes, application.preconditions) == (
+        "G9",
+        (replaced,),
+        (),
+    )
+
+
+def test_each_folded_value_read_by_the_input_path_is_counted() -> None:
+    def build(g):
+        x = g.placeholder("x")
+        a = call(g, aten.neg.default, g.get_attr("c"))
+        b = call(g, aten.exp.default, g.get_attr("c"))
+        return call(g, aten.add.Tensor, call(g, aten.mul.Tensor, x, a), b)
+
+    ws, out = workspace(build, C)
+    names = (out.args[0].args[1].name, out.args[1].name)
+    assert fold_constants(ws) == 2
+    assert ws.record.applications[0].nodes == names
+    module = ws.finish()
+    x = torch.tensor([0.5, -1.0, 2.0])
+    assert torch.allclose(module(x), -x * C["c"] + C["c"].exp())
+
+
+def test_nothing_to_fold_records_nothing() -> None:
+    ws, _ = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
+    assert fold_constants(ws) == 0
+    assert ws.record.applications == []
+
+
+def _made_in_a_random_looking_place():
+    def doubled(t: torch.Tensor) -> torch.Tensor:
+        return t * 2
+
+    return doubled
+
+
+def test_a_python_function_is_judged_by_its_own_name() -> None:
+    """Random ops are never folded (each call differs); a Python function is judged by its
+    ``__name__`` ("doubled"), not by its text (which names the place it was made in)."""
+    doubled = _made_in_a_random_looking_place()
+    assert "rand" in str(doubled) and "rand" not in doubled.__name__
+
+    def build(g):
+        return call(g, aten.add.Tensor, g.placeholder("x"), call(g, doubled, g.get_attr("c")))
+
+    ws, out = workspace(build, C)
+    assert fold_constants(ws) == 1
+    assert torch.equal(ws.tensor(out.args[1]), torch.tensor([2.0, 4.0, 6.0]))
+
+    def random(g):
+        noise = call(g, aten.randn.default, [3])
+        return call(g, aten.add.Tensor, g.placeholder("x"), noise)
+
+    ws, out = workspace(random)
+    assert fold_constants(ws) == 0
+
+
+def test_sole_conv_needs_a_conv_read_by_that_user_only() -> None:
+    weight = {"w": torch.ones(3, 3, 1, 1)}
+
+    def conv(g):
+        return call(g, aten.conv2d.default, g.placeholder("x"), g.get_attr("w"), None)
+
+    def fan_out(g):
+        y = conv(g)
+        return call(g, aten.add.Tensor, y, call(g, aten.relu.default, y))
+
+    ws, out = workspace(fan_out, weight)
+    y, relu = out.args
+    assert sole_conv(ws, y, relu) is None  # the conv also feeds the add
+    assert sole_conv(ws, relu, out) is None  # not a conv
+    ws, relu = workspace(lambda g: call(g, aten.relu.default, conv(g)), weight)
+    site = sole_conv(ws, relu.args[0], relu)
+    assert site.node is relu.args[0] and site.conv.out_channels == 3
+
+
+def test_compile_records_the_domain_and_the_output_clamp() -> None:
+    """The certificate carries the declared domain and output clamp; float32 rounding is
+    measured in float32 (a non-zero error for a real conv)."""
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 2, 3, padding=1).double()
+    compiled = et.compile(
+        model,
+        (torch.rand(1, 3, 5, 5, dtype=torch.float64),),
+        domain=(0.25, 1.0),
+        output_clamp=(0.0, 1.0),
+    )
+    certificate = compiled.certificate
+    assert certificate.domain == (0.25, 1.0)
+    assert certificate.output_clamp == (0.0, 1.0)
+    assert 0.0 < certificate.max_error["float32"] < 1e-5
+
+
+def test_compile_returns_the_model_dtype() -> None:
+    torch.manual_seed(0)
+    compiled = et.compile(nn.Conv2d(3, 2, 1), (torch.rand(1, 3, 4, 4),))
+    assert {t.dtype for t in compiled.module.state_dict().values()} == {torch.float32}
+
+
+@pytest.mark.parametrize(
+    "example", [(torch.rand(3, 4, 4),), (torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4))]
+)
+def test_compile_takes_one_nchw_example(example) -> None:
+    with pytest.raises(ValueError, match=r"^example_inputs must be one NCHW tensor, as a 1-tuple$"):
+        et.compile(nn.Conv2d(3, 2, 1), example)
+
+
+class BatchScale(nn.Module):
+    """Scales each image by its mean, reshaped with the batch size: a static capture runs at
+    the example's batch only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * x.mean(dim=(1, 2, 3)).reshape(x.shape[0], 1, 1, 1)
+
+
+def test_compile_falls_back_to_a_dynamic_capture() -> None:
+    torch.manual_seed(0)
+    compiled = et.compile(BatchScale().double(), (torch.rand(1, 3, 4, 4, dtype=torch.float64),))
+    assert "dynamic" in compiled.certificate.capture
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 2, 3)),
+        nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1)),
+    ],
+)
+def test_rewrites_that_erase_later_nodes_reach_one_conv(model) -> None:
+    """R2 erases the conv after the BN (a later node in the pass): the pass skips it and
+    reaches one conv."""
+    torch.manual_seed(0)
+    model = model.double().eval()
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.uniform_(-1, 1)
+                bn.running_var.uniform_(0.5, 2)
+    compiled = et.compile(model, (torch.rand(1, 3, 6, 6, dtype=torch.float64),))
+    assert et.compiler.count_convs(compiled.module) == 1
