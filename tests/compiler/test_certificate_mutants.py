@@ -10,6 +10,7 @@ import torch
 
 from et.compiler import Application, Certificate, Unfolded
 from et.compiler.certificate import CertificateBuilder
+from et.contract import get_rule
 
 
 def _certificate() -> Certificate:
@@ -71,3 +72,47 @@ def test_a_refusal_of_something_without_a_target_names_it_by_its_text() -> None:
 def test_json_writes_an_infinite_bound_as_infinity() -> None:
     text = _certificate().to_json()
     assert '"domain": [\n    0.0,\n    Infinity\n  ]' in text
+
+
+def test_a_canonicalisation_is_recorded_with_its_own_title_and_theorem() -> None:
+    """A G-step: title and theorem from CANONICAL, no catalogue preconditions, the checked
+    ones appended; node names from nodes (``.name``) or from text."""
+    builder = CertificateBuilder()
+    builder.applied("G7", [_Named(), "clone_2"], ("fan-out 1",))
+    assert builder.applications == [
+        Application(
+            "G7",
+            "no-op removed",
+            ("pooled", "clone_2"),
+            ("fan-out 1",),
+            "copy/clone/contiguous/identity-slice(x) = x",
+        )
+    ]
+
+
+def test_a_catalogue_rule_is_recorded_with_its_preconditions_then_the_checked_ones() -> None:
+    rule = get_rule("R1")
+    builder = CertificateBuilder()
+    builder.applied("R1", [_Named()], ("checked on the graph",))
+    (application,) = builder.applications
+    assert application == Application(
+        "R1",
+        rule.title,
+        ("pooled",),
+        (*(str(p) for p in rule.preconditions), "checked on the graph"),
+        rule.statement,
+    )
+    assert len(application.preconditions) == len(rule.preconditions) + 1 > 1
+
+
+def test_an_application_clears_the_refusals_of_its_nodes_only() -> None:
+    """A rewrite of a node clears every earlier refusal of that node (under any rule) and
+    leaves the refusals of other nodes."""
+    builder = CertificateBuilder()
+    builder.refused(_Named(), "R3", "fan-out 1")
+    builder.refused(_Named(), "E4", "x ≥ 0")
+    other = _Named()
+    other.name = "R3"  # a node whose name equals a rule id: still another node
+    builder.refused(other, "G1", "zero padding")
+    builder.applied("G1", [_Named()])
+    assert [(u.node, u.rule) for u in builder.unfolded({"pooled", "R3"})] == [("R3", "G1")]
