@@ -7,10 +7,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
+from torch import fx, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
+from et.compiler.certificate import CertificateBuilder
+from et.compiler.workspace import Workspace
+from et.domain import InputDomain
 from tests.compiler.graphs import aten, call, workspace
 
 WEIGHT = {"w": torch.randn(4, 3, 3, 3), "b": torch.randn(4)}
@@ -175,3 +178,105 @@ def test_emit_conv_refusal_message() -> None:
     conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular")
     with pytest.raises(ValueError, match=r"^the compiler emits zero-padded convs only$"):
         ws.emit_conv(conv, node, out)
+
+
+def test_the_workspace_keeps_its_record_and_bounds() -> None:
+    builder = CertificateBuilder()
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    graph.output(x)
+    ws = Workspace(fx.GraphModule(nn.Module(), graph), InputDomain(0.25, 1.0), builder)
+    assert ws.record is builder
+    assert ws.lower_bound(x) == 0.25
+
+
+def test_a_constant_of_a_sub_module_is_read_through_its_dotted_name() -> None:
+    inner = nn.Module()
+    inner.register_buffer("w", torch.arange(3.0))
+    ws, node = workspace(lambda g: g.get_attr("inner.w"), {"inner": inner})
+    assert torch.equal(ws.tensor(node), torch.arange(3.0))
+
+
+def test_a_new_constant_is_placed_before_the_given_node() -> None:
+    ws, node = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
+    ws.constant(torch.ones(1), node)
+    assert [n.op for n in ws.graph.nodes] == ["placeholder", "get_attr", "call_function", "output"]
+
+
+def _conv_of(*args, constants=WEIGHT):
+    def build(g):
+        x = g.placeholder("x")
+
+        def value(a):
+            if isinstance(a, str):
+                return x if a == "x" else g.get_attr(a)
+            return a
+
+        values = [value(a) for a in args]
+        return call(g, aten.conv2d.default, *values)
+
+    return workspace(build, constants)
+
+
+def test_conv2d_defaults_and_the_site_it_describes() -> None:
+    """aten.conv2d with only input, weight and bias: stride 1, padding 0, dilation 1,
+    groups 1; the site is the call node reading the input node."""
+    ws, node = _conv_of("x", "w", "b")
+    site = ws.conv_site(node)
+    assert site.node is node and site.input is node.args[0]
+    conv = site.conv
+    assert (conv.stride, conv.padding, conv.dilation, conv.groups) == ((1, 1), (0, 0), (1, 1), 1)
+    assert torch.equal(conv.weight.detach(), WEIGHT["w"])
+    assert torch.equal(conv.bias.detach(), WEIGHT["b"])
+    ws, node = _conv_of("x", "w", None)
+    assert ws.conv_site(node).conv.bias is None
+
+
+def test_a_grouped_conv2d_keeps_its_groups() -> None:
+    grouped = {"w": torch.randn(6, 1, 3, 3), "b": torch.randn(6)}
+    ws, node = _conv_of("x", "w", "b", [1, 1], [1, 1], [1, 1], 3, constants=grouped)
+    conv = ws.conv_site(node).conv
+    assert (conv.in_channels, conv.out_channels, conv.groups) == (3, 6, 3)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("x", "x", None),  # weight from the input
+        ("x", "w", "x"),  # bias from the input
+        (1.0, "w", "b"),  # no input node
+    ],
+)
+def test_a_conv_with_non_constant_parameters_or_no_input_node_is_not_read(args) -> None:
+    ws, node = _conv_of(*args)
+    assert ws.conv_site(node) is None
+
+
+def test_a_conv_whose_weight_is_not_4d_is_not_read() -> None:
+    ws, node = _conv_of("x", "w", "b", constants={"w": torch.randn(4, 3, 3), "b": torch.zeros(4)})
+    assert ws.conv_site(node) is None
+
+
+def test_emit_conv_writes_weight_and_bias_before_the_given_node() -> None:
+    ws, node = workspace(lambda g: g.placeholder("x"))
+    out = next(n for n in ws.graph.nodes if n.op == "output")
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=1)
+    emitted = ws.emit_conv(conv, node, out)
+    assert [n.op for n in ws.graph.nodes] == [
+        "placeholder", "get_attr", "get_attr", "call_function", "output",
+    ]  # fmt: skip
+    assert emitted.args[0] is node
+    assert torch.equal(ws.tensor(emitted.args[1]), conv.weight.detach())
+    assert torch.equal(ws.tensor(emitted.args[2]), conv.bias.detach())
+    assert emitted.args[3:] == ([2, 2], [1, 1], [1, 1], 1)
+
+
+def test_sole_user() -> None:
+    def build(g):
+        x = g.placeholder("x")
+        return call(g, aten.add.Tensor, call(g, aten.relu.default, x), x)
+
+    ws, add = workspace(build)
+    relu, x = add.args
+    assert ws.sole_user(relu, add) is True
+    assert ws.sole_user(x, add) is False  # x also feeds the relu
