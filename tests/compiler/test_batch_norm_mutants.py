@@ -104,9 +104,9 @@ def test_conv_then_bn_is_one_conv_with_scaled_weights(kind: str) -> None:
     scale = GAMMA / STD
     weight = ws.tensor(fused.args[1])
     assert weight.dtype == torch.float64
-    assert torch.allclose(weight, constants["cw"] * scale.reshape(-1, 1, 1, 1), rtol=1e-14)
+    assert torch.allclose(weight, constants["cw"] * scale.reshape(-1, 1, 1, 1), rtol=1e-14, atol=0)
     bias = (constants["cb"] - MEAN) * scale + BETA
-    assert torch.allclose(ws.tensor(fused.args[2]), bias, rtol=1e-14)
+    assert torch.allclose(ws.tensor(fused.args[2]), bias, rtol=1e-14, atol=0)
     assert (fused.args[3], fused.args[4], fused.args[5], fused.args[6]) == (
         [1, 1], [1, 1], [1, 1], 1,
     )  # fmt: skip
@@ -145,7 +145,7 @@ def test_the_bn_takes_the_dtype_of_its_running_mean() -> None:
     weight = ws.tensor(fused.args[1])
     assert weight.dtype == torch.float64
     scale = (gamma / STD).reshape(-1, 1, 1, 1)
-    assert torch.allclose(weight, constants["cw"] * scale, rtol=1e-14)
+    assert torch.allclose(weight, constants["cw"] * scale, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("missing", ["m", "v"])
@@ -492,7 +492,7 @@ def test_a_lone_bn_in_a_sum_becomes_a_1x1_conv(op, sibling: str, groups: int, ki
     for i in range(C):
         expected[i, i % (C // groups), 0, 0] = scale[i]
     assert torch.allclose(weight, expected, rtol=1e-14, atol=0)
-    assert torch.allclose(ws.tensor(emitted.args[2]), BETA - MEAN * scale, rtol=1e-14)
+    assert torch.allclose(ws.tensor(emitted.args[2]), BETA - MEAN * scale, rtol=1e-14, atol=0)
     (application,) = ws.record.applications
     assert (application.rule, application.nodes) == ("R6", (bn_node.name,))
     assert application.title == get_rule("R6").title
