@@ -4,13 +4,15 @@ and records (kill tests of the mutation pass; ``mutation/survivors.txt`` names e
 
 from __future__ import annotations
 
+import operator
+
 import pytest
 import torch
 from torch import nn
 
 import et
 from et.compiler.fold_constants import fold_constants
-from et.compiler.helpers import sole_conv
+from et.compiler.helpers import replace_conv, sole_conv
 from tests.compiler.graphs import aten, call, workspace
 
 C = {"c": torch.tensor([1.0, 2.0, 3.0])}
@@ -91,6 +93,70 @@ def test_a_python_function_is_judged_by_its_own_name() -> None:
     assert fold_constants(ws) == 0
 
 
+class _Sampler:
+    """A callable without ``__name__``: judged by its text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        return t + 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@pytest.mark.parametrize(("text", "folded"), [("a randn sampler", 0), ("plus one", 1)])
+def test_a_callable_without_a_name_is_judged_by_its_text(text: str, folded: int) -> None:
+    sampler = _Sampler(text)
+    assert not hasattr(sampler, "__name__")
+
+    def build(g):
+        return call(g, aten.add.Tensor, g.placeholder("x"), g.get_attr("c"))
+
+    ws, out = workspace(build, C)
+    # fx names nodes and writes code from ``__name__``: add the node to the graph afterwards
+    with ws.graph.inserting_before(out):
+        sampled = ws.graph.create_node("call_function", sampler, (out.args[1],), name="sampled")
+    out.update_arg(1, sampled)
+    assert fold_constants(ws) == folded
+
+
+def test_ops_after_a_random_one_are_still_folded() -> None:
+    def build(g):
+        x = g.placeholder("x")
+        noisy = call(g, aten.add.Tensor, x, call(g, aten.randn.default, [3]))
+        return call(g, aten.add.Tensor, noisy, call(g, aten.neg.default, g.get_attr("c")))
+
+    ws, out = workspace(build, C)
+    assert fold_constants(ws) == 1
+    assert torch.equal(ws.tensor(out.args[1]), -C["c"])
+
+
+def test_keyword_arguments_are_passed_when_folding() -> None:
+    def build(g):
+        c = g.get_attr("c")
+        scaled = g.call_function(aten.add.Tensor, (c, c), {"alpha": 2.0})
+        return call(g, aten.add.Tensor, g.placeholder("x"), scaled)
+
+    ws, out = workspace(build, C)
+    assert fold_constants(ws) == 1
+    assert torch.equal(ws.tensor(out.args[1]), 3 * C["c"])
+
+
+def test_a_tuple_valued_op_is_not_a_constant_but_its_items_are() -> None:
+    """max over a dimension gives (values, indices): the tuple is no tensor and is not
+    written as a constant; its first item, read by the input path, is."""
+
+    def build(g):
+        pair = call(g, aten.max.dim, g.get_attr("c"), 0, True)
+        return call(g, aten.add.Tensor, g.placeholder("x"), call(g, operator.getitem, pair, 0))
+
+    ws, out = workspace(build, C)
+    assert fold_constants(ws) == 1
+    assert torch.equal(ws.tensor(out.args[1]), torch.tensor([3.0]))
+
+
 def test_sole_conv_needs_a_conv_read_by_that_user_only() -> None:
     weight = {"w": torch.ones(3, 3, 1, 1)}
 
@@ -108,6 +174,22 @@ def test_sole_conv_needs_a_conv_read_by_that_user_only() -> None:
     ws, relu = workspace(lambda g: call(g, aten.relu.default, conv(g)), weight)
     site = sole_conv(ws, relu.args[0], relu)
     assert site.node is relu.args[0] and site.conv.out_channels == 3
+
+
+def test_replace_conv_records_the_rule_on_the_nodes_with_the_checked_conditions() -> None:
+    def build(g):
+        return call(g, aten.relu.default, g.placeholder("x"))
+
+    ws, relu = workspace(build)
+    x = relu.args[0]
+    assert replace_conv(ws, relu, nn.Conv2d(3, 3, 1), x, "G7", [relu], ("checked",)) is True
+    (application,) = ws.record.applications
+    assert (application.rule, application.nodes, application.preconditions) == (
+        "G7",
+        (relu.name,),
+        ("checked",),
+    )
+    assert [n.target for n in ws.graph.nodes if n.op == "call_function"] == [aten.conv2d.default]
 
 
 def test_compile_records_the_domain_and_the_output_clamp() -> None:
