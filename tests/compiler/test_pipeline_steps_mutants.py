@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 import et
+from et.compiler.capture import CaptureError
 from et.compiler.fold_constants import fold_constants
 from et.compiler.helpers import replace_conv, sole_conv
+from et.compiler.pipeline import op_counts
 from tests.compiler.graphs import aten, call, workspace
 
 C = {"c": torch.tensor([1.0, 2.0, 3.0])}
@@ -204,6 +206,7 @@ def test_compile_records_the_domain_and_the_output_clamp() -> None:
         output_clamp=(0.0, 1.0),
     )
     certificate = compiled.certificate
+    assert certificate.capture == "torch.export (eval mode, static shapes)"
     assert certificate.domain == (0.25, 1.0)
     assert certificate.output_clamp == (0.0, 1.0)
     assert 0.0 < certificate.max_error["float32"] < 1e-5
@@ -260,3 +263,97 @@ def test_rewrites_that_erase_later_nodes_reach_one_conv(model) -> None:
                 bn.running_var.uniform_(0.5, 2)
     compiled = et.compile(model, (torch.rand(1, 3, 6, 6, dtype=torch.float64),))
     assert et.compiler.count_convs(compiled.module) == 1
+
+
+def test_op_counts_counts_calls_by_name() -> None:
+    """Calls only (no inputs, constants or output), by ``__name__``, else by their text."""
+
+    def build(g):
+        x = g.placeholder("x")
+        y = call(g, aten.relu.default, call(g, aten.relu.default, x))
+        return call(g, aten.add.Tensor, y, g.get_attr("c"))
+
+    ws, out = workspace(build, C)
+    sampler = _Sampler("plus one")
+    with ws.graph.inserting_before(out):
+        sampled = ws.graph.create_node("call_function", sampler, (out.args[1],), name="sampled")
+    out.update_arg(1, sampled)
+    assert op_counts(ws.module) == {"add.Tensor": 1, "plus one": 1, "relu.default": 2}
+
+
+class Fork(nn.Module):
+    """y = conv₁(x); conv₂(y) + conv₃(y): the sum merges first (R3), and only then does y
+    feed one conv, so the merge with conv₁ needs a second pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.c2, self.c3 = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c1(x)
+        return self.c2(y) + self.c3(y)
+
+
+def test_rewrites_run_until_nothing_changes() -> None:
+    torch.manual_seed(0)
+    compiled = et.compile(Fork().double(), (torch.rand(1, 3, 6, 6, dtype=torch.float64),))
+    assert et.compiler.count_convs(compiled.module) == 1
+
+
+class WidthScaled(nn.Module):
+    """Scales by the width as a Python number: a static capture bakes the example's width in
+    (off by 1/5 at the other size), so only the dynamic capture is correct."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * x.shape[-1]
+
+
+def test_a_static_capture_off_by_a_fifth_is_rejected_by_the_default_tolerance() -> None:
+    torch.manual_seed(0)
+    model = WidthScaled().double()
+    compiled = et.compile(model, (torch.rand(1, 3, 5, 5, dtype=torch.float64),))
+    assert "dynamic" in compiled.certificate.capture
+    x = torch.rand(2, 3, 7, 6, dtype=torch.float64)
+    assert torch.allclose(compiled.module(x), model(x), rtol=1e-12, atol=0)
+
+
+class BufferOnly(nn.Module):
+    """No parameters, one float32 buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor([0.5, 2.0, 4.0]).reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def test_a_model_without_parameters_compiles_to_float32() -> None:
+    compiled = et.compile(BufferOnly(), (torch.rand(1, 3, 4, 4),))
+    assert {t.dtype for t in compiled.module.state_dict().values()} == {torch.float32}
+
+
+def test_compile_leaves_the_model_untouched() -> None:
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 2, 3)
+    weight = model.weight.detach().clone()
+    et.compile(model, (torch.rand(1, 3, 5, 5),))
+    assert model.weight.dtype == torch.float32
+    assert torch.equal(model.weight.detach(), weight)
+
+
+class DataDependent(nn.Module):
+    """Runs eagerly, but branches on a value: no export can capture it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 if bool(x.sum() > 0) else x
+
+
+def test_a_module_no_capture_succeeds_on_raises_the_capture_error() -> None:
+    with pytest.raises(CaptureError, match=r"^could not capture the module: eval/dynamic: "):
+        et.compile(DataDependent(), (torch.rand(1, 3, 4, 4),))
