@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 import et
+from et.compiler import VerificationError
 from et.compiler.capture import CaptureError
 from et.compiler.fold_constants import fold_constants
-from et.compiler.helpers import replace_conv, sole_conv
+from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.pipeline import op_counts
 from tests.compiler.graphs import aten, call, workspace
 
@@ -357,3 +358,40 @@ class DataDependent(nn.Module):
 def test_a_module_no_capture_succeeds_on_raises_the_capture_error() -> None:
     with pytest.raises(CaptureError, match=r"^could not capture the module: eval/dynamic: "):
         et.compile(DataDependent(), (torch.rand(1, 3, 4, 4),))
+
+
+class Noisy(nn.Module):
+    """Adds fresh noise on every call: no compiled form can match it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.rand_like(x)
+
+
+def test_a_module_no_compiled_form_matches_raises_the_verification_error() -> None:
+    with pytest.raises(VerificationError, match=r"^compiled module differs from the original"):
+        et.compile(Noisy(), (torch.rand(1, 3, 4, 4),))
+
+
+class Mixed(nn.Module):
+    """c₃(c₂(y)) + tanh(y) with y = c₁(x): c₂ and c₃ (both 1×1) merge; c₁ feeds c₂ and the
+    tanh, so it stays."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.c2, self.c3 = nn.Conv2d(4, 5, 1), nn.Conv2d(5, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c1(x)
+        return self.c3(self.c2(y)) + torch.tanh(y)
+
+
+def test_the_certificate_counts_convs_and_ops_and_lists_steps_and_refusals() -> None:
+    torch.manual_seed(0)
+    compiled = et.compile(Mixed().double(), (torch.rand(1, 3, 5, 5, dtype=torch.float64),))
+    certificate = compiled.certificate
+    assert (certificate.convs_before, certificate.convs_after) == (3, 2)
+    assert certificate.ops_after == {"add.Tensor": 1, "conv2d.default": 2, "tanh.default": 1}
+    (application,) = certificate.applications
+    assert len(application.nodes) == 2
+    assert any(u.precondition == FAN_OUT for u in certificate.unfolded)
