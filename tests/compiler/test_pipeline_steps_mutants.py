@@ -210,6 +210,7 @@ def test_compile_records_the_domain_and_the_output_clamp() -> None:
     assert certificate.capture == "torch.export (eval mode, static shapes)"
     assert certificate.domain == (0.25, 1.0)
     assert certificate.output_clamp == (0.0, 1.0)
+    assert set(certificate.max_error) == {"float64", "float32"}
     assert 0.0 < certificate.max_error["float32"] < 1e-5
 
 
@@ -395,3 +396,10 @@ def test_the_certificate_counts_convs_and_ops_and_lists_steps_and_refusals() -> 
     (application,) = certificate.applications
     assert len(application.nodes) == 2
     assert any(u.precondition == FAN_OUT for u in certificate.unfolded)
+
+
+def test_an_exact_compiled_form_passes_a_zero_tolerance() -> None:
+    """The float64 check refuses an error *above* the tolerance: an exact result (a graph of
+    the same ops) passes tolerance 0, with both dtypes measured."""
+    compiled = et.compile(nn.Sequential(nn.ReLU()), (torch.rand(1, 3, 4, 4),), tolerance=0.0)
+    assert compiled.certificate.max_error == {"float64": 0.0, "float32": 0.0}
