@@ -341,12 +341,14 @@ def test_a_model_without_parameters_compiles_to_float32() -> None:
 
 
 def test_compile_leaves_the_model_untouched() -> None:
+    """The model is copied deeply: its sub-modules keep their dtype, values and mode."""
     torch.manual_seed(0)
-    model = nn.Conv2d(3, 2, 3)
-    weight = model.weight.detach().clone()
+    model = nn.Sequential(nn.Conv2d(3, 2, 3)).train()
+    weight = model[0].weight.detach().clone()
     et.compile(model, (torch.rand(1, 3, 5, 5),))
-    assert model.weight.dtype == torch.float32
-    assert torch.equal(model.weight.detach(), weight)
+    assert model[0].weight.dtype == torch.float32
+    assert torch.equal(model[0].weight.detach(), weight)
+    assert model.training and model[0].training
 
 
 class DataDependent(nn.Module):
