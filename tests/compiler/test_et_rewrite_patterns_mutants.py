@@ -19,6 +19,7 @@ import et  # noqa: F401  (registers the rules the certificate looks up)
 from et.compiler.et_rewrites import (
     _clamp_bounds,
     anchor_as_conv,
+    append_clamp,
     carry_identity,
     clip_as_relus,
     elementwise_before_shuffle,
@@ -85,6 +86,23 @@ def _refusal(ws, node: fx.Node):
 def _rand(*shape: int, low: float = -1.0, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return low + (1.0 - low) * torch.rand(*shape, generator=generator, dtype=F64)
+
+
+# --- G10: append_clamp -------------------------------------------------------------------------
+def test_output_clamp_is_appended_to_the_returned_value() -> None:
+    """G10: the output becomes ``clamp(f(x), low, high)`` with float bounds, recorded on the
+    new clamp."""
+    ws, node = workspace(lambda g: call(g, aten.mul.Tensor, g.placeholder("x"), 3.0))
+    append_clamp(ws, (0, 2))
+    output = next(n for n in ws.graph.nodes if n.op == "output")
+    clamp = output.args[0]
+    assert (clamp.target, clamp.args) == (aten.clamp.default, (node, 0.0, 2.0))
+    assert all(type(v) is float for v in clamp.args[1:])
+    assert [n.op for n in ws.graph.nodes][-2:] == ["call_function", "output"]
+    applied = _application(ws, "G10")
+    assert applied.nodes == (clamp.name,)
+    x = torch.tensor([[-1.0, 0.25, 0.5, 1.0]], dtype=F64)
+    torch.testing.assert_close(ws.finish()(x), torch.tensor([[0.0, 0.75, 1.5, 2.0]], dtype=F64))
 
 
 # --- _clamp_bounds ------------------------------------------------------------------------------
