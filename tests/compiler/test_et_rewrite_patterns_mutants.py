@@ -426,6 +426,10 @@ def test_repeated_input_added_to_a_conv_becomes_an_anchor_conv(dim: int, conv_fi
     assert anchor_as_conv(ws, nodes["add"]) is True
     assert _ops(ws) == [CONV, CONV, aten.add.Tensor]
     assert nodes["other"] not in ws.graph.nodes
+    anchor = [n for n in ws.graph.nodes if n.target == CONV][1]
+    assert anchor.args[0].name == "u"
+    assert ws.tensor(anchor.args[1]).shape == (12, 3, 1, 1)  # a 1×1 anchor, no padding
+    assert list(anchor.args[4]) == [0, 0]
     applied = _application(ws, "E3")
     assert applied.nodes == (nodes["other"].name,)
     assert applied.preconditions[-1] == "PyTorch PixelShuffle (interleaved) channel order"
@@ -437,9 +441,10 @@ def test_dim_is_read_from_the_third_argument_alone() -> None:
     assert anchor_as_conv(ws, nodes["add"]) is True
 
 
-def test_one_channel_value_broadcast_onto_a_conv_becomes_an_anchor_conv() -> None:
-    """E3 with r = the conv's channels: ``conv(x) + u`` for a one-channel u."""
-    ws, nodes = _anchored(lambda g, u: call(g, aten.sum.dim_IntList, u, [1], True), out=4)
+@pytest.mark.parametrize("out", [2, 4])
+def test_one_channel_value_broadcast_onto_a_conv_becomes_an_anchor_conv(out: int) -> None:
+    """E3 with r = the conv's channels (2 is the least): ``conv(x) + u`` for a one-channel u."""
+    ws, nodes = _anchored(lambda g, u: call(g, aten.sum.dim_IntList, u, [1], True), out=out)
     nodes["other"].meta["val"] = torch.empty(1, 1, 6, 6, dtype=F64)
     before = _frozen(ws)
     assert anchor_as_conv(ws, nodes["add"]) is True
