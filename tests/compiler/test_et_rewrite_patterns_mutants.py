@@ -852,28 +852,32 @@ def test_two_relu_streams_of_one_input_become_one_conv_and_one_relu(start: str) 
 
 
 def test_the_second_stream_is_found_past_other_readers_of_the_input() -> None:
-    """A non-conv reader, a conv read twice, a conv with another activation and a conv of
-    another stride come first among x's users: each is skipped, the matching one is taken."""
+    """A non-conv reader (one whose sole user is a ReLU too), a conv read twice, a conv with
+    another activation and a conv of another stride come first among x's users: each is
+    skipped, the matching one is taken."""
     constants = _weights(13, w1=(2, 3, 3, 3), b1=(2,), w2=(3, 3, 3, 3), b2=(3,))
     nodes = {}
 
     def build(g):
         x = _image(g, "x", 3)
         nodes["c1"] = _conv(g, x, "w1", "b1")
-        a1 = call(g, aten.relu.default, nodes["c1"])
+        nodes["a1"] = call(g, aten.relu.default, nodes["c1"])
         decoys = [call(g, aten.sigmoid.default, x)]
+        decoys.append(call(g, aten.relu.default, call(g, aten.mul.Tensor, x, 2.0)))
         shared = _conv(g, x, "w2", "b2")
         decoys += [call(g, aten.relu.default, shared), shared]
         decoys.append(call(g, aten.sigmoid.default, _conv(g, x, "w2", "b2")))
         strided = call(g, aten.relu.default, _conv(g, x, "w2", "b2", stride=2))
-        a2 = call(g, aten.relu.default, _conv(g, x, "w2", "b2"))
-        full = call(g, aten.cat.default, [a1, a2, *decoys], 1)
+        nodes["c2"] = _conv(g, x, "w2", "b2")
+        nodes["a2"] = call(g, aten.relu.default, nodes["c2"])
+        full = call(g, aten.cat.default, [nodes["a1"], nodes["a2"], *decoys], 1)
         return call(g, aten.add.Tensor, full, call(g, aten.sum.default, strided))
 
     ws, _ = workspace(build, constants)
     before = _frozen(ws)
     assert stack_streams(ws, nodes["c1"]) is True
-    assert len(_application(ws, "E5").nodes) == 4
+    names = tuple(nodes[k].name for k in ("c1", "c2", "a1", "a2"))
+    assert _application(ws, "E5").nodes == names
     _assert_same_function(ws, before, _rand(1, 3, 5, 5))
 
 
