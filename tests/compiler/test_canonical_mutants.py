@@ -452,7 +452,7 @@ BORDERS = [
     ([1, 2, 3, 0], [(3, -2, INT_MAX, 1), (2, 0, 3, 1), (3, 0, 1, 1)]),
     ([1, 1], [(3, None, 1), (3, -1, None)]),  # a pad of the width only
     ([0, 0, 1, 2], [(2, 0, 1), (2, -2, INT_MAX + 3), (2, 0, 1)]),  # one strip written twice
-    ([0, 0, 1], [(2, 0, 1)]),  # a single strip
+    ([0, 0, 1, 0], [(2, 0, 1)]),  # a single strip
 ]
 
 
