@@ -477,6 +477,15 @@ def test_border_strips_of_one_constant_are_a_shifted_zero_pad(pads, strips, pad_
     assert add.meta["val"] is val
     assert _applications(ws) == [("G2", names, ("every border strip holds the same constant",))]
     assert torch.equal(_evaluate(ws, x), expected)
+    # the pad, the strips and their constants are gone; the new constant comes before its use
+    assert [n.op for n in ws.graph.nodes] == [
+        "placeholder",
+        "get_attr",
+        "call_function",
+        "call_function",
+        "call_function",
+        "output",
+    ]
 
 
 REFUSED_BORDERS = [
