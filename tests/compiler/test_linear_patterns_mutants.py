@@ -249,6 +249,27 @@ def test_a_number_times_a_conv_scales_its_kernel() -> None:
     assert only_application(ws).rule == "R13"
 
 
+def test_a_number_added_to_a_float32_conv_is_rounded_to_float32_first() -> None:
+    """As torch's float32 ``y + s`` does: b' = fl32(b + fl32(s)). With b = 1 and
+    s = 2⁻²⁴ + 2⁻⁵⁰, fl32(s) = 2⁻²⁴ is half an ulp of 1, so the sum ties to 1 (one rounding of
+    b + s in float64 would give 1 + 2⁻²³)."""
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        conv.bias.fill_(1.0)
+    s = 2.0**-24 + 2.0**-50
+    expected = torch.tensor(1.0) + torch.tensor(s, dtype=torch.float32)
+    assert expected.item() == 1.0
+
+    def build(g):
+        return call(g, aten.add.Tensor, emit(g, image(g, 3), "a", conv), s)
+
+    ws, node = workspace(build, constants(a=conv))
+    assert fold_constant_ops(ws, node) is True
+    (new,) = convs_of(ws)
+    bias = ws.tensor(new.args[2])
+    assert bias.dtype == torch.float32 and bias.tolist() == [1.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize(
     ("target", "conv_first", "extra"),
     [
@@ -336,6 +357,21 @@ def test_a_number_added_to_the_input_goes_into_the_bias() -> None:
 
     ws, node = workspace(build, constants(a=conv))
     rewrites_exactly(ws, shift_into_bias, node, probe(3))
+
+
+def test_a_number_added_to_the_input_of_a_float32_conv_goes_into_its_bias() -> None:
+    """The float64 number meets the float32 kernel in the conv's dtype."""
+    conv = nn.Conv2d(3, 2, 3)
+
+    def build(g):
+        return emit(g, call(g, aten.add.Tensor, image(g, 3), 0.75), "a", conv)
+
+    ws, node = workspace(build, constants(a=conv))
+    x = probe(3).float()
+    before = run(ws, x)
+    assert shift_into_bias(ws, node) is True
+    torch.testing.assert_close(run(ws, x), before, rtol=1e-5, atol=1e-5)
+    assert ws.tensor(convs_of(ws)[0].args[2]).dtype == torch.float32
 
 
 def test_a_constant_minus_the_input_is_no_shift() -> None:
@@ -469,7 +505,13 @@ SEQUENCES = {
         make(4, 6, 1, groups=2),
         "R9",
     ),
+    "R9: one-channel 3×3 then 1×1": (make(1, 1, 3, padding=1), make(1, 3, 1), "R9"),
     "R14: depthwise then 1×1": (make(4, 4, 3, padding=1, groups=4), make(4, 5, 1), "R14"),
+    "R14: two-channel depthwise then 1×1": (
+        make(2, 2, 3, padding=1, groups=2),
+        make(2, 3, 1),
+        "R14",
+    ),
 }
 
 
@@ -735,6 +777,17 @@ def test_a_sum_with_a_number_a_keyword_or_no_conv_stays() -> None:
     leaves(ws, merge_branches, node)
 
 
+def test_a_product_of_a_conv_and_its_input_is_no_branch_sum() -> None:
+    conv = make(4, 4, 3, padding=1)
+
+    def build(g):
+        x = image(g, 4)
+        return call(g, aten.mul.Tensor, emit(g, x, "a", conv), x)
+
+    ws, node = workspace(build, constants(a=conv))
+    leaves(ws, merge_branches, node)
+
+
 def test_an_identity_branch_of_another_channel_count_stays() -> None:
     """conv: 4 → 6 channels; x has 4, so no identity conv adds to the conv's output."""
     ws, node, _ = _branch(make(4, 6, 3, padding=1), lambda g, x: x)
@@ -830,6 +883,19 @@ def test_a_pool_of_no_sole_conv_or_no_pool_stays() -> None:
         lambda g: call(g, aten.relu.default, emit(g, image(g, 4), "a", conv)), constants(a=conv)
     )
     leaves(ws, pool_after_conv, node)
+
+
+def test_a_pool_after_a_conv_that_nothing_reads_is_left() -> None:
+    conv = make(4, 4, 1)
+    nodes = {}
+
+    def build(g):
+        x = image(g, 4)
+        nodes["pool"] = call(g, aten.avg_pool2d.default, emit(g, x, "a", conv), [3, 3])
+        return x
+
+    ws, _ = workspace(build, constants(a=conv))
+    leaves(ws, pool_after_conv, nodes["pool"])
 
 
 def test_a_ceil_mode_pool_after_a_conv_is_refused() -> None:
