@@ -143,6 +143,8 @@ def write_border(ws: Workspace, node: fx.Node) -> bool:
         current = current.args[0]
     if current.target != aten.constant_pad_nd.default or not values:
         return False
+    if len(current.args[1]) > 4:
+        return False  # the pad also widens the channels (or batch): no spatial border
     pads = list(current.args[1]) + [0] * (4 - len(current.args[1]))
     if (float(current.args[2]) if len(current.args) > 2 else 0.0) != 0.0:
         return False
@@ -228,7 +230,10 @@ def global_pool(ws: Workspace, node: fx.Node) -> bool:
     value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
     args = list(node.args) + [None] * 6
     kernel, padding = args[1], args[3] or 0  # any stride: one window fits
+    # args[6], divisor_override: a window sum divided by anything but its size is no mean
     if value is None or value.ndim != 4 or padding not in (0, [0, 0], [0]) or args[4]:
+        return False
+    if args[6] is not None:
         return False
     size = [value.shape[2], value.shape[3]]
     kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
