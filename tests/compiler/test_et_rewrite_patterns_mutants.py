@@ -622,38 +622,36 @@ def test_carried_bound_is_the_proven_lower_bound() -> None:
     )
 
 
-def test_input_that_may_be_negative_is_not_carried() -> None:
-    ws, nodes = _carried(domain=InputDomain(-1.0, 1.0))
+@pytest.mark.parametrize(
+    ("options", "rule", "precondition", "detail"),
+    [
+        pytest.param(
+            {"domain": InputDomain(-1.0, 1.0)},
+            "E4",
+            "the carried input is ≥ 0 on the declared domain",
+            "its proven lower bound is -1.0",
+            id="input that may be negative",
+        ),
+        pytest.param(
+            {"groups": 3}, "E4", "the convs have groups = 1", "groups = 3", id="grouped first conv"
+        ),
+        pytest.param(
+            {"anchor_dilation": 2},
+            "R3",
+            "the same dilation on every branch",
+            "dilation: found [(1, 1), (2, 2)]",
+            id="last and anchor convs that do not merge",
+        ),
+    ],
+)
+def test_carries_that_break_a_precondition_are_refused_by_its_rule(
+    options: dict, rule: str, precondition: str, detail: str
+) -> None:
+    """E4 refuses a carry whose input may be negative or whose first conv is grouped; R3 (run
+    inside E4) refuses when the last conv and the anchor conv do not merge."""
+    ws, nodes = _carried(**options)
     assert carry_identity(ws, nodes["add"]) is False
-    assert _refusal(ws, nodes["add"]) == (
-        nodes["add"].name,
-        "E4",
-        "the carried input is ≥ 0 on the declared domain",
-        "its proven lower bound is -1.0",
-    )
-
-
-def test_grouped_first_conv_is_refused_by_the_rule() -> None:
-    ws, nodes = _carried(groups=3)
-    assert carry_identity(ws, nodes["add"]) is False
-    assert _refusal(ws, nodes["add"]) == (
-        nodes["add"].name,
-        "E4",
-        "the convs have groups = 1",
-        "groups = 3",
-    )
-    assert not ws.record.applications
-
-
-def test_last_and_anchor_convs_that_do_not_merge_are_refused_by_r3() -> None:
-    ws, nodes = _carried(anchor_dilation=2)
-    assert carry_identity(ws, nodes["add"]) is False
-    assert _refusal(ws, nodes["add"]) == (
-        nodes["add"].name,
-        "R3",
-        "the same dilation on every branch",
-        "dilation: found [(1, 1), (2, 2)]",
-    )
+    assert _refusal(ws, nodes["add"]) == (nodes["add"].name, rule, precondition, detail)
     assert not ws.record.applications
 
 
