@@ -542,7 +542,7 @@ def test_a_1x1_with_bias_before_a_zero_padded_kxk_is_refused() -> None:
 @pytest.mark.parametrize(
     "first",
     [make(3, 4, 3), make(3, 4, 1, stride=2)],
-    ids=["valid 3×3", "strided 1×1"],
+    ids=["valid 3x3", "strided 1x1"],
 )
 def test_a_padded_second_conv_after_a_non_pointwise_one_is_refused_by_r8(first) -> None:
     ws, node = _sequence(first, make(4, 5, 3, padding=1))
