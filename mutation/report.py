@@ -177,6 +177,48 @@ def mutant_diff(functions: dict[str, str], key: str) -> str:
     return "\n".join(line for line in lines if not line.startswith(skip))
 
 
+def _top_level_functions(source: str) -> dict[str, str]:
+    """mutmut's name of each function it mutates (``x_f``, ``xǁClassǁm``) → its source text."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found: dict[str, str] = {}
+    for node in tree.body:
+        members = (
+            [(f"xǁ{node.name}ǁ", m) for m in node.body] if isinstance(node, ast.ClassDef) else []
+        )
+        for prefix, item in members or [("x_", node)]:
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                found[prefix + item.name] = "\n".join(lines[item.lineno - 1 : item.end_lineno])
+    return found
+
+
+def changed_mutants(work: Path, modules: list[str], since: list[str], every: int = 1) -> list[str]:
+    """The mutants (mutmut's keys, from ``work``'s ``.meta`` files) of the functions whose source
+    in ``work`` differs from the one at a git revision (new functions included). ``since``: a
+    revision for every module, and ``MODULE=REV`` items for modules snapshotted elsewhere;
+    ``every``: only every ``every``-th of each module's (a spread sample, as :func:`sample`)."""
+    import subprocess
+
+    default = next((item for item in since if "=" not in item), "HEAD")
+    revision = dict(item.split("=", 1) for item in since if "=" in item)
+    keys: list[str] = []
+    for module in modules:
+        meta = work / "mutants" / f"{module}.meta"
+        if not meta.is_file():
+            continue
+        rev = revision.get(module, default)
+        shown = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:{module}"], capture_output=True, text=True
+        )
+        before = _top_level_functions(shown.stdout) if shown.returncode == 0 else {}
+        now = _top_level_functions((work / module).read_text())
+        changed = {name for name, text in now.items() if before.get(name) != text}
+        ordered = sorted(json.loads(meta.read_text())["exit_code_by_key"], key=_mutant_order)
+        ours = [k for k in ordered if k.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0] in changed]
+        keys.extend(ours[::every])
+    return keys
+
+
 def _mutant_order(key: str) -> tuple[str, int]:
     stem, _, number = key.rpartition("__mutmut_")
     return stem, int(number) if number.isdigit() else 0
@@ -274,6 +316,13 @@ def main() -> None:
     pick.add_argument("--every", type=int, required=True)
     pick.add_argument("--unchecked", action="store_true", help="only those not run yet")
     pick.add_argument("modules", nargs="+")
+    since = sub.add_parser("changed", help="mutants of the functions changed since a revision")
+    since.add_argument("--work", type=Path, required=True, help="folder holding mutants/")
+    since.add_argument(
+        "--since", nargs="+", required=True, help="a git revision, and MODULE=REV exceptions"
+    )
+    since.add_argument("--every", type=int, default=1, help="every N-th of each module")
+    since.add_argument("modules", nargs="+")
     both = sub.add_parser("combine", help="every run's JSON → REPORT.md")
     both.add_argument("--results", type=Path, default=HERE / "results")
     both.add_argument("--notes", type=Path, default=HERE / "survivors.txt")
@@ -296,6 +345,8 @@ def main() -> None:
                     print(f"{item['key']}: {note} (as {key}, before the layout change)")
     elif args.command == "sample":
         print("\n".join(sample(args.work, args.modules, args.every, args.unchecked)))
+    elif args.command == "changed":
+        print("\n".join(changed_mutants(args.work, args.modules, args.since, args.every)))
     elif args.command == "group":
         modules, tests = group(args.name)
         print(" ".join(modules))

@@ -177,14 +177,23 @@ else
   # runs those mutants first; SAMPLE=N runs every N-th mutant of each module first (report.py
   # sample), so every module is scored on the same share of its mutants; then the rest.
   [[ -z "${PRIORITY:-}" || -n "${RESUME:-}" ]] || (set -f; mutmut_run $PRIORITY)
-  if [[ -n "${SAMPLE:-}" ]]; then
+  if [[ -n "${SAMPLE:-}" && -z "${CHANGED_SINCE:-}" ]]; then
     # a filter that matches nothing: mutmut generates the mutants and runs its stats, then stops
     [[ -n "${RESUME:-}" ]] || python3 -m mutmut run --max-children "$JOBS" "no-such-mutant" > /dev/null 2>&1 || true
     mapfile -t CHOSEN < <(python3 "$REPO/mutation/report.py" sample --work "$WORK" --every "$SAMPLE" --unchecked $MUTATE)
     echo "sample: ${#CHOSEN[@]} mutant(s) to check"
     [[ ${#CHOSEN[@]} -eq 0 ]] || mutmut_run "${CHOSEN[@]}"
   fi
-  [[ -n "${SAMPLE_ONLY:-}" ]] || mutmut_run
+  if [[ -n "${CHANGED_SINCE:-}" ]]; then
+    # CHANGED_SINCE="REV [MODULE=REV ...]": only the mutants of the functions whose code differs
+    # from that revision's (the code changed after an earlier run's snapshot; with SAMPLE=N,
+    # every N-th of each module's), then stop
+    [[ -n "${RESUME:-}" ]] || python3 -m mutmut run --max-children "$JOBS" "no-such-mutant" > /dev/null 2>&1 || true
+    mapfile -t CHOSEN < <(python3 "$REPO/mutation/report.py" changed --work "$WORK" --every "${SAMPLE:-1}" $MUTATE --since $CHANGED_SINCE)
+    echo "changed since $CHANGED_SINCE: ${#CHOSEN[@]} mutant(s) to check"
+    [[ ${#CHOSEN[@]} -eq 0 ]] || mutmut_run "${CHOSEN[@]}"
+  fi
+  [[ -n "${SAMPLE_ONLY:-}${CHANGED_SINCE:-}" ]] || mutmut_run
 fi
 end=$(date +%s)
 python3 - "${SLOW_TEST_LIMIT:-inf}" > slow-tests.txt <<'PY' || true

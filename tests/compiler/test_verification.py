@@ -12,7 +12,7 @@ from torch import nn
 import et
 import et.compiler.batch_norm as batch_norm_patterns
 from et.compiler import VerificationError
-from et.compiler.verify import SMALLEST_SIDE, probe_shapes, shrink
+from et.compiler.verify import SMALLEST_SIDE, _describe, probe_shapes, shrink
 
 
 @given(side=st.integers(1, 4096), base=st.integers(1, 64))
@@ -101,3 +101,23 @@ def test_certificate_records_phase_times_and_the_thread_count_is_restored() -> N
     assert '"verified_sizes"' in compiled.certificate.to_json()
     assert compiled.certificate.verified_sizes == [[12, 12], [13, 13]]  # 12 < 2·8: kept
     assert SMALLEST_SIDE == 8
+
+
+# where verification says the worst difference is (the message a refused compile shows)
+
+
+def test_the_worst_difference_is_located_by_sample_channel_row_and_column() -> None:
+    error = torch.zeros(2, 3, 5, 6, dtype=torch.float64)
+    error[1, 2, 3, 4] = 0.5
+    assert _describe(error, (3, 5, 6), 2.0) == (
+        "max |difference| 5.000e-01 (relative 2.500e-01) at sample 1, channel 2, row 3, "
+        "column 4 of the 5×6 probes (float64)"
+    )
+
+
+def test_an_output_without_rows_and_columns_is_located_at_row_and_column_zero() -> None:
+    error = torch.zeros(2, 3, dtype=torch.float64)
+    error[1, 2] = 0.25
+    assert _describe(error, (3, 7, 8), 1.0).endswith(
+        "at sample 1, channel 2, row 0, column 0 of the 7×8 probes (float64)"
+    )
