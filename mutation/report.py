@@ -23,6 +23,7 @@ import ast
 import difflib
 import json
 import re
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,8 +198,6 @@ def changed_mutants(work: Path, modules: list[str], since: list[str], every: int
     in ``work`` differs from the one at a git revision (new functions included). ``since``: a
     revision for every module, and ``MODULE=REV`` items for modules snapshotted elsewhere;
     ``every``: only every ``every``-th of each module's (a spread sample, as :func:`sample`)."""
-    import subprocess
-
     default = next((item for item in since if "=" not in item), "HEAD")
     revision = dict(item.split("=", 1) for item in since if "=" in item)
     keys: list[str] = []
@@ -214,9 +213,14 @@ def changed_mutants(work: Path, modules: list[str], since: list[str], every: int
         now = _top_level_functions((work / module).read_text())
         changed = {name for name, text in now.items() if before.get(name) != text}
         ordered = sorted(json.loads(meta.read_text())["exit_code_by_key"], key=_mutant_order)
-        ours = [k for k in ordered if k.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0] in changed]
+        ours = [key for key in ordered if _function_of(key) in changed]
         keys.extend(ours[::every])
     return keys
+
+
+def _function_of(key: str) -> str:
+    """The mutated function's name in mutmut's key ``module.x_f__mutmut_3`` (``x_f``)."""
+    return key.rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
 
 
 def _mutant_order(key: str) -> tuple[str, int]:
@@ -339,7 +343,7 @@ def main() -> None:
         run = json.loads(args.json.read_text())
         for result in run["modules"].values():
             for item in result["survivors"]:
-                function = item["key"].rsplit(".", 1)[-1].rsplit("__mutmut_", 1)[0]
+                function = _function_of(item["key"])
                 if (function, item["diff"]) in earlier:
                     key, note = earlier[(function, item["diff"])]
                     print(f"{item['key']}: {note} (as {key}, before the layout change)")

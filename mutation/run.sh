@@ -169,6 +169,10 @@ mutmut_run() {
     timeout -s INT "$left" python3 -m mutmut run --max-children "$JOBS" "$@" || true
   fi
 }
+generate_mutants() {
+  # a filter that matches nothing: mutmut generates the mutants and runs its stats, then stops
+  [[ -n "${RESUME:-}" ]] || python3 -m mutmut run --max-children "$JOBS" "no-such-mutant" > /dev/null 2>&1 || true
+}
 if [[ -n "${RECHECK:-}" ]]; then
   mutmut_run "${NAMES[@]}"
 else
@@ -178,8 +182,7 @@ else
   # sample), so every module is scored on the same share of its mutants; then the rest.
   [[ -z "${PRIORITY:-}" || -n "${RESUME:-}" ]] || (set -f; mutmut_run $PRIORITY)
   if [[ -n "${SAMPLE:-}" && -z "${CHANGED_SINCE:-}" ]]; then
-    # a filter that matches nothing: mutmut generates the mutants and runs its stats, then stops
-    [[ -n "${RESUME:-}" ]] || python3 -m mutmut run --max-children "$JOBS" "no-such-mutant" > /dev/null 2>&1 || true
+    generate_mutants
     mapfile -t CHOSEN < <(python3 "$REPO/mutation/report.py" sample --work "$WORK" --every "$SAMPLE" --unchecked $MUTATE)
     echo "sample: ${#CHOSEN[@]} mutant(s) to check"
     [[ ${#CHOSEN[@]} -eq 0 ]] || mutmut_run "${CHOSEN[@]}"
@@ -188,7 +191,7 @@ else
     # CHANGED_SINCE="REV [MODULE=REV ...]": only the mutants of the functions whose code differs
     # from that revision's (the code changed after an earlier run's snapshot; with SAMPLE=N,
     # every N-th of each module's), then stop
-    [[ -n "${RESUME:-}" ]] || python3 -m mutmut run --max-children "$JOBS" "no-such-mutant" > /dev/null 2>&1 || true
+    generate_mutants
     mapfile -t CHOSEN < <(python3 "$REPO/mutation/report.py" changed --work "$WORK" --every "${SAMPLE:-1}" $MUTATE --since $CHANGED_SINCE)
     echo "changed since $CHANGED_SINCE: ${#CHOSEN[@]} mutant(s) to check"
     [[ ${#CHOSEN[@]} -eq 0 ]] || mutmut_run "${CHOSEN[@]}"
