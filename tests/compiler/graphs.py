@@ -39,3 +39,18 @@ def workspace(
 
 def call(graph: fx.Graph, target: object, *args: object) -> fx.Node:
     return graph.call_function(target, args)  # type: ignore[arg-type]
+
+
+def placeholder(graph: fx.Graph, name: str, *shape: int) -> fx.Node:
+    """An input whose captured value (``meta["val"]``, what the passes read shapes from) is a
+    float64 tensor of ``shape``."""
+    node = graph.placeholder(name)
+    node.meta["val"] = torch.empty(*shape, dtype=torch.float64)
+    return node
+
+
+def evaluate(ws: Workspace, *inputs: torch.Tensor) -> torch.Tensor:
+    """The workspace's graph, as it is now, run on ``inputs``."""
+    ws.module.recompile()
+    with torch.no_grad():
+        return ws.module(*inputs)

@@ -21,7 +21,7 @@ from et.compiler.canonical import (
 from et.compiler.certificate import CertificateBuilder
 from et.compiler.workspace import Workspace
 from et.domain import IMAGE_UNIT
-from tests.compiler.graphs import call, workspace
+from tests.compiler.graphs import call, evaluate, placeholder, workspace
 
 aten = torch.ops.aten
 
@@ -128,13 +128,6 @@ def test_fill_of_factory_ops_and_their_sums_and_products() -> None:
 # --- shared helpers of the rewrite tests below ---------------------------------------------
 
 
-def _input(graph: fx.Graph, name: str, *shape: int) -> fx.Node:
-    """A placeholder whose captured value (``meta["val"]``) has ``shape``."""
-    node = graph.placeholder(name)
-    node.meta["val"] = torch.empty(*shape, dtype=torch.float64)
-    return node
-
-
 def _applications(ws: Workspace) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     return [(a.rule, a.nodes, a.preconditions) for a in ws.record.applications]
 
@@ -156,10 +149,9 @@ def _listing(ws: Workspace) -> list[tuple[str, object]]:
 
 
 def _evaluate(ws: Workspace, *inputs: torch.Tensor) -> torch.Tensor:
-    """The (rewritten) graph run on ``inputs``."""
+    """The (rewritten) graph, checked well formed, run on ``inputs``."""
     ws.graph.lint()
-    ws.module.recompile()
-    return ws.module(*inputs)
+    return evaluate(ws, *inputs)
 
 
 def _assert_untouched(ws: Workspace, listing: list[tuple[str, object]]) -> None:
@@ -207,8 +199,8 @@ def test_copies_that_are_kept() -> None:
 
 def _copy_onto(view_shape, source_shape):
     def build(g):
-        view = _input(g, "view", *view_shape) if view_shape else g.placeholder("view")
-        source = _input(g, "y", *source_shape) if source_shape else g.placeholder("y")
+        view = placeholder(g, "view", *view_shape) if view_shape else g.placeholder("view")
+        source = placeholder(g, "y", *source_shape) if source_shape else g.placeholder("y")
         return call(g, aten.copy.default, view, source)
 
     return build
@@ -222,7 +214,7 @@ def test_a_copy_onto_an_equal_shaped_tensor_is_the_source() -> None:
     assert _applications(ws) == [("G7", (name,), ())]
     # the view's shape read from a constant (no capture metadata on get_attr nodes)
     ws, node = workspace(
-        lambda g: call(g, aten.copy.default, g.get_attr("c"), _input(g, "y", 1, 3, 4, 5)),
+        lambda g: call(g, aten.copy.default, g.get_attr("c"), placeholder(g, "y", 1, 3, 4, 5)),
         {"c": torch.zeros(1, 3, 4, 5)},
     )
     assert remove_no_ops(ws, node) is True
@@ -237,11 +229,11 @@ def test_copies_that_broadcast_or_whose_shapes_are_unknown_are_kept() -> None:
     _refuses(remove_no_ops, _copy_onto(None, (1, 3, 4, 5)))
     _refuses(  # the source a number, not a node
         remove_no_ops,
-        lambda g: call(g, aten.copy.default, _input(g, "view", 1, 3, 4, 5), 1.0),
+        lambda g: call(g, aten.copy.default, placeholder(g, "view", 1, 3, 4, 5), 1.0),
     )
     _refuses(  # a constant source of another shape
         remove_no_ops,
-        lambda g: call(g, aten.copy.default, _input(g, "view", 1, 3, 4, 5), g.get_attr("c")),
+        lambda g: call(g, aten.copy.default, placeholder(g, "view", 1, 3, 4, 5), g.get_attr("c")),
         {"c": torch.zeros(1, 3, 1, 5)},
     )
 
@@ -319,8 +311,8 @@ def _canvas_write(*rest, base: str = "canvas"):
         if base == "canvas":
             canvas = call(g, aten.expand.default, g.get_attr("c"), list(CANVAS))
         else:
-            canvas = _input(g, "canvas", *CANVAS)
-        node = call(g, aten.slice_scatter.default, canvas, _input(g, "y", *shape), *rest)
+            canvas = placeholder(g, "canvas", *CANVAS)
+        node = call(g, aten.slice_scatter.default, canvas, placeholder(g, "y", *shape), *rest)
         node.meta["val"] = torch.empty(CANVAS, dtype=torch.float64)
         return node
 
@@ -427,7 +419,9 @@ def _bordered(pads, strips, pad_value=(), fills=None, x_shape=X_SHAPE):
     constants = {f"c{i}": fill for i, fill in enumerate(fills)}
 
     def build(g):
-        current = call(g, aten.constant_pad_nd.default, _input(g, "x", *x_shape), pads, *pad_value)
+        current = call(
+            g, aten.constant_pad_nd.default, placeholder(g, "x", *x_shape), pads, *pad_value
+        )
         for i, strip in enumerate(strips):
             dim, start, end, step = [*strip, None, None, None][:4]
             if isinstance(start, int | None) and isinstance(end, int | None):
@@ -506,7 +500,7 @@ def test_borders_of_other_constants_or_paddings_are_kept() -> None:
 
     def onto_input(g):
         base, source = (
-            _input(g, "x", 1, 3, 4, 7),
+            placeholder(g, "x", 1, 3, 4, 7),
             call(g, aten.expand.default, g.get_attr("c"), [1, 3, 4, 1]),
         )
         return call(g, aten.slice_scatter.default, base, source, 3, 0, 1)
@@ -514,7 +508,7 @@ def test_borders_of_other_constants_or_paddings_are_kept() -> None:
     _refuses(write_border, onto_input, {"c": BORDER_FILL})
 
     def varying_source(g):
-        padded = call(g, aten.constant_pad_nd.default, _input(g, "x", *X_SHAPE), [1, 1])
+        padded = call(g, aten.constant_pad_nd.default, placeholder(g, "x", *X_SHAPE), [1, 1])
         current = call(g, aten.slice_scatter.default, padded, g.placeholder("s"), 3, 0, 1)
         source = call(g, aten.expand.default, g.get_attr("c"), [1, 3, 4, 1])
         return call(g, aten.slice_scatter.default, current, source, 3, -1)
@@ -587,7 +581,9 @@ def test_shifts_that_do_not_cancel_are_kept() -> None:
 
 def _two_pads(first, outer, first_value=(), outer_value=(), shared=False):
     def build(g):
-        inner = call(g, aten.constant_pad_nd.default, _input(g, "x", *X_SHAPE), first, *first_value)
+        inner = call(
+            g, aten.constant_pad_nd.default, placeholder(g, "x", *X_SHAPE), first, *first_value
+        )
         node = call(g, aten.constant_pad_nd.default, inner, outer, *outer_value)
         node.meta["val"] = torch.empty(1)
         return call(g, aten.add.Tensor, node, inner) if shared else node
@@ -659,7 +655,7 @@ def test_pads_that_are_not_two_sole_zero_pads_are_kept() -> None:
 )
 def test_a_constant_mode_pad_is_constant_pad_nd(rest, value) -> None:
     def build(g):
-        node = call(g, aten.pad.default, _input(g, "x", *X_SHAPE), (1, 2, 0, 3), *rest)
+        node = call(g, aten.pad.default, placeholder(g, "x", *X_SHAPE), (1, 2, 0, 3), *rest)
         node.meta["val"] = torch.empty(1)
         return node
 
@@ -691,7 +687,7 @@ def test_other_pad_modes_are_kept() -> None:
 
 def _pool(*rest, shape=(1, 3, 4, 5), source="x"):
     def build(g):
-        x = _input(g, "x", *shape) if shape else g.placeholder("x")
+        x = placeholder(g, "x", *shape) if shape else g.placeholder("x")
         return call(g, aten.avg_pool2d.default, x if source == "x" else source, *rest)
 
     return build

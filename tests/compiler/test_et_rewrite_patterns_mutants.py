@@ -30,7 +30,7 @@ from et.compiler.et_rewrites import (
 )
 from et.compiler.helpers import FAN_OUT
 from et.domain import InputDomain
-from tests.compiler.graphs import aten, call, workspace
+from tests.compiler.graphs import aten, call, placeholder, workspace
 
 PS = aten.pixel_shuffle.default
 CONV = aten.conv2d.default
@@ -39,9 +39,7 @@ F64 = torch.float64
 
 def _image(graph: fx.Graph, name: str, channels: int, size: int = 6) -> fx.Node:
     """A placeholder whose capture metadata says it has ``channels`` channels."""
-    node = graph.placeholder(name)
-    node.meta["val"] = torch.empty(1, channels, size, size, dtype=F64)
-    return node
+    return placeholder(graph, name, 1, channels, size, size)
 
 
 def _conv(graph, x, w: str, b: str | None, padding=1, stride=1, dilation=1, groups=1):

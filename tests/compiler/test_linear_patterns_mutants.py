@@ -32,7 +32,7 @@ from et.rules import concat_convs as r11
 from et.rules import merge_1x1_kxk as r7
 from et.rules import merge_parallel_convs as r3
 from et.rules import merge_sequential_convs as r8
-from tests.compiler.graphs import aten, call, workspace
+from tests.compiler.graphs import aten, call, evaluate, placeholder, workspace
 
 F64 = torch.float64
 CONV = aten.conv2d.default
@@ -68,15 +68,7 @@ def emit(g: fx.Graph, source: fx.Node, name: str, conv: nn.Conv2d) -> fx.Node:
 
 def image(g: fx.Graph, channels: int, name: str = "x") -> fx.Node:
     """A placeholder with the capture's shape metadata (what ``ws.channels`` reads)."""
-    node = g.placeholder(name)
-    node.meta["val"] = torch.empty(1, channels, *SHAPE, dtype=F64)
-    return node
-
-
-def run(ws: Workspace, *inputs: torch.Tensor) -> torch.Tensor:
-    ws.module.recompile()
-    with torch.no_grad():
-        return ws.module(*inputs)
+    return placeholder(g, name, 1, channels, *SHAPE)
 
 
 def probe(channels: int, seed: int = 1) -> torch.Tensor:
@@ -95,9 +87,9 @@ def convs_of(ws: Workspace) -> list[fx.Node]:
 
 def rewrites_exactly(ws: Workspace, pattern, node: fx.Node, *inputs: torch.Tensor) -> None:
     """``pattern`` rewrites ``node`` and the graph computes what it computed before."""
-    before = run(ws, *inputs)
+    before = evaluate(ws, *inputs)
     assert pattern(ws, node) is True
-    after = run(ws, *inputs)
+    after = evaluate(ws, *inputs)
     assert after.shape == before.shape
     assert torch.allclose(after, before, rtol=1e-12, atol=1e-12), (after - before).abs().max()
 
@@ -368,9 +360,9 @@ def test_a_number_added_to_the_input_of_a_float32_conv_goes_into_its_bias() -> N
 
     ws, node = workspace(build, constants(a=conv))
     x = probe(3).float()
-    before = run(ws, x)
+    before = evaluate(ws, x)
     assert shift_into_bias(ws, node) is True
-    assert torch.allclose(run(ws, x), before, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(evaluate(ws, x), before, rtol=1e-5, atol=1e-5)
     assert ws.tensor(convs_of(ws)[0].args[2]).dtype == torch.float32
 
 
@@ -621,12 +613,12 @@ def test_an_identity_branch_becomes_a_conv_of_the_same_groups(conv_first, groups
 def test_the_two_convs_left_by_a_branch_rewrite_then_merge() -> None:
     ws, node, _ = _branch(make(4, 4, 3, padding=1), lambda g, x: x)
     x = probe(4)
-    before = run(ws, x)
+    before = evaluate(ws, x)
     assert merge_branches(ws, node) is True
     (add,) = [n for n in ws.graph.nodes if n.target == aten.add.Tensor]
     assert merge_branches(ws, add) is True
     assert ops(ws) == ["conv2d.default"]
-    assert torch.allclose(run(ws, x), before, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(evaluate(ws, x), before, rtol=1e-12, atol=1e-12)
     assert [a.rule for a in ws.record.applications] == ["R6", "R3"]
 
 
