@@ -230,10 +230,15 @@ def global_pool(ws: Workspace, node: fx.Node) -> bool:
     value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
     args = list(node.args) + [None] * 6
     kernel, padding = args[1], args[3] or 0  # any stride: one window fits
-    # args[6], divisor_override: a window sum divided by anything but its size is no mean
-    if value is None or value.ndim != 4 or padding not in (0, [0, 0], [0]) or args[4]:
-        return False
-    if args[6] is not None:
+    # args[4], ceil_mode; args[6], divisor_override: a window sum divided by anything but its
+    # size is no mean
+    if (
+        value is None
+        or value.ndim != 4
+        or padding not in (0, [0, 0], [0])
+        or args[4]
+        or args[6] is not None
+    ):
         return False
     size = [value.shape[2], value.shape[3]]
     kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
