@@ -94,7 +94,7 @@ def test_repair_requantizes_a_splat_bias_per_channel(int8_file: bytes) -> None:
     assert np.abs(values * scales - UNIFORM_BIAS).max() > 0.1  # 0.75·(4 − 1)/4 off at worst
     repaired, report = repair_uniform_biases(broken)
     assert len(report) == 1 and report[0].channels == 6
-    assert report[0].value == pytest.approx(UNIFORM_BIAS, abs=scales[0])
+    assert report[0].value == pytest.approx(UNIFORM_BIAS, abs=float(scales[0]))
     values, scales = _last_bias(repaired)
     assert np.abs(values * scales - UNIFORM_BIAS).max() <= scales.max() / 2 + scales[0] / 2
     assert len(repaired) == len(broken)
