@@ -115,6 +115,7 @@ class ProjectPlugin:
         lines = self.summary.lines()
         if not lines:
             return
+        terminalreporter.ensure_newline()  # the progress line is still open
         terminalreporter.section("etds models")
         for line in lines:
             terminalreporter.write_line(line)
