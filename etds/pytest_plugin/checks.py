@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,15 +71,46 @@ def example_input(entry: ModelEntry):
     return low + (high - low) * torch.rand(1, *entry.input_shape, generator=generator)
 
 
-def _equivalent(entry: ModelEntry, original, converted, dtype, result: Result) -> str | None:
-    """Check ``converted`` (run in ``dtype``) against the float64 oracle of ``original``; the
-    failure line, or ``None``."""
-    from et.testing import assert_equivalent, probe_sizes
+def runnable_sizes(entry: ModelEntry, model) -> list[tuple[int, int]]:
+    """The sizes of :func:`et.testing.probe_sizes` for the entry's ``H, W`` at which ``model``
+    runs: a network that halves its input runs only at sizes it divides, so the second size (of
+    the other parity) is then left out, as :func:`et.compile` does. Raises :class:`EntryError`
+    when the model does not run at the entry's own size."""
+    import torch
 
-    result.sizes = [tuple(s) for s in probe_sizes(*entry.input_shape[1:])]
+    from et.testing import probe_sizes
+
+    probe = copy.deepcopy(model)  # a forward may change the module (weight.data = ...)
+    sizes: list[tuple[int, int]] = []
+    for height, width in probe_sizes(*entry.input_shape[1:]):
+        x = torch.zeros(1, entry.input_shape[0], height, width, dtype=_own_dtype(model))
+        try:
+            with torch.no_grad():
+                probe(x)
+        except Exception as error:
+            if not sizes:
+                raise EntryError(
+                    f"the model does not run on input-shape {list(entry.input_shape)}: "
+                    f"{describe(error)}"
+                ) from None
+            continue
+        sizes.append((height, width))
+    return sizes
+
+
+def _equivalent(entry: ModelEntry, original, converted, dtype, result: Result) -> str | None:
+    """Check ``converted`` (run in ``dtype``) against the float64 oracle of ``original`` at
+    ``result.sizes``; the failure line, or ``None``."""
+    from et.testing import assert_equivalent
+
     try:
         report = assert_equivalent(
-            original, converted, input_shape=entry.input_shape, domain=entry.domain, dtype=dtype
+            original,
+            converted,
+            input_shape=entry.input_shape,
+            sizes=result.sizes,
+            domain=entry.domain,
+            dtype=dtype,
         )
     except AssertionError as error:
         return f"{_dtype_name(dtype)} check: {error}"
@@ -105,6 +138,10 @@ def check_compile(entry: ModelEntry, model, result: Result) -> list[str]:
     result.certificate = certificate.to_json()
     failures = []
     own = _own_dtype(model)
+    # the sizes shown: where et.compile verified in float64, then where the check below runs
+    verified = [(int(h), int(w)) for h, w in certificate.verified_sizes]
+    result.sizes = runnable_sizes(entry, model)
+    sizes_shown = list(dict.fromkeys([*verified, *result.sizes]))
     if own != _own_dtype(compiled.module):
         failures.append(
             f"the compiled module computes in {_dtype_name(_own_dtype(compiled.module))}, "
@@ -113,6 +150,7 @@ def check_compile(entry: ModelEntry, model, result: Result) -> list[str]:
     elif (line := _equivalent(entry, model, compiled.module, own, result)) is not None:
         result.certificate = None
         failures.append(line)
+    result.sizes = sizes_shown
     measured = Measured(
         convs=certificate.convs_after,
         ops=certificate.ops_after,
@@ -122,11 +160,11 @@ def check_compile(entry: ModelEntry, model, result: Result) -> list[str]:
     return failures + _expectations(entry, measured)
 
 
-def _expectations(entry: ModelEntry, measured: Measured | None) -> list[str]:
+def _expectations(entry: ModelEntry, measured: Measured | str) -> list[str]:
     if not entry.expect:
         return []
-    if measured is None:
-        return ["expect: cannot count the ops: torch.export of the converted model failed"]
+    if isinstance(measured, str):
+        return [f"expect: cannot count the ops: {measured}"]
     problems = unmet(entry.expect, measured)
     if problems and measured.unfolded:
         problems.append("left unfolded:")
@@ -134,8 +172,8 @@ def _expectations(entry: ModelEntry, measured: Measured | None) -> list[str]:
     return problems
 
 
-def _capture_counts(model, example) -> Measured | None:
-    """Conv calls and op counts of ``model`` as ``torch.export`` sees it (``None`` when it
+def _capture_counts(model, example) -> Measured | str:
+    """Conv calls and op counts of ``model`` as ``torch.export`` sees it (why not, when it
     cannot be exported)."""
     import torch
 
@@ -148,20 +186,37 @@ def _capture_counts(model, example) -> Measured | None:
     disabled, trace.disabled = trace.disabled, True
     try:
         graph = torch.export.export(model.eval(), (batch,), strict=False).graph_module
-    except Exception:
-        return None
+    except Exception as error:
+        return f"torch.export of the model failed: {describe(error)}"
     finally:
         trace.disabled = disabled
     return Measured(convs=count_convs(graph), ops=op_counts(graph), rules={})
 
 
+@contextmanager
+def _default_dtype(dtype) -> Iterator[None]:
+    """Layers and tensors a ``convert`` creates are in ``dtype`` (float32 or float64)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def _converted(entry: ModelEntry, convert, model, dtype):
-    """``convert`` applied to a copy of ``model`` in ``dtype``."""
+    """``convert`` applied to a copy of ``model`` in ``dtype`` (also the default dtype while it
+    runs, so the layers it creates hold its arithmetic in ``dtype`` too)."""
+    import torch
     from torch import nn
 
     private = copy.deepcopy(model).to(dtype).eval()
+    default = dtype if dtype in (torch.float32, torch.float64) else torch.get_default_dtype()
     try:
-        returned = convert(private)
+        with _default_dtype(default):
+            returned = convert(private)
     except Exception as error:
         raise EntryError(f"convert {entry.convert!r} raised {describe(error)}") from None
     converted = private if returned is None else returned
@@ -173,23 +228,42 @@ def _converted(entry: ModelEntry, convert, model, dtype):
     return converted.eval()
 
 
+def _other_dtypes(module, dtype) -> list[str]:
+    """Names of ``module``'s floating tensors that are not in ``dtype``."""
+    return [
+        name
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]
+        if tensor.is_floating_point() and tensor.dtype != dtype
+    ]
+
+
 def check_convert(entry: ModelEntry, model, root: Path, result: Result) -> list[str]:
     """The convert-mode checks (module docstring); the failure lines."""
     import torch
 
     assert entry.convert is not None
     convert = load_callable(entry.convert, root, "convert")
+    result.sizes = runnable_sizes(entry, model)
     own = _own_dtype(model)
     failures = []
     deployed = None
     for dtype in dict.fromkeys((torch.float64, own)):
         deployed = _converted(entry, convert, model, dtype)
+        if dtype == torch.float64 and (other := _other_dtypes(deployed, dtype)):
+            failures.append(
+                f"float64 check: convert turned a float64 copy of the model into one with "
+                f"tensors in another dtype ({', '.join(other[:3])}...), so the conversion "
+                "cannot be checked in float64: make it keep its input's dtype"
+            )
+            continue
         line = _equivalent(entry, model, deployed, dtype, result)
         if line is not None:
             failures.append(line)
     example = example_input(entry)
     before, after = _capture_counts(model, example), _capture_counts(deployed, example)
-    result.convs = (before and before.convs, after and after.convs)
+    result.convs = tuple(  # type: ignore[assignment]
+        m.convs if isinstance(m, Measured) else None for m in (before, after)
+    )
     if not failures:
         result.certificate = _convert_certificate(entry, result)
     return failures + _expectations(entry, after)

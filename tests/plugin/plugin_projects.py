@@ -59,6 +59,47 @@ def deploy_without_1x1(m):
     return conv
 
 
+class Down(nn.Module):  # halves, then PixelShuffles back onto the input: even sizes only
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 12, 2, stride=2)
+        self.bn = nn.BatchNorm2d(12)
+        self.up = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        return self.up(self.bn(self.down(x))) + x
+
+
+def down():
+    torch.manual_seed(0)
+    model = Down()
+    model.bn.running_mean.uniform_(-0.5, 0.5)
+    return model
+
+
+class Folded(nn.Module):
+    def __init__(self, conv):
+        super().__init__()
+        self.conv, self.up = conv, nn.PixelShuffle(2)
+
+    def forward(self, x):
+        return self.up(self.conv(x)) + x
+
+
+def fold_down(m):  # creates its conv in the default dtype, fills it with copy_, as many do
+    conv = nn.Conv2d(3, 12, 2, stride=2)
+    scale = m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps)
+    with torch.no_grad():
+        conv.weight.copy_(m.down.weight * scale.reshape(-1, 1, 1, 1))
+        conv.bias.copy_((m.down.bias - m.bn.running_mean) * scale + m.bn.bias)
+    return Folded(conv)
+
+
+def fold_down_in_float32(m):
+    return fold_down(m).float()
+
+
 def build_fails(channels=4):
     raise ValueError("channels must be even")
 """

@@ -31,7 +31,8 @@ def test_models_pass_with_a_summary_row_each_and_certificates(tmp_path: Path) ->
     assert "2 passed" in out
     summary = out[out.index("etds models") :]
     assert re.search(
-        r"\nsr +compile +2 → 2 +R1 +\S+e-\d+ / \S+e-\d+ \(float32\) +8×8, 9×11 +passed", summary
+        r"\nsr +compile +2 → 2 +R1 +\S+e-\d+ / \S+e-\d+ \(float32\) +8×8, 9×9, 9×11 +passed",
+        summary,
     )
     assert re.search(
         r"\nblock +convert +2 → 1 +- +\S+ / \S+ \(float32\) +8×8, 9×11 +passed", summary
@@ -72,6 +73,25 @@ def test_failures_say_what_failed_where_and_by_how_much(tmp_path: Path) -> None:
     # the fold itself was verified: its certificate stands although `expect` was not met
     assert (root / "build" / "etds" / "sr.certificate.json").is_file()
     assert re.search(r"\nbad +convert +2 → 1 +- +- +8×8, 9×11 +FAILED", out)
+
+
+def test_a_network_for_even_sizes_and_a_deploy_function_that_builds_its_own_layers(
+    tmp_path: Path,
+) -> None:
+    entries = "".join(
+        f'\n[[tool.etds.models]]\nname = "{name}"\nfactory = "mypkg.nets:down"\n'
+        f'input-shape = [3, 8, 10]\nmode = "convert"\nconvert = "mypkg.nets:{convert}"\n'
+        for name, convert in [("down", "fold_down"), ("down32", "fold_down_in_float32")]
+    )
+    out = run_pytest(make_project(tmp_path, TABLE + entries)).stdout
+    assert "1 failed, 1 passed" in out, out
+    # 9×13, of the other parity, is left out: the network itself does not run there
+    assert re.search(r"\ndown +convert +1 → 1 +- +\S+e-1\d / \S+ \(float32\) +8×10 +passed", out)
+    assert failure_text(out, "down32").splitlines()[1] == (
+        "  float64 check: convert turned a float64 copy of the model into one with tensors in "
+        "another dtype (conv.weight, conv.bias...), so the conversion cannot be checked in "
+        "float64: make it keep its input's dtype"
+    )
 
 
 def test_a_broken_entry_fails_its_own_item_in_one_line(tmp_path: Path) -> None:
