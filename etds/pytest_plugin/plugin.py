@@ -75,7 +75,25 @@ def _collected_anyway(config: pytest.Config, pyproject: Path) -> bool:
     return False
 
 
+def _check_rootdir(config: pytest.Config) -> None:
+    """Refuse ``--etds-certificates DIR`` (two words) when pytest took DIR for a test path: it
+    picks the rootdir before any plugin's options are known, so an existing DIR outside the
+    project became the rootdir, and the project's table would be silently missed."""
+    args = [str(arg) for arg in config.invocation_params.args]
+    if "--etds-certificates" not in args[:-1]:
+        return
+    invoked = config.invocation_params.dir.resolve()
+    folder = (invoked / args[args.index("--etds-certificates") + 1]).resolve()
+    root = config.rootpath.resolve()
+    if folder.is_dir() and folder.is_relative_to(root) and not invoked.is_relative_to(root):
+        raise pytest.UsageError(
+            f"pytest took the certificate folder {folder} for a test path and chose the rootdir "
+            f"{root} from it; write --etds-certificates={folder}"
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_rootdir(config)
     state = _state(config)
     if state is None:
         return

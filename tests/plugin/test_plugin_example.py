@@ -36,6 +36,10 @@ def test_the_example_project_passes_two_and_catches_the_bug(tmp_path: Path) -> N
     certificate = json.loads((tmp_path / "tiny_sr.certificate.json").read_text())
     assert certificate["convs_after"] == 4 and "batch_norm.default" not in certificate["ops_after"]
     assert not (EXAMPLE / "build").exists()
+    # two words: pytest would take the folder for a test path and miss the project; refused
+    refused = run_pytest(EXAMPLE, "--etds-certificates", str(tmp_path))
+    assert refused.returncode == 4
+    assert f"write --etds-certificates={tmp_path}" in refused.stdout, refused.stdout
 
 
 def test_the_package_registers_the_plugin_module() -> None:
