@@ -91,7 +91,10 @@ def load_callable(target: str, root: Path, key: str) -> Callable[..., Any]:
     except EntryError:
         raise
     except Exception as error:
-        raise EntryError(f"{key} {target!r}: cannot import: {describe(error)}") from None
+        hint = ""
+        if isinstance(error, ModuleNotFoundError) and error.name == module_name.split(".")[0]:
+            hint = " (install it, or add its folder to [tool.pytest.ini_options] pythonpath)"
+        raise EntryError(f"{key} {target!r}: cannot import: {describe(error)}{hint}") from None
     value: Any = module
     for part in attr.split("."):
         value = getattr(value, part, None)

@@ -23,12 +23,24 @@ def failure_text(output: str, name: str) -> str:
 
 def test_models_pass_with_a_summary_row_each_and_certificates(tmp_path: Path) -> None:
     expect = 'expect = { max-convs = 2, no-ops = ["batch_norm"], rules = ["R1"] }\n'
-    root = make_project(tmp_path, TABLE + SR + expect + BLOCK + "expect = { max-convs = 1 }\n")
+    from_file = (  # a factory in a file, with weights
+        '\n[[tool.etds.models]]\nname = "from_file"\nfactory = "models/net.py:build"\n'
+        'weights = "ck/sr.pth"\ninput-shape = [3, 8, 8]\n'
+    )
+    root = make_project(
+        tmp_path,
+        TABLE + SR + expect + BLOCK + "expect = { max-convs = 1 }\n" + from_file,
+        {"models/net.py": "from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 4, 3)\n"},
+    )
+    (root / "ck").mkdir()
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
+    torch.save(conv.state_dict(), root / "ck" / "sr.pth")
     result = run_pytest(root, "-v", "--etds-certificates", "certs")
     out = result.stdout
     assert result.returncode == 0, out
     assert "pyproject.toml::etds::sr PASSED" in out and "pyproject.toml::etds::block PASSED" in out
-    assert "2 passed" in out
+    assert "3 passed" in out
     summary = out[out.index("etds models") :]
     assert re.search(
         r"\nsr +compile +2 → 2 +R1 +\S+e-\d+ / \S+e-\d+ \(float32\) +8×8, 9×9, 9×11 +passed",
@@ -42,6 +54,8 @@ def test_models_pass_with_a_summary_row_each_and_certificates(tmp_path: Path) ->
     compiled = json.loads((root / "certs" / "sr.certificate.json").read_text())
     assert compiled["rules_used"] == {"R1": 1} and compiled["convs_after"] == 2
     assert compiled["max_error"]["float64"] < 1e-12
+    weights = json.loads((root / "certs" / "from_file.certificate.json").read_text())
+    assert weights["convs_after"] == 1 and weights["max_error"]["float64"] < 1e-12
     converted = json.loads((root / "certs" / "block.certificate.json").read_text())
     assert converted["mode"] == "convert" and converted["convs_after"] == 1
     assert converted["max_error"]["float64"] < 1e-12 and converted["max_error"]["float32"] < 1e-5
@@ -103,6 +117,7 @@ def test_a_broken_entry_fails_its_own_item_in_one_line(tmp_path: Path) -> None:
         "wrong_weights": 'factory = "mypkg.nets:block"\nweights = "ck/sr.pth"',
         "bad_convert": 'factory = "mypkg.nets:block"\nmode = "convert"\nconvert = "mypkg.nets:x"',
         "xfail_but_broken": 'factory = "mypkg.nope:build"\nxfail = "the check fails"',
+        "not_installed": 'factory = "srcpkg.nets:build"',
     }
     table = "".join(
         f'\n[[tool.etds.models]]\nname = "{name}"\n{body}\ninput-shape = [3, 8, 8]\n'
@@ -113,7 +128,7 @@ def test_a_broken_entry_fails_its_own_item_in_one_line(tmp_path: Path) -> None:
     torch.save(nn.Sequential(nn.Conv2d(3, 4, 3)).state_dict(), root / "ck" / "sr.pth")
     raise_line = NETS.splitlines().index('    raise ValueError("channels must be even")') + 1
     out = run_pytest(root).stdout
-    assert "7 failed, 1 passed" in out, out
+    assert "8 failed, 1 passed" in out, out
     messages = {name: failure_text(out, name) for name in entries}
     prefix = "[[tool.etds.models]] '{}': "
     assert messages == {
@@ -129,6 +144,9 @@ def test_a_broken_entry_fails_its_own_item_in_one_line(tmp_path: Path) -> None:
             "bad_convert": "convert 'mypkg.nets:x': mypkg.nets has no callable 'x'",
             "xfail_but_broken": "factory 'mypkg.nope:build': cannot import: "
             "ModuleNotFoundError: No module named 'mypkg.nope'",
+            "not_installed": "factory 'srcpkg.nets:build': cannot import: ModuleNotFoundError: "
+            "No module named 'srcpkg' (install it, or add its folder to "
+            "[tool.pytest.ini_options] pythonpath)",
         }.items()
     }
     assert messages["wrong_weights"].startswith(
