@@ -114,7 +114,7 @@ class ProjectPlugin:
         self.config, self.state, self.summary = config, state, Summary()
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> EtdsFile | None:
-        if file_path.resolve() != self.state.pyproject:
+        if file_path.name != "pyproject.toml" or file_path.resolve() != self.state.pyproject:
             return None
         return EtdsFile.from_parent(parent, path=file_path)
 
