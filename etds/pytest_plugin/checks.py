@@ -177,17 +177,23 @@ def _capture_counts(model, example) -> Measured | str:
     from et.compiler.pipeline import count_convs, op_counts
 
     batch = example.expand(2, *example.shape[1:]).clone().to(_own_dtype(model))
-    # torch.export logs its structured trace at DEBUG level, which pytest would print with
-    # every failing item
-    trace = logging.getLogger("torch.__trace")
-    disabled, trace.disabled = trace.disabled, True
     try:
         graph = torch.export.export(model.eval(), (batch,), strict=False).graph_module
     except Exception as error:
         return f"torch.export of the model failed: {describe(error)}"
+    return Measured(convs=count_convs(graph), ops=op_counts(graph), rules={})
+
+
+@contextmanager
+def quiet_export_trace() -> Iterator[None]:
+    """``torch.export`` logs its structured trace at DEBUG level, which pytest would print
+    under every failing item: that logger is off while the checks run."""
+    trace = logging.getLogger("torch.__trace")
+    disabled, trace.disabled = trace.disabled, True
+    try:
+        yield
     finally:
         trace.disabled = disabled
-    return Measured(convs=count_convs(graph), ops=op_counts(graph), rules={})
 
 
 @contextmanager
@@ -286,11 +292,12 @@ def _convert_certificate(entry: ModelEntry, result: Result) -> str:
 def run_entry(entry: ModelEntry, root: Path, result: Result) -> None:
     """Build the entry's model and run its mode's checks, filling ``result``; raises
     :class:`EntryError` (the entry cannot be built or converted) or :class:`CheckFailed`."""
-    model = build_model(entry, root)
-    if entry.mode == "compile":
-        failures = check_compile(entry, model, result)
-    else:
-        failures = check_convert(entry, model, root, result)
+    with quiet_export_trace():
+        model = build_model(entry, root)
+        if entry.mode == "compile":
+            failures = check_compile(entry, model, result)
+        else:
+            failures = check_convert(entry, model, root, result)
     if failures:
         source = entry.factory if entry.mode == "compile" else entry.convert
         head = f"etds model {entry.name!r} ({entry.mode} mode, {source}):"

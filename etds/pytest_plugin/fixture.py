@@ -24,9 +24,11 @@ def etds_compile(request: pytest.FixtureRequest) -> Callable[..., Any]:
         import torch
 
         import et
+        from etds.pytest_plugin.checks import quiet_export_trace
 
         inputs = (example,) if isinstance(example, torch.Tensor) else tuple(example)
-        compiled = et.compile(model, inputs, domain=domain, **options)
+        with quiet_export_trace():
+            compiled = et.compile(model, inputs, domain=domain, **options)
         request.node.add_report_section("call", "etds certificate", compiled.certificate.to_json())
         return compiled
 

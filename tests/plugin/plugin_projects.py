@@ -30,6 +30,15 @@ def build(channels=4):
     )
 
 
+def unfoldable():  # a BatchNorm after a ReLU, before a zero-padded conv: no rule removes it
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 3, 3, padding=1)
+    )
+    model[2].running_mean.fill_(0.2)
+    return model
+
+
 class Block(nn.Module):
     def __init__(self):
         super().__init__()

@@ -64,18 +64,31 @@ def test_models_pass_with_a_summary_row_each_and_certificates(tmp_path: Path) ->
 def test_failures_say_what_failed_where_and_by_how_much(tmp_path: Path) -> None:
     expect = 'expect = { max-convs = 1, no-ops = ["relu"] }\n'
     bad = BLOCK.replace('"block"', '"bad"').replace("nets:deploy", "nets:deploy_without_1x1")
-    root = make_project(tmp_path, TABLE + SR + expect + bad)
+    unfoldable = (
+        '\n[[tool.etds.models]]\nname = "unfoldable"\nfactory = "mypkg.nets:unfoldable"\n'
+        'input-shape = [3, 8, 8]\nexpect = { no-ops = ["batch_norm"] }\n'
+    )
+    root = make_project(tmp_path, TABLE + SR + expect + bad + unfoldable)
     stale = root / "build" / "etds" / "bad.certificate.json"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")  # from a run in which the model still passed
     out = run_pytest(root).stdout
-    assert "2 failed" in out
+    assert "3 failed" in out
     sr = failure_text(out, "sr")
     assert sr.splitlines() == [
         "etds model 'sr' (compile mode, mypkg.nets:build):",
         "  expect.max-convs = 1: 2 convolutions are left (1 too many)",
         "  expect.no-ops: 'relu' is still called (relu.default ×1)",
     ]
+    # what stayed, and the precondition that stopped the rule (the compiler's words)
+    lines = failure_text(out, "unfoldable").splitlines()
+    assert lines[1:3] == [
+        "  expect.no-ops: 'batch_norm' is still called (batch_norm.default ×1)",
+        "  left unfolded:",
+    ]
+    assert re.fullmatch(
+        r"    batch_norm \(aten\.batch_norm\.default\): R\d+ refused: \S.*", lines[3]
+    )
     lines = failure_text(out, "bad").splitlines()
     assert lines[0] == "etds model 'bad' (convert mode, mypkg.nets:deploy_without_1x1):"
     for line, dtype in zip(lines[1:], ("float64", "float32"), strict=True):
@@ -258,6 +271,7 @@ def test_fails_with_the_certificate(etds_compile):
     root = make_project(tmp_path, "[project]\nname = 'x'\n", {"tests/test_hand.py": hand_written})
     out = run_pytest(root).stdout
     assert "1 failed, 1 passed" in out, out
+    assert "DEBUG" not in out  # torch.export's trace log stays out of the report
     section = out[out.index("Captured etds certificate call") :]
     assert '"rules_used": {\n    "R1": 1\n  }' in section
     assert '"domain": [\n    -1.0,\n    1.0\n  ]' in section
