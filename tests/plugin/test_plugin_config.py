@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -146,4 +147,16 @@ def test_an_op_name_that_is_not_aten_fails_instead_of_passing() -> None:
     measured = Measured(convs=1, ops={"batch_norm.default": 1}, rules={})
     assert unmet(Expect(no_ops=("BatchNorm2d",)), measured) == [
         "expect.no-ops: 'BatchNorm2d' is not an ATen op name (did you mean 'batch_norm'?)"
+    ]
+
+
+def test_the_readme_table_parses_and_stays_under_15_lines() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Check your own networks on every commit") :]
+    block = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+    assert len(block.splitlines()) < 15
+    config = parse(tomllib.loads(block)["tool"]["etds"], ROOT)
+    assert [(m.name, m.mode) for m in config.models] == [
+        ("tiny_sr", "compile"),
+        ("repvgg_block", "convert"),
     ]
