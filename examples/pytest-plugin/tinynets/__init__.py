@@ -1,0 +1,1 @@
+"""Three small networks whose deploy forms the etds pytest plugin checks on every run."""
