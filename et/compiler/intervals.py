@@ -89,7 +89,7 @@ def bind(node: fx.Node) -> dict[str, Any] | None:
             if not argument.has_default_value():
                 return None
             values[argument.name] = argument.default_value
-    return values
+    return {name: values[name] for name in names}  # in schema order, however passed
 
 
 def _float_dtype(node: fx.Node) -> bool:

@@ -22,6 +22,7 @@ from torch import fx, nn
 
 import et
 from et.compiler.certificate import CertificateBuilder
+from et.compiler.interval_arith import down, up
 from et.compiler.workspace import Workspace
 from et.domain import InputDomain
 from tests.compiler.graphs import call, evaluate, workspace
@@ -455,3 +456,376 @@ def test_a_carried_input_negative_on_a_tiny_interval_is_not_carried() -> None:
     with torch.no_grad():
         assert float(model(x).abs().max()) > 0.1  # u = −0.5 there: the ReLU would matter
         torch.testing.assert_close(compiled.module(x), model(x), rtol=1e-9, atol=1e-9)
+
+
+# --- exhaustive checks of the pooling-window claims -------------------------------------------
+def _pool_cases():
+    for size in range(1, 7):
+        for kernel in range(1, 5):
+            for stride in range(1, 5):
+                for padding in range(kernel // 2 + 1):
+                    for ceil in (False, True):
+                        yield size, kernel, stride, padding, ceil
+
+
+def test_every_dilation_one_window_holds_an_input_element() -> None:
+    """Exhaustive over sizes 1–6, kernels 1–4, strides 1–4, every allowed padding, both
+    ceil_modes (the premise of the max_pool2d and avg_pool2d lemmas): a max pool of zeros is
+    never −∞, and with divisor_override 1 an avg pool of ones counts 1 ≤ |S| ≤ K elements,
+    K of them when unpadded without ceil_mode."""
+    for size, kernel, stride, padding, ceil in _pool_cases():
+        x = torch.ones(1, 1, size, size, dtype=torch.float64)
+        args = ([kernel] * 2, [stride] * 2, [padding] * 2)
+        try:
+            maxed = aten.max_pool2d.default(x - 1, *args, [1, 1], ceil)
+        except RuntimeError:
+            continue  # an output size below 1: torch refuses the arguments
+        assert bool(torch.isfinite(maxed).all())
+        counts = aten.avg_pool2d.default(x, *args, ceil, True, 1)
+        assert counts.min() >= 1
+        assert counts.max() <= kernel * kernel
+        if padding == 0 and not ceil:
+            assert bool((counts == kernel * kernel).all())
+        means = aten.avg_pool2d.default(x, *args, ceil, False, None)
+        assert bool((means == 1).all())  # no window is empty (an empty one would give 0)
+
+
+# --- the rounding helpers (Lemma F) -----------------------------------------------------------
+def _is_float32(value: float) -> bool:
+    return math.isinf(value) or float(np.float32(value)) == value
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False), st.floats(0, 1e-3))
+def test_down_and_up_are_float32_numbers_around_the_value(q: float, step: float) -> None:
+    lo, hi = down(q), up(q)
+    assert _is_float32(lo) and _is_float32(hi)
+    assert lo <= q <= hi
+    assert hi - lo <= 2 * abs(q) * 2.0**-23 + 2.0**-148 or math.isinf(hi - lo)
+    with np.errstate(over="ignore"):
+        for r in (q, q + step * abs(q)):  # any r ≥ q, rounded to float32 or float64
+            assert float(np.float32(r)) >= lo
+            assert r >= lo
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_down_and_up_fix_float32_numbers(q: float) -> None:
+    assert down(q) == q == up(q)
+
+
+def test_down_and_up_beyond_float32() -> None:
+    biggest = float(np.finfo(np.float32).max)
+    assert down(3.5e38) == biggest and up(3.5e38) == math.inf
+    assert up(-3.5e38) == -biggest and down(-3.5e38) == -math.inf
+    assert down(-biggest) == -biggest
+    assert down(1e-50) == 0.0 and up(-1e-50) == 0.0  # below the subnormals: 0 is a float32
+    assert down(0.1) < 0.1 < up(0.1)
+
+
+# --- op by op (the former kill tests of the mutation pass, on the domain [0.25, 1]) -----------
+# A bound of 0.25 tells a propagated bound from a fixed 0.
+
+
+def interval_of(build, constants=None) -> tuple[float, float]:
+    ws, node = workspace(build, constants, DOMAIN)
+    return ws.interval(node)
+
+
+def test_constants_and_the_input() -> None:
+    values = torch.tensor([[0.5, -2.0], [3.0, 1.0]])
+    assert interval_of(lambda g: g.get_attr("c"), {"c": values}) == (-2.0, 3.0)
+    unbounded = (-math.inf, math.inf)
+    assert interval_of(lambda g: g.get_attr("c"), {"c": torch.zeros(0)}) == unbounded
+    assert interval_of(lambda g: g.get_attr("c"), {"c": torch.tensor([1.0, math.nan])}) == unbounded
+    assert interval_of(lambda g: g.placeholder("x")) == (0.25, 1.0)
+    module = {"m": torch.nn.ReLU()}
+    assert interval_of(lambda g: g.call_module("m", (g.placeholder("x"),)), module) == unbounded
+
+
+def _sigmoid(t: float) -> float:
+    return 1.0 / (1.0 + math.exp(-t))
+
+
+@pytest.mark.parametrize(
+    ("op", "low", "high"),
+    [
+        (aten.relu.default, 0.25, 1.0),
+        (aten.abs.default, 0.25, 1.0),
+        (aten.neg.default, -1.0, -0.25),
+        (aten.sigmoid.default, _sigmoid(0.25), _sigmoid(1.0)),
+        (aten.exp.default, math.exp(0.25), math.e),
+        (aten.tanh.default, math.tanh(0.25), math.tanh(1.0)),
+    ],
+)
+def test_unary_maps(op, low: float, high: float) -> None:
+    """Exact maps give the image; exp/sigmoid/tanh their image widened by 2⁻¹⁶ at most."""
+    lo, hi = interval_of(lambda g: call(g, op, g.placeholder("x")))
+    assert lo <= low <= lo + 2.0**-15 * abs(low)
+    assert hi - 2.0**-15 * abs(high) <= high <= hi
+
+
+def test_ops_without_a_lemma_give_no_bound() -> None:
+    unbounded = (-math.inf, math.inf)
+    assert interval_of(lambda g: call(g, aten.gelu.default, g.placeholder("x"))) == unbounded
+    div_floor = lambda g: g.call_function(  # noqa: E731
+        aten.div.Tensor_mode, (g.placeholder("x"), 2.0), {"rounding_mode": "floor"}
+    )
+    assert interval_of(div_floor) == unbounded
+
+
+def test_an_unknown_keyword_or_a_missing_argument_gives_no_bound() -> None:
+    unbounded = (-math.inf, math.inf)
+    odd = lambda g: g.call_function(aten.relu.default, (g.placeholder("x"),), {"beta": 2})  # noqa: E731
+    assert interval_of(odd) == unbounded
+    twice = lambda g: g.call_function(  # noqa: E731
+        aten.add.Tensor, (g.placeholder("x"), 1.0, 2), {"alpha": 2}
+    )
+    assert interval_of(twice) == unbounded
+    assert interval_of(lambda g: call(g, aten.clone.default)) == unbounded
+    assert interval_of(lambda g: call(g, aten.relu.default)) == unbounded
+
+
+def test_alpha_as_keyword_and_positional_agree() -> None:
+    keyword = lambda g: g.call_function(  # noqa: E731
+        aten.sub.Tensor, (g.placeholder("x"), 0.5), {"alpha": -2}
+    )
+    positional = lambda g: call(g, aten.sub.Tensor, g.placeholder("x"), 0.5, -2)  # noqa: E731
+    assert interval_of(keyword) == interval_of(positional) == (1.25, 2.0)
+    rsub = lambda g: call(g, aten.rsub.Scalar, g.placeholder("x"), 1.0, 2)  # noqa: E731
+    assert interval_of(rsub) == (-1.0, 0.5)  # 1 − 2x
+    symbolic = lambda g: call(g, aten.add.Tensor, g.placeholder("x"), 1.0, "alpha")  # noqa: E731
+    assert interval_of(symbolic) == (-math.inf, math.inf)
+
+
+def test_a_non_float_value_has_no_bound() -> None:
+    def build(g):
+        node = call(g, aten.relu.default, g.placeholder("x"))
+        node.meta["val"] = torch.empty(1, dtype=torch.float16)  # rounds coarser than float32
+        return node
+
+    assert interval_of(build) == (-math.inf, math.inf)
+
+
+def test_rectifier_of_a_negative_input_is_zero() -> None:
+    def build(g):
+        return call(g, aten.relu.default, call(g, aten.neg.default, g.placeholder("x")))
+
+    assert interval_of(build) == (0.0, 0.0)
+
+
+def test_clamps_are_their_corners() -> None:
+    x = "x"
+    assert interval_of(lambda g: call(g, aten.clamp.default, g.placeholder(x), 0.5, 0.75)) == (
+        0.5,
+        0.75,
+    )
+    assert bound(lambda g: call(g, aten.clamp.default, g.placeholder(x), 0.5)) == 0.5
+    assert bound(lambda g: call(g, aten.clamp.default, g.placeholder(x), None, 0.75)) == 0.25
+    assert bound(lambda g: call(g, aten.clamp.default, g.placeholder(x), 0.125, 0.75)) == 0.25
+    assert bound(lambda g: call(g, aten.clamp_min.default, g.placeholder(x), 0.75)) == 0.75
+    assert bound(lambda g: call(g, aten.hardtanh.default, g.placeholder(x), 0.5, 2.0)) == 0.5
+    assert interval_of(lambda g: call(g, aten.hardtanh.default, g.placeholder(x))) == (0.25, 1.0)
+    assert interval_of(lambda g: call(g, aten.clamp.default, g.placeholder(x))) == (0.25, 1.0)
+    # min > max: every element becomes max
+    assert interval_of(lambda g: call(g, aten.clamp.default, g.placeholder(x), 2.0, -1.0)) == (
+        -1.0,
+        -1.0,
+    )
+    low = down(0.1)  # a float32 clamp writes float32(0.1), which may lie below 0.1
+    assert bound(lambda g: call(g, aten.clamp.default, g.placeholder(x), 0.1)) == 0.25
+    assert bound(lambda g: call(g, aten.clamp.default, g.placeholder(x), 0.1, 0.1)) == low
+
+
+def test_copies_keep_the_bound_and_getitem_only_of_known_tuples() -> None:
+    assert bound(lambda g: call(g, aten.pixel_shuffle.default, g.placeholder("x"), 2)) == 0.25
+    assert bound(lambda g: call(g, operator.getitem, g.placeholder("x"), 0)) == -math.inf
+
+    def piece(g):
+        return call(g, operator.getitem, call(g, aten.split.Tensor, g.placeholder("x"), 1), 1)
+
+    assert bound(piece) == 0.25
+
+
+def test_leaky_rectifiers_of_either_sign() -> None:
+    def leaky(source, slope=0.125):
+        return lambda g: call(g, aten.leaky_relu.default, source(g), slope)
+
+    assert interval_of(leaky(lambda g: g.placeholder("x"))) == (0.25, 1.0)
+    relu_of_neg = leaky(
+        lambda g: call(g, aten.relu.default, call(g, aten.neg.default, g.placeholder("x")))
+    )
+    assert interval_of(relu_of_neg) == (0.0, 0.0)
+    negative = leaky(lambda g: call(g, aten.neg.default, g.placeholder("x")))
+    assert interval_of(negative) == (-0.125, -0.03125)
+    flipped = leaky(lambda g: call(g, aten.neg.default, g.placeholder("x")), -2.0)
+    assert interval_of(flipped) == (0.5, 2.0)
+
+
+def test_prelu_of_a_signed_input() -> None:
+    def build(g):
+        shifted = call(g, aten.add.Tensor, g.placeholder("x"), -0.5)  # [−0.25, 0.5]
+        return call(g, aten.prelu.default, shifted, g.get_attr("a"))
+
+    assert interval_of(build, {"a": torch.tensor([0.25, -2.0])}) == (-0.0625, 0.5)
+
+
+def test_constant_padding_adds_its_value() -> None:
+    x = "x"
+    pads = [1, 1, 1, 1]
+    assert bound(lambda g: call(g, aten.constant_pad_nd.default, g.placeholder(x), pads)) == 0.0
+    built = lambda g: call(g, aten.constant_pad_nd.default, g.placeholder(x), pads, -0.5)  # noqa: E731
+    assert bound(built) == -0.5
+    built = lambda g: call(g, aten.constant_pad_nd.default, g.placeholder(x), pads, 0.5)  # noqa: E731
+    assert bound(built) == 0.25
+    crop = lambda g: call(g, aten.constant_pad_nd.default, g.placeholder(x), [-1, 0], -9.0)  # noqa: E731
+    assert bound(crop) == 0.25  # a crop writes no value
+    built = lambda g: call(g, aten.pad.default, g.placeholder(x), pads, "constant", -0.5)  # noqa: E731
+    assert bound(built) == -0.5
+    built = lambda g: call(g, aten.pad.default, g.placeholder(x), pads, "reflect")  # noqa: E731
+    assert bound(built) == 0.25
+
+
+def test_sums_products_and_concatenations() -> None:
+    def two(op, second):
+        return lambda g: call(g, op, g.placeholder("x"), second(g))
+
+    constant = {"c": torch.full((1, 3, 1, 1), 0.5)}
+    assert interval_of(two(aten.add.Tensor, lambda g: g.get_attr("c")), constant) == (0.75, 1.5)
+    assert bound(two(aten.add.Tensor, lambda g: 2.0)) == 2.25
+    assert interval_of(two(aten.mul.Tensor, lambda g: g.get_attr("c")), constant) == (0.125, 0.5)
+    assert interval_of(two(aten.sub.Tensor, lambda g: g.get_attr("c")), constant) == (-0.25, 0.5)
+    assert interval_of(two(aten.div.Tensor, lambda g: 0.5)) == (0.5, 2.0)
+    assert interval_of(two(aten.div.Tensor, lambda g: g.placeholder("y"))) == (0.25, 4.0)
+    mixed = {"c": torch.tensor([-1.0, 1.0])}
+    assert bound(two(aten.div.Tensor, lambda g: g.get_attr("c")), mixed) == -math.inf  # 0 ∈ c
+    negative = {"c": torch.full((1, 3, 1, 1), -0.5)}
+    assert interval_of(two(aten.mul.Tensor, lambda g: g.get_attr("c")), negative) == (-0.5, -0.125)
+    cat = lambda g: call(g, aten.cat.default, [g.placeholder("x"), g.get_attr("c")], 1)  # noqa: E731
+    assert bound(cat, constant) == 0.25
+    assert bound(cat, {"c": torch.full((1, 3, 1, 1), 0.1)}) == pytest.approx(0.1)
+    assert interval_of(cat, {"c": torch.zeros(0)}) == (0.25, 1.0)  # an empty piece adds nothing
+
+
+@pytest.mark.parametrize(
+    ("weight", "bias", "low", "high"),
+    [
+        (torch.tensor([[[[0.0, 1.0]]]]), None, 0.25, 1.0),  # zeros count as non-negative
+        (torch.tensor([[[[0.5, 1.0]]]]), torch.tensor([0.0]), 0.375, 1.5),
+        (torch.tensor([[[[0.5, 1.0]]]]), torch.tensor([-0.5]), -0.125, 1.0),
+        (torch.tensor([[[[-0.5, 1.0]]]]), None, -0.25, 0.875),
+    ],
+)
+def test_a_conv_splits_its_weights_by_sign(weight, bias, low: float, high: float) -> None:
+    """Lower corner: x = 0.25 under positive taps, 1 under negative ones; within Lemma S's
+    slack (n + 3)·2⁻²³·T, T = Σ|w|·1 + |b|."""
+    constants = {"w": weight} | ({"b": bias} if bias is not None else {})
+
+    def build(g):
+        b = g.get_attr("b") if bias is not None else None
+        return call(g, aten.conv2d.default, g.placeholder("x"), g.get_attr("w"), b)
+
+    lo, hi = interval_of(build, constants)
+    slack = 5 * 2.0**-23 * 2.0
+    assert low - slack <= lo <= low
+    assert high <= hi <= high + slack
+
+
+def test_a_padded_conv_reads_zeros_too() -> None:
+    def build(g):
+        x = g.placeholder("x")
+        return call(g, aten.conv2d.default, x, g.get_attr("w"), None, [1, 1], [1, 1])
+
+    lo, hi = interval_of(build, {"w": torch.ones(1, 1, 3, 3)})
+    assert lo == 0.0  # the sign lemma: every term ≥ 0
+    assert 9.0 <= hi <= 9.0 + 12 * 2.0**-23 * 9 + 2.0**-19  # one float32 ulp of 9: up()
+
+
+def test_a_conv_of_a_negative_input_is_bounded_by_the_corner() -> None:
+    def build(g):
+        x = call(g, aten.neg.default, g.placeholder("x"))
+        return call(g, aten.conv2d.default, x, g.get_attr("w"), None)
+
+    lo, hi = interval_of(build, {"w": torch.ones(1, 1, 1, 2)})
+    assert -2.0 - 5 * 2.0**-23 * 2 <= lo <= -2.0
+    assert hi == 0.0 or -0.5 <= hi <= 0.0  # every term ≤ 0: the sign lemma
+
+
+def test_a_product_of_non_negative_factors_bounded_by_exactly_zero() -> None:
+    """0 is non-negative: a product with a factor in [0, 0] is exactly 0."""
+
+    def zero(x):
+        return call(x.graph, aten.relu.default, call(x.graph, aten.neg.default, x))
+
+    def product(first, second):
+        def build(g):
+            x = g.placeholder("x")
+            return call(g, aten.mul.Tensor, first(x), second(x))
+
+        return build
+
+    def same(x):
+        return x
+
+    assert interval_of(product(zero, same)) == (0.0, 0.0)
+    assert interval_of(product(same, zero)) == (0.0, 0.0)
+    assert interval_of(product(zero, zero)) == (0.0, 0.0)
+
+
+def test_a_non_negative_conv_of_an_input_bounded_by_exactly_zero_is_zero() -> None:
+    def build(g):
+        zero = call(g, aten.relu.default, call(g, aten.neg.default, g.placeholder("x")))
+        return call(g, aten.conv2d.default, zero, g.get_attr("w"), None)
+
+    assert interval_of(build, {"w": torch.ones(1, 1, 1, 2)}) == (0.0, 0.0)
+
+
+def test_pools_means_and_upsampling() -> None:
+    x = "x"
+    avg = lambda g: call(g, aten.avg_pool2d.default, g.placeholder(x), [2, 2])  # noqa: E731
+    lo, hi = interval_of(avg)
+    assert 0.25 - 2.0**-20 <= lo <= 0.25 and 1.0 <= hi <= 1.0 + 2.0**-20
+    padded = lambda g: call(g, aten.avg_pool2d.default, g.placeholder(x), [3, 3], [1, 1], [1, 1])  # noqa: E731
+    assert bound(padded) == 0.0  # zeros counted in the divisor
+    override = lambda g: g.call_function(  # noqa: E731
+        aten.avg_pool2d.default, (g.placeholder(x), [2, 2]), {"divisor_override": 2}
+    )
+    lo, hi = interval_of(override)
+    assert 0.5 - 2.0**-18 <= lo <= 0.5 and 2.0 <= hi <= 2.0 + 2.0**-18  # 4 terms / 2
+    dilated = lambda g: call(  # noqa: E731
+        g, aten.max_pool2d.default, g.placeholder(x), [2, 2], [1, 1], [1, 1], [2, 2]
+    )
+    assert interval_of(dilated) == (-math.inf, 1.0)
+    plain = lambda g: call(g, aten.max_pool2d.default, g.placeholder(x), [3, 3], [1, 1], [1, 1])  # noqa: E731
+    assert interval_of(plain) == (0.25, 1.0)
+    mean = lambda g: call(g, aten.mean.dim, g.placeholder(x), [2, 3])  # noqa: E731
+    assert interval_of(mean) == (0.0, math.inf)  # no captured shape: the sign lemma only
+    cast = lambda g: g.call_function(  # noqa: E731
+        aten.mean.dim, (g.placeholder(x), [2, 3]), {"dtype": torch.float16}
+    )
+    assert interval_of(cast) == (-math.inf, math.inf)
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "optional"),
+    [
+        (aten.add.Tensor, (0.5,), (-2,)),
+        (aten.rsub.Scalar, (0.5,), (3,)),
+        (aten.leaky_relu.default, (), (-0.5,)),
+        (aten.hardtanh.default, (), (0.5, 0.75)),
+        (aten.clamp.default, (), (None, 0.5)),
+        (aten.constant_pad_nd.default, ([1, 1],), (-3.0,)),
+        (aten.pad.default, ([1, 1],), ("constant", -3.0)),
+        (aten.avg_pool2d.default, ([2, 2],), ([1, 1], [1, 1], True, False, -3)),
+        (aten.max_pool2d.default, ([2, 2],), ([1, 1], [1, 1], [1, 1], True)),
+    ],
+)
+def test_keywords_give_the_positional_interval(op, args, optional) -> None:
+    """Arguments are bound by schema name: passed by keyword they give the same interval."""
+    names = [a.name for a in op._schema.arguments][1 + len(args) : 1 + len(args) + len(optional)]
+    positional = interval_of(lambda g: call(g, op, g.placeholder("x"), *args, *optional))
+    keywords = interval_of(
+        lambda g: g.call_function(
+            op, (g.placeholder("x"), *args), dict(zip(names, optional, strict=True))
+        )
+    )
+    assert keywords == positional
+    assert positional != (-math.inf, math.inf)
