@@ -137,7 +137,9 @@ def _getitem(ws: Workspace, node: fx.Node) -> Interval:
 
 
 def _value(ws: Workspace, arg: Any) -> Interval:
-    return ws.interval(arg) if isinstance(arg, fx.Node) else ia.scalar(arg)
+    """An operand of an arithmetic op: type promotion may convert it (a 0-dim float64 tensor
+    meets a float32 one), so its interval is rounded out too (Lemma F)."""
+    return ia.cast(ws.interval(arg)) if isinstance(arg, fx.Node) else ia.scalar(arg)
 
 
 def _limit(ws: Workspace, arg: Any, missing: float) -> Interval:

@@ -78,11 +78,17 @@ class Builder:
         return self.call(op, self.x, self.draw(F32))
 
     def operand(self):
-        kind = self.draw(st.sampled_from(["node", "scalar", "channel", "full"]))
+        kind = self.draw(st.sampled_from(["node", "scalar", "channel", "full", "0-dim"]))
         if kind == "node":
             return self.source()
         if kind == "scalar":
             return self.draw(SCALARS)
+        if kind == "0-dim":  # float64, converted to a float32 x's dtype by type promotion
+            name = f"c{self.count}"
+            self.count += 1
+            self.root.register_buffer(name, torch.tensor(self.draw(st.floats(-4, 4))))
+            self.root.get_buffer(name).data = self.root.get_buffer(name).double()
+            return self.graph.get_attr(name)
         return self.constant((1, SHAPE[1], 1, 1) if kind == "channel" else SHAPE)
 
 
@@ -182,7 +188,8 @@ def test_rectifiers_and_clamps(data, dtype) -> None:
         op = b.draw(st.sampled_from([aten.clamp.default, aten.hardtanh.default]))
         out = b.call(op, x, optional=(b.draw(limit), b.draw(limit)))
     elif kind == "tensor":
-        limits = [b.constant((1, SHAPE[1], 1, 1)) if b.draw(st.booleans()) else None] * 2
+        limits = [b.operand() if b.draw(st.booleans()) else None for _ in range(2)]
+        limits = [v if v is None or isinstance(v, fx.Node) else b.constant((1,)) for v in limits]
         out = b.call(aten.clamp.Tensor, x, optional=tuple(limits))
     else:
         op = aten.clamp_min if kind == "min" else aten.clamp_max
@@ -829,3 +836,16 @@ def test_keywords_give_the_positional_interval(op, args, optional) -> None:
     )
     assert keywords == positional
     assert positional != (-math.inf, math.inf)
+
+
+def test_a_float64_limit_is_converted_to_float32() -> None:
+    """clamp(x, min=c) with c a 0-dim float64 tensor and x float32 writes float32(0.7), which
+    lies below 0.7: the limit's interval is rounded out before it is used."""
+
+    def build(g):
+        return g.call_function(aten.clamp.Tensor, (g.placeholder("x"),), {"min": g.get_attr("c")})
+
+    constants = {"c": torch.tensor(0.7, dtype=torch.float64)}
+    low, value = _lowest(build, torch.full((1, 1, 2, 2), 0.5), constants)
+    assert value < 0.7
+    assert low <= value
