@@ -23,6 +23,7 @@ from torch import fx, nn
 import et
 from et.compiler.certificate import CertificateBuilder
 from et.compiler.interval_arith import down, up
+from et.compiler.intervals import LEMMAS
 from et.compiler.workspace import Workspace
 from et.domain import InputDomain
 from tests.compiler.graphs import call, evaluate, workspace
@@ -849,3 +850,10 @@ def test_a_float64_limit_is_converted_to_float32() -> None:
     low, value = _lowest(build, torch.full((1, 1, 2, 2), 0.5), constants)
     assert value < 0.7
     assert low <= value
+
+
+def test_every_lemma_names_its_ops_arguments() -> None:
+    """A lemma applies only to the argument list it was proved for: each op's schema, in
+    order (a lemma whose names drifted from the schema would silently never apply)."""
+    for op, (names, _) in LEMMAS.items():
+        assert tuple(a.name for a in op._schema.arguments) == names, op
