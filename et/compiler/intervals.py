@@ -7,6 +7,11 @@ Lemmas F and S). An op's arguments are bound by its ATen schema (positional or k
 defaults from the schema); an op without a lemma, an argument list other than the one its lemma
 was proved for, or a captured dtype other than float32/float64 gives no bound (−∞, +∞).
 
+Assumptions on the kernels (what the tests exercise, on CPU): IEEE round-to-nearest; convs,
+pools and means computed as sums of rounded products in some order (direct, GEMM or FMA; no
+Winograd/FFT transform and no TF32/BF16 reduced-precision mode, which Lemma S does not cover);
+assumption A for exp, sigmoid and tanh below.
+
 Lemmas (x ∈ [l, h], y ∈ [l′, h′]; "F" = then rounded out by Lemma F):
 
 =================================  ===========================================================
@@ -18,12 +23,14 @@ neg / abs                          [−h, −l] / |·| on [l, h] (hull of |l|, |
 exp, sigmoid, tanh                 increasing f: [f(l), f(h)] widened by the kernel accuracy
                                    (assumption A: relative 2⁻¹⁶, absolute 2⁻¹²⁰); exp, sigmoid
                                    computed as exp(·) ≥ 0 and 1/(1 + exp(−·)) stay ≥ 0.
-clamp, clamp_min/max, hardtanh     min(max(x, A), B) is increasing in x, A and B (scalars by
-                                   Lemma F, tensors by their intervals): the corners.
+clamp, clamp_min/max, hardtanh     min(max(x, A), B) is increasing in x, A and B (scalars and
+                                   tensor limits rounded out by Lemma F): the corners.
 leaky_relu(s), prelu(w)            x if x > 0 else s·x: hull of [max(l,0), h] (when h > 0) and
                                    F([l, min(h,0)]·s) (when l ≤ 0), any sign of s.
 add / sub / rsub (alpha α)         x ± F(α·y) then F, for the Tensor and Scalar overloads
-                                   (one rounding with FMA, two without: both inside).
+                                   (one rounding with FMA, two without: both inside); every
+                                   operand of an arithmetic op is rounded out first (type
+                                   promotion may convert a 0-dim float64 tensor).
 mul / div                          F(corners); div needs 0 ∉ [l′, h′].
 copies (view, slice, permute,      every output element is an input element: [l, h].
  pixel_shuffle, nearest upsample,
