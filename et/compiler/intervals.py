@@ -113,7 +113,11 @@ def interval(ws: Workspace, node: fx.Node) -> Interval:
         return UNBOUNDED
     constant = ws.tensor(node)
     if constant is not None:
-        if constant.numel() == 0 or not bool(torch.isfinite(constant).all()):
+        if constant.numel() == 0 or constant.is_complex():
+            return UNBOUNDED
+        if not constant.is_floating_point():  # ints may not be doubles: rounded out, exactly
+            return (ia.down(int(constant.min())), ia.up(int(constant.max())))
+        if not bool(torch.isfinite(constant).all()):
             return UNBOUNDED
         return (float(constant.min()), float(constant.max()))
     if node.op == "placeholder":

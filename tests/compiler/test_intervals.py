@@ -545,6 +545,12 @@ def test_constants_and_the_input() -> None:
     assert interval_of(lambda g: g.get_attr("c"), {"c": torch.zeros(0)}) == unbounded
     assert interval_of(lambda g: g.get_attr("c"), {"c": torch.tensor([1.0, math.nan])}) == unbounded
     assert interval_of(lambda g: g.placeholder("x")) == (0.25, 1.0)
+    big = torch.tensor([2**53 + 1, -(2**60) - 1])  # no double holds them: rounded out
+    lo, hi = interval_of(lambda g: g.get_attr("c"), {"c": big})
+    assert lo <= -(2**60) - 1 and hi >= 2**53 + 1  # exact integer comparisons
+    assert interval_of(lambda g: g.get_attr("c"), {"c": torch.tensor([True])}) == (1.0, 1.0)
+    complex_ = {"c": torch.tensor([1 + 2j])}
+    assert interval_of(lambda g: g.get_attr("c"), complex_) == unbounded
     module = {"m": torch.nn.ReLU()}
     assert interval_of(lambda g: g.call_module("m", (g.placeholder("x"),)), module) == unbounded
 
