@@ -87,8 +87,8 @@ class Builder:
         if kind == "0-dim":  # float64, converted to a float32 x's dtype by type promotion
             name = f"c{self.count}"
             self.count += 1
-            self.root.register_buffer(name, torch.tensor(self.draw(st.floats(-4, 4))))
-            self.root.get_buffer(name).data = self.root.get_buffer(name).double()
+            value = torch.tensor(self.draw(st.floats(-4, 4)), dtype=torch.float64)
+            self.root.register_buffer(name, value)
             return self.graph.get_attr(name)
         return self.constant((1, SHAPE[1], 1, 1) if kind == "channel" else SHAPE)
 
