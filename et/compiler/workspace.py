@@ -10,7 +10,6 @@ users and removes what became dead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +73,7 @@ class Workspace:
         self.domain = domain
         self.record = record
         self._constants = 0
-        self._lower: dict[fx.Node, float] = {}
+        self._intervals: dict[fx.Node, tuple[float, float]] = {}
         self._convs: dict[fx.Node, nn.Conv2d | None] = {}
 
     # --- constants -------------------------------------------------------------------------
@@ -180,7 +179,7 @@ class Workspace:
             inputs = node.all_input_nodes
             self.graph.erase_node(node)
             stack.extend(inputs)
-        self._lower.clear()
+        self._intervals.clear()
 
     def sole_user(self, node: fx.Node, user: fx.Node) -> bool:
         """Whether ``user`` is the only consumer of ``node`` (the fan-out precondition)."""
@@ -209,15 +208,32 @@ class Workspace:
         return None
 
     # --- input-domain intervals ------------------------------------------------------------
-    def lower_bound(self, node: Any) -> float:
-        """A proven lower bound on every element of ``node`` for inputs in the domain."""
-        from et.compiler.intervals import lower_bound
+    def interval(self, node: Any) -> tuple[float, float]:
+        """A proven interval of every element of ``node`` for inputs in the domain
+        (:mod:`et.compiler.intervals`); a Python number as an op converts it."""
+        from et.compiler.interval_arith import UNBOUNDED, scalar
+        from et.compiler.intervals import interval
 
         if not isinstance(node, fx.Node):
-            return float(node) if isinstance(node, int | float) else -math.inf
-        if node not in self._lower:
-            self._lower[node] = lower_bound(self, node)
-        return self._lower[node]
+            return scalar(node) if isinstance(node, int | float) else UNBOUNDED
+        # inputs first, iteratively: a deep graph must not exhaust Python's recursion limit
+        stack = [node]
+        while stack:
+            top = stack[-1]
+            if top in self._intervals:
+                stack.pop()
+                continue
+            missing = [n for n in top.all_input_nodes if n not in self._intervals]
+            if missing:
+                stack.extend(missing)
+                continue
+            self._intervals[top] = interval(self, top)
+            stack.pop()
+        return self._intervals[node]
+
+    def lower_bound(self, node: Any) -> float:
+        """A proven lower bound on every element of ``node`` for inputs in the domain."""
+        return self.interval(node)[0]
 
     def finish(self) -> fx.GraphModule:
         """Drop dead nodes and unused constants, regenerate the code, return the module."""
