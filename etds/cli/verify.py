@@ -189,13 +189,16 @@ def print_verification(result, tolerance: float | None, *, as_json: bool) -> Non
 
 
 def _figure64(result) -> str:
-    """The second figure and its derived tolerance ``2·ρ₆₄``, in one phrase."""
+    """The second figure and its derived tolerance ``WEIGHTS_FACTOR·ρ₆₄``, in one phrase."""
+    from et.testing import WEIGHTS_FACTOR
+
     error64 = result.weights64_error_255
     if error64 is None:
         return "not checked"
     measured = f"{error64:.3g}/255" if math.isfinite(error64) else "NaN or Inf"
     return (
-        f"{measured} (tolerance {result.weights64_allowed_255:.3g}/255 = 2·ρ₆₄, ρ₆₄ the "
+        f"{measured} (tolerance {result.weights64_allowed_255:.3g}/255 = "
+        f"{WEIGHTS_FACTOR:g}·ρ₆₄, ρ₆₄ the "
         f"original's output moved by storing each weight once with relative error "
         f"u = {result.unit_roundoff:.3g})"
     )
