@@ -155,7 +155,7 @@ class EquivalenceReport:
             f"max |difference| {self.max_abs_error:.3e} (relative {self.max_rel_error:.3e}; "
             f"the original's own rounding {self.rounding:.3e}) at sample {sample} "
             f"({self.size[0]}×{self.size[1]} input), channel {channel}, row {row}, column {col} "
-            f"({place}) over {self.inputs} inputs; {precision}; {self.describe64()}"
+            f"({place}) over {self.inputs} inputs; {precision}"
         )
 
     def describe64(self) -> str:
@@ -389,7 +389,8 @@ def assert_equivalent(
         allowed = report.allowed(atol=atol, rtol=rtol, rounding_factor=rounding_factor)
         allowed64 = report.allowed64(atol=atol, rtol=rtol)
         raise AssertionError(
-            f"not equivalent: {report.describe()} (allowed {allowed:.3e}; stored weights in "
-            f"float64 allowed {allowed64:.3e} = {WEIGHTS_FACTOR:g}·ρ₆₄ + atol + rtol·scale)"
+            f"not equivalent: {report.describe()} (allowed {allowed:.3e}); "
+            f"{report.describe64()} (allowed {allowed64:.3e} = {WEIGHTS_FACTOR:g}·ρ₆₄ + atol + "
+            "rtol·scale)"
         )
     return report

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_verification(result, tolerance: float | None, *, as_json: bool) -> None:
-    """The verdict on stdout: one JSON object, or one line."""
+    """The verdict on stdout: one JSON object, or three lines (each figure, the verdict)."""
     error = result.max_abs_error_255
     error64 = result.weights64_error_255
     equivalent = result.within(tolerance)
@@ -180,12 +180,13 @@ def print_verification(result, tolerance: float | None, *, as_json: bool) -> Non
     verdict = "equivalent" if equivalent else "NOT equivalent"
     measured = f"{error:.3g}/255" if math.isfinite(error) else "NaN or Inf in an output"
     print(
-        f"max |difference| of the clamped outputs: {measured} over {result.inputs} inputs "
-        f"({result.dtype} vs a {result.oracle_dtype} oracle, {result.mode} mode; tolerance "
-        f"{result.allowed_255(tolerance):g}/255, the original's own rounding "
-        f"{result.rounding_255:.2g}/255); stored weights in float64: {_figure64(result)}: "
-        f"{verdict}"
+        f"{result.dtype} vs a {result.oracle_dtype} oracle ({result.mode} mode): max |difference| "
+        f"of the clamped outputs {measured} over {result.inputs} inputs; tolerance "
+        f"{result.allowed_255(tolerance):g}/255 (the original's own rounding "
+        f"{result.rounding_255:.2g}/255)"
     )
+    print(f"stored weights in float64: {_figure64(result)}")
+    print(verdict)
 
 
 def _figure64(result) -> str:
@@ -194,11 +195,10 @@ def _figure64(result) -> str:
 
     error64 = result.weights64_error_255
     if error64 is None:
-        return "not checked"
+        return "not checked (--no-float64-check, or a model's code will not run in float64)"
     measured = f"{error64:.3g}/255" if math.isfinite(error64) else "NaN or Inf"
     return (
-        f"{measured} (tolerance {result.weights64_allowed_255:.3g}/255 = "
-        f"{WEIGHTS_FACTOR:g}·ρ₆₄, ρ₆₄ the "
-        f"original's output moved by storing each weight once with relative error "
-        f"u = {result.unit_roundoff:.3g})"
+        f"{measured}; tolerance {result.weights64_allowed_255:.3g}/255 = {WEIGHTS_FACTOR:g}·ρ₆₄ "
+        f"(ρ₆₄ {result.weights64_rounding_255:.3g}/255: the original's output moved by storing "
+        f"each weight once with relative error u = {result.unit_roundoff:.3g})"
     )
