@@ -16,8 +16,9 @@ float64 against the same oracle: no arithmetic rounding is left, only the roundi
 weights to their storage dtype, so a logic error float32 noise would hide shows alone. It must
 be ≤ ``2·ρ₆₄``, where ``ρ₆₄ = max |original₆₄[w ← w·(1 + u·s)](x) − oracle(x)|`` is what
 storing the original's weights once, each moved by the storage dtype's unit roundoff ``u``
-(2⁻²⁴ for float32) with seeded random signs ``s``, does to its clamped output (at least 4 units
-in the last place of float64). ``--json`` prints ``max_abs_error_255`` (``null`` when not
+(2⁻²⁴ for float32) with seeded random signs ``s``, does to its clamped output, and at least
+``4·u·max|oracle(x)|`` (a conversion adds constants of the output's size, such as E2's clip
+offsets, each rounded once). ``--json`` prints ``max_abs_error_255`` (``null`` when not
 finite), ``tolerance_255``, ``allowed_255``, ``rounding_255``, ``equivalent``, ``inputs``,
 ``dtype``, ``oracle_dtype``, ``mode``, and ``float64_max_abs_error_255`` (``null`` when not run
 or not finite), ``float64_allowed_255``, ``float64_rounding_255`` and ``float64_checked``.
