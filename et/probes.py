@@ -1,9 +1,8 @@
 """The inputs an equivalence check feeds: structured images first, then noise, at two sizes.
 
 One generator for :func:`et.testing.assert_equivalent` and ``etds verify``. Each batch starts
-with deterministic *structured* images, non-constant ones first, so that even ``samples=1``
-feeds an image on which a flipped kernel, a transposed kernel or permuted input channels give
-a different output:
+with *structured* images, the stripes first, so that even ``samples=1`` feeds an image on
+which a flipped kernel, a transposed kernel or permuted input channels give a different output:
 
 0. tilted stripes ``((r + b·k + φ) mod 7)/6``, slope ``b`` and phase ``φ`` different per
    channel (not symmetric under any flip, rotation or transpose; values 0, 1/6, …, 1);
@@ -14,6 +13,14 @@ a different output:
 
 then uniform noise. Every channel of every non-constant structured image differs from every
 other channel: a channel mix-up cannot hide.
+
+The seed draws the structured images too, so a batch of any size depends on it (a fixed
+prefix would make ``samples ≤ 7`` the same batch for every seed): the stripes' seven grey
+levels in a drawn order (one permutation for all channels: still no symmetry, channels still
+distinct, 0 and 1 still present); images 1–4 in a drawn order, each rolled by a drawn
+``(rows, columns)`` offset (the border is not rolled: it stays where padding acts) and
+inverted (``1 − x``) or not by a drawn coin; the two constants last. Every step is a bijection
+applied to all channels alike, so the properties above hold for every seed.
 
 :func:`probe_batches` adds, per spatial size of :func:`probe_sizes` (one size and one of the
 opposite parity in both directions, non-square, so a padding rule that only agrees at one
@@ -92,6 +99,24 @@ def structured_images(
     ]
 
 
+def _drawn(images: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """:func:`structured_images` as ``generator`` draws them (module docstring)."""
+    stripes, *patterns, dark, bright = images
+    levels = torch.randperm(_STRIPE_PERIOD, generator=generator).to(stripes.dtype)
+    index = (stripes * (_STRIPE_PERIOD - 1)).round().long()  # the level k of k/6
+    drawn = [levels[index] / (_STRIPE_PERIOD - 1)]
+    border = 2  # of the four patterns (checkerboards, edge, border, ramp)
+    for which in torch.randperm(len(patterns), generator=generator).tolist():
+        image = patterns[which]
+        offsets = [int(torch.randint(n, (1,), generator=generator)) for n in image.shape[-2:]]
+        if which != border:
+            image = image.roll(tuple(offsets), dims=(-2, -1))
+        if int(torch.randint(2, (1,), generator=generator)):
+            image = 1 - image
+        drawn.append(image)
+    return [*drawn, dark, bright]
+
+
 def probe_inputs(
     shape: tuple[int, int, int],
     *,
@@ -101,11 +126,12 @@ def probe_inputs(
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """A batch ``[N, C, H, W]`` of ``samples`` inputs inside ``domain`` (at least 1): the
-    structured images (module docstring) first, then uniform noise from a seeded generator."""
+    structured images drawn by ``seed`` (module docstring) first, then uniform noise from the
+    same seeded generator."""
     channels, height, width = shape
     low, high = finite_bounds(domain)
-    structured = structured_images(channels, height, width, dtype)
     generator = torch.Generator().manual_seed(seed)
+    structured = _drawn(structured_images(channels, height, width, dtype), generator)
     batch = []
     for index in range(max(samples, 1)):
         if index < len(structured):

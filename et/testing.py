@@ -12,7 +12,23 @@ users' own blocks) and ``etds verify`` both use. For every input batch it runs
   last place of the output), so the tolerance follows the dtype instead of assuming float64.
 
 The converted model is equivalent when no output is NaN or ±Inf and
-``max|oracle(x) − converted(x)| ≤ atol + rtol·max|oracle(x)| + rounding_factor·ρ``.
+``max|oracle(x) − converted(x)| ≤ atol + rtol·max|oracle(x)| + rounding_factor·ρ``, and (by
+default, ``weights64``) the *stored-weights* check holds too: the converted model's own stored
+weights run in float64, so arithmetic rounding vanishes and only the rounding of its weights
+to their storage dtype is left, must satisfy
+
+    max|oracle(x) − converted₆₄(x)| ≤ atol + rtol·max|oracle(x)| + WEIGHTS_FACTOR·ρ₆₄,
+    ρ₆₄ = max(max_x |original₆₄[w ← w·(1 + u·s)](x) − oracle(x)|,
+              ULPS_AT_LEAST·max(u, ε₆₄)·max|oracle(x)|),
+
+with ``u = ε/2`` the unit roundoff of the converted model's storage dtype (2⁻²⁴ for float32:
+storing a weight moves it by at most ``u`` relative), ``s`` seeded random signs ±1 per weight
+and ``ε₆₄ = 2⁻⁵²``. ρ₆₄ is what storing every weight of the original once, each moved by ``u``,
+does to the output, and at least a few ``u`` of it (a conversion adds constants of the
+output's size, such as E2's clip offsets). A correct conversion rounds each weight at most
+once by at most ``u`` (copies and exact values not at all), so its error is of ρ₆₄'s size; a
+logic error (a 1e-4 bias) is not, and float32 arithmetic no longer hides it. ρ₆₄ is measured on
+the original, never on the model under test, so a wrong model cannot widen its tolerance.
 
 Both models run in one declared ``mode`` (``"eval"`` by default, or ``"train"`` for blocks
 such as ECB that behave differently in training); it is never changed silently and every
@@ -34,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy
 import torch
 from torch import nn
 
@@ -42,6 +59,7 @@ from et.probes import probe_batches, probe_inputs, probe_sizes
 
 __all__ = [
     "ROUNDING_FACTOR",
+    "WEIGHTS_FACTOR",
     "EquivalenceReport",
     "Mode",
     "OutputShapeError",
@@ -60,6 +78,9 @@ ULPS_AT_LEAST = 4
 
 #: the default multiple of the original's own rounding a converted model may differ by
 ROUNDING_FACTOR = 16.0
+
+#: the multiple of ρ₆₄ (weights stored once, each moved by u) the stored-weights check allows
+WEIGHTS_FACTOR = 2.0
 
 
 class OutputShapeError(ValueError):
@@ -92,6 +113,11 @@ class EquivalenceReport:
     oracle_dtype: torch.dtype  # float64 unless the original would not run in it
     mode: str  # "eval" or "train"
     nonfinite: bool  # NaN or ±Inf anywhere: never equivalent
+    # the stored-weights check (module docstring); ``None``: not run (not asked for, or a
+    # model's code will not run in float64)
+    weights64_error: float | None = None  # max|oracle − converted₆₄|, +inf when not finite
+    weights64_rounding: float = 0.0  # ρ₆₄ (≥ ULPS_AT_LEAST·max(u, ε₆₄)·scale)
+    unit_roundoff: float = 0.0  # u of the converted model's storage dtype
 
     @property
     def max_rel_error(self) -> float:
@@ -103,12 +129,21 @@ class EquivalenceReport:
         """``atol + rtol·scale + rounding_factor·rounding``."""
         return atol + rtol * self.scale + rounding_factor * self.rounding
 
+    def allowed64(self, *, atol: float, rtol: float = 0.0) -> float:
+        """``atol + rtol·scale + WEIGHTS_FACTOR·ρ₆₄``."""
+        return atol + rtol * self.scale + WEIGHTS_FACTOR * self.weights64_rounding
+
     def equivalent(
         self, *, atol: float, rtol: float = 0.0, rounding_factor: float = ROUNDING_FACTOR
     ) -> bool:
-        """No non-finite output and ``max_abs_error ≤ allowed(...)``."""
+        """No non-finite output, ``max_abs_error ≤ allowed(...)`` and, when the stored-weights
+        check ran, ``weights64_error ≤ allowed64(...)``: both must hold."""
         allowed = self.allowed(atol=atol, rtol=rtol, rounding_factor=rounding_factor)
-        return not self.nonfinite and self.max_abs_error <= allowed
+        if self.nonfinite or not self.max_abs_error <= allowed:
+            return False
+        return self.weights64_error is None or self.weights64_error <= self.allowed64(
+            atol=atol, rtol=rtol
+        )
 
     def describe(self) -> str:
         precision = f"{_name(self.dtype)} vs a {_name(self.oracle_dtype)} oracle, {self.mode} mode"
@@ -123,19 +158,18 @@ class EquivalenceReport:
             f"({place}) over {self.inputs} inputs; {precision}"
         )
 
+    def describe64(self) -> str:
+        """The stored-weights figure, or why it is missing."""
+        if self.weights64_error is None:
+            return "stored weights in float64: not run"
+        return (
+            f"stored weights in float64: max |difference| {self.weights64_error:.3e} (weight "
+            f"storage rounding ρ₆₄ {self.weights64_rounding:.3e} for u = {self.unit_roundoff:.3g})"
+        )
+
 
 def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The index of element ``flat`` of a C-ordered tensor of ``shape`` (``torch.unravel_index``
-    imports sympy on first use: seconds of a command's start)."""
-    where = []
-    for size in reversed(shape):
-        flat, index = divmod(flat, size)
-        where.append(index)
-    return tuple(reversed(where))
 
 
 def _floating_dtype(module: nn.Module) -> torch.dtype | None:
@@ -172,6 +206,25 @@ class _Runner:
         return first_output(self.model(x.to(self.dtype)))
 
 
+def _stored_once(module: nn.Module, unit_roundoff: float, seed: int = 0) -> nn.Module:
+    """A float64 copy of ``module`` with every floating weight and buffer ``w`` replaced by
+    ``w·(1 + u·s)``, ``s`` = ±1 from a seeded generator: each value moved by the largest
+    relative error that storing it once in a dtype of unit roundoff ``u`` can cause."""
+    result = copy.deepcopy(module).to(torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in [*result.parameters(), *result.buffers()]:
+            if tensor.is_floating_point():
+                signs = torch.randint(0, 2, tensor.shape, generator=generator) * 2 - 1
+                tensor.mul_(1 + unit_roundoff * signs.to(torch.float64))
+    return result
+
+
+def _largest(difference: torch.Tensor) -> float:
+    finite = difference[torch.isfinite(difference)].abs()  # NaN/Inf are reported apart
+    return finite.max().item() if finite.numel() else 0.0
+
+
 def compare_outputs(
     original: nn.Module,
     converted: nn.Module,
@@ -180,13 +233,15 @@ def compare_outputs(
     dtype: torch.dtype | None = None,
     mode: Mode = "eval",
     clamp: tuple[float, float] | None = None,
+    weights64: bool = True,
 ) -> EquivalenceReport:
     """Measure ``converted`` against the float64 oracle of ``original`` (module docstring).
 
     ``inputs``: one batch or an iterable of batches (of any spatial sizes; wrap it in a
     progress bar to watch a long check). ``dtype``: what ``converted`` runs in (default its
     own floating dtype, else the original's, else float64). ``clamp``: clip every output
-    first (``etds verify`` compares clamped images). The arguments are not modified. Raises
+    first (``etds verify`` compares clamped images). ``weights64``: run the stored-weights
+    check too (module docstring). The arguments are not modified. Raises
     :class:`OutputShapeError` (a ``ValueError``) when the output shapes differ.
     """
     if mode not in ("eval", "train"):
@@ -196,6 +251,13 @@ def compare_outputs(
     oracle = _Runner(original, torch.float64, mode)
     candidate = _Runner(converted, dtype, mode)
     rounded = _Runner(original, dtype, mode) if dtype != torch.float64 else None
+    stored = _floating_dtype(converted) or dtype
+    unit_roundoff = torch.finfo(stored).eps / 2 if stored.is_floating_point else 0.0
+    in64 = stored64 = None
+    if weights64:
+        in64 = candidate if dtype == torch.float64 else _Runner(converted, torch.float64, mode)
+        stored64 = _Runner(_stored_once(original, unit_roundoff), torch.float64, mode)
+    error64 = rounding64 = 0.0
     declared = getattr(converted, "output_clamp", None)
     if declared is not None and getattr(original, "output_clamp", None) == declared:
         # the clamp is carried from an unclamped original to its converted form; two models
@@ -220,19 +282,30 @@ def compare_outputs(
                 nonfinite = True
                 continue
             r = first_output(rounded(x)) if rounded is not None else a
+            c = d = a
+            if in64 is not None:
+                # the inputs are the same values (x is already rounded to ``dtype``)
+                try:
+                    c, d = in64(x.to(torch.float64)), stored64(x.to(torch.float64))
+                except RuntimeError:  # code that casts to float32 inside: no float64 run
+                    in64 = stored64 = None
+            if not (torch.isfinite(c).all() and torch.isfinite(d).all()):
+                error64 = float("inf")
             if declared is not None:
-                a, r = a.clamp(*declared), r.clamp(*declared)
+                a, r, d = a.clamp(*declared), r.clamp(*declared), d.clamp(*declared)
             if clamp is not None:
                 a, b, r = a.clamp(*clamp), b.clamp(*clamp), r.clamp(*clamp)
-            a64, b64, r64 = (t.to(torch.float64) for t in (a, b, r))
+                c, d = c.clamp(*clamp), d.clamp(*clamp)
+            a64, b64, r64, c64, d64 = (t.to(torch.float64) for t in (a, b, r, c, d))
             scale = max(scale, a64.abs().max().item() if a64.numel() else 0.0)
-            gap = r64 - a64
-            gap = gap[torch.isfinite(gap)].abs()
-            rounding = max(rounding, gap.max().item() if gap.numel() else 0.0)
+            rounding = max(rounding, _largest(r64 - a64))
+            if in64 is not None and c64.numel():
+                error64 = max(error64, (a64 - c64).abs().max().item())
+                rounding64 = max(rounding64, _largest(d64 - a64))
             diff = (a64 - b64).abs()
             if diff.numel() and diff.max().item() > best["error"]:
                 flat = int(diff.argmax())
-                where = _unravel(flat, tuple(diff.shape))
+                where = tuple(int(i) for i in numpy.unravel_index(flat, tuple(diff.shape)))
                 best = {"error": diff.max().item(), "where": where, "shape": tuple(a.shape)}
                 best["size"] = tuple(x.shape[-2:]) if x.ndim >= 2 else (1, 1)
     if count == 0:
@@ -241,6 +314,13 @@ def compare_outputs(
         rounding = max(rounding, 4 * ULPS_AT_LEAST * torch.finfo(oracle_dtype).eps * scale)
     # a float computation is never more exact than a few units in the last place of its output
     rounding = max(rounding, ULPS_AT_LEAST * torch.finfo(computed).eps * scale)
+    # the stored-weights check needs both models really in float64 (not as their code casts)
+    ran64 = stored64 is not None and not (in64.as_written or stored64.as_written)
+    ran64 = ran64 and not oracle.as_written and oracle_dtype == torch.float64
+    # a conversion adds constants of the output's size (E2's clip offsets, merged biases),
+    # each rounded once: at least a few u of the output, and never under float64's own ulps
+    floor64 = ULPS_AT_LEAST * max(unit_roundoff, torch.finfo(torch.float64).eps) * scale
+    rounding64 = max(rounding64, floor64)
     where = best.get("where", ())
     shape = best.get("shape", ())
     on_border = False
@@ -259,6 +339,9 @@ def compare_outputs(
         oracle_dtype=oracle_dtype,
         mode=mode,
         nonfinite=nonfinite,
+        weights64_error=(float("inf") if nonfinite else error64) if ran64 else None,
+        weights64_rounding=rounding64,
+        unit_roundoff=unit_roundoff,
     )
 
 
@@ -278,6 +361,7 @@ def assert_equivalent(
     dtype: torch.dtype | None = None,
     mode: Mode = "eval",
     clamp: tuple[float, float] | None = None,
+    weights64: bool = True,
 ) -> EquivalenceReport:
     """Assert ``converted(x) == original(x)`` for inputs in ``domain`` (module docstring).
 
@@ -285,18 +369,28 @@ def assert_equivalent(
     ``sizes`` (default :func:`et.probes.probe_sizes` of ``input_shape``'s height and width:
     that size and one of the other parity); ``inputs`` replaces them. Passes when no output is
     NaN or Inf and ``max|a − b| ≤ atol + rtol·max|a| + rounding_factor·ρ`` (``a`` the float64
-    oracle, ``ρ`` the original's own rounding in ``dtype``); raises ``AssertionError`` saying
-    where the largest difference is, in which dtype and mode, otherwise. Returns the report.
+    oracle, ``ρ`` the original's own rounding in ``dtype``) and, unless ``weights64=False``,
+    the converted model's stored weights run in float64 are within ``atol + rtol·max|a| +
+    WEIGHTS_FACTOR·ρ₆₄`` of the oracle (module docstring); raises ``AssertionError`` saying
+    where the largest difference is, in which dtype and mode, with both figures, otherwise.
+    Returns the report.
     """
     if inputs is None:
         channels, height, width = input_shape
         sizes = probe_sizes(height, width) if sizes is None else sizes
         inputs = probe_batches(channels, sizes=sizes, samples=samples, seed=seed, domain=domain)
     try:
-        report = compare_outputs(original, converted, inputs, dtype=dtype, mode=mode, clamp=clamp)
+        report = compare_outputs(
+            original, converted, inputs, dtype=dtype, mode=mode, clamp=clamp, weights64=weights64
+        )
     except OutputShapeError as error:
         raise AssertionError(f"not equivalent: {error}") from None
     if not report.equivalent(atol=atol, rtol=rtol, rounding_factor=rounding_factor):
         allowed = report.allowed(atol=atol, rtol=rtol, rounding_factor=rounding_factor)
-        raise AssertionError(f"not equivalent: {report.describe()} (allowed {allowed:.3e})")
+        allowed64 = report.allowed64(atol=atol, rtol=rtol)
+        raise AssertionError(
+            f"not equivalent: {report.describe()} (allowed {allowed:.3e}); "
+            f"{report.describe64()} (allowed {allowed64:.3e} = {WEIGHTS_FACTOR:g}·ρ₆₄ + atol + "
+            "rtol·scale)"
+        )
     return report

@@ -102,3 +102,46 @@ def test_a_channel_permutation_needs_the_per_channel_structure() -> None:
     assert (
         compare_outputs(conv, permuted, probe_inputs((3, 12, 12), samples=1)).max_abs_error > 0.01
     )
+
+
+@pytest.mark.parametrize("samples", [1, 2, 3, 5, 7, 8])
+def test_a_batch_of_any_size_depends_on_the_seed(samples: int) -> None:
+    """Issue 25: with the structured images a fixed prefix, ``samples ≤ 7`` gave one batch for
+    every seed."""
+    batches = [probe_inputs((3, 9, 10), samples=samples, seed=seed) for seed in range(12)]
+    for a, b in itertools.combinations(range(len(batches)), 2):
+        assert not torch.equal(batches[a], batches[b]), (samples, a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 17, 2**31 - 1])
+def test_every_seed_keeps_the_structured_images_and_their_properties(seed: int) -> None:
+    batch = probe_inputs((3, 9, 9), samples=9, seed=seed, domain=(-1.0, 2.0))
+    first = batch[0]  # the stripes, whatever the seed: no symmetry, distinct channels
+    for transformed in (first.flip(-1), first.flip(-2), first.flip(-1, -2), first.mT):
+        assert not torch.equal(first, transformed)
+    for image in batch[:5]:  # the non-constant structured images: both ends, distinct channels
+        assert image.amin() == -1 and image.amax() == 2
+        for a, b in itertools.combinations(range(3), 2):
+            assert not torch.equal(image[a], image[b])
+    assert len(first.unique()) == 7  # the seven grey levels, in a drawn order
+    assert torch.equal(batch[5], torch.full_like(batch[5], -1.0))  # the domain's ends
+    assert torch.equal(batch[6], torch.full_like(batch[6], 2.0))
+    assert all(len(image.unique()) > 100 for image in batch[7:])  # then noise
+    border = [
+        image[0]  # channel 0 is not shifted: a ring of one value around another
+        for image in batch[1:5]
+        if (image[0, 1:-1, 1:-1] == image[0, 1, 1]).all() and (image[0, 0] != image[0, 1, 1]).all()
+    ]
+    assert len(border) == 1  # the bright (or dark) border stays on the border
+
+
+def test_the_drawn_first_image_still_catches_a_channel_permutation_for_every_seed() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 2, 3, padding=1).double().eval()
+    permuted = nn.Conv2d(3, 2, 3, padding=1).double().eval()
+    with torch.no_grad():
+        permuted.weight.copy_(conv.weight[:, [1, 2, 0]])
+        permuted.bias.copy_(conv.bias)
+    for seed in range(8):
+        x = probe_inputs((3, 12, 12), samples=1, seed=seed)
+        assert compare_outputs(conv, permuted, x).max_abs_error > 0.01, seed

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from et.rules.fuse_conv_bn import fuse_conv_bn
-from et.testing import assert_equivalent, compare_outputs, first_output
+from et.testing import assert_equivalent, compare_outputs, first_output, probe_batches
 from reference_models import ABPN, ECBSR, ETDS
 from reference_models.architectures.ecbsr import ECBSRT
 from reference_models.architectures.etds import (
@@ -137,6 +137,8 @@ def test_code_that_hard_codes_float32_neither_crashes_nor_false_alarms(wrapper) 
     for dtype in (None, torch.float64):
         report = assert_equivalent(original, fused, dtype=dtype)
         assert report.oracle_dtype == torch.float32  # stated: the oracle could not be float64
+        assert report.weights64_error is None  # and the stored-weights check did not run
+        assert "stored weights in float64: not run" in report.describe64()
     with pytest.raises(AssertionError, match="not equivalent"):  # still a real checker
         assert_equivalent(original, fused, dtype=torch.float64, atol=0, rtol=0, rounding_factor=0)
     wrong = copy.deepcopy(fused)
@@ -302,3 +304,50 @@ def test_the_report_says_where_in_what_dtype_and_mode() -> None:
         torch.float64,
         "eval",
     )
+
+
+def _loud_float32_net() -> nn.Module:
+    """A float32 net whose own float32 rounding is large (outputs ~10, weights ×4)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 3, 3, padding=1),
+    ).eval()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.mul_(4)
+    return net
+
+
+def test_a_bias_error_float32_noise_hides_is_caught_by_the_stored_weights_in_float64() -> None:
+    """Issue 25: 16 times the original's float32 rounding let a small logic error pass; its
+    stored weights run in float64 show it alone."""
+    net = _loud_float32_net()
+    broken = copy.deepcopy(net)
+    with torch.no_grad():
+        broken[-1].bias[0] += 2e-5
+    net64 = copy.deepcopy(net).double()
+    with torch.no_grad():  # the premise, measured here: float32 noise is above the error / 16
+        noise = max((net(x.float()) - net64(x)).abs().max() for x in probe_batches(3))
+    assert 16 * noise > 2e-5
+    report = assert_equivalent(net, broken, weights64=False)  # the float32 figure alone: deaf
+    assert report.weights64_error is None
+    with pytest.raises(AssertionError, match=r"stored weights in float64: max \|difference\| 2\.0"):
+        assert_equivalent(net, broken)
+
+
+def test_the_stored_weights_tolerance_is_measured_on_the_original_alone() -> None:
+    """ρ₆₄ comes from the original: a converted model cannot widen its own tolerance."""
+    net = _loud_float32_net()
+    exact = assert_equivalent(net, copy.deepcopy(net))
+    assert exact.weights64_error == 0  # the same float32 weights, run in float64
+    wild = copy.deepcopy(net)
+    with torch.no_grad():
+        wild[0].weight.mul_(1000)  # far more sensitive to its own rounding
+    report = compare_outputs(net, wild, probe_batches(3))
+    assert report.weights64_rounding == exact.weights64_rounding
+    assert report.unit_roundoff == 2**-24
+    assert not report.equivalent(atol=0.0)

@@ -5,9 +5,14 @@ returns the ``nn.Module`` (keyword arguments from ``--set key=value``, values pa
 literals where possible). ``--weights`` loads a state dict (``weights_only=True``, strict).
 The network is compiled by :func:`et.compile` on a random example of ``--input-shape C,H,W``
 from ``--domain``; ``OUT`` (``.pt2`` by ``torch.export``, or ``.onnx``) and
-``OUT.certificate.json`` are written atomically, only after verification passed.
+``OUT.certificate.json`` are written atomically, only after verification passed and after the
+written program, loaded back from disk and run in its own runtime (``torch.export.load`` or
+ONNX Runtime), matched the float64 original on the probes at the example's size, at the other
+parity and at a larger size (:mod:`etds.cli._load_back`; a program may refuse a size with an
+error, never compute something else there).
 
-Exit status: 0 verified and written; 1 verification failed (nothing written); 2 bad input.
+Exit status: 0 verified and written; 1 verification or the load-back check failed (nothing
+written); 2 bad input.
 """
 
 from __future__ import annotations
@@ -94,11 +99,11 @@ def _factory(target: str):
 def run(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
-    from torch.export import Dim
 
     import et
     from et.atomic_file import atomic_path
     from et.compiler import CaptureError, VerificationError
+    from etds.cli._load_back import WrittenFileError, check_written
 
     shape = _shape(args.input_shape)
     low, high = args.domain
@@ -136,22 +141,18 @@ def run(args: argparse.Namespace) -> int:
     module = compiled.module.eval()
     sidecar = args.output.with_name(args.output.name + ".certificate.json")
     batch = example.expand(2, *shape).clone()  # batch 2: export keeps the batch size free
-    with atomic_path(args.output) as tmp:
-        if suffix == ".pt2":
-            sizes = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},)
-            program = torch.export.export(module, (batch,), dynamic_shapes=sizes)
-            torch.export.save(program, tmp)
-        else:
-            axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch"}}
-            torch.onnx.export(
-                module,
-                (batch,),
-                str(tmp),
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes=axes,
-                dynamo=False,
-            )
+    try:
+        with atomic_path(args.output) as tmp:
+            _export(module, batch, tmp, suffix)
+            # judged from the bytes on disk, before the file takes OUT's name
+            checked = check_written(tmp, suffix, model, shape, (low, high))
+    except WrittenFileError as error:
+        print(
+            f"etds compile: the written program, loaded back, differs from the original; "
+            f"nothing written: {error}",
+            file=sys.stderr,
+        )
+        return 1
     with atomic_path(sidecar) as tmp:
         Path(tmp).write_text(certificate + "\n")
     if args.json:
@@ -162,4 +163,29 @@ def run(args: argparse.Namespace) -> int:
             f"wrote {args.output} and {sidecar}: convs {c.convs_before} -> {c.convs_after}, "
             f"max error float64 {c.max_error['float64']:.3e}, float32 {c.max_error['float32']:.3e}"
         )
+        print(f"loaded back in its runtime, float32 vs a float64 oracle: {'; '.join(checked)}")
     return 0
+
+
+def _export(module, batch, tmp: Path, suffix: str) -> None:
+    """Write ``module`` to ``tmp`` as a ``torch.export`` program or ONNX, with the batch
+    size and both spatial sizes free."""
+    import torch
+    from torch.export import Dim
+
+    if suffix == ".pt2":
+        sizes = ({0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO},)
+        program = torch.export.export(module, (batch,), dynamic_shapes=sizes)
+        with open(tmp, "wb") as file:  # a file object: the temporary name lacks ".pt2"
+            torch.export.save(program, file)
+    else:
+        axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch"}}
+        torch.onnx.export(
+            module,
+            (batch,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes=axes,
+            dynamo=False,
+        )

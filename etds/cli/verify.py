@@ -7,11 +7,21 @@ and noise at an even and an odd, non-square size, see
 used as LR inputs. The measure is the largest absolute difference of the clamped first
 outputs, in 1/255 units; an output holding NaN or Inf is never equivalent. Exit status: 0
 when it is ≤ ``--tolerance`` (by default 0.01/255, or 16 times the original's own rounding
-in that dtype where that is larger; an explicit tolerance is taken as given), 1 when it is
-above, 2 on bad input (unreadable checkpoint, no images, models of different shape).
-``--json`` prints ``max_abs_error_255`` (``null`` when not finite),
-``tolerance_255``, ``allowed_255``, ``rounding_255``, ``equivalent``, ``inputs``, ``dtype``,
-``oracle_dtype`` and ``mode``.
+in that dtype where that is larger; an explicit tolerance is taken as given) *and* the
+second figure holds, 1 when either is above, 2 on bad input (unreadable checkpoint, no
+images, models of different shape).
+
+The second figure (unless ``--no-float64-check``) runs the converted model's stored weights in
+float64 against the same oracle: no arithmetic rounding is left, only the rounding of its
+weights to their storage dtype, so a logic error float32 noise would hide shows alone. It must
+be ≤ ``2·ρ₆₄``, where ``ρ₆₄ = max |original₆₄[w ← w·(1 + u·s)](x) − oracle(x)|`` is what
+storing the original's weights once, each moved by the storage dtype's unit roundoff ``u``
+(2⁻²⁴ for float32) with seeded random signs ``s``, does to its clamped output, and at least
+``4·u·max|oracle(x)|`` (a conversion adds constants of the output's size, such as E2's clip
+offsets, each rounded once). ``--json`` prints ``max_abs_error_255`` (``null`` when not
+finite), ``tolerance_255``, ``allowed_255``, ``rounding_255``, ``equivalent``, ``inputs``,
+``dtype``, ``oracle_dtype``, ``mode``, and ``float64_max_abs_error_255`` (``null`` when not run
+or not finite), ``float64_allowed_255``, ``float64_rounding_255`` and ``float64_checked``.
 """
 
 from __future__ import annotations
@@ -69,6 +79,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("eval", "train"),
         default="eval",
         help="run both models in this mode (default eval)",
+    )
+    parser.add_argument(
+        "--no-float64-check",
+        action="store_true",
+        help="judge the first figure alone: skip running the converted model's stored weights "
+        "in float64 against the oracle",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -130,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             dtype=None if args.dtype is None else getattr(torch, args.dtype),
             mode=args.mode,
             progress=not args.no_progress,
+            weights64=not args.no_float64_check,
         )
     except (ValueError, RuntimeError) as error:
         raise CommandError(f"cannot compare the models: {str(error).splitlines()[0]}") from None
@@ -138,9 +155,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_verification(result, tolerance: float | None, *, as_json: bool) -> None:
-    """The verdict on stdout: one JSON object, or one line."""
+    """The verdict on stdout: one JSON object, or three lines (each figure, the verdict)."""
     error = result.max_abs_error_255
+    error64 = result.weights64_error_255
     equivalent = result.within(tolerance)
+    finite64 = error64 is not None and math.isfinite(error64)
     if as_json:
         report = {
             "max_abs_error_255": error if math.isfinite(error) else None,
@@ -152,14 +171,35 @@ def print_verification(result, tolerance: float | None, *, as_json: bool) -> Non
             "dtype": result.dtype,
             "oracle_dtype": result.oracle_dtype,
             "mode": result.mode,
+            "float64_checked": error64 is not None,
+            "float64_max_abs_error_255": error64 if finite64 else None,
+            "float64_allowed_255": result.weights64_allowed_255,
+            "float64_rounding_255": result.weights64_rounding_255,
         }
         print(json.dumps(report))
         return
     verdict = "equivalent" if equivalent else "NOT equivalent"
     measured = f"{error:.3g}/255" if math.isfinite(error) else "NaN or Inf in an output"
     print(
-        f"max |difference| of the clamped outputs: {measured} over {result.inputs} inputs "
-        f"({result.dtype} vs a {result.oracle_dtype} oracle, {result.mode} mode; tolerance "
-        f"{result.allowed_255(tolerance):g}/255, the original's own rounding "
-        f"{result.rounding_255:.2g}/255): {verdict}"
+        f"{result.dtype} vs a {result.oracle_dtype} oracle ({result.mode} mode): max |difference| "
+        f"of the clamped outputs {measured} over {result.inputs} inputs; tolerance "
+        f"{result.allowed_255(tolerance):g}/255 (the original's own rounding "
+        f"{result.rounding_255:.2g}/255)"
+    )
+    print(f"stored weights in float64: {_figure64(result)}")
+    print(verdict)
+
+
+def _figure64(result) -> str:
+    """The second figure and its derived tolerance ``WEIGHTS_FACTOR·ρ₆₄``, in one phrase."""
+    from et.testing import WEIGHTS_FACTOR
+
+    error64 = result.weights64_error_255
+    if error64 is None:
+        return "not checked (--no-float64-check, or a model's code will not run in float64)"
+    measured = f"{error64:.3g}/255" if math.isfinite(error64) else "NaN or Inf"
+    return (
+        f"{measured}; tolerance {result.weights64_allowed_255:.3g}/255 = {WEIGHTS_FACTOR:g}·ρ₆₄ "
+        f"(ρ₆₄ {result.weights64_rounding_255:.3g}/255: the original's output moved by storing "
+        f"each weight once with relative error u = {result.unit_roundoff:.3g})"
     )

@@ -7,6 +7,11 @@ dual-stream training forms return two tensors). It is computed by the one compar
 in its own dtype (float32 for a checkpoint; ``dtype`` to choose), in a declared ``mode``; the
 original's own rounding in that dtype is measured too, and a difference within
 ``ROUNDING_FACTOR`` times it is never called a failure (a float32 model cannot do better).
+Because that allowance can hide a small logic error under float32 noise, the converted model's
+stored weights are also run in float64 (no arithmetic rounding left) and must be within
+``WEIGHTS_FACTOR·ρ₆₄`` of the oracle, ρ₆₄ being what storing the original's weights once (each
+moved by the storage dtype's unit roundoff u) does to its output
+(:func:`et.testing.compare_outputs`); a pair is equivalent only when both figures hold.
 
 The default inputs are :func:`et.probes.probe_batches` at :data:`PROBE_SIZES` (16×16 and
 17×19: both parities, non-square): structured images first (per-channel stripes and
@@ -26,7 +31,13 @@ from torch import nn
 
 from et.domain import IMAGE_UNIT, Domain, as_domain
 from et.probes import probe_batches, probe_sizes
-from et.testing import ROUNDING_FACTOR, EquivalenceReport, Mode, compare_outputs
+from et.testing import (
+    ROUNDING_FACTOR,
+    WEIGHTS_FACTOR,
+    EquivalenceReport,
+    Mode,
+    compare_outputs,
+)
 
 #: the default tolerance in 1/255 units, raised to the original's own rounding floor if needed
 DEFAULT_TOLERANCE_255 = 0.01
@@ -41,6 +52,9 @@ class Verification:
 
     ``max_abs_error_255`` is ``inf`` when an output holds NaN or Inf; ``rounding_255`` is the
     original's own rounding in ``dtype`` (the comparison's noise floor).
+    ``weights64_error_255``: the converted model's stored weights run in float64 against the
+    oracle (``None`` when that check did not run), judged against ``weights64_allowed_255`` =
+    ``WEIGHTS_FACTOR·ρ₆₄`` whatever the tolerance of the first figure.
     """
 
     max_abs_error_255: float
@@ -49,6 +63,13 @@ class Verification:
     dtype: str = "float64"
     oracle_dtype: str = "float64"
     mode: str = "eval"
+    weights64_error_255: float | None = None
+    weights64_rounding_255: float = 0.0  # ρ₆₄
+    unit_roundoff: float = 0.0
+
+    @property
+    def weights64_allowed_255(self) -> float:
+        return WEIGHTS_FACTOR * self.weights64_rounding_255
 
     def allowed_255(self, tolerance_255: float | None = None) -> float:
         """An explicit tolerance as given; by default (``None``) :data:`DEFAULT_TOLERANCE_255`,
@@ -59,9 +80,15 @@ class Verification:
         return max(DEFAULT_TOLERANCE_255, ROUNDING_FACTOR * self.rounding_255)
 
     def within(self, tolerance_255: float | None = None) -> bool:
-        return math.isfinite(self.max_abs_error_255) and (
-            self.max_abs_error_255 <= self.allowed_255(tolerance_255)
-        )
+        """Both figures hold: the first within ``allowed_255(tolerance_255)``, the stored
+        weights' (when it ran) within ``weights64_allowed_255``."""
+        if not (
+            math.isfinite(self.max_abs_error_255)
+            and self.max_abs_error_255 <= self.allowed_255(tolerance_255)
+        ):
+            return False
+        error64 = self.weights64_error_255
+        return error64 is None or error64 <= self.weights64_allowed_255
 
     @classmethod
     def from_report(cls, report: EquivalenceReport) -> Verification:
@@ -75,6 +102,11 @@ class Verification:
             dtype=name(report.dtype),
             oracle_dtype=name(report.oracle_dtype),
             mode=report.mode,
+            weights64_error_255=None
+            if report.weights64_error is None
+            else report.weights64_error * 255.0,
+            weights64_rounding_255=report.weights64_rounding * 255.0,
+            unit_roundoff=report.unit_roundoff,
         )
 
 
@@ -122,10 +154,13 @@ def max_clamped_difference(
     *,
     dtype: torch.dtype | None = None,
     mode: Mode = "eval",
+    weights64: bool = True,
 ) -> Verification:
     """``max |clamp(original(x)) − clamp(converted(x))|·255`` over every image of ``batches``
     (see the module docstring); the arguments are not modified."""
-    report = compare_outputs(original, converted, batches, dtype=dtype, mode=mode, clamp=(0, 1))
+    report = compare_outputs(
+        original, converted, batches, dtype=dtype, mode=mode, clamp=(0, 1), weights64=weights64
+    )
     return Verification.from_report(report)
 
 
@@ -141,13 +176,17 @@ def verify_models(
     dtype: torch.dtype | None = None,
     mode: Mode = "eval",
     progress: bool = False,
+    weights64: bool = True,
 ) -> Verification:
     """Compare the two models on :func:`fuzz_inputs` over ``domain`` and on ``images``;
-    ``progress``: a progress bar on stderr, one step per input image."""
+    ``progress``: a progress bar on stderr, one step per input image; ``weights64``: also
+    run the stored-weights check."""
     batches = [*fuzz_inputs(colors, samples=samples, seed=seed, domain=domain), *images]
     if progress:
         batches = _with_progress(batches)
-    return max_clamped_difference(original, converted, batches, dtype=dtype, mode=mode)
+    return max_clamped_difference(
+        original, converted, batches, dtype=dtype, mode=mode, weights64=weights64
+    )
 
 
 def _with_progress(batches: list[torch.Tensor]) -> Iterable[torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -128,3 +129,102 @@ def test_failed_verification_exits_1_and_writes_nothing(user_file: Path, tmp_pat
     assert result.returncode == 1, result.stderr
     assert "verification failed" in result.stderr
     assert list(tmp_path.iterdir()) == [user_file]
+
+
+def _compile_in_process(user_file: Path, out: Path) -> int:
+    from etds.cli import main
+
+    return main(["compile", f"{user_file}:build", "--input-shape", "3,8,8", str(out)])
+
+
+class _OffAtOtherSizes(torch.nn.Module):
+    """The compiled module, plus ``0.01·(width − 8)``: right at the example's 8×8 only."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x) + 0.01 * (x.shape[-1] - 8)
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
+def test_a_written_program_that_differs_is_deleted_with_exit_1(
+    user_file: Path, tmp_path: Path, monkeypatch, capsys, suffix: str
+) -> None:
+    """Issue 25: the CLI wrote what it never checked. The writer here saves a program whose
+    first conv weight is off by 1e-3 (the module in memory verified): exit 1, nothing left."""
+    if suffix == ".onnx":
+        pytest.importorskip("onnxruntime")
+        export_onnx = torch.onnx.export
+
+        def perturbed_onnx(module, *args, **kwargs):
+            module = copy.deepcopy(module)
+            with torch.no_grad():
+                next(module.parameters()).view(-1)[0] += 1e-3
+            return export_onnx(module, *args, **kwargs)
+
+        monkeypatch.setattr(torch.onnx, "export", perturbed_onnx)
+    else:
+        save = torch.export.save
+
+        def perturbed_save(program, *args, **kwargs):
+            with torch.no_grad():
+                weight = next(t for t in program.state_dict.values() if t.dim() == 4)
+                weight.view(-1)[0] += 1e-3
+            return save(program, *args, **kwargs)
+
+        monkeypatch.setattr(torch.export, "save", perturbed_save)
+    out = tmp_path / f"net{suffix}"
+    assert _compile_in_process(user_file, out) == 1
+    error = capsys.readouterr().err
+    assert "loaded back, differs from the original" in error and "8×8" in error
+    assert sorted(tmp_path.iterdir()) == [user_file]  # no program, no certificate, no temp
+
+
+def test_a_program_wrong_only_at_other_sizes_is_deleted(
+    user_file: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from etds.cli import compile as command
+
+    export = command._export
+    monkeypatch.setattr(
+        command, "_export", lambda m, b, tmp, s: export(_OffAtOtherSizes(m), b, tmp, s)
+    )
+    assert _compile_in_process(user_file, tmp_path / "net.pt2") == 1
+    assert "9×11" in capsys.readouterr().err  # the other parity shows it
+    assert sorted(tmp_path.iterdir()) == [user_file]
+
+
+def test_a_program_that_refuses_other_sizes_is_kept(
+    user_file: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A program fixed to the example's 8×8 raises elsewhere instead of computing something
+    else: that is allowed, and the check says which sizes it refused."""
+    from torch.export import Dim
+
+    from etds.cli import compile as command
+
+    def static_sizes(module, batch, tmp, suffix):
+        program = torch.export.export(module, (batch,), dynamic_shapes=({0: Dim.AUTO},))
+        with open(tmp, "wb") as file:
+            torch.export.save(program, file)
+
+    monkeypatch.setattr(command, "_export", static_sizes)
+    out = tmp_path / "net.pt2"
+    assert _compile_in_process(user_file, out) == 0
+    printed = capsys.readouterr().out
+    assert "8×8: max |difference|" in printed
+    assert "9×11: refused" in printed and "19×21: refused" in printed
+    assert out.is_file() and (tmp_path / "net.pt2.certificate.json").is_file()
+
+
+def test_the_written_program_is_checked_at_three_sizes(user_file: Path, tmp_path: Path) -> None:
+    result = run_etds(
+        "compile", f"{user_file}:build", "--input-shape", "3,8,8", str(tmp_path / "n.pt2")
+    )
+    assert result.returncode == 0, result.stderr
+    checked = result.stdout.splitlines()[-1]
+    assert checked.startswith("loaded back in its runtime, float32 vs a float64 oracle:")
+    for size in ("8×8", "9×11", "19×21"):
+        assert f"{size}: max |difference|" in checked

@@ -40,6 +40,8 @@ def test_json_contract_through_the_command_line(abpn_pair) -> None:
     report = json.loads(done.stdout)  # stdout is exactly one JSON object
     promised = {"max_abs_error_255", "tolerance_255", "equivalent", "inputs"}
     stated = {"dtype", "oracle_dtype", "mode", "rounding_255", "allowed_255"}
+    stated |= {f"float64_{key}" for key in ("checked", "max_abs_error_255", "allowed_255")}
+    stated |= {"float64_rounding_255"}
     assert set(report) == promised | stated
     assert (report["dtype"], report["oracle_dtype"], report["mode"]) == (
         "float32",
@@ -51,6 +53,9 @@ def test_json_contract_through_the_command_line(abpn_pair) -> None:
     assert report["tolerance_255"] == TOLERANCE
     assert 0 <= report["max_abs_error_255"] <= TOLERANCE
     assert report["inputs"] > 10
+    assert report["float64_checked"] is True
+    assert 0 <= report["float64_max_abs_error_255"] <= report["float64_allowed_255"]
+    assert 0 < report["float64_rounding_255"] < report["rounding_255"]
 
 
 def test_different_models_exit_1(abpn_pair, tmp_path, capsys) -> None:
@@ -169,3 +174,75 @@ def test_authors_abpn_pair_is_equivalent(checkpoints_dir, shared_dir, tmp_path) 
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["equivalent"] is True and report["inputs"] > 5
+
+
+def _ecbsr_et_with_bias_error(checkpoints_dir: Path, path: Path, error: float) -> Path:
+    """The authors' ECBSR ×2 ET file with ``error`` added to every bias of its last conv."""
+    state = torch.load(checkpoints_dir / "ECBSR_ET_M4C16_x2.pth", weights_only=True)
+    last = [key for key in state if key.endswith(".bias")][-1]
+    assert last == "backbone.6.0.bias"  # the 1×1 clip conv before the pixel shuffle
+    state[last] = state[last] + error
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.shared
+def test_authors_ecbsr_pair_holds_both_figures(checkpoints_dir) -> None:
+    done = run_etds(
+        "verify",
+        str(checkpoints_dir / "ECBSR_M4C16_x2.pth"),
+        str(checkpoints_dir / "ECBSR_ET_M4C16_x2.pth"),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["equivalent"] is True and report["float64_checked"] is True
+    # one rounding of the merged clip bias (1 + b) in float32: ~u·1 = 5.96e-8 = 1.5e-5/255
+    assert 0 < report["float64_max_abs_error_255"] < 255 * 2**-23
+    assert report["float64_max_abs_error_255"] < report["float64_allowed_255"] / 100
+
+
+@pytest.mark.shared
+def test_a_1e_4_bias_error_in_the_authors_ecbsr_et_file_is_not_equivalent(
+    checkpoints_dir, tmp_path
+) -> None:
+    """Issue 25: float32 noise (16·ρ = 0.22/255) hid this 0.0255/255 error; the stored weights
+    run in float64 show it alone."""
+    original = str(checkpoints_dir / "ECBSR_M4C16_x2.pth")
+    broken = str(_ecbsr_et_with_bias_error(checkpoints_dir, tmp_path / "bug.pth", 1e-4))
+    done = run_etds("verify", original, broken, "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["equivalent"] is False
+    assert report["max_abs_error_255"] <= report["allowed_255"]  # float32 alone misses it
+    assert report["float64_max_abs_error_255"] == pytest.approx(1e-4 * 255, rel=1e-3)
+    assert report["float64_max_abs_error_255"] > report["float64_allowed_255"]
+    done = run_etds("verify", original, broken)
+    assert done.returncode == 1 and "NOT equivalent" in done.stdout
+    assert "stored weights in float64: 0.0255/255" in done.stdout
+    # the old judgement, still available on request, is the deaf one
+    assert run_etds("verify", original, broken, "--no-float64-check").returncode == 0
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ABPN_M4C28_x3",
+        "ECBSR_M4C16_x2",
+        "ETDS_M6C32_x4_normal_loss",
+        "ETDS_M6C32_x4_only_residual",
+        "ETDS_M6C32_x4_advance_residual",
+        "ETDS_M6C32_x4_only_ET",
+    ],
+)
+def test_our_conversions_of_the_authors_checkpoints_hold_both_figures(
+    name: str, checkpoints_dir, tmp_path, capsys
+) -> None:
+    original, converted = checkpoints_dir / f"{name}.pth", tmp_path / f"{name}_et.pth"
+    assert main(["convert", str(original), str(converted)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(original), str(converted), "--json", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["float64_checked"] is True
+    assert report["float64_max_abs_error_255"] < report["float64_allowed_255"] / 4

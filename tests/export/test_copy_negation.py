@@ -17,6 +17,7 @@ from reference_models.deploy.calibration import calibration_images
 from reference_models.deploy.copy_negation import negate_input_copies
 from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_layout import _links, int8_layout
+from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 
 
@@ -37,7 +38,7 @@ def _run(steps: list[tuple[nn.Conv2d, nn.Module]], x: torch.Tensor) -> torch.Ten
 
 
 def _images(count: int = 3) -> list[torch.Tensor]:
-    return [probe_inputs((3, 11, 11), samples=1, seed=s) for s in range(count)]
+    return probe_images(count, 11)
 
 
 def test_negated_copies_are_exact_on_images_and_sit_below_zero_before_the_prelu() -> None:

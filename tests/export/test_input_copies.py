@@ -14,6 +14,7 @@ from reference_models import ABPN, ECBSRT
 from reference_models.conversions import convert
 from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_layout import HEADROOM, _links, channel_ranges, int8_layout
+from tests.export.probe_images import probe_images
 
 
 def _randomize(model: nn.Module, seed: int) -> nn.Module:
@@ -79,7 +80,7 @@ def test_a_row_that_is_not_an_exact_copy_is_not_counted(spoil) -> None:
 
 def test_layout_gives_copies_the_range_and_the_rest_headroom() -> None:
     model = _et("ABPN")
-    images = [probe_inputs((3, 12, 12), samples=1, seed=s) for s in range(3)]
+    images = probe_images(3, 12)
     laid_out, _ = int8_layout(model, images, strength=1.0)
     bounds = input_copy_bounds(_chain(laid_out))
     for k, ranges in enumerate(channel_ranges(laid_out, images)[:-1]):
@@ -94,7 +95,7 @@ def test_exact_copies_can_be_turned_off_and_both_layouts_stay_exact() -> None:
     """The export measures both in LiteRT (one was measured better on ABPN-ET, the other on
     ETDS-M ET): without ``exact_copies`` the copies are scaled by their calibration range."""
     model = _et("ABPN")
-    images = [probe_inputs((3, 10, 10), samples=1, seed=s) for s in range(3)]
+    images = probe_images(3, 10)
     exact, exact_report = int8_layout(model, images, strength=1.0)
     calibrated, report = int8_layout(model, images, strength=1.0, exact_copies=False)
     assert (

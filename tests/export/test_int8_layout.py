@@ -15,6 +15,7 @@ from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, load_chec
 from reference_models.deploy.calibration import calibration_images
 from reference_models.deploy.int8_layout import LayoutError, _links, channel_ranges, int8_layout
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
+from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 
 MODELS = {
@@ -29,9 +30,7 @@ def _randomize(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _images(count: int = 3, size: int = 12) -> list[torch.Tensor]:
-    return [
-        probe_inputs((3, size, size), samples=1, seed=s, dtype=torch.float32) for s in range(count)
-    ]
+    return probe_images(count, size, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -103,6 +103,20 @@ def ecbsrt_models(**kwargs) -> st.SearchStrategy:
     return ecbsr_models(ECBSRT, **kwargs)
 
 
+def unit_batch(
+    colors: int, height: int, width: int, high: float, seed: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """:data:`UNIT_SAMPLES` images in ``[0, high]``: the seven structured probes as ``seed``
+    draws them (order, offsets, grey levels: :mod:`et.probes`), then noise from ``seed``."""
+    shape = (colors, height, width)
+    batch = probe_inputs(shape, domain=(0.0, high), samples=UNIT_SAMPLES, seed=seed)
+    return batch.to(dtype)
+
+
+#: seven structured probes and two noise images per drawn batch
+UNIT_SAMPLES = 9
+
+
 @st.composite
 def unit_images(
     draw: st.DrawFn,
@@ -112,12 +126,10 @@ def unit_images(
     highs: tuple[float, ...] = (1.0, 1.0, 255.0),
 ):
     """Small batches in [0, high] with ``high`` drawn from ``highs`` (images in [0, 1] and
-    ×255): the six structured probes then noise, odd and non-square sizes too."""
+    ×255), odd and non-square sizes too: :func:`unit_batch` of a drawn seed."""
     height, width = draw(st.integers(3, 7)), draw(st.integers(3, 7))
     high = draw(st.sampled_from(highs))
-    seed = draw(st.integers(0, 2**31 - 1))
-    batch = probe_inputs((colors, height, width), domain=(0.0, high), samples=7, seed=seed)
-    return batch.to(dtype)
+    return unit_batch(colors, height, width, high, draw(st.integers(0, 2**31 - 1)), dtype)
 
 
 def clamped_gap(original: nn.Module, converted: nn.Module, x: torch.Tensor) -> tuple[float, float]:
