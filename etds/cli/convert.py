@@ -115,10 +115,17 @@ def _print(report: dict, as_json: bool) -> None:
         print(json.dumps(report))
         return
     verdict = "verified" if report["equivalent"] else "NOT equivalent, nothing written"
+    error64 = report.get("float64_max_abs_error_255")
+    stored = (
+        ""
+        if error64 is None
+        else f"; stored weights in float64 {error64:.3g}/255 "
+        f"(tolerance {report['float64_allowed_255']:.3g}/255)"
+    )
     print(
         f"{report['source_arch']} → {report['target_arch']}: max |error| "
         f"{report['max_abs_error_255']:.3g}/255 over {report['inputs']} inputs "
-        f"(tolerance {report['tolerance_255']:g}/255): {verdict}"
+        f"(tolerance {report['tolerance_255']:g}/255){stored}: {verdict}"
     )
     if report["written"]:
         print(f"wrote {report['output']}")

@@ -56,6 +56,9 @@ class ConversionReport:
     equivalent: bool
     inputs: int
     written: bool
+    #: the converted weights run in float64 against the float64 oracle (None: not run)
+    float64_max_abs_error_255: float | None = None
+    float64_allowed_255: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +115,10 @@ def convert_checkpoint(
         equivalent=result.within(tolerance_255),
         inputs=result.inputs,
         written=False,
+        float64_max_abs_error_255=result.weights64_error_255,
+        float64_allowed_255=(
+            result.weights64_allowed_255 if result.weights64_error_255 is not None else None
+        ),
     )
     if not report.equivalent:
         return report

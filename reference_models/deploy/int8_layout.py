@@ -318,4 +318,7 @@ def _laid_out(
 def _max_error(original: nn.Module, laid_out: nn.Module, images: Sequence[torch.Tensor]) -> float:
     colors = images[0].shape[1]
     probes = [probe_inputs((colors, 12, 12), samples=4, seed=0), *images[:2]]
-    return max(compare_outputs(original, laid_out, x).max_abs_error for x in probes)
+    # the float32 figure only: the layout is judged by its float32 error, not by a verdict
+    return max(
+        compare_outputs(original, laid_out, x, weights64=False).max_abs_error for x in probes
+    )
