@@ -16,7 +16,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.workspace import Workspace, aten_pair
-from et.contract import PreconditionError, apply_rule
+from et.contract import PreconditionError
 
 aten = torch.ops.aten
 
@@ -63,7 +63,7 @@ def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
     if deconv is None:
         return False
     try:
-        layers = apply_rule("transposed_conv_as_pixel_shuffle", deconv)
+        layers, checks = ws.apply("transposed_conv_as_pixel_shuffle", deconv)
     except PreconditionError as error:
         ws.record.refused(node, "R15", error.condition, error.detail)
         return False
@@ -76,6 +76,6 @@ def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
             if count:
                 value = ws.call(aten.slice.Tensor, (value, dim, 0, -count), node)
     value.meta["val"] = node.meta.get("val")
-    ws.record.applied("R15", [node], ("the kernel and bias are constants",))
+    ws.record.applied("R15", [node], (*checks, "the kernel and bias are constants"))
     ws.replace(node, value)
     return True

@@ -1,0 +1,238 @@
+"""The ET rewrites at the tail of a super-resolution net, matched on the ATen graph.
+
+* E7: ``f(PS(y)) = PS(f(y))`` for a channel-uniform element-wise f (E7's transform runs on the
+  module f the node computes, so its check is the one that decides);
+* E6: ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))`` with
+  ``conv_b' = α·conv_b`` (R13; α = −1 for a subtraction) and the kernels brought to one size
+  (R4): PixelShuffle is linear, and E6's check on the two convs runs; the sum of convs is then
+  one conv by G5/R3;
+* E2: ``clamp(conv(x), 0, M) = ReLU(clip(ReLU(conv'(x))))`` with ``conv' = (−W, M − b)``, unless
+  float32 storage of ``M − b`` would lose precision the output needs (see
+  :func:`precision_allows`);
+* E9: nearest upsampling by an integer factor is repeat-interleave then PixelShuffle.
+
+Every argument is read by its ATen schema name (:func:`~et.compiler.workspace.arguments`): a
+keyword the rewrite does not handle exactly makes the pattern not match.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import fx, nn
+
+from et.compiler.helpers import FAN_OUT
+from et.compiler.workspace import Workspace, arguments
+from et.contract import PreconditionError
+from et.rules.merge_summed_convs import check_summed_convs
+from et.rules.move_elementwise_before_pixel_shuffle import (
+    Clamp,
+    move_elementwise_before_pixel_shuffle,
+)
+from et.rules.nearest_as_pixel_shuffle import check_integer_scale
+
+aten = torch.ops.aten
+PS = aten.pixel_shuffle.default
+UNIFORM = (aten.relu.default, aten.clamp.default, aten.hardtanh.default, aten.leaky_relu.default)
+#: the factor on the second operand of a sum: ``add(a, b, alpha) = a + α·b``, ``sub = a − α·b``
+SIGN = {aten.add.Tensor: 1.0, aten.sub.Tensor: -1.0}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def append_clamp(ws: Workspace, bounds: tuple[float, float]) -> None:
+    """G10: make ``clamp(first output, low, high)`` the compiled function."""
+    output = next(n for n in ws.graph.nodes if n.op == "output")
+    value = output.args[0]
+    clamped = ws.call(aten.clamp.default, (value, float(bounds[0]), float(bounds[1])), output)
+    output.replace_input_with(value, clamped)
+    ws.record.applied("G10", [clamped])
+
+
+def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
+    """``(low, high)`` of a clamp or hardtanh node (schema names, defaults included)."""
+    values = arguments(node)
+    if values is None or node.target not in (aten.clamp.default, aten.hardtanh.default):
+        return None
+    if node.target == aten.clamp.default:
+        low, high = values["min"], values["max"]
+    else:  # hardtanh's bounds are no optionals: None stands for the default
+        low = -1.0 if values["min_val"] is None else values["min_val"]
+        high = 1.0 if values["max_val"] is None else values["max_val"]
+    if not all(v is None or _number(v) for v in (low, high)):
+        return None
+    return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
+
+
+def _as_module(node: fx.Node) -> nn.Module | None:
+    """The torch module computing the element-wise map ``node`` (None if none is known)."""
+    values = arguments(node)
+    if values is None or node.target not in UNIFORM:
+        return None
+    if node.target == aten.relu.default:
+        return nn.ReLU()
+    if node.target == aten.leaky_relu.default:
+        slope = values["negative_slope"]
+        return nn.LeakyReLU(float(slope)) if _number(slope) else None
+    bounds = _clamp_bounds(node)
+    return None if bounds is None else Clamp(*bounds)
+
+
+def elementwise_before_shuffle(ws: Workspace, node: fx.Node) -> bool:
+    """E7: ``f(PS(y)) = PS(f(y))`` for ReLU, leaky ReLU, clamp (same map on every channel)."""
+    module = _as_module(node)
+    if module is None:
+        return False
+    values = arguments(node)
+    shuffle = values["self"]
+    if getattr(shuffle, "target", None) != PS:
+        return False
+    factor = arguments(shuffle)["upscale_factor"]
+    if not ws.sole_user(shuffle, node) or not isinstance(factor, int):
+        return False
+    try:
+        _, checks = ws.run(
+            move_elementwise_before_pixel_shuffle, nn.Sequential(nn.PixelShuffle(factor), module)
+        )
+    except PreconditionError as error:
+        ws.record.refused(node, "E7", error.condition, error.detail)
+        return False
+    rest = [values[p.name] for p in node.target._schema.arguments[1:]]  # none keyword-only
+    inner = ws.call(node.target, (arguments(shuffle)["self"], *rest), node)
+    outer = ws.call(PS, (inner, factor), node)
+    graph = ("the map is element-wise and channel-uniform",)
+    ws.record.applied("E7", [shuffle, node], (*checks, *graph))
+    ws.replace(node, outer)
+    return True
+
+
+def sum_of_shuffles(ws: Workspace, node: fx.Node) -> bool:
+    """E6 (with R13 for α ≠ 1): ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))``
+    where ``conv_b' = conv(·; α·W_b, α·b_b)`` (a conv is linear in its weights and bias, and
+    PixelShuffle only moves entries, so it commutes with the sum and with the scale)."""
+    values = arguments(node)
+    if node.target not in SIGN or values is None:
+        return False
+    a, b, alpha = values["self"], values["other"], values["alpha"]
+    if getattr(a, "target", None) != PS or getattr(b, "target", None) != PS or a is b:
+        return False
+    factor = arguments(a)["upscale_factor"]
+    if not _number(alpha) or factor != arguments(b)["upscale_factor"]:
+        return False
+    if not (ws.sole_user(a, node) and ws.sole_user(b, node)):
+        return False
+    site_a, site_b = ws.conv_site(arguments(a)["self"]), ws.conv_site(arguments(b)["self"])
+    if site_a is None or site_b is None:
+        detail = "a summand is a PixelShuffle of something else"
+        ws.record.refused(node, "E6", "both summands are PixelShuffles of convs", detail)
+        return False
+    scale = SIGN[node.target] * float(alpha)
+    convs, steps = [site_a.conv, site_b.conv], []
+    try:
+        if scale != 1.0:
+            gamma = torch.full((site_b.conv.out_channels,), scale).to(site_b.conv.weight)
+            convs[1], ran = ws.apply("fold_channel_scale", convs[1], gamma)
+            graph = f"the scale α = {scale:g} sits between the conv and the sum"
+            steps.append(("R13", site_b.node, (*ran, graph)))
+        size = tuple(max(a, b) for a, b in zip(*(c.kernel_size for c in convs), strict=True))
+        for index, site in enumerate((site_a, site_b)):
+            if convs[index].kernel_size != size:
+                convs[index], ran = ws.apply("embed_kernel", convs[index], size)
+                steps.append(("R4", site.node, ran))
+        _, checks = ws.run(check_summed_convs, *convs)
+    except PreconditionError as error:
+        ws.record.refused(node, error.rule, error.condition, error.detail)
+        return False
+    first, second = site_a.node, site_b.node
+    for rule, conv_node, checked in steps:  # nothing is emitted before every check passed
+        ws.record.applied(rule, [conv_node], checked)
+    if site_a.conv is not convs[0]:
+        first = ws.emit_conv(convs[0], site_a.input, node)
+    if site_b.conv is not convs[1]:
+        second = ws.emit_conv(convs[1], site_b.input, node)
+    total = ws.call(aten.add.Tensor, (first, second), node)
+    shuffled = ws.call(PS, (total, factor), node)
+    graph = ("both summands are PixelShuffles of convs", "the same upscale factor on both")
+    ws.record.applied("E6", [site_a.node, site_b.node, a, b, node], (*checks, *graph))
+    ws.replace(node, shuffled)
+    return True
+
+
+#: how far above the clamped signal's scale the clip bound may be (see precision_allows)
+PRECISION_RATIO = 16.0
+PRECISION = (
+    f"float32: the clip bound M is at most {PRECISION_RATIO:g} times the clamped signal's scale "
+    "(the fold stores M − b, whose rounding would swamp a smaller output)"
+)
+
+
+def precision_allows(ws: Workspace, conv_node: fx.Node, bias: torch.Tensor | None, high: float):
+    """``(ok, detail)``: whether E2's form keeps the output's float32 precision.
+
+    The original rounds once per term: error ≈ u·S with u = 2⁻²⁴ and S = max|b| + max|conv(x)|
+    (the scale of the clamped signal). The folded form stores ``M − b`` and computes
+    ``M − ReLU(·)``, adding ≈ 3u·M; so it is applied only when ``M ≤ PRECISION_RATIO · S``, where
+    its error stays within about 50 times the original's rounding. S is measured on one probe
+    input drawn from the domain (:meth:`Workspace.magnitude`); refusing is always sound, and
+    nothing measured refuses.
+    """
+    measured = ws.magnitude(conv_node)
+    if measured is None:
+        return False, "the clamped signal's scale could not be measured"
+    scale = measured + (float(bias.abs().max()) if bias is not None and bias.numel() else 0.0)
+    detail = f"M = {high:g}, signal scale ≈ {scale:g} (max |b| + max |conv(x)| on a probe)"
+    return high <= PRECISION_RATIO * scale, detail
+
+
+def clip_as_relus(ws: Workspace, node: fx.Node) -> bool:
+    """E2: ``clamp(conv(x), 0, M) = ReLU(clip(ReLU(conv'(x))))`` with ``conv' = (−W, M − b)``."""
+    bounds = _clamp_bounds(node)
+    if bounds is None:
+        return False
+    site = ws.conv_site(arguments(node)["self"])
+    if site is None or not ws.sole_user(site.node, node):
+        return False
+    low, high = bounds
+    if low != 0.0 or not math.isfinite(high):
+        ws.record.refused(node, "E2", "the clamp is clamp(y, 0, M)", f"bounds {bounds}")
+        return False
+    try:
+        (folded, clip), checks = ws.apply("clip_as_relu", site.conv, high)
+    except PreconditionError as error:
+        ws.record.refused(node, "E2", error.condition, error.detail)
+        return False
+    ok, detail = precision_allows(ws, site.node, site.conv.bias, high)
+    if not ok:
+        ws.record.refused(node, "E2", PRECISION, detail)
+        return False
+    first = ws.emit_conv(folded, site.input, node)
+    relu = ws.call(aten.relu.default, (first,), node)
+    second = ws.emit_conv(clip.to(folded.weight), relu, node)
+    out = ws.call(aten.relu.default, (second,), node)
+    ws.record.applied("E2", [site.node, node], (*checks, PRECISION, FAN_OUT))
+    ws.replace(node, out)
+    return True
+
+
+def nearest_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
+    """E9: ``nearest(x, s) = PS(repeat_interleave(x, s², dim=1))`` for an integer scale s."""
+    values = arguments(node)
+    if node.target != aten.upsample_nearest2d.vec or values is None:
+        return False
+    factors = values["scale_factors"]
+    if values["output_size"] is not None or not factors or len(set(factors)) != 1:
+        return False
+    try:
+        scale, checks = ws.run(check_integer_scale, factors[0])
+    except PreconditionError as error:
+        ws.record.refused(node, "E9", error.condition, error.detail)
+        return False
+    repeated = ws.call(aten.repeat_interleave.self_int, (values["input"], scale * scale, 1), node)
+    shuffled = ws.call(PS, (repeated, scale), node)
+    ws.record.applied("E9", [node], (*checks, "equal integer scale factors on both axes"))
+    ws.replace(node, shuffled)
+    return True
