@@ -22,8 +22,10 @@ from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.shuffle_rewrites import (
+    ORDER_CHECKED,
     _clamp_bounds,
     append_clamp,
+    channel_replication,
     clip_as_relus,
     elementwise_before_shuffle,
     nearest_as_shuffle,
@@ -43,39 +45,6 @@ from et.rules.merge_dual_stream import merge_activations, merge_dual_stream_firs
 aten = torch.ops.aten
 RECTIFIERS = (aten.relu.default, aten.prelu.default, aten.leaky_relu.default)
 __all__ = ["ET_PATTERNS", "_clamp_bounds", "append_clamp"]
-
-
-#: what E3 checked on the graph, per channel order
-ORDER_CHECKED = {
-    "interleave": "PyTorch PixelShuffle (interleaved) channel order",
-    "tiled": "channels tiled (x.repeat, cat of copies, expand): the tiled anchor order",
-}
-
-
-def channel_replication(ws: Workspace, node: fx.Node) -> tuple[fx.Node, int, str] | None:
-    """``(u, r, order)`` when ``node`` repeats the channels of u r times: interleaved
-    (``repeat_interleave(u, r, dim=1)``) or tiled (``u.repeat(1, r, 1, 1)``, ``cat([u] * r,
-    dim=1)``, or ``u.expand(-1, r, -1, -1)`` of a one-channel u)."""
-    values = arguments(node)
-    if values is None:
-        return None
-    interleave = node.target == aten.repeat_interleave.self_int
-    if interleave and values["dim"] in (1, -3) and isinstance(values["repeats"], int):
-        return values["self"], values["repeats"], "interleave"
-    if node.target == aten.repeat.default and len(values["repeats"]) == 4:
-        n, r, h, w = values["repeats"]
-        if (n, h, w) == (1, 1, 1) and isinstance(r, int):
-            return values["self"], r, "tiled"
-    if node.target == aten.cat.default and values["dim"] in (1, -3):
-        parts = values["tensors"]
-        if len(parts) > 1 and all(p is parts[0] for p in parts):
-            return parts[0], len(parts), "tiled"
-    if node.target == aten.expand.default and ws.channels(values["self"]) == 1:
-        sizes = list(values["size"])
-        others_kept = len(sizes) == 4 and all(s == -1 for i, s in enumerate(sizes) if i != 1)
-        if others_kept and isinstance(sizes[1], int) and sizes[1] > 1:
-            return values["self"], sizes[1], "tiled"
-    return None
 
 
 def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
@@ -119,7 +88,8 @@ def _widen_activation(ws: Workspace, act: fx.Node, source: fx.Node, extra: int, 
         real = ws.channels(act)
         wide = torch.cat([slopes.reshape(-1).expand(real), slopes.new_zeros(extra)])
         return ws.call(aten.prelu.default, (source, ws.constant(wide, before)), before)
-    return ws.call(act.target, (source, *act.args[1:]), before)
+    with ws.graph.inserting_before(before):  # keywords too (leaky ReLU's negative_slope)
+        return ws.graph.call_function(act.target, (source, *act.args[1:]), dict(act.kwargs))
 
 
 def carry_identity(ws: Workspace, node: fx.Node) -> bool:
@@ -240,10 +210,12 @@ def slice_as_columns(ws: Workspace, node: fx.Node) -> bool:
     site = ws.conv_site(node)
     if site is None or site.input.target != aten.slice.Tensor or site.conv.groups != 1:
         return False
-    args = list(site.input.args) + [None] * 4
-    whole, dim, start, end, step = args[:5]
+    values = arguments(site.input)
+    if values is None:
+        return False
+    whole, dim, start, end, step = (values[k] for k in ("self", "dim", "start", "end", "step"))
     total = ws.channels(whole)
-    if dim not in (1, -3) or (step or 1) != 1 or total is None:
+    if dim not in (1, -3) or step != 1 or total is None:
         return False
     start = start or 0
     end = total if end is None or end > total else end

@@ -110,10 +110,61 @@ def elementwise_before_shuffle(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
+#: what E3 checked on the graph, per channel order
+ORDER_CHECKED = {
+    "interleave": "PyTorch PixelShuffle (interleaved) channel order",
+    "tiled": "channels tiled (x.repeat, cat of copies, expand): the tiled anchor order",
+}
+
+
+def channel_replication(ws: Workspace, node: fx.Node) -> tuple[fx.Node, int, str] | None:
+    """``(u, r, order)`` when ``node`` repeats the channels of u r times: interleaved
+    (``repeat_interleave(u, r, dim=1)``) or tiled (``u.repeat(1, r, 1, 1)``, ``cat([u] * r,
+    dim=1)``, or ``u.expand(-1, r, -1, -1)`` of a one-channel u)."""
+    values = arguments(node)
+    if values is None:
+        return None
+    interleave = node.target == aten.repeat_interleave.self_int
+    if interleave and values["dim"] in (1, -3) and isinstance(values["repeats"], int):
+        return values["self"], values["repeats"], "interleave"
+    if node.target == aten.repeat.default and len(values["repeats"]) == 4:
+        n, r, h, w = values["repeats"]
+        if (n, h, w) == (1, 1, 1) and isinstance(r, int):
+            return values["self"], r, "tiled"
+    if node.target == aten.cat.default and values["dim"] in (1, -3):
+        parts = values["tensors"]
+        if len(parts) > 1 and all(p is parts[0] for p in parts):
+            return parts[0], len(parts), "tiled"
+    if node.target == aten.expand.default and ws.channels(values["self"]) == 1:
+        sizes = list(values["size"])
+        others_kept = len(sizes) == 4 and all(s == -1 for i, s in enumerate(sizes) if i != 1)
+        if others_kept and isinstance(sizes[1], int) and sizes[1] > 1:
+            return values["self"], sizes[1], "tiled"
+    return None
+
+
+def _summand(ws: Workspace, shuffle: fx.Node, like: nn.Conv2d | None):
+    """``(node, input, conv, steps)`` for the value PixelShuffled by ``shuffle``: a conv, or a
+    channel replication written as its anchor conv (E3, whose transform runs; in the dtype of
+    ``like``); None for anything else."""
+    inner = arguments(shuffle)["self"]
+    site = ws.conv_site(inner)
+    if site is not None:
+        return site.node, site.input, site.conv, []
+    replication = channel_replication(ws, inner) if isinstance(inner, fx.Node) else None
+    colors = ws.channels(replication[0]) if replication is not None else None
+    if like is None or colors is None or not ws.sole_user(inner, shuffle):
+        return None
+    source, repeats, order = replication
+    anchor, ran = ws.apply("repeat_interleave_conv", colors, repeats, 1, order=order)
+    return inner, source, anchor.to(like.weight), [("E3", inner, (*ran, ORDER_CHECKED[order]))]
+
+
 def sum_of_shuffles(ws: Workspace, node: fx.Node) -> bool:
     """E6 (with R13 for α ≠ 1): ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))``
     where ``conv_b' = conv(·; α·W_b, α·b_b)`` (a conv is linear in its weights and bias, and
-    PixelShuffle only moves entries, so it commutes with the sum and with the scale)."""
+    PixelShuffle only moves entries, so it commutes with the sum and with the scale). The
+    kernels are brought to one size (R4) and a repeated input is its anchor conv (E3) first."""
     values = arguments(node)
     if node.target not in SIGN or values is None:
         return False
@@ -125,39 +176,41 @@ def sum_of_shuffles(ws: Workspace, node: fx.Node) -> bool:
         return False
     if not (ws.sole_user(a, node) and ws.sole_user(b, node)):
         return False
-    site_a, site_b = ws.conv_site(arguments(a)["self"]), ws.conv_site(arguments(b)["self"])
-    if site_a is None or site_b is None:
-        detail = "a summand is a PixelShuffle of something else"
-        ws.record.refused(node, "E6", "both summands are PixelShuffles of convs", detail)
-        return False
-    scale = SIGN[node.target] * float(alpha)
-    convs, steps = [site_a.conv, site_b.conv], []
+    inputs = (arguments(a)["self"], arguments(b)["self"])
+    real = next((s.conv for s in map(ws.conv_site, inputs) if s), None)
     try:
+        sides = [_summand(ws, a, real), _summand(ws, b, real)]
+        if None in sides:
+            detail = "a summand is a PixelShuffle of something else"
+            ws.record.refused(node, "E6", "both summands are PixelShuffles of convs", detail)
+            return False
+        convs = [side[2] for side in sides]
+        steps = [step for side in sides for step in side[3]]
+        scale = SIGN[node.target] * float(alpha)
         if scale != 1.0:
-            gamma = torch.full((site_b.conv.out_channels,), scale).to(site_b.conv.weight)
+            gamma = torch.full((convs[1].out_channels,), scale).to(convs[1].weight)
             convs[1], ran = ws.apply("fold_channel_scale", convs[1], gamma)
             graph = f"the scale α = {scale:g} sits between the conv and the sum"
-            steps.append(("R13", site_b.node, (*ran, graph)))
+            steps.append(("R13", sides[1][0], (*ran, graph)))
         size = tuple(max(a, b) for a, b in zip(*(c.kernel_size for c in convs), strict=True))
-        for index, site in enumerate((site_a, site_b)):
+        for index in (0, 1):
             if convs[index].kernel_size != size:
                 convs[index], ran = ws.apply("embed_kernel", convs[index], size)
-                steps.append(("R4", site.node, ran))
+                steps.append(("R4", sides[index][0], ran))
         _, checks = ws.run(check_summed_convs, *convs)
     except PreconditionError as error:
         ws.record.refused(node, error.rule, error.condition, error.detail)
         return False
-    first, second = site_a.node, site_b.node
-    for rule, conv_node, checked in steps:  # nothing is emitted before every check passed
-        ws.record.applied(rule, [conv_node], checked)
-    if site_a.conv is not convs[0]:
-        first = ws.emit_conv(convs[0], site_a.input, node)
-    if site_b.conv is not convs[1]:
-        second = ws.emit_conv(convs[1], site_b.input, node)
-    total = ws.call(aten.add.Tensor, (first, second), node)
+    for rule, changed, checked in steps:  # nothing is emitted before every check passed
+        ws.record.applied(rule, [changed], checked)
+    summands = [
+        side[0] if side[2] is conv else ws.emit_conv(conv, side[1], node)
+        for side, conv in zip(sides, convs, strict=True)
+    ]
+    total = ws.call(aten.add.Tensor, tuple(summands), node)
     shuffled = ws.call(PS, (total, factor), node)
     graph = ("both summands are PixelShuffles of convs", "the same upscale factor on both")
-    ws.record.applied("E6", [site_a.node, site_b.node, a, b, node], (*checks, *graph))
+    ws.record.applied("E6", [sides[0][0], sides[1][0], a, b, node], (*checks, *graph))
     ws.replace(node, shuffled)
     return True
 

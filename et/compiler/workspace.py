@@ -237,11 +237,11 @@ class Workspace:
         site = self.conv_site(node)
         if site is not None:
             return site.conv.out_channels
-        if node.target == aten.slice.Tensor and node.args[1] in (1, -3):
-            total = self.channels(node.args[0])
-            args = list(node.args) + [None] * 3
-            start, end = args[2] or 0, args[3]
-            if total is None or (args[4] or 1) != 1:
+        values = arguments(node)
+        if node.target == aten.slice.Tensor and values and values["dim"] in (1, -3):
+            total = self.channels(values["self"])
+            start, end = values["start"] or 0, values["end"]
+            if total is None or values["step"] != 1:
                 return None
             return min(total, total if end is None else end) - start
         first = node.args[0] if node.op == "call_function" and node.args else None
