@@ -10,7 +10,8 @@
   convs); a conv reading a channel slice reads the whole tensor with zero columns (G5), so the
   streams' sums merge by R3.
 
-A sum is matched only with ``alpha = 1`` (:func:`~et.compiler.workspace.unit_alpha`).
+E4's sum is matched only with ``alpha = 1`` (:func:`~et.compiler.workspace.unit_alpha`); E3
+replaces an operand by an equal value, which holds under any alpha.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ __all__ = ["ET_PATTERNS", "_clamp_bounds", "append_clamp"]
 def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
     """E3: ``conv(h) + repeat_interleave(u, r)`` (or ``+ u`` broadcast from one channel) gets
     the anchor as a 1×1 conv ``K[c·r + j, c] = 1``, so E4 can carry u."""
-    if node.target != aten.add.Tensor or len(node.args) != 2 or not unit_alpha(node):
+    # the anchor replaces an operand by an equal value, so the sum's alpha stays as it is
+    if node.target != aten.add.Tensor or len(node.args) != 2:
         return False
     for index in (0, 1):
         site = sole_conv(ws, node.args[index], node)
