@@ -228,8 +228,8 @@ def constant_pad(ws: Workspace, node: fx.Node) -> bool:
 def global_pool(ws: Workspace, node: fx.Node) -> bool:
     """G11: an average pool whose window is the whole (captured) image is the spatial mean,
     which also holds at other sizes when the window was written as the input's size."""
-    if node.target != aten.avg_pool2d.default:
-        return False
+    if node.target != aten.avg_pool2d.default or node.kwargs:
+        return False  # keywords (a divisor_override among them) are read positionally below
     value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
     args = list(node.args) + [None] * 6
     kernel, padding = args[1], args[3] or 0  # any stride: one window fits

@@ -10,6 +10,7 @@ from et.compiler.canonical import (
     cancel_constants,
     constant_pad,
     explicit_padding,
+    global_pool,
     merge_zero_pads,
     remove_no_ops,
     write_into_fill,
@@ -82,3 +83,11 @@ def test_a_write_whose_bounds_are_keywords_pads_by_them() -> None:
 
     ws, node = workspace(build, constants)
     assert rewrite_keeps_function(ws, write_into_fill, node, X) is True
+
+
+def test_a_global_pool_with_a_keyword_divisor_is_no_mean() -> None:
+    def build(g):
+        return keyed(g, aten.avg_pool2d.default, (_x(g), [5, 6]), divisor_override=7)
+
+    ws, node = workspace(build)
+    assert rewrite_keeps_function(ws, global_pool, node, X) is False
