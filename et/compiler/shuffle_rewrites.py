@@ -12,7 +12,9 @@
 * E9: nearest upsampling by an integer factor is repeat-interleave then PixelShuffle.
 
 Every argument is read by its ATen schema name (:func:`~et.compiler.workspace.arguments`): a
-keyword the rewrite does not handle exactly makes the pattern not match.
+keyword the rewrite does not handle exactly makes the pattern not match. E7 and E9 are declared
+as :class:`~et.compiler.patterns.Rewrite` patterns (an argument they do not name must hold its
+default); E6 and E2 are still matched by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT
+from et.compiler.patterns import Op, Rewrite, Var, driver, integer, number
 from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.rules.merge_summed_convs import check_summed_convs
@@ -35,7 +38,6 @@ from et.rules.nearest_as_pixel_shuffle import check_integer_scale
 
 aten = torch.ops.aten
 PS = aten.pixel_shuffle.default
-UNIFORM = (aten.relu.default, aten.clamp.default, aten.hardtanh.default, aten.leaky_relu.default)
 #: the factor on the second operand of a sum: ``add(a, b, alpha) = a + α·b``, ``sub = a − α·b``
 SIGN = {aten.add.Tensor: 1.0, aten.sub.Tensor: -1.0}
 
@@ -68,46 +70,63 @@ def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
     return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
 
-def _as_module(node: fx.Node) -> nn.Module | None:
-    """The torch module computing the element-wise map ``node`` (None if none is known)."""
-    values = arguments(node)
-    if values is None or node.target not in UNIFORM:
-        return None
+def _bound(value: object) -> bool:
+    return value is None or number(value)
+
+
+#: E7's anchors: a channel-uniform map of a PixelShuffle read by it alone
+_SHUFFLED = Op(
+    PS, name="shuffle", single_user=True, self=Var("y"), upscale_factor=Var("s", integer)
+)
+_LOW_HIGH = {"when": _bound}
+
+
+def _move_before_shuffle(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """E7: ``f(PS(y)) = PS(f(y))`` for ReLU, leaky ReLU, clamp (same map on every channel);
+    E7's transform runs on the torch module the node computes, so its check decides."""
     if node.target == aten.relu.default:
-        return nn.ReLU()
-    if node.target == aten.leaky_relu.default:
-        slope = values["negative_slope"]
-        return nn.LeakyReLU(float(slope)) if _number(slope) else None
-    bounds = _clamp_bounds(node)
-    return None if bounds is None else Clamp(*bounds)
-
-
-def elementwise_before_shuffle(ws: Workspace, node: fx.Node) -> bool:
-    """E7: ``f(PS(y)) = PS(f(y))`` for ReLU, leaky ReLU, clamp (same map on every channel)."""
-    module = _as_module(node)
-    if module is None:
-        return False
-    values = arguments(node)
-    shuffle = values["self"]
-    if getattr(shuffle, "target", None) != PS:
-        return False
-    factor = arguments(shuffle)["upscale_factor"]
-    if not ws.sole_user(shuffle, node) or not isinstance(factor, int):
-        return False
+        module: nn.Module = nn.ReLU()
+    elif node.target == aten.leaky_relu.default:
+        module = nn.LeakyReLU(float(found["slope"]))
+    else:
+        module = Clamp(*_clamp_bounds(node))
     try:
-        _, checks = ws.run(
-            move_elementwise_before_pixel_shuffle, nn.Sequential(nn.PixelShuffle(factor), module)
-        )
+        layers = nn.Sequential(nn.PixelShuffle(found["s"]), module)
+        _, checks = ws.run(move_elementwise_before_pixel_shuffle, layers)
     except PreconditionError as error:
         ws.record.refused(node, "E7", error.condition, error.detail)
         return False
+    values = arguments(node)
     rest = [values[p.name] for p in node.target._schema.arguments[1:]]  # none keyword-only
-    inner = ws.call(node.target, (arguments(shuffle)["self"], *rest), node)
-    outer = ws.call(PS, (inner, factor), node)
+    inner = ws.call(node.target, (found["y"], *rest), node)
+    outer = ws.call(PS, (inner, found["s"]), node)
     graph = ("the map is element-wise and channel-uniform",)
-    ws.record.applied("E7", [shuffle, node], (*checks, *graph))
+    ws.record.applied("E7", [found["shuffle"], node], (*checks, *graph))
     ws.replace(node, outer)
     return True
+
+
+E7 = Rewrite(
+    "E7",
+    (
+        Op(aten.relu.default, self=_SHUFFLED),
+        Op(aten.leaky_relu.default, self=_SHUFFLED, negative_slope=Var("slope", number)),
+        Op(
+            aten.clamp.default,
+            self=_SHUFFLED,
+            min=Var("low", **_LOW_HIGH),
+            max=Var("high", **_LOW_HIGH),
+        ),
+        Op(
+            aten.hardtanh.default,
+            self=_SHUFFLED,
+            min_val=Var("low", number),
+            max_val=Var("high", number),
+        ),
+    ),
+    _move_before_shuffle,
+)
+elementwise_before_shuffle = driver(E7)
 
 
 #: what E3 checked on the graph, per channel order
@@ -271,21 +290,35 @@ def clip_as_relus(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
-def nearest_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
+def _nearest_as_shuffle(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E9: ``nearest(x, s) = PS(repeat_interleave(x, s², dim=1))`` for an integer scale s."""
-    values = arguments(node)
-    if node.target != aten.upsample_nearest2d.vec or values is None:
-        return False
-    factors = values["scale_factors"]
-    if values["output_size"] is not None or not factors or len(set(factors)) != 1:
-        return False
     try:
-        scale, checks = ws.run(check_integer_scale, factors[0])
+        scale, checks = ws.run(check_integer_scale, found["factors"][0])
     except PreconditionError as error:
         ws.record.refused(node, "E9", error.condition, error.detail)
         return False
-    repeated = ws.call(aten.repeat_interleave.self_int, (values["input"], scale * scale, 1), node)
+    repeated = ws.call(aten.repeat_interleave.self_int, (found["x"], scale * scale, 1), node)
     shuffled = ws.call(PS, (repeated, scale), node)
     ws.record.applied("E9", [node], (*checks, "equal integer scale factors on both axes"))
     ws.replace(node, shuffled)
     return True
+
+
+def _equal_factors(factors: object) -> bool:
+    # one listed factor is that of both axes
+    return isinstance(factors, list | tuple) and len(factors) in (1, 2) and len(set(factors)) == 1
+
+
+E9 = Rewrite(
+    "E9",
+    (
+        Op(
+            aten.upsample_nearest2d.vec,
+            input=Var("x"),
+            output_size=None,
+            scale_factors=Var("factors", _equal_factors),
+        ),
+    ),
+    _nearest_as_shuffle,
+)
+nearest_as_shuffle = driver(E9)
