@@ -12,9 +12,9 @@
 * E9: nearest upsampling by an integer factor is repeat-interleave then PixelShuffle.
 
 Every argument is read by its ATen schema name (:func:`~et.compiler.workspace.arguments`): a
-keyword the rewrite does not handle exactly makes the pattern not match. E7 and E9 are declared
-as :class:`~et.compiler.patterns.Rewrite` patterns (an argument they do not name must hold its
-default); E6 and E2 are still matched by hand.
+keyword the rewrite does not handle exactly makes the pattern not match. E7, E6 and E9 are
+declared as :class:`~et.compiler.patterns.Rewrite` patterns (an argument they do not name must
+hold its default); E2 is still matched by hand.
 """
 
 from __future__ import annotations
@@ -179,23 +179,15 @@ def _summand(ws: Workspace, shuffle: fx.Node, like: nn.Conv2d | None):
     return inner, source, anchor.to(like.weight), [("E3", inner, (*ran, ORDER_CHECKED[order]))]
 
 
-def sum_of_shuffles(ws: Workspace, node: fx.Node) -> bool:
+def _sum_of_shuffles(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E6 (with R13 for α ≠ 1): ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))``
     where ``conv_b' = conv(·; α·W_b, α·b_b)`` (a conv is linear in its weights and bias, and
     PixelShuffle only moves entries, so it commutes with the sum and with the scale). The
     kernels are brought to one size (R4) and a repeated input is its anchor conv (E3) first."""
-    values = arguments(node)
-    if node.target not in SIGN or values is None:
-        return False
-    a, b, alpha = values["self"], values["other"], values["alpha"]
-    if getattr(a, "target", None) != PS or getattr(b, "target", None) != PS or a is b:
-        return False
-    factor = arguments(a)["upscale_factor"]
-    if not _number(alpha) or factor != arguments(b)["upscale_factor"]:
-        return False
-    if not (ws.sole_user(a, node) and ws.sole_user(b, node)):
-        return False
-    inputs = (arguments(a)["self"], arguments(b)["self"])
+    a, b, alpha, factor = found["a"], found["b"], found["alpha"], found["s"]
+    if a is b:
+        return False  # PS(y) + PS(y): one shuffle read twice
+    inputs = (found["u"], found["v"])
     real = next((s.conv for s in map(ws.conv_site, inputs) if s), None)
     try:
         sides = [_summand(ws, a, real), _summand(ws, b, real)]
@@ -232,6 +224,25 @@ def sum_of_shuffles(ws: Workspace, node: fx.Node) -> bool:
     ws.record.applied("E6", [sides[0][0], sides[1][0], a, b, node], (*checks, *graph))
     ws.replace(node, shuffled)
     return True
+
+
+def _shuffle_of(name: str, value: str) -> Op:
+    return Op(PS, name=name, single_user=True, self=Var(value), upscale_factor=Var("s", integer))
+
+
+E6 = Rewrite(
+    "E6",
+    (
+        Op(
+            tuple(SIGN),
+            self=_shuffle_of("a", "u"),
+            other=_shuffle_of("b", "v"),
+            alpha=Var("alpha", number),
+        ),
+    ),
+    _sum_of_shuffles,
+)
+sum_of_shuffles = driver(E6)
 
 
 #: how far above the clamped signal's scale the clip bound may be (see precision_allows)
