@@ -13,8 +13,8 @@
 
 Every argument is read by its ATen schema name (:func:`~et.compiler.workspace.arguments`): a
 keyword the rewrite does not handle exactly makes the pattern not match. E7, E6 and E9 are
-declared as :class:`~et.compiler.patterns.Rewrite` patterns (an argument they do not name must
-hold its default); E2 is still matched by hand.
+declared as :class:`~et.compiler.patterns.Rewrite` patterns, as is E2 (an argument they do not
+name must hold its default).
 """
 
 from __future__ import annotations
@@ -271,13 +271,11 @@ def precision_allows(ws: Workspace, conv_node: fx.Node, bias: torch.Tensor | Non
     return high <= PRECISION_RATIO * scale, detail
 
 
-def clip_as_relus(ws: Workspace, node: fx.Node) -> bool:
+def _clip_as_relus(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E2: ``clamp(conv(x), 0, M) = ReLU(clip(ReLU(conv'(x))))`` with ``conv' = (−W, M − b)``."""
     bounds = _clamp_bounds(node)
-    if bounds is None:
-        return False
-    site = ws.conv_site(arguments(node)["self"])
-    if site is None or not ws.sole_user(site.node, node):
+    site = ws.conv_site(found["y"])
+    if bounds is None or site is None or not ws.sole_user(site.node, node):
         return False
     low, high = bounds
     if low != 0.0 or not math.isfinite(high):
@@ -299,6 +297,17 @@ def clip_as_relus(ws: Workspace, node: fx.Node) -> bool:
     ws.record.applied("E2", [site.node, node], (*checks, PRECISION, FAN_OUT))
     ws.replace(node, out)
     return True
+
+
+E2 = Rewrite(
+    "E2",
+    (
+        Op(aten.clamp.default, self=Var("y"), min=Var("low", _bound), max=Var("high", _bound)),
+        Op(aten.hardtanh.default, self=Var("y"), min_val=Var("low"), max_val=Var("high")),
+    ),
+    _clip_as_relus,
+)
+clip_as_relus = driver(E2)
 
 
 def _nearest_as_shuffle(ws: Workspace, node: fx.Node, found: dict) -> bool:
