@@ -266,7 +266,9 @@ def precision_allows(ws: Workspace, conv_node: fx.Node, bias: torch.Tensor | Non
     measured = ws.magnitude(conv_node)
     if measured is None:
         return False, "the clamped signal's scale could not be measured"
-    scale = measured + (float(bias.abs().max()) if bias is not None and bias.numel() else 0.0)
+    if bias is not None and bias.numel():
+        measured += float(bias.detach().abs().max())
+    scale = measured
     detail = f"M = {high:g}, signal scale ≈ {scale:g} (max |b| + max |conv(x)| on a probe)"
     return high <= PRECISION_RATIO * scale, detail
 
