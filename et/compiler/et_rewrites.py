@@ -10,8 +10,9 @@
   convs); a conv reading a channel slice reads the whole tensor with zero columns (G5), so the
   streams' sums merge by R3.
 
-E4's sum is matched only with ``alpha = 1`` (:func:`~et.compiler.workspace.unit_alpha`); E3
-replaces an operand by an equal value, which holds under any alpha.
+E3 and E4 are declared as :class:`~et.compiler.patterns.Rewrite` patterns: E4's sum is matched
+only with ``alpha`` at its default 1; E3 replaces an operand by an equal value, which holds under
+any alpha.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
+from et.compiler.patterns import Op, Rewrite, Var, driver
 from et.compiler.shuffle_rewrites import (
     ORDER_CHECKED,
     _clamp_bounds,
@@ -32,7 +34,7 @@ from et.compiler.shuffle_rewrites import (
     nearest_as_shuffle,
     sum_of_shuffles,
 )
-from et.compiler.workspace import Workspace, arguments, unit_alpha
+from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.conv_geometry import conv_bias, conv_like
 from et.domain import InputDomain
@@ -48,15 +50,13 @@ RECTIFIERS = (aten.relu.default, aten.prelu.default, aten.leaky_relu.default)
 __all__ = ["ET_PATTERNS", "_clamp_bounds", "append_clamp"]
 
 
-def anchor_as_conv(ws: Workspace, node: fx.Node) -> bool:
+def _anchor_as_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E3: ``conv(h) + repeat_interleave(u, r)`` (or ``+ u`` broadcast from one channel) gets
     the anchor as a 1×1 conv ``K[c·r + j, c] = 1``, so E4 can carry u."""
-    # the anchor replaces an operand by an equal value, so the sum's alpha stays as it is
-    if node.target != aten.add.Tensor or len(node.args) != 2:
-        return False
+    operands = (found["p"], found["q"])
     for index in (0, 1):
-        site = sole_conv(ws, node.args[index], node)
-        other = node.args[1 - index]
+        site = sole_conv(ws, operands[index], node)
+        other = operands[1 - index]
         if site is None or not isinstance(other, fx.Node) or ws.conv_site(other) is not None:
             continue
         replication = channel_replication(ws, other)
@@ -94,11 +94,9 @@ def _widen_activation(ws: Workspace, act: fx.Node, source: fx.Node, extra: int, 
         return ws.graph.call_function(act.target, (source, *act.args[1:]), dict(act.kwargs))
 
 
-def carry_identity(ws: Workspace, node: fx.Node) -> bool:
+def _carry_identity(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E4 then R3: ``conv_a(h) + conv_b(u)`` with h = chain(u) of convs and rectifiers."""
-    if node.target != aten.add.Tensor or len(node.args) != 2 or not unit_alpha(node):
-        return False
-    sites = [sole_conv(ws, a, node) for a in node.args]
+    sites = [sole_conv(ws, found[name], node) for name in ("p", "q")]
     if None in sites or sites[0].input is sites[1].input:
         return False
     for last, anchor in (sites, sites[::-1]):
@@ -117,6 +115,20 @@ def carry_identity(ws: Workspace, node: fx.Node) -> bool:
             if chain:
                 return _carry(ws, node, chain[::-1], last, anchor)
     return False
+
+
+#: E3 replaces an operand of the sum by an equal value, so any alpha stays as it is
+anchor_as_conv = driver(
+    Rewrite(
+        "E3",
+        (Op(aten.add.Tensor, self=Var("p"), other=Var("q"), alpha=Var("alpha")),),
+        _anchor_as_conv,
+    )
+)
+#: E4 merges the two convs of the sum: the plain sum only (alpha left at its default 1)
+carry_identity = driver(
+    Rewrite("E4", (Op(aten.add.Tensor, self=Var("p"), other=Var("q")),), _carry_identity)
+)
 
 
 def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
