@@ -17,6 +17,7 @@ from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.linear_rewrites import _branch_as_conv
+from et.compiler.patterns import Op, Rewrite, Var, driver
 from et.compiler.workspace import ConvSite, Workspace
 from et.contract import PreconditionError
 
@@ -43,11 +44,9 @@ def _as_conv(ws: Workspace, branch: object, site: ConvSite, user: fx.Node):
     return ((rule,), [branch], conv, checks)
 
 
-def merge_difference(ws: Workspace, node: fx.Node) -> bool:
+def _merge_difference(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R13 + R3: ``a − b`` of two branches on one input (at least one a conv) is one conv."""
-    if node.target != aten.sub.Tensor or len(node.args) != 2 or node.kwargs:
-        return False
-    a, b = node.args
+    a, b = found["a"], found["b"]
     site_a, site_b = sole_conv(ws, a, node), sole_conv(ws, b, node)
     if site_a is not None:
         first = ((), [site_a.node], site_a.conv, ())
@@ -77,3 +76,9 @@ def merge_difference(ws: Workspace, node: fx.Node) -> bool:
     checked = (*checks, "both branches read the same graph value", FAN_OUT)
     nodes = [*first[1], *second[1], node]
     return replace_conv(ws, node, merged, site.input, "R3", nodes, checked)
+
+
+#: the plain difference (alpha at its default 1)
+merge_difference = driver(
+    Rewrite("R3", (Op(aten.sub.Tensor, self=Var("a"), other=Var("b")),), _merge_difference)
+)

@@ -16,6 +16,7 @@ from torch import fx, nn
 
 from et.compiler.batch_norm import fuse_batch_norm
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
+from et.compiler.patterns import Op, Rewrite, Var, driver
 from et.compiler.regroup import REGROUP_CHECK, common_grouping
 from et.compiler.workspace import Workspace, arguments, unit_alpha
 from et.contract import PreconditionError
@@ -302,12 +303,10 @@ def pool_before_conv(ws: Workspace, node: fx.Node) -> bool:
     return replace_conv(ws, node, conv, node.args[0], rule, [node], checks)
 
 
-def merge_branches(ws: Workspace, node: fx.Node) -> bool:
+def _merge_branches(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R3: ``conv_a(x) + conv_b(x)`` is one conv; identity and avg-pool branches first
     become convs (R6, R10)."""
-    if node.target != aten.add.Tensor or len(node.args) != 2 or node.kwargs:
-        return False
-    a, b = node.args
+    a, b = found["a"], found["b"]
     sites = [sole_conv(ws, a, node), sole_conv(ws, b, node)]
     if sites[0] is None and sites[1] is None:
         return False
@@ -342,6 +341,12 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
     return replace_conv(
         ws, node, merged, first.input, "R3", [first.node, second.node, node], checked
     )
+
+
+#: the plain sum (alpha at its default 1: a scaled branch is not merged here)
+merge_branches = driver(
+    Rewrite("R3", (Op(aten.add.Tensor, self=Var("a"), other=Var("b")),), _merge_branches)
+)
 
 
 def merge_concat(ws: Workspace, node: fx.Node) -> bool:

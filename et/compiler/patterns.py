@@ -134,6 +134,6 @@ def driver(rewrite: Rewrite) -> Callable[[Workspace, fx.Node], bool]:
                 return rewrite.apply(ws, node, bindings)
         return False
 
-    step.__name__ = step.__qualname__ = rewrite.apply.__name__
+    step.__name__ = step.__qualname__ = rewrite.apply.__name__.lstrip("_")
     step.__doc__ = rewrite.apply.__doc__
     return step

@@ -3,8 +3,11 @@ and handled exactly, or the pattern does not match (issue 25)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torch import nn
 
+import et
 from et.compiler.linear_rewrites import absorb_zero_pad, merge_concat, pool_after_conv
 from et.compiler.workspace import CONV2D
 from tests.compiler.graphs import aten, keyed, placeholder, rewrite_keeps_function, workspace
@@ -72,3 +75,29 @@ def test_a_concat_whose_dim_is_a_keyword_is_one_conv() -> None:
 
     ws, node = workspace(build, constants)
     assert rewrite_keeps_function(ws, merge_concat, node, X) is True
+
+
+class Branches(nn.Module):
+    def __init__(self, alpha: float) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 1)
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.add(self.a(x), self.b(x), alpha=self.alpha)
+
+
+@pytest.mark.parametrize(("alpha", "merged"), [(1, True), (2, False)])
+def test_a_sum_of_branches_is_merged_with_alpha_one_and_left_otherwise(alpha, merged) -> None:
+    """R3 on ``add(a, b, alpha)``: alpha = 1 written out is the plain sum (one conv); any other
+    alpha is not R3's pattern, and compile keeps the sum (never folds it as α = 1)."""
+    torch.manual_seed(4)
+    model = Branches(alpha).double().eval()
+    compiled = et.compile(model, (torch.rand(1, 3, 6, 6, dtype=F64),))
+    assert (compiled.certificate.convs_after == 1) is merged
+    for size in ((7, 5), (10, 12)):
+        x = torch.rand(2, 3, *size, dtype=F64)
+        with torch.no_grad():
+            expected, got = model(x), compiled.module(x)
+        assert (got - expected).abs().max() <= 1e-9 * expected.abs().max()

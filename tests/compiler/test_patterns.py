@@ -75,9 +75,9 @@ def test_the_driver_applies_the_first_matching_pattern() -> None:
         return True
 
     step = driver(Rewrite("E7", (Op(aten.sigmoid.default, self=Var("s")), SUM), apply))
+    assert step.__name__ == "apply"
     ws, node = workspace(lambda g: call(g, aten.add.Tensor, g.placeholder("x"), 1.0))
     assert step(ws, node) is True
     assert seen == [(node.name, ["a", "b", "sum"])]
     ws, node = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
     assert step(ws, node) is False
-    assert step.__name__ == "apply"
