@@ -256,6 +256,8 @@ class Workspace:
 
         if not isinstance(node, fx.Node):
             return float(node) if isinstance(node, int | float) else -math.inf
+        if not unit_alpha(node):
+            return -math.inf  # a + α·b: the interval rules bound the plain sum only
         if node not in self._lower:
             self._lower[node] = lower_bound(self, node)
         return self._lower[node]

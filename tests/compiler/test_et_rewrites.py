@@ -188,3 +188,15 @@ def test_a_clip_bound_at_the_signal_is_still_folded() -> None:
     compiled = et.compile(Offset(1.0).eval(), (torch.rand(1, 1, 6, 6),))
     assert compiled.certificate.rules_used().get("E2") == 1
     assert not [u for u in compiled.certificate.unfolded if u.rule == "E2"]
+
+
+def test_a_scaled_sum_is_not_taken_as_non_negative_for_e4() -> None:
+    """``u = relu(x) − 2·relu(x) ≤ 0``: its bound is not the plain sum's, so E4 (which needs
+    u ≥ 0) is refused and the network compiles exactly."""
+
+    def forward(m, x):
+        u = torch.add(torch.relu(x), torch.relu(x), alpha=-2)
+        return m.c(torch.relu(m.b(u))) + m.one(u)
+
+    _, compiled = _compiled(forward)
+    assert "E4" not in _rules(compiled)
