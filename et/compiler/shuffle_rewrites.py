@@ -20,7 +20,6 @@ name must hold its default).
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 from torch import fx, nn
@@ -42,10 +41,6 @@ PS = aten.pixel_shuffle.default
 SIGN = {aten.add.Tensor: 1.0, aten.sub.Tensor: -1.0}
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
 def append_clamp(ws: Workspace, bounds: tuple[float, float]) -> None:
     """G10: make ``clamp(first output, low, high)`` the compiled function."""
     output = next(n for n in ws.graph.nodes if n.op == "output")
@@ -65,7 +60,7 @@ def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
     else:  # hardtanh's bounds are no optionals: None stands for the default
         low = -1.0 if values["min_val"] is None else values["min_val"]
         high = 1.0 if values["max_val"] is None else values["max_val"]
-    if not all(v is None or _number(v) for v in (low, high)):
+    if not all(v is None or number(v) for v in (low, high)):
         return None
     return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
