@@ -200,3 +200,16 @@ def test_a_scaled_sum_is_not_taken_as_non_negative_for_e4() -> None:
 
     _, compiled = _compiled(forward)
     assert "E4" not in _rules(compiled)
+
+
+def test_a_scaled_nearest_anchor_is_its_anchor_conv_scaled_then_carried() -> None:
+    """``PS(body(x)) − ½·nearest(x, 2)``: E9, the anchor as a conv (E3) scaled by −½ (R13) and
+    summed under one shuffle (E6), then carried (E4): two convs, exact."""
+
+    def forward(m, x):
+        body = m.c(torch.relu(m.b(x)))
+        return torch.sub(F.pixel_shuffle(body, 2), F.interpolate(x, scale_factor=2), alpha=0.5)
+
+    _, compiled = _compiled(forward)
+    assert {"E9", "E3", "R13", "E6", "E4"} <= set(_rules(compiled))
+    assert compiled.certificate.convs_after == 2
