@@ -124,8 +124,14 @@ class Rewrite:
     apply: Callable[[Workspace, fx.Node, dict[str, Any]], bool]
 
 
+#: every declared rewrite, in the order its module declared it (what :func:`driver` was given)
+REGISTRY: list[Rewrite] = []
+
+
 def driver(rewrite: Rewrite) -> Callable[[Workspace, fx.Node], bool]:
-    """The pipeline step for ``rewrite``: the first pattern that matches at the node, applied."""
+    """The pipeline step for ``rewrite`` (registered in :data:`REGISTRY`): the first pattern
+    that matches at the node, applied."""
+    REGISTRY.append(rewrite)
 
     def step(ws: Workspace, node: fx.Node) -> bool:
         for pattern in rewrite.patterns:

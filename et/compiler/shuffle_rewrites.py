@@ -76,7 +76,7 @@ _SHUFFLED = Op(
 _LOW_HIGH = {"when": _bound}
 
 
-def _move_before_shuffle(ws: Workspace, node: fx.Node, found: dict) -> bool:
+def _elementwise_before_shuffle(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E7: ``f(PS(y)) = PS(f(y))`` for ReLU, leaky ReLU, clamp (same map on every channel);
     E7's transform runs on the torch module the node computes, so its check decides."""
     if node.target == aten.relu.default:
@@ -119,7 +119,7 @@ E7 = Rewrite(
             max_val=Var("high", number),
         ),
     ),
-    _move_before_shuffle,
+    _elementwise_before_shuffle,
 )
 elementwise_before_shuffle = driver(E7)
 

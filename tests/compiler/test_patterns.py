@@ -81,3 +81,20 @@ def test_the_driver_applies_the_first_matching_pattern() -> None:
     assert seen == [(node.name, ["a", "b", "sum"])]
     ws, node = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
     assert step(ws, node) is False
+
+
+def test_every_declared_rewrite_cites_a_rule_and_runs_in_the_pipeline() -> None:
+    """The registry: each rewrite's rule is a catalogue rule or a canonicalisation, and its
+    step is one of the pipeline's patterns (declared once, run once)."""
+    from et.compiler.certificate import CANONICAL
+    from et.compiler.patterns import REGISTRY
+    from et.compiler.pipeline import PATTERNS
+    from et.contract import get_rule
+
+    declared = [r for r in REGISTRY if r.apply.__module__.startswith("et.compiler.")]
+    assert {r.rule for r in declared} >= {"E2", "E3", "E4", "E6", "E7", "E9", "R3"}
+    for rewrite in declared:
+        assert rewrite.rule in CANONICAL or get_rule(rewrite.rule).id == rewrite.rule
+    names = [p.__name__ for p in PATTERNS]
+    for rewrite in declared:
+        assert names.count(rewrite.apply.__name__.lstrip("_")) == 1
