@@ -349,13 +349,10 @@ merge_branches = driver(
 )
 
 
-def merge_concat(ws: Workspace, node: fx.Node) -> bool:
+def _merge_concat(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R11: ``cat([conv_i(x)], dim=1)`` is one conv with the kernels stacked."""
-    values = arguments(node)
-    if node.target != aten.cat.default or values is None:
-        return False
-    dim, parts = values["dim"], list(values["tensors"])
-    if dim not in (1, -3) or len(parts) < 2:
+    parts = list(found["parts"])
+    if len(parts) < 2:
         return False
     sites = [sole_conv(ws, p, node) for p in parts]
     if any(s is None for s in sites) or len({s.input for s in sites}) != 1:
@@ -367,6 +364,15 @@ def merge_concat(ws: Workspace, node: fx.Node) -> bool:
         return False
     nodes = [s.node for s in sites] + [node]
     return replace_conv(ws, node, merged, sites[0].input, "R11", nodes, (*checks, FAN_OUT))
+
+
+merge_concat = driver(
+    Rewrite(
+        "R11",
+        (Op(aten.cat.default, tensors=Var("parts"), dim=Var("dim", lambda d: d in (1, -3))),),
+        _merge_concat,
+    )
+)
 
 
 LINEAR_PATTERNS: tuple[Pattern, ...] = (
