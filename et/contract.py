@@ -16,7 +16,8 @@ Each rule module defines
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -76,10 +77,32 @@ class Precondition(str):
         """Raise :class:`PreconditionError` for this precondition unless ``ok``."""
         if not ok:
             self.refuse(detail)
+        for seen in _OBSERVERS:
+            seen.append((self, True))
 
     def refuse(self, detail: str) -> NoReturn:
         """Raise :class:`PreconditionError` for this precondition (``detail``: what was found)."""
+        for seen in _OBSERVERS:
+            seen.append((self, False))
         raise PreconditionError(self.rule, self, detail)
+
+
+#: open :func:`observe_preconditions` lists; every evaluated precondition is appended to each
+_OBSERVERS: list[list[tuple[Precondition, bool]]] = []
+
+
+@contextmanager
+def observe_preconditions() -> Iterator[list[tuple[Precondition, bool]]]:
+    """Collect ``(precondition, holds)`` for every :meth:`Precondition.require` (and
+    :meth:`Precondition.refuse`) evaluated inside the block, in order: what a certificate can
+    claim was checked is what ran, never the catalogue's list."""
+    seen: list[tuple[Precondition, bool]] = []
+    _OBSERVERS.append(seen)
+    try:
+        yield seen
+    finally:
+        # by identity: two open lists may be equal (both empty)
+        del _OBSERVERS[next(i for i, o in enumerate(_OBSERVERS) if o is seen)]
 
 
 def _rebuild_precondition(rule: str, key: str, text: str, why: str) -> Precondition:

@@ -6,13 +6,14 @@
 
 Stages: :mod:`~et.compiler.capture` (torch.export to an ATen graph),
 :mod:`~et.compiler.fold_constants`, the rewrites (:mod:`~et.compiler.canonical`,
-:mod:`~et.compiler.linear_rewrites`, :mod:`~et.compiler.et_rewrites`, with input-domain
-bounds from :mod:`~et.compiler.intervals`), :mod:`~et.compiler.verify`, and
-:mod:`~et.compiler.certificate`.
+:mod:`~et.compiler.linear_rewrites`, :mod:`~et.compiler.et_rewrites`,
+:mod:`~et.compiler.shuffle_rewrites`, several declared as :mod:`~et.compiler.patterns`, with
+input-domain bounds from :mod:`~et.compiler.intervals`), :mod:`~et.compiler.verify`, and
+:mod:`~et.compiler.certificate` (each application with the checks that ran at its site).
 """
 
 from et.compiler.capture import CaptureError
-from et.compiler.certificate import Application, Certificate, Unfolded
+from et.compiler.certificate import Application, Certificate, Check, Unfolded
 from et.compiler.pipeline import Compiled, compile, count_convs
 from et.compiler.verify import VerificationError
 
@@ -20,6 +21,7 @@ __all__ = [
     "Application",
     "CaptureError",
     "Certificate",
+    "Check",
     "Compiled",
     "Unfolded",
     "VerificationError",

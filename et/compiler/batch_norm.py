@@ -10,8 +10,8 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv
-from et.compiler.workspace import Workspace
-from et.contract import PreconditionError, apply_rule
+from et.compiler.workspace import Workspace, arguments
+from et.contract import PreconditionError
 
 aten = torch.ops.aten
 
@@ -30,9 +30,12 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
         )
         return False
     if node.target == aten.batch_norm.default:
-        bn_node = node
-        x, weight, bias, mean, var, training = node.args[:6]
-        eps = float(node.args[7])
+        bn_node, values = node, arguments(node)
+        if values is None:
+            return False
+        x, weight, bias = values["input"], values["weight"], values["bias"]
+        mean, var, training = values["running_mean"], values["running_var"], values["training"]
+        eps = float(values["eps"])
         if training or mean is None or var is None:
             ws.record.refused(
                 node,
@@ -45,8 +48,11 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
         bn_node = node.args[0]
         if getattr(bn_node, "target", None) != aten._native_batch_norm_legit_no_training.default:
             return False
-        x, weight, bias, mean, var = bn_node.args[:5]
-        eps = float(bn_node.args[6])
+        values = arguments(bn_node)
+        if values is None:
+            return False
+        x, weight, bias = values["input"], values["weight"], values["bias"]
+        mean, var, eps = values["running_mean"], values["running_var"], float(values["eps"])
     else:
         return False
     tensors = [ws.tensor(a) if a is not None else None for a in (weight, bias, mean, var)]
@@ -63,13 +69,12 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
     if site is not None:
         if set(site.node.users) == {bn_node}:
             try:
-                fused = apply_rule("fuse_conv_bn", site.conv, bn)
+                fused, ran = ws.apply("fuse_conv_bn", site.conv, bn)
             except PreconditionError as error:
                 ws.record.refused(site.node, "R1", error.condition, error.detail)
             else:
-                return replace_conv(
-                    ws, node, fused, site.input, "R1", [site.node, bn_node], (*checked, FAN_OUT)
-                )
+                nodes, checks = [site.node, bn_node], (*ran, *checked, FAN_OUT)
+                return replace_conv(ws, node, fused, site.input, "R1", nodes, checks)
         else:
             others = sorted(u.name for u in site.node.users if u is not bn_node)
             ws.record.refused(site.node, "R1", FAN_OUT, f"the conv also feeds {others}")
@@ -78,19 +83,22 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
         after = ws.conv_site(users[0])
         if after is not None and after.input is node and after.conv.padding == (0, 0):
             try:
-                fused = apply_rule("fuse_bn_conv", bn, after.conv)
+                fused, ran = ws.apply("fuse_bn_conv", bn, after.conv)
             except PreconditionError as error:
                 ws.record.refused(users[0], "R2", error.condition, error.detail)
             else:
-                return replace_conv(ws, users[0], fused, x, "R2", [bn_node, users[0]], checked)
+                nodes, checks = [bn_node, users[0]], (*ran, *checked)
+                return replace_conv(ws, users[0], fused, x, "R2", nodes, checks)
         if users[0].target in (aten.add.Tensor, aten.sub.Tensor):
             add = users[0]
             siblings = [ws.conv_site(a) for a in add.args if a is not node]
             groups = 1
             if siblings and siblings[0] is not None and siblings[0].input is x:
                 groups = siblings[0].conv.groups
-            conv = apply_rule("identity_conv", bn.num_features, 1, groups)
-            conv = apply_rule("fuse_conv_bn", conv.to(bn.running_mean.dtype), bn)
-            return replace_conv(ws, node, conv, x, "R6", [bn_node], checked)
+            conv, identity = ws.apply("identity_conv", bn.num_features, 1, groups)
+            conv, fused = ws.apply("fuse_conv_bn", conv.to(bn.running_mean.dtype), bn)
+            # R6 writes the BN's input as a conv, R1 folds the BN into it
+            ws.record.applied("R1", [bn_node], (*fused, *checked))
+            return replace_conv(ws, node, conv, x, "R6", [bn_node], identity)
     ws.record.refused(bn_node, "R1", "a conv feeds the BatchNorm (or a valid conv reads it)", "")
     return False

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import fx
 
-from et.compiler.workspace import Workspace, aten_pair
+from et.compiler.workspace import Workspace, arguments, aten_pair, unit_alpha
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -36,25 +36,21 @@ def _same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
 
 def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
     """G7: clone/alias/contiguous, a copy onto an equal-shaped tensor, a full slice."""
-    source = None
+    source, values = None, arguments(node)
+    if values is None:
+        return False
     if node.target in _NO_OPS and isinstance(node.args[0], fx.Node) and len(node.args) == 1:
-        source = node.args[0]
+        source = node.args[0]  # clone's memory_format keyword changes no value
         if ws.tensor(source) is not None:
             return False
-    elif node.target == aten.copy.default and _same_shape(ws, node.args[0], node.args[1]):
-        source = node.args[1]
-    elif node.target == aten.slice.Tensor:
-        args = list(node.args) + [None] * 4
-        start, end, step = args[2] or 0, args[3], args[4] or 1
+    elif node.target == aten.copy.default and _same_shape(ws, values["self"], values["src"]):
+        source = values["src"]
+    elif node.target in (aten.slice.Tensor, aten.slice_scatter.default):
+        start, end, step = values["start"], values["end"], values["step"]
         full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
-        if start == 0 and full_end and step == 1:
-            source = node.args[0]
-    elif node.target == aten.slice_scatter.default:
-        args = list(node.args) + [None] * 4
-        start, end, step = args[3] or 0, args[4], args[5] or 1
-        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
-        if start == 0 and full_end and step == 1:
-            source = node.args[1]  # the whole base is overwritten
+        if start in (None, 0) and full_end and step == 1:
+            # the whole tensor is read, or the whole base overwritten
+            source = values["self" if node.target == aten.slice.Tensor else "src"]
     if source is None or not isinstance(source, fx.Node):
         return False
     ws.record.applied("G7", [node])
@@ -75,18 +71,23 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
         if constant.ndim == 0:
             return constant.reshape(1, 1, 1, 1)
         return None
+    values = arguments(node)
+    if values is None:
+        return None
     if node.target in (aten.clone.default, aten.expand.default):
-        return fill_value(ws, node.args[0])
+        return fill_value(ws, values["self"])
     if node.target == aten.copy.default:
-        return fill_value(ws, node.args[1])  # the source broadcast over the view
-    if node.target == aten.slice.Tensor and node.args[1] in (2, 3, -1, -2):
-        return fill_value(ws, node.args[0])
-    if node.target == aten.full.default and isinstance(node.args[1], int | float):
-        return torch.tensor(float(node.args[1]), dtype=torch.float64).reshape(1, 1, 1, 1)
+        return fill_value(ws, values["src"])  # the source broadcast over the view
+    if node.target == aten.slice.Tensor and values["dim"] in (2, 3, -1, -2):
+        return fill_value(ws, values["self"])
+    if node.target == aten.full.default and isinstance(values["fill_value"], int | float):
+        value = float(values["fill_value"])
+        return torch.tensor(value, dtype=torch.float64).reshape(1, 1, 1, 1)
     if node.target in (aten.ones.default, aten.zeros.default):
         value = 1.0 if node.target == aten.ones.default else 0.0
         return torch.tensor(value, dtype=torch.float64).reshape(1, 1, 1, 1)
-    if node.target in (aten.mul.Tensor, aten.add.Tensor) and len(node.args) == 2:
+    binary = (aten.mul.Tensor, aten.add.Tensor)
+    if node.target in binary and len(node.args) == 2 and unit_alpha(node):
         a, b = fill_value(ws, node.args[0]), fill_value(ws, node.args[1])
         if a is not None and b is not None:
             return a * b if node.target == aten.mul.Tensor else a + b
@@ -95,12 +96,11 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
 
 def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
     """G2: ``slice_scatter(fill(c), y, dim, a, −b)`` = ``pad₀(y − c, a, b on dim) + c``."""
-    if node.target != aten.slice_scatter.default:
+    values = arguments(node)
+    if node.target != aten.slice_scatter.default or values is None:
         return False
-    args = list(node.args) + [None] * 5
-    base, source, dim, start, end, step = args[:6]
-    dim = dim if dim is not None else 0
-    start, step = start or 0, step or 1
+    base, source, dim = values["self"], values["src"], values["dim"]
+    start, end, step = values["start"] or 0, values["end"], values["step"]
     value = fill_value(ws, base)
     if value is None or dim not in (2, 3, -1, -2) or step != 1 or not isinstance(start, int):
         return False
@@ -122,8 +122,10 @@ def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
 
 
 def _strip(node: fx.Node) -> tuple[int, int, int] | None:
-    args = list(node.args) + [None] * 5
-    dim, start, end, step = args[2], args[3] or 0, args[4], args[5] or 1
+    values = arguments(node)
+    if values is None:
+        return None
+    dim, start, end, step = values["dim"], values["start"] or 0, values["end"], values["step"]
     if dim not in (2, 3) or step != 1 or not isinstance(start, int):
         return None
     end = INT_MAX if end is None or (isinstance(end, int) and end >= INT_MAX) else end
@@ -135,18 +137,20 @@ def write_border(ws: Workspace, node: fx.Node) -> bool:
     constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
     strips, values, current = set(), [], node
     while current.target == aten.slice_scatter.default:
-        strip, value = _strip(current), fill_value(ws, current.args[1])
+        strip = _strip(current)
+        value = fill_value(ws, arguments(current)["src"]) if strip is not None else None
         if strip is None or value is None:
             return False
         strips.add(strip)
         values.append(value)
-        current = current.args[0]
-    if current.target != aten.constant_pad_nd.default or not values:
+        current = arguments(current)["self"]
+    padding = arguments(current)
+    if current.target != aten.constant_pad_nd.default or not values or padding is None:
         return False
-    if len(current.args[1]) > 4:
+    if len(padding["pad"]) > 4:
         return False  # the pad also widens the channels (or batch): no spatial border
-    pads = list(current.args[1]) + [0] * (4 - len(current.args[1]))
-    if (float(current.args[2]) if len(current.args) > 2 else 0.0) != 0.0:
+    pads = list(padding["pad"]) + [0] * (4 - len(padding["pad"]))
+    if float(padding["value"]) != 0.0:
         return False
     sides = [(3, 0, pads[0]), (3, -pads[1], INT_MAX), (2, 0, pads[2]), (2, -pads[3], INT_MAX)]
     wanted = {side for side, width in zip(sides, pads, strict=True) if width > 0}
@@ -154,7 +158,7 @@ def write_border(ws: Workspace, node: fx.Node) -> bool:
     if strips != wanted or any(v.shape != first.shape or not torch.equal(v, first) for v in values):
         return False
     constant = ws.constant(first, node)
-    shifted = ws.call(aten.sub.Tensor, (current.args[0], constant), node)
+    shifted = ws.call(aten.sub.Tensor, (padding["self"], constant), node)
     padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
@@ -166,11 +170,13 @@ def write_border(ws: Workspace, node: fx.Node) -> bool:
 def cancel_constants(ws: Workspace, node: fx.Node) -> bool:
     """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c."""
     pairs = {aten.sub.Tensor: aten.add.Tensor, aten.add.Tensor: aten.sub.Tensor}
-    if node.target not in pairs or len(node.args) != 2:
+    if node.target not in pairs or len(node.args) != 2 or not unit_alpha(node):
         return False
     inner, outer_c = node.args
     if getattr(inner, "target", None) != pairs[node.target] or len(inner.args) != 2:
         return False
+    if not unit_alpha(inner):
+        return False  # (x + α·c) − c is x only for α = 1
     a, b = ws.tensor(inner.args[1]), ws.tensor(outer_c)
     if a is None or b is None or a.shape != b.shape or not torch.equal(a, b):
         return False
@@ -186,10 +192,10 @@ def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
     inner = node.args[0]
     if getattr(inner, "target", None) != aten.constant_pad_nd.default or len(inner.users) != 1:
         return False
-    values = [float(n.args[2]) if len(n.args) > 2 else 0.0 for n in (node, inner)]
-    if values != [0.0, 0.0]:
+    both = [arguments(node), arguments(inner)]
+    if None in both or [float(v["value"]) for v in both] != [0.0, 0.0]:
         return False
-    outer, first = list(node.args[1]), list(inner.args[1])
+    outer, first = list(both[0]["pad"]), list(both[1]["pad"])
     length = max(len(outer), len(first))
     outer += [0] * (length - len(outer))
     first += [0] * (length - len(first))
@@ -197,7 +203,7 @@ def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
         return False
     merged = ws.call(
         aten.constant_pad_nd.default,
-        (inner.args[0], [a + b for a, b in zip(outer, first, strict=False)], 0.0),
+        (both[1]["self"], [a + b for a, b in zip(outer, first, strict=False)], 0.0),
         node,
     )
     merged.meta["val"] = node.meta.get("val")
@@ -208,14 +214,11 @@ def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
 
 def constant_pad(ws: Workspace, node: fx.Node) -> bool:
     """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)``."""
-    if node.target != aten.pad.default:
-        return False
-    args = [*list(node.args), None, None]
-    mode = args[2] or "constant"
-    if mode != "constant":
-        return False
-    value = 0.0 if args[3] is None else float(args[3])
-    new = ws.call(aten.constant_pad_nd.default, (node.args[0], list(node.args[1]), value), node)
+    values = arguments(node)
+    if node.target != aten.pad.default or values is None or values["mode"] != "constant":
+        return False  # reflect, replicate, circular: no constant pad
+    value = 0.0 if values["value"] is None else float(values["value"])
+    new = ws.call(aten.constant_pad_nd.default, (values["self"], list(values["pad"]), value), node)
     new.meta["val"] = node.meta.get("val")
     ws.record.applied("G7", [node])
     ws.replace(node, new)
@@ -225,8 +228,8 @@ def constant_pad(ws: Workspace, node: fx.Node) -> bool:
 def global_pool(ws: Workspace, node: fx.Node) -> bool:
     """G11: an average pool whose window is the whole (captured) image is the spatial mean,
     which also holds at other sizes when the window was written as the input's size."""
-    if node.target != aten.avg_pool2d.default:
-        return False
+    if node.target != aten.avg_pool2d.default or node.kwargs:
+        return False  # keywords (a divisor_override among them) are read positionally below
     value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
     args = list(node.args) + [None] * 6
     kernel, padding = args[1], args[3] or 0  # any stride: one window fits
@@ -254,12 +257,12 @@ def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
     """G14: ``conv2d(x, padding="same" | "valid")`` with numbers: "valid" is 0; "same" (stride
     1) pads d·(k − 1) per axis, half before and the rest after (PyTorch puts the odd one after),
     so an odd kernel gets the symmetric ``d·(k − 1)/2`` and an even one an explicit pad."""
-    if node.target != aten.conv2d.padding:
+    values = arguments(node)
+    if node.target != aten.conv2d.padding or values is None:
         return False
-    args = list(node.args) + [None] * 7
-    x, weight, bias, stride, mode, dilation, groups = args[:7]
-    mode = "valid" if mode is None else mode  # the schema's default, left out of args
-    stride, dilation = list(aten_pair(stride or 1)), list(aten_pair(dilation or 1))
+    x, weight, bias = values["input"], values["weight"], values["bias"]
+    mode, groups = values["padding"], values["groups"]
+    stride, dilation = list(aten_pair(values["stride"])), list(aten_pair(values["dilation"]))
     value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
     if mode not in ("same", "valid") or value is None:
         return False
@@ -276,7 +279,7 @@ def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
             pads = [tw // 2, tw - tw // 2, th // 2, th - th // 2]
             source = ws.call(aten.constant_pad_nd.default, (x, pads, 0.0), node)
     new = ws.call(
-        aten.conv2d.default, (source, weight, bias, stride, padding, dilation, groups or 1), node
+        aten.conv2d.default, (source, weight, bias, stride, padding, dilation, groups), node
     )
     new.meta["val"] = node.meta.get("val")
     ws.record.applied("G14", [node], (f"padding={mode!r} at stride {stride}",))

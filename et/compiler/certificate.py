@@ -2,19 +2,22 @@
 
 Every application names the rule (its catalogue id, ``"R1"``, ``"E4"``..., or ``"G…"`` for the
 graph canonicalisations the compiler itself performs, each with its one-line theorem), the graph
-nodes it rewrote and the preconditions that were checked. ``unfolded`` lists every op the rules
-could not remove with the precondition that stopped them. ``max_error`` is the compiled network
-against the original on :func:`et.testing.probe_inputs`, in float64 and float32, at the
-``verified_sizes``; ``timings`` is the wall time of each phase in seconds (capture, rewrite,
-verify).
+nodes it rewrote and the preconditions that were evaluated at that site: each a :class:`Check`
+saying whether the matcher tested it on the graph or the rule's own check ran it in the
+transform (never the catalogue's list of what the rule would need). ``unfolded`` lists every op
+the rules could not remove with the precondition that stopped them. ``max_error`` is the
+compiled network against the original on :func:`et.testing.probe_inputs`, in float64 and
+float32, at the ``verified_sizes``; ``timings`` is the wall time of each phase in seconds
+(capture, rewrite, verify).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from et.contract import get_rule
+from et.contract import Precondition, get_rule
 
 #: graph canonicalisations (no weights change; each a one-line identity of tensor algebra)
 CANONICAL: dict[str, tuple[str, str]] = {
@@ -70,14 +73,28 @@ CANONICAL: dict[str, tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Check:
+    """One precondition evaluated at one site: its rule, its text, where it was evaluated
+    (``"graph"``: by the matcher on the graph; ``"transform"``: by the rule's check function
+    while its transform ran) and the outcome."""
+
+    rule: str
+    precondition: str
+    checked: str
+    holds: bool = True
+
+
+@dataclass(frozen=True)
 class Application:
-    """One rewrite: rule id and title, the nodes it replaced, what was checked, the theorem."""
+    """One rewrite: rule id and title, the nodes it replaced, the texts of the preconditions
+    evaluated there (``checks`` has each with where it ran and its outcome), the theorem."""
 
     rule: str
     title: str
     nodes: tuple[str, ...]
     preconditions: tuple[str, ...]
     theorem: str
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,20 +149,37 @@ class CertificateBuilder:
         self.applications: list[Application] = []
         self._unfolded: dict[tuple[str, str], Unfolded] = {}
 
-    def applied(self, rule: str, nodes: list, checked: tuple[str, ...] = ()) -> None:
-        """Record that ``rule`` rewrote ``nodes`` after checking ``checked`` on the graph."""
+    def applied(self, rule: str, nodes: list, checked: Sequence[str | Check] = ()) -> None:
+        """Record that ``rule`` rewrote ``nodes``: ``checked`` is what was evaluated there, a
+        text for a condition the matcher tested on the graph, a :class:`Check` for one the
+        rule's own code ran (:meth:`observed`). Nothing else is claimed."""
         if rule in CANONICAL:
             title, theorem = CANONICAL[rule]
-            conditions: tuple[str, ...] = ()
         else:
             entry = get_rule(rule)
             title, theorem = entry.title, entry.statement
-            conditions = tuple(str(p) for p in entry.preconditions)
+        checks: list[Check] = []
+        for item in checked:
+            check = item if isinstance(item, Check) else Check(rule, str(item), "graph")
+            if check not in checks:
+                checks.append(check)
         names = tuple(getattr(n, "name", str(n)) for n in nodes)
-        self.applications.append(Application(rule, title, names, conditions + checked, theorem))
+        texts = tuple(c.precondition for c in checks)
+        self.applications.append(Application(rule, title, names, texts, theorem, tuple(checks)))
         for name in names:
             for key in [k for k in self._unfolded if k[0] == name]:
                 del self._unfolded[key]
+
+    @staticmethod
+    def observed(seen: Sequence[tuple[Precondition, bool]]) -> tuple[Check, ...]:
+        """The preconditions a rule's code evaluated (from
+        :func:`et.contract.observe_preconditions`) as transform checks, each once."""
+        checks: list[Check] = []
+        for condition, holds in seen:
+            check = Check(condition.rule, str(condition), "transform", holds)
+            if check not in checks:
+                checks.append(check)
+        return tuple(checks)
 
     def refused(self, node, rule: str, precondition: str, detail: str = "") -> None:
         """Record that ``rule`` could not remove ``node`` because ``precondition`` failed."""

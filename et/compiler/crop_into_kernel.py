@@ -24,8 +24,7 @@ import torch
 from torch import fx
 
 from et.compiler.helpers import replace_conv
-from et.compiler.workspace import Workspace
-from et.contract import apply_rule
+from et.compiler.workspace import Workspace, arguments
 from et.conv_geometry import conv_like
 
 aten = torch.ops.aten
@@ -37,13 +36,13 @@ INT_MAX = 2**62
 def _crop(node: object) -> tuple[int, int, int] | None:
     """``(axis, a, b)`` when ``node`` is ``x[..., a : −b]`` (or ``x[..., a:]``) on a spatial
     axis (0 = rows), else None."""
-    if not isinstance(node, fx.Node) or node.target != aten.slice.Tensor:
+    values = arguments(node)
+    if not isinstance(node, fx.Node) or node.target != aten.slice.Tensor or values is None:
         return None
-    args = [*list(node.args), None, None, None, None][:5]
-    _, dim, start, end, step = args
-    if dim not in (2, 3, -2, -1) or (step or 1) != 1:
+    dim, start, end, step = (values[k] for k in ("dim", "start", "end", "step"))
+    if dim not in (2, 3, -2, -1) or step != 1:
         return None
-    start = start or 0
+    start = 0 if start is None else start
     if end is None or (isinstance(end, int) and end >= INT_MAX):
         after = 0
     elif isinstance(end, int) and end < 0:
@@ -85,9 +84,10 @@ def absorb_crop(ws: Workspace, node: fx.Node) -> bool:
     if before == after:
         size = list(conv.kernel_size)
         size[axis] += 2 * (before // dilation)
-        embedded = apply_rule("embed_kernel", conv, tuple(size))
+        embedded, checks = ws.apply("embed_kernel", conv, tuple(size))
         weight = embedded.weight.detach()
-        ws.record.applied("R4", [node], ("the added taps read the cropped-away border",))
+        graph = "the added taps read the cropped-away border"
+        ws.record.applied("R4", [node], (*checks, graph))
     else:
         pads = [0, 0, 0, 0]  # F.pad order: last axis first
         side = 2 * (1 - axis)
@@ -98,7 +98,8 @@ def absorb_crop(ws: Workspace, node: fx.Node) -> bool:
         "the crop x[a:−b] is counted from both ends, a and b whole numbers of dilated taps",
         "the conv has padding 0 on that axis",
     )
-    return replace_conv(ws, node, valid, site.input.args[0], "G12", [site.input, node], checked)
+    source = arguments(site.input)["self"]
+    return replace_conv(ws, node, valid, source, "G12", [site.input, node], checked)
 
 
 def _bias(conv) -> torch.Tensor | None:

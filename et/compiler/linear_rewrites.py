@@ -16,9 +16,10 @@ from torch import fx, nn
 
 from et.compiler.batch_norm import fuse_batch_norm
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
+from et.compiler.patterns import Op, Rewrite, Var, driver
 from et.compiler.regroup import REGROUP_CHECK, common_grouping
-from et.compiler.workspace import Workspace
-from et.contract import PreconditionError, apply_rule
+from et.compiler.workspace import Workspace, arguments, unit_alpha
+from et.contract import PreconditionError
 from et.rules.merge_sequential_convs import dense_weight
 
 aten = torch.ops.aten
@@ -85,16 +86,17 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
             return False
         scale = constant if node.target == aten.mul.Tensor else 1.0 / constant
         try:
-            new = apply_rule("fold_channel_scale", conv, scale.to(conv.weight.dtype))
+            new, checks = ws.apply("fold_channel_scale", conv, scale.to(conv.weight.dtype))
         except PreconditionError as error:
             ws.record.refused(node, "R13", error.condition, error.detail)
             return False
-        return replace_conv(ws, node, new, site.input, "R13", [site.node, node], (FAN_OUT,))
+        nodes = [site.node, node]
+        return replace_conv(ws, node, new, site.input, "R13", nodes, (*checks, FAN_OUT))
     sign = -1.0 if node.target == aten.sub.Tensor else 1.0
+    negated: tuple = ()
     if node.target == aten.sub.Tensor and not conv_first:
-        conv = apply_rule(
-            "fold_channel_scale", conv, -torch.ones(conv.out_channels).to(conv.weight)
-        )
+        minus = -torch.ones(conv.out_channels).to(conv.weight)
+        conv, negated = ws.apply("fold_channel_scale", conv, minus)
         sign = 1.0
     old_bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(constant)
     bias = cancel_rounding(old_bias.to(conv.weight), sign * constant.to(conv.weight))
@@ -110,6 +112,8 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
     with torch.no_grad():
         new.weight.copy_(conv.weight)
         new.bias.copy_(bias)
+    if negated:  # c − conv(x): the conv is negated first (R13 with γ = −1)
+        ws.record.applied("R13", [site.node], (*negated, "the scale −1 of c − y"))
     return replace_conv(ws, node, new, site.input, "G3", [site.node, node], (FAN_OUT, CANCELS))
 
 
@@ -121,6 +125,8 @@ def shift_into_bias(ws: Workspace, node: fx.Node) -> bool:
     shifted = site.input
     if shifted.target not in (aten.add.Tensor, aten.sub.Tensor) or len(shifted.args) != 2:
         return False
+    if not unit_alpha(shifted):
+        return False  # x + α·c: α is not folded here
     for index in (1, 0):
         if index == 0 and shifted.target == aten.sub.Tensor:
             continue
@@ -155,8 +161,10 @@ def absorb_zero_pad(ws: Workspace, node: fx.Node) -> bool:
     if site is None or site.input.target != aten.constant_pad_nd.default:
         return False
     pad_node = site.input
-    pads = list(pad_node.args[1])
-    value = float(pad_node.args[2]) if len(pad_node.args) > 2 else 0.0
+    values = arguments(pad_node)
+    if values is None:
+        return False
+    pads, value = list(values["pad"]), float(values["value"])
     if value != 0.0 or len(pads) not in (2, 4) or any(p < 0 for p in pads):
         return False
     pads += [0, 0] * ((4 - len(pads)) // 2)
@@ -176,7 +184,8 @@ def absorb_zero_pad(ws: Workspace, node: fx.Node) -> bool:
         bias=conv.bias is not None,
     ).to(conv.weight)
     new.load_state_dict(conv.state_dict())
-    return replace_conv(ws, node, new, pad_node.args[0], "G1", [pad_node, node])
+    checked = ("the pad is zero and symmetric on each axis",)
+    return replace_conv(ws, node, new, values["self"], "G1", [pad_node, node], checked)
 
 
 def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
@@ -204,15 +213,19 @@ def merge_sequential(ws: Workspace, node: fx.Node) -> bool:
     else:
         rule, args = "R8", (c1, c2)
     try:
-        merged = apply_rule(rule, *args)
+        try:
+            merged, checks = ws.apply(rule, *args)
+        except PreconditionError:
+            if rule != "R14":
+                raise
+            rule = "R9"  # a biased depthwise conv: the plain K×K then 1×1 merge
+            merged, checks = ws.apply("R9", c1, c2)
     except PreconditionError as error:
-        if rule == "R14":
-            rule, merged = "R9", apply_rule("R9", c1, c2)
-        else:
-            ws.record.refused(node, rule, error.condition, error.detail)
-            return False
-    checked = (FAN_OUT, "nothing between the two convs: the second reads the first's output")
-    return replace_conv(ws, node, merged, first.input, rule, [first.node, node], checked)
+        ws.record.refused(node, rule, error.condition, error.detail)
+        return False
+    graph = (FAN_OUT, "nothing between the two convs: the second reads the first's output")
+    nodes = [first.node, node]
+    return replace_conv(ws, node, merged, first.input, rule, nodes, (*checks, *graph))
 
 
 def _as_list(value: object) -> list:
@@ -227,24 +240,25 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
     groups = like.groups if like.in_channels == channels else 1
     if branch is source:
         try:
-            conv = apply_rule("identity_conv", channels, 1, groups)
+            conv, checks = ws.apply("identity_conv", channels, 1, groups)
         except PreconditionError:
             return None
-        return "R6", conv.to(like.weight)
-    if branch.target == aten.avg_pool2d.default and branch.args[0] is source:
+        return "R6", conv.to(like.weight), checks
+    values = arguments(branch)
+    if branch.target == aten.avg_pool2d.default and values and values["self"] is source:
         if len(branch.users) != 1:
             return None
-        args = list(branch.args) + [None] * 7
-        kernel, stride, padding = args[1], args[2] or args[1], args[3] or 0
+        kernel, stride, padding = values["kernel_size"], values["stride"], values["padding"]
+        stride = stride if _as_list(stride) else kernel  # the schema's [] means the kernel
         sizes = [v for value in (kernel, stride, padding) for v in _as_list(value)]
         if not all(isinstance(v, int) for v in sizes):
             return None  # a size that depends on the input (global pooling) is no fixed conv
-        ceil, include, divisor = bool(args[4]), args[5] is not False, args[6]
-        pool = nn.AvgPool2d(kernel, stride, padding, ceil, include, divisor)
+        ceil, include = bool(values["ceil_mode"]), bool(values["count_include_pad"])
+        pool = nn.AvgPool2d(kernel, stride, padding, ceil, include, values["divisor_override"])
         if groups not in (1, channels):
             return None
         try:
-            conv = apply_rule(
+            conv, checks = ws.apply(
                 "avg_pool_as_conv",
                 pool,
                 channels,
@@ -254,7 +268,7 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
         except PreconditionError as error:
             ws.record.refused(branch, "R10", error.condition, error.detail)
             return None
-        return "R10", conv.to(like.weight)
+        return "R10", conv.to(like.weight), checks
     return None
 
 
@@ -268,8 +282,8 @@ def pool_after_conv(ws: Workspace, node: fx.Node) -> bool:
     made = _branch_as_conv(ws, node, site.node, site.conv, next(iter(node.users), node))
     if made is None:
         return False
-    rule, conv = made
-    return replace_conv(ws, node, conv, site.node, rule, [node])
+    rule, conv, checks = made
+    return replace_conv(ws, node, conv, site.node, rule, [node], checks)
 
 
 def pool_before_conv(ws: Workspace, node: fx.Node) -> bool:
@@ -285,16 +299,14 @@ def pool_before_conv(ws: Workspace, node: fx.Node) -> bool:
     made = _branch_as_conv(ws, node, node.args[0], like, after.node)
     if made is None:
         return False
-    rule, conv = made
-    return replace_conv(ws, node, conv, node.args[0], rule, [node])
+    rule, conv, checks = made
+    return replace_conv(ws, node, conv, node.args[0], rule, [node], checks)
 
 
-def merge_branches(ws: Workspace, node: fx.Node) -> bool:
+def _merge_branches(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R3: ``conv_a(x) + conv_b(x)`` is one conv; identity and avg-pool branches first
     become convs (R6, R10)."""
-    if node.target != aten.add.Tensor or len(node.args) != 2 or node.kwargs:
-        return False
-    a, b = node.args
+    a, b = found["a"], found["b"]
     sites = [sole_conv(ws, a, node), sole_conv(ws, b, node)]
     if sites[0] is None and sites[1] is None:
         return False
@@ -305,9 +317,9 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
         made = _branch_as_conv(ws, other, site.input, site.conv, node)
         if made is None:
             return False
-        rule, conv = made
+        rule, conv, checks = made
         new = ws.emit_conv(conv, site.input, node)
-        ws.record.applied(rule, [other])
+        ws.record.applied(rule, [other], checks)
         node.replace_input_with(other, new)
         ws.changed(other)
         return True
@@ -321,34 +333,46 @@ def merge_branches(ws: Workspace, node: fx.Node) -> bool:
             ws.record.applied("G13", [first.node, second.node], (REGROUP_CHECK,))
             convs = aligned
     try:
-        merged = apply_rule("merge_parallel_convs", convs)
+        merged, checks = ws.apply("merge_parallel_convs", convs)
     except PreconditionError as error:
         ws.record.refused(node, "R3", error.condition, error.detail)
         return False
-    checked = ("both branches read the same graph value", FAN_OUT)
+    checked = (*checks, "both branches read the same graph value", FAN_OUT)
     return replace_conv(
         ws, node, merged, first.input, "R3", [first.node, second.node, node], checked
     )
 
 
-def merge_concat(ws: Workspace, node: fx.Node) -> bool:
+#: the plain sum (alpha at its default 1: a scaled branch is not merged here)
+merge_branches = driver(
+    Rewrite("R3", (Op(aten.add.Tensor, self=Var("a"), other=Var("b")),), _merge_branches)
+)
+
+
+def _merge_concat(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R11: ``cat([conv_i(x)], dim=1)`` is one conv with the kernels stacked."""
-    if node.target != aten.cat.default:
-        return False
-    dim = node.args[1] if len(node.args) > 1 else 0
-    parts = list(node.args[0])
-    if dim not in (1, -3) or len(parts) < 2:
+    parts = list(found["parts"])
+    if len(parts) < 2:
         return False
     sites = [sole_conv(ws, p, node) for p in parts]
     if any(s is None for s in sites) or len({s.input for s in sites}) != 1:
         return False
     try:
-        merged = apply_rule("concat_convs", [s.conv for s in sites])
+        merged, checks = ws.apply("concat_convs", [s.conv for s in sites])
     except PreconditionError as error:
         ws.record.refused(node, "R11", error.condition, error.detail)
         return False
     nodes = [s.node for s in sites] + [node]
-    return replace_conv(ws, node, merged, sites[0].input, "R11", nodes, (FAN_OUT,))
+    return replace_conv(ws, node, merged, sites[0].input, "R11", nodes, (*checks, FAN_OUT))
+
+
+merge_concat = driver(
+    Rewrite(
+        "R11",
+        (Op(aten.cat.default, tensors=Var("parts"), dim=Var("dim", lambda d: d in (1, -3))),),
+        _merge_concat,
+    )
+)
 
 
 LINEAR_PATTERNS: tuple[Pattern, ...] = (

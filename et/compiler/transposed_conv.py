@@ -15,38 +15,37 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from et.compiler.workspace import Workspace, aten_pair
-from et.contract import PreconditionError, apply_rule
+from et.compiler.workspace import CONVOLUTION, Workspace, arguments, aten_pair
+from et.contract import PreconditionError
 
 aten = torch.ops.aten
 
 
 def _transposed(ws: Workspace, node: fx.Node) -> nn.ConvTranspose2d | None:
     """The ``nn.ConvTranspose2d`` a transposed-conv node computes (constant weights)."""
-    args = [*list(node.args), None, None, None, None, None, None, None, None, None]
-    if node.kwargs:
+    values = arguments(node)
+    if values is None or node.target not in (aten.conv_transpose2d.input, CONVOLUTION):
         return None
-    if node.target == aten.conv_transpose2d.input:
-        _, w, b, stride, padding, output_padding, groups, dilation = args[:8]
-    elif node.target == aten.convolution.default and args[6]:
-        _, w, b, stride, padding, dilation, _, output_padding, groups = args[:9]
-    else:
+    if node.target == CONVOLUTION and not values["transposed"]:
         return None
+    w, b = values["weight"], values["bias"]
+    stride, padding, dilation = values["stride"], values["padding"], values["dilation"]
+    output_padding, groups = values["output_padding"], values["groups"]
     weight = ws.tensor(w)
     bias = ws.tensor(b) if b is not None else None
     if weight is None or weight.ndim != 4 or (b is not None and bias is None):
         return None
-    groups = int(groups or 1)
+    groups = int(groups)
     deconv = nn.ConvTranspose2d(
         weight.shape[0],
         weight.shape[1] * groups,
         tuple(weight.shape[2:]),
-        stride=aten_pair(stride or 1),
-        padding=aten_pair(padding or 0),
-        output_padding=aten_pair(output_padding or 0),
+        stride=aten_pair(stride),
+        padding=aten_pair(padding),
+        output_padding=aten_pair(output_padding),
         groups=groups,
         bias=bias is not None,
-        dilation=aten_pair(dilation or 1),
+        dilation=aten_pair(dilation),
     ).to(weight)
     with torch.no_grad():
         deconv.weight.copy_(weight)
@@ -63,12 +62,12 @@ def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
     if deconv is None:
         return False
     try:
-        layers = apply_rule("transposed_conv_as_pixel_shuffle", deconv)
+        layers, checks = ws.apply("transposed_conv_as_pixel_shuffle", deconv)
     except PreconditionError as error:
         ws.record.refused(node, "R15", error.condition, error.detail)
         return False
     conv, shuffle = layers[0], layers[1]
-    value = ws.emit_conv(conv, node.args[0], node)
+    value = ws.emit_conv(conv, arguments(node)["input"], node)
     value = ws.call(aten.pixel_shuffle.default, (value, shuffle.upscale_factor), node)
     if len(layers) > 2:
         crop = layers[2]
@@ -76,6 +75,6 @@ def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
             if count:
                 value = ws.call(aten.slice.Tensor, (value, dim, 0, -count), node)
     value.meta["val"] = node.meta.get("val")
-    ws.record.applied("R15", [node], ("the kernel and bias are constants",))
+    ws.record.applied("R15", [node], (*checks, "the kernel and bias are constants"))
     ws.replace(node, value)
     return True

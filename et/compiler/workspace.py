@@ -10,14 +10,16 @@ users and removes what became dead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from et.compiler.certificate import CertificateBuilder
+from et.compiler.certificate import CertificateBuilder, Check
+from et.contract import get_rule, observe_preconditions
 from et.conv_geometry import make_conv
 from et.domain import InputDomain
 
@@ -47,6 +49,40 @@ class ConvSite:
     node: fx.Node
     input: fx.Node
     conv: nn.Conv2d
+
+
+def arguments(node: Any) -> dict[str, Any] | None:
+    """Every argument of the ATen call ``node`` by its schema name: positional ones, keyword
+    ones and the schema's defaults for the rest. None for a node that is no ATen call or whose
+    arguments do not bind (an unknown keyword, one given twice, a required one missing), so a
+    matcher reading it never mistakes a keyword for its default."""
+    schema = getattr(getattr(node, "target", None), "_schema", None)
+    if not isinstance(node, fx.Node) or node.op != "call_function" or schema is None:
+        return None
+    params = schema.arguments
+    positional = [p for p in params if not p.kwarg_only]
+    if len(node.args) > len(positional):
+        return None
+    values = {p.name: v for p, v in zip(positional, node.args, strict=False)}
+    for name, value in node.kwargs.items():
+        if name in values or name not in {p.name for p in params}:
+            return None
+        values[name] = value
+    for param in params:
+        optional = isinstance(param.type, torch._C.OptionalType)
+        if param.name not in values or (values[param.name] is None and not optional):
+            # None given for an argument that cannot be None stands for its default
+            if not param.has_default_value():
+                return None
+            values[param.name] = param.default_value
+    return values
+
+
+def unit_alpha(node: Any) -> bool:
+    """Whether ``node`` is an ``add``/``sub`` whose ``alpha`` (the factor on the second
+    operand) is 1, so that it computes the plain sum or difference (any other node: True)."""
+    values = arguments(node)
+    return values is None or values.get("alpha", 1) == 1
 
 
 def aten_pair(value: Any) -> tuple[int, int]:
@@ -105,35 +141,29 @@ class Workspace:
         if node not in self._convs:
             self._convs[node] = self._read_conv(node)
         conv = self._convs[node]
-        return None if conv is None else ConvSite(node, node.args[0], conv)
+        return None if conv is None else ConvSite(node, arguments(node)["input"], conv)
 
     def _read_conv(self, node: fx.Node) -> nn.Conv2d | None:
-        args = list(node.args) + [None] * 9
-        if node.target == CONV2D:
-            x, w, b = args[0], args[1], args[2]
-            stride, padding = args[3] or 1, args[4] or 0
-            dilation, groups = args[5] or 1, args[6] or 1
-        elif node.target == CONVOLUTION:
-            x, w, b, stride, padding, dilation, transposed, _, groups = args[:9]
-            if transposed:
-                return None
-        else:
+        # every argument by its schema name, keywords and defaults included; output_padding
+        # only acts on a transposed conv, which is refused here
+        values = arguments(node)
+        if values is None or values.get("transposed", False):
             return None
-        if node.kwargs:
-            return None  # export passes conv arguments positionally; anything else is foreign
+        x, w, b = values["input"], values["weight"], values["bias"]
         weight = self.tensor(w)
         bias = self.tensor(b) if b is not None else None
         if weight is None or weight.ndim != 4 or (b is not None and bias is None):
             return None
+        padding = values["padding"]
         if isinstance(padding, str) or not isinstance(x, fx.Node):
             return None
         return make_conv(
             weight,
             bias,
-            stride=aten_pair(stride),
+            stride=aten_pair(values["stride"]),
             padding=aten_pair(padding),
-            dilation=aten_pair(dilation),
-            groups=int(groups),
+            dilation=aten_pair(values["dilation"]),
+            groups=int(values["groups"]),
         )
 
     def emit_conv(self, conv: nn.Conv2d, source: fx.Node, before: fx.Node) -> fx.Node:
@@ -158,6 +188,18 @@ class Workspace:
         """A new call of ``target(*args)`` placed before ``before``."""
         with self.graph.inserting_before(before):
             return self.graph.call_function(target, tuple(args))
+
+    # --- running the rules -----------------------------------------------------------------
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any):
+        """``(function(*args, **kwargs), checks)``: the checks are the preconditions the rule
+        code evaluated (all held); a refusal raises its PreconditionError as the code does."""
+        with observe_preconditions() as seen:
+            result = function(*args, **kwargs)
+        return result, self.record.observed(seen)
+
+    def apply(self, key: str, *args: Any, **kwargs: Any) -> tuple[Any, tuple[Check, ...]]:
+        """The catalogue rule ``key``'s transform run on ``args``, with what it checked."""
+        return self.run(get_rule(key).transform, *args, **kwargs)
 
     # --- rewriting -------------------------------------------------------------------------
     def replace(self, old: fx.Node, new: fx.Node) -> None:
@@ -195,11 +237,11 @@ class Workspace:
         site = self.conv_site(node)
         if site is not None:
             return site.conv.out_channels
-        if node.target == aten.slice.Tensor and node.args[1] in (1, -3):
-            total = self.channels(node.args[0])
-            args = list(node.args) + [None] * 3
-            start, end = args[2] or 0, args[3]
-            if total is None or (args[4] or 1) != 1:
+        values = arguments(node)
+        if node.target == aten.slice.Tensor and values and values["dim"] in (1, -3):
+            total = self.channels(values["self"])
+            start, end = values["start"] or 0, values["end"]
+            if total is None or values["step"] != 1:
                 return None
             return min(total, total if end is None else end) - start
         first = node.args[0] if node.op == "call_function" and node.args else None
@@ -234,6 +276,41 @@ class Workspace:
     def lower_bound(self, node: Any) -> float:
         """A proven lower bound on every element of ``node`` for inputs in the domain."""
         return self.interval(node)[0]
+
+    def magnitude(self, node: fx.Node) -> float | None:
+        """``max |node|`` on one probe input drawn from the declared domain at the captured
+        shapes (a deterministic seed; the domain clipped to [−1, 1] around a finite end where
+        it is unbounded), or None when the graph cannot be run here. A measurement, so only
+        a reason to *refuse* a rewrite, never to apply one."""
+        generator = torch.Generator().manual_seed(0)
+        low, high = self.domain.low, self.domain.high
+        low = low if math.isfinite(low) else (high - 2.0 if math.isfinite(high) else -1.0)
+        high = high if math.isfinite(high) else low + 2.0
+        inputs = []
+        for placeholder in (n for n in self.graph.nodes if n.op == "placeholder"):
+            value = placeholder.meta.get("val")
+            if value is None or not all(isinstance(s, int) for s in value.shape):
+                return None
+            sample = torch.rand(tuple(value.shape), generator=generator, dtype=torch.float64)
+            inputs.append((low + (high - low) * sample).to(value.dtype))
+        seen: list[float] = []
+
+        class _Probe(fx.Interpreter):
+            def run_node(self, n: fx.Node) -> Any:
+                result = super().run_node(n)
+                if n is node and isinstance(result, torch.Tensor):
+                    seen.append(float(result.abs().max()) if result.numel() else 0.0)
+                    raise StopIteration  # the rest of the graph is not needed
+                return result
+
+        try:
+            with torch.no_grad():
+                _Probe(self.module, graph=self.graph).run(*inputs)
+        except StopIteration:
+            pass
+        except Exception:
+            return None  # any failure: nothing measured, and the caller refuses
+        return seen[0] if seen else None
 
     def finish(self) -> fx.GraphModule:
         """Drop dead nodes and unused constants, regenerate the code, return the module."""

@@ -54,3 +54,20 @@ def evaluate(ws: Workspace, *inputs: torch.Tensor) -> torch.Tensor:
     ws.module.recompile()
     with torch.no_grad():
         return ws.module(*inputs)
+
+
+def keyed(graph: fx.Graph, target: object, args: tuple, **kwargs: object) -> fx.Node:
+    """A call with keyword arguments (as ordinary code and other capture paths write them)."""
+    return graph.call_function(target, args, kwargs)  # type: ignore[arg-type]
+
+
+def rewrite_keeps_function(ws: Workspace, pattern, node: fx.Node, *inputs: torch.Tensor) -> bool:
+    """Run ``pattern`` on ``node`` and assert the graph computes what it did before on
+    ``inputs`` (float64, relative 1e-12); returns whether the pattern rewrote anything."""
+    before = evaluate(ws, *inputs)
+    applied = pattern(ws, node)
+    after = evaluate(ws, *inputs)
+    scale = max(before.abs().max().item(), 1e-300)
+    assert before.shape == after.shape
+    assert (after - before).abs().max().item() <= 1e-12 * scale
+    return applied

@@ -271,8 +271,8 @@ def test_a_conv_feeding_more_than_the_bn_is_not_fused_into_it() -> None:
     assert _unfolded(ws, {conv.name}) == {
         (conv.name, str(aten.conv2d.default), "R1", FAN_OUT, f"the conv also feeds ['{relu.name}']")
     }
-    (application,) = ws.record.applications
-    assert (application.rule, application.nodes) == ("R6", (bn.name,))
+    fold, application = ws.record.applications
+    assert (fold.rule, application.rule, application.nodes) == ("R1", "R6", (bn.name,))
     assert [tuple(ws.tensor(c.args[1]).shape) for c in _convs(ws)] == [(C, 2, 3, 3), (C, C, 1, 1)]
     y = F.conv2d(X, constants["cw"], constants["cb"], padding=1)
     reference = _reference_bn(y) + y.relu()
@@ -493,10 +493,15 @@ def test_a_lone_bn_in_a_sum_becomes_a_1x1_conv(op, sibling: str, groups: int, ki
         expected[i, i % (C // groups), 0, 0] = scale[i]
     assert torch.allclose(weight, expected, rtol=1e-14, atol=0)
     assert torch.allclose(ws.tensor(emitted.args[2]), BETA - MEAN * scale, rtol=1e-14, atol=0)
-    (application,) = ws.record.applications
+    # R6 writes the BN's input as an identity conv, R1 folds the BN into it: both recorded,
+    # each with the checks its own transform ran (R1's graph fact: eval mode)
+    fold, application = ws.record.applications
     assert (application.rule, application.nodes) == ("R6", (bn_node.name,))
+    assert (fold.rule, fold.nodes) == ("R1", (bn_node.name,))
     assert application.title == get_rule("R6").title
-    assert application.preconditions[-1] == CHECKED
+    assert fold.preconditions[-1] == CHECKED
+    assert {c.rule for c in application.checks} == {"R6"}
+    assert all(c.checked == "transform" and c.holds for c in application.checks)
     assert ws.record.unfolded({n.name for n in ws.graph.nodes}) == []
     reference = _reference_sum(op, sibling, constants, X3)
     assert torch.allclose(ws.finish()(X3), reference, rtol=1e-12, atol=1e-12)

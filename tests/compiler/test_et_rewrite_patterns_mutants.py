@@ -189,23 +189,27 @@ def test_map_of_a_shuffle_read_twice_or_of_no_shuffle_is_kept() -> None:
 
 # --- E6: sum_of_shuffles ------------------------------------------------------------------------
 def test_sum_of_two_shuffles_is_the_shuffle_of_the_sum() -> None:
-    """E6: ``PS(a, 2) + PS(b, 2) = PS(a + b, 2)``, recorded on both shuffles and the add."""
+    """E6: ``PS(conv_a(a), 2) + PS(conv_b(b), 2) = PS(conv_a(a) + conv_b(b), 2)``, recorded on
+    both convs, both shuffles and the add."""
+    constants = _weights(21, wa=(8, 3, 3, 3), ba=(8,), wb=(8, 2, 3, 3), bb=(8,))
     nodes = {}
 
     def build(g):
-        nodes["a"] = call(g, PS, g.placeholder("a"), 2)
-        nodes["b"] = call(g, PS, g.placeholder("b"), 2)
+        nodes["ca"] = _conv(g, _image(g, "a", 3, 3), "wa", "ba")
+        nodes["cb"] = _conv(g, _image(g, "b", 2, 3), "wb", "bb")
+        nodes["a"] = call(g, PS, nodes["ca"], 2)
+        nodes["b"] = call(g, PS, nodes["cb"], 2)
         nodes["add"] = call(g, aten.add.Tensor, nodes["a"], nodes["b"])
         return nodes["add"]
 
-    ws, node = workspace(build)
+    ws, node = workspace(build, constants)
     before = _frozen(ws)
     assert sum_of_shuffles(ws, node) is True
-    assert _ops(ws) == [aten.add.Tensor, PS]
+    assert _ops(ws) == [CONV, CONV, aten.add.Tensor, PS]
     applied = _application(ws, "E6")
-    assert applied.nodes == tuple(nodes[k].name for k in ("a", "b", "add"))
+    assert applied.nodes == tuple(nodes[k].name for k in ("ca", "cb", "a", "b", "add"))
     assert applied.preconditions[-1] == "the same upscale factor on both"
-    _assert_same_function(ws, before, _rand(1, 8, 3, 3), _rand(1, 8, 3, 3, seed=2))
+    _assert_same_function(ws, before, _rand(1, 3, 3, 3), _rand(1, 2, 3, 3, seed=2))
 
 
 def _sum(first, second, *extra, target=aten.add.Tensor):
@@ -273,7 +277,7 @@ def _clamped(target, *bounds, bias: bool = True, users: int = 1):
     nodes = {}
 
     def build(g):
-        nodes["conv"] = _conv(g, g.placeholder("x"), "w", "b" if bias else None)
+        nodes["conv"] = _conv(g, placeholder(g, "x", 1, 2, 5, 4), "w", "b" if bias else None)
         nodes["clamp"] = call(g, target, nodes["conv"], *bounds)
         if users == 2:
             return call(g, aten.add.Tensor, nodes["clamp"], nodes["conv"])
@@ -434,8 +438,13 @@ def test_repeated_input_added_to_a_conv_becomes_an_anchor_conv(dim: int, conv_fi
     _assert_same_function(ws, before, _rand(1, 2, 6, 6), _rand(1, 3, 6, 6, seed=2))
 
 
-def test_dim_is_read_from_the_third_argument_alone() -> None:
-    ws, nodes = _anchored(_interleaved(4, 1, 12))
+def test_dim_is_read_by_its_name_beside_the_output_size_keyword() -> None:
+    def interleaved(g, u):
+        node = call(g, aten.repeat_interleave.self_int, u, 4, 1)
+        node.kwargs = {"output_size": 12}
+        return node
+
+    ws, nodes = _anchored(interleaved)
     assert anchor_as_conv(ws, nodes["add"]) is True
 
 

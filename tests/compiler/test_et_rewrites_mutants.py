@@ -71,7 +71,10 @@ def test_sum_of_shuffles_is_one_shuffle() -> None:
     compiled = _compiled(forward)
     (applied,) = _applied(compiled, "E6")
     assert applied.preconditions[-1] == "the same upscale factor on both"
-    assert len(applied.nodes) == 3
+    assert len(applied.nodes) == 5  # both convs, both shuffles, the sum
+    # the 1×1 conv is embedded into 3×3 (R4) so that E6's shared-geometry check holds
+    (embedded,) = [a for a in _applied(compiled, "R4") if a.nodes == applied.nodes[1:2]]
+    assert all(c.checked == "transform" for c in embedded.checks)
 
 
 def test_a_shuffle_read_twice_is_not_summed_away() -> None:

@@ -224,9 +224,13 @@ def test_a_per_channel_constant_op_folds_into_the_conv(target, conv_first, rule,
     assert ops(ws) == ["conv2d.default"]
     (new,) = convs_of(ws)
     assert new.args[3:] == ([2, 1], [1, 2], [2, 1], 2)
-    applied = only_application(ws)
+    *negated, applied = ws.record.applications
     assert (applied.rule, applied.nodes) == (rule, (conv_name, node.name))
     assert FAN_OUT in applied.preconditions
+    # c − conv negates the conv first: R13 with γ = −1, its own check recorded as run
+    flipped = target == aten.sub.Tensor and not conv_first
+    assert [(a.rule, a.nodes) for a in negated] == ([("R13", (conv_name,))] if flipped else [])
+    assert all(c.checked == "transform" for a in negated for c in a.checks[:-1])
 
 
 def test_a_number_times_a_conv_scales_its_kernel() -> None:

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import et
-import et.compiler.batch_norm as batch_norm_patterns
 from et.compiler import VerificationError
 from et.compiler.verify import SMALLEST_SIDE, _describe, probe_shapes, shrink
+from et.compiler.workspace import Workspace
 
 
 @given(side=st.integers(1, 4096), base=st.integers(1, 64))
@@ -73,16 +73,16 @@ def test_a_model_that_needs_its_example_size_is_verified_there() -> None:
 
 
 def test_a_wrong_fold_is_caught_at_the_small_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = batch_norm_patterns.apply_rule
+    real = Workspace.apply
 
-    def off_by_a_little(name: str, *args):
-        fused = real(name, *args)
+    def off_by_a_little(ws: Workspace, name: str, *args):
+        fused, checks = real(ws, name, *args)
         if name == "fuse_conv_bn":
             with torch.no_grad():
                 fused.bias[0] += 1e-6  # one channel's bias, a millionth off
-        return fused
+        return fused, checks
 
-    monkeypatch.setattr(batch_norm_patterns, "apply_rule", off_by_a_little)
+    monkeypatch.setattr(Workspace, "apply", off_by_a_little)
     with pytest.raises(VerificationError, match="differs from the original"):
         et.compile(_conv_bn(), (torch.rand(1, 3, 40, 40),))
 

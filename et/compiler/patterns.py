@@ -1,0 +1,145 @@
+"""Graph patterns written as data: what a rewrite matches, read by the ATen schema.
+
+``Op(target, name=..., single_user=..., **arguments)`` matches a call of ``target`` (one ATen
+overload or a tuple of them). Its arguments are read by their schema names, keywords and
+defaults bound (:func:`~et.compiler.workspace.arguments`), and each named one must match its
+sub-pattern: another ``Op``, a :class:`Var` (binds the value, optionally under a predicate) or a
+constant (equal). **An argument the pattern does not name must hold its schema default**, so a
+keyword the rewrite does not handle (``alpha = 2`` on a sum, a ``divisor_override``) makes the
+pattern not match: every keyword is handled or there is no match, by construction.
+``single_user=True`` is the fan-out precondition: the node's only consumer is the node matched
+by the enclosing pattern. A :class:`Rewrite` pairs a pattern with the catalogue rule it applies;
+:func:`driver` turns it into the ``(ws, node) -> bool`` step the pipeline runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any
+
+from torch import fx
+
+from et.compiler.workspace import Workspace, arguments
+
+
+@dataclass(frozen=True)
+class Var:
+    """Bind the argument's value under ``name`` (one name binds one value: a second use must
+    see the same node, or an equal constant); ``when`` must accept it."""
+
+    name: str
+    when: Callable[[Any], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Op:
+    """A call of ``target`` whose named arguments match (see the module docstring)."""
+
+    target: Any
+    arguments: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    single_user: bool = False
+
+    # ``op`` for the instance: ATen names the first argument of most ops ``self``
+    def __init__(op, target, /, *, name=None, single_user=False, **arguments) -> None:
+        object.__setattr__(op, "target", target if isinstance(target, tuple) else (target,))
+        object.__setattr__(op, "arguments", arguments)
+        object.__setattr__(op, "name", name)
+        object.__setattr__(op, "single_user", single_user)
+
+
+def number(value: object) -> bool:
+    """A real number given as such (not a bool, not a graph value)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, fx.Node) or isinstance(b, fx.Node):
+        return a is b
+    try:
+        return bool(a == b)
+    except (TypeError, RuntimeError):
+        return False
+
+
+def _default(value: object, default: object) -> bool:
+    """Whether ``value`` is the schema default (an int for an ``int[2]`` default of equal
+    entries counts as it)."""
+    if isinstance(default, list) and integer(value):
+        return all(value == d for d in default)
+    return _same(value, default)
+
+
+def _bind(bindings: dict[str, Any], name: str, value: object) -> bool:
+    if name in bindings:
+        return _same(bindings[name], value)
+    bindings[name] = value
+    return True
+
+
+def _match(pattern: object, value: object, user: fx.Node | None, bindings: dict) -> bool:
+    if isinstance(pattern, Var):
+        return (pattern.when is None or pattern.when(value)) and _bind(
+            bindings, pattern.name, value
+        )
+    if not isinstance(pattern, Op):
+        return not isinstance(value, fx.Node) and _same(pattern, value)
+    if not isinstance(value, fx.Node) or value.target not in pattern.target:
+        return False
+    values = arguments(value)
+    if values is None or (pattern.single_user and user is not None and set(value.users) != {user}):
+        return False
+    schema = {p.name: p for p in value.target._schema.arguments}
+    for name, argument in values.items():
+        if name in pattern.arguments:
+            if not _match(pattern.arguments[name], argument, value, bindings):
+                return False
+        elif not schema[name].has_default_value():
+            raise ValueError(f"the pattern for {value.target} leaves out {name!r}")
+        elif not _default(argument, schema[name].default_value):
+            return False  # a keyword the rewrite does not handle
+    return pattern.name is None or _bind(bindings, pattern.name, value)
+
+
+def match(pattern: Op, node: fx.Node) -> dict[str, Any] | None:
+    """The bindings of ``pattern`` matched at ``node`` (names of :class:`Var` and of named
+    :class:`Op`), or None."""
+    bindings: dict[str, Any] = {}
+    return bindings if _match(pattern, node, None, bindings) else None
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One rewrite: the patterns it is anchored on (alternatives), the catalogue rule it
+    applies, and ``apply(ws, node, bindings) -> bool``, which runs the rule and records it."""
+
+    rule: str
+    patterns: tuple[Op, ...]
+    apply: Callable[[Workspace, fx.Node, dict[str, Any]], bool]
+
+
+#: every declared rewrite, in the order its module declared it (what :func:`driver` was given)
+REGISTRY: list[Rewrite] = []
+
+
+def driver(rewrite: Rewrite) -> Callable[[Workspace, fx.Node], bool]:
+    """The pipeline step for ``rewrite`` (registered in :data:`REGISTRY`): the first pattern
+    that matches at the node, applied."""
+    REGISTRY.append(rewrite)
+
+    def step(ws: Workspace, node: fx.Node) -> bool:
+        for pattern in rewrite.patterns:
+            bindings = match(pattern, node)
+            if bindings is not None:
+                return rewrite.apply(ws, node, bindings)
+        return False
+
+    step.__name__ = step.__qualname__ = rewrite.apply.__name__.lstrip("_")
+    step.__doc__ = rewrite.apply.__doc__
+    return step

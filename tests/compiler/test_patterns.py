@@ -1,0 +1,100 @@
+"""Declarative patterns: arguments by schema name, unnamed arguments at their default, fan-out
+in the pattern, one value per name (issue 25's registry)."""
+
+from __future__ import annotations
+
+import pytest
+from torch import fx
+
+from et.compiler.patterns import Op, Rewrite, Var, driver, integer, match, number
+from tests.compiler.graphs import aten, call, keyed, workspace
+
+PS = aten.pixel_shuffle.default
+SUM = Op(aten.add.Tensor, name="sum", self=Var("a"), other=Var("b"))
+
+
+def _graph():
+    graph = fx.Graph()
+    return graph, graph.placeholder("x"), graph.placeholder("y")
+
+
+def test_arguments_bind_by_name_whether_positional_or_keyword() -> None:
+    graph, x, y = _graph()
+    for node in (call(graph, aten.add.Tensor, x, y), keyed(graph, aten.add.Tensor, (x,), other=y)):
+        found = match(SUM, node)
+        assert found is not None
+        assert (found["a"], found["b"], found["sum"]) == (x, y, node)
+
+
+def test_an_argument_the_pattern_does_not_name_must_hold_its_default() -> None:
+    graph, x, y = _graph()
+    assert match(SUM, keyed(graph, aten.add.Tensor, (x, y), alpha=1)) is not None
+    assert match(SUM, keyed(graph, aten.add.Tensor, (x, y), alpha=2)) is None
+    scaled = Op(aten.add.Tensor, self=Var("a"), other=Var("b"), alpha=Var("alpha", number))
+    assert match(scaled, keyed(graph, aten.add.Tensor, (x, y), alpha=2))["alpha"] == 2
+
+
+def test_fan_out_is_part_of_the_pattern() -> None:
+    graph, x, _ = _graph()
+    shuffled = call(graph, PS, x, 2)
+    relu = call(graph, aten.relu.default, shuffled)
+    pattern = Op(aten.relu.default, self=Op(PS, single_user=True, self=Var("y"), upscale_factor=2))
+    assert match(pattern, relu) == {"y": x}
+    call(graph, aten.sigmoid.default, shuffled)  # a second reader of the shuffle
+    assert match(pattern, relu) is None
+
+
+def test_one_name_binds_one_value() -> None:
+    graph, x, y = _graph()
+    same = Op(aten.add.Tensor, self=Var("v"), other=Var("v"))
+    assert match(same, call(graph, aten.add.Tensor, x, x)) == {"v": x}
+    assert match(same, call(graph, aten.add.Tensor, x, y)) is None
+
+
+def test_constants_and_predicates_decide() -> None:
+    graph, x, _ = _graph()
+    pattern = Op(PS, self=Var("y"), upscale_factor=Var("s", integer))
+    assert match(pattern, call(graph, PS, x, 3)) == {"y": x, "s": 3}
+    assert match(pattern, call(graph, PS, x, True)) is None
+    assert match(Op(PS, self=Var("y"), upscale_factor=2), call(graph, PS, x, 3)) is None
+    assert match(pattern, x) is None  # no call
+    assert match(pattern, call(graph, aten.relu.default, x)) is None  # another op
+
+
+def test_a_pattern_that_leaves_out_a_required_argument_is_an_error() -> None:
+    graph, x, _ = _graph()
+    with pytest.raises(ValueError, match="upscale_factor"):
+        match(Op(PS, self=Var("y")), call(graph, PS, x, 2))
+
+
+def test_the_driver_applies_the_first_matching_pattern() -> None:
+    seen = []
+
+    def apply(ws, node, found):
+        seen.append((node.name, sorted(found)))
+        return True
+
+    step = driver(Rewrite("E7", (Op(aten.sigmoid.default, self=Var("s")), SUM), apply))
+    assert step.__name__ == "apply"
+    ws, node = workspace(lambda g: call(g, aten.add.Tensor, g.placeholder("x"), 1.0))
+    assert step(ws, node) is True
+    assert seen == [(node.name, ["a", "b", "sum"])]
+    ws, node = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
+    assert step(ws, node) is False
+
+
+def test_every_declared_rewrite_cites_a_rule_and_runs_in_the_pipeline() -> None:
+    """The registry: each rewrite's rule is a catalogue rule or a canonicalisation, and its
+    step is one of the pipeline's patterns (declared once, run once)."""
+    from et.compiler.certificate import CANONICAL
+    from et.compiler.patterns import REGISTRY
+    from et.compiler.pipeline import PATTERNS
+    from et.contract import get_rule
+
+    declared = [r for r in REGISTRY if r.apply.__module__.startswith("et.compiler.")]
+    assert {r.rule for r in declared} >= {"E2", "E3", "E4", "E6", "E7", "E9", "R3", "R11"}
+    for rewrite in declared:
+        assert rewrite.rule in CANONICAL or get_rule(rewrite.rule).id == rewrite.rule
+    names = [p.__name__ for p in PATTERNS]
+    for rewrite in declared:
+        assert names.count(rewrite.apply.__name__.lstrip("_")) == 1
