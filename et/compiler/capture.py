@@ -11,6 +11,14 @@ and for either, the training-mode graph (only when no BatchNorm, Dropout or
 other mode-dependent module exists, so both modes compute the same function: this is the
 case for blocks that assign ``weight.data`` or call ``self.eval()`` inside ``forward``).
 Only the first output is kept (dual-stream models return the image first).
+
+Each capture comes with the input sizes its graph holds for (:mod:`et.compiler.sizes`): the
+guards of a dynamic capture, the example's size for a static one. Two things keep a dynamic
+capture general: a global pool written with the input's own size
+(``avg_pool2d(x, x.shape[-1])``, ``kernel_size=[h, w]``) is traced as the spatial mean it is
+at every size (otherwise export fixes the size to the example's, since the op takes ``int``
+windows); and export's ``_assert_tensor_metadata`` nodes (a dtype or device assertion on a
+value, which a later ``.to(dtype)`` of the compiled module would make fail) are dropped.
 """
 
 from __future__ import annotations
@@ -22,9 +30,16 @@ from torch import fx, nn
 from torch.export import Dim, export
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.fx import config as fx_config
+from torch.overrides import TorchFunctionMode
+
+from et.compiler.sizes import SizeCondition, exact_size, from_program
 
 #: modules that compute different functions in training and evaluation mode
 MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.Dropout)
+
+
+#: assertions export adds on a value's metadata (not on the function): a cast breaks them
+EXPORT_ASSERTIONS = (torch.ops.aten._assert_tensor_metadata.default,)
 
 
 class CaptureError(RuntimeError):
@@ -38,6 +53,7 @@ class Captured:
     module: fx.GraphModule
     method: str
     dynamic: bool
+    sizes: SizeCondition
 
 
 def _batched(example: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -80,6 +96,9 @@ def _first_output_module(program: torch.export.ExportedProgram) -> fx.GraphModul
     while isinstance(first, tuple | list):
         first = first[0]
     graph.output(env[first] if isinstance(first, fx.Node) else first)
+    for node in list(graph.nodes):
+        if node.target in EXPORT_ASSERTIONS:
+            graph.erase_node(node)
     graph.eliminate_dead_code()
     module = fx.GraphModule(root, graph)
     module.meta["dynamic"] = bool(program.range_constraints)
@@ -120,23 +139,84 @@ def _is_dynamic(module: fx.GraphModule) -> bool:
     return False
 
 
-def _export(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool) -> fx.GraphModule:
+def _same_size(size, kernel) -> bool:
+    """Whether ``kernel`` is the symbolic size ``size`` itself (equal at every size)."""
+    return (
+        isinstance(size, torch.SymInt)
+        and isinstance(kernel, torch.SymInt)
+        and size.node.expr == kernel.node.expr
+    )
+
+
+def _global_window(args, kwargs) -> bool:
+    """``avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor)``
+    with the kernel written as ``x``'s own (symbolic) height and width and no padding,
+    ceil mode or divisor: one window covering the image at every size, i.e. the mean."""
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor")
+    given = dict(zip(names, args[1:], strict=False)) | {
+        k.replace("divisor_override", "divisor"): v for k, v in kwargs.items()
+    }
+    x, kernel = args[0], given.get("kernel_size")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        return False
+    kernel = list(kernel) if isinstance(kernel, list | tuple) else [kernel]
+    kernel = kernel * 2 if len(kernel) == 1 else kernel
+    sizes = list(x.shape[2:])
+    if (
+        len(kernel) != 2
+        or given.get("padding", 0) not in (0, (0, 0), [0, 0], [0])
+        or given.get("ceil_mode", False)
+        or given.get("divisor") is not None
+    ):
+        return False
+    if all(_same_size(s, k) for s, k in zip(sizes, kernel, strict=True)):
+        return True
+    one = _same_size(kernel[0], kernel[1]) or kernel[0] is kernel[1]
+    if one and any(_same_size(s, kernel[0]) for s in sizes):
+        if sizes[0].node.hint != sizes[1].node.hint:
+            return False
+        # a square window written as one side (``avg_pool2d(x, x.shape[-1])``) is the mean
+        # where the image is square: that becomes a guard of the capture (h == w)
+        torch._check(sizes[0] == sizes[1])
+        return True
+    return False
+
+
+class _GlobalPoolAsMean(TorchFunctionMode):
+    """Traces ``avg_pool2d`` over the whole (symbolic) image as ``mean`` (module docstring)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch._C._nn.avg_pool2d and _global_window(args, kwargs):
+            return args[0].mean((-2, -1), keepdim=True)
+        return func(*args, **kwargs)
+
+
+def _export(
+    model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool
+) -> tuple[fx.GraphModule, SizeCondition | None]:
     shapes = _dynamic_shapes(example) if dynamic else None
     # no Python stack trace per graph node: nothing here reads them and collecting them is a
     # tenth of the export's time
     emit = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True
     try:
-        program = export(model, example, dynamic_shapes=shapes, strict=False)
+        with _GlobalPoolAsMean():
+            program = export(model, example, dynamic_shapes=shapes, strict=False)
     finally:
         fx_config.do_not_emit_stack_traces = emit
     module = _first_output_module(program)
+    user = next(n for n in module.graph.nodes if n.op == "placeholder")
+    if dynamic:
+        sizes = from_program(program, tuple(user.meta["val"].shape))
+    else:
+        sizes = exact_size(*example[0].shape[2:])
     functionalize_slice_copies(module.graph)
     if _mutates(module.graph):
         # other in-place writes: let torch functionalise them (costs a re-trace)
         module = _first_output_module(program.run_decompositions({}))
         module.recompile()
-    return module
+    return module, sizes
 
 
 def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
@@ -187,8 +267,8 @@ def _mutates(graph: fx.Graph) -> bool:
 def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: bool) -> Captured:
     """Capture ``model`` (already a private copy) on ``example``; see the module docstring.
 
-    ``dynamic=False`` captures at the example's shapes (faster); the caller verifies the
-    result at another size and captures again with ``dynamic=True`` when that fails.
+    ``dynamic=True`` captures with symbolic batch and spatial sizes (the caller's first
+    choice); ``dynamic=False`` at the example's shapes, holding at the example's size only.
     """
     batched = _batched(example)
     errors: list[str] = []
@@ -198,16 +278,19 @@ def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: boo
     for mode in modes:
         model.train(mode == "train")
         try:
-            module = _export(model, batched if dynamic else example, dynamic)
+            module, sizes = _export(model, batched if dynamic else example, dynamic)
         except Exception as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[0]
             errors.append(f"{mode}/{'dynamic' if dynamic else 'static'}: {reason}")
             continue
         finally:
             model.eval()
+        if sizes is None:
+            # a guard this module cannot read: trust the example's size only
+            sizes = exact_size(*example[0].shape[2:])
         shapes = "dynamic batch and spatial sizes" if _is_dynamic(module) else "static shapes"
         method = f"torch.export ({mode} mode, {shapes})"
         if mode == "train":
             method += "; the eval-mode export failed and no module depends on the mode"
-        return Captured(module, method, _is_dynamic(module))
+        return Captured(module, method, _is_dynamic(module), sizes)
     raise CaptureError("could not capture the module: " + " | ".join(errors))

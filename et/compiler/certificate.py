@@ -6,7 +6,11 @@ nodes it rewrote and the preconditions that were checked. ``unfolded`` lists eve
 could not remove with the precondition that stopped them. ``max_error`` is the compiled network
 against the original on :func:`et.testing.probe_inputs`, in float64 and float32, at the
 ``verified_sizes``; ``timings`` is the wall time of each phase in seconds (capture, rewrite,
-verify).
+verify). ``sizes`` states the input sizes the compiled function holds for (``"any"``, or the
+capture's guards as Python conditions on ``h`` and ``w``: the compiled module refuses every
+other size); ``dtype`` is the dtype the module is returned and judged in, and for a dtype
+other than float64 ``max_error`` also holds the original's own rounding in it
+(``"original float32"``) and the bound the returned module met (``"bound float32"``).
 """
 
 from __future__ import annotations
@@ -106,6 +110,8 @@ class Certificate:
     output_clamp: tuple[float, float] | None = None
     verified_sizes: list[list[int]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    sizes: str = "any"
+    dtype: str = "float32"
 
     def rules_used(self) -> dict[str, int]:
         """How many times each rule id was applied."""

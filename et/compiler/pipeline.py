@@ -20,8 +20,14 @@ from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
+from et.compiler.sizes import guard_input
 from et.compiler.transposed_conv import transposed_as_shuffle
-from et.compiler.verify import ProbeSizeError, VerificationError, measure, probe_shapes
+from et.compiler.verify import (
+    ProbeSizeError,
+    VerificationError,
+    measure,
+    verification_sizes,
+)
 from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
 
@@ -161,34 +167,58 @@ def _compile(module, example_inputs, options) -> Compiled:
         # done so, and the capture reads the parameters it really uses
         private(*example64)
     private.eval()
-    failure: Exception | None = None
-    for dynamic in (False, True):
+    failures: list[Exception] = []
+    # symbolic sizes first: the result then holds wherever the capture's guards do; a static
+    # capture holds at the example's size only
+    for dynamic in (True, False):
         started = time.perf_counter()
         try:
             captured = capture(private, example64, dynamic=dynamic)
         except CaptureError as error:
-            failure = error
+            failures.append(error)
             continue
         captured_in = time.perf_counter() - started
         try:
-            compiled, certificate = _fold_and_verify(
-                private, captured, options, tuple(example[0].shape[1:])
+            returned, certificate = _fold_and_verify(
+                private, captured, options, (tuple(example[0].shape[1:]), dtype)
             )
         except VerificationError as error:
-            failure = error
+            failures.append(VerificationError(f"{captured.method}: {error}"))
             continue
         certificate.timings = {"capture": captured_in, **certificate.timings}
-        return Compiled(compiled.to(dtype), certificate)
-    assert failure is not None
-    raise failure
+        return Compiled(returned, certificate)
+    # a verification failure says more than a capture that failed beside it
+    kind = (
+        VerificationError
+        if any(isinstance(f, VerificationError) for f in failures)
+        else CaptureError
+    )
+    raise kind(" | ".join(str(f) for f in failures)) from failures[-1]
 
 
-def _fold_and_verify(oracle, captured, options, shape):
-    """Rewrite ``captured`` to a fixed point and verify it against ``oracle`` (the float64
-    private copy of the user's module) at two sizes; returns the module and its certificate
-    with the wall time of each phase. ``options``: domain, output clamp, tolerance, align."""
+def _returned(compiled: fx.GraphModule, dtype: torch.dtype, captured) -> fx.GraphModule:
+    """``compiled`` (float64) as the caller gets it: its constants and every float64 dtype
+    argument in the graph cast to ``dtype`` (the capture ran a float64 copy of a ``dtype``
+    model, so a ``dtype=x.dtype`` it recorded reads float64), and the input checked against
+    the sizes the capture holds for (:func:`et.compiler.sizes.guard_input`)."""
+    module = copy.deepcopy(compiled).to(dtype)
+    for node in module.graph.nodes:
+        node.args = tuple(dtype if a is torch.float64 else a for a in node.args)
+        node.kwargs = {k: dtype if v is torch.float64 else v for k, v in node.kwargs.items()}
+    guard_input(module, captured.sizes)
+    module.recompile()
+    return module
+
+
+def _fold_and_verify(oracle, captured, options, example):
+    """Rewrite ``captured`` to a fixed point and verify what will be returned against
+    ``oracle`` (the float64 private copy of the user's module) at
+    :func:`~et.compiler.verify.verification_sizes`; returns that module and its certificate
+    with the wall time of each phase. ``options``: domain, output clamp, tolerance, align;
+    ``example``: the example's ``(C, H, W)`` and the dtype the module is returned in."""
     started = time.perf_counter()
     domain, output_clamp, tolerance, align = options
+    shape, dtype = example
     record = CertificateBuilder()
     ws = Workspace(captured.module, domain, record, align)
     convs_before = count_convs(ws.module)
@@ -208,31 +238,25 @@ def _fold_and_verify(oracle, captured, options, shape):
         convs_after=count_convs(compiled),
         ops_after=op_counts(compiled),
         output_clamp=output_clamp,
+        sizes=captured.sizes.text,
+        dtype=str(dtype).removeprefix("torch."),
     )
-    channels, height, width = shape
-    candidates = [
-        probe_shapes(shape, widest_kernel(compiled)),
-        [shape, (channels, height + 1, width + 1)],
-    ]
-    if candidates[0] == candidates[1]:
-        candidates.pop()
-    for shapes in candidates:
-        try:
-            certificate.max_error = measure(
-                oracle, compiled, shapes, domain, clamp=output_clamp, tolerance=tolerance
-            )
-        except VerificationError:
-            raise
-        except ProbeSizeError as error:
-            if shapes is candidates[-1]:
-                raise VerificationError(str(error)) from error
-            continue  # the original needs the example's size: verify there instead
-        except Exception as error:  # a compiled module that cannot even run is a failure too
-            raise VerificationError(f"the compiled module failed to run: {error}") from error
-        certificate.verified_sizes = [list(s[1:]) for s in shapes]
-        break
+    returned = _returned(compiled, dtype, captured)
+    checked = returned if dtype == torch.float64 else compiled
+    shapes = verification_sizes(shape, captured.sizes, widest_kernel(compiled))
+    try:
+        certificate.max_error = measure(
+            oracle, checked, returned, shapes, domain, clamp=output_clamp, tolerance=tolerance
+        )
+    except VerificationError:
+        raise
+    except ProbeSizeError as error:
+        raise VerificationError(f"{error}, a size the capture admits") from error
+    except Exception as error:  # a compiled module that cannot even run is a failure too
+        raise VerificationError(f"the compiled module failed to run: {error}") from error
+    certificate.verified_sizes = [list(s[1:]) for s in shapes]
     certificate.timings = {
         "rewrite": rewritten - started,
         "verify": time.perf_counter() - rewritten,
     }
-    return compiled, certificate
+    return returned, certificate
