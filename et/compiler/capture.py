@@ -54,6 +54,7 @@ class Captured:
     method: str
     dynamic: bool
     sizes: SizeCondition
+    global_pools: int = 0  # avg_pool2d calls over the input's own size traced as the mean
 
 
 def _batched(example: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -185,23 +186,28 @@ def _global_window(args, kwargs) -> bool:
 class _GlobalPoolAsMean(TorchFunctionMode):
     """Traces ``avg_pool2d`` over the whole (symbolic) image as ``mean`` (module docstring)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch._C._nn.avg_pool2d and _global_window(args, kwargs):
+            self.count += 1
             return args[0].mean((-2, -1), keepdim=True)
         return func(*args, **kwargs)
 
 
 def _export(
     model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool
-) -> tuple[fx.GraphModule, SizeCondition | None]:
+) -> tuple[fx.GraphModule, SizeCondition | None, int]:
     shapes = _dynamic_shapes(example) if dynamic else None
     # no Python stack trace per graph node: nothing here reads them and collecting them is a
     # tenth of the export's time
     emit = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True
     try:
-        with _GlobalPoolAsMean():
+        with _GlobalPoolAsMean() as pools:
             program = export(model, example, dynamic_shapes=shapes, strict=False)
     finally:
         fx_config.do_not_emit_stack_traces = emit
@@ -216,7 +222,7 @@ def _export(
         # other in-place writes: let torch functionalise them (costs a re-trace)
         module = _first_output_module(program.run_decompositions({}))
         module.recompile()
-    return module, sizes
+    return module, sizes, pools.count
 
 
 def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
@@ -227,6 +233,33 @@ def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
     if node.op != "call_function" or not chain:
         return None  # writing into a parameter or an input is not a local value
     return node, chain[::-1]
+
+
+def _shape(node) -> list[str] | None:
+    value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return [str(s) for s in value.shape] if isinstance(value, torch.Tensor) else None
+
+
+def _unexpanded(graph: fx.Graph, source, view: fx.Node):
+    """``source`` without an ``expand`` to exactly ``view``'s (symbolic) shape, given as many
+    dimensions as ``view`` (leading ones): ``copy`` broadcasts its source to the destination's
+    shape anyway, and the expand's sizes (which read the input's size in a dynamic capture)
+    would keep a constant from folding."""
+    if (
+        not isinstance(source, fx.Node)
+        or source.target != torch.ops.aten.expand.default
+        or _shape(source) is None
+        or _shape(source) != _shape(view)
+        or not isinstance(source.args[0], fx.Node)
+    ):
+        return source
+    inner = source.args[0].meta.get("val")
+    if not isinstance(inner, torch.Tensor) or not all(type(s) is int for s in inner.shape):
+        return source
+    ones = [1] * (len(_shape(view)) - inner.ndim)
+    return graph.call_function(
+        torch.ops.aten.view.default, (source.args[0], ones + list(inner.shape))
+    )
 
 
 def functionalize_slice_copies(graph: fx.Graph) -> None:
@@ -242,7 +275,8 @@ def functionalize_slice_copies(graph: fx.Graph) -> None:
         base, chain = found
         with graph.inserting_before(node.next):
             # copy broadcasts the source to the view's shape, as copy_ did
-            value = graph.call_function(torch.ops.aten.copy.default, (node.args[0], node.args[1]))
+            source = _unexpanded(graph, node.args[1], node.args[0])
+            value = graph.call_function(torch.ops.aten.copy.default, (node.args[0], source))
             for view in reversed(chain):
                 args = list(view.args) + [None] * 4
                 value = graph.call_function(
@@ -278,7 +312,7 @@ def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: boo
     for mode in modes:
         model.train(mode == "train")
         try:
-            module, sizes = _export(model, batched if dynamic else example, dynamic)
+            module, sizes, pools = _export(model, batched if dynamic else example, dynamic)
         except Exception as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[0]
             errors.append(f"{mode}/{'dynamic' if dynamic else 'static'}: {reason}")
@@ -292,5 +326,5 @@ def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: boo
         method = f"torch.export ({mode} mode, {shapes})"
         if mode == "train":
             method += "; the eval-mode export failed and no module depends on the mode"
-        return Captured(module, method, _is_dynamic(module), sizes)
+        return Captured(module, method, _is_dynamic(module), sizes, pools)
     raise CaptureError("could not capture the module: " + " | ".join(errors))
