@@ -67,7 +67,11 @@ def verification_sizes(
     steps = [(dh, dw) for dh in range(1, SEARCH + 1) for dw in range(1, SEARCH + 1)]
     odd = sorted(
         steps,
-        key=lambda d: ((height + d[0]) % 2 == 0 or (width + d[1]) % 2 == 0, d[0] == d[1], sum(d)),
+        key=lambda d: (
+            (height + d[0]) % 2 == 0 or (width + d[1]) % 2 == 0,
+            height + d[0] == width + d[1],
+            sum(d),
+        ),
     )
     least = max(LARGER_BY, widest_kernel)
     larger = sorted(((least + dh, least + dw) for dh, dw in steps), key=sum)

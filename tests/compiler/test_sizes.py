@@ -1,0 +1,211 @@
+"""Sizes: the compiled module holds where the capture's guards do, checks its input, and the
+certificate says where; a window that covers the map only at the example's size is no mean.
+
+Each model here was certified by the base compiler and then differed from the original at
+another size (or had another output shape): now the compiled module either equals the
+original at the listed sizes or refuses the size with a :class:`SizeError`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import et
+from et.compiler.sizes import SizeCondition, SizeError, exact_size, require_size
+from et.compiler.verify import LARGER_BY, verification_sizes
+
+
+class SizeBranch(nn.Module):
+    """``0.5·conv(x) + x`` on images of more than 4096 pixels, ``conv(x) + x`` otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        height, width = x.shape[-2:]
+        return 0.5 * y + x if height * width > 4096 else y + x
+
+
+class WidthDivided(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x) / (x.shape[-1] // 4)
+
+
+class SquareGlobalPool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(x), x.shape[-1])
+
+
+class GlobalPoolBothSides(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        height, width = y.shape[-2:]
+        return F.avg_pool2d(y, kernel_size=[height, width])
+
+
+def _fixed_pool() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 2, stride=2), nn.AvgPool2d(4))
+
+
+def _same_or_refused(model: nn.Module, compiled: nn.Module, size: tuple[int, int]) -> str:
+    """ "same" when the compiled module equals ``model`` on random inputs of ``size`` (float32,
+    a few ulps), "refused" when it raises :class:`SizeError`; fails otherwise."""
+    torch.manual_seed(size[0] * 1000 + size[1])
+    x = torch.rand(2, 3, *size)
+    try:
+        with torch.no_grad():
+            got = compiled(x)
+    except SizeError as error:
+        assert "holds only for inputs with" in str(error)
+        return "refused"
+    with torch.no_grad():
+        expected = model(x)
+    assert got.shape == expected.shape, size
+    assert torch.allclose(got, expected, rtol=0, atol=1e-5), (size, (got - expected).abs().max())
+    return "same"
+
+
+def _compile(model: nn.Module, side: int) -> et.compiler.Compiled:
+    torch.manual_seed(0)
+    return et.compile(model.eval(), (torch.rand(1, 3, side, side),))
+
+
+def test_a_branch_on_the_pixel_count_holds_only_on_its_side_of_the_threshold() -> None:
+    torch.manual_seed(1)
+    model = SizeBranch().eval()
+    compiled = _compile(model, 32)
+    results = {s: _same_or_refused(model, compiled.module, (s, s)) for s in (32, 33, 64, 65, 128)}
+    assert results == {32: "same", 33: "same", 64: "same", 65: "refused", 128: "refused"}
+    assert "w*h <= 4096" in compiled.certificate.sizes
+
+
+def test_a_divisor_read_from_the_width_is_computed_at_every_size() -> None:
+    torch.manual_seed(2)
+    model = WidthDivided().eval()
+    compiled = _compile(model, 8)
+    for side in (8, 9, 12, 16, 21):
+        assert _same_or_refused(model, compiled.module, (side, side)) == "same"
+
+
+def test_a_fixed_pool_window_is_no_global_mean_at_other_sizes() -> None:
+    torch.manual_seed(3)
+    model = _fixed_pool().eval()
+    compiled = _compile(model, 8)
+    results = {s: _same_or_refused(model, compiled.module, (s, s)) for s in (8, 10, 16)}
+    assert results[8] == "same"
+    assert results[16] == "refused"  # a 2×2 pooled map there: the graph assumed 1×1
+    assert compiled.certificate.sizes != "any"
+    assert "G11" not in compiled.certificate.rules_used()
+
+
+def test_a_pool_over_the_input_width_is_the_mean_on_every_square_image() -> None:
+    torch.manual_seed(4)
+    model = SquareGlobalPool().eval()
+    compiled = _compile(model, 8)
+    for side in (8, 12, 17):
+        assert _same_or_refused(model, compiled.module, (side, side)) == "same"
+    # a 9×12 image has a 12×12 window that does not fit: the original fails, the compiled
+    # module refuses the size before it computes anything
+    assert _same_or_refused(model, compiled.module, (12, 9)) == "refused"
+    assert "G11" in compiled.certificate.rules_used()
+    assert "h == w" in compiled.certificate.sizes or "w == h" in compiled.certificate.sizes
+
+
+def test_a_pool_over_both_input_sides_is_the_mean_at_any_size() -> None:
+    torch.manual_seed(5)
+    model = GlobalPoolBothSides().eval()
+    compiled = _compile(model, 8)
+    for size in ((8, 8), (12, 17), (31, 6)):
+        assert _same_or_refused(model, compiled.module, size) == "same"
+    assert compiled.certificate.ops_after.get("avg_pool2d.default", 0) == 0
+
+
+def test_a_static_capture_holds_at_the_example_size_only(monkeypatch) -> None:
+    import et.compiler.pipeline as pipeline
+
+    real = pipeline.capture
+
+    def static_only(model, example, *, dynamic):
+        if dynamic:
+            raise pipeline.CaptureError("no dynamic capture in this test")
+        return real(model, example, dynamic=dynamic)
+
+    monkeypatch.setattr(pipeline, "capture", static_only)
+    torch.manual_seed(6)
+    model = WidthDivided().eval()
+    compiled = _compile(model, 8)
+    assert compiled.certificate.sizes == "h == 8 and w == 8"
+    assert compiled.certificate.verified_sizes == [[8, 8]]
+    assert _same_or_refused(model, compiled.module, (8, 8)) == "same"
+    assert _same_or_refused(model, compiled.module, (12, 12)) == "refused"
+
+
+def test_the_size_check_survives_an_export_of_the_compiled_module() -> None:
+    torch.manual_seed(7)
+    model = SizeBranch().eval()
+    compiled = _compile(model, 32)
+    batch = torch.rand(2, 3, 32, 32)
+    sizes = ({0: torch.export.Dim.AUTO, 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},)
+    program = torch.export.export(compiled.module.eval(), (batch,), dynamic_shapes=sizes)
+    exported = program.module()
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), model(x), rtol=0, atol=1e-5)
+    with pytest.raises(Exception, match="4096"):
+        exported(torch.rand(1, 3, 65, 65))
+
+
+# the condition and the check themselves
+
+
+def test_require_size_passes_the_input_through_or_names_the_condition() -> None:
+    x = torch.rand(1, 3, 8, 12)
+    assert require_size(x, ("h >= 2", "w*h <= 4096")) is x
+    with pytest.raises(SizeError, match=r"h == 8 and w == 8 .*got 1×3×8×12"):
+        require_size(x, exact_size(8, 8).checks)
+
+
+def test_a_condition_without_checks_holds_everywhere_and_reads_any() -> None:
+    assert SizeCondition().text == "any"
+    assert SizeCondition().holds(1, 3, 1, 10**6)
+    assert exact_size(5, 7).holds(4, 3, 5, 7) and not exact_size(5, 7).holds(4, 3, 7, 5)
+
+
+@given(height=st.integers(1, 200), width=st.integers(1, 200), kernel=st.integers(1, 30))
+def test_verification_sizes_are_the_example_an_odd_size_and_a_larger_one(
+    height: int, width: int, kernel: int
+) -> None:
+    sizes = verification_sizes((3, height, width), SizeCondition(), kernel)
+    assert sizes[0] == (3, height, width)
+    assert len(sizes) == 3 and len(set(sizes)) == 3
+    odd, larger = sizes[1], sizes[2]
+    assert odd[1] % 2 == 1 and odd[2] % 2 == 1 and odd[1] != odd[2]
+    assert odd[1] > height and odd[2] > width
+    least = max(LARGER_BY, kernel)
+    assert larger[1] >= height + least and larger[2] >= width + least
+
+
+def test_verification_sizes_keep_to_the_condition() -> None:
+    assert verification_sizes((3, 8, 8), exact_size(8, 8)) == [(3, 8, 8)]
+    within = SizeCondition(("h % 4 == 0", "w % 4 == 0"))
+    sizes = verification_sizes((3, 8, 8), within)
+    assert sizes == [(3, 8, 8), (3, 12, 16), (3, 16, 16)]
