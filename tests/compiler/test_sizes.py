@@ -123,8 +123,7 @@ def test_a_pool_over_the_input_width_is_the_mean_on_every_square_image() -> None
     compiled = _compile(model, 8)
     for side in (8, 12, 17):
         assert _same_or_refused(model, compiled.module, (side, side)) == "same"
-    # a 9×12 image has a 12×12 window that does not fit: the original fails, the compiled
-    # module refuses the size before it computes anything
+    # on a 12×9 image the 9×9 window misses three rows (no mean): the size is refused
     assert _same_or_refused(model, compiled.module, (12, 9)) == "refused"
     assert "G11" in compiled.certificate.rules_used()
     assert "h == w" in compiled.certificate.sizes or "w == h" in compiled.certificate.sizes
