@@ -30,6 +30,7 @@ from torch.utils._sympy.numbers import int_oo
 #: a dimension of the (single) user input in torch.export's guard code
 _SIZE = re.compile(r"L\[[^\]]*\]\.size\(\)\[(\d)\]")
 _NAMES = ("n", "c", "h", "w")
+_LOWER_BOUND = re.compile(r"[hw] >= \d+")
 #: the functions torch.export's guard code may call
 _BUILTINS = {"max": max, "min": min, "abs": abs}
 
@@ -118,6 +119,17 @@ def require_size(x: torch.Tensor, checks: tuple[str, ...]) -> torch.Tensor:
     """``x`` unchanged when its size satisfies every check; otherwise a :class:`SizeError`
     (eager) or a failed ``torch._check`` (under tracing, where the sizes are symbolic)."""
     n, c, h, w = x.shape
+    if torch.jit.is_tracing():
+        # the TorchScript tracer (ONNX export) records no Python condition: refuse to trace
+        # a graph that would then accept sizes this one refuses (a lower bound it may drop:
+        # an input smaller than 2 pixels is no image)
+        strict = [check for check in checks if not _LOWER_BOUND.fullmatch(check)]
+        if strict:
+            raise SizeError(
+                f"this compiled module holds only for inputs with {' and '.join(checks)}; a "
+                "traced graph (ONNX) cannot check that: export with torch.export instead"
+            )
+        return x
     for check in checks:
         ok = _evaluate(check, n, c, h, w)
         message = (

@@ -208,3 +208,15 @@ def test_verification_sizes_keep_to_the_condition() -> None:
     within = SizeCondition(("h % 4 == 0", "w % 4 == 0"))
     sizes = verification_sizes((3, 8, 8), within)
     assert sizes == [(3, 8, 8), (3, 12, 16), (3, 16, 16)]
+
+
+def test_a_traced_export_refuses_a_condition_it_cannot_keep() -> None:
+    torch.manual_seed(8)
+    compiled = _compile(SizeBranch().eval(), 32)
+    with pytest.raises(SizeError, match="traced graph"):
+        torch.jit.trace(compiled.module, torch.rand(1, 3, 32, 32))
+    plain = _compile(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)), 8)
+    assert plain.certificate.sizes == "h >= 2 and w >= 2"  # export's least free size
+    traced = torch.jit.trace(plain.module, torch.rand(1, 3, 8, 8))
+    x = torch.rand(1, 3, 12, 10)
+    assert torch.allclose(traced(x), plain.module(x))
