@@ -183,17 +183,12 @@ def _compile(module, example_inputs, options) -> Compiled:
                 private, captured, options, (tuple(example[0].shape[1:]), dtype)
             )
         except VerificationError as error:
-            failures.append(VerificationError(f"{captured.method}: {error}"))
+            failures.append(error)
             continue
         certificate.timings = {"capture": captured_in, **certificate.timings}
         return Compiled(returned, certificate)
-    # a verification failure says more than a capture that failed beside it
-    kind = (
-        VerificationError
-        if any(isinstance(f, VerificationError) for f in failures)
-        else CaptureError
-    )
-    raise kind(" | ".join(str(f) for f in failures)) from failures[-1]
+    # the symbolic capture's failure first: a verification failure before a capture failure
+    raise next((f for f in failures if isinstance(f, VerificationError)), failures[0])
 
 
 def _returned(compiled: fx.GraphModule, dtype: torch.dtype, captured) -> fx.GraphModule:

@@ -207,7 +207,7 @@ def test_compile_records_the_domain_and_the_output_clamp() -> None:
         output_clamp=(0.0, 1.0),
     )
     certificate = compiled.certificate
-    assert certificate.capture == "torch.export (eval mode, static shapes)"
+    assert certificate.capture == "torch.export (eval mode, dynamic batch and spatial sizes)"
     assert certificate.domain == (0.25, 1.0)
     assert certificate.output_clamp == (0.0, 1.0)
     assert set(certificate.max_error) == {"float64", "float32"}
