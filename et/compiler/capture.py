@@ -221,7 +221,8 @@ def _export(
     if _mutates(module.graph):
         # other in-place writes: let torch functionalise them (costs a re-trace)
         module = _first_output_module(program.run_decompositions({}))
-        module.recompile()
+    symbolic_spellings(module.graph)
+    module.recompile()
     return module, sizes, pools.count
 
 
@@ -288,6 +289,37 @@ def functionalize_slice_copies(graph: fx.Graph) -> None:
                     user.replace_input_with(base, value)
         graph.erase_node(node)
         order = {n: i for i, n in enumerate(graph.nodes)}
+
+
+#: the end of a slice "to the end" (torch's functionalisation writes 2**62, the symbolic ∞)
+INT_MAX = 2**63 - 1
+_SLICE_END = {torch.ops.aten.slice.Tensor: 3, torch.ops.aten.slice_scatter.default: 4}
+
+
+def symbolic_spellings(graph: fx.Graph) -> None:
+    """Write what a symbolic capture spells differently as a static one does (same values at
+    every size): a slice end ``≥ 2**62`` ("to the end") as ``2**63 − 1``; an ``expand`` of a
+    constant-shaped tensor of lower rank as the expand of its view with leading ones (expand
+    prepends those dimensions anyway), so a per-channel constant keeps its 4-D form when its
+    expand, whose sizes read the input's, cannot be folded."""
+    for node in list(graph.nodes):
+        at = _SLICE_END.get(node.target)
+        if at is not None and len(node.args) > at:
+            end = node.args[at]
+            if isinstance(end, int) and 2**62 <= end < INT_MAX:
+                node.args = (*node.args[:at], INT_MAX, *node.args[at + 1 :])
+        if node.target != torch.ops.aten.expand.default or not isinstance(node.args[0], fx.Node):
+            continue
+        inner = node.args[0].meta.get("val")
+        if not isinstance(inner, torch.Tensor) or not all(type(s) is int for s in inner.shape):
+            continue
+        rank = len(node.args[1])
+        if inner.ndim < rank:
+            with graph.inserting_before(node):
+                shape = [1] * (rank - inner.ndim) + list(inner.shape)
+                view = graph.call_function(torch.ops.aten.view.default, (node.args[0], shape))
+            view.meta["val"] = inner.reshape(shape)
+            node.args = (view, *node.args[1:])
 
 
 def _mutates(graph: fx.Graph) -> bool:

@@ -220,3 +220,20 @@ def test_a_traced_export_refuses_a_condition_it_cannot_keep() -> None:
     traced = torch.jit.trace(plain.module, torch.rand(1, 3, 8, 8))
     x = torch.rand(1, 3, 12, 10)
     assert torch.allclose(traced(x), plain.module(x))
+
+
+def test_a_map_cropped_to_one_pixel_fixes_the_example_size() -> None:
+    from tests.zoo import blocks
+
+    model = blocks.randomize(blocks.ACBlockCropped(3, 3, 5, 2), torch.Generator().manual_seed(0))
+    model = model.eval()
+    compiled = _compile(model, 5)
+    assert compiled.certificate.sizes == "h == 5 and w == 5"
+    assert _same_or_refused(model, compiled.module, (5, 5)) == "same"
+    assert _same_or_refused(model, compiled.module, (6, 7)) == "refused"
+    wider = _compile(model, 7)
+    for size in ((7, 7), (8, 9), (12, 11)):
+        assert _same_or_refused(model, wider.module, size) == "same"
+    # a 6-pixel side gives a 1-pixel map again: refused, as the certificate says
+    assert _same_or_refused(model, wider.module, (6, 9)) == "refused"
+    assert "(1 + (((-5) + h) // 2)) != 1" in wider.certificate.sizes
