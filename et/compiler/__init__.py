@@ -7,13 +7,15 @@
 Stages: :mod:`~et.compiler.capture` (torch.export to an ATen graph),
 :mod:`~et.compiler.fold_constants`, the rewrites (:mod:`~et.compiler.canonical`,
 :mod:`~et.compiler.linear_rewrites`, :mod:`~et.compiler.et_rewrites`, with input-domain
-bounds from :mod:`~et.compiler.intervals`), :mod:`~et.compiler.verify`, and
+bounds from :mod:`~et.compiler.intervals`), :mod:`~et.compiler.sizes` (the input sizes the
+result holds for, checked by the compiled module), :mod:`~et.compiler.verify`, and
 :mod:`~et.compiler.certificate`.
 """
 
 from et.compiler.capture import CaptureError
 from et.compiler.certificate import Application, Certificate, Unfolded
 from et.compiler.pipeline import Compiled, compile, count_convs
+from et.compiler.sizes import SizeError
 from et.compiler.verify import VerificationError
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "CaptureError",
     "Certificate",
     "Compiled",
+    "SizeError",
     "Unfolded",
     "VerificationError",
     "compile",

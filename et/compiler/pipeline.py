@@ -126,18 +126,24 @@ def compile(
     """Fold ``module`` into a plain network equal to it on ``domain``, with a certificate.
 
     ``module`` is copied (never changed) and captured with :func:`torch.export.export` on
-    ``example_inputs``; parameter-only sub-graphs are evaluated; the rules of :mod:`et.rules`
-    are matched on the graph until none applies; the result is checked against ``module`` in
-    float64 (relative ``tolerance``) and float32 on :func:`et.testing.probe_inputs` and raises
-    :class:`VerificationError` if it differs. ``output_clamp=(low, high)`` makes the clamp of
-    the first output part of the function (as the authors' inference forms do). Only the
-    first output of a multi-output model is compiled. Ops no rule removes stay unchanged.
+    ``example_inputs``, with symbolic batch, height and width first (at the example's static
+    shapes when that fails); parameter-only sub-graphs are evaluated; the rules of
+    :mod:`et.rules` are matched on the graph until none applies. The module returned (cast to
+    the dtype of ``module``'s parameters) holds for the input sizes the capture's guards admit
+    (:mod:`et.compiler.sizes`; ``certificate.sizes``), refuses every other size with a
+    :class:`~et.compiler.sizes.SizeError`, and is verified as returned
+    (:mod:`et.compiler.verify`): in float64 to ``tolerance`` relative, and in its own dtype
+    within 16 times the original's own rounding there, at the example's size, an odd size and
+    a larger one; it raises :class:`VerificationError` if either differs.
+    ``output_clamp=(low, high)`` makes the clamp of the first output part of the function (as
+    the authors' inference forms do). Only the first output of a multi-output model is
+    compiled. Ops no rule removes stay unchanged.
     ``align``: when the input is carried through a stack as extra channels (E4), each widened
     layer gets zero dummy channels (E8) up to a multiple of ``align`` (4, as the hand
     converters' default: vector units prefer such widths; 1: none).
 
     It runs on one intra-op thread (restored afterwards): every tensor it computes is small
-    (kernels, and probes of at most a few dozen pixels a side), where a thread pool's
+    (kernels, and probes a few pixels larger than the example), where a thread pool's
     synchronisation costs more than it saves, and many times more on a loaded machine.
     """
     with _one_thread():
