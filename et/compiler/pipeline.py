@@ -20,7 +20,7 @@ from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
-from et.compiler.sizes import guard_input
+from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.transposed_conv import transposed_as_shuffle
 from et.compiler.verify import (
     ProbeSizeError,
@@ -197,16 +197,16 @@ def _compile(module, example_inputs, options) -> Compiled:
     raise next((f for f in failures if isinstance(f, VerificationError)), failures[0])
 
 
-def _returned(compiled: fx.GraphModule, dtype: torch.dtype, captured) -> fx.GraphModule:
+def _returned(compiled: fx.GraphModule, dtype: torch.dtype, sizes) -> fx.GraphModule:
     """``compiled`` (float64) as the caller gets it: its constants and every float64 dtype
     argument in the graph cast to ``dtype`` (the capture ran a float64 copy of a ``dtype``
     model, so a ``dtype=x.dtype`` it recorded reads float64), and the input checked against
-    the sizes the capture holds for (:func:`et.compiler.sizes.guard_input`)."""
+    ``sizes`` (:func:`et.compiler.sizes.guard_input`)."""
     module = copy.deepcopy(compiled).to(dtype)
     for node in module.graph.nodes:
         node.args = tuple(dtype if a is torch.float64 else a for a in node.args)
         node.kwargs = {k: dtype if v is torch.float64 else v for k, v in node.kwargs.items()}
-    guard_input(module, captured.sizes)
+    guard_input(module, sizes)
     module.recompile()
     return module
 
@@ -224,6 +224,7 @@ def _fold_and_verify(oracle, captured, options, example):
     for _ in range(captured.global_pools):
         # done while tracing, where the window is still the input's symbolic size
         record.applied("G11", [], ("the window is written as the input's own size",))
+    guards = guards_so_far(captured.module)
     ws = Workspace(captured.module, domain, record, align)
     convs_before = count_convs(ws.module)
     if output_clamp is not None:
@@ -231,6 +232,9 @@ def _fold_and_verify(oracle, captured, options, example):
     fold_constants(ws)
     rewrite_to_fixed_point(ws)
     compiled = ws.finish()
+    # a rewrite that decided a symbolic size by the example's value holds where that does
+    later = guards_since(compiled, guards)
+    sizes = exact_size(*shape[1:]) if later is None else captured.sizes.also(later)
     rewritten = time.perf_counter()
     alive = {n.name for n in compiled.graph.nodes}
     certificate = Certificate(
@@ -242,12 +246,12 @@ def _fold_and_verify(oracle, captured, options, example):
         convs_after=count_convs(compiled),
         ops_after=op_counts(compiled),
         output_clamp=output_clamp,
-        sizes=captured.sizes.text,
+        sizes=sizes.text,
         dtype=str(dtype).removeprefix("torch."),
     )
-    returned = _returned(compiled, dtype, captured)
+    returned = _returned(compiled, dtype, sizes)
     checked = returned if dtype == torch.float64 else compiled
-    shapes = verification_sizes(shape, captured.sizes, widest_kernel(compiled))
+    shapes = verification_sizes(shape, sizes, widest_kernel(compiled))
     try:
         certificate.max_error = measure(
             oracle, checked, returned, shapes, domain, clamp=output_clamp, tolerance=tolerance

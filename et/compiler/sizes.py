@@ -26,6 +26,7 @@ import sympy
 import torch
 from torch import fx
 from torch.utils._sympy.numbers import int_oo
+from torch.utils._sympy.printers import PythonPrinter
 
 #: a dimension of the (single) user input in torch.export's guard code
 _SIZE = re.compile(r"L\[[^\]]*\]\.size\(\)\[(\d)\]")
@@ -54,10 +55,54 @@ class SizeCondition:
         """Whether the compiled function holds for an ``n×c×h×w`` input."""
         return all(_evaluate(check, n, c, h, w) for check in self.checks)
 
+    def also(self, other: SizeCondition) -> SizeCondition:
+        """Both conditions (the checks of ``other`` not already here appended)."""
+        return SizeCondition(self.checks + tuple(c for c in other.checks if c not in self.checks))
+
 
 def exact_size(height: int, width: int) -> SizeCondition:
     """The condition of a static capture: the example's height and width only."""
     return SizeCondition((f"h == {height}", f"w == {width}"))
+
+
+def _input_symbols(module: fx.GraphModule):
+    """The shape environment of ``module``'s symbolic input and its size symbols by name."""
+    placeholder = next(n for n in module.graph.nodes if n.op == "placeholder")
+    value = placeholder.meta.get("val")
+    env, names = None, {}
+    for name, size in zip(_NAMES, getattr(value, "shape", ()), strict=False):
+        if isinstance(size, torch.SymInt):
+            env = size.node.shape_env
+            if isinstance(size.node.expr, sympy.Symbol):
+                names[size.node.expr] = sympy.Symbol(name, integer=True, positive=True)
+    return env, names
+
+
+def guards_so_far(module: fx.GraphModule) -> int:
+    """How many guards the shape environment of ``module``'s symbolic input holds (0: none)."""
+    env, _ = _input_symbols(module)
+    return len(env.guards) if env is not None else 0
+
+
+def guards_since(module: fx.GraphModule, start: int) -> SizeCondition | None:
+    """The guards added to ``module``'s shape environment after the first ``start``, as a
+    condition; ``None`` when one reads anything but the input's sizes.
+
+    A rewrite that compares a symbolic size with a number (``if size == kernel``) is answered
+    for the example's size, and the shape environment records the answer as a guard: the
+    rewritten graph holds where those guards do, so they join the capture's."""
+    env, names = _input_symbols(module)
+    if env is None:
+        return SizeCondition()
+    checks: list[str] = []
+    for guard in env.guards[start:]:
+        if not guard.expr.free_symbols <= set(names):
+            return None
+        check = _guard_check(PythonPrinter().doprint(guard.expr.xreplace(names)))
+        if check is None:
+            return None
+        checks.append(check)
+    return SizeCondition(tuple(checks))
 
 
 def _guard_check(code: str) -> str | None:

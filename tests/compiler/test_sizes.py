@@ -237,3 +237,35 @@ def test_a_map_cropped_to_one_pixel_fixes_the_example_size() -> None:
     # a 6-pixel side gives a 1-pixel map again: refused, as the certificate says
     assert _same_or_refused(model, wider.module, (6, 9)) == "refused"
     assert "(1 + (((-5) + h) // 2)) != 1" in wider.certificate.sizes
+
+
+def _pool_decided_by_the_example(ws, node) -> bool:
+    """The base G11: compares the map's (symbolic) size with the window, which answers for
+    the example's size (the shape environment records that answer as a guard)."""
+    if node.target != torch.ops.aten.avg_pool2d.default:
+        return False
+    size = list(node.args[0].meta["val"].shape[2:])
+    if list(node.args[1]) != size:
+        return False
+    mean = ws.call(torch.ops.aten.mean.dim, (node.args[0], [2, 3], True), node)
+    ws.record.applied("G11", [node], ("the window covers the whole captured image",))
+    ws.replace(node, mean)
+    return True
+
+
+def test_a_rewrite_that_decides_a_symbolic_size_by_the_example_adds_its_guard(
+    monkeypatch,
+) -> None:
+    import et.compiler.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "PATTERNS", (_pool_decided_by_the_example, *pipeline.PATTERNS))
+    torch.manual_seed(9)
+    model = _fixed_pool().eval()
+    compiled = _compile(model, 8)
+    assert "G11" in compiled.certificate.rules_used()  # the mean: right where the map is 4×4
+    assert _same_or_refused(model, compiled.module, (8, 8)) == "same"
+    assert _same_or_refused(model, compiled.module, (9, 9)) == "same"  # a 4×4 map too
+    assert _same_or_refused(model, compiled.module, (10, 10)) == "refused"  # 5×5: no mean
+    # the symbolic capture is kept, with the rewrite's guard (without it, the mean fails
+    # verification at 9×11 and only the static capture, at 8×8, remains)
+    assert "(h // 2) == 4" in compiled.certificate.sizes
