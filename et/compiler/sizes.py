@@ -163,6 +163,9 @@ def _evaluate(check: str, n, c, h, w):
 def require_size(x: torch.Tensor, checks: tuple[str, ...]) -> torch.Tensor:
     """``x`` unchanged when its size satisfies every check; otherwise a :class:`SizeError`
     (eager) or a failed ``torch._check`` (under tracing, where the sizes are symbolic)."""
+    if isinstance(x, fx.Proxy):
+        # fx re-traces a GraphModule when it is unpickled: keep the check as a node
+        return x.tracer.create_proxy("call_function", require_size, (x, checks), {})
     n, c, h, w = x.shape
     if torch.jit.is_tracing():
         # the TorchScript tracer (ONNX export) records no Python condition: refuse to trace

@@ -8,6 +8,8 @@ original at the listed sizes or refuses the size with a :class:`SizeError`.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -269,3 +271,15 @@ def test_a_rewrite_that_decides_a_symbolic_size_by_the_example_adds_its_guard(
     # the symbolic capture is kept, with the rewrite's guard (without it, the mean fails
     # verification at 9×11 and only the static capture, at 8×8, remains)
     assert "(h // 2) == 4" in compiled.certificate.sizes
+
+
+def test_the_size_check_survives_saving_and_loading_the_compiled_module() -> None:
+    torch.manual_seed(10)
+    model = SizeBranch().eval()
+    compiled = _compile(model, 32)
+    buffer = io.BytesIO()
+    torch.save(compiled.module, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert _same_or_refused(model, loaded, (20, 24)) == "same"
+    assert _same_or_refused(model, loaded, (65, 65)) == "refused"
