@@ -254,7 +254,14 @@ def _fold_and_verify(oracle, captured, options, example):
     shapes = verification_sizes(shape, sizes, widest_kernel(compiled))
     try:
         certificate.max_error = measure(
-            oracle, checked, returned, shapes, domain, clamp=output_clamp, tolerance=tolerance
+            oracle,
+            checked,
+            returned,
+            shapes,
+            domain,
+            clamp=output_clamp,
+            tolerance=tolerance,
+            dtype=dtype,
         )
     except VerificationError:
         raise

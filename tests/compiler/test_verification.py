@@ -14,7 +14,8 @@ import et
 import et.compiler.batch_norm as batch_norm_patterns
 from et.compiler import VerificationError
 from et.compiler.sizes import SizeError
-from et.compiler.verify import _describe
+from et.compiler.verify import _describe, measure
+from et.domain import IMAGE_UNIT
 from et.testing import ROUNDING_FACTOR, ULPS_AT_LEAST, compare_outputs, probe_inputs
 
 
@@ -179,3 +180,27 @@ def test_a_float64_model_with_a_plain_tensor_attribute_compiles_to_a_module_that
     report = compare_outputs(model, compiled.module, inputs, dtype=torch.float64)
     assert report.max_rel_error <= 1e-9
     assert compiled.certificate.convs_after == 1
+
+
+class Shifted(nn.Module):
+    def __init__(self, inner: nn.Module, shift: float) -> None:
+        super().__init__()
+        self.inner, self.shift = inner, shift
+
+    def forward(self, x):
+        return self.inner(x) + self.shift
+
+
+def test_the_returned_module_is_judged_in_its_dtype_against_the_original_rounding() -> None:
+    torch.manual_seed(13)
+    original = nn.Conv2d(3, 2, 3, padding=1).double()
+    as_float = copy.deepcopy(original).float()
+    shapes = [(3, 6, 6), (3, 7, 9)]
+    options = {"clamp": None, "tolerance": 1e-9, "dtype": torch.float32}
+    errors = measure(original, original, as_float, shapes, IMAGE_UNIT, **options)
+    assert 0 < errors["float32"] <= errors["bound float32"]
+    # 1e-4 is far below the float64 judgement's reach here (the float64 form is exact) and
+    # far above sixteen times float32's rounding of outputs near 1
+    off = Shifted(as_float, 1e-4)
+    with pytest.raises(VerificationError, match=r"in float32 differs .* rounding"):
+        measure(original, original, off, shapes, IMAGE_UNIT, **options)
