@@ -5,9 +5,9 @@ The compiler never trusts class names: it exports the module with :func:`torch.e
 functional ATen op set (in-place slice writes become ``slice_scatter``), and works on the
 resulting :class:`torch.fx.GraphModule`, whose parameters are ``get_attr`` constants.
 
-Captures, each named in the certificate: eval mode at the example's static shapes (fast; kept
-when the folded result also runs correctly at another size), eval mode with dynamic shapes;
-and for either, the training-mode graph (only when no BatchNorm, Dropout or
+Captures, each named in the certificate: eval mode with symbolic batch, height and width
+(tried first), eval mode at the example's static shapes (when that fails: it holds at the
+example's size only); and for either, the training-mode graph (only when no BatchNorm, Dropout or
 other mode-dependent module exists, so both modes compute the same function: this is the
 case for blocks that assign ``weight.data`` or call ``self.eval()`` inside ``forward``).
 Only the first output is kept (dual-stream models return the image first).
@@ -17,8 +17,11 @@ guards of a dynamic capture, the example's size for a static one. Two things kee
 capture general: a global pool written with the input's own size
 (``avg_pool2d(x, x.shape[-1])``, ``kernel_size=[h, w]``) is traced as the spatial mean it is
 at every size (otherwise export fixes the size to the example's, since the op takes ``int``
-windows); and export's ``_assert_tensor_metadata`` nodes (a dtype or device assertion on a
-value, which a later ``.to(dtype)`` of the compiled module would make fail) are dropped.
+windows); and what a symbolic capture spells differently from a static one (an ``expand`` whose
+sizes read the input's, a slice end of ``2**62``) is written as the static one spells it
+(:func:`symbolic_spellings`), so the same constants fold. Export's ``_assert_tensor_metadata``
+nodes (a dtype or device assertion on a value, which a later ``.to(dtype)`` of the compiled
+module would make fail) are dropped.
 """
 
 from __future__ import annotations
