@@ -136,7 +136,8 @@ def from_program(program: torch.export.ExportedProgram, shape) -> SizeCondition 
         seen[expr] = name
         bounds = program.range_constraints.get(expr)
         if bounds is None or name not in ("h", "w"):
-            continue  # the batch: read as free (module docstring of pipeline)
+            continue  # the batch: free (export's least 2 is its 0/1 specialisation; verify
+            # runs a batch of 1 too)
         low, high = bounds.lower, bounds.upper
         if low > 1:
             checks.append(f"{name} >= {int(low)}")

@@ -1,11 +1,11 @@
 """Verify a compiled module against the original before it is returned, as it is returned.
 
 The probes are :func:`et.probes.probe_batches` (structured images, uniform noise, and at the
-first size low-amplitude and mid-grey noise) at the sizes of :func:`verification_sizes`: the
-example's own size, an odd size, and a size larger than the example on each side (each only
-where the compiled function holds, :mod:`et.compiler.sizes`). The probes are float32 values,
-exact in float64, so one float64 run of the original per batch is the oracle ``o(x)`` of two
-judgements:
+first size low-amplitude and mid-grey noise, also as a batch of one) at the sizes of
+:func:`verification_sizes`: the example's own size, an odd size, and a size larger than the
+example on each side (each only where the compiled function holds, :mod:`et.compiler.sizes`).
+The probes are float32 values, exact in float64, so one float64 run of the original per batch
+is the oracle ``o(x)`` of two judgements:
 
 * logic, in float64: the compiled function in float64 must satisfy
   ``max|compiled₆₄(x) − o(x)| ≤ tolerance · max|o(x)|`` (rounding cannot hide a wrong fold);
@@ -138,6 +138,7 @@ def measure(
     channels = shapes[0][0]
     sizes = [tuple(s[1:]) for s in shapes]
     batches = probe_batches(channels, sizes=sizes, samples=SAMPLES, domain=domain)
+    batches.append(batches[-1][:1])  # a batch of one (a capture's batch is traced from 2 up)
     for index, x64 in enumerate(batches):
         x64 = x64.float().double()  # float32 values: exact in float64 and in float32
         shape = tuple(x64.shape[1:])
