@@ -283,3 +283,50 @@ def test_the_size_check_survives_saving_and_loading_the_compiled_module() -> Non
     loaded = torch.load(buffer, weights_only=False)
     assert _same_or_refused(model, loaded, (20, 24)) == "same"
     assert _same_or_refused(model, loaded, (65, 65)) == "refused"
+
+
+class WholeWindowSum(nn.Module):
+    """A window over the whole map divided by 2: a sum, no mean (``divisor_override``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return F.avg_pool2d(y, list(y.shape[-2:]), divisor_override=2)
+
+
+def test_a_whole_window_with_a_divisor_is_no_mean_and_holds_at_the_example_size() -> None:
+    torch.manual_seed(14)
+    model = WholeWindowSum().eval()
+    compiled = _compile(model, 8)
+    assert "G11" not in compiled.certificate.rules_used()
+    # export fixes both sides: the op takes an int window
+    assert compiled.certificate.sizes == "h == 8 and w == 8"
+    assert _same_or_refused(model, compiled.module, (8, 8)) == "same"
+    assert _same_or_refused(model, compiled.module, (9, 11)) == "refused"
+
+
+def test_symbolic_spellings_write_slice_ends_and_low_rank_expands_as_static_ones() -> None:
+    from torch import fx
+
+    from et.compiler.capture import INT_MAX, symbolic_spellings
+
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    x.meta["val"] = torch.zeros(2, 3, 4, 5)
+    constant = graph.placeholder("c")
+    constant.meta["val"] = torch.zeros(3, 1, 1)
+    cut = graph.call_function(torch.ops.aten.slice.Tensor, (x, 2, -1, 2**62))
+    wide = graph.call_function(torch.ops.aten.expand.default, (constant, [2, 3, 1, 5]))
+    graph.output((cut, wide))
+    symbolic_spellings(graph)
+    assert cut.args == (x, 2, -1, INT_MAX)
+    view = wide.args[0]
+    assert view.target == torch.ops.aten.view.default and view.args == (constant, [1, 3, 1, 1])
+    module = fx.GraphModule(nn.Module(), graph)
+    c = torch.arange(3.0).reshape(3, 1, 1)
+    xs = torch.rand(2, 3, 4, 5)
+    got_cut, got_wide = module(xs, c)
+    assert torch.equal(got_cut, xs[:, :, -1:]) and torch.equal(got_wide, c.expand(2, 3, 1, 5))
