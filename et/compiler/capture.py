@@ -152,6 +152,11 @@ def _same_size(size, kernel) -> bool:
     )
 
 
+def _pooled(args, kwargs):
+    """The tensor ``avg_pool2d`` is called on (positional or ``input=``)."""
+    return args[0] if args else kwargs.get("input")
+
+
 def _global_window(args, kwargs) -> bool:
     """``avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor)``
     with the kernel written as ``x``'s own (symbolic) height and width and no padding,
@@ -160,7 +165,7 @@ def _global_window(args, kwargs) -> bool:
     given = dict(zip(names, args[1:], strict=False)) | {
         k.replace("divisor_override", "divisor"): v for k, v in kwargs.items()
     }
-    x, kernel = args[0], given.get("kernel_size")
+    x, kernel = _pooled(args, kwargs), given.get("kernel_size")
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         return False
     kernel = list(kernel) if isinstance(kernel, list | tuple) else [kernel]
@@ -176,7 +181,8 @@ def _global_window(args, kwargs) -> bool:
     if all(_same_size(s, k) for s, k in zip(sizes, kernel, strict=True)):
         return True
     one = _same_size(kernel[0], kernel[1]) or kernel[0] is kernel[1]
-    if one and any(_same_size(s, kernel[0]) for s in sizes):
+    symbolic = all(isinstance(s, torch.SymInt) for s in sizes)
+    if symbolic and one and any(_same_size(s, kernel[0]) for s in sizes):
         if sizes[0].node.hint != sizes[1].node.hint:
             return False
         # a square window written as one side (``avg_pool2d(x, x.shape[-1])``) is the mean
@@ -197,7 +203,7 @@ class _GlobalPoolAsMean(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch._C._nn.avg_pool2d and _global_window(args, kwargs):
             self.count += 1
-            return args[0].mean((-2, -1), keepdim=True)
+            return _pooled(args, kwargs).mean((-2, -1), keepdim=True)
         return func(*args, **kwargs)
 
 

@@ -330,3 +330,22 @@ def test_symbolic_spellings_write_slice_ends_and_low_rank_expands_as_static_ones
     xs = torch.rand(2, 3, 4, 5)
     got_cut, got_wide = module(xs, c)
     assert torch.equal(got_cut, xs[:, :, -1:]) and torch.equal(got_wide, c.expand(2, 3, 1, 5))
+
+
+class KeywordPool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return F.avg_pool2d(input=y, kernel_size=(y.shape[2], y.shape[3]), stride=1)
+
+
+def test_a_whole_image_pool_called_with_keywords_is_the_mean_at_any_size() -> None:
+    torch.manual_seed(15)
+    model = KeywordPool().eval()
+    compiled = _compile(model, 8)
+    assert compiled.certificate.sizes == "h >= 2 and w >= 2"
+    for size in ((8, 8), (13, 6)):
+        assert _same_or_refused(model, compiled.module, size) == "same"
