@@ -226,8 +226,11 @@ def constant_pad(ws: Workspace, node: fx.Node) -> bool:
 
 
 def global_pool(ws: Workspace, node: fx.Node) -> bool:
-    """G11: an average pool whose window is the whole (captured) image is the spatial mean,
-    which also holds at other sizes when the window was written as the input's size."""
+    """G11: an average pool whose window is the whole image is the spatial mean. Only where
+    the map's size is a number in the graph (a static capture, or a size the capture's
+    guards fix, so the compiled module holds at that size only): a symbolic size equal to the
+    window at the example is no proof at others. (A window written as the input's own size
+    is traced as the mean already: :mod:`et.compiler.capture`.)"""
     if node.target != aten.avg_pool2d.default or node.kwargs:
         return False  # keywords (a divisor_override among them) are read positionally below
     value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
@@ -245,7 +248,8 @@ def global_pool(ws: Workspace, node: fx.Node) -> bool:
         return False
     size = [value.shape[2], value.shape[3]]
     kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
-    if kernel != size or not all(isinstance(k, int) for k in kernel):
+    # type first: comparing a SymInt with a number would answer for the example's size
+    if not all(type(v) is int for v in (*size, *kernel)) or kernel != size:
         return False
     mean = ws.call(aten.mean.dim, (node.args[0], [2, 3], True), node)
     ws.record.applied("G11", [node], ("the window covers the whole captured image",))

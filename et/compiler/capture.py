@@ -5,12 +5,23 @@ The compiler never trusts class names: it exports the module with :func:`torch.e
 functional ATen op set (in-place slice writes become ``slice_scatter``), and works on the
 resulting :class:`torch.fx.GraphModule`, whose parameters are ``get_attr`` constants.
 
-Captures, each named in the certificate: eval mode at the example's static shapes (fast; kept
-when the folded result also runs correctly at another size), eval mode with dynamic shapes;
-and for either, the training-mode graph (only when no BatchNorm, Dropout or
+Captures, each named in the certificate: eval mode with symbolic batch, height and width
+(tried first), eval mode at the example's static shapes (when that fails: it holds at the
+example's size only); and for either, the training-mode graph (only when no BatchNorm, Dropout or
 other mode-dependent module exists, so both modes compute the same function: this is the
 case for blocks that assign ``weight.data`` or call ``self.eval()`` inside ``forward``).
 Only the first output is kept (dual-stream models return the image first).
+
+Each capture comes with the input sizes its graph holds for (:mod:`et.compiler.sizes`): the
+guards of a dynamic capture, the example's size for a static one. Two things keep a dynamic
+capture general: a global pool written with the input's own size
+(``avg_pool2d(x, x.shape[-1])``, ``kernel_size=[h, w]``) is traced as the spatial mean it is
+at every size (otherwise export fixes the size to the example's, since the op takes ``int``
+windows); and what a symbolic capture spells differently from a static one (an ``expand`` whose
+sizes read the input's, a slice end of ``2**62``) is written as the static one spells it
+(:func:`symbolic_spellings`), so the same constants fold. Export's ``_assert_tensor_metadata``
+nodes (a dtype or device assertion on a value, which a later ``.to(dtype)`` of the compiled
+module would make fail) are dropped.
 """
 
 from __future__ import annotations
@@ -22,9 +33,16 @@ from torch import fx, nn
 from torch.export import Dim, export
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.fx import config as fx_config
+from torch.overrides import TorchFunctionMode
+
+from et.compiler.sizes import SizeCondition, exact_size, from_program
 
 #: modules that compute different functions in training and evaluation mode
 MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd, nn.Dropout)
+
+
+#: assertions export adds on a value's metadata (not on the function): a cast breaks them
+EXPORT_ASSERTIONS = (torch.ops.aten._assert_tensor_metadata.default,)
 
 
 class CaptureError(RuntimeError):
@@ -38,6 +56,8 @@ class Captured:
     module: fx.GraphModule
     method: str
     dynamic: bool
+    sizes: SizeCondition
+    global_pools: int = 0  # avg_pool2d calls over the input's own size traced as the mean
 
 
 def _batched(example: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -80,6 +100,9 @@ def _first_output_module(program: torch.export.ExportedProgram) -> fx.GraphModul
     while isinstance(first, tuple | list):
         first = first[0]
     graph.output(env[first] if isinstance(first, fx.Node) else first)
+    for node in list(graph.nodes):
+        if node.target in EXPORT_ASSERTIONS:
+            graph.erase_node(node)
     graph.eliminate_dead_code()
     module = fx.GraphModule(root, graph)
     module.meta["dynamic"] = bool(program.range_constraints)
@@ -120,23 +143,96 @@ def _is_dynamic(module: fx.GraphModule) -> bool:
     return False
 
 
-def _export(model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool) -> fx.GraphModule:
+def _same_size(size, kernel) -> bool:
+    """Whether ``kernel`` is the symbolic size ``size`` itself (equal at every size)."""
+    return (
+        isinstance(size, torch.SymInt)
+        and isinstance(kernel, torch.SymInt)
+        and size.node.expr == kernel.node.expr
+    )
+
+
+def _pooled(args, kwargs):
+    """The tensor ``avg_pool2d`` is called on (positional or ``input=``)."""
+    return args[0] if args else kwargs.get("input")
+
+
+def _global_window(args, kwargs) -> bool:
+    """``avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor)``
+    with the kernel written as ``x``'s own (symbolic) height and width and no padding,
+    ceil mode or divisor: one window covering the image at every size, i.e. the mean."""
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor")
+    given = dict(zip(names, args[1:], strict=False)) | {
+        k.replace("divisor_override", "divisor"): v for k, v in kwargs.items()
+    }
+    x, kernel = _pooled(args, kwargs), given.get("kernel_size")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        return False
+    kernel = list(kernel) if isinstance(kernel, list | tuple) else [kernel]
+    kernel = kernel * 2 if len(kernel) == 1 else kernel
+    sizes = list(x.shape[2:])
+    if (
+        len(kernel) != 2
+        or given.get("padding", 0) not in (0, (0, 0), [0, 0], [0])
+        or given.get("ceil_mode", False)
+        or given.get("divisor") is not None
+    ):
+        return False
+    if all(_same_size(s, k) for s, k in zip(sizes, kernel, strict=True)):
+        return True
+    one = _same_size(kernel[0], kernel[1]) or kernel[0] is kernel[1]
+    symbolic = all(isinstance(s, torch.SymInt) for s in sizes)
+    if symbolic and one and any(_same_size(s, kernel[0]) for s in sizes):
+        if sizes[0].node.hint != sizes[1].node.hint:
+            return False
+        # a square window written as one side (``avg_pool2d(x, x.shape[-1])``) is the mean
+        # where the image is square: that becomes a guard of the capture (h == w)
+        torch._check(sizes[0] == sizes[1])
+        return True
+    return False
+
+
+class _GlobalPoolAsMean(TorchFunctionMode):
+    """Traces ``avg_pool2d`` over the whole (symbolic) image as ``mean`` (module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch._C._nn.avg_pool2d and _global_window(args, kwargs):
+            self.count += 1
+            return _pooled(args, kwargs).mean((-2, -1), keepdim=True)
+        return func(*args, **kwargs)
+
+
+def _export(
+    model: nn.Module, example: tuple[torch.Tensor, ...], dynamic: bool
+) -> tuple[fx.GraphModule, SizeCondition | None, int]:
     shapes = _dynamic_shapes(example) if dynamic else None
     # no Python stack trace per graph node: nothing here reads them and collecting them is a
     # tenth of the export's time
     emit = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True
     try:
-        program = export(model, example, dynamic_shapes=shapes, strict=False)
+        with _GlobalPoolAsMean() as pools:
+            program = export(model, example, dynamic_shapes=shapes, strict=False)
     finally:
         fx_config.do_not_emit_stack_traces = emit
     module = _first_output_module(program)
+    user = next(n for n in module.graph.nodes if n.op == "placeholder")
+    if dynamic:
+        sizes = from_program(program, tuple(user.meta["val"].shape))
+    else:
+        sizes = exact_size(*example[0].shape[2:])
     functionalize_slice_copies(module.graph)
     if _mutates(module.graph):
         # other in-place writes: let torch functionalise them (costs a re-trace)
         module = _first_output_module(program.run_decompositions({}))
-        module.recompile()
-    return module
+    symbolic_spellings(module.graph)
+    module.recompile()
+    return module, sizes, pools.count
 
 
 def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
@@ -147,6 +243,33 @@ def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:
     if node.op != "call_function" or not chain:
         return None  # writing into a parameter or an input is not a local value
     return node, chain[::-1]
+
+
+def _shape(node) -> list[str] | None:
+    value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return [str(s) for s in value.shape] if isinstance(value, torch.Tensor) else None
+
+
+def _unexpanded(graph: fx.Graph, source, view: fx.Node):
+    """``source`` without an ``expand`` to exactly ``view``'s (symbolic) shape, given as many
+    dimensions as ``view`` (leading ones): ``copy`` broadcasts its source to the destination's
+    shape anyway, and the expand's sizes (which read the input's size in a dynamic capture)
+    would keep a constant from folding."""
+    if (
+        not isinstance(source, fx.Node)
+        or source.target != torch.ops.aten.expand.default
+        or _shape(source) is None
+        or _shape(source) != _shape(view)
+        or not isinstance(source.args[0], fx.Node)
+    ):
+        return source
+    inner = source.args[0].meta.get("val")
+    if not isinstance(inner, torch.Tensor) or not all(type(s) is int for s in inner.shape):
+        return source
+    ones = [1] * (len(_shape(view)) - inner.ndim)
+    return graph.call_function(
+        torch.ops.aten.view.default, (source.args[0], ones + list(inner.shape))
+    )
 
 
 def functionalize_slice_copies(graph: fx.Graph) -> None:
@@ -162,7 +285,8 @@ def functionalize_slice_copies(graph: fx.Graph) -> None:
         base, chain = found
         with graph.inserting_before(node.next):
             # copy broadcasts the source to the view's shape, as copy_ did
-            value = graph.call_function(torch.ops.aten.copy.default, (node.args[0], node.args[1]))
+            source = _unexpanded(graph, node.args[1], node.args[0])
+            value = graph.call_function(torch.ops.aten.copy.default, (node.args[0], source))
             for view in reversed(chain):
                 args = list(view.args) + [None] * 4
                 value = graph.call_function(
@@ -176,6 +300,37 @@ def functionalize_slice_copies(graph: fx.Graph) -> None:
         order = {n: i for i, n in enumerate(graph.nodes)}
 
 
+#: the end of a slice "to the end" (torch's functionalisation writes 2**62, the symbolic ∞)
+INT_MAX = 2**63 - 1
+_SLICE_END = {torch.ops.aten.slice.Tensor: 3, torch.ops.aten.slice_scatter.default: 4}
+
+
+def symbolic_spellings(graph: fx.Graph) -> None:
+    """Write what a symbolic capture spells differently as a static one does (same values at
+    every size): a slice end ``≥ 2**62`` ("to the end") as ``2**63 − 1``; an ``expand`` of a
+    constant-shaped tensor of lower rank as the expand of its view with leading ones (expand
+    prepends those dimensions anyway), so a per-channel constant keeps its 4-D form when its
+    expand, whose sizes read the input's, cannot be folded."""
+    for node in list(graph.nodes):
+        at = _SLICE_END.get(node.target)
+        if at is not None and len(node.args) > at:
+            end = node.args[at]
+            if isinstance(end, int) and 2**62 <= end < INT_MAX:
+                node.args = (*node.args[:at], INT_MAX, *node.args[at + 1 :])
+        if node.target != torch.ops.aten.expand.default or not isinstance(node.args[0], fx.Node):
+            continue
+        inner = node.args[0].meta.get("val")
+        if not isinstance(inner, torch.Tensor) or not all(type(s) is int for s in inner.shape):
+            continue
+        rank = len(node.args[1])
+        if inner.ndim < rank:
+            with graph.inserting_before(node):
+                shape = [1] * (rank - inner.ndim) + list(inner.shape)
+                view = graph.call_function(torch.ops.aten.view.default, (node.args[0], shape))
+            view.meta["val"] = inner.reshape(shape)
+            node.args = (view, *node.args[1:])
+
+
 def _mutates(graph: fx.Graph) -> bool:
     for node in graph.nodes:
         schema = getattr(node.target, "_schema", None)
@@ -187,8 +342,8 @@ def _mutates(graph: fx.Graph) -> bool:
 def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: bool) -> Captured:
     """Capture ``model`` (already a private copy) on ``example``; see the module docstring.
 
-    ``dynamic=False`` captures at the example's shapes (faster); the caller verifies the
-    result at another size and captures again with ``dynamic=True`` when that fails.
+    ``dynamic=True`` captures with symbolic batch and spatial sizes (the caller's first
+    choice); ``dynamic=False`` at the example's shapes, holding at the example's size only.
     """
     batched = _batched(example)
     errors: list[str] = []
@@ -198,16 +353,19 @@ def capture(model: nn.Module, example: tuple[torch.Tensor, ...], *, dynamic: boo
     for mode in modes:
         model.train(mode == "train")
         try:
-            module = _export(model, batched if dynamic else example, dynamic)
+            module, sizes, pools = _export(model, batched if dynamic else example, dynamic)
         except Exception as error:
             reason = (str(error).strip().splitlines() or [repr(error)])[0]
             errors.append(f"{mode}/{'dynamic' if dynamic else 'static'}: {reason}")
             continue
         finally:
             model.eval()
+        if sizes is None:
+            # a guard this module cannot read: trust the example's size only
+            sizes = exact_size(*example[0].shape[2:])
         shapes = "dynamic batch and spatial sizes" if _is_dynamic(module) else "static shapes"
         method = f"torch.export ({mode} mode, {shapes})"
         if mode == "train":
             method += "; the eval-mode export failed and no module depends on the mode"
-        return Captured(module, method, _is_dynamic(module))
+        return Captured(module, method, _is_dynamic(module), sizes, pools)
     raise CaptureError("could not capture the module: " + " | ".join(errors))

@@ -8,7 +8,11 @@ transform (never the catalogue's list of what the rule would need). ``unfolded``
 the rules could not remove with the precondition that stopped them. ``max_error`` is the
 compiled network against the original on :func:`et.testing.probe_inputs`, in float64 and
 float32, at the ``verified_sizes``; ``timings`` is the wall time of each phase in seconds
-(capture, rewrite, verify).
+(capture, rewrite, verify). ``sizes`` states the input sizes the compiled function holds for
+(``"any"``, or the capture's guards as Python conditions on ``h`` and ``w``: the compiled module
+refuses every other size); ``dtype`` is the dtype the module is returned and judged in, and for
+a dtype other than float64 ``max_error`` also holds the original's own rounding in it
+(``"original float32"``) and the bound the returned module met (``"bound float32"``).
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ class Certificate:
     output_clamp: tuple[float, float] | None = None
     verified_sizes: list[list[int]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    sizes: str = "any"
+    dtype: str = "float32"
 
     def rules_used(self) -> dict[str, int]:
         """How many times each rule id was applied."""

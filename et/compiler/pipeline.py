@@ -20,8 +20,14 @@ from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
+from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.transposed_conv import transposed_as_shuffle
-from et.compiler.verify import ProbeSizeError, VerificationError, measure, probe_shapes
+from et.compiler.verify import (
+    ProbeSizeError,
+    VerificationError,
+    measure,
+    verification_sizes,
+)
 from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
 
@@ -120,18 +126,24 @@ def compile(
     """Fold ``module`` into a plain network equal to it on ``domain``, with a certificate.
 
     ``module`` is copied (never changed) and captured with :func:`torch.export.export` on
-    ``example_inputs``; parameter-only sub-graphs are evaluated; the rules of :mod:`et.rules`
-    are matched on the graph until none applies; the result is checked against ``module`` in
-    float64 (relative ``tolerance``) and float32 on :func:`et.testing.probe_inputs` and raises
-    :class:`VerificationError` if it differs. ``output_clamp=(low, high)`` makes the clamp of
-    the first output part of the function (as the authors' inference forms do). Only the
-    first output of a multi-output model is compiled. Ops no rule removes stay unchanged.
+    ``example_inputs``, with symbolic batch, height and width first (at the example's static
+    shapes when that fails); parameter-only sub-graphs are evaluated; the rules of
+    :mod:`et.rules` are matched on the graph until none applies. The module returned (cast to
+    the dtype of ``module``'s parameters) holds for the input sizes the capture's guards admit
+    (:mod:`et.compiler.sizes`; ``certificate.sizes``), refuses every other size with a
+    :class:`~et.compiler.sizes.SizeError`, and is verified as returned
+    (:mod:`et.compiler.verify`): in float64 to ``tolerance`` relative, and in its own dtype
+    within 16 times the original's own rounding there, at the example's size, an odd size and
+    a larger one; it raises :class:`VerificationError` if either differs.
+    ``output_clamp=(low, high)`` makes the clamp of the first output part of the function (as
+    the authors' inference forms do). Only the first output of a multi-output model is
+    compiled. Ops no rule removes stay unchanged.
     ``align``: when the input is carried through a stack as extra channels (E4), each widened
     layer gets zero dummy channels (E8) up to a multiple of ``align`` (4, as the hand
     converters' default: vector units prefer such widths; 1: none).
 
     It runs on one intra-op thread (restored afterwards): every tensor it computes is small
-    (kernels, and probes of at most a few dozen pixels a side), where a thread pool's
+    (kernels, and probes a few pixels larger than the example), where a thread pool's
     synchronisation costs more than it saves, and many times more on a loaded machine.
     """
     with _one_thread():
@@ -161,35 +173,58 @@ def _compile(module, example_inputs, options) -> Compiled:
         # done so, and the capture reads the parameters it really uses
         private(*example64)
     private.eval()
-    failure: Exception | None = None
-    for dynamic in (False, True):
+    failures: list[Exception] = []
+    # symbolic sizes first: the result then holds wherever the capture's guards do; a static
+    # capture holds at the example's size only
+    for dynamic in (True, False):
         started = time.perf_counter()
         try:
             captured = capture(private, example64, dynamic=dynamic)
         except CaptureError as error:
-            failure = error
+            failures.append(error)
             continue
         captured_in = time.perf_counter() - started
         try:
-            compiled, certificate = _fold_and_verify(
-                private, captured, options, tuple(example[0].shape[1:])
+            returned, certificate = _fold_and_verify(
+                private, captured, options, (tuple(example[0].shape[1:]), dtype)
             )
         except VerificationError as error:
-            failure = error
+            failures.append(error)
             continue
         certificate.timings = {"capture": captured_in, **certificate.timings}
-        return Compiled(compiled.to(dtype), certificate)
-    assert failure is not None
-    raise failure
+        return Compiled(returned, certificate)
+    # the symbolic capture's failure first: a verification failure before a capture failure
+    raise next((f for f in failures if isinstance(f, VerificationError)), failures[0])
 
 
-def _fold_and_verify(oracle, captured, options, shape):
-    """Rewrite ``captured`` to a fixed point and verify it against ``oracle`` (the float64
-    private copy of the user's module) at two sizes; returns the module and its certificate
-    with the wall time of each phase. ``options``: domain, output clamp, tolerance, align."""
+def _returned(compiled: fx.GraphModule, dtype: torch.dtype, sizes) -> fx.GraphModule:
+    """``compiled`` (float64) as the caller gets it: its constants and every float64 dtype
+    argument in the graph cast to ``dtype`` (the capture ran a float64 copy of a ``dtype``
+    model, so a ``dtype=x.dtype`` it recorded reads float64), and the input checked against
+    ``sizes`` (:func:`et.compiler.sizes.guard_input`)."""
+    module = copy.deepcopy(compiled).to(dtype)
+    for node in module.graph.nodes:
+        node.args = tuple(dtype if a is torch.float64 else a for a in node.args)
+        node.kwargs = {k: dtype if v is torch.float64 else v for k, v in node.kwargs.items()}
+    guard_input(module, sizes)
+    module.recompile()
+    return module
+
+
+def _fold_and_verify(oracle, captured, options, example):
+    """Rewrite ``captured`` to a fixed point and verify what will be returned against
+    ``oracle`` (the float64 private copy of the user's module) at
+    :func:`~et.compiler.verify.verification_sizes`; returns that module and its certificate
+    with the wall time of each phase. ``options``: domain, output clamp, tolerance, align;
+    ``example``: the example's ``(C, H, W)`` and the dtype the module is returned in."""
     started = time.perf_counter()
     domain, output_clamp, tolerance, align = options
+    shape, dtype = example
     record = CertificateBuilder()
+    for _ in range(captured.global_pools):
+        # done while tracing, where the window is still the input's symbolic size
+        record.applied("G11", [], ("the window is written as the input's own size",))
+    guards = guards_so_far(captured.module)
     ws = Workspace(captured.module, domain, record, align)
     convs_before = count_convs(ws.module)
     if output_clamp is not None:
@@ -197,6 +232,9 @@ def _fold_and_verify(oracle, captured, options, shape):
     fold_constants(ws)
     rewrite_to_fixed_point(ws)
     compiled = ws.finish()
+    # a rewrite that decided a symbolic size by the example's value holds where that does
+    later = guards_since(compiled, guards)
+    sizes = exact_size(*shape[1:]) if later is None else captured.sizes.also(later)
     rewritten = time.perf_counter()
     alive = {n.name for n in compiled.graph.nodes}
     certificate = Certificate(
@@ -208,31 +246,32 @@ def _fold_and_verify(oracle, captured, options, shape):
         convs_after=count_convs(compiled),
         ops_after=op_counts(compiled),
         output_clamp=output_clamp,
+        sizes=sizes.text,
+        dtype=str(dtype).removeprefix("torch."),
     )
-    channels, height, width = shape
-    candidates = [
-        probe_shapes(shape, widest_kernel(compiled)),
-        [shape, (channels, height + 1, width + 1)],
-    ]
-    if candidates[0] == candidates[1]:
-        candidates.pop()
-    for shapes in candidates:
-        try:
-            certificate.max_error = measure(
-                oracle, compiled, shapes, domain, clamp=output_clamp, tolerance=tolerance
-            )
-        except VerificationError:
-            raise
-        except ProbeSizeError as error:
-            if shapes is candidates[-1]:
-                raise VerificationError(str(error)) from error
-            continue  # the original needs the example's size: verify there instead
-        except Exception as error:  # a compiled module that cannot even run is a failure too
-            raise VerificationError(f"the compiled module failed to run: {error}") from error
-        certificate.verified_sizes = [list(s[1:]) for s in shapes]
-        break
+    returned = _returned(compiled, dtype, sizes)
+    checked = returned if dtype == torch.float64 else compiled
+    shapes = verification_sizes(shape, sizes, widest_kernel(compiled))
+    try:
+        certificate.max_error = measure(
+            oracle,
+            checked,
+            returned,
+            shapes,
+            domain,
+            clamp=output_clamp,
+            tolerance=tolerance,
+            dtype=dtype,
+        )
+    except VerificationError:
+        raise
+    except ProbeSizeError as error:
+        raise VerificationError(f"{error}, a size the capture admits") from error
+    except Exception as error:  # a compiled module that cannot even run is a failure too
+        raise VerificationError(f"the compiled module failed to run: {error}") from error
+    certificate.verified_sizes = [list(s[1:]) for s in shapes]
     certificate.timings = {
         "rewrite": rewritten - started,
         "verify": time.perf_counter() - rewritten,
     }
-    return compiled, certificate
+    return returned, certificate

@@ -1,17 +1,24 @@
-"""Verify a compiled module against the original before it is returned.
+"""Verify a compiled module against the original before it is returned, as it is returned.
 
-Both run on :func:`et.testing.probe_inputs` from the declared domain at two spatial sizes, one
-odd and one even on each axis: ``(h, w)`` and ``(h + 1, w + 1)``. The check decides in float64
-(the oracle: any logic error shows, rounding does not): the compiled module's float64 output
-must satisfy ``max|compiled(x) − original(x)| ≤ tolerance · max|original(x)|`` at both sizes.
-Float32 rounding is measured, not judged: the compiled module cast to float32 against the same
-float64 oracle at the first size.
+The probes are :func:`et.probes.probe_batches` (structured images, uniform noise, and at the
+first size low-amplitude and mid-grey noise, also as a batch of one) at the sizes of
+:func:`verification_sizes`: the example's own size, an odd size, and a size larger than the
+example on each side (each only where the compiled function holds, :mod:`et.compiler.sizes`).
+The probes are float32 values, exact in float64, so one float64 run of the original per batch
+is the oracle ``o(x)`` of two judgements:
 
-The probes are float32 values (exact in float64), so one float64 run of the original per size
-is the oracle of both comparisons. The sizes are the example's, shrunk when it is large
-(:func:`probe_shapes`): the rules' exactness does not depend on the image size once a kernel
-fits with an interior left over, and a small image makes the original's float64 runs (the cost
-of verification) cheap.
+* logic, in float64: the compiled function in float64 must satisfy
+  ``max|compiled₆₄(x) − o(x)| ≤ tolerance · max|o(x)|`` (rounding cannot hide a wrong fold);
+* rounding, in the dtype ``D`` the module is returned in (when not float64): the returned
+  module itself (after its cast) must satisfy ``max|returned_D(x) − o(x)| ≤ F · ρ`` with
+  ``ρ = max(max|original_D(x) − o(x)|, U · ε_D · max|o(x)|)``, the original's own rounding in
+  ``D`` on the same probes (at least ``U`` ulps of the largest output), ``F =``
+  :data:`et.testing.ROUNDING_FACTOR` (16) and ``U =`` :data:`et.testing.ULPS_AT_LEAST` (4):
+  a fold that loses precision in ``D`` (a bias stored as the difference of two large numbers)
+  is refused even where float64 shows no error.
+
+All maxima run over every probe of every size. A module returned in float64 is judged in
+float64 only; its float32 rounding is measured (a float32 copy at the first size).
 """
 
 from __future__ import annotations
@@ -21,14 +28,19 @@ import copy
 import torch
 from torch import nn
 
+from et.compiler.sizes import SizeCondition
 from et.domain import InputDomain
-from et.testing import first_output, probe_inputs
-
-#: the smallest side the probes are shrunk to (a kernel wider than this raises it)
-SMALLEST_SIDE = 8
+from et.probes import probe_batches
+from et.testing import ROUNDING_FACTOR, ULPS_AT_LEAST, first_output
 
 #: probes per size (structured images first, then noise: see :mod:`et.probes`)
 SAMPLES = 8
+
+#: the odd and the larger size are searched this far beyond the example on each side
+SEARCH = 16
+
+#: the larger size is at least this much larger on each side (and wider than any kernel)
+LARGER_BY = 8
 
 
 class VerificationError(AssertionError):
@@ -36,23 +48,38 @@ class VerificationError(AssertionError):
 
 
 class ProbeSizeError(RuntimeError):
-    """The original itself does not run at a probe size (the caller tries the example's)."""
+    """The original itself does not run at a probe size its capture admits."""
 
 
-def shrink(side: int, base: int) -> int:
-    """``side`` when below ``2·base``, else ``base + side mod base``: a side in
-    ``[base, 2·base)`` congruent to ``side`` modulo ``base`` (so divisibility by any power of
-    two up to ``base`` is kept: a network that halves its input three times still can)."""
-    return side if side < 2 * base else base + side % base
-
-
-def probe_shapes(shape: tuple[int, int, int], widest_kernel: int) -> list[tuple[int, int, int]]:
-    """``(C, h, w)`` and ``(C, h + 1, w + 1)`` with ``h, w`` the example's sides shrunk to a
-    base of ``max(SMALLEST_SIDE, widest_kernel + 1)`` (:func:`shrink`)."""
+def verification_sizes(
+    shape: tuple[int, int, int], condition: SizeCondition, widest_kernel: int = 1
+) -> list[tuple[int, int, int]]:
+    """``(C, h, w)`` of the example, then the nearest size beyond it with both sides odd (not
+    square; else any other size), then the nearest size at least ``max(LARGER_BY, widest
+    kernel)`` larger on each side; the last two only where ``condition`` holds (a static
+    capture: the example's size alone)."""
     channels, height, width = shape
-    base = max(SMALLEST_SIDE, widest_kernel + 1)
-    h, w = shrink(height, base), shrink(width, base)
-    return [(channels, h, w), (channels, h + 1, w + 1)]
+    sizes = [(channels, height, width)]
+
+    def holds(h: int, w: int) -> bool:
+        return (channels, h, w) not in sizes and condition.holds(SAMPLES, channels, h, w)
+
+    steps = [(dh, dw) for dh in range(1, SEARCH + 1) for dw in range(1, SEARCH + 1)]
+    odd = sorted(
+        steps,
+        key=lambda d: (
+            (height + d[0]) % 2 == 0 or (width + d[1]) % 2 == 0,
+            height + d[0] == width + d[1],
+            sum(d),
+        ),
+    )
+    least = max(LARGER_BY, widest_kernel)
+    larger = sorted(((least + dh, least + dw) for dh, dw in steps), key=sum)
+    for candidates in (odd, [(dh - 1, dw - 1) for dh, dw in larger]):
+        found = next(((dh, dw) for dh, dw in candidates if holds(height + dh, width + dw)), None)
+        if found is not None:
+            sizes.append((channels, height + found[0], width + found[1]))
+    return sizes
 
 
 def _run(module: nn.Module, x: torch.Tensor, clamp: tuple[float, float] | None) -> torch.Tensor:
@@ -61,7 +88,7 @@ def _run(module: nn.Module, x: torch.Tensor, clamp: tuple[float, float] | None) 
     return y.clamp(*clamp) if clamp is not None else y
 
 
-def _describe(error: torch.Tensor, shape: tuple[int, ...], scale: float) -> str:
+def _describe(error: torch.Tensor, shape: tuple[int, ...], scale: float, dtype: str) -> str:
     worst = float(error.max()) if error.numel() else 0.0
     flat = int(error.argmax()) if error.numel() else 0
     where = []
@@ -72,32 +99,54 @@ def _describe(error: torch.Tensor, shape: tuple[int, ...], scale: float) -> str:
     return (
         f"max |difference| {worst:.3e} (relative {worst / max(scale, 1e-300):.3e}) at sample "
         f"{sample}, channel {channel}, row {row}, column {col} of the {shape[-2]}×{shape[-1]} "
-        "probes (float64)"
+        f"probes ({dtype})"
     )
+
+
+def _gap(got: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    return (got.double() - expected).abs().nan_to_num(nan=torch.inf)
+
+
+def _maximum(t: torch.Tensor) -> float:
+    return float(t.max()) if t.numel() else 0.0
 
 
 def measure(
     oracle: nn.Module,
     compiled: nn.Module,
+    returned: nn.Module,
     shapes: list[tuple[int, int, int]],
     domain: InputDomain,
     *,
     clamp: tuple[float, float] | None,
     tolerance: float,
+    dtype: torch.dtype = torch.float64,
 ) -> dict[str, float]:
-    """Max absolute error of ``compiled`` against ``oracle`` (both float64 modules, the
-    original first) in float64 over ``shapes`` and in float32 at ``shapes[0]``; raises
-    :class:`VerificationError` when float64 exceeds ``tolerance`` relative to the output's
-    magnitude, or when an output is not finite."""
-    compiled32 = copy.deepcopy(compiled).float()
+    """Judge ``compiled`` (float64) and ``returned`` (the module as the caller gets it, in
+    ``dtype``) against ``oracle`` (the original, float64) on the probes at ``shapes`` (module
+    docstring); raises :class:`VerificationError` when either judgement fails or an output is
+    not finite, and :class:`ProbeSizeError` when the original does not run at a size. Returns
+    the max absolute errors: ``float64``, ``float32`` and, for a module returned in another dtype
+    ``D``, ``D``, ``"original " + D`` (ρ) and ``"bound " + D`` (``F·ρ``)."""
+    name = str(dtype).removeprefix("torch.")
+    judged = dtype != torch.float64
+    own = copy.deepcopy(oracle).to(dtype) if judged else None
+    rounded = returned if judged else copy.deepcopy(returned).float()
     errors = {"float64": 0.0, "float32": 0.0}
-    for index, shape in enumerate(shapes):
-        x32 = probe_inputs(shape, domain=domain, samples=SAMPLES, dtype=torch.float32)
+    rounding = scale = 0.0
+    worst: tuple[torch.Tensor, tuple[int, ...]] | None = None
+    channels = shapes[0][0]
+    sizes = [tuple(s[1:]) for s in shapes]
+    batches = probe_batches(channels, sizes=sizes, samples=SAMPLES, domain=domain)
+    batches.append(batches[-1][:1])  # a batch of one (a capture's batch is traced from 2 up)
+    for index, x64 in enumerate(batches):
+        x64 = x64.float().double()  # float32 values: exact in float64 and in float32
+        shape = tuple(x64.shape[1:])
         try:
-            expected = _run(oracle, x32.double(), clamp)
+            expected = _run(oracle, x64, clamp)
         except Exception as error:
             raise ProbeSizeError(f"the original does not run at input size {shape}") from error
-        got = _run(compiled, x32.double(), clamp)
+        got = _run(compiled, x64, clamp)
         if got.shape != expected.shape:
             raise VerificationError(
                 f"the compiled output has shape {tuple(got.shape)}, the original "
@@ -106,15 +155,33 @@ def measure(
         if not (bool(torch.isfinite(got).all()) and bool(torch.isfinite(expected).all())):
             raise VerificationError(f"an output holds NaN or Inf at input size {shape}")
         error = (got - expected).abs()
-        scale = float(expected.abs().max()) if expected.numel() else 0.0
-        if error.numel() and float(error.max()) > tolerance * scale:
+        size_scale = _maximum(expected.abs())
+        if _maximum(error) > tolerance * size_scale:
             raise VerificationError(
                 f"compiled module differs from the original at input size {shape}: "
-                + _describe(error, tuple(x32.shape), scale)
+                + _describe(error, tuple(x64.shape), size_scale, "float64")
             )
-        errors["float64"] = max(errors["float64"], float(error.max()) if error.numel() else 0.0)
-        if index == 0:
-            rounded = _run(compiled32, x32, clamp).double()
-            gap = (rounded - expected).abs().nan_to_num(nan=torch.inf)
-            errors["float32"] = float(gap.max()) if gap.numel() else 0.0
+        errors["float64"] = max(errors["float64"], _maximum(error))
+        scale = max(scale, size_scale)
+        if judged:
+            x = x64.to(dtype)
+            own_gap = _gap(_run(own, x, clamp), expected)
+            # where the original itself overflows in D its rounding says nothing
+            rounding = max(rounding, _maximum(own_gap[torch.isfinite(own_gap)]))
+            gap = _gap(_run(returned, x, clamp), expected)
+            if worst is None or _maximum(gap) > _maximum(worst[0]):
+                worst = (gap, tuple(x64.shape))
+        elif index == 0:
+            errors["float32"] = _maximum(_gap(_run(rounded, x64.float(), clamp), expected))
+    if worst is not None:
+        rho = max(rounding, ULPS_AT_LEAST * torch.finfo(dtype).eps * scale)
+        bound = ROUNDING_FACTOR * rho
+        errors[name] = _maximum(worst[0])
+        errors[f"original {name}"], errors[f"bound {name}"] = rounding, bound
+        if not errors[name] <= bound:
+            raise VerificationError(
+                f"the compiled module in {name} differs from the original by more than "
+                f"{ROUNDING_FACTOR:g} times the original's own {name} rounding "
+                f"(ρ = {rho:.3e}, bound {bound:.3e}): " + _describe(*worst, scale, name)
+            )
     return errors

@@ -78,6 +78,21 @@ def arguments(node: Any) -> dict[str, Any] | None:
     return values
 
 
+def _example_shape(value: torch.Tensor) -> tuple[int, ...] | None:
+    """The captured shape with every symbolic size at its example value (its hint), or None
+    when a size has none."""
+    shape = []
+    for size in value.shape:
+        if isinstance(size, int):
+            shape.append(size)
+            continue
+        hint = getattr(getattr(size, "node", None), "hint", None)
+        if not isinstance(hint, int):
+            return None
+        shape.append(hint)
+    return tuple(shape)
+
+
 def unit_alpha(node: Any) -> bool:
     """Whether ``node`` is an ``add``/``sub`` whose ``alpha`` (the factor on the second
     operand) is 1, so that it computes the plain sum or difference (any other node: True)."""
@@ -289,9 +304,10 @@ class Workspace:
         inputs = []
         for placeholder in (n for n in self.graph.nodes if n.op == "placeholder"):
             value = placeholder.meta.get("val")
-            if value is None or not all(isinstance(s, int) for s in value.shape):
+            shape = _example_shape(value) if isinstance(value, torch.Tensor) else None
+            if shape is None:
                 return None
-            sample = torch.rand(tuple(value.shape), generator=generator, dtype=torch.float64)
+            sample = torch.rand(shape, generator=generator, dtype=torch.float64)
             inputs.append((low + (high - low) * sample).to(value.dtype))
         seen: list[float] = []
 

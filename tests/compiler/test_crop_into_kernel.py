@@ -37,7 +37,9 @@ class CroppedConv(nn.Module):
     dilation=st.sampled_from([1, 2]),
     taps=st.tuples(st.integers(0, 1), st.integers(0, 1)).filter(any),
     channels=st.sampled_from([1, 3]),
-    extra=st.integers(1, 3),
+    # from 3: the conv's output then has 2 pixels or more a side at stride 2 too (a 1-pixel
+    # map makes torch.export fix the example's size, so the compile would hold there only)
+    extra=st.integers(3, 5),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_a_centred_crop_becomes_zero_taps(

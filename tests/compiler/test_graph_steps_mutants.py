@@ -111,12 +111,12 @@ class WrongAtOtherSizes(nn.Module):
 
 def test_verification_checks_float64_at_the_second_size_too() -> None:
     original = nn.Conv2d(3, 2, 3, padding=1).double()
-    shapes = [(3, 6, 6), (3, 7, 7)]  # verify.measure takes the two probe shapes
-    measured = measure(original, original, shapes, IMAGE_UNIT, clamp=None, tolerance=1e-9)
+    shapes = [(3, 6, 6), (3, 7, 7)]  # verify.measure takes the probe shapes
+    measured = measure(original, original, original, shapes, IMAGE_UNIT, clamp=None, tolerance=1e-9)
     assert measured["float64"] == 0.0 and set(measured) == {"float64", "float32"}
     with pytest.raises(VerificationError, match=r"\(3, 7, 7\)"):
         wrong = WrongAtOtherSizes(original, 6)
-        measure(original, wrong, shapes, IMAGE_UNIT, clamp=None, tolerance=1e-9)
+        measure(original, wrong, wrong, shapes, IMAGE_UNIT, clamp=None, tolerance=1e-9)
 
 
 def test_a_float32_model_is_verified_in_float64() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import et
 from et.compiler.shuffle_rewrites import (
     PRECISION,
     PRECISION_RATIO,
@@ -99,3 +100,26 @@ def test_e2_is_refused_where_the_signal_cannot_be_measured() -> None:
     assert clip_as_relus(ws, node) is False
     (refusal,) = ws.record.unfolded({n.name for n in ws.graph.nodes})
     assert refusal.precondition == PRECISION
+
+
+def test_e2_is_folded_under_the_symbolic_capture() -> None:
+    """The signal's scale is measured at the example's size when the captured sizes are
+    symbolic (before: no measurement, so E2 was refused for every dynamically captured net)."""
+
+    class ClampedConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(self.conv(x), 0, 1)
+
+    torch.manual_seed(0)
+    model = ClampedConv().eval()
+    compiled = et.compile(model, (torch.rand(1, 3, 16, 16),))
+    assert "dynamic" in compiled.certificate.capture
+    assert compiled.certificate.rules_used() == {"E2": 1}
+    assert not compiled.certificate.unfolded
+    x = torch.rand(2, 3, 21, 19)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.module(x), model(x), atol=1e-6, rtol=0)

@@ -64,6 +64,10 @@ def check_compiled(model: torch.nn.Module, channels: int, size: int, expected_co
 @given(seed=st.integers(0, 2**31 - 1), channels=st.sampled_from([1, 3, 4]), size=st.integers(5, 9))
 def test_block_folds_to_its_deploy_form(name: str, seed: int, channels: int, size: int) -> None:
     factory, deploy_convs = CASES[name]
+    if name == "acnet_crop_5x5_stride2":
+        # below 7 its 5×5 stride-2 conv gives a 1-pixel map, which torch.export fixes to the
+        # example's size (0/1 specialisation): that compile holds (and runs) at it only
+        size = max(size, 7)
     model = blocks.randomize(factory(channels), torch.Generator().manual_seed(seed))
     check_compiled(model, channels, size, deploy_convs)
 
