@@ -43,7 +43,7 @@ def test_models_pass_with_a_summary_row_each_and_certificates(tmp_path: Path) ->
     assert "3 passed" in out
     summary = out[out.index("etds models") :]
     assert re.search(
-        r"\nsr +compile +2 → 2 +R1 +\S+e-\d+ / \S+e-\d+ \(float32\) +8×8, 9×9, 9×11 +passed",
+        r"\nsr +compile +2 → 2 +R1 +\S+e-\d+ / \S+e-\d+ \(float32\) +8×8, 9×11, 16×16 +passed",
         summary,
     )
     assert re.search(
