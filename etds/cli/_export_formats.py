@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from etds.cli import CommandError
+from etds.cli._quiet import third_party_logs
 
 
 def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
@@ -25,6 +26,11 @@ def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
 
 def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
     """Write ``out`` (``.tflite`` fp32/INT8, or INT8 ``.onnx``) and print what was checked."""
+    with third_party_logs(args.verbose):
+        return _export_other(args, source, out, model)
+
+
+def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
     from reference_models.deploy.onnx import ExportError
 
     calibration = _calibration(args, model)

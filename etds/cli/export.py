@@ -8,6 +8,8 @@ checked in its runtime before it is kept.
 ``--int8`` calibrates on the HR images in ``--calibration DIR`` (LR made as ``etds eval`` makes
 it, cut or mirror-padded to the export size) after the E10 INT8 layout (``--no-layout`` skips it)
 and prints the fidelity (PSNR of the INT8 output against PyTorch float32 on those images).
+Third-party logs (TensorFlow Lite, absl, oneDNN, torchao) are hidden unless ``--verbose`` and
+shown when the conversion fails (:mod:`etds.cli._quiet`).
 Exit status 0 when the file is written; 2 (one line on stderr, nothing written) for an
 unreadable checkpoint, a bad size, suffix or destination; 1 when the runtime disagrees with
 PyTorch.
@@ -62,6 +64,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="INT8: tune each channel's E10 factor on the INT8 simulation (minutes)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let the converters' own logs (TensorFlow Lite, absl, torchao) through to stderr; "
+        "without it they are shown only when the export fails",
+    )
     add_hparam_option(parser)
 
 
