@@ -69,6 +69,7 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
         raise CommandError(str(error), code) from None
     strength = report.layout.strength if report.layout is not None else None
     negated = report.layout.negated_channels if report.layout is not None else None
+    converted = report.layout.converted_from if report.layout is not None else None
     summary = {
         "checkpoint": str(source),
         "out": str(out),
@@ -81,6 +82,7 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
         "fidelity_db": fidelity,
         "layout_strength": strength,
         "negated_copies": negated,
+        "converted_from": converted,
     }
     if args.json:
         print(json.dumps(summary))
@@ -90,7 +92,8 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
         if error_255 is not None
         else f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images"
         + (
-            f" (E10 layout strength {strength}, E11 negated {negated} input copies)"
+            f" (E10 layout strength {strength}, E11 negated {negated} input copies"
+            + (f"; {converted} converted to its inference form first)" if converted else ")")
             if strength is not None
             else " (no layout)"
         )

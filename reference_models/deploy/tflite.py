@@ -263,7 +263,9 @@ def export_tflite(
         if layout_report.exact_copies:
             other, other_report = int8_layout(model, calibration, refine=refine, exact_copies=False)
             candidates.append((*_convert(other, height, width, calibration), other_report))
-        plain = dataclasses.replace(layout_report, strength=0.0, negated_channels=0)
+        plain = dataclasses.replace(
+            layout_report, strength=0.0, negated_channels=0, converted_from=None
+        )
         candidates.append((*_convert(model, height, width, calibration), plain))
         scores = [_fidelity_db(model, candidate[1], calibration) for candidate in candidates]
         data, runner, layout_report = candidates[scores.index(max(scores))]
