@@ -65,8 +65,7 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
             )
             error_255, fidelity, size = None, report.fidelity_db, report.bytes
     except ExportError as error:
-        code = 1 if "differs from PyTorch" in str(error) else 2
-        raise CommandError(str(error), code) from None
+        raise CommandError(str(error), error.status) from None
     strength = report.layout.strength if report.layout is not None else None
     negated = report.layout.negated_channels if report.layout is not None else None
     converted = report.layout.converted_from if report.layout is not None else None

@@ -11,8 +11,11 @@ and prints the fidelity (PSNR of the INT8 output against PyTorch float32 on thos
 Third-party logs (TensorFlow Lite, absl, oneDNN, torchao) are hidden unless ``--verbose`` and
 shown when the conversion fails (:mod:`etds.cli._quiet`).
 Exit status 0 when the file is written; 2 (one line on stderr, nothing written) for an
-unreadable checkpoint, a bad size, suffix or destination; 1 when the runtime disagrees with
-PyTorch.
+unreadable checkpoint, a bad size, suffix or destination, a converter failure or a model the
+INT8 layout does not support; 1 when the runtime disagrees with PyTorch (fp32 error over the
+tolerance, output shape, INT8 fidelity below the minimum, an INT8 conv left in float). The status
+is the one the :class:`~reference_models.deploy.onnx.ExportError` carries, never read from its
+text.
 """
 
 from __future__ import annotations
@@ -118,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
             model, out, height=args.height, width=args.width, opset=opset, tolerance_255=tolerance
         )
     except ExportError as error:
-        code = 1 if "differs from PyTorch" in str(error) else 2
-        raise CommandError(str(error), code) from None
+        raise CommandError(str(error), error.status) from None
     summary = {
         "checkpoint": str(source),
         "onnx": str(report.path),
