@@ -4,8 +4,8 @@ Converting to LiteRT loads TensorFlow Lite, absl, oneDNN and torchao, which prin
 lines to stderr on every run (library loads, op counts, "Created TensorFlow Lite XNNPACK
 delegate"). :func:`third_party_logs` keeps them out of sight:
 
-* ``TF_CPP_MIN_LOG_LEVEL=1`` (unless already set): TensorFlow/LiteRT's C++ INFO lines are not
-  written at all (warnings and errors still are);
+* ``TF_CPP_MIN_LOG_LEVEL=1`` (unless already set; unset again afterwards): TensorFlow/LiteRT's
+  C++ INFO lines are not written at all (warnings and errors still are);
 * the Python loggers ``torchao``, ``torch.utils._pytree`` and ``absl`` are raised to ERROR
   for the duration;
 * file descriptor 2, where C++ code writes directly, goes to a temporary file while Python's
@@ -42,6 +42,7 @@ def third_party_logs(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
+    tf_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
     for name in NOISY_LOGGERS:
@@ -73,6 +74,8 @@ def third_party_logs(verbose: bool) -> Iterator[None]:
             sys.stderr = python_stderr
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
+            if tf_level is None:
+                os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
             if failure is not None and not _user_error(failure):
                 log.seek(0)
                 python_stderr.write(log.read().decode(errors="replace"))

@@ -51,7 +51,7 @@ def _block(error: str) -> subprocess.CompletedProcess[str]:
             logging.getLogger("torchao").warning("TORCHAO LINE")
             print("PYTHON STDERR LINE", file=sys.stderr)
             {error}
-        print("AFTER", file=sys.stderr)
+        print("AFTER", os.environ.get("TF_CPP_MIN_LOG_LEVEL"), file=sys.stderr)
         """
     )
     return subprocess.run(
@@ -67,7 +67,7 @@ def _block(error: str) -> subprocess.CompletedProcess[str]:
 def test_success_drops_the_captured_log_and_python_stderr_stays_seen() -> None:
     done = _block("pass")
     assert done.returncode == 0, done.stderr
-    assert done.stderr == "PYTHON STDERR LINE\nAFTER\n"
+    assert done.stderr == "PYTHON STDERR LINE\nAFTER None\n"  # the variable unset again
 
 
 def test_a_failure_replays_the_captured_log() -> None:
