@@ -10,7 +10,8 @@
   Markdown report and the PSNR–latency plot are written to ``--bench-report DIR`` (default
   ``.benchmarks/report``; ``--bench-report docs`` regenerates the committed ``docs/benchmarks.md``
   and ``docs/psnr_latency.svg``).
-* Facts that are not timings (Set5 PSNR of each model and runtime, the machine) are collected in
+* Facts that are not timings (Set5 PSNR of each model and runtime, the machine with its int8
+  dot-product flags, :mod:`benchmarks.machine`) are collected in
   :data:`FACTS` by the benchmarks and stored under ``"etds"`` in the JSON.
 """
 
@@ -97,8 +98,11 @@ def cpu_model() -> str:
 def machine() -> dict[str, Any]:
     import onnxruntime
 
+    from benchmarks.machine import read_cpu
+
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_info": read_cpu().to_json(),
         "logical_cpus": os.cpu_count(),
         "threads": THREADS,
         "torch": torch.__version__,

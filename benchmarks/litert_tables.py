@@ -15,6 +15,8 @@ the form as released and the form after the E10 INT8 layout), it writes with ``e
 and the INT8 fidelity: PSNR of the INT8 output against the fp32 *original*'s, on the LR images of
 Set5/Set14 (mean over images, RGB in [0, 1]). Params and MACs are counted from the PyTorch
 modules (MACs at 360×640). The CPU is shared, so rounds are few: latencies are indicative.
+OUT.json records the CPU and its int8 dot-product flags (:mod:`benchmarks.machine`), and
+``--render`` prints them, with how to read the INT8/fp32 ratio on that CPU, above the table.
 """
 
 from __future__ import annotations
@@ -196,6 +198,24 @@ def _layout(export: dict) -> str:
     return _f(export["layout_strength"]) + (f" + E11 ({negated})" if negated else "")
 
 
+def load(path: Path) -> tuple[list[dict], dict | None]:
+    """The rows and the machine (:meth:`benchmarks.machine.CpuInfo.to_json`) :func:`main`
+    wrote to ``path``; a file from before the machine was recorded (a bare list of rows) gives
+    ``None``."""
+    data = json.loads(path.read_text())
+    if isinstance(data, list):
+        return data, None
+    return data["rows"], data.get("machine")
+
+
+def render(rows: list[dict], machine: dict | None) -> str:
+    """The machine the latencies were measured on, how to read INT8 latency there, and the
+    table."""
+    from benchmarks.machine import machine_lines
+
+    return "\n".join(machine_lines(machine)) + "\n\n" + markdown(rows)
+
+
 def markdown(rows: list[dict]) -> str:
     """The table of ``rows`` (what :func:`main` writes) in Markdown."""
     header = (
@@ -282,16 +302,18 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="draw OUT's PSNR–latency plot")
     args = parser.parse_args()
     if args.render or args.plot:
-        rows = json.loads(args.out.read_text())
+        rows, machine = load(args.out)
         if args.plot:
             plot(rows, args.plot)
         if args.render:
-            print(markdown(rows), end="")
+            print(render(rows, machine), end="")
         return
+    from benchmarks.machine import read_cpu
     from reference_models.checkpoints import load_checkpoint, save_checkpoint
     from reference_models.conversions import convert
 
     rows = []
+    machine = read_cpu().to_json()
     with tempfile.TemporaryDirectory(prefix="litert-tables-") as folder_name:
         folder = Path(folder_name)
         for row_name, original, et_form, scale in MODELS:
@@ -328,7 +350,7 @@ def main() -> None:
                 )
             rows.append({"model": row_name, "scale": scale, "forms": results})
             print(json.dumps(rows[-1]), flush=True)
-            args.out.write_text(json.dumps(rows, indent=1))
+            args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.machine import machine_lines
 from benchmarks.report_data import (
     DEPLOY_DEFAULT,
     Timing,
@@ -20,9 +21,17 @@ def _machine_lines(facts: dict[str, Any], machine_info: dict[str, Any]) -> list[
     machine = facts.get("machine", {})
     cpu = machine.get("cpu") or machine_info.get("cpu", {}).get("brand_raw", "?")
     load = machine.get("load_average_at_end")
+    if machine.get("cpu_info"):
+        cpu_lines = machine_lines(machine["cpu_info"])
+    else:
+        cpu_lines = [
+            f"- CPU: {cpu}; {machine.get('logical_cpus', '?')} logical CPUs; int8 dot-product "
+            "support not recorded in this run's JSON"
+        ]
     lines = [
-        f"- CPU: {cpu}; {machine.get('logical_cpus', '?')} logical CPUs; benchmarks pinned to "
-        f"{machine.get('threads', '?')} threads (torch.set_num_threads, ORT intra_op, LiteRT)",
+        *cpu_lines,
+        f"- benchmarks pinned to {machine.get('threads', '?')} threads "
+        "(torch.set_num_threads, ORT intra_op, LiteRT)",
         f"- torch {machine.get('torch', '?')}, onnxruntime {machine.get('onnxruntime', '?')}, "
         f"ai-edge-litert {machine.get('ai_edge_litert') or 'not installed'}, "
         f"Python {machine.get('python', '?')}",

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from etds.cli import CommandError
+from etds.cli._quiet import third_party_logs
 
 
 def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
@@ -25,6 +26,11 @@ def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
 
 def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
     """Write ``out`` (``.tflite`` fp32/INT8, or INT8 ``.onnx``) and print what was checked."""
+    with third_party_logs(args.verbose):
+        return _export_other(args, source, out, model)
+
+
+def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
     from reference_models.deploy.onnx import ExportError
 
     calibration = _calibration(args, model)
@@ -59,10 +65,10 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
             )
             error_255, fidelity, size = None, report.fidelity_db, report.bytes
     except ExportError as error:
-        code = 1 if "differs from PyTorch" in str(error) else 2
-        raise CommandError(str(error), code) from None
+        raise CommandError(str(error), error.status) from None
     strength = report.layout.strength if report.layout is not None else None
     negated = report.layout.negated_channels if report.layout is not None else None
+    converted = report.layout.converted_from if report.layout is not None else None
     summary = {
         "checkpoint": str(source),
         "out": str(out),
@@ -75,6 +81,7 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
         "fidelity_db": fidelity,
         "layout_strength": strength,
         "negated_copies": negated,
+        "converted_from": converted,
     }
     if args.json:
         print(json.dumps(summary))
@@ -84,7 +91,8 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
         if error_255 is not None
         else f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images"
         + (
-            f" (E10 layout strength {strength}, E11 negated {negated} input copies)"
+            f" (E10 layout strength {strength}, E11 negated {negated} input copies"
+            + (f"; {converted} converted to its inference form first)" if converted else ")")
             if strength is not None
             else " (no layout)"
         )

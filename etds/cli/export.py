@@ -8,9 +8,14 @@ checked in its runtime before it is kept.
 ``--int8`` calibrates on the HR images in ``--calibration DIR`` (LR made as ``etds eval`` makes
 it, cut or mirror-padded to the export size) after the E10 INT8 layout (``--no-layout`` skips it)
 and prints the fidelity (PSNR of the INT8 output against PyTorch float32 on those images).
+Third-party logs (TensorFlow Lite, absl, oneDNN, torchao) are hidden unless ``--verbose`` and
+shown when the conversion fails (:mod:`etds.cli._quiet`).
 Exit status 0 when the file is written; 2 (one line on stderr, nothing written) for an
-unreadable checkpoint, a bad size, suffix or destination; 1 when the runtime disagrees with
-PyTorch.
+unreadable checkpoint, a bad size, suffix or destination, a converter failure or a model the
+INT8 layout does not support; 1 when the runtime disagrees with PyTorch (fp32 error over the
+tolerance, output shape, INT8 fidelity below the minimum, an INT8 conv left in float). The status
+is the one the :class:`~reference_models.deploy.onnx.ExportError` carries, never read from its
+text.
 """
 
 from __future__ import annotations
@@ -62,6 +67,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="INT8: tune each channel's E10 factor on the INT8 simulation (minutes)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let the converters' own logs (TensorFlow Lite, absl, torchao) through to stderr; "
+        "without it they are shown only when the export fails",
+    )
     add_hparam_option(parser)
 
 
@@ -110,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
             model, out, height=args.height, width=args.width, opset=opset, tolerance_255=tolerance
         )
     except ExportError as error:
-        code = 1 if "differs from PyTorch" in str(error) else 2
-        raise CommandError(str(error), code) from None
+        raise CommandError(str(error), error.status) from None
     summary = {
         "checkpoint": str(source),
         "onnx": str(report.path),

@@ -29,7 +29,9 @@ calibration images and on random inputs in [0, 1] (``et.testing.compare_outputs`
 Supported: ``ETDSForInference`` (the convs of its ReLU chain) and every model whose body is an
 ``nn.Sequential`` ``backbone`` of convs and positively homogeneous activations (``ABPN_ET``,
 ``ECBSRET``, and the originals ``ABPN``/``ECBSRT``, whose shortcut reads the input and so is
-untouched).
+untouched). A model with neither but with an ET conversion (the ETDS dual-stream training
+forms) is converted to its inference form first (:func:`inference_form`), so the laid-out model
+is that inference form.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_refinement import refine_alphas
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
 
-__all__ = ["LayoutError", "LayoutReport", "channel_ranges", "int8_layout"]
+__all__ = ["LayoutError", "LayoutReport", "channel_ranges", "inference_form", "int8_layout"]
 
 #: Largest accepted float64 difference between the laid-out and the input model (the rescaled
 #: weights carry one rounding each, ~1e-16 relative).
@@ -85,6 +87,7 @@ class LayoutReport:
     simulated_negated_db: dict[float, float] | None = None  # strength → fidelity with E11
     input_copies: int = 0  # hidden channels that are exact copies of the input
     exact_copies: bool = False  # whether E10 used the copies' exact bound (HEADROOM for others)
+    converted_from: str | None = None  # the training form converted to its inference form first
 
 
 @dataclass
@@ -226,6 +229,7 @@ def int8_layout(
     """
     if not calibration:
         raise LayoutError("no calibration images")
+    model, converted_from = inference_form(model)
     ranges = channel_ranges(model, calibration)
     found = input_copy_bounds([(link.conv, link.activation) for link in _links(model)])
     copies = sum(int((b > 0).sum()) for b in found)
@@ -274,8 +278,32 @@ def int8_layout(
         simulated_negated_db=simulated_negated,
         input_copies=copies,
         exact_copies=exact_copies and copies > 0,
+        converted_from=converted_from,
     )
     return laid_out.to(dtype), report
+
+
+def inference_form(model: nn.Module) -> tuple[nn.Module, str | None]:
+    """``model`` and ``None`` where its conv chain is one :func:`int8_layout` understands; else
+    its inference form from :func:`reference_models.conversions.convert` (e.g. the ETDS
+    dual-stream training form → ``ETDSForInference``, equal to ``clamp(model(x)[0], 0, 1)``)
+    and the name of the training form's class. Raises :class:`LayoutError` when neither holds.
+    """
+    try:
+        _links(model)
+        return model, None
+    except LayoutError as error:
+        from reference_models.conversions import INFERENCE_FORMS, NotConvertibleError, convert
+
+        if isinstance(model, INFERENCE_FORMS):
+            raise
+        try:
+            converted = convert(model)
+        except NotConvertibleError:
+            raise error from None
+        _links(converted)  # the inference form must have a chain, else LayoutError
+        dtype = next(model.parameters()).dtype
+        return converted.to(dtype).eval(), type(model).__name__
 
 
 def _negatable(model: nn.Module, bounds: Sequence[torch.Tensor]) -> bool:

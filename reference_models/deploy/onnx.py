@@ -42,6 +42,7 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "OnnxRuntimeModel",
+    "RuntimeMismatchError",
     "check_sizes",
     "export_onnx",
     "onnx_bytes",
@@ -61,7 +62,26 @@ OUTPUT_NAME = "output"
 
 
 class ExportError(RuntimeError):
-    """Export or its ONNX Runtime check failed; nothing was written."""
+    """The export failed and nothing was written. ``status`` is the exit status ``etds export``
+    gives it: 2 (the default) when the file could not be made (a bad size or destination, a
+    converter failure, a model the INT8 layout does not support), 1 when it was made but its
+    check in the runtime failed (:class:`RuntimeMismatchError`)."""
+
+    status: int = 2
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            if status not in (1, 2):
+                raise ValueError(f"export error status must be 1 or 2, not {status!r}")
+            self.status = status
+
+
+class RuntimeMismatchError(ExportError):
+    """The runtime disagrees with PyTorch (output shape, fp32 error over the tolerance, INT8
+    fidelity below the minimum, an INT8 conv left in float): exit status 1."""
+
+    status = 1
 
 
 @dataclass(frozen=True)
@@ -180,7 +200,7 @@ def _max_error_255(model: nn.Module, session, size: tuple[int, int], seed: int) 
         expected = exact(x.double()).numpy()
     actual = run_ort(session, x.numpy()).astype(np.float64)
     if actual.shape != expected.shape:
-        raise ExportError(
+        raise RuntimeMismatchError(
             f"ONNX Runtime output {actual.shape} but PyTorch {expected.shape} "
             f"at {size[0]}×{size[1]}"
         )
@@ -219,7 +239,7 @@ def export_onnx(
     errors = tuple(_max_error_255(model, session, s, seed=i) for i, s in enumerate(sizes))
     for size, error in zip(sizes, errors, strict=True):
         if not error <= tolerance_255:  # also catches NaN
-            raise ExportError(
+            raise RuntimeMismatchError(
                 f"ONNX Runtime differs from PyTorch by {error:.4g}/255 at {size[0]}×{size[1]} "
                 f"(tolerance {tolerance_255}/255); nothing written"
             )

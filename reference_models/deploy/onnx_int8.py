@@ -28,6 +28,7 @@ from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_
 from reference_models.deploy.onnx import (
     ClampedFirstOutput,
     ExportError,
+    RuntimeMismatchError,
     export_onnx,
     ort_session,
     quantize_int8,
@@ -92,7 +93,7 @@ def export_onnx_int8(
         quantize_int8(float_path, quantized, [x.numpy() for x in calibration])
         fidelity = _fidelity_db(model, ort_session(str(quantized), threads=1), calibration)
         if not fidelity >= min_fidelity_db:
-            raise ExportError(
+            raise RuntimeMismatchError(
                 f"INT8 fidelity {fidelity:.2f} dB against PyTorch is below {min_fidelity_db} dB; "
                 "nothing written"
             )

@@ -48,7 +48,12 @@ from torch import nn
 
 from et.atomic_file import atomic_path
 from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_layout
-from reference_models.deploy.onnx import ClampedFirstOutput, ExportError, input_channels
+from reference_models.deploy.onnx import (
+    ClampedFirstOutput,
+    ExportError,
+    RuntimeMismatchError,
+    input_channels,
+)
 from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
 from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
 
@@ -199,7 +204,9 @@ def _fp32_error_255(model: nn.Module, runner: TFLiteModel, height: int, width: i
         expected = ClampedFirstOutput(copy.deepcopy(model).double()).eval()(x.double())
     got = runner(x).double()
     if got.shape != expected.shape:
-        raise ExportError(f"LiteRT output {tuple(got.shape)} but PyTorch {tuple(expected.shape)}")
+        raise RuntimeMismatchError(
+            f"LiteRT output {tuple(got.shape)} but PyTorch {tuple(expected.shape)}"
+        )
     return float((got - expected).abs().max()) * 255.0
 
 
@@ -263,7 +270,9 @@ def export_tflite(
         if layout_report.exact_copies:
             other, other_report = int8_layout(model, calibration, refine=refine, exact_copies=False)
             candidates.append((*_convert(other, height, width, calibration), other_report))
-        plain = dataclasses.replace(layout_report, strength=0.0, negated_channels=0)
+        plain = dataclasses.replace(
+            layout_report, strength=0.0, negated_channels=0, converted_from=None
+        )
         candidates.append((*_convert(model, height, width, calibration), plain))
         scores = [_fidelity_db(model, candidate[1], calibration) for candidate in candidates]
         data, runner, layout_report = candidates[scores.index(max(scores))]
@@ -271,17 +280,19 @@ def export_tflite(
     if calibration is None:
         error_255 = _fp32_error_255(model, runner, height, width)
         if not error_255 <= tolerance_255:
-            raise ExportError(
+            raise RuntimeMismatchError(
                 f"LiteRT differs from PyTorch by {error_255:.4g}/255 at {height}×{width} "
                 f"(tolerance {tolerance_255}/255); nothing written"
             )
     else:
         floating = _float_convs(runner.interpreter)
         if floating:
-            raise ExportError(f"{floating} conv(s) of the INT8 file run in float; nothing written")
+            raise RuntimeMismatchError(
+                f"{floating} conv(s) of the INT8 file run in float; nothing written"
+            )
         fidelity = _fidelity_db(model, runner, calibration)
         if not fidelity >= min_fidelity_db:
-            raise ExportError(
+            raise RuntimeMismatchError(
                 f"INT8 fidelity {fidelity:.2f} dB against PyTorch is below {min_fidelity_db} dB; "
                 "nothing written"
             )

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from et.testing import compare_outputs, probe_inputs
-from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, load_checkpoint
+from reference_models import ABPN_ET, ECBSRET, ETDSForInference, load_checkpoint
+from reference_models.architectures.espcn import ESPCN
 from reference_models.deploy.calibration import calibration_images
 from reference_models.deploy.int8_layout import LayoutError, _links, channel_ranges, int8_layout
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
@@ -58,8 +59,10 @@ def test_strength_zero_changes_nothing() -> None:
 
 
 def test_unsupported_models_are_refused() -> None:
+    # ESPCN has no conv chain and no ET conversion (the ETDS training form is converted first:
+    # tests/export/test_training_form_int8.py)
     with pytest.raises(LayoutError, match="no conv chain"):
-        int8_layout(ETDS(3, 3, 2, 2, 8, 3).eval(), _images())
+        int8_layout(ESPCN(3, 2, 8, 4).eval(), _images())
     with pytest.raises(LayoutError, match="calibration"):
         int8_layout(MODELS["ABPN_ET"]().eval(), [])
     sigmoid_chain = ECBSRET(3, 3, 2, 1, 4, act_type="prelu").eval()
