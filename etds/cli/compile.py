@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     import et
     from et.atomic_file import atomic_path
-    from et.compiler import CaptureError, VerificationError
+    from et.compiler import CaptureError, SizeError, VerificationError
     from etds.cli._load_back import WrittenFileError, check_written
 
     shape = _shape(args.input_shape)
@@ -152,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
             f"nothing written: {error}",
             file=sys.stderr,
         )
+        return 1
+    except SizeError as error:
+        # the compiled function holds only for some sizes and this format cannot check them
+        print(f"etds compile: cannot write {suffix}, nothing written: {error}", file=sys.stderr)
         return 1
     with atomic_path(sidecar) as tmp:
         Path(tmp).write_text(certificate + "\n")

@@ -50,6 +50,19 @@ class Noisy(nn.Module):
 
     def forward(self, x):
         return self.conv(x) + torch.rand_like(x)
+
+
+class PixelCountBranch(nn.Module):
+    """Computes another function above 4096 pixels: the compiled one holds only below."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        h, w = x.shape[-2:]
+        return 0.5 * y + x if h * w > 4096 else y + x
 '''
 
 
@@ -129,6 +142,30 @@ def test_failed_verification_exits_1_and_writes_nothing(user_file: Path, tmp_pat
     assert result.returncode == 1, result.stderr
     assert "verification failed" in result.stderr
     assert list(tmp_path.iterdir()) == [user_file]
+
+
+def test_a_size_condition_is_kept_in_pt2_and_refuses_onnx(user_file: Path, tmp_path: Path) -> None:
+    """The compiled function holds for ``h·w <= 4096`` only: the ``.pt2`` states and checks
+    it, and ONNX (a traced graph, which cannot check it) is refused with exit 1."""
+    onnx = run_etds(
+        "compile",
+        f"{user_file}:PixelCountBranch",
+        "--input-shape",
+        "3,32,32",
+        str(tmp_path / "branch.onnx"),
+    )
+    assert onnx.returncode == 1, onnx.stderr
+    assert "cannot write .onnx, nothing written" in onnx.stderr and "4096" in onnx.stderr
+    assert "Traceback" not in onnx.stderr
+    assert list(tmp_path.iterdir()) == [user_file]
+    out = tmp_path / "branch.pt2"
+    pt2 = run_etds("compile", f"{user_file}:PixelCountBranch", "--input-shape", "3,32,32", str(out))
+    assert pt2.returncode == 0, pt2.stderr
+    certificate = json.loads(Path(f"{out}.certificate.json").read_text())
+    assert "4096" in certificate["sizes"]
+    program = torch.export.load(str(out)).module()
+    with pytest.raises(Exception, match="4096"):
+        program(torch.rand(1, 3, 65, 65))
 
 
 def _compile_in_process(user_file: Path, out: Path) -> int:
