@@ -85,7 +85,10 @@ def _check_rootdir(config: pytest.Config) -> None:
     invoked = config.invocation_params.dir.resolve()
     folder = (invoked / args[args.index("--etds-certificates") + 1]).resolve()
     root = config.rootpath.resolve()
-    if folder.is_dir() and folder.is_relative_to(root) and not invoked.is_relative_to(root):
+    # the rootdir pytest would have chosen without DIR: the invocation's own project
+    own = next((d for d in (invoked, *invoked.parents) if (d / "pyproject.toml").is_file()), None)
+    moved = not invoked.is_relative_to(root) or (own is not None and own != root)
+    if folder.is_dir() and folder.is_relative_to(root) and moved:
         raise pytest.UsageError(
             f"pytest took the certificate folder {folder} for a test path and chose the rootdir "
             f"{root} from it; write --etds-certificates={folder}"
