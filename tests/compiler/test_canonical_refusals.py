@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from et.compiler.canonical import global_pool, write_border
 from tests.compiler.graphs import aten, workspace
-from tests.compiler.test_canonical_mutants import BORDER_FILL, _bordered, _pool, _refuses
+from tests.compiler.test_canonical import BORDER_FILL, _bordered, _pool, _refuses
 
 
 def test_a_pad_that_also_widens_the_channels_is_no_spatial_border() -> None:
