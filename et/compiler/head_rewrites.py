@@ -49,22 +49,43 @@ def _spatial(dims: object) -> bool:
     )
 
 
-def _linear_op(suffix: str = "", source: str = "x") -> Op:
-    return Op(
-        LINEAR,
-        name=f"linear{suffix}",
-        input=Var(source),
-        weight=Var(f"w{suffix}"),
-        bias=Var(f"b{suffix}"),
+def _linear_forms(suffix: str = "", source: object = None) -> tuple[Op, ...]:
+    """A Linear as ``forward`` is captured (``aten.linear``) or decomposed (``addmm`` of the
+    bias with the transposed weight, ``mm`` without a bias); its input is ``source`` (a
+    pattern) or binds ``x{suffix}``."""
+    source = Var(f"x{suffix}") if source is None else source
+    name, weight, bias = f"linear{suffix}", Var(f"w{suffix}"), Var(f"b{suffix}")
+    transposed = Var(f"wt{suffix}")
+    return (
+        Op(LINEAR, name=name, input=source, weight=weight, bias=bias),
+        Op(aten.addmm.default, name=name, self=bias, mat1=source, mat2=transposed),
+        Op(aten.mm.default, name=name, self=source, mat2=transposed),
     )
 
 
+def _constant(ws: Workspace, node: object) -> torch.Tensor | None:
+    """The constant ``node`` holds, reading through a transpose of one (``t``, ``permute``)."""
+    if isinstance(node, fx.Node) and node.target in (aten.t.default, aten.permute.default):
+        if node.target == aten.permute.default and list(node.args[1]) != [1, 0]:
+            return None
+        inner = ws.tensor(node.args[0])
+        return None if inner is None or inner.ndim != 2 else inner.T
+    return ws.tensor(node)
+
+
 def _read_linear(ws: Workspace, found: dict, suffix: str = "") -> nn.Linear | None:
-    """The torch Linear a matched ``aten.linear`` computes, when its weight and bias are
-    constants."""
-    weight, bias_node = ws.tensor(found[f"w{suffix}"]), found[f"b{suffix}"]
-    bias = ws.tensor(bias_node) if bias_node is not None else None
+    """The torch Linear a matched Linear form computes, when its weight and bias are
+    constants (``addmm``'s bias one row, broadcast over the batch)."""
+    if f"w{suffix}" in found:
+        weight = _constant(ws, found[f"w{suffix}"])
+    else:
+        transposed = _constant(ws, found[f"wt{suffix}"])
+        weight = None if transposed is None else transposed.T
+    bias_node = found.get(f"b{suffix}")
+    bias = _constant(ws, bias_node) if bias_node is not None else None
     if weight is None or weight.ndim != 2 or (bias_node is not None and bias is None):
+        return None
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         return None
     linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
     with torch.no_grad():
@@ -209,8 +230,8 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
 R16 = Rewrite(
     "R16",
     (
-        *(Op(LINEAR, input=p, weight=Var("w"), bias=Var("b")) for p in _POOLED),
-        Op(LINEAR, input=Var("normed"), weight=Var("w"), bias=Var("b")),
+        *(form for p in _POOLED for form in _linear_forms(source=p)),
+        *_linear_forms(source=Var("normed")),
     ),
     _bn_into_linear,
 )
@@ -259,11 +280,15 @@ R17 = Rewrite(
     "R17",
     (
         *(
-            Op(op, self=_linear_op(), other=_linear_op("2", "x2"), alpha=Var("alpha", number))
+            Op(op, self=a, other=b, alpha=Var("alpha", number))
             for op in SIGN
+            for a, b in itertools.product(_linear_forms(), _linear_forms("2"))
         ),
-        Op(aten.mul.Tensor, self=_linear_op(), other=Var("c", number)),
-        Op(aten.div.Tensor, self=_linear_op(), other=Var("c", number)),
+        *(
+            Op(op, self=a, other=Var("c", number))
+            for op in (aten.mul.Tensor, aten.div.Tensor)
+            for a in _linear_forms()
+        ),
     ),
     _summed_linears,
 )
