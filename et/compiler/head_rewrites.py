@@ -189,7 +189,8 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
     bn_node, values = read
     pooled = "pool" in found
     chain = [found["normed"], *(found[k] for k in ("pool", "flat") if k in found), node]
-    x, rank = values["input"], _rank(values["input"])
+    # the BatchNorm's output has its input's shape; a node an earlier rewrite emitted has none
+    x, rank = values["input"], _rank(found["normed"]) or _rank(values["input"])
     module = _module_of(ws, values, rank or 0)
     if isinstance(module, str):
         if module:
