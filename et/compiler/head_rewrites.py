@@ -3,7 +3,8 @@
 * R16: ``linear(BN(x))`` with a BatchNorm1d on ``(N, C)``, or
   ``linear(flat(pool(BN2d(x))))`` with ``pool`` a mean over all spatial positions
   (``mean.dim`` over H and W with keepdim then ``flatten``/``view``/``reshape``, ``mean.dim``
-  without keepdim, or ``adaptive_avg_pool2d(·, [1, 1])`` then a flatten) is
+  without keepdim, ``adaptive_avg_pool2d(·, [1, 1])`` then a flatten, or ``flatten(2)`` then
+  the mean of the last axis) is
   ``linear'(x)`` / ``linear'(flat(pool(x)))`` with ``W' = W·diag(t)``,
   ``b' = b + W·(β − μ·t)``: the pool is a mean, which commutes with a per-channel affine map.
   A view or reshape of the ``(N, C, 1, 1)`` pool keeps each sample's C channels together
@@ -172,10 +173,13 @@ def _flat_ops(pool: Op) -> tuple[Op, ...]:
     )
 
 
+#: ``x.flatten(2).mean(-1)`` (EfficientFormerV2's head): H·W positions on one axis, averaged
+_SPREAD = Op(aten.flatten.using_ints, name="spread", self=Var("normed"), start_dim=2)
 _POOLED = (
     *_flat_ops(_MEAN_KEEP),
     *_flat_ops(_ADAPTIVE),
     Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("dims", _spatial), keepdim=False),
+    Op(aten.mean.dim, name="pool", self=_SPREAD, dim=Var("dims", lambda d: d in ([2], [-1]))),
 )
 
 
@@ -188,7 +192,8 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     bn_node, values = read
     pooled = "pool" in found
-    chain = [found["normed"], *(found[k] for k in ("pool", "flat") if k in found), node]
+    steps = ("spread", "pool", "flat")
+    chain = [found["normed"], *(found[k] for k in steps if k in found), node]
     # the BatchNorm's output has its input's shape; a node an earlier rewrite emitted has none
     x, rank = values["input"], _rank(found["normed"]) or _rank(values["input"])
     module = _module_of(ws, values, rank or 0)
@@ -216,8 +221,8 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     source = x
     if pooled:
-        found["pool"].replace_input_with(found["normed"], x)  # pool and flatten read x now
-        source = found.get("flat", found["pool"])
+        chain[1].replace_input_with(found["normed"], x)  # the pool reads x now
+        source = chain[-2]
     new = _emit_linear(ws, fused, source, node)
     graph = ("the BatchNorm is a constant per-channel affine map", FAN_OUT)
     ws.record.applied(

@@ -48,6 +48,7 @@ class Pooled(nn.Module):
             "mean": lambda: y.mean((-2, -1)),
             "adaptive_flatten": lambda: F.adaptive_avg_pool2d(y, (1, 1)).flatten(1),
             "avg_pool_whole_map": lambda: F.avg_pool2d(y, y.shape[-2:]).flatten(1),
+            "flatten_mean": lambda: y.flatten(2).mean(-1),
         }[self.how]()
         return self.fc(pooled)
 
@@ -66,7 +67,15 @@ def _equal(model: nn.Module, compiled, shape=(4, 6, 7)) -> None:
 
 
 @pytest.mark.parametrize(
-    "how", ["mean_view", "mean_reshape", "mean", "adaptive_flatten", "avg_pool_whole_map"]
+    "how",
+    [
+        "mean_view",
+        "mean_reshape",
+        "mean",
+        "adaptive_flatten",
+        "avg_pool_whole_map",
+        "flatten_mean",
+    ],
 )
 def test_every_global_mean_spelling_folds(how: str) -> None:
     model = _bn(Pooled(how), 0)
@@ -74,6 +83,21 @@ def test_every_global_mean_spelling_folds(how: str) -> None:
     assert "batch_norm" not in _ops(compiled), compiled.certificate.unfolded
     assert compiled.certificate.rules_used().get("R16") == 1
     _equal(model, compiled)
+
+
+def test_a_mean_over_part_of_the_flattened_map_is_no_global_mean() -> None:
+    class RowsOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn, self.fc = nn.BatchNorm2d(4), nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.bn(F.relu(x)).flatten(2, 3).mean(1))  # (N, H·W): mixes C
+
+    model = _bn(RowsOnly(), 7)
+    compiled = _compile(model, (1, 4, 2, 3))
+    assert "batch_norm" in _ops(compiled)
+    _equal(model, compiled, (4, 2, 3))
 
 
 def test_a_mean_over_one_axis_is_no_global_mean() -> None:
