@@ -228,7 +228,7 @@ def _rule_order(rule: Rule) -> tuple[str, int]:
 
 
 def list_rules() -> list[Rule]:
-    """All registered rules, R1..R15 then E1..E11."""
+    """All registered rules, R1..R17 then E1..E11."""
     unique = {id(r): r for r in _REGISTRY.values()}.values()
     return sorted(unique, key=lambda r: (r.id[0] != "R", _rule_order(r)))
 

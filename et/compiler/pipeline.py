@@ -19,6 +19,7 @@ from et.compiler.certificate import Certificate, CertificateBuilder
 from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
+from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.transposed_conv import transposed_as_shuffle
@@ -39,6 +40,7 @@ PATTERNS = (
     absorb_crop,
     transposed_as_shuffle,
     *ET_PATTERNS,
+    *HEAD_PATTERNS,
 )
 MAX_REWRITES = 100_000
 

@@ -31,12 +31,14 @@ from et.rules.concat_convs import concat_convs
 from et.rules.embed_kernel import embed_kernel
 from et.rules.fold_channel_scale import fold_channel_scale
 from et.rules.fuse_bn_conv import fuse_bn_conv
+from et.rules.fuse_bn_linear import fuse_bn_linear
 from et.rules.fuse_conv_bn import fuse_conv_bn
 from et.rules.merge_1x1_kxk import merge_1x1_kxk
 from et.rules.merge_asymmetric import merge_asymmetric
 from et.rules.merge_dual_stream import merge_activations, merge_dual_stream
 from et.rules.merge_kxk_1x1 import merge_kxk_1x1
 from et.rules.merge_parallel_convs import merge_parallel_convs
+from et.rules.merge_parallel_linears import merge_parallel_linears
 from et.rules.merge_sequential_convs import merge_sequential_convs
 from et.rules.merge_summed_convs import merge_summed_convs
 from et.rules.move_elementwise_before_pixel_shuffle import (
@@ -98,6 +100,16 @@ class ChannelReversedPixelShuffle(nn.PixelShuffle):
         return F.pixel_shuffle(x.flip(1), self.upscale_factor)
 
 
+class BatchNorm1dReLU(nn.BatchNorm1d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(super().forward(x))
+
+
+class ShiftedLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 1
+
+
 class DoubledReLU(nn.ReLU):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 2 * F.relu(x)
@@ -111,6 +123,8 @@ class DoubledPReLU(nn.PReLU):
 OVERRIDING: dict[type[nn.Module], list[type[nn.Module]]] = {
     nn.Conv2d: [TFSameConv2d, FlippedConv2d],
     nn.BatchNorm2d: [BatchNormReLU],
+    nn.BatchNorm1d: [BatchNorm1dReLU],
+    nn.Linear: [ShiftedLinear],
     nn.ConvTranspose2d: [ReluAfterConvTranspose2d],
     nn.AvgPool2d: [MaxInsteadOfAvgPool2d],
     nn.PixelShuffle: [ChannelReversedPixelShuffle],
@@ -144,6 +158,12 @@ def _bn(channels: int) -> nn.BatchNorm2d:
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
         bn.weight.uniform_(0.5, 1.5)
+    return bn.eval()
+
+
+def _bn1d(channels: int) -> nn.BatchNorm1d:
+    bn = nn.BatchNorm1d(channels, dtype=DTYPE)
+    bn.load_state_dict(_bn(channels).state_dict())
     return bn.eval()
 
 
@@ -222,6 +242,18 @@ CASES = [
         "transposed_conv_as_pixel_shuffle",
         lambda: [nn.ConvTranspose2d(3, 4, 4, stride=2, padding=1, dtype=DTYPE)],
         lambda m: transposed_conv_as_pixel_shuffle(m[0]),
+    ),
+    Case(
+        "R16",
+        "fuse_bn_linear",
+        lambda: [_bn1d(4), nn.Linear(4, 3, dtype=DTYPE)],
+        lambda m: fuse_bn_linear(*m),
+    ),
+    Case(
+        "R17",
+        "merge_parallel_linears",
+        lambda: [nn.Linear(4, 3, dtype=DTYPE), nn.Linear(4, 3, dtype=DTYPE)],
+        lambda m: merge_parallel_linears(m, [0.5, 0.5]),
     ),
     Case(
         "E1",
@@ -343,6 +375,8 @@ def _example_input(module: nn.Module) -> torch.Tensor:
         nn.BatchNorm2d: lambda m: m.num_features,
         nn.PReLU: lambda m: m.num_parameters,
     }.get(_torch_base(module), lambda m: 4)(module)
+    if isinstance(module, nn.BatchNorm1d):  # (N, C, L)
+        return torch.randn(2, module.num_features, 6, dtype=DTYPE)
     return torch.randn(2, channels, 6, 6, dtype=DTYPE)
 
 
@@ -363,9 +397,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 23 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 25 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
+    expected += ["R15", "R16", "R17", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 
 
@@ -374,6 +408,8 @@ def test_every_rule_that_takes_modules_is_covered() -> None:
 DEMONSTRATION = {
     nn.Conv2d: lambda: _conv(3, 4, stride=2),
     nn.BatchNorm2d: lambda: _bn(4),
+    nn.BatchNorm1d: lambda: _bn1d(4),
+    nn.Linear: lambda: nn.Linear(6, 3, dtype=DTYPE),
     nn.ConvTranspose2d: lambda: nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1, dtype=DTYPE),
     nn.AvgPool2d: lambda: nn.AvgPool2d(2),
     nn.PixelShuffle: lambda: nn.PixelShuffle(2),
