@@ -138,6 +138,11 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W_1'[c] = -\beta_c W_1[c],\ b_1'[c] = -\beta_c b_1[c],\ a'_c = -\mu_c / \beta_c,"
         r"\ W_2'[:, c] = W_2[:, c] / \mu_c\qquad (c \in S)",
     ),
+    "G1": (
+        r"W \ast_{s,q,d,g} \operatorname{pad}_0(x; p) + b = W \ast_{s,\,q + p,\,d,g} x + b,"
+        r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"
+        r" p + p')",
+    ),
     "C-ETDS": (
         r"\mathrm{ETDS}_{\mathrm{inf}}(I) = \operatorname{clamp}\left(\mathrm{ETDS}(I), 0, 1\right)"
         r"\qquad \text{for every input, depth and weight}",

@@ -1,0 +1,203 @@
+"""Proof of G1 (zero padding absorbed into a conv); see :mod:`et.rules.absorb_zero_padding`."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import sympy as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from et.rules.absorb_zero_padding import (
+    RULE,
+    absorb_zero_padding,
+    merge_zero_pads,
+    side_padding,
+)
+from proofs.code_branches import check_branches, grid, random_conv
+from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
+from proofs.counterexamples import overridden_forward, structural, undefined_without
+from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
+
+PADS = [(0, 0, 0, 0), (1, 1, 0, 0), (0, 1, 2, 0), (2, 1, 1, 1)]  # left, right, top, bottom
+GEOMETRIES = list(itertools.product([(1, 1), (2, 3)], [0, 1], [1, 2], [1, 2], [1, 2]))
+
+
+def pad_sides(x: np.ndarray, widths: tuple[int, ...], value: object = 0) -> np.ndarray:
+    """CHW ``x`` padded by ``(left, right, top, bottom)`` with ``value`` (F.pad's order)."""
+    left, right, top, bottom = (*widths, 0, 0)[:4]
+    channels, height, width = x.shape
+    out = zeros((channels, height + top + bottom, width + left + right))
+    out[:, :, :] = sp.sympify(value)
+    out[:, top : top + height, left : left + width] = x
+    return out
+
+
+def _general(d: Derivation) -> None:
+    j, n, l1, r1, l2, r2 = sp.symbols("j n l r l' r'", integer=True)
+    d.step(
+        "pad₀(x; l, r)[j] = x[j − l] for l ≤ j < l + n, else 0; applied twice, position j of "
+        "pad₀(pad₀(x; l, r); l', r') is x[(j − l') − l] inside both windows and 0 elsewhere",
+        r"\operatorname{pad}_0(x; l, r)_j = [\,l \le j < l + n\,]\; x_{j - l}",
+    )
+    d.equal(
+        "it reads x at the position pad₀(x; l + l', r + r') reads", (j - l2) - l1, j - (l1 + l2)
+    )
+    d.equal(
+        "the inner window [l + l', l + l' + n) lies inside the outer one [l', l' + n + l + r) "
+        "(its ends, minus the outer ends, are l ≥ 0 and −r ≤ 0), so the two windows are the "
+        "one window of pad₀(x; l + l', r + r'); the lengths agree:",
+        (n + l1 + r1) + l2 + r2,
+        n + (l1 + l2) + (r1 + r2),
+    )
+    d.step(
+        "a conv with zero padding q is the valid conv of pad₀(·; q, q), read at the same "
+        "positions i·s + u·d whatever s, d, g and the bias; so the merged pad is the conv's"
+    )
+
+
+def _grid(d: Derivation) -> int:
+    checked = 0
+    for pads, (kernel, q, stride, dilation, groups) in itertools.product(PADS, GEOMETRIES):
+        x = symbols_array("x", (2, 3, 3), real=True)
+        w = symbols_array("w", (2, 2 // groups, *kernel), real=True)
+        b = symbols_array("b", (2,), real=True)
+        lhs = conv2d(pad_sides(x, pads), w, b, stride, q, dilation, groups)
+        merged = tuple(p + q for p in pads)
+        rhs = conv2d(pad_sides(x, merged), w, b, stride, 0, dilation, groups)
+        if pads[0] == pads[1] and pads[2] == pads[3]:
+            rhs_conv = conv2d(x, w, b, stride, (pads[2] + q, pads[0] + q), dilation, groups)
+            rhs = np.concatenate([rhs, rhs_conv])
+            lhs = np.concatenate([lhs, lhs])
+        d.zero(
+            f"grid case pad={pads} k={kernel} q={q} s={stride} d={dilation} g={groups}",
+            difference(lhs, rhs),
+        )
+        checked += 1
+    return checked
+
+
+def _conformance(d: Derivation) -> None:
+    conv = random_conv(4, 6, (2, 3), seed=5, padding=(1, 2), dilation=2, groups=2)
+    absorbed = absorb_zero_padding(conv, (3, 3, 1, 1))
+    sides = side_padding(conv, (0, 1, 2, 0))
+    d.true(
+        "conformance: et.rules.absorb_zero_padding adds the pad to the padding side by side",
+        absorbed.padding == (2, 5)
+        and torch.equal(absorbed.weight, conv.weight)
+        and torch.equal(absorbed.bias, conv.bias)
+        and sides == (2, 3, 3, 1)
+        and merge_zero_pads((1, 2), (0, 1, 3, 4)) == (1, 3, 3, 4),
+        f"padding {absorbed.padding}, sides {sides}",
+    )
+
+
+def _branch(case: dict[str, object]):
+    def build():
+        conv = random_conv(
+            4,
+            6,
+            (3, 2),
+            seed=7,
+            padding=case["padding"],
+            stride=case["stride"],
+            dilation=2,
+            groups=case["groups"],
+            bias=case["bias"],
+        )
+        pads = case["pad"]
+        if pads[0] == pads[1] and pads[2:] == pads[2:][::-1]:
+            transformed = absorb_zero_padding(conv, pads)
+        else:
+            sides = side_padding(conv, pads)
+
+            def transformed(x):
+                weight, bias = conv.weight, conv.bias
+                return F.conv2d(F.pad(x, sides), weight, bias, conv.stride, 0, conv.dilation, g)
+
+            g = conv.groups
+
+        return (lambda x: conv(F.pad(x, pads))), transformed, (4, 6, 7)
+
+    return build
+
+
+BRANCHES = grid(
+    pad=((1, 1), (2, 2, 1, 1), (0, 2, 1, 0)),
+    padding=((0, 0), (1, 2)),
+    stride=(1, 2),
+    groups=(1, 2),
+    bias=(True, False),
+)
+
+
+def _counterexamples(d: Derivation) -> None:
+    one_tap = np.array([[[[1]]]], dtype=object)
+    row = np.array([[[1, 2, 3]]], dtype=object)
+    d.counterexample(
+        RULE.preconditions[0],
+        "x = (1, 2, 3) padded by 1 with value 1, a 1-tap conv of weight 1: output 0 is the "
+        "border, 1 in the original and 0 with the conv's zero padding",
+        conv2d(pad_sides(row, (1, 1), 1), one_tap)[0, 0, 0],
+        conv2d(row, one_tap, padding=(0, 1))[0, 0, 0],
+    )
+    reflected = np.array([[[2, 1, 2, 3, 2]]], dtype=object)
+    d.counterexample(
+        RULE.preconditions[1],
+        "x = (1, 2, 3) reflect-padded by 1 is (2, 1, 2, 3, 2); the 1-tap conv's output 0 is 2, "
+        "the absorbed zero padding gives 0",
+        conv2d(reflected, one_tap)[0, 0, 0],
+        conv2d(row, one_tap, padding=(0, 1))[0, 0, 0],
+    )
+    cropped = np.array([[[2]]], dtype=object)
+    d.counterexample(
+        RULE.preconditions[2],
+        "x = (1, 2, 3) with widths (−1, −1) is (2); the 1-tap conv with padding 1 outputs "
+        "(0, 2, 0); the 'absorbed' padding 1 − 1 = 0 outputs (1, 2, 3): output 0",
+        conv2d(cropped, one_tap, padding=(0, 1))[0, 0, 0],
+        conv2d(row, one_tap, padding=(0, 0))[0, 0, 0],
+    )
+    undefined_without(d, RULE.preconditions[3], "the pad adds channels the conv does not read")
+    reflect_of_padded = np.array([[[1, 0, 1, 2, 3, 0, 3]]], dtype=object)
+    reflect_of_x = np.array([[[3, 2, 1, 2, 3, 2, 1]]], dtype=object)
+    d.counterexample(
+        RULE.preconditions[4],
+        "x = (1, 2, 3) zero-padded by 1, then a reflect-mode conv of padding 1 (1-tap, weight "
+        "1) reads (1, 0, 1, 2, 3, 0, 3); a reflect conv of padding 2 reads (3, 2, 1, 2, 3, 2, 1)",
+        conv2d(reflect_of_padded, one_tap)[0, 0, 0],
+        conv2d(reflect_of_x, one_tap)[0, 0, 0],
+    )
+    structural(d, RULE.preconditions[5], "the spelling the rule reads (G14 gives numbers)")
+    two_taps = np.array([[[[1, 2]]]], dtype=object)
+    d.counterexample(
+        RULE.preconditions[6],
+        "x = (1, 2, 3) padded by (0, 1) under the 2-tap conv (1, 2) gives (5, 8, 3); one "
+        "symmetric padding 1 gives (2, 5, 8, 3): output 0",
+        conv2d(pad_sides(row, (0, 1)), two_taps)[0, 0, 0],
+        conv2d(row, two_taps, padding=(0, 1))[0, 0, 0],
+    )
+    overridden_forward(d, RULE.preconditions[7], nn.Conv2d, "the conv")
+
+
+@register_proof("G1")
+def prove() -> ProofResult:
+    d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
+    _general(d)
+    checked = _grid(d)
+    d.scope(
+        "general (index algebra of two zero paddings for symbolic widths), plus an exhaustive "
+        f"symbolic check of {checked} cases on a 2×3×3 input: pads (l, r, t, b) = (0,0,0,0), "
+        "(1,1,0,0), (0,1,2,0), (2,1,1,1); kernels 1×1, 2×3; conv padding 0–1; strides, "
+        "dilations, groups 1–2 (symmetric pads also against one conv)"
+    )
+    _conformance(d)
+    check_branches(
+        d,
+        "et.rules.absorb_zero_padding equals conv ∘ pad₀ on every code branch",
+        ((case, _branch(case)) for case in BRANCHES),
+    )
+    _counterexamples(d)
+    d.reach(GENERAL_IN_PART, "the composition of zero paddings; the convs exhaustively")
+    return d.result
