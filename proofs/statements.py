@@ -143,6 +143,11 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"
         r" p + p')",
     ),
+    "G14": (
+        r"W \ast_{1,\mathrm{same},d,g} x + b = W \ast_{1,0,d,g} \operatorname{pad}_0\left(x;"
+        r" \lfloor t/2 \rfloor, \lceil t/2 \rceil\right) + b,\qquad t = d(k - 1)"
+        r"\text{ per axis;}\quad W \ast_{s,\mathrm{valid}} x = W \ast_{s,0} x",
+    ),
     "C-ETDS": (
         r"\mathrm{ETDS}_{\mathrm{inf}}(I) = \operatorname{clamp}\left(\mathrm{ETDS}(I), 0, 1\right)"
         r"\qquad \text{for every input, depth and weight}",
