@@ -143,6 +143,10 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"
         r" p + p')",
     ),
+    "G12": (
+        r"W \ast_{s,0,d,g} x_{[a : n - b]} + b_0 = \operatorname{pad}_0(W; \tfrac{a}{d},"
+        r" \tfrac{b}{d}) \ast_{s,0,d,g} x + b_0\qquad (a, b \in d\,\mathbb{N})",
+    ),
     "G14": (
         r"W \ast_{1,\mathrm{same},d,g} x + b = W \ast_{1,0,d,g} \operatorname{pad}_0\left(x;"
         r" \lfloor t/2 \rfloor, \lceil t/2 \rceil\right) + b,\qquad t = d(k - 1)"
