@@ -143,6 +143,15 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"
         r" p + p')",
     ),
+    "G3": (
+        r"a\,(W \ast x + b) + e\,c = (a W) \ast x + a b + e c,\qquad"
+        r" (a, e) = (1, \pm\alpha) \text{ for } y \pm \alpha c,\ (\pm\alpha, 1)"
+        r" \text{ for } c \pm \alpha y",
+    ),
+    "G4": (
+        r"W \ast_{s,0,d,g} (a x + e c) + b = (a W) \ast_{s,0,d,g} x + b"
+        r" + e \sum_{c',u,v} W_{\cdot,c',u,v}\, c_{c'}",
+    ),
     "G12": (
         r"W \ast_{s,0,d,g} x_{[a : n - b]} + b_0 = \operatorname{pad}_0(W; \tfrac{a}{d},"
         r" \tfrac{b}{d}) \ast_{s,0,d,g} x + b_0\qquad (a, b \in d\,\mathbb{N})",
