@@ -152,9 +152,17 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W \ast_{s,0,d,g} (a x + e c) + b = (a W) \ast_{s,0,d,g} x + b"
         r" + e \sum_{c',u,v} W_{\cdot,c',u,v}\, c_{c'}",
     ),
+    "G5": (
+        r"W \ast x_{[a : e : t]} + b = W' \ast x + b,\qquad W'_{\cdot,\,a + j t} = D_{\cdot,j},"
+        r"\ W'_{\cdot,c} = 0 \text{ otherwise}\quad (D \text{: W with its groups dense})",
+    ),
     "G12": (
         r"W \ast_{s,0,d,g} x_{[a : n - b]} + b_0 = \operatorname{pad}_0(W; \tfrac{a}{d},"
         r" \tfrac{b}{d}) \ast_{s,0,d,g} x + b_0\qquad (a, b \in d\,\mathbb{N})",
+    ),
+    "G13": (
+        r"D \ast_{1} x + b = \operatorname{blocks}_{g}(D) \ast_{g} x + b"
+        r"\qquad (D \text{ zero outside } g \text{ diagonal blocks; always when } g \mid g_1)",
     ),
     "G14": (
         r"W \ast_{1,\mathrm{same},d,g} x + b = W \ast_{1,0,d,g} \operatorname{pad}_0\left(x;"
