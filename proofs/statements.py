@@ -156,6 +156,10 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W \ast x_{[a : e : t]} + b = W' \ast x + b,\qquad W'_{\cdot,\,a + j t} = D_{\cdot,j},"
         r"\ W'_{\cdot,c} = 0 \text{ otherwise}\quad (D \text{: W with its groups dense})",
     ),
+    "G11": (
+        r"\operatorname{avgpool}_{(H, W), s}(x) = \frac{1}{H W} \sum_{h < H,\, w < W} x_{\cdot,h,w}"
+        r"\qquad (x \in \mathbb{R}^{C \times H \times W})",
+    ),
     "G12": (
         r"W \ast_{s,0,d,g} x_{[a : n - b]} + b_0 = \operatorname{pad}_0(W; \tfrac{a}{d},"
         r" \tfrac{b}{d}) \ast_{s,0,d,g} x + b_0\qquad (a, b \in d\,\mathbb{N})",

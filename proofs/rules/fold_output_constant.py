@@ -117,11 +117,7 @@ def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     _general(d)
     checked = _grid(d)
-    d.scope(
-        "general (one output channel as b + Σ W·patch for a symbolic patch length), plus an "
-        f"exhaustive symbolic check of {checked} cases: add/sub, either operand first, a "
-        "symbolic α; 2×2 kernels on 2×3×3 inputs, paddings 0–1, strides and groups 1–2"
-    )
+    d.scope(f"general (symbolic patch), plus {checked} exhaustive symbolic cases with a symbolic α")
     check_branches(
         d,
         "et.rules.fold_output_constant equals the add/sub on every code branch",
