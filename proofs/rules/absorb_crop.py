@@ -11,7 +11,7 @@ from torch import nn
 from et.rules.absorb_crop import RULE, absorb_crop
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import overridden_forward, undefined_without
+from proofs.counterexamples import overridden_forward
 from proofs.rules.absorb_zero_padding import pad_sides
 from proofs.symbolic_ops import conv2d, difference, symbols_array
 
@@ -120,7 +120,10 @@ BRANCHES = grid(
 
 def _counterexamples(d: Derivation) -> None:
     row = np.array([[[1, 2, 3]]], dtype=object)
-    undefined_without(d, RULE.preconditions[0], "a negative width names no crop of x")
+    d.none_known(
+        RULE.preconditions[0],
+        "without it a negative width names no crop of x: nothing to compare (refused)",
+    )
     d.counterexample(
         RULE.preconditions[1],
         "x = (1, 2, 3) cropped to (2, 3) under a 1-tap conv of weight 1 with padding 1 reads "
@@ -137,7 +140,7 @@ def _counterexamples(d: Derivation) -> None:
         conv2d(four[:, :, 1:], taps, dilation=2)[0, 0, 0],
         conv2d(four, taps, dilation=2)[0, 0, 0],
     )
-    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the conv")
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the conv", brief=True)
 
 
 @register_proof("G12")

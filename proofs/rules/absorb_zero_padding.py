@@ -18,7 +18,7 @@ from et.rules.absorb_zero_padding import (
 )
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import overridden_forward, structural, undefined_without
+from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 PADS = [(0, 0, 0, 0), (1, 1, 0, 0), (0, 1, 2, 0), (2, 1, 1, 1)]  # left, right, top, bottom
@@ -159,7 +159,10 @@ def _counterexamples(d: Derivation) -> None:
         conv2d(cropped, one_tap, padding=(0, 1))[0, 0, 0],
         conv2d(row, one_tap, padding=(0, 0))[0, 0, 0],
     )
-    undefined_without(d, RULE.preconditions[3], "the pad adds channels the conv does not read")
+    d.none_known(
+        RULE.preconditions[3],
+        "without it the pad adds channels the conv does not read: nothing to compare (refused)",
+    )
     reflect_of_padded = np.array([[[1, 0, 1, 2, 3, 0, 3]]], dtype=object)
     reflect_of_x = np.array([[[3, 2, 1, 2, 3, 2, 1]]], dtype=object)
     d.counterexample(
@@ -169,7 +172,10 @@ def _counterexamples(d: Derivation) -> None:
         conv2d(reflect_of_padded, one_tap)[0, 0, 0],
         conv2d(reflect_of_x, one_tap)[0, 0, 0],
     )
-    structural(d, RULE.preconditions[5], "the spelling the rule reads (G14 gives numbers)")
+    d.none_known(
+        RULE.preconditions[5],
+        "a spelling: G14 writes 'same' / 'valid' as numbers first",
+    )
     two_taps = np.array([[[[1, 2]]]], dtype=object)
     d.counterexample(
         RULE.preconditions[6],
@@ -178,7 +184,7 @@ def _counterexamples(d: Derivation) -> None:
         conv2d(pad_sides(row, (0, 1)), two_taps)[0, 0, 0],
         conv2d(row, two_taps, padding=(0, 1))[0, 0, 0],
     )
-    overridden_forward(d, RULE.preconditions[7], nn.Conv2d, "the conv")
+    overridden_forward(d, RULE.preconditions[7], nn.Conv2d, "the conv", brief=True)
 
 
 @register_proof("G1")

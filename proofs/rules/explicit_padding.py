@@ -12,7 +12,7 @@ from torch import nn
 from et.rules.explicit_padding import RULE, explicit_padding, same_padding_widths
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import overridden_forward, structural, undefined_without
+from proofs.counterexamples import overridden_forward
 from proofs.rules.absorb_zero_padding import pad_sides
 from proofs.symbolic_ops import conv2d
 
@@ -81,8 +81,14 @@ BRANCHES = grid(
 
 
 def _counterexamples(d: Derivation) -> None:
-    structural(d, RULE.preconditions[0], "the spellings this rule rewrites")
-    undefined_without(d, RULE.preconditions[1], "torch defines no 'same' padding")
+    d.none_known(
+        RULE.preconditions[0],
+        "it names the spellings this rule rewrites; no left side to compare otherwise",
+    )
+    d.none_known(
+        RULE.preconditions[1],
+        "without it torch defines no 'same' padding: nothing to compare (refused)",
+    )
     row = np.array([[[1, 2, 3]]], dtype=object)
     taps = np.array([[[[1, 0, 0]]]], dtype=object)
     d.counterexample(
@@ -92,7 +98,7 @@ def _counterexamples(d: Derivation) -> None:
         conv2d(np.array([[[2, 1, 2, 3, 2]]], dtype=object), taps)[0, 0, 0],
         conv2d(pad_sides(row, (1, 1)), taps)[0, 0, 0],
     )
-    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the conv")
+    overridden_forward(d, RULE.preconditions[3], nn.Conv2d, "the conv", brief=True)
 
 
 @register_proof("G14")

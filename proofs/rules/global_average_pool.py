@@ -94,6 +94,6 @@ def prove() -> ProofResult:
         x[0, 0, 0] + x[0, 0, 1],
         mean,
     )
-    overridden_forward(d, RULE.preconditions[3], nn.AvgPool2d, "the pool")
+    overridden_forward(d, RULE.preconditions[3], nn.AvgPool2d, "the pool", brief=True)
     d.reach(GENERAL_IN_PART, "the window count; the sums exhaustively")
     return d.result

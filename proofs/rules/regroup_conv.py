@@ -10,7 +10,7 @@ from torch import nn
 from et.rules.regroup_conv import RULE, regroup_conv
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import EXHAUSTIVE, Derivation, ProofResult, register_proof
-from proofs.counterexamples import overridden_forward, undefined_without
+from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 # (channels, old groups, new groups): fewer groups (g₂ | g₁) and more (block-diagonal weight)
@@ -101,7 +101,10 @@ def prove() -> ProofResult:
         "et.rules.regroup_conv equals the conv on every code branch",
         ((case, _branch(case)) for case in BRANCHES),
     )
-    undefined_without(d, RULE.preconditions[0], "no conv has that many groups")
+    d.none_known(
+        RULE.preconditions[0],
+        "without it no conv has that many groups: nothing to compare (refused)",
+    )
     w = symbols_array("w", (2, 2, 1, 1), real=True)
     x = np.array([[[1]], [[2]]], dtype=object)
     d.counterexample(
@@ -111,6 +114,6 @@ def prove() -> ProofResult:
         conv2d(x, w)[0, 0, 0],
         conv2d(x, _blocks(w, 2), None, 1, 0, 1, 2)[0, 0, 0],
     )
-    overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "the conv")
+    overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "the conv", brief=True)
     d.reach(EXHAUSTIVE)
     return d.result

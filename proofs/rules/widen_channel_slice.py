@@ -11,7 +11,7 @@ from torch import nn
 from et.rules.widen_channel_slice import RULE, widen_channel_slice
 from proofs.code_branches import check_branches, grid, random_conv
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
-from proofs.counterexamples import overridden_forward, structural, undefined_without
+from proofs.counterexamples import overridden_forward
 from proofs.symbolic_ops import conv2d, difference, symbols_array, zeros
 
 SLICES = [(0, 2, 1), (1, 3, 1), (2, 4, 1), (0, 4, 2), (1, 4, 2)]  # (a, e, t) of 4 channels
@@ -88,8 +88,14 @@ def prove() -> ProofResult:
         "et.rules.widen_channel_slice equals the conv of the slice on every code branch",
         ((case, _branch(case)) for case in BRANCHES),
     )
-    structural(d, RULE.preconditions[0], "the channel selection this rule rewrites (G12 crops)")
-    undefined_without(d, RULE.preconditions[1], "the conv cannot read the slice")
-    overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "the conv")
+    d.none_known(
+        RULE.preconditions[0],
+        "it names the channel selection rewritten (a spatial slice is G12's crop)",
+    )
+    d.none_known(
+        RULE.preconditions[1],
+        "without it the conv cannot read the slice: nothing to compare (refused)",
+    )
+    overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "the conv", brief=True)
     d.reach(GENERAL_IN_PART, "the column substitution; the convs exhaustively")
     return d.result
