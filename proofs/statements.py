@@ -143,6 +143,9 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"
         r" p + p')",
     ),
+    "G2": (
+        r"\operatorname{fill}_c(x; l, r, t, b) = \operatorname{pad}_0(x - c;\, l, r, t, b) + c",
+    ),
     "G3": (
         r"a\,(W \ast x + b) + e\,c = (a W) \ast x + a b + e c,\qquad"
         r" (a, e) = (1, \pm\alpha) \text{ for } y \pm \alpha c,\ (\pm\alpha, 1)"

@@ -38,9 +38,8 @@ def pad_sides(x: np.ndarray, widths: tuple[int, ...], value: object = 0) -> np.n
 def _general(d: Derivation) -> None:
     j, n, l1, r1, l2, r2 = sp.symbols("j n l r l' r'", integer=True)
     d.step(
-        "pad₀(x; l, r)[j] = x[j − l] for l ≤ j < l + n, else 0; applied twice, position j of "
-        "pad₀(pad₀(x; l, r); l', r') is x[(j − l') − l] inside both windows and 0 elsewhere",
-        r"\operatorname{pad}_0(x; l, r)_j = [\,l \le j < l + n\,]\; x_{j - l}",
+        "pad₀(x; l, r)[j] = x[j − l] for l ≤ j < l + n, else 0; twice, position j reads "
+        "x[(j − l') − l] inside both windows and 0 elsewhere"
     )
     d.equal(
         "it reads x at the position pad₀(x; l + l', r + r') reads", (j - l2) - l1, j - (l1 + l2)
@@ -52,10 +51,7 @@ def _general(d: Derivation) -> None:
         (n + l1 + r1) + l2 + r2,
         n + (l1 + l2) + (r1 + r2),
     )
-    d.step(
-        "a conv with zero padding q is the valid conv of pad₀(·; q, q), read at the same "
-        "positions i·s + u·d whatever s, d, g and the bias; so the merged pad is the conv's"
-    )
+    d.step("a conv with zero padding q is the valid conv of pad₀(·; q, q), any s, d, g, bias")
 
 
 def _grid(d: Derivation) -> int:

@@ -105,10 +105,7 @@ def _counterexamples(d: Derivation) -> None:
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     _general(d)
-    d.step(
-        "'same' is defined by torch's code (conv.py: left = t // 2, right = t − left); the "
-        "widths are checked against torch's own 'same' conv on every branch below"
-    )
+    d.step("torch's code defines 'same' (left = t // 2): checked on every branch below")
     _conformance(d)
     with warnings.catch_warnings():  # torch warns that an odd 'same' pad copies the input
         warnings.simplefilter("ignore", UserWarning)

@@ -19,10 +19,7 @@ def _general(d: Derivation) -> None:
     size, stride = sp.symbols("H s", integer=True, positive=True)
     d.equal("floor mode: one window, ⌊(H − H)/s⌋ + 1", sp.floor((size - size) / stride) + 1, 1)
     d.equal("ceil mode: one window, ⌈(H − H)/s⌉ + 1", sp.ceiling((size - size) / stride) + 1, 1)
-    d.step(
-        "that window starts at 0 and covers the image, no position padded: its divisor is H·W "
-        "(or divisor_override), so the output is Σ x / (H·W), the mean"
-    )
+    d.step("that window is the image, none of it padded: Σ x / (H·W) is the mean")
 
 
 def _grid(d: Derivation) -> int:

@@ -18,14 +18,11 @@ SLICES = [(0, 2, 1), (1, 3, 1), (2, 4, 1), (0, 4, 2), (1, 4, 2)]  # (a, e, t) of
 
 
 def _general(d: Derivation) -> None:
-    j, a, t, o = sp.symbols("j a t o", integer=True)
-    w, z = sp.IndexedBase("D"), sp.IndexedBase("z")
-    m = sp.Symbol("m", integer=True, positive=True)
+    j, a, t = sp.symbols("j a t", integer=True)
     d.equal(
-        "output o of the sliced conv sums D[o, j]·z[a + j·t]; put D[o, j] at column a + j·t "
-        "of W' (the other columns 0) and substitute c = a + j·t",
-        sp.Sum(w[o, j] * z[a + j * t], (j, 0, m - 1)),
-        sp.Sum(w[o, (a + j * t - a) / t] * z[a + j * t], (j, 0, m - 1)),
+        "output o sums D[o, j]·z[a + j·t]; column c = a + j·t of W' holds D[o, (c − a)/t]",
+        (a + j * t - a) / t,
+        j,
     )
 
 
