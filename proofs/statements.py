@@ -159,6 +159,7 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W \ast x_{[a : e : t]} + b = W' \ast x + b,\qquad W'_{\cdot,\,a + j t} = D_{\cdot,j},"
         r"\ W'_{\cdot,c} = 0 \text{ otherwise}\quad (D \text{: W with its groups dense})",
     ),
+    "G8": (r"(x + c) - c = x,\qquad (x - c) + c = x\qquad (x + c \text{ has the shape of } x)",),
     "G11": (
         r"\operatorname{avgpool}_{(H, W), s}(x) = \frac{1}{H W} \sum_{h < H,\, w < W} x_{\cdot,h,w}"
         r"\qquad (x \in \mathbb{R}^{C \times H \times W})",

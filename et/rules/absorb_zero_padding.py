@@ -56,27 +56,14 @@ CONSTANT_MODE = Precondition(
 NON_NEGATIVE = Precondition(
     RULE_ID,
     "non_negative",
-    "every pad width is ≥ 0",
-    why="a negative width crops x; cropping then zero padding is not a wider zero padding",
-)
-SPATIAL = Precondition(
-    RULE_ID,
-    "spatial",
-    "the pad has at most four widths (left, right, top, bottom)",
-    why="more widths pad the channels or the batch, which no conv padding expresses",
+    "every pad width is ≥ 0; before a conv, at most four (left, right, top, bottom)",
+    why="a negative width crops x; more widths pad the channels or the batch",
 )
 ZEROS_MODE = Precondition(
     RULE_ID,
     "zeros_mode",
-    "conv.padding_mode is 'zeros'",
-    why="a reflect / replicate / circular conv padding would read the zeros of the pad "
-    "instead of values of x",
-)
-NUMERIC_PADDING = Precondition(
-    RULE_ID,
-    "numeric_padding",
-    "conv.padding is numbers, not 'same' or 'valid'",
-    why="G14 writes those spellings as numbers first",
+    "conv.padding_mode is 'zeros' and conv.padding numbers (G14 writes 'same' / 'valid')",
+    why="a reflect / replicate / circular conv padding would read the pad's zeros, not x",
 )
 SYMMETRIC = Precondition(
     RULE_ID,
@@ -101,7 +88,9 @@ def check_pad(
     CONSTANT_MODE.require(mode == "constant", f"mode {mode!r}")
     ZERO_VALUE.require(float(value) == 0.0, f"value {value!r}")
     widths = tuple(int(w) for w in pad)
-    SPATIAL.require(not spatial or len(widths) in (2, 4), f"{len(widths)} widths {list(widths)}")
+    NON_NEGATIVE.require(
+        not spatial or len(widths) in (2, 4), f"{len(widths)} widths {list(widths)}"
+    )
     NON_NEGATIVE.require(all(w >= 0 for w in widths), f"widths {list(widths)}")
     return widths
 
@@ -110,7 +99,7 @@ def check_conv(conv: nn.Conv2d) -> None:
     """Refuse a conv whose padding is not plain numeric zero padding."""
     require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
     ZEROS_MODE.require(conv.padding_mode == "zeros", f"padding_mode {conv.padding_mode!r}")
-    NUMERIC_PADDING.require(not isinstance(conv.padding, str), f"padding {conv.padding!r}")
+    ZEROS_MODE.require(not isinstance(conv.padding, str), f"padding {conv.padding!r}")
 
 
 def side_padding(
@@ -158,9 +147,7 @@ RULE = register(
             ZERO_VALUE,
             CONSTANT_MODE,
             NON_NEGATIVE,
-            SPATIAL,
             ZEROS_MODE,
-            NUMERIC_PADDING,
             SYMMETRIC,
             TORCH_MODULES,
         ),

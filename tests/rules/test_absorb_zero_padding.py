@@ -15,8 +15,6 @@ from et import PreconditionError, apply_rule
 from et.rules.absorb_zero_padding import (
     CONSTANT_MODE,
     NON_NEGATIVE,
-    NUMERIC_PADDING,
-    SPATIAL,
     SYMMETRIC,
     TORCH_MODULES,
     ZERO_VALUE,
@@ -129,7 +127,7 @@ def test_negative_widths_differ_and_are_refused() -> None:
 def test_a_channel_pad_is_refused() -> None:
     conv = nn.Conv2d(2, 1, 1, dtype=torch.float64)
     assert F.pad(X, (0, 0, 0, 0, 0, 1)).shape[1] == 2  # conv would read a new zero channel
-    _refused(SPATIAL, conv, (0, 0, 0, 0, 0, 1))
+    _refused(NON_NEGATIVE, conv, (0, 0, 0, 0, 0, 1))
 
 
 def test_reflect_mode_conv_differs_and_is_refused() -> None:
@@ -141,7 +139,7 @@ def test_reflect_mode_conv_differs_and_is_refused() -> None:
 
 
 def test_string_padding_is_refused() -> None:
-    _refused(NUMERIC_PADDING, _conv(padding="same"), (1, 1, 1, 1))
+    _refused(ZEROS_MODE, _conv(padding="same"), (1, 1, 1, 1))
 
 
 def test_asymmetric_pad_differs_from_one_symmetric_conv_and_is_refused() -> None:
