@@ -102,4 +102,8 @@ def test_an_overridden_forward_is_refused() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return super().forward(x) + 1
 
+    impostor = Shifted(1, 1, 3, padding="same").double()
+    x = torch.rand(1, 1, 6, 6).double()
+    with torch.no_grad():  # it computes torch's function plus 1, which no rewrite does
+        assert torch.allclose(impostor(x), nn.Conv2d.forward(impostor, x) + 1)
     _refused(TORCH_MODULES, Shifted(1, 1, 3, padding="same"))

@@ -78,5 +78,9 @@ def test_an_overridden_forward_is_refused() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return super().forward(x) + 1
 
+    impostor = Shifted((4, 5)).double()
+    x = torch.rand(1, 1, 4, 5).double()
+    with torch.no_grad():  # it computes torch's function plus 1, which no rewrite does
+        assert torch.allclose(impostor(x), nn.AvgPool2d.forward(impostor, x) + 1)
     _refused(TORCH_MODULES, Shifted((4, 5)), (4, 5))
     _refused(TORCH_MODULES, nn.MaxPool2d((4, 5)), (4, 5))
