@@ -182,8 +182,7 @@ def overridden_forward(
         original = module(x).item()
         torch_function = kind.forward(module, x).item()
     description = (
-        f"{role} is an {Overridden.__name__} (torch.nn.{kind.__name__}, here x ↦ {function}, "
-        "plus 1), which the code refuses; at x = 2, original vs rewrite"
+        f"{role}: an {Overridden.__name__} (x ↦ {function} + 1), refused; x = 2"
         if brief
         else f"{role} is an {Overridden.__name__}: torch.nn.{kind.__name__} (here x ↦ {function}) "
         "with a forward that adds 1, which the code refuses; the rewrite reads only the "

@@ -159,6 +159,10 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W \ast x_{[a : e : t]} + b = W' \ast x + b,\qquad W'_{\cdot,\,a + j t} = D_{\cdot,j},"
         r"\ W'_{\cdot,c} = 0 \text{ otherwise}\quad (D \text{: W with its groups dense})",
     ),
+    "G6": (
+        r"[f_1(y_1); \dots; f_n(y_n)] = f([y_1; \dots; y_n]),\qquad"
+        r" \theta_f = [\theta_{f_1}; \dots; \theta_{f_n}] \text{ (per-channel parameters)}",
+    ),
     "G8": (r"(x + c) - c = x,\qquad (x - c) + c = x\qquad (x + c \text{ has the shape of } x)",),
     "G11": (
         r"\operatorname{avgpool}_{(H, W), s}(x) = \frac{1}{H W} \sum_{h < H,\, w < W} x_{\cdot,h,w}"

@@ -99,8 +99,7 @@ RULE = register(
         id=RULE_ID,
         name="fold_output_constant",
         title="Constant added to or subtracted from a conv",
-        statement="conv(x; W, b) ± c = conv(x; W, b ± c) for c constant per output channel "
-        "(c − conv: W, b negated)",
+        statement="conv(x; W, b) ± c = conv(x; W, b ± c) for c constant per output channel",
         preconditions=(OPERATION, PER_CHANNEL, ISOLATED, TORCH_MODULES),
         transform=fold_output_constant,
         proof="proofs.rules.fold_output_constant",

@@ -37,8 +37,7 @@ RULE_ID = "G11"
 WINDOW_IS_IMAGE = Precondition(
     RULE_ID,
     "window_is_image",
-    "the pool's window equals the input's spatial size (kernel = (H, W)), at every size the "
-    "rewrite is used at",
+    "kernel = (H, W), the input's size wherever the rewrite is used",
     why="a smaller window averages parts of the image; a size precondition the caller guards",
 )
 NO_PADDING = Precondition(

@@ -40,8 +40,7 @@ DIVIDES = Precondition(
 BLOCK_DIAGONAL = Precondition(
     RULE_ID,
     "block_diagonal",
-    "the dense weight is exactly zero outside the new diagonal blocks (always so when the new "
-    "count divides the old one)",
+    "the dense weight is zero outside the new diagonal blocks (so when g₂ | g₁)",
     why="a weight between two new groups would be dropped",
 )
 TORCH_MODULES = Precondition(
@@ -82,8 +81,7 @@ RULE = register(
         id=RULE_ID,
         name="regroup_conv",
         title="Conv written with another number of groups",
-        statement="a conv zero outside g diagonal blocks is the g-grouped conv; a g₁-grouped "
-        "conv is a g₂-grouped one with zero blocks (g₂ | g₁)",
+        statement="a conv zero outside g diagonal blocks is the g-grouped conv (so when g | g₁)",
         preconditions=(DIVIDES, BLOCK_DIAGONAL, TORCH_MODULES),
         transform=regroup_conv,
         proof="proofs.rules.regroup_conv",

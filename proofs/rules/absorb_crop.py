@@ -23,8 +23,7 @@ GEOMETRIES = list(itertools.product([(1, 1), (2, 1), (1, 2)], [1, 2], [1, 2], [1
 def _general(d: Derivation) -> None:
     i, s, u, dil, alpha, beta, n, k = sp.symbols("i s u d alpha beta n k", integer=True)
     d.equal(
-        "tap u of output i of the conv of x[a : n − b] (a = dα) reads x at a + i·s + u·d, the "
-        "position tap u + α of the extended kernel reads",
+        "tap u of output i reads x[a + i·s + u·d] (a = dα), as tap u + α of the new kernel",
         dil * alpha + i * s + u * dil,
         i * s + (u + alpha) * dil,
     )
@@ -141,9 +140,7 @@ def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     _general(d)
     checked = _grid(d)
-    d.scope(
-        f"general (tap index, output length), plus {checked} exhaustive symbolic cases (grid below)"
-    )
+    d.scope(f"{checked} symbolic cases and the code branches, as listed below")
     _conformance(d)
     check_branches(
         d,
@@ -151,5 +148,5 @@ def prove() -> ProofResult:
         ((case, _branch(case)) for case in BRANCHES),
     )
     _counterexamples(d)
-    d.reach(GENERAL_IN_PART, "the tap index algebra and the output length; the convs exhaustively")
+    d.reach(GENERAL_IN_PART, "tap index, length; convs exhaustively")
     return d.result

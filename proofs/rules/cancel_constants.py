@@ -27,9 +27,8 @@ def _branch(case: dict[str, object]):
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     x, c, c2, alpha = sp.symbols("x c c' alpha", real=True)
-    d.equal("add then sub, entry by entry", (x + c) - c, x)
-    d.equal("sub then add, entry by entry", (x - c) + c, x)
-    d.scope("general (one entry, symbolic x and c), plus the run on float64 probes")
+    d.equal("add then sub, entry by entry (sub then add: the same with −c)", (x + c) - c, x)
+    d.scope("the steps below")
     check_branches(
         d,
         "et.rules.cancel_constants returns the identity on every branch (float64 rounding)",

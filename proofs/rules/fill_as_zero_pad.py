@@ -49,7 +49,7 @@ def prove() -> ProofResult:
         padded = pad_sides(shifted, widths)
         rhs = np.array([padded[k] + cs[k] for k in range(2)])
         d.zero(f"grid case widths={widths}", difference(_canvas(xs, cs, widths), rhs))
-    d.scope(f"general (the two kinds of position), plus {len(WIDTHS)} symbolic canvases")
+    d.scope("the steps below")
     check_branches(
         d,
         "et.rules.fill_as_zero_pad equals the filled canvas on every code branch",

@@ -18,11 +18,10 @@ from proofs.symbolic_ops import avg_pool2d, difference, symbols_array
 def _general(d: Derivation) -> None:
     size, stride = sp.symbols("H s", integer=True, positive=True)
     d.equal(
-        "floor and ceil mode count the same one window, ⌊(H − H)/s⌋ + 1 = ⌈(H − H)/s⌉ + 1",
+        "floor and ceil mode: one window, ⌊(H − H)/s⌋ + 1 = ⌈(H − H)/s⌉ + 1; it is the image",
         sp.floor((size - size) / stride) + 1,
         sp.ceiling((size - size) / stride) + 1,
     )
-    d.step("that window is the image, none of it padded: Σ x / (H·W) is the mean")
 
 
 def _grid(d: Derivation) -> int:
@@ -66,34 +65,32 @@ def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     _general(d)
     checked = _grid(d)
-    d.scope(
-        f"general (one window), plus {checked} exhaustive symbolic cases and torch's pool keywords"
-    )
+    d.scope(f"{checked} symbolic cases and the code branches, as listed below")
     check_branches(
         d,
-        "et.rules.global_average_pool equals torch's pool at its size on every code branch",
+        "et.rules.global_average_pool equals the pool at its size on every code branch",
         ((case, _branch(case)) for case in BRANCHES),
     )
-    x = symbols_array("x", (1, 1, 2), real=True)
+    x = np.array([[[sp.Integer(1), sp.Integer(2)]]], dtype=object)
     mean = (x[0, 0, 0] + x[0, 0, 1]) / 2
     d.counterexample(
         RULE.preconditions[0],
-        "a 1×1 window on a 1×2 input: output 0 is x₀, the mean (x₀ + x₁)/2",
+        "a 1×1 window on x = (1, 2): output 0 vs the mean",
         avg_pool2d(x, (1, 1))[0, 0, 0],
         mean,
     )
     d.counterexample(
         RULE.preconditions[1],
-        "a 1×2 window with padding (0, 1) (zeros counted) on a 1×2 input: output 0 is x₀/2",
+        "a 1×2 window, padding (0, 1), zeros counted, on x = (1, 2): output 0 vs the mean",
         avg_pool2d(x, (1, 2), 1, (0, 1))[0, 0, 0],
         mean,
     )
     d.counterexample(
         RULE.preconditions[2],
-        "divisor_override 1 on a 1×2 input gives x₀ + x₁",
+        "divisor_override 1 on x = (1, 2) vs the mean",
         x[0, 0, 0] + x[0, 0, 1],
         mean,
     )
     overridden_forward(d, RULE.preconditions[3], nn.AvgPool2d, "the pool", brief=True)
-    d.reach(GENERAL_IN_PART, "the window count; the sums exhaustively")
+    d.reach(GENERAL_IN_PART, "window count; sums exhaustively")
     return d.result

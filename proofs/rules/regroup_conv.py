@@ -88,10 +88,7 @@ BRANCHES = grid(
 def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     checked = _grid(d)
-    d.scope(
-        f"exhaustive: {checked} symbolic cases (grid below; more groups from "
-        "block-diagonal weights)"
-    )
+    d.scope(f"{checked} symbolic cases and the code branches, as listed below")
     check_branches(
         d,
         "et.rules.regroup_conv equals the conv on every code branch",
@@ -101,12 +98,11 @@ def prove() -> ProofResult:
         RULE.preconditions[0],
         "without it no conv has that many groups: nothing to compare (refused)",
     )
-    w = symbols_array("w", (2, 2, 1, 1), real=True)
+    w = np.array([[[[1]], [[3]]], [[[5]], [[7]]]], dtype=object)
     x = np.array([[[1]], [[2]]], dtype=object)
     d.counterexample(
         RULE.preconditions[1],
-        "a dense 1×1 conv with weight [[w00, w01], [w10, w11]] on x = (1, 2) vs its 2-grouped "
-        "diagonal: output 0 loses w01·2",
+        "dense 1×1 weight [[1, 3], [5, 7]] on x = (1, 2) vs its 2-grouped diagonal, output 0",
         conv2d(x, w)[0, 0, 0],
         conv2d(x, _blocks(w, 2), None, 1, 0, 1, 2)[0, 0, 0],
     )

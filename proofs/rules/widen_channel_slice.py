@@ -79,10 +79,10 @@ def prove() -> ProofResult:
     d = Derivation(RULE.id, RULE.title, RULE.statement, list(RULE.preconditions))
     _general(d)
     checked = _grid(d)
-    d.scope(f"general (column substitution), plus {checked} exhaustive symbolic cases (grid below)")
+    d.scope(f"{checked} symbolic cases and the code branches, as listed below")
     check_branches(
         d,
-        "et.rules.widen_channel_slice equals the conv of the slice on every code branch",
+        "et.rules.widen_channel_slice equals the original on every code branch",
         ((case, _branch(case)) for case in BRANCHES),
     )
     d.none_known(
@@ -94,5 +94,5 @@ def prove() -> ProofResult:
         "without it the conv cannot read the slice: nothing to compare (refused)",
     )
     overridden_forward(d, RULE.preconditions[2], nn.Conv2d, "the conv", brief=True)
-    d.reach(GENERAL_IN_PART, "the column substitution; the convs exhaustively")
+    d.reach(GENERAL_IN_PART, "column substitution; convs exhaustively")
     return d.result
