@@ -223,14 +223,20 @@ def register(rule: Rule) -> Rule:
     return rule
 
 
-def _rule_order(rule: Rule) -> tuple[str, int]:
-    return (rule.id[0], int(rule.id[1:]))
+#: the id families, in catalogue order: re-parameterizations, ET rules, graph canonicalisations
+ID_FAMILIES = ("R", "E", "G")
+
+
+def _rule_order(rule: Rule) -> tuple[int, str, int]:
+    family = rule.id[0]
+    rank = ID_FAMILIES.index(family) if family in ID_FAMILIES else len(ID_FAMILIES)
+    return (rank, family, int(rule.id[1:]))
 
 
 def list_rules() -> list[Rule]:
-    """All registered rules, R1..R17 then E1..E11."""
+    """All registered rules, R1..R17, then E1..E11, then the graph rules G1..G14."""
     unique = {id(r): r for r in _REGISTRY.values()}.values()
-    return sorted(unique, key=lambda r: (r.id[0] != "R", _rule_order(r)))
+    return sorted(unique, key=_rule_order)
 
 
 def get_rule(key: str) -> Rule:

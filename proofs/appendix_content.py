@@ -15,7 +15,7 @@ from proofs.contract import EXHAUSTIVE, GENERAL, GENERAL_IN_PART, Counterexample
 
 # Corollaries in the order the paper discusses the models; unknown ones follow alphabetically.
 _COROLLARY_ORDER = ("C-ETDS", "C-ABPN", "C-ECBSR")
-_THEOREM_PREFIX_ORDER = ("R", "E")
+_THEOREM_PREFIX_ORDER = ("R", "E", "G")
 
 TITLE = "Appendix: theorems and proofs"
 REGENERATE = (
@@ -41,7 +41,8 @@ REACH_MEANING = (
 
 
 def rule_order(rule: str, corollary: bool = False) -> tuple[int, int, int, str]:
-    """Sort key of a proof id: theorems R1…R15, then E1…E9 (numerically), then corollaries."""
+    """Sort key of a proof id: theorems R1…R15, then E1…E11, then G1…G14 (numerically), then
+    corollaries."""
     if corollary or rule.startswith("C-"):
         position = (
             _COROLLARY_ORDER.index(rule) if rule in _COROLLARY_ORDER else len(_COROLLARY_ORDER)

@@ -154,8 +154,13 @@ def _plain_module(kind: type[nn.Module], cls: type[nn.Module]) -> nn.Module:
     return module.double().eval()
 
 
-def overridden_forward(d: Derivation, precondition: str, kind: type[nn.Module], role: str) -> None:
+def overridden_forward(
+    d: Derivation, precondition: str, kind: type[nn.Module], role: str, *, brief: bool = False
+) -> None:
     """``role`` is a subclass of torch's ``kind`` whose ``forward`` adds 1 to torch's output.
+
+    ``brief`` words the description in one sentence (the graph rules G…, whose rewrites read one
+    module).
 
     The rewrite is built from the module's parameters only, so it reproduces torch's ``kind``;
     the original runs the overridden forward. The module is a real subclass, run by torch, and
@@ -176,12 +181,17 @@ def overridden_forward(d: Derivation, precondition: str, kind: type[nn.Module], 
     with torch.no_grad():
         original = module(x).item()
         torch_function = kind.forward(module, x).item()
+    description = (
+        f"{role}: an {Overridden.__name__} (x ↦ {function} + 1), refused; x = 2"
+        if brief
+        else f"{role} is an {Overridden.__name__}: torch.nn.{kind.__name__} (here x ↦ {function}) "
+        "with a forward that adds 1, which the code refuses; the rewrite reads only the "
+        "parameters, the other modules pass their input (1×1 of weight 1, unit BN with ε = 0, "
+        "…); at x = 2, original vs rewrite"
+    )
     d.counterexample(
         precondition,
-        f"{role} is an {Overridden.__name__}: torch.nn.{kind.__name__} (here x ↦ {function}) with "
-        "a forward that adds 1, which the code refuses; the rewrite reads only the parameters, "
-        "the other modules pass their input (1×1 of weight 1, unit BN with ε = 0, …); at x = 2, "
-        "original vs rewrite",
+        description,
         sp.Rational(original),
         sp.Rational(torch_function),
     )

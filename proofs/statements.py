@@ -138,6 +138,49 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W_1'[c] = -\beta_c W_1[c],\ b_1'[c] = -\beta_c b_1[c],\ a'_c = -\mu_c / \beta_c,"
         r"\ W_2'[:, c] = W_2[:, c] / \mu_c\qquad (c \in S)",
     ),
+    "G1": (
+        r"W \ast_{s,q,d,g} \operatorname{pad}_0(x; p) + b = W \ast_{s,\,q + p,\,d,g} x + b,"
+        r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"
+        r" p + p')",
+    ),
+    "G2": (
+        r"\operatorname{fill}_c(x; l, r, t, b) = \operatorname{pad}_0(x - c;\, l, r, t, b) + c",
+    ),
+    "G3": (
+        r"a\,(W \ast x + b) + e\,c = (a W) \ast x + a b + e c,\qquad"
+        r" (a, e) = (1, \pm\alpha) \text{ for } y \pm \alpha c,\ (\pm\alpha, 1)"
+        r" \text{ for } c \pm \alpha y",
+    ),
+    "G4": (
+        r"W \ast_{s,0,d,g} (a x + e c) + b = (a W) \ast_{s,0,d,g} x + b"
+        r" + e \sum_{c',u,v} W_{\cdot,c',u,v}\, c_{c'}",
+    ),
+    "G5": (
+        r"W \ast x_{[a : e : t]} + b = W' \ast x + b,\qquad W'_{\cdot,\,a + j t} = D_{\cdot,j},"
+        r"\ W'_{\cdot,c} = 0 \text{ otherwise}\quad (D \text{: W with its groups dense})",
+    ),
+    "G6": (
+        r"[f_1(y_1); \dots; f_n(y_n)] = f([y_1; \dots; y_n]),\qquad"
+        r" \theta_f = [\theta_{f_1}; \dots; \theta_{f_n}] \text{ (per-channel parameters)}",
+    ),
+    "G8": (r"(x + c) - c = x,\qquad (x - c) + c = x\qquad (x + c \text{ has the shape of } x)",),
+    "G11": (
+        r"\operatorname{avgpool}_{(H, W), s}(x) = \frac{1}{H W} \sum_{h < H,\, w < W} x_{\cdot,h,w}"
+        r"\qquad (x \in \mathbb{R}^{C \times H \times W})",
+    ),
+    "G12": (
+        r"W \ast_{s,0,d,g} x_{[a : n - b]} + b_0 = \operatorname{pad}_0(W; \tfrac{a}{d},"
+        r" \tfrac{b}{d}) \ast_{s,0,d,g} x + b_0\qquad (a, b \in d\,\mathbb{N})",
+    ),
+    "G13": (
+        r"D \ast_{1} x + b = \operatorname{blocks}_{g}(D) \ast_{g} x + b"
+        r"\qquad (D \text{ zero outside } g \text{ diagonal blocks; always when } g \mid g_1)",
+    ),
+    "G14": (
+        r"W \ast_{1,\mathrm{same},d,g} x + b = W \ast_{1,0,d,g} \operatorname{pad}_0\left(x;"
+        r" \lfloor t/2 \rfloor, \lceil t/2 \rceil\right) + b,\qquad t = d(k - 1)"
+        r"\text{ per axis;}\quad W \ast_{s,\mathrm{valid}} x = W \ast_{s,0} x",
+    ),
     "C-ETDS": (
         r"\mathrm{ETDS}_{\mathrm{inf}}(I) = \operatorname{clamp}\left(\mathrm{ETDS}(I), 0, 1\right)"
         r"\qquad \text{for every input, depth and weight}",

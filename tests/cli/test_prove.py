@@ -79,17 +79,16 @@ def _check_regenerates_the_committed_appendix(out: Path) -> None:
 
 
 def _check_order(md: str) -> None:
-    """Theorems R (numerically), then E (numerically), then the corollaries."""
+    """Theorems R, then E, then G (each numerically), then the corollaries."""
     found = re.findall(r"^## (Theorem|Corollary) (\S+):", md, flags=re.M)
     theorems = [rule for kind, rule in found if kind == "Theorem"]
     kinds = [kind for kind, _ in found]
     assert kinds == sorted(kinds, key=lambda k: k == "Corollary")
-    r_numbers = [int(r[1:]) for r in theorems if r.startswith("R")]
-    e_numbers = [int(r[1:]) for r in theorems if r.startswith("E")]
-    assert r_numbers == sorted(r_numbers) and e_numbers == sorted(e_numbers)
-    assert theorems == [r for r in theorems if r.startswith("R")] + [
-        r for r in theorems if r.startswith("E")
-    ]
+    families = [[r for r in theorems if r.startswith(prefix)] for prefix in "REG"]
+    for family in families:
+        numbers = [int(r[1:]) for r in family]
+        assert numbers == sorted(numbers)
+    assert theorems == [r for family in families for r in family]
 
 
 def _check_environments(tex: str) -> None:

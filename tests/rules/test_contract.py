@@ -74,11 +74,16 @@ def test_get_rule_refusal_lists_every_rule() -> None:
     assert known.startswith("R1=fuse_conv_bn, R2=")
 
 
-def test_list_rules_puts_r_before_e_in_numeric_order() -> None:
+def test_list_rules_puts_r_before_e_before_g_in_numeric_order() -> None:
     ids = [rule.id for rule in list_rules()]
     r_ids = [i for i in ids if i.startswith("R")]
-    assert ids[: len(r_ids)] == r_ids and r_ids[:2] == ["R1", "R2"]
-    assert ids[-1].startswith("E") and "R10" in r_ids[9:]
+    e_ids = [i for i in ids if i.startswith("E")]
+    g_ids = [i for i in ids if i.startswith("G")]
+    assert ids == r_ids + e_ids + g_ids
+    assert r_ids[:2] == ["R1", "R2"] and "R10" in r_ids[9:]
+    for family in (r_ids, e_ids, g_ids):
+        numbers = [int(i[1:]) for i in family]
+        assert numbers == sorted(numbers)
 
 
 def test_arguments_reach_the_transform(registry) -> None:
