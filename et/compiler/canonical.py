@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import fx
 
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, number
 from et.compiler.workspace import Workspace, arguments, aten_pair, unit_alpha
 
 aten = torch.ops.aten
@@ -167,94 +168,152 @@ def write_border(ws: Workspace, node: fx.Node) -> bool:
     return True
 
 
-def cancel_constants(ws: Workspace, node: fx.Node) -> bool:
-    """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c."""
-    pairs = {aten.sub.Tensor: aten.add.Tensor, aten.add.Tensor: aten.sub.Tensor}
-    if node.target not in pairs or len(node.args) != 2 or not unit_alpha(node):
-        return False
-    inner, outer_c = node.args
-    if getattr(inner, "target", None) != pairs[node.target] or len(inner.args) != 2:
-        return False
-    if not unit_alpha(inner):
-        return False  # (x + α·c) − c is x only for α = 1
-    a, b = ws.tensor(inner.args[1]), ws.tensor(outer_c)
-    if a is None or b is None or a.shape != b.shape or not torch.equal(a, b):
-        return False
-    ws.record.applied("G8", [inner, node])
-    ws.replace(node, inner.args[0])
+def _cancel_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c (both at
+    ``alpha = 1``: ``(x + α·c) − c`` is x only for α = 1)."""
+    ws.record.applied("G8", [found["inner"], node], found[GRAPH])
+    ws.replace(node, found["x"])
     return True
 
 
-def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
-    """G1: two zero paddings in a row are one."""
-    if node.target != aten.constant_pad_nd.default:
-        return False
-    inner = node.args[0]
-    if getattr(inner, "target", None) != aten.constant_pad_nd.default or len(inner.users) != 1:
-        return False
-    both = [arguments(node), arguments(inner)]
-    if None in both or [float(v["value"]) for v in both] != [0.0, 0.0]:
-        return False
-    outer, first = list(both[0]["pad"]), list(both[1]["pad"])
+def _equal_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    a, b = ws.tensor(found["c"]), ws.tensor(found["d"])
+    return a is not None and b is not None and a.shape == b.shape and torch.equal(a, b)
+
+
+def _cancelling(outer, inner) -> Op:
+    return Op(outer, self=Op(inner, name="inner", self=Var("x"), other=Var("c")), other=Var("d"))
+
+
+cancel_constants = driver(
+    Rewrite(
+        "G8",
+        (
+            _cancelling(aten.sub.Tensor, aten.add.Tensor),
+            _cancelling(aten.add.Tensor, aten.sub.Tensor),
+        ),
+        _cancel_constants,
+        (GraphCheck("the same constant c on both", _equal_constants, refuses=False),),
+    )
+)
+
+
+def _merge_zero_pads(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G1: two zero paddings in a row are one: ``pad₀(pad₀(x, p), q) = pad₀(x, p + q)`` for
+    non-negative p, q (entry-wise, the shorter list extended by zeros)."""
+    outer, first = list(found["outer"]), list(found["first"])
     length = max(len(outer), len(first))
     outer += [0] * (length - len(outer))
     first += [0] * (length - len(first))
     if any(p < 0 for p in outer + first):
         return False
-    merged = ws.call(
-        aten.constant_pad_nd.default,
-        (both[1]["self"], [a + b for a, b in zip(outer, first, strict=False)], 0.0),
-        node,
-    )
+    pads = [a + b for a, b in zip(outer, first, strict=False)]
+    merged = ws.call(aten.constant_pad_nd.default, (found["x"], pads, 0.0), node)
     merged.meta["val"] = node.meta.get("val")
-    ws.record.applied("G1", [inner, node])
+    ws.record.applied("G1", [found["inner"], node], found[GRAPH])
     ws.replace(node, merged)
     return True
 
 
-def constant_pad(ws: Workspace, node: fx.Node) -> bool:
-    """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)``."""
-    values = arguments(node)
-    if node.target != aten.pad.default or values is None or values["mode"] != "constant":
-        return False  # reflect, replicate, circular: no constant pad
-    value = 0.0 if values["value"] is None else float(values["value"])
-    new = ws.call(aten.constant_pad_nd.default, (values["self"], list(values["pad"]), value), node)
+def _zero(value: object) -> bool:
+    return number(value) and float(value) == 0.0
+
+
+merge_zero_pads = driver(
+    Rewrite(
+        "G1",
+        (
+            Op(
+                aten.constant_pad_nd.default,
+                self=Op(
+                    aten.constant_pad_nd.default,
+                    name="inner",
+                    single_user=True,
+                    self=Var("x"),
+                    pad=Var("first"),
+                    value=Var("v", _zero),
+                ),
+                pad=Var("outer"),
+                value=Var("w", _zero),
+            ),
+        ),
+        _merge_zero_pads,
+    )
+)
+
+
+def _constant_pad(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)`` (v = None: 0);
+    reflect, replicate and circular are no match."""
+    value = 0.0 if found["value"] is None else float(found["value"])
+    new = ws.call(aten.constant_pad_nd.default, (found["x"], list(found["pad"]), value), node)
     new.meta["val"] = node.meta.get("val")
-    ws.record.applied("G7", [node])
+    ws.record.applied("G7", [node], found[GRAPH])
     ws.replace(node, new)
     return True
 
 
-def global_pool(ws: Workspace, node: fx.Node) -> bool:
-    """G11: an average pool whose window is the whole image is the spatial mean. Only where
-    the map's size is a number in the graph (a static capture, or a size the capture's
-    guards fix, so the compiled module holds at that size only): a symbolic size equal to the
-    window at the example is no proof at others. (A window written as the input's own size
-    is traced as the mean already: :mod:`et.compiler.capture`.)"""
-    if node.target != aten.avg_pool2d.default or node.kwargs:
-        return False  # keywords (a divisor_override among them) are read positionally below
-    value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
-    args = list(node.args) + [None] * 6
-    kernel, padding = args[1], args[3] or 0  # any stride: one window fits
-    # args[4], ceil_mode; args[6], divisor_override: a window sum divided by anything but its
-    # size is no mean
-    if (
-        value is None
-        or value.ndim != 4
-        or padding not in (0, [0, 0], [0])
-        or args[4]
-        or args[6] is not None
-    ):
-        return False
-    size = [value.shape[2], value.shape[3]]
-    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
-    # type first: comparing a SymInt with a number would answer for the example's size
-    if not all(type(v) is int for v in (*size, *kernel)) or kernel != size:
-        return False
-    mean = ws.call(aten.mean.dim, (node.args[0], [2, 3], True), node)
-    ws.record.applied("G11", [node], ("the window covers the whole captured image",))
+constant_pad = driver(
+    Rewrite(
+        "G7",
+        (
+            Op(
+                aten.pad.default,
+                self=Var("x"),
+                pad=Var("pad"),
+                mode="constant",
+                value=Var("value", lambda v: v is None or number(v)),
+            ),
+        ),
+        _constant_pad,
+    )
+)
+
+
+def _global_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G11: an average pool whose window is the whole image is the spatial mean,
+    ``avg_pool2d(x, (H, W), padding 0) = mean(x, dims (2, 3), keepdim)`` at any stride (one
+    window fits). Only where the map's size is a number in the graph (a static capture, or a
+    size the capture's guards fix, so the compiled module holds at that size only): a symbolic
+    size equal to the window at the example is no proof at others. ``ceil_mode`` and
+    ``divisor_override`` are left at their defaults by the pattern (a window sum divided by
+    anything but its size is no mean); ``count_include_pad`` is moot at padding 0. (A window
+    written as the input's own size is traced as the mean already: :mod:`et.compiler.capture`.)
+    """
+    mean = ws.call(aten.mean.dim, (found["x"], [2, 3], True), node)
+    ws.record.applied("G11", [node], found[GRAPH])
     ws.replace(node, mean)
     return True
+
+
+def _whole_image(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    x = found["x"]
+    value = x.meta.get("val") if isinstance(x, fx.Node) else None
+    if value is None or value.ndim != 4:
+        return False
+    size, kernel = [value.shape[2], value.shape[3]], found["kernel"]
+    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
+    # type first: comparing a SymInt with a number would answer for the example's size
+    return all(type(v) is int for v in (*size, *kernel)) and kernel == size
+
+
+global_pool = driver(
+    Rewrite(
+        "G11",
+        (
+            Op(
+                aten.avg_pool2d.default,
+                self=Var("x"),
+                kernel_size=Var("kernel"),
+                stride=Var("stride"),
+                padding=Var("padding", lambda p: p in (0, [0, 0], [0])),
+                count_include_pad=Var("include"),
+            ),
+        ),
+        _global_pool,
+        (GraphCheck("the window covers the whole captured image", _whole_image, refuses=False),),
+    )
+)
 
 
 def explicit_padding(ws: Workspace, node: fx.Node) -> bool:

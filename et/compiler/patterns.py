@@ -8,8 +8,12 @@ constant (equal). **An argument the pattern does not name must hold its schema d
 keyword the rewrite does not handle (``alpha = 2`` on a sum, a ``divisor_override``) makes the
 pattern not match: every keyword is handled or there is no match, by construction.
 ``single_user=True`` is the fan-out precondition: the node's only consumer is the node matched
-by the enclosing pattern. A :class:`Rewrite` pairs a pattern with the catalogue rule it applies;
-:func:`driver` turns it into the ``(ws, node) -> bool`` step the pipeline runs.
+by the enclosing pattern. A :class:`Rewrite` pairs a pattern with the catalogue rule it applies
+and the graph preconditions it declares (:class:`GraphCheck`); :func:`driver` turns it into the
+``(ws, node) -> bool`` step the pipeline runs: match, then evaluate every declared check on the
+graph in order (the first that fails is recorded as a refusal naming it, and the rewrite does
+not run), then ``apply``, which gets the checks that held as ``found[GRAPH]`` (graph
+:class:`~et.compiler.certificate.Check` entries to record with the application).
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from typing import Any
 
 from torch import fx
 
+from et.compiler.certificate import Check
 from et.compiler.workspace import Workspace, arguments
+
+#: the key of ``found`` under which :func:`driver` hands ``apply`` the graph checks that held
+GRAPH = "graph checks"
 
 
 @dataclass(frozen=True)
@@ -115,31 +123,71 @@ def match(pattern: Op, node: fx.Node) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
+class GraphCheck:
+    """A precondition the driver evaluates on the graph after a match: ``holds(ws, node,
+    found)``; ``text`` is what the certificate names (as the refusal's precondition when it
+    fails, as a ``"graph"`` check when it holds); ``detail(ws, node, found)`` says what was
+    seen on failure; ``at`` names the binding the refusal is recorded on (default the anchor);
+    ``rule`` overrides the rewrite's rule for the record. ``refuses=False``: a structural
+    condition the pattern cannot say without the workspace (a conv with constant weights): its
+    failure means "no match here", recorded as nothing."""
+
+    text: str
+    holds: Callable[[Workspace, fx.Node, dict[str, Any]], bool]
+    detail: Callable[[Workspace, fx.Node, dict[str, Any]], str] | None = None
+    at: str | None = None
+    rule: str | None = None
+    refuses: bool = True
+
+
+@dataclass(frozen=True)
 class Rewrite:
     """One rewrite: the patterns it is anchored on (alternatives), the catalogue rule it
-    applies, and ``apply(ws, node, bindings) -> bool``, which runs the rule and records it."""
+    applies, ``apply(ws, node, found) -> bool``, which runs the rule and records it, and the
+    graph preconditions the driver evaluates between the match and ``apply``."""
 
     rule: str
     patterns: tuple[Op, ...]
     apply: Callable[[Workspace, fx.Node, dict[str, Any]], bool]
+    checks: tuple[GraphCheck, ...] = ()
 
 
 #: every declared rewrite, in the order its module declared it (what :func:`driver` was given)
 REGISTRY: list[Rewrite] = []
 
 
+def evaluate(rewrite: Rewrite, ws: Workspace, node: fx.Node, found: dict[str, Any]) -> bool:
+    """Evaluate ``rewrite.checks`` at ``node`` in order: the first failing one is recorded as a
+    refusal (its text, its detail; nothing for ``refuses=False``) and False returned; the
+    passing ones are put in ``found[GRAPH]``."""
+    held: list[Check] = []
+    for check in rewrite.checks:
+        rule = check.rule or rewrite.rule
+        if not check.holds(ws, node, found):
+            if not check.refuses:
+                return False
+            where = found[check.at] if check.at is not None else node
+            detail = check.detail(ws, node, found) if check.detail is not None else ""
+            ws.record.refused(where, rule, check.text, detail)
+            return False
+        held.append(Check(rule, check.text, "graph"))
+    found[GRAPH] = tuple(held)
+    return True
+
+
 def driver(rewrite: Rewrite) -> Callable[[Workspace, fx.Node], bool]:
     """The pipeline step for ``rewrite`` (registered in :data:`REGISTRY`): the first pattern
-    that matches at the node, applied."""
+    that matches at the node, its declared graph checks evaluated, applied."""
     REGISTRY.append(rewrite)
 
     def step(ws: Workspace, node: fx.Node) -> bool:
         for pattern in rewrite.patterns:
-            bindings = match(pattern, node)
-            if bindings is not None:
-                return rewrite.apply(ws, node, bindings)
+            found = match(pattern, node)
+            if found is not None:
+                return evaluate(rewrite, ws, node, found) and rewrite.apply(ws, node, found)
         return False
 
     step.__name__ = step.__qualname__ = rewrite.apply.__name__.lstrip("_")
     step.__doc__ = rewrite.apply.__doc__
+    step.rewrite = rewrite  # type: ignore[attr-defined]
     return step

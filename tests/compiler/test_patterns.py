@@ -6,7 +6,17 @@ from __future__ import annotations
 import pytest
 from torch import fx
 
-from et.compiler.patterns import Op, Rewrite, Var, driver, integer, match, number
+from et.compiler.patterns import (
+    GRAPH,
+    GraphCheck,
+    Op,
+    Rewrite,
+    Var,
+    driver,
+    integer,
+    match,
+    number,
+)
 from tests.compiler.graphs import aten, call, keyed, workspace
 
 PS = aten.pixel_shuffle.default
@@ -78,9 +88,58 @@ def test_the_driver_applies_the_first_matching_pattern() -> None:
     assert step.__name__ == "apply"
     ws, node = workspace(lambda g: call(g, aten.add.Tensor, g.placeholder("x"), 1.0))
     assert step(ws, node) is True
-    assert seen == [(node.name, ["a", "b", "sum"])]
+    assert seen == [(node.name, ["a", "b", GRAPH, "sum"])]
     ws, node = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
     assert step(ws, node) is False
+
+
+def _checked(*checks: GraphCheck):
+    """A rewrite of ``relu(x)`` with ``checks``; what ``apply`` got; its workspace and node."""
+    seen: list = []
+
+    def apply(ws, node, found):
+        seen.append(found[GRAPH])
+        ws.record.applied("R6", [node], found[GRAPH])
+        return True
+
+    step = driver(Rewrite("R6", (Op(aten.relu.default, self=Var("x")),), apply, checks))
+    ws, node = workspace(lambda g: call(g, aten.relu.default, g.placeholder("x")))
+    return step, seen, ws, node
+
+
+def test_the_driver_records_the_declared_check_that_refused() -> None:
+    holds = GraphCheck("x holds", lambda ws, node, found: True)
+    fails = GraphCheck("y holds", lambda ws, node, found: False, lambda *_: "y was seen false")
+    never = GraphCheck("z holds", lambda ws, node, found: pytest.fail("evaluated after a refusal"))
+    step, seen, ws, node = _checked(holds, fails, never)
+    assert step(ws, node) is False
+    assert seen == []  # apply did not run
+    (refusal,) = ws.record.unfolded({node.name})
+    assert (refusal.rule, refusal.precondition, refusal.detail) == (
+        "R6",
+        "y holds",
+        "y was seen false",
+    )
+
+
+def test_the_checks_that_held_are_recorded_as_graph_checks() -> None:
+    first = GraphCheck("x holds", lambda ws, node, found: True)
+    second = GraphCheck("y holds", lambda ws, node, found: True, rule="R13")
+    step, _, ws, node = _checked(first, second)
+    assert step(ws, node) is True
+    (application,) = ws.record.applications
+    assert [(c.rule, c.precondition, c.checked, c.holds) for c in application.checks] == [
+        ("R6", "x holds", "graph", True),
+        ("R13", "y holds", "graph", True),
+    ]
+    assert ws.record.unfolded({node.name}) == []
+
+
+def test_a_structural_check_that_fails_is_no_match_and_no_refusal() -> None:
+    silent = GraphCheck("a conv", lambda ws, node, found: False, refuses=False)
+    step, seen, ws, node = _checked(silent)
+    assert step(ws, node) is False
+    assert seen == [] and ws.record.unfolded({node.name}) == []
 
 
 def test_every_declared_rewrite_cites_a_rule_and_runs_in_the_pipeline() -> None:
