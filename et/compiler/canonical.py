@@ -14,8 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import fx
 
+from et.compiler.explicit_padding import explicit_padding
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, number
-from et.compiler.workspace import Workspace, arguments, aten_pair, unit_alpha
+from et.compiler.workspace import Workspace, arguments, unit_alpha
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -35,28 +36,52 @@ def _same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
     return sa is not None and sa == sb
 
 
-def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
-    """G7: clone/alias/contiguous, a copy onto an equal-shaped tensor, a full slice."""
-    source, values = None, arguments(node)
-    if values is None:
-        return False
-    if node.target in _NO_OPS and isinstance(node.args[0], fx.Node) and len(node.args) == 1:
-        source = node.args[0]  # clone's memory_format keyword changes no value
-        if ws.tensor(source) is not None:
-            return False
-    elif node.target == aten.copy.default and _same_shape(ws, values["self"], values["src"]):
-        source = values["src"]
-    elif node.target in (aten.slice.Tensor, aten.slice_scatter.default):
-        start, end, step = values["start"], values["end"], values["step"]
-        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
-        if start in (None, 0) and full_end and step == 1:
-            # the whole tensor is read, or the whole base overwritten
-            source = values["self" if node.target == aten.slice.Tensor else "src"]
-    if source is None or not isinstance(source, fx.Node):
-        return False
-    ws.record.applied("G7", [node])
-    ws.replace(node, source)
+def _remove_no_ops(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G7: ``clone(x) = alias(x) = contiguous(x) = x`` (a memory format changes no value),
+    ``copy(base, x) = x`` for an equal-shaped base, ``x[a:b] = x`` for the full slice
+    (start 0, end at least INT_MAX, step 1) and ``slice_scatter(base, x)`` over the whole base."""
+    ws.record.applied("G7", [node], found[GRAPH])
+    ws.replace(node, found["x"])
     return True
+
+
+def _full_end(end: object) -> bool:
+    return end is None or (isinstance(end, int) and end >= INT_MAX)
+
+
+_FULL = {"dim": Var("dim"), "start": Var("start", lambda s: s in (None, 0)), "step": 1}
+_FULL_END = Var("end", _full_end)
+_NODE = Var("x", lambda x: isinstance(x, fx.Node))
+
+
+def _not_constant(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
+    if "copied" not in found:
+        return None
+    return ws.tensor(found["x"]) is None
+
+
+def _onto_equal_shape(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
+    return _same_shape(ws, found["base"], found["x"]) if "onto" in found else None
+
+
+remove_no_ops = driver(
+    Rewrite(
+        "G7",
+        (
+            Op(aten.clone.default, name="copied", self=_NODE, memory_format=Var("format")),
+            Op(aten.alias.default, name="copied", self=_NODE),
+            Op(aten.contiguous.default, name="copied", self=_NODE, memory_format=Var("format")),
+            Op(aten.copy.default, name="onto", self=Var("base"), src=_NODE, non_blocking=Var("b")),
+            Op(aten.slice.Tensor, self=_NODE, end=_FULL_END, **_FULL),
+            Op(aten.slice_scatter.default, self=Var("base"), src=_NODE, end=_FULL_END, **_FULL),
+        ),
+        _remove_no_ops,
+        (
+            GraphCheck("the copied value is not a constant", _not_constant, refuses=False),
+            GraphCheck("the copy is onto an equal-shaped tensor", _onto_equal_shape, refuses=False),
+        ),
+    )
+)
 
 
 def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
@@ -314,40 +339,6 @@ global_pool = driver(
         (GraphCheck("the window covers the whole captured image", _whole_image, refuses=False),),
     )
 )
-
-
-def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
-    """G14: ``conv2d(x, padding="same" | "valid")`` with numbers: "valid" is 0; "same" (stride
-    1) pads d·(k − 1) per axis, half before and the rest after (PyTorch puts the odd one after),
-    so an odd kernel gets the symmetric ``d·(k − 1)/2`` and an even one an explicit pad."""
-    values = arguments(node)
-    if node.target != aten.conv2d.padding or values is None:
-        return False
-    x, weight, bias = values["input"], values["weight"], values["bias"]
-    mode, groups = values["padding"], values["groups"]
-    stride, dilation = list(aten_pair(values["stride"])), list(aten_pair(values["dilation"]))
-    value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
-    if mode not in ("same", "valid") or value is None:
-        return False
-    if mode == "valid":
-        padding, source = [0, 0], x
-    else:
-        if stride != [1, 1]:
-            return False  # torch refuses it too
-        totals = [d * (int(k) - 1) for d, k in zip(dilation, value.shape[2:], strict=True)]
-        if all(t % 2 == 0 for t in totals):
-            padding, source = [t // 2 for t in totals], x
-        else:
-            (th, tw), padding = totals, [0, 0]
-            pads = [tw // 2, tw - tw // 2, th // 2, th - th // 2]
-            source = ws.call(aten.constant_pad_nd.default, (x, pads, 0.0), node)
-    new = ws.call(
-        aten.conv2d.default, (source, weight, bias, stride, padding, dilation, groups), node
-    )
-    new.meta["val"] = node.meta.get("val")
-    ws.record.applied("G14", [node], (f"padding={mode!r} at stride {stride}",))
-    ws.replace(node, new)
-    return True
 
 
 CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (

@@ -26,7 +26,7 @@ from typing import Any
 from torch import fx
 
 from et.compiler.certificate import Check
-from et.compiler.workspace import Workspace, arguments
+from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace, arguments
 
 #: the key of ``found`` under which :func:`driver` hands ``apply`` the graph checks that held
 GRAPH = "graph checks"
@@ -125,15 +125,16 @@ def match(pattern: Op, node: fx.Node) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class GraphCheck:
     """A precondition the driver evaluates on the graph after a match: ``holds(ws, node,
-    found)``; ``text`` is what the certificate names (as the refusal's precondition when it
-    fails, as a ``"graph"`` check when it holds); ``detail(ws, node, found)`` says what was
-    seen on failure; ``at`` names the binding the refusal is recorded on (default the anchor);
-    ``rule`` overrides the rewrite's rule for the record. ``refuses=False``: a structural
-    condition the pattern cannot say without the workspace (a conv with constant weights): its
-    failure means "no match here", recorded as nothing."""
+    found)`` (None: it does not apply to what this alternative matched, nothing recorded).
+    ``text`` is what the certificate names (the refusal's precondition when it fails, a
+    ``"graph"`` check when it holds); ``detail(ws, node, found)`` says what was seen on
+    failure; ``at`` names the binding the refusal is recorded on (default the anchor); ``rule``
+    overrides the rewrite's rule for the record. ``refuses=False``: a structural condition the
+    pattern cannot say without the workspace (a conv with constant weights): its failure means
+    "no match here", recorded as nothing."""
 
     text: str
-    holds: Callable[[Workspace, fx.Node, dict[str, Any]], bool]
+    holds: Callable[[Workspace, fx.Node, dict[str, Any]], bool | None]
     detail: Callable[[Workspace, fx.Node, dict[str, Any]], str] | None = None
     at: str | None = None
     rule: str | None = None
@@ -152,6 +153,32 @@ class Rewrite:
     checks: tuple[GraphCheck, ...] = ()
 
 
+def conv(name: str, *, single_user: bool = False, input: object = None) -> Op:
+    """A 2-D convolution call (``aten.conv2d``, or ``aten.convolution`` with ``transposed``
+    False) bound as ``name``, every argument named (``name.weight``…; ``input`` is the pattern
+    of its input, a :class:`Var` ``name.input`` by default): what it computes is read by
+    :meth:`~et.compiler.workspace.Workspace.conv_site`, which :func:`is_conv` requires."""
+    names = ("weight", "bias", "stride", "padding", "dilation", "groups", "output_padding")
+    return Op(
+        (CONV2D, CONVOLUTION),
+        name=name,
+        single_user=single_user,
+        input=Var(f"{name}.input") if input is None else input,
+        transposed=False,
+        **{n: Var(f"{name}.{n}") for n in names},
+    )
+
+
+def is_conv(name: str) -> GraphCheck:
+    """The structural check that the conv bound as ``name`` has constant weight and bias and
+    numeric padding (a conv site); its failure is no match."""
+    return GraphCheck(
+        f"{name} is a conv with constant weight and bias",
+        lambda ws, node, found: ws.conv_site(found[name]) is not None,
+        refuses=False,
+    )
+
+
 #: every declared rewrite, in the order its module declared it (what :func:`driver` was given)
 REGISTRY: list[Rewrite] = []
 
@@ -163,7 +190,10 @@ def evaluate(rewrite: Rewrite, ws: Workspace, node: fx.Node, found: dict[str, An
     held: list[Check] = []
     for check in rewrite.checks:
         rule = check.rule or rewrite.rule
-        if not check.holds(ws, node, found):
+        holds = check.holds(ws, node, found)
+        if holds is None:
+            continue
+        if not holds:
             if not check.refuses:
                 return False
             where = found[check.at] if check.at is not None else node
