@@ -120,31 +120,49 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
     return None
 
 
-def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
+def _write_into_fill(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G2: ``slice_scatter(fill(c), y, dim, a, −b)`` = ``pad₀(y − c, a, b on dim) + c``."""
-    values = arguments(node)
-    if node.target != aten.slice_scatter.default or values is None:
-        return False
-    base, source, dim = values["self"], values["src"], values["dim"]
-    start, end, step = values["start"] or 0, values["end"], values["step"]
-    value = fill_value(ws, base)
-    if value is None or dim not in (2, 3, -1, -2) or step != 1 or not isinstance(start, int):
-        return False
-    if end is None or (isinstance(end, int) and end >= INT_MAX):
-        high = 0
-    elif isinstance(end, int) and end < 0:
-        high = -end
-    else:
-        return False
+    dim, start, end = found["dim"], found["start"] or 0, found["end"]
+    high = 0 if end is None or end >= INT_MAX else -end
     pads = [start, high, 0, 0] if dim in (3, -1) else [0, 0, start, high]
-    constant = ws.constant(value, node)
-    shifted = ws.call(aten.sub.Tensor, (source, constant), node)
+    constant = ws.constant(fill_value(ws, found["base"]), node)
+    shifted = ws.call(aten.sub.Tensor, (found["source"], constant), node)
     padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
-    ws.record.applied("G2", [node], ("the canvas is one constant per channel",))
+    ws.record.applied("G2", [node], found[GRAPH])
     ws.replace(node, result)
     return True
+
+
+def _from_the_end(end: object) -> bool:
+    return end is None or (isinstance(end, int) and (end >= INT_MAX or end < 0))
+
+
+write_into_fill = driver(
+    Rewrite(
+        "G2",
+        (
+            Op(
+                aten.slice_scatter.default,
+                self=Var("base"),
+                src=Var("source"),
+                dim=Var("dim", lambda d: d in (2, 3, -1, -2)),
+                start=Var("start", lambda s: s is None or isinstance(s, int)),
+                end=Var("end", _from_the_end),
+                step=1,
+            ),
+        ),
+        _write_into_fill,
+        (
+            GraphCheck(
+                "the canvas is one constant per channel",
+                lambda ws, node, found: fill_value(ws, found["base"]) is not None,
+                refuses=False,
+            ),
+        ),
+    )
+)
 
 
 def _strip(node: fx.Node) -> tuple[int, int, int] | None:
@@ -158,39 +176,63 @@ def _strip(node: fx.Node) -> tuple[int, int, int] | None:
     return (dim, start, end) if isinstance(end, int) else None
 
 
-def write_border(ws: Workspace, node: fx.Node) -> bool:
-    """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
-    constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
+def _border(ws: Workspace, node: fx.Node):
+    """``(pad node, pads, c)`` when ``node`` ends a chain of writes of one per-channel constant
+    c over every border strip of a zero pad (and nothing else), else None."""
     strips, values, current = set(), [], node
     while current.target == aten.slice_scatter.default:
         strip = _strip(current)
         value = fill_value(ws, arguments(current)["src"]) if strip is not None else None
         if strip is None or value is None:
-            return False
+            return None
         strips.add(strip)
         values.append(value)
         current = arguments(current)["self"]
     padding = arguments(current)
     if current.target != aten.constant_pad_nd.default or not values or padding is None:
-        return False
+        return None
     if len(padding["pad"]) > 4:
-        return False  # the pad also widens the channels (or batch): no spatial border
+        return None  # the pad also widens the channels (or batch): no spatial border
     pads = list(padding["pad"]) + [0] * (4 - len(padding["pad"]))
     if float(padding["value"]) != 0.0:
-        return False
+        return None
     sides = [(3, 0, pads[0]), (3, -pads[1], INT_MAX), (2, 0, pads[2]), (2, -pads[3], INT_MAX)]
     wanted = {side for side, width in zip(sides, pads, strict=True) if width > 0}
     first = values[0]
     if strips != wanted or any(v.shape != first.shape or not torch.equal(v, first) for v in values):
-        return False
+        return None
+    return current, pads, first
+
+
+def _write_border(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
+    constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
+    current, pads, first = _border(ws, node)
     constant = ws.constant(first, node)
-    shifted = ws.call(aten.sub.Tensor, (padding["self"], constant), node)
+    shifted = ws.call(aten.sub.Tensor, (arguments(current)["self"], constant), node)
     padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
-    ws.record.applied("G2", [current, node], ("every border strip holds the same constant",))
+    ws.record.applied("G2", [current, node], found[GRAPH])
     ws.replace(node, result)
     return True
+
+
+_SCATTER = {n: Var(n) for n in ("self", "src", "dim", "start", "end", "step")}
+write_border = driver(
+    Rewrite(
+        "G2",
+        (Op(aten.slice_scatter.default, **_SCATTER),),
+        _write_border,
+        (
+            GraphCheck(
+                "every border strip holds the same constant",
+                lambda ws, node, found: _border(ws, node) is not None,
+                refuses=False,
+            ),
+        ),
+    )
+)
 
 
 def _cancel_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:

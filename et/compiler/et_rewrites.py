@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
-from et.compiler.patterns import Op, Rewrite, Var, driver
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, conv, driver, is_conv
 from et.compiler.shuffle_rewrites import (
     ORDER_CHECKED,
     _clamp_bounds,
@@ -34,7 +34,7 @@ from et.compiler.shuffle_rewrites import (
     nearest_as_shuffle,
     sum_of_shuffles,
 )
-from et.compiler.workspace import Workspace, arguments
+from et.compiler.workspace import Workspace
 from et.contract import PreconditionError
 from et.conv_geometry import conv_bias, conv_like
 from et.domain import InputDomain
@@ -219,33 +219,65 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     return replace_conv(ws, add, merged, current, "R3", nodes, merged_checks)
 
 
-def slice_as_columns(ws: Workspace, node: fx.Node) -> bool:
-    """G5: a conv reading ``z[:, a:b]`` reads z with zero weight columns outside a..b."""
+def _slice_as_columns(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G5: ``conv(z[:, a:b]; W) = conv(z; W')`` with ``W'`` zero outside input channels a..b."""
     site = ws.conv_site(node)
-    if site is None or site.input.target != aten.slice.Tensor or site.conv.groups != 1:
-        return False
-    values = arguments(site.input)
-    if values is None:
-        return False
-    whole, dim, start, end, step = (values[k] for k in ("self", "dim", "start", "end", "step"))
-    total = ws.channels(whole)
-    if dim not in (1, -3) or step != 1 or total is None:
-        return False
-    start = start or 0
-    end = total if end is None or end > total else end
-    if (
-        not isinstance(start, int)
-        or not isinstance(end, int)
-        or end - start != site.conv.in_channels
-    ):
-        return False
+    start, end, total = _channel_range(ws, found)
     w = site.conv.weight.detach()
     wide = w.new_zeros(w.shape[0], total, *w.shape[2:])
     wide[:, start:end] = w
-    conv = conv_like(
-        site.conv, wide, site.conv.bias.detach() if site.conv.bias is not None else None
+    bias = site.conv.bias.detach() if site.conv.bias is not None else None
+    made = conv_like(site.conv, wide, bias)
+    return replace_conv(ws, node, made, found["whole"], "G5", [site.input, node], found[GRAPH])
+
+
+def _channel_range(ws: Workspace, found: dict) -> tuple[int, int, int | None]:
+    """``(a, b, C)``: the channel slice ``[a, b)`` of a C-channel value (b clipped to C)."""
+    total = ws.channels(found["whole"])
+    start, end = found["start"] or 0, found["end"]
+    end = total if total is not None and (end is None or end > total) else end
+    return start, end, total
+
+
+def _reads_the_slice(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    start, end, total = _channel_range(ws, found)
+    if total is None or not isinstance(start, int) or not isinstance(end, int):
+        return False
+    return end - start == ws.conv_site(node).conv.in_channels
+
+
+slice_as_columns = driver(
+    Rewrite(
+        "G5",
+        (
+            conv(
+                "conv",
+                input=Op(
+                    aten.slice.Tensor,
+                    self=Var("whole"),
+                    dim=Var("dim", lambda d: d in (1, -3)),
+                    start=Var("start"),
+                    end=Var("end"),
+                    step=1,
+                ),
+            ),
+        ),
+        _slice_as_columns,
+        (
+            is_conv("conv"),
+            GraphCheck(
+                "the conv is dense (groups = 1)",
+                lambda ws, node, found: ws.conv_site(node).conv.groups == 1,
+                refuses=False,
+            ),
+            GraphCheck(
+                "the conv reads exactly the channels a..b of a value of known width",
+                _reads_the_slice,
+                refuses=False,
+            ),
+        ),
     )
-    return replace_conv(ws, node, conv, whole, "G5", [site.input, node])
+)
 
 
 def _stacked(ws: Workspace, first, second):

@@ -12,8 +12,9 @@ by the enclosing pattern. A :class:`Rewrite` pairs a pattern with the catalogue 
 and the graph preconditions it declares (:class:`GraphCheck`); :func:`driver` turns it into the
 ``(ws, node) -> bool`` step the pipeline runs: match, then evaluate every declared check on the
 graph in order (the first that fails is recorded as a refusal naming it, and the rewrite does
-not run), then ``apply``, which gets the checks that held as ``found[GRAPH]`` (graph
-:class:`~et.compiler.certificate.Check` entries to record with the application).
+not run), then ``apply``, which gets the texts of the checks that held as ``found[GRAPH]``, to
+record with its application (the certificate lists each as a ``"graph"`` check of the rule
+applied).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 
 from torch import fx
 
-from et.compiler.certificate import Check
 from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace, arguments
 
 #: the key of ``found`` under which :func:`driver` hands ``apply`` the graph checks that held
@@ -129,7 +129,7 @@ class GraphCheck:
     ``text`` is what the certificate names (the refusal's precondition when it fails, a
     ``"graph"`` check when it holds); ``detail(ws, node, found)`` says what was seen on
     failure; ``at`` names the binding the refusal is recorded on (default the anchor); ``rule``
-    overrides the rewrite's rule for the record. ``refuses=False``: a structural condition the
+    overrides the rewrite's rule in the refusal. ``refuses=False``: a structural condition the
     pattern cannot say without the workspace (a conv with constant weights): its failure means
     "no match here", recorded as nothing."""
 
@@ -187,9 +187,8 @@ def evaluate(rewrite: Rewrite, ws: Workspace, node: fx.Node, found: dict[str, An
     """Evaluate ``rewrite.checks`` at ``node`` in order: the first failing one is recorded as a
     refusal (its text, its detail; nothing for ``refuses=False``) and False returned; the
     passing ones are put in ``found[GRAPH]``."""
-    held: list[Check] = []
+    held: list[str] = []
     for check in rewrite.checks:
-        rule = check.rule or rewrite.rule
         holds = check.holds(ws, node, found)
         if holds is None:
             continue
@@ -198,9 +197,9 @@ def evaluate(rewrite: Rewrite, ws: Workspace, node: fx.Node, found: dict[str, An
                 return False
             where = found[check.at] if check.at is not None else node
             detail = check.detail(ws, node, found) if check.detail is not None else ""
-            ws.record.refused(where, rule, check.text, detail)
+            ws.record.refused(where, check.rule or rewrite.rule, check.text, detail)
             return False
-        held.append(Check(rule, check.text, "graph"))
+        held.append(check.text)
     found[GRAPH] = tuple(held)
     return True
 

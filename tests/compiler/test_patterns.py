@@ -130,7 +130,7 @@ def test_the_checks_that_held_are_recorded_as_graph_checks() -> None:
     (application,) = ws.record.applications
     assert [(c.rule, c.precondition, c.checked, c.holds) for c in application.checks] == [
         ("R6", "x holds", "graph", True),
-        ("R13", "y holds", "graph", True),
+        ("R6", "y holds", "graph", True),  # a held check belongs to the rule applied
     ]
     assert ws.record.unfolded({node.name}) == []
 
@@ -157,3 +157,98 @@ def test_every_declared_rewrite_cites_a_rule_and_runs_in_the_pipeline() -> None:
     names = [p.__name__ for p in PATTERNS]
     for rewrite in declared:
         assert names.count(rewrite.apply.__name__.lstrip("_")) == 1
+
+
+# --- the pipeline runs declared rewrites only ------------------------------------------------
+
+#: pipeline steps still written as ``(ws, node) -> bool`` functions (issue 25: to be declared);
+#: the list may only shrink: a new step must be a declared Rewrite
+HAND_WRITTEN = {
+    "fuse_batch_norm",
+    "stack_streams",
+}
+
+
+def _registered():
+    from et.compiler import pipeline  # noqa: F401  (imports every rewrite module)
+    from et.compiler.patterns import REGISTRY
+
+    return [r for r in REGISTRY if r.apply.__module__.startswith("et.compiler.")]
+
+
+def test_every_pipeline_step_is_the_driver_of_a_registered_rewrite() -> None:
+    from et.compiler.certificate import CANONICAL
+    from et.compiler.pipeline import PATTERNS
+    from et.contract import get_rule
+
+    registered = _registered()
+    declared = [p for p in PATTERNS if getattr(p, "rewrite", None) is not None]
+    assert {p.__name__ for p in PATTERNS if p not in declared} == HAND_WRITTEN
+    for step in declared:
+        assert any(step.rewrite is r for r in registered)
+        rule = step.rewrite.rule
+        assert rule in CANONICAL or get_rule(rule).id == rule
+    # each registered rewrite runs once in the pipeline
+    assert sorted(id(p.rewrite) for p in declared) == sorted(id(r) for r in registered)
+
+
+def _ops(pattern: object):
+    """Every :class:`Op` in ``pattern``, itself included."""
+    if isinstance(pattern, Op):
+        yield pattern
+        for argument in pattern.arguments.values():
+            yield from _ops(argument)
+
+
+def _declared_ops():
+    return [
+        pytest.param(op, id=f"{rewrite.rule}-{rewrite.apply.__name__}-{index}")
+        for rewrite in _registered()
+        for pattern in rewrite.patterns
+        for index, op in enumerate(_ops(pattern))
+    ]
+
+
+@pytest.mark.parametrize("op", _declared_ops())
+def test_a_declared_pattern_names_every_required_argument_and_only_real_ones(op: Op) -> None:
+    """By the schema of each overload an ``Op`` matches: every argument without a default is
+    named (so the match reads it), and every name is an argument of some overload (a misspelt
+    name would leave the real argument to its default). Every argument the pattern does not
+    name must then hold its schema default, so an undeclared keyword makes it no match."""
+    names = set()
+    for target in op.target:
+        schema = target._schema.arguments
+        names |= {a.name for a in schema}
+        required = {a.name for a in schema if not a.has_default_value()}
+        assert required <= set(op.arguments), (target, required - set(op.arguments))
+    assert set(op.arguments) <= names, set(op.arguments) - names
+
+
+def test_an_undeclared_keyword_makes_every_declared_op_not_match() -> None:
+    """At each op of each registered pattern (anchors and nested ops), per overload, with its
+    declared names (each as a free :class:`Var`, so the sub-patterns do not decide): a call
+    giving every required argument matches, and one giving an unnamed defaulted argument any
+    other value does not."""
+    checked = 0
+    ops = [op for r in _registered() for p in r.patterns for op in _ops(p)]
+    for op in ops:
+        for target in op.target:
+            shallow = Op(target, **{name: Var(f"v{i}") for i, name in enumerate(op.arguments)})
+            graph = fx.Graph()
+            required = {
+                a.name: graph.placeholder(a.name)
+                for a in target._schema.arguments
+                if not a.has_default_value()
+            }
+            assert match(shallow, graph.call_function(target, (), dict(required))) is not None
+            for argument in target._schema.arguments:
+                if argument.name in op.arguments or not argument.has_default_value():
+                    continue
+                node = graph.call_function(target, (), {**required, argument.name: _UNUSUAL})
+                assert match(shallow, node) is None, (target, argument.name)
+                checked += 1
+    assert checked >= 10
+
+
+#: a value no schema has as a default
+_UNUSUAL = object()
