@@ -113,8 +113,8 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
         value = 1.0 if node.target == aten.ones.default else 0.0
         return torch.tensor(value, dtype=torch.float64).reshape(1, 1, 1, 1)
     binary = (aten.mul.Tensor, aten.add.Tensor)
-    if node.target in binary and len(node.args) == 2 and unit_alpha(node):
-        a, b = fill_value(ws, node.args[0]), fill_value(ws, node.args[1])
+    if node.target in binary and unit_alpha(node):
+        a, b = fill_value(ws, values["self"]), fill_value(ws, values["other"])
         if a is not None and b is not None:
             return a * b if node.target == aten.mul.Tensor else a + b
     return None

@@ -34,7 +34,7 @@ from et.compiler.shuffle_rewrites import (
     nearest_as_shuffle,
     sum_of_shuffles,
 )
-from et.compiler.workspace import Workspace
+from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.conv_geometry import conv_bias, conv_like
 from et.domain import InputDomain
@@ -82,9 +82,15 @@ def _anchor_as_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
     return False
 
 
+def _slopes(ws: Workspace, act: fx.Node):
+    """The constant slopes of the PReLU ``act`` (by schema name), or None."""
+    values = arguments(act)
+    return ws.tensor(values["weight"]) if values is not None else None
+
+
 def _widen_activation(ws: Workspace, act: fx.Node, source: fx.Node, extra: int, before):
     if act.target == aten.prelu.default:
-        slopes = ws.tensor(act.args[1])
+        slopes = _slopes(ws, act)
         if slopes is None:
             return None
         real = ws.channels(act)
@@ -103,7 +109,8 @@ def _carry_identity(ws: Workspace, node: fx.Node, found: dict) -> bool:
         chain, cur, user = [], last.input, last.node
         while cur is not anchor.input:
             act = cur if cur.target in RECTIFIERS else None
-            conv_node = cur.args[0] if act is not None else cur
+            read = arguments(cur) if act is not None else None
+            conv_node = read["self"] if read is not None else cur
             site = ws.conv_site(conv_node)
             if site is None or not ws.sole_user(cur, user):
                 break
@@ -157,7 +164,7 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
         ws.record.refused(add, "E4", error.condition, error.detail)
         return False
     if any(
-        act is not None and act.target == aten.prelu.default and ws.tensor(act.args[1]) is None
+        act is not None and act.target == aten.prelu.default and _slopes(ws, act) is None
         for _, act in chain
     ):
         return False  # a PReLU whose slopes are not constant cannot be widened
