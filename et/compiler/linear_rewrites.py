@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import fx, nn
 
-from et.compiler.batch_norm import fuse_batch_norm
+from et.compiler.batch_norm import BN_STEPS
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.patterns import (
     GRAPH,
@@ -347,7 +347,7 @@ merge_concat = driver(
 
 
 LINEAR_PATTERNS: tuple[Pattern, ...] = (
-    fuse_batch_norm,
+    *BN_STEPS,
     fold_scale,
     fold_shift,
     shift_into_bias,

@@ -1,8 +1,9 @@
 """Graph patterns written as data: what a rewrite matches, read by the ATen schema.
 
 ``Op(target, name=..., single_user=..., **arguments)`` matches a call of ``target`` (one ATen
-overload or a tuple of them). Its arguments are read by their schema names, keywords and
-defaults bound (:func:`~et.compiler.workspace.arguments`), and each named one must match its
+overload or a tuple of them; or ``operator.getitem``, arguments ``self`` and ``index``). Its
+arguments are read by their schema names, keywords and defaults bound
+(:func:`~et.compiler.workspace.arguments`), and each named one must match its
 sub-pattern: another ``Op``, a :class:`Var` (binds the value, optionally under a predicate) or a
 constant (equal). **An argument the pattern does not name must hold its schema default**, so a
 keyword the rewrite does not handle (``alpha = 2`` on a sum, a ``divisor_override``) makes the
@@ -19,6 +20,7 @@ applied).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
@@ -91,6 +93,15 @@ def _bind(bindings: dict[str, Any], name: str, value: object) -> bool:
     return True
 
 
+def _arguments(node: fx.Node) -> dict[str, Any] | None:
+    """:func:`~et.compiler.workspace.arguments`, and ``operator.getitem(self, index)`` (no
+    schema: both required, given positionally) for an element of an op's tuple result."""
+    if node.op == "call_function" and node.target is operator.getitem:
+        plain = len(node.args) == 2 and not node.kwargs
+        return {"self": node.args[0], "index": node.args[1]} if plain else None
+    return arguments(node)
+
+
 def _match(pattern: object, value: object, user: fx.Node | None, bindings: dict) -> bool:
     if isinstance(pattern, Var):
         return (pattern.when is None or pattern.when(value)) and _bind(
@@ -100,17 +111,18 @@ def _match(pattern: object, value: object, user: fx.Node | None, bindings: dict)
         return not isinstance(value, fx.Node) and _same(pattern, value)
     if not isinstance(value, fx.Node) or value.target not in pattern.target:
         return False
-    values = arguments(value)
+    values = _arguments(value)
     if values is None or (pattern.single_user and user is not None and set(value.users) != {user}):
         return False
-    schema = {p.name: p for p in value.target._schema.arguments}
+    schema = getattr(value.target, "_schema", None)
+    defaults = {p.name: p for p in schema.arguments} if schema is not None else {}
     for name, argument in values.items():
         if name in pattern.arguments:
             if not _match(pattern.arguments[name], argument, value, bindings):
                 return False
-        elif not schema[name].has_default_value():
+        elif name not in defaults or not defaults[name].has_default_value():
             raise ValueError(f"the pattern for {value.target} leaves out {name!r}")
-        elif not _default(argument, schema[name].default_value):
+        elif not _default(argument, defaults[name].default_value):
             return False  # a keyword the rewrite does not handle
     return pattern.name is None or _bind(bindings, pattern.name, value)
 
