@@ -304,15 +304,11 @@ def _stacked(ws: Workspace, first, second):
     return "R11", merged, checks
 
 
-def stack_streams(ws: Workspace, node: fx.Node) -> bool:
+def _stack_streams(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E5 (or R11 + G6 for grouped convs): ``relu(conv₁(x))`` and ``relu(conv₂(x))`` become
     one conv and one ReLU on the stacked channels, read back as channel slices."""
     site = ws.conv_site(node)
-    if site is None or len(node.users) != 1:
-        return False
     act = next(iter(node.users))
-    if act.target not in (aten.relu.default,) or len(act.args) != 1:
-        return False
     for other_node in site.input.users:
         if other_node is node:
             continue
@@ -320,7 +316,7 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         if other is None or other.input is not site.input or len(other_node.users) != 1:
             continue
         other_act = next(iter(other_node.users))
-        if other_act.target != act.target or len(other_act.args) != 1:
+        if not _plain_relu(other_act):
             continue
         made = _stacked(ws, site.conv, other.conv)
         if made is None:
@@ -335,9 +331,10 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         second = ws.call(aten.slice.Tensor, (relu, 1, n, n + other.conv.out_channels), anchor)
         graph = ("both streams read the same value", "the same element-wise rectifier")
         if rule == "E5":
-            ws.record.applied("E5", [node, other_node, act, other_act], (*checks, *graph))
+            checked = (*checks, *found[GRAPH], *graph)
+            ws.record.applied("E5", [node, other_node, act, other_act], checked)
         else:
-            ws.record.applied("R11", [node, other_node], (*checks, graph[0]))
+            ws.record.applied("R11", [node, other_node], (*checks, *found[GRAPH], graph[0]))
             uniform = "ReLU is element-wise and the same on every channel"
             ws.record.applied("G6", [act, other_act], (uniform,))
         act.replace_all_uses_with(first)
@@ -345,6 +342,30 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         ws.changed(act, other_act)
         return True
     return False
+
+
+def _plain_relu(node: fx.Node) -> bool:
+    """A ``relu`` call whose one argument binds by the schema."""
+    return node.target == aten.relu.default and arguments(node) is not None
+
+
+def _read_by_one_relu(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    return len(node.users) == 1 and _plain_relu(next(iter(node.users)))
+
+
+#: anchored on the first stream's conv; the sibling stream is searched among the readers of
+#: its input (a pattern over two readers of one value, which Op does not say)
+stack_streams = driver(
+    Rewrite(
+        "E5",
+        (conv("conv"),),
+        _stack_streams,
+        (
+            is_conv("conv"),
+            GraphCheck("the conv's only reader is a ReLU", _read_by_one_relu, refuses=False),
+        ),
+    )
+)
 
 
 ET_PATTERNS = (
