@@ -10,51 +10,61 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv
-from et.compiler.workspace import Workspace, arguments
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver
+from et.compiler.workspace import Workspace
 from et.contract import PreconditionError
 
 aten = torch.ops.aten
 
 
-def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
-    """R1 (conv → BN), R2 (BN → valid conv), or R6+R1 (a lone BN summed with a branch)."""
-    if node.target in (
-        aten._native_batch_norm_legit.default,
-        aten._native_batch_norm_legit.no_stats,
-    ):
-        ws.record.refused(
-            node,
-            "R1",
-            "BatchNorm in eval mode with running statistics",
-            "the graph normalises with batch statistics (train mode or no running stats)",
-        )
-        return False
-    if node.target == aten.batch_norm.default:
-        bn_node, values = node, arguments(node)
-        if values is None:
-            return False
-        x, weight, bias = values["input"], values["weight"], values["bias"]
-        mean, var, training = values["running_mean"], values["running_var"], values["training"]
-        eps = float(values["eps"])
-        if training or mean is None or var is None:
-            ws.record.refused(
-                node,
-                "R1",
-                "BatchNorm in eval mode with running statistics",
-                "the graph normalises with batch statistics",
-            )
-            return False
-    elif node.target is operator.getitem and node.args[1] == 0:
-        bn_node = node.args[0]
-        if getattr(bn_node, "target", None) != aten._native_batch_norm_legit_no_training.default:
-            return False
-        values = arguments(bn_node)
-        if values is None:
-            return False
-        x, weight, bias = values["input"], values["weight"], values["bias"]
-        mean, var, eps = values["running_mean"], values["running_var"], float(values["eps"])
-    else:
-        return False
+#: the graph precondition of R1 and R2 on the normalisation
+EVAL = "BatchNorm in eval mode with running statistics"
+
+
+def _bn(*targets) -> dict[str, Var]:
+    """Every argument but ``input`` of the batch-norm overloads ``targets``, bound by name."""
+    names = {a.name for t in targets for a in t._schema.arguments if a.name != "input"}
+    return {name: Var(name) for name in sorted(names)}
+
+
+_TRAINING = (aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats)
+_NO_TRAINING = aten._native_batch_norm_legit_no_training.default
+
+
+def _batch_statistics(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    return False  # never applied: the declared check refuses every match
+
+
+#: a BN normalising with the batch's own statistics (train mode, or no running statistics)
+train_mode = driver(
+    Rewrite(
+        "R1",
+        (Op(_TRAINING, input=Var("x"), **_bn(*_TRAINING)),),
+        _batch_statistics,
+        (
+            GraphCheck(
+                EVAL,
+                lambda ws, node, found: False,
+                lambda *_: (
+                    "the graph normalises with batch statistics (train mode or no running stats)"
+                ),
+            ),
+        ),
+    )
+)
+
+
+def _eval_statistics(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    stats = found["running_mean"] is not None and found["running_var"] is not None
+    return not found["training"] and stats
+
+
+def _fuse_batch_norm(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """R1 (conv → BN), R2 (BN → valid conv), or R6+R1 (a lone BN summed with a branch), for
+    ``aten.batch_norm`` in eval mode or ``_native_batch_norm_legit_no_training(…)[0]``."""
+    bn_node = found.get("bn", node)
+    x, weight, bias = found["x"], found["weight"], found["bias"]
+    mean, var, eps = found["running_mean"], found["running_var"], float(found["eps"])
     tensors = [ws.tensor(a) if a is not None else None for a in (weight, bias, mean, var)]
     if tensors[2] is None or tensors[3] is None:
         return False
@@ -64,7 +74,7 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
         bn.running_var.copy_(tensors[3])
         bn.weight.copy_(tensors[0] if tensors[0] is not None else torch.ones_like(tensors[2]))
         bn.bias.copy_(tensors[1] if tensors[1] is not None else torch.zeros_like(tensors[2]))
-    checked = ("BatchNorm in eval mode with running statistics (aten no-training batch norm)",)
+    checked = (*found[GRAPH], f"{EVAL} (aten no-training batch norm)")
     site = ws.conv_site(x)
     if site is not None:
         if set(site.node.users) == {bn_node}:
@@ -102,3 +112,36 @@ def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
             return replace_conv(ws, node, conv, x, "R6", [bn_node], identity)
     ws.record.refused(bn_node, "R1", "a conv feeds the BatchNorm (or a valid conv reads it)", "")
     return False
+
+
+#: ``aten.batch_norm`` (eval mode, running statistics: else refused) and the no-training form
+#: as export writes it, element 0 of its tuple
+fuse_eval_batch_norm = driver(
+    Rewrite(
+        "R1",
+        (
+            Op(aten.batch_norm.default, input=Var("x"), **_bn(aten.batch_norm.default)),
+            Op(
+                operator.getitem,
+                self=Op(_NO_TRAINING, name="bn", input=Var("x"), **_bn(_NO_TRAINING)),
+                index=0,
+            ),
+        ),
+        _fuse_batch_norm,
+        (
+            GraphCheck(
+                EVAL,
+                lambda ws, node, found: (
+                    _eval_statistics(ws, node, found) if "bn" not in found else None
+                ),
+                lambda *_: "the graph normalises with batch statistics",
+            ),
+        ),
+    )
+)
+BN_STEPS = (train_mode, fuse_eval_batch_norm)
+
+
+def fuse_batch_norm(ws: Workspace, node: fx.Node) -> bool:
+    """Every BatchNorm step at ``node`` (for a caller that has one node)."""
+    return any(step(ws, node) for step in BN_STEPS)

@@ -16,8 +16,8 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
-from et.compiler.linear_rewrites import _branch_as_conv
 from et.compiler.patterns import Op, Rewrite, Var, driver
+from et.compiler.pools import _branch_as_conv
 from et.compiler.workspace import ConvSite, Workspace
 from et.contract import PreconditionError
 

@@ -14,7 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import fx
 
-from et.compiler.workspace import Workspace, arguments, aten_pair, unit_alpha
+from et.compiler.explicit_padding import explicit_padding
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, number
+from et.compiler.workspace import Workspace, arguments, unit_alpha
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -34,28 +36,52 @@ def _same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
     return sa is not None and sa == sb
 
 
-def remove_no_ops(ws: Workspace, node: fx.Node) -> bool:
-    """G7: clone/alias/contiguous, a copy onto an equal-shaped tensor, a full slice."""
-    source, values = None, arguments(node)
-    if values is None:
-        return False
-    if node.target in _NO_OPS and isinstance(node.args[0], fx.Node) and len(node.args) == 1:
-        source = node.args[0]  # clone's memory_format keyword changes no value
-        if ws.tensor(source) is not None:
-            return False
-    elif node.target == aten.copy.default and _same_shape(ws, values["self"], values["src"]):
-        source = values["src"]
-    elif node.target in (aten.slice.Tensor, aten.slice_scatter.default):
-        start, end, step = values["start"], values["end"], values["step"]
-        full_end = end is None or (isinstance(end, int) and end >= INT_MAX)
-        if start in (None, 0) and full_end and step == 1:
-            # the whole tensor is read, or the whole base overwritten
-            source = values["self" if node.target == aten.slice.Tensor else "src"]
-    if source is None or not isinstance(source, fx.Node):
-        return False
-    ws.record.applied("G7", [node])
-    ws.replace(node, source)
+def _remove_no_ops(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G7: ``clone(x) = alias(x) = contiguous(x) = x`` (a memory format changes no value),
+    ``copy(base, x) = x`` for an equal-shaped base, ``x[a:b] = x`` for the full slice
+    (start 0, end at least INT_MAX, step 1) and ``slice_scatter(base, x)`` over the whole base."""
+    ws.record.applied("G7", [node], found[GRAPH])
+    ws.replace(node, found["x"])
     return True
+
+
+def _full_end(end: object) -> bool:
+    return end is None or (isinstance(end, int) and end >= INT_MAX)
+
+
+_FULL = {"dim": Var("dim"), "start": Var("start", lambda s: s in (None, 0)), "step": 1}
+_FULL_END = Var("end", _full_end)
+_NODE = Var("x", lambda x: isinstance(x, fx.Node))
+
+
+def _not_constant(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
+    if "copied" not in found:
+        return None
+    return ws.tensor(found["x"]) is None
+
+
+def _onto_equal_shape(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
+    return _same_shape(ws, found["base"], found["x"]) if "onto" in found else None
+
+
+remove_no_ops = driver(
+    Rewrite(
+        "G7",
+        (
+            Op(aten.clone.default, name="copied", self=_NODE, memory_format=Var("format")),
+            Op(aten.alias.default, name="copied", self=_NODE),
+            Op(aten.contiguous.default, name="copied", self=_NODE, memory_format=Var("format")),
+            Op(aten.copy.default, name="onto", self=Var("base"), src=_NODE, non_blocking=Var("b")),
+            Op(aten.slice.Tensor, self=_NODE, end=_FULL_END, **_FULL),
+            Op(aten.slice_scatter.default, self=Var("base"), src=_NODE, end=_FULL_END, **_FULL),
+        ),
+        _remove_no_ops,
+        (
+            GraphCheck("the copied value is not a constant", _not_constant, refuses=False),
+            GraphCheck("the copy is onto an equal-shaped tensor", _onto_equal_shape, refuses=False),
+        ),
+    )
+)
 
 
 def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
@@ -87,38 +113,56 @@ def fill_value(ws: Workspace, node: object) -> torch.Tensor | None:
         value = 1.0 if node.target == aten.ones.default else 0.0
         return torch.tensor(value, dtype=torch.float64).reshape(1, 1, 1, 1)
     binary = (aten.mul.Tensor, aten.add.Tensor)
-    if node.target in binary and len(node.args) == 2 and unit_alpha(node):
-        a, b = fill_value(ws, node.args[0]), fill_value(ws, node.args[1])
+    if node.target in binary and unit_alpha(node):
+        a, b = fill_value(ws, values["self"]), fill_value(ws, values["other"])
         if a is not None and b is not None:
             return a * b if node.target == aten.mul.Tensor else a + b
     return None
 
 
-def write_into_fill(ws: Workspace, node: fx.Node) -> bool:
+def _write_into_fill(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G2: ``slice_scatter(fill(c), y, dim, a, −b)`` = ``pad₀(y − c, a, b on dim) + c``."""
-    values = arguments(node)
-    if node.target != aten.slice_scatter.default or values is None:
-        return False
-    base, source, dim = values["self"], values["src"], values["dim"]
-    start, end, step = values["start"] or 0, values["end"], values["step"]
-    value = fill_value(ws, base)
-    if value is None or dim not in (2, 3, -1, -2) or step != 1 or not isinstance(start, int):
-        return False
-    if end is None or (isinstance(end, int) and end >= INT_MAX):
-        high = 0
-    elif isinstance(end, int) and end < 0:
-        high = -end
-    else:
-        return False
+    dim, start, end = found["dim"], found["start"] or 0, found["end"]
+    high = 0 if end is None or end >= INT_MAX else -end
     pads = [start, high, 0, 0] if dim in (3, -1) else [0, 0, start, high]
-    constant = ws.constant(value, node)
-    shifted = ws.call(aten.sub.Tensor, (source, constant), node)
+    constant = ws.constant(fill_value(ws, found["base"]), node)
+    shifted = ws.call(aten.sub.Tensor, (found["source"], constant), node)
     padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
-    ws.record.applied("G2", [node], ("the canvas is one constant per channel",))
+    ws.record.applied("G2", [node], found[GRAPH])
     ws.replace(node, result)
     return True
+
+
+def _from_the_end(end: object) -> bool:
+    return end is None or (isinstance(end, int) and (end >= INT_MAX or end < 0))
+
+
+write_into_fill = driver(
+    Rewrite(
+        "G2",
+        (
+            Op(
+                aten.slice_scatter.default,
+                self=Var("base"),
+                src=Var("source"),
+                dim=Var("dim", lambda d: d in (2, 3, -1, -2)),
+                start=Var("start", lambda s: s is None or isinstance(s, int)),
+                end=Var("end", _from_the_end),
+                step=1,
+            ),
+        ),
+        _write_into_fill,
+        (
+            GraphCheck(
+                "the canvas is one constant per channel",
+                lambda ws, node, found: fill_value(ws, found["base"]) is not None,
+                refuses=False,
+            ),
+        ),
+    )
+)
 
 
 def _strip(node: fx.Node) -> tuple[int, int, int] | None:
@@ -132,163 +176,211 @@ def _strip(node: fx.Node) -> tuple[int, int, int] | None:
     return (dim, start, end) if isinstance(end, int) else None
 
 
-def write_border(ws: Workspace, node: fx.Node) -> bool:
-    """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
-    constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
+def _border(ws: Workspace, node: fx.Node):
+    """``(pad node, pads, c)`` when ``node`` ends a chain of writes of one per-channel constant
+    c over every border strip of a zero pad (and nothing else), else None."""
     strips, values, current = set(), [], node
     while current.target == aten.slice_scatter.default:
         strip = _strip(current)
         value = fill_value(ws, arguments(current)["src"]) if strip is not None else None
         if strip is None or value is None:
-            return False
+            return None
         strips.add(strip)
         values.append(value)
         current = arguments(current)["self"]
     padding = arguments(current)
     if current.target != aten.constant_pad_nd.default or not values or padding is None:
-        return False
+        return None
     if len(padding["pad"]) > 4:
-        return False  # the pad also widens the channels (or batch): no spatial border
+        return None  # the pad also widens the channels (or batch): no spatial border
     pads = list(padding["pad"]) + [0] * (4 - len(padding["pad"]))
     if float(padding["value"]) != 0.0:
-        return False
+        return None
     sides = [(3, 0, pads[0]), (3, -pads[1], INT_MAX), (2, 0, pads[2]), (2, -pads[3], INT_MAX)]
     wanted = {side for side, width in zip(sides, pads, strict=True) if width > 0}
     first = values[0]
     if strips != wanted or any(v.shape != first.shape or not torch.equal(v, first) for v in values):
-        return False
+        return None
+    return current, pads, first
+
+
+def _write_border(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
+    constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
+    current, pads, first = _border(ws, node)
     constant = ws.constant(first, node)
-    shifted = ws.call(aten.sub.Tensor, (padding["self"], constant), node)
+    shifted = ws.call(aten.sub.Tensor, (arguments(current)["self"], constant), node)
     padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
-    ws.record.applied("G2", [current, node], ("every border strip holds the same constant",))
+    ws.record.applied("G2", [current, node], found[GRAPH])
     ws.replace(node, result)
     return True
 
 
-def cancel_constants(ws: Workspace, node: fx.Node) -> bool:
-    """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c."""
-    pairs = {aten.sub.Tensor: aten.add.Tensor, aten.add.Tensor: aten.sub.Tensor}
-    if node.target not in pairs or len(node.args) != 2 or not unit_alpha(node):
-        return False
-    inner, outer_c = node.args
-    if getattr(inner, "target", None) != pairs[node.target] or len(inner.args) != 2:
-        return False
-    if not unit_alpha(inner):
-        return False  # (x + α·c) − c is x only for α = 1
-    a, b = ws.tensor(inner.args[1]), ws.tensor(outer_c)
-    if a is None or b is None or a.shape != b.shape or not torch.equal(a, b):
-        return False
-    ws.record.applied("G8", [inner, node])
-    ws.replace(node, inner.args[0])
+_SCATTER = {n: Var(n) for n in ("self", "src", "dim", "start", "end", "step")}
+write_border = driver(
+    Rewrite(
+        "G2",
+        (Op(aten.slice_scatter.default, **_SCATTER),),
+        _write_border,
+        (
+            GraphCheck(
+                "every border strip holds the same constant",
+                lambda ws, node, found: _border(ws, node) is not None,
+                refuses=False,
+            ),
+        ),
+    )
+)
+
+
+def _cancel_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G8: ``(x + c) − c = x`` and ``(x − c) + c = x`` for the same constant c (both at
+    ``alpha = 1``: ``(x + α·c) − c`` is x only for α = 1)."""
+    ws.record.applied("G8", [found["inner"], node], found[GRAPH])
+    ws.replace(node, found["x"])
     return True
 
 
-def merge_zero_pads(ws: Workspace, node: fx.Node) -> bool:
-    """G1: two zero paddings in a row are one."""
-    if node.target != aten.constant_pad_nd.default:
-        return False
-    inner = node.args[0]
-    if getattr(inner, "target", None) != aten.constant_pad_nd.default or len(inner.users) != 1:
-        return False
-    both = [arguments(node), arguments(inner)]
-    if None in both or [float(v["value"]) for v in both] != [0.0, 0.0]:
-        return False
-    outer, first = list(both[0]["pad"]), list(both[1]["pad"])
+def _equal_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    a, b = ws.tensor(found["c"]), ws.tensor(found["d"])
+    return a is not None and b is not None and a.shape == b.shape and torch.equal(a, b)
+
+
+def _cancelling(outer, inner) -> Op:
+    return Op(outer, self=Op(inner, name="inner", self=Var("x"), other=Var("c")), other=Var("d"))
+
+
+cancel_constants = driver(
+    Rewrite(
+        "G8",
+        (
+            _cancelling(aten.sub.Tensor, aten.add.Tensor),
+            _cancelling(aten.add.Tensor, aten.sub.Tensor),
+        ),
+        _cancel_constants,
+        (GraphCheck("the same constant c on both", _equal_constants, refuses=False),),
+    )
+)
+
+
+def _merge_zero_pads(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G1: two zero paddings in a row are one: ``pad₀(pad₀(x, p), q) = pad₀(x, p + q)`` for
+    non-negative p, q (entry-wise, the shorter list extended by zeros)."""
+    outer, first = list(found["outer"]), list(found["first"])
     length = max(len(outer), len(first))
     outer += [0] * (length - len(outer))
     first += [0] * (length - len(first))
     if any(p < 0 for p in outer + first):
         return False
-    merged = ws.call(
-        aten.constant_pad_nd.default,
-        (both[1]["self"], [a + b for a, b in zip(outer, first, strict=False)], 0.0),
-        node,
-    )
+    pads = [a + b for a, b in zip(outer, first, strict=False)]
+    merged = ws.call(aten.constant_pad_nd.default, (found["x"], pads, 0.0), node)
     merged.meta["val"] = node.meta.get("val")
-    ws.record.applied("G1", [inner, node])
+    ws.record.applied("G1", [found["inner"], node], found[GRAPH])
     ws.replace(node, merged)
     return True
 
 
-def constant_pad(ws: Workspace, node: fx.Node) -> bool:
-    """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)``."""
-    values = arguments(node)
-    if node.target != aten.pad.default or values is None or values["mode"] != "constant":
-        return False  # reflect, replicate, circular: no constant pad
-    value = 0.0 if values["value"] is None else float(values["value"])
-    new = ws.call(aten.constant_pad_nd.default, (values["self"], list(values["pad"]), value), node)
+def _zero(value: object) -> bool:
+    return number(value) and float(value) == 0.0
+
+
+merge_zero_pads = driver(
+    Rewrite(
+        "G1",
+        (
+            Op(
+                aten.constant_pad_nd.default,
+                self=Op(
+                    aten.constant_pad_nd.default,
+                    name="inner",
+                    single_user=True,
+                    self=Var("x"),
+                    pad=Var("first"),
+                    value=Var("v", _zero),
+                ),
+                pad=Var("outer"),
+                value=Var("w", _zero),
+            ),
+        ),
+        _merge_zero_pads,
+    )
+)
+
+
+def _constant_pad(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)`` (v = None: 0);
+    reflect, replicate and circular are no match."""
+    value = 0.0 if found["value"] is None else float(found["value"])
+    new = ws.call(aten.constant_pad_nd.default, (found["x"], list(found["pad"]), value), node)
     new.meta["val"] = node.meta.get("val")
-    ws.record.applied("G7", [node])
+    ws.record.applied("G7", [node], found[GRAPH])
     ws.replace(node, new)
     return True
 
 
-def global_pool(ws: Workspace, node: fx.Node) -> bool:
-    """G11: an average pool whose window is the whole image is the spatial mean. Only where
-    the map's size is a number in the graph (a static capture, or a size the capture's
-    guards fix, so the compiled module holds at that size only): a symbolic size equal to the
-    window at the example is no proof at others. (A window written as the input's own size
-    is traced as the mean already: :mod:`et.compiler.capture`.)"""
-    if node.target != aten.avg_pool2d.default or node.kwargs:
-        return False  # keywords (a divisor_override among them) are read positionally below
-    value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
-    args = list(node.args) + [None] * 6
-    kernel, padding = args[1], args[3] or 0  # any stride: one window fits
-    # args[4], ceil_mode; args[6], divisor_override: a window sum divided by anything but its
-    # size is no mean
-    if (
-        value is None
-        or value.ndim != 4
-        or padding not in (0, [0, 0], [0])
-        or args[4]
-        or args[6] is not None
-    ):
-        return False
-    size = [value.shape[2], value.shape[3]]
-    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
-    # type first: comparing a SymInt with a number would answer for the example's size
-    if not all(type(v) is int for v in (*size, *kernel)) or kernel != size:
-        return False
-    mean = ws.call(aten.mean.dim, (node.args[0], [2, 3], True), node)
-    ws.record.applied("G11", [node], ("the window covers the whole captured image",))
+constant_pad = driver(
+    Rewrite(
+        "G7",
+        (
+            Op(
+                aten.pad.default,
+                self=Var("x"),
+                pad=Var("pad"),
+                mode="constant",
+                value=Var("value", lambda v: v is None or number(v)),
+            ),
+        ),
+        _constant_pad,
+    )
+)
+
+
+def _global_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G11: an average pool whose window is the whole image is the spatial mean,
+    ``avg_pool2d(x, (H, W), padding 0) = mean(x, dims (2, 3), keepdim)`` at any stride (one
+    window fits). Only where the map's size is a number in the graph (a static capture, or a
+    size the capture's guards fix, so the compiled module holds at that size only): a symbolic
+    size equal to the window at the example is no proof at others. ``ceil_mode`` and
+    ``divisor_override`` are left at their defaults by the pattern (a window sum divided by
+    anything but its size is no mean); ``count_include_pad`` is moot at padding 0. (A window
+    written as the input's own size is traced as the mean already: :mod:`et.compiler.capture`.)
+    """
+    mean = ws.call(aten.mean.dim, (found["x"], [2, 3], True), node)
+    ws.record.applied("G11", [node], found[GRAPH])
     ws.replace(node, mean)
     return True
 
 
-def explicit_padding(ws: Workspace, node: fx.Node) -> bool:
-    """G14: ``conv2d(x, padding="same" | "valid")`` with numbers: "valid" is 0; "same" (stride
-    1) pads d·(k − 1) per axis, half before and the rest after (PyTorch puts the odd one after),
-    so an odd kernel gets the symmetric ``d·(k − 1)/2`` and an even one an explicit pad."""
-    values = arguments(node)
-    if node.target != aten.conv2d.padding or values is None:
+def _whole_image(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    x = found["x"]
+    value = x.meta.get("val") if isinstance(x, fx.Node) else None
+    if value is None or value.ndim != 4:
         return False
-    x, weight, bias = values["input"], values["weight"], values["bias"]
-    mode, groups = values["padding"], values["groups"]
-    stride, dilation = list(aten_pair(values["stride"])), list(aten_pair(values["dilation"]))
-    value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
-    if mode not in ("same", "valid") or value is None:
-        return False
-    if mode == "valid":
-        padding, source = [0, 0], x
-    else:
-        if stride != [1, 1]:
-            return False  # torch refuses it too
-        totals = [d * (int(k) - 1) for d, k in zip(dilation, value.shape[2:], strict=True)]
-        if all(t % 2 == 0 for t in totals):
-            padding, source = [t // 2 for t in totals], x
-        else:
-            (th, tw), padding = totals, [0, 0]
-            pads = [tw // 2, tw - tw // 2, th // 2, th - th // 2]
-            source = ws.call(aten.constant_pad_nd.default, (x, pads, 0.0), node)
-    new = ws.call(
-        aten.conv2d.default, (source, weight, bias, stride, padding, dilation, groups), node
+    size, kernel = [value.shape[2], value.shape[3]], found["kernel"]
+    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
+    # type first: comparing a SymInt with a number would answer for the example's size
+    return all(type(v) is int for v in (*size, *kernel)) and kernel == size
+
+
+global_pool = driver(
+    Rewrite(
+        "G11",
+        (
+            Op(
+                aten.avg_pool2d.default,
+                self=Var("x"),
+                kernel_size=Var("kernel"),
+                stride=Var("stride"),
+                padding=Var("padding", lambda p: p in (0, [0, 0], [0])),
+                count_include_pad=Var("include"),
+            ),
+        ),
+        _global_pool,
+        (GraphCheck("the window covers the whole captured image", _whole_image, refuses=False),),
     )
-    new.meta["val"] = node.meta.get("val")
-    ws.record.applied("G14", [node], (f"padding={mode!r} at stride {stride}",))
-    ws.replace(node, new)
-    return True
+)
 
 
 CANONICAL_PATTERNS: tuple[Callable[[Workspace, fx.Node], bool], ...] = (

@@ -24,6 +24,7 @@ import torch
 from torch import fx
 
 from et.compiler.helpers import replace_conv
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, conv, driver, is_conv
 from et.compiler.workspace import Workspace, arguments
 from et.conv_geometry import conv_like
 
@@ -54,33 +55,12 @@ def _crop(node: object) -> tuple[int, int, int] | None:
     return (0 if dim in (2, -2) else 1), start, after
 
 
-def absorb_crop(ws: Workspace, node: fx.Node) -> bool:
+def _absorb_crop(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G12: ``conv(x[a:−b]; W, padding 0) = conv(x; W with a/d zero taps before, b/d after)``."""
     site = ws.conv_site(node)
-    if site is None:
-        return False
-    crop = _crop(site.input)
-    if crop is None:
-        return False
-    axis, before, after = crop
+    axis, before, after = _crop(site.input)
     conv = site.conv
-    if conv.padding[axis] != 0:
-        ws.record.refused(
-            node,
-            "G12",
-            "the conv reading a crop has padding 0 on that axis",
-            f"padding {conv.padding}",
-        )
-        return False
     dilation = conv.dilation[axis]
-    if before % dilation or after % dilation:
-        ws.record.refused(
-            node,
-            "G12",
-            "the crop is a whole number of dilated taps",
-            f"crop ({before}, {after}), dilation {dilation}",
-        )
-        return False
     if before == after:
         size = list(conv.kernel_size)
         size[axis] += 2 * (before // dilation)
@@ -94,12 +74,60 @@ def absorb_crop(ws: Workspace, node: fx.Node) -> bool:
         pads[side], pads[side + 1] = before // dilation, after // dilation
         weight = torch.nn.functional.pad(conv.weight.detach(), pads)
     valid = conv_like(conv, weight, _bias(conv), padding=conv.padding)
-    checked = (
-        "the crop x[a:−b] is counted from both ends, a and b whole numbers of dilated taps",
-        "the conv has padding 0 on that axis",
+    return replace_conv(ws, node, valid, found["x"], "G12", [site.input, node], found[GRAPH])
+
+
+def _geometry(ws: Workspace, node: fx.Node) -> tuple[int, int, int, tuple, tuple]:
+    """``(axis, a, b, padding, dilation)`` of the conv ``node`` reading a crop."""
+    conv = ws.conv_site(node).conv
+    return (*_crop(ws.conv_site(node).input), conv.padding, conv.dilation)
+
+
+def _unpadded(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    axis, _, _, padding, _ = _geometry(ws, node)
+    return padding[axis] == 0
+
+
+def _whole_taps(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    axis, before, after, _, dilation = _geometry(ws, node)
+    return before % dilation[axis] == 0 and after % dilation[axis] == 0
+
+
+def _taps_detail(ws: Workspace, node: fx.Node, found: dict) -> str:
+    axis, before, after, _, dilation = _geometry(ws, node)
+    return f"crop ({before}, {after}), dilation {dilation[axis]}"
+
+
+_CROP = Op(
+    aten.slice.Tensor,
+    name="crop",
+    self=Var("x"),
+    dim=Var("dim"),
+    start=Var("start"),
+    end=Var("end"),
+    step=Var("step"),
+)
+absorb_crop = driver(
+    Rewrite(
+        "G12",
+        (conv("conv", input=_CROP),),
+        _absorb_crop,
+        (
+            is_conv("conv"),
+            GraphCheck(
+                "the crop x[a:−b] is counted from both ends",
+                lambda ws, node, found: _crop(found["crop"]) is not None,
+                refuses=False,
+            ),
+            GraphCheck(
+                "the conv reading a crop has padding 0 on that axis",
+                _unpadded,
+                lambda ws, node, found: f"padding {_geometry(ws, node)[3]}",
+            ),
+            GraphCheck("the crop is a whole number of dilated taps", _whole_taps, _taps_detail),
+        ),
     )
-    source = arguments(site.input)["self"]
-    return replace_conv(ws, node, valid, source, "G12", [site.input, node], checked)
+)
 
 
 def _bias(conv) -> torch.Tensor | None:

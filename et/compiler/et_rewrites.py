@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
-from et.compiler.patterns import Op, Rewrite, Var, driver
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, conv, driver, is_conv
 from et.compiler.shuffle_rewrites import (
     ORDER_CHECKED,
     _clamp_bounds,
@@ -82,9 +82,15 @@ def _anchor_as_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
     return False
 
 
+def _slopes(ws: Workspace, act: fx.Node):
+    """The constant slopes of the PReLU ``act`` (by schema name), or None."""
+    values = arguments(act)
+    return ws.tensor(values["weight"]) if values is not None else None
+
+
 def _widen_activation(ws: Workspace, act: fx.Node, source: fx.Node, extra: int, before):
     if act.target == aten.prelu.default:
-        slopes = ws.tensor(act.args[1])
+        slopes = _slopes(ws, act)
         if slopes is None:
             return None
         real = ws.channels(act)
@@ -103,7 +109,8 @@ def _carry_identity(ws: Workspace, node: fx.Node, found: dict) -> bool:
         chain, cur, user = [], last.input, last.node
         while cur is not anchor.input:
             act = cur if cur.target in RECTIFIERS else None
-            conv_node = cur.args[0] if act is not None else cur
+            read = arguments(cur) if act is not None else None
+            conv_node = read["self"] if read is not None else cur
             site = ws.conv_site(conv_node)
             if site is None or not ws.sole_user(cur, user):
                 break
@@ -157,7 +164,7 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
         ws.record.refused(add, "E4", error.condition, error.detail)
         return False
     if any(
-        act is not None and act.target == aten.prelu.default and ws.tensor(act.args[1]) is None
+        act is not None and act.target == aten.prelu.default and _slopes(ws, act) is None
         for _, act in chain
     ):
         return False  # a PReLU whose slopes are not constant cannot be widened
@@ -219,33 +226,65 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     return replace_conv(ws, add, merged, current, "R3", nodes, merged_checks)
 
 
-def slice_as_columns(ws: Workspace, node: fx.Node) -> bool:
-    """G5: a conv reading ``z[:, a:b]`` reads z with zero weight columns outside a..b."""
+def _slice_as_columns(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """G5: ``conv(z[:, a:b]; W) = conv(z; W')`` with ``W'`` zero outside input channels a..b."""
     site = ws.conv_site(node)
-    if site is None or site.input.target != aten.slice.Tensor or site.conv.groups != 1:
-        return False
-    values = arguments(site.input)
-    if values is None:
-        return False
-    whole, dim, start, end, step = (values[k] for k in ("self", "dim", "start", "end", "step"))
-    total = ws.channels(whole)
-    if dim not in (1, -3) or step != 1 or total is None:
-        return False
-    start = start or 0
-    end = total if end is None or end > total else end
-    if (
-        not isinstance(start, int)
-        or not isinstance(end, int)
-        or end - start != site.conv.in_channels
-    ):
-        return False
+    start, end, total = _channel_range(ws, found)
     w = site.conv.weight.detach()
     wide = w.new_zeros(w.shape[0], total, *w.shape[2:])
     wide[:, start:end] = w
-    conv = conv_like(
-        site.conv, wide, site.conv.bias.detach() if site.conv.bias is not None else None
+    bias = site.conv.bias.detach() if site.conv.bias is not None else None
+    made = conv_like(site.conv, wide, bias)
+    return replace_conv(ws, node, made, found["whole"], "G5", [site.input, node], found[GRAPH])
+
+
+def _channel_range(ws: Workspace, found: dict) -> tuple[int, int, int | None]:
+    """``(a, b, C)``: the channel slice ``[a, b)`` of a C-channel value (b clipped to C)."""
+    total = ws.channels(found["whole"])
+    start, end = found["start"] or 0, found["end"]
+    end = total if total is not None and (end is None or end > total) else end
+    return start, end, total
+
+
+def _reads_the_slice(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    start, end, total = _channel_range(ws, found)
+    if total is None or not isinstance(start, int) or not isinstance(end, int):
+        return False
+    return end - start == ws.conv_site(node).conv.in_channels
+
+
+slice_as_columns = driver(
+    Rewrite(
+        "G5",
+        (
+            conv(
+                "conv",
+                input=Op(
+                    aten.slice.Tensor,
+                    self=Var("whole"),
+                    dim=Var("dim", lambda d: d in (1, -3)),
+                    start=Var("start"),
+                    end=Var("end"),
+                    step=1,
+                ),
+            ),
+        ),
+        _slice_as_columns,
+        (
+            is_conv("conv"),
+            GraphCheck(
+                "the conv is dense (groups = 1)",
+                lambda ws, node, found: ws.conv_site(node).conv.groups == 1,
+                refuses=False,
+            ),
+            GraphCheck(
+                "the conv reads exactly the channels a..b of a value of known width",
+                _reads_the_slice,
+                refuses=False,
+            ),
+        ),
     )
-    return replace_conv(ws, node, conv, whole, "G5", [site.input, node])
+)
 
 
 def _stacked(ws: Workspace, first, second):
@@ -265,15 +304,11 @@ def _stacked(ws: Workspace, first, second):
     return "R11", merged, checks
 
 
-def stack_streams(ws: Workspace, node: fx.Node) -> bool:
+def _stack_streams(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E5 (or R11 + G6 for grouped convs): ``relu(conv₁(x))`` and ``relu(conv₂(x))`` become
     one conv and one ReLU on the stacked channels, read back as channel slices."""
     site = ws.conv_site(node)
-    if site is None or len(node.users) != 1:
-        return False
     act = next(iter(node.users))
-    if act.target not in (aten.relu.default,) or len(act.args) != 1:
-        return False
     for other_node in site.input.users:
         if other_node is node:
             continue
@@ -281,7 +316,7 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         if other is None or other.input is not site.input or len(other_node.users) != 1:
             continue
         other_act = next(iter(other_node.users))
-        if other_act.target != act.target or len(other_act.args) != 1:
+        if not _plain_relu(other_act):
             continue
         made = _stacked(ws, site.conv, other.conv)
         if made is None:
@@ -296,9 +331,10 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         second = ws.call(aten.slice.Tensor, (relu, 1, n, n + other.conv.out_channels), anchor)
         graph = ("both streams read the same value", "the same element-wise rectifier")
         if rule == "E5":
-            ws.record.applied("E5", [node, other_node, act, other_act], (*checks, *graph))
+            checked = (*checks, *found[GRAPH], *graph)
+            ws.record.applied("E5", [node, other_node, act, other_act], checked)
         else:
-            ws.record.applied("R11", [node, other_node], (*checks, graph[0]))
+            ws.record.applied("R11", [node, other_node], (*checks, *found[GRAPH], graph[0]))
             uniform = "ReLU is element-wise and the same on every channel"
             ws.record.applied("G6", [act, other_act], (uniform,))
         act.replace_all_uses_with(first)
@@ -306,6 +342,30 @@ def stack_streams(ws: Workspace, node: fx.Node) -> bool:
         ws.changed(act, other_act)
         return True
     return False
+
+
+def _plain_relu(node: fx.Node) -> bool:
+    """A ``relu`` call whose one argument binds by the schema."""
+    return node.target == aten.relu.default and arguments(node) is not None
+
+
+def _read_by_one_relu(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    return len(node.users) == 1 and _plain_relu(next(iter(node.users)))
+
+
+#: anchored on the first stream's conv; the sibling stream is searched among the readers of
+#: its input (a pattern over two readers of one value, which Op does not say)
+stack_streams = driver(
+    Rewrite(
+        "E5",
+        (conv("conv"),),
+        _stack_streams,
+        (
+            is_conv("conv"),
+            GraphCheck("the conv's only reader is a ReLU", _read_by_one_relu, refuses=False),
+        ),
+    )
+)
 
 
 ET_PATTERNS = (

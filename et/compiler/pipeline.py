@@ -29,7 +29,7 @@ from et.compiler.verify import (
     measure,
     verification_sizes,
 )
-from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace
+from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace, arguments
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
 
 #: rewrites run in this order at every node until none applies anywhere
@@ -78,15 +78,17 @@ def widest_kernel(module: fx.GraphModule) -> int:
     for node in module.graph.nodes:
         if node.target not in CONV_CALLS:
             continue
-        weight = node.args[1]
+        values = arguments(node)
+        if values is None:
+            continue
+        weight = values["weight"]
         if isinstance(weight, fx.Node) and isinstance(weight.meta.get("val"), torch.Tensor):
             sizes = weight.meta["val"].shape[2:]
         elif isinstance(weight, fx.Node) and weight.op == "get_attr":
             sizes = _attribute(module, str(weight.target)).shape[2:]
         else:
             continue
-        at = 7 if node.target == torch.ops.aten.conv_transpose2d.input else 5
-        dilation = node.args[at] if len(node.args) > at else 1
+        dilation = values["dilation"]
         dilation = [dilation] * 2 if isinstance(dilation, int) else list(dilation) * 2
         for k, d in zip(sizes, dilation, strict=False):
             widest = max(widest, int(d) * (int(k) - 1) + 1)

@@ -25,7 +25,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT
-from et.compiler.patterns import Op, Rewrite, Var, driver, integer, number
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, integer, number
 from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.rules.merge_summed_convs import check_summed_convs
@@ -270,14 +270,8 @@ def precision_allows(ws: Workspace, conv_node: fx.Node, bias: torch.Tensor | Non
 
 def _clip_as_relus(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E2: ``clamp(conv(x), 0, M) = ReLU(clip(ReLU(conv'(x))))`` with ``conv' = (−W, M − b)``."""
-    bounds = _clamp_bounds(node)
     site = ws.conv_site(found["y"])
-    if bounds is None or site is None or not ws.sole_user(site.node, node):
-        return False
-    low, high = bounds
-    if low != 0.0 or not math.isfinite(high):
-        ws.record.refused(node, "E2", "the clamp is clamp(y, 0, M)", f"bounds {bounds}")
-        return False
+    high = _clamp_bounds(node)[1]
     try:
         (folded, clip), checks = ws.apply("clip_as_relu", site.conv, high)
     except PreconditionError as error:
@@ -291,9 +285,20 @@ def _clip_as_relus(ws: Workspace, node: fx.Node, found: dict) -> bool:
     relu = ws.call(aten.relu.default, (first,), node)
     second = ws.emit_conv(clip.to(folded.weight), relu, node)
     out = ws.call(aten.relu.default, (second,), node)
-    ws.record.applied("E2", [site.node, node], (*checks, PRECISION, FAN_OUT))
+    ws.record.applied("E2", [site.node, node], (*checks, PRECISION, *found[GRAPH]))
     ws.replace(node, out)
     return True
+
+
+def _clamped_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    bounds = _clamp_bounds(node)
+    site = ws.conv_site(found["y"])
+    return bounds is not None and site is not None and ws.sole_user(site.node, node)
+
+
+def _zero_to_m(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    low, high = _clamp_bounds(node)
+    return low == 0.0 and math.isfinite(high)
 
 
 E2 = Rewrite(
@@ -303,6 +308,14 @@ E2 = Rewrite(
         Op(aten.hardtanh.default, self=Var("y"), min_val=Var("low"), max_val=Var("high")),
     ),
     _clip_as_relus,
+    (
+        GraphCheck(FAN_OUT, _clamped_conv, refuses=False),
+        GraphCheck(
+            "the clamp is clamp(y, 0, M)",
+            _zero_to_m,
+            lambda ws, node, found: f"bounds {_clamp_bounds(node)}",
+        ),
+    ),
 )
 clip_as_relus = driver(E2)
 

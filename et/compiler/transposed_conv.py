@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver
 from et.compiler.workspace import CONVOLUTION, Workspace, arguments, aten_pair
 from et.contract import PreconditionError
 
@@ -54,20 +55,15 @@ def _transposed(ws: Workspace, node: fx.Node) -> nn.ConvTranspose2d | None:
     return deconv
 
 
-def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
+def _transposed_as_shuffle(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R15: a transposed conv is ``crop(PS(conv(x)))``."""
-    if node.target not in (aten.conv_transpose2d.input, aten.convolution.default):
-        return False
-    deconv = _transposed(ws, node)
-    if deconv is None:
-        return False
     try:
-        layers, checks = ws.apply("transposed_conv_as_pixel_shuffle", deconv)
+        layers, checks = ws.apply("transposed_conv_as_pixel_shuffle", _transposed(ws, node))
     except PreconditionError as error:
         ws.record.refused(node, "R15", error.condition, error.detail)
         return False
     conv, shuffle = layers[0], layers[1]
-    value = ws.emit_conv(conv, arguments(node)["input"], node)
+    value = ws.emit_conv(conv, found["x"], node)
     value = ws.call(aten.pixel_shuffle.default, (value, shuffle.upscale_factor), node)
     if len(layers) > 2:
         crop = layers[2]
@@ -75,6 +71,27 @@ def transposed_as_shuffle(ws: Workspace, node: fx.Node) -> bool:
             if count:
                 value = ws.call(aten.slice.Tensor, (value, dim, 0, -count), node)
     value.meta["val"] = node.meta.get("val")
-    ws.record.applied("R15", [node], (*checks, "the kernel and bias are constants"))
+    ws.record.applied("R15", [node], (*checks, *found[GRAPH]))
     ws.replace(node, value)
     return True
+
+
+_NAMES = ("weight", "bias", "stride", "padding", "dilation", "groups", "output_padding")
+_ARGUMENTS = {name: Var(name) for name in _NAMES}
+transposed_as_shuffle = driver(
+    Rewrite(
+        "R15",
+        (
+            Op(aten.conv_transpose2d.input, input=Var("x"), **_ARGUMENTS),
+            Op(CONVOLUTION, input=Var("x"), transposed=True, **_ARGUMENTS),
+        ),
+        _transposed_as_shuffle,
+        (
+            GraphCheck(
+                "the kernel and bias are constants",
+                lambda ws, node, found: _transposed(ws, node) is not None,
+                refuses=False,
+            ),
+        ),
+    )
+)

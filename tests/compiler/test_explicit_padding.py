@@ -78,7 +78,10 @@ def test_string_padding_becomes_numbers_with_the_same_values(kernel, mode, dilat
     [application] = ws.record.applications
     assert application.rule == "G14"
     assert application.nodes == (name,)
-    assert application.preconditions == (f"padding={mode!r} at stride [1, 1]",)
+    # the graph checks G14 declares (the stride one only applies to "same"), then the padding
+    same = ("padding='same' at stride 1",) if mode == "same" else ()
+    checked = ("the kernel size is known", *same, f"padding={mode!r} at stride [1, 1]")
+    assert application.preconditions == checked
 
 
 def test_the_schema_default_mode_is_valid_and_groups_default_to_one() -> None:

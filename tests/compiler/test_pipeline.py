@@ -406,3 +406,21 @@ def test_an_exact_compiled_form_passes_a_zero_tolerance() -> None:
     compiled = et.compile(nn.Sequential(nn.ReLU()), (torch.rand(1, 3, 4, 4),), tolerance=0.0)
     errors = compiled.certificate.max_error
     assert (errors["float64"], errors["float32"], errors["original float32"]) == (0.0, 0.0, 0.0)
+
+
+def test_the_widest_kernel_reads_a_keyword_dilation() -> None:
+    """``widest_kernel`` reads the conv's weight and dilation by schema name (a keyword
+    dilation counts), so the verification sizes cover the dilated extent."""
+    from torch import fx
+
+    from et.compiler.pipeline import widest_kernel
+
+    root = torch.nn.Module()
+    root.register_buffer("w", torch.zeros(2, 2, 3, 3))
+    graph = fx.Graph()
+    x = graph.placeholder("x")
+    conv = graph.call_function(
+        torch.ops.aten.conv2d.default, (x, graph.get_attr("w")), {"dilation": [3, 3]}
+    )
+    graph.output(conv)
+    assert widest_kernel(fx.GraphModule(root, graph)) == 7

@@ -1,0 +1,135 @@
+"""Average pools as convs (R10): a pool reading a conv's sole output, or read by a valid
+conv alone, or summed with a conv on the same input (:func:`_branch_as_conv`, used by R3).
+
+``avg_pool2d(x; k, s, p)`` with ``count_include_pad`` (or no padding) and no
+``divisor_override`` is the conv with weight ``1/(k_h·k_w)`` on each channel's own window
+(depthwise, or dense with zero off-diagonal blocks); the rule's own checks decide, and every
+argument of the pool is read by its schema name and handed to ``nn.AvgPool2d`` as it is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+from et.compiler.helpers import replace_conv
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, conv, driver, is_conv
+from et.compiler.workspace import Workspace, arguments
+from et.contract import PreconditionError
+
+aten = torch.ops.aten
+
+
+def _as_list(value: object) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Conv2d, add):
+    """An identity (R6) or average-pool (R10) branch on ``source`` as a conv, else None."""
+    channels = ws.channels(source)
+    if channels is None or channels != like.out_channels:
+        return None
+    groups = like.groups if like.in_channels == channels else 1
+    if branch is source:
+        try:
+            conv, checks = ws.apply("identity_conv", channels, 1, groups)
+        except PreconditionError:
+            return None
+        return "R6", conv.to(like.weight), checks
+    values = arguments(branch)
+    if branch.target == aten.avg_pool2d.default and values and values["self"] is source:
+        if len(branch.users) != 1:
+            return None
+        kernel, stride, padding = values["kernel_size"], values["stride"], values["padding"]
+        stride = stride if _as_list(stride) else kernel  # the schema's [] means the kernel
+        sizes = [v for value in (kernel, stride, padding) for v in _as_list(value)]
+        if not all(isinstance(v, int) for v in sizes):
+            return None  # a size that depends on the input (global pooling) is no fixed conv
+        ceil, include = bool(values["ceil_mode"]), bool(values["count_include_pad"])
+        pool = nn.AvgPool2d(kernel, stride, padding, ceil, include, values["divisor_override"])
+        if groups not in (1, channels):
+            return None
+        try:
+            conv, checks = ws.apply(
+                "avg_pool_as_conv",
+                pool,
+                channels,
+                depthwise=groups == channels,
+                dtype=like.weight.dtype,
+            )
+        except PreconditionError as error:
+            ws.record.refused(branch, "R10", error.condition, error.detail)
+            return None
+        return "R10", conv.to(like.weight), checks
+    return None
+
+
+def _pool_after_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """R10: an average pool reading a conv's sole output becomes a conv (then R7/R8)."""
+    site = ws.conv_site(found["conv"])
+    made = _branch_as_conv(ws, node, site.node, site.conv, next(iter(node.users), node))
+    if made is None:
+        return False
+    rule, made_conv, checks = made
+    return replace_conv(ws, node, made_conv, site.node, rule, [node], (*checks, *found[GRAPH]))
+
+
+def _pool(source: object, **named: object) -> Op:
+    """``avg_pool2d`` with every argument bound (the rule reads them all)."""
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+    arguments = {n: Var(n) for n in (*names, "divisor_override")}
+    return Op(aten.avg_pool2d.default, self=source, **arguments, **named)
+
+
+pool_after_conv = driver(
+    Rewrite(
+        "R10",
+        (_pool(conv("conv", single_user=True)),),
+        _pool_after_conv,
+        (is_conv("conv"),),
+    )
+)
+
+
+def _pool_before_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """R10: an average pool whose sole reader is a valid conv becomes a depthwise conv, which
+    R8/R9 then merge into that conv (DBB's ``avg → BN`` branch)."""
+    source, after = found["x"], _valid_reader(ws, node)
+    channels = ws.channels(source)
+    like = nn.Conv2d(channels, channels, 1, groups=channels).to(after.conv.weight)
+    made = _branch_as_conv(ws, node, source, like, after.node)
+    if made is None:
+        return False
+    rule, made_conv, checks = made
+    return replace_conv(ws, node, made_conv, source, rule, [node], (*checks, *found[GRAPH]))
+
+
+def _valid_reader(ws: Workspace, node: fx.Node):
+    """The conv site reading ``node`` when it is its only reader and has padding 0."""
+    if len(node.users) != 1:
+        return None
+    after = ws.conv_site(next(iter(node.users)))
+    if after is None or after.input is not node or after.conv.padding != (0, 0):
+        return None
+    return after
+
+
+pool_before_conv = driver(
+    Rewrite(
+        "R10",
+        (_pool(Var("x")),),
+        _pool_before_conv,
+        (
+            GraphCheck(
+                "the pool's only reader is a conv with padding 0",
+                lambda ws, node, found: _valid_reader(ws, node) is not None,
+                refuses=False,
+            ),
+            GraphCheck(
+                "the pooled value's channel count is known",
+                lambda ws, node, found: bool(ws.channels(found["x"])),
+                refuses=False,
+            ),
+        ),
+    )
+)
