@@ -16,7 +16,13 @@ from torch import fx
 
 from et.compiler.explicit_padding import explicit_padding
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, number
-from et.compiler.workspace import Workspace, arguments, unit_alpha
+from et.compiler.workspace import (
+    Workspace,
+    arguments,
+    same_value_type,
+    unit_alpha,
+    value_shape,
+)
 
 aten = torch.ops.aten
 INT_MAX = 2**62
@@ -24,21 +30,9 @@ INT_MAX = 2**62
 _NO_OPS = (aten.clone.default, aten.alias.default, aten.contiguous.default)
 
 
-def _shape(ws: Workspace, node: fx.Node) -> list[str] | None:
-    value = ws.tensor(node)
-    if value is None:
-        value = node.meta.get("val") if isinstance(node, fx.Node) else None
-    return None if value is None else [str(s) for s in value.shape]
-
-
-def _same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
-    sa, sb = _shape(ws, a), _shape(ws, b)
-    return sa is not None and sa == sb
-
-
 def _remove_no_ops(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G7: ``clone(x) = alias(x) = contiguous(x) = x`` (a memory format changes no value),
-    ``copy(base, x) = x`` for an equal-shaped base, ``x[a:b] = x`` for the full slice
+    ``copy(base, x) = x`` for a base of x's shape and dtype, ``x[a:b] = x`` for the full slice
     (start 0, end at least INT_MAX, step 1) and ``slice_scatter(base, x)`` over the whole base."""
     ws.record.applied("G7", [node], found[GRAPH])
     ws.replace(node, found["x"])
@@ -61,7 +55,7 @@ def _not_constant(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
 
 
 def _onto_equal_shape(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
-    return _same_shape(ws, found["base"], found["x"]) if "onto" in found else None
+    return same_value_type(ws, found["base"], found["x"]) if "onto" in found else None
 
 
 remove_no_ops = driver(
@@ -78,7 +72,11 @@ remove_no_ops = driver(
         _remove_no_ops,
         (
             GraphCheck("the copied value is not a constant", _not_constant, refuses=False),
-            GraphCheck("the copy is onto an equal-shaped tensor", _onto_equal_shape, refuses=False),
+            GraphCheck(
+                "the copy is onto a tensor of equal shape and dtype",
+                _onto_equal_shape,
+                refuses=False,
+            ),
         ),
     )
 )
@@ -248,6 +246,15 @@ def _equal_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
     return a is not None and b is not None and a.shape == b.shape and torch.equal(a, b)
 
 
+def _keeps_value_type(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
+    """Whether ``x + c`` has x's shape and dtype; None (not evaluated, so not recorded as a
+    check) where no shape is known for one of them (a node a rewrite made): the whole-module
+    verification then decides, as it does for every fold."""
+    if value_shape(ws, found["inner"]) is None or value_shape(ws, found["x"]) is None:
+        return None
+    return same_value_type(ws, found["inner"], found["x"])
+
+
 def _cancelling(outer, inner) -> Op:
     return Op(outer, self=Op(inner, name="inner", self=Var("x"), other=Var("c")), other=Var("d"))
 
@@ -260,7 +267,14 @@ cancel_constants = driver(
             _cancelling(aten.add.Tensor, aten.sub.Tensor),
         ),
         _cancel_constants,
-        (GraphCheck("the same constant c on both", _equal_constants, refuses=False),),
+        (
+            GraphCheck("the same constant c on both", _equal_constants, refuses=False),
+            GraphCheck(
+                "x + c has x's shape and dtype (c neither broadcasts nor promotes x)",
+                _keeps_value_type,
+                at="inner",
+            ),
+        ),
     )
 )
 

@@ -343,3 +343,31 @@ class Workspace:
         self.graph.lint()
         self.module.recompile()
         return self.module
+
+
+def value_shape(ws: Workspace, node: fx.Node) -> list[str] | None:
+    """The shape of a graph value (a constant's, else the captured one; symbolic sizes as
+    their names), or None when unknown."""
+    value = ws.tensor(node)
+    if value is None:
+        value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return None if value is None else [str(s) for s in value.shape]
+
+
+def same_shape(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
+    sa, sb = value_shape(ws, a), value_shape(ws, b)
+    return sa is not None and sa == sb
+
+
+def value_dtype(ws: Workspace, node: object) -> torch.dtype | None:
+    value = ws.tensor(node) if isinstance(node, fx.Node) else None
+    if value is None:
+        value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    return value.dtype if isinstance(value, torch.Tensor) else None
+
+
+def same_value_type(ws: Workspace, a: fx.Node, b: fx.Node) -> bool:
+    """Equal shapes and dtypes: a copy onto ``a`` casts to ``a``'s dtype, and a sum with a
+    constant broadcasts and promotes, so only then is the result ``b`` itself."""
+    dtype = value_dtype(ws, a)
+    return same_shape(ws, a, b) and dtype is not None and dtype == value_dtype(ws, b)

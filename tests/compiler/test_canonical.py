@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import fx, nn
 
+import et
 from et.compiler.canonical import (
     INT_MAX,
     cancel_constants,
@@ -298,14 +299,22 @@ def test_a_copy_onto_an_equal_shaped_tensor_is_the_source() -> None:
     name = node.name
     assert remove_no_ops(ws, node) is True
     assert _returned(ws).name == "y"
-    assert _applications(ws) == [("G7", (name,), ("the copy is onto an equal-shaped tensor",))]
+    assert _applications(ws) == [
+        ("G7", (name,), ("the copy is onto a tensor of equal shape and dtype",))
+    ]
     # the view's shape read from a constant (no capture metadata on get_attr nodes)
+    ws, node = workspace(
+        lambda g: call(g, aten.copy.default, g.get_attr("c"), placeholder(g, "y", 1, 3, 4, 5)),
+        {"c": torch.zeros(1, 3, 4, 5, dtype=torch.float64)},
+    )
+    assert remove_no_ops(ws, node) is True
+    assert _returned(ws).name == "y"
+    # a float32 view: the copy casts the float64 source, so it is no no-op
     ws, node = workspace(
         lambda g: call(g, aten.copy.default, g.get_attr("c"), placeholder(g, "y", 1, 3, 4, 5)),
         {"c": torch.zeros(1, 3, 4, 5)},
     )
-    assert remove_no_ops(ws, node) is True
-    assert _returned(ws).name == "y"
+    assert remove_no_ops(ws, node) is False
 
 
 def test_copies_that_broadcast_or_whose_shapes_are_unknown_are_kept() -> None:
@@ -828,3 +837,46 @@ def test_pools_that_miss_part_of_the_image_or_pad_are_kept() -> None:
     ):
         _refuses(global_pool, build)
     _refuses(global_pool, lambda g: call(g, aten.relu.default, g.placeholder("x")))
+
+
+class _WidenedByConstant(torch.nn.Module):
+    """``(y + c) − c`` where c has more channels than y: a broadcast copy of y, not y."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.register_buffer("c", torch.tensor([0.5, -1.0, 2.0]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv(x) + self.c) - self.c
+
+
+class _CopiedIntoHalf(torch.nn.Module):
+    """A copy into a float16 tensor rounds: it is not a no-op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        half = torch.empty_like(y, dtype=torch.float16)
+        half.copy_(y)
+        return half.float()
+
+
+@pytest.mark.parametrize(
+    ("model", "channels", "rule"),
+    [(_WidenedByConstant, 1, "G8"), (_CopiedIntoHalf, 3, "G7")],
+    ids=["G8 constant that broadcasts", "G7 copy that casts"],
+)
+def test_a_cancel_or_copy_that_changes_shape_or_dtype_is_left(model, channels, rule) -> None:
+    """Before: G8 dropped ``+ c − c`` although c widened y, and G7 dropped a copy that casts to
+    float16; each compile then failed verification instead of leaving the op."""
+    torch.manual_seed(0)
+    original = model().eval()
+    compiled = et.compile(original, (torch.rand(1, channels, 8, 8),))
+    assert rule not in compiled.certificate.rules_used()
+    x = torch.rand(2, channels, 11, 13)
+    with torch.no_grad():
+        assert torch.equal(compiled.module(x), original(x))
