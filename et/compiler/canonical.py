@@ -1,10 +1,11 @@
 """Graph canonicalisations: rewrite how ``forward`` was written into one normal form.
 
-None changes a weight; each is an identity of tensor algebra (the ``G`` entries of
-:data:`et.compiler.certificate.CANONICAL`). The main one turns a per-channel constant canvas
-with a tensor written into its interior (ECBSR's ``pad_with_bias``: ``out = b.expand(...)``,
-``out[:, :, 1:-1, 1:-1] = y``, captured as ``slice_scatter``) into ``pad₀(y − c) + c``, after
-which G3/G4/G1 and R7 fold the pair exactly.
+None changes a weight; each is a catalogue rule of tensor algebra (G2, G7, G11, G15 in
+:mod:`et.rules`), whose own check runs through :meth:`Workspace.run` / :meth:`Workspace.apply`
+at every site, so the certificate lists what it checked. The main one turns a per-channel
+constant canvas with a tensor written into its interior (ECBSR's ``pad_with_bias``:
+``out = b.expand(...)``, ``out[:, :, 1:-1, 1:-1] = y``, captured as ``slice_scatter``) into
+``pad₀(y − c) + c``, after which G3/G4/G1 and R7 fold the pair exactly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 from et.compiler.cancel_constants import cancel_constants
 from et.compiler.explicit_padding import explicit_padding
@@ -20,22 +21,73 @@ from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, nu
 from et.compiler.workspace import (
     Workspace,
     arguments,
-    same_value_type,
+    aten_pair,
     unit_alpha,
+    value_dtype,
+    value_shape,
 )
+from et.contract import PreconditionError
+from et.rules.global_average_pool import check_global_pool
+from et.rules.remove_no_op import END_OF_ANY_AXIS, TensorType
 
 aten = torch.ops.aten
-INT_MAX = 2**62
+INT_MAX = END_OF_ANY_AXIS
 
 _NO_OPS = (aten.clone.default, aten.alias.default, aten.contiguous.default)
+
+
+_LAYOUT_ONLY = {
+    aten.clone.default: "clone",
+    aten.alias.default: "alias",
+    aten.contiguous.default: "contiguous",
+}
+
+
+def _type(ws: Workspace, node: object) -> TensorType:
+    """A value's shape (symbolic sizes by name) and dtype as the graph records them (None
+    where unknown: G7's check then refuses)."""
+    if not isinstance(node, fx.Node):
+        return (None, None)
+    return (value_shape(ws, node), value_dtype(ws, node))
+
+
+def _axis_length(node: object, dim: object) -> int | None:
+    value = node.meta.get("val") if isinstance(node, fx.Node) else None
+    if value is None or not isinstance(dim, int) or not -value.ndim <= dim < value.ndim:
+        return None
+    size = value.shape[dim]
+    return size if type(size) is int else None  # a symbolic size is no number here
 
 
 def _remove_no_ops(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G7: ``clone(x) = alias(x) = contiguous(x) = x`` (a memory format changes no value),
     ``copy(base, x) = x`` for a base of x's shape and dtype, ``x[a:b] = x`` for the full slice
-    (start 0, end at least INT_MAX, step 1) and ``slice_scatter(base, x)`` over the whole base."""
-    ws.record.applied("G7", [node], found[GRAPH])
-    ws.replace(node, found["x"])
+    (start 0, end at least INT_MAX, step 1) and ``slice_scatter(base, x)`` over the whole base;
+    G7's check runs on what the graph records (shapes, dtypes, the slice's range)."""
+    x = found["x"]
+    try:
+        if node.target in _LAYOUT_ONLY:
+            _, checks = ws.apply("G7", _LAYOUT_ONLY[node.target])
+        elif node.target == aten.copy.default:
+            _, checks = ws.apply("G7", "copy", source=_type(ws, x), base=_type(ws, found["base"]))
+        else:
+            scatter = node.target == aten.slice_scatter.default
+            sliced = found["base"] if scatter else x
+            _, checks = ws.apply(
+                "G7",
+                "slice_scatter" if scatter else "slice",
+                source=_type(ws, x),
+                base=_type(ws, sliced),
+                start=found["start"],
+                end=found["end"],
+                step=1,
+                length=_axis_length(sliced, found["dim"]),
+            )
+    except PreconditionError as error:
+        ws.record.refused(node, "G7", error.condition, error.detail)
+        return False
+    ws.record.applied("G7", [node], (*checks, *found[GRAPH]))
+    ws.replace(node, x)
     return True
 
 
@@ -54,10 +106,6 @@ def _not_constant(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
     return ws.tensor(found["x"]) is None
 
 
-def _onto_equal_shape(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
-    return same_value_type(ws, found["base"], found["x"]) if "onto" in found else None
-
-
 remove_no_ops = driver(
     Rewrite(
         "G7",
@@ -70,14 +118,7 @@ remove_no_ops = driver(
             Op(aten.slice_scatter.default, self=Var("base"), src=_NODE, end=_FULL_END, **_FULL),
         ),
         _remove_no_ops,
-        (
-            GraphCheck("the copied value is not a constant", _not_constant, refuses=False),
-            GraphCheck(
-                "the copy is onto a tensor of equal shape and dtype",
-                _onto_equal_shape,
-                refuses=False,
-            ),
-        ),
+        (GraphCheck("the copied value is not a constant", _not_constant, refuses=False),),
     )
 )
 
@@ -123,12 +164,34 @@ def _write_into_fill(ws: Workspace, node: fx.Node, found: dict) -> bool:
     dim, start, end = found["dim"], found["start"] or 0, found["end"]
     high = 0 if end is None or end >= INT_MAX else -end
     pads = [start, high, 0, 0] if dim in (3, -1) else [0, 0, start, high]
-    constant = ws.constant(fill_value(ws, found["base"]), node)
-    shifted = ws.call(aten.sub.Tensor, (found["source"], constant), node)
+    return _shifted_zero_pad(
+        ws, node, found["source"], pads, fill_value(ws, found["base"]), [node], found[GRAPH]
+    )
+
+
+def _shifted_zero_pad(
+    ws: Workspace,
+    node: fx.Node,
+    source: fx.Node,
+    pads: list[int],
+    fill: torch.Tensor,
+    nodes: list[fx.Node],
+    graph_checks: tuple,
+) -> bool:
+    """Replace ``node`` by ``pad₀(source − c, pads) + c`` once G2's own check (one value per
+    channel, widths ≥ 0) has held on ``fill`` and ``pads``; a refusal is recorded."""
+    channels = ws.channels(source) or int(fill.reshape(-1).numel())
+    try:
+        _, checks = ws.apply("G2", fill, pads, channels)
+    except PreconditionError as error:
+        ws.record.refused(node, "G2", error.condition, error.detail)
+        return False
+    constant = ws.constant(fill, node)
+    shifted = ws.call(aten.sub.Tensor, (source, constant), node)
     padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
     result = ws.call(aten.add.Tensor, (padded, constant), node)
     result.meta["val"] = node.meta.get("val")
-    ws.record.applied("G2", [node], found[GRAPH])
+    ws.record.applied("G2", nodes, (*checks, *graph_checks))
     ws.replace(node, result)
     return True
 
@@ -206,14 +269,8 @@ def _write_border(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G2: ``y`` zero-padded by p, then every border strip overwritten with one per-channel
     constant c (DBB's BN-and-pad: ``out[:, :, 0:p, :] = c`` …) is ``pad₀(y − c, p) + c``."""
     current, pads, first = _border(ws, node)
-    constant = ws.constant(first, node)
-    shifted = ws.call(aten.sub.Tensor, (arguments(current)["self"], constant), node)
-    padded = ws.call(aten.constant_pad_nd.default, (shifted, pads, 0.0), node)
-    result = ws.call(aten.add.Tensor, (padded, constant), node)
-    result.meta["val"] = node.meta.get("val")
-    ws.record.applied("G2", [current, node], found[GRAPH])
-    ws.replace(node, result)
-    return True
+    source = arguments(current)["self"]
+    return _shifted_zero_pad(ws, node, source, pads, first, [current, node], found[GRAPH])
 
 
 _SCATTER = {n: Var(n) for n in ("self", "src", "dim", "start", "end", "step")}
@@ -234,19 +291,20 @@ write_border = driver(
 
 
 def _merge_zero_pads(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """G1: two zero paddings in a row are one: ``pad₀(pad₀(x, p), q) = pad₀(x, p + q)`` for
-    non-negative p, q (entry-wise, the shorter list extended by zeros)."""
-    outer, first = list(found["outer"]), list(found["first"])
-    length = max(len(outer), len(first))
-    outer += [0] * (length - len(outer))
-    first += [0] * (length - len(first))
-    if any(p < 0 for p in outer + first):
+    """G15: two zero paddings in a row are one: ``pad₀(pad₀(x, p), q) = pad₀(x, p + q)`` for
+    non-negative p, q (entry-wise, the shorter list extended by zeros); G15's transform checks
+    the values and widths and adds them."""
+    try:
+        merged, checks = ws.apply(
+            "G15", list(found["first"]), list(found["outer"]), (found["v"], found["w"])
+        )
+    except PreconditionError as error:
+        ws.record.refused(node, "G15", error.condition, error.detail)
         return False
-    pads = [a + b for a, b in zip(outer, first, strict=False)]
-    merged = ws.call(aten.constant_pad_nd.default, (found["x"], pads, 0.0), node)
-    merged.meta["val"] = node.meta.get("val")
-    ws.record.applied("G1", [found["inner"], node], found[GRAPH])
-    ws.replace(node, merged)
+    pad = ws.call(aten.constant_pad_nd.default, (found["x"], list(merged.widths), 0.0), node)
+    pad.meta["val"] = node.meta.get("val")
+    ws.record.applied("G15", [found["inner"], node], (*checks, *found[GRAPH]))
+    ws.replace(node, pad)
     return True
 
 
@@ -256,7 +314,7 @@ def _zero(value: object) -> bool:
 
 merge_zero_pads = driver(
     Rewrite(
-        "G1",
+        "G15",
         (
             Op(
                 aten.constant_pad_nd.default,
@@ -280,10 +338,16 @@ merge_zero_pads = driver(
 def _constant_pad(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G7: ``aten.pad(x, p, "constant", v)`` is ``constant_pad_nd(x, p, v)`` (v = None: 0);
     reflect, replicate and circular are no match."""
-    value = 0.0 if found["value"] is None else float(found["value"])
-    new = ws.call(aten.constant_pad_nd.default, (found["x"], list(found["pad"]), value), node)
+    try:
+        pad, checks = ws.apply(
+            "G7", "pad", widths=list(found["pad"]), mode="constant", value=found["value"]
+        )
+    except PreconditionError as error:
+        ws.record.refused(node, "G7", error.condition, error.detail)
+        return False
+    new = ws.call(aten.constant_pad_nd.default, (found["x"], list(pad.widths), pad.value), node)
     new.meta["val"] = node.meta.get("val")
-    ws.record.applied("G7", [node], found[GRAPH])
+    ws.record.applied("G7", [node], (*checks, *found[GRAPH]))
     ws.replace(node, new)
     return True
 
@@ -315,8 +379,21 @@ def _global_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
     anything but its size is no mean); ``count_include_pad`` is moot at padding 0. (A window
     written as the input's own size is traced as the mean already: :mod:`et.compiler.capture`.)
     """
+    size = [int(s) for s in found["x"].meta["val"].shape[2:]]
+    stride = found["stride"] or None  # ATen's [] (or None) is the window
+    pool = nn.AvgPool2d(
+        tuple(_window(found["kernel"])),
+        stride=None if stride is None else aten_pair(stride),
+        padding=aten_pair(found["padding"]),
+        count_include_pad=bool(found["include"]),
+    )
+    try:
+        _, checks = ws.run(check_global_pool, pool, size)
+    except PreconditionError as error:
+        ws.record.refused(node, "G11", error.condition, error.detail)
+        return False
     mean = ws.call(aten.mean.dim, (found["x"], [2, 3], True), node)
-    ws.record.applied("G11", [node], found[GRAPH])
+    ws.record.applied("G11", [node], (*checks, *found[GRAPH]))
     ws.replace(node, mean)
     return True
 
@@ -326,10 +403,14 @@ def _whole_image(ws: Workspace, node: fx.Node, found: dict) -> bool:
     value = x.meta.get("val") if isinstance(x, fx.Node) else None
     if value is None or value.ndim != 4:
         return False
-    size, kernel = [value.shape[2], value.shape[3]], found["kernel"]
-    kernel = list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
+    size, kernel = [value.shape[2], value.shape[3]], _window(found["kernel"])
     # type first: comparing a SymInt with a number would answer for the example's size
     return all(type(v) is int for v in (*size, *kernel)) and kernel == size
+
+
+def _window(kernel: object) -> list:
+    """An ATen ``kernel_size`` (an int, or a list of one or two) as two entries."""
+    return list(kernel) * (2 // len(kernel)) if isinstance(kernel, list) else [kernel] * 2
 
 
 global_pool = driver(

@@ -66,7 +66,7 @@ CONSTANT_MODE = Precondition(
 )
 
 #: a tensor's shape (sizes, or their symbolic names) and dtype, as the graph records them
-TensorType = tuple[Sequence[object], torch.dtype | None]
+TensorType = tuple[Sequence[object] | None, torch.dtype | None]
 
 
 class ConstantPad(nn.Module):
@@ -84,9 +84,13 @@ class ConstantPad(nn.Module):
 def check_same_type(base: TensorType, source: TensorType) -> None:
     """Refuse unless a write of ``source`` into ``base`` gives the source back."""
     (base_shape, base_dtype), (shape, dtype) = base, source
-    base_sizes, sizes = [str(s) for s in base_shape], [str(s) for s in shape]
+    base_sizes = None if base_shape is None else [str(s) for s in base_shape]
+    sizes = None if shape is None else [str(s) for s in shape]
     SAME_TYPE.require(
-        base_sizes == sizes and base_dtype is not None and base_dtype == dtype,
+        sizes is not None
+        and base_sizes == sizes
+        and base_dtype is not None
+        and base_dtype == dtype,
         f"base {base_sizes} {base_dtype}, source {sizes} {dtype}",
     )
 
@@ -128,7 +132,7 @@ def remove_no_op(
     type, ``base``: the tensor written into)."""
     OPERATION.require(op in (*LAYOUT_ONLY, "copy", "slice", "slice_scatter", "pad"), f"op {op!r}")
     if op in ("copy", "slice_scatter"):
-        check_same_type(base or ((), None), source or ((), None))
+        check_same_type(base or (None, None), source or (None, None))
     if op in ("slice", "slice_scatter"):
         check_full_slice(start, end, step, length)
     if op == "pad":

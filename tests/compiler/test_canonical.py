@@ -24,6 +24,10 @@ from et.compiler.canonical import (
 from et.compiler.certificate import CertificateBuilder
 from et.compiler.workspace import Workspace
 from et.domain import IMAGE_UNIT
+from et.rules import fill_as_zero_pad as g2
+from et.rules import global_average_pool as g11
+from et.rules import merge_zero_pads as g15
+from et.rules import remove_no_op as g7
 from tests.compiler.graphs import (
     aten,
     call,
@@ -269,7 +273,11 @@ def test_a_copy_of_an_input_is_the_input(op) -> None:
     assert remove_no_ops(ws, node) is True
     assert _listing(ws) == [("placeholder", "x"), ("output", "output")]
     assert _returned(ws).name == "x"
-    assert _applications(ws) == [("G7", (name,), ("the copied value is not a constant",))]
+    assert _applications(ws) == [
+        ("G7", (name,), (g7.OPERATION, "the copied value is not a constant"))
+    ]
+    (application,) = ws.record.applications
+    assert [c.checked for c in application.checks] == ["transform", "graph"]
 
 
 def test_copies_that_are_kept() -> None:
@@ -299,9 +307,7 @@ def test_a_copy_onto_an_equal_shaped_tensor_is_the_source() -> None:
     name = node.name
     assert remove_no_ops(ws, node) is True
     assert _returned(ws).name == "y"
-    assert _applications(ws) == [
-        ("G7", (name,), ("the copy is onto a tensor of equal shape and dtype",))
-    ]
+    assert _applications(ws) == [("G7", (name,), (g7.OPERATION, g7.SAME_TYPE))]
     # the view's shape read from a constant (no capture metadata on get_attr nodes)
     ws, node = workspace(
         lambda g: call(g, aten.copy.default, g.get_attr("c"), placeholder(g, "y", 1, 3, 4, 5)),
@@ -344,7 +350,7 @@ def test_a_full_slice_is_its_source(rest) -> None:
     name = node.name
     assert remove_no_ops(ws, node) is True
     assert _listing(ws) == [("placeholder", "x"), ("output", "output")]
-    assert _applications(ws) == [("G7", (name,), ())]
+    assert _applications(ws) == [("G7", (name,), (g7.OPERATION, g7.FULL_RANGE, g7.UNIT_STEP))]
 
 
 @pytest.mark.parametrize("rest", PART_SLICES)
@@ -363,13 +369,36 @@ def test_a_slice_to_a_symbolic_end_or_of_a_number_is_kept() -> None:
 @pytest.mark.parametrize("rest", FULL_SLICES)
 def test_a_write_over_the_whole_base_is_the_written_tensor(rest) -> None:
     def build(g):
-        return call(g, aten.slice_scatter.default, g.placeholder("base"), g.placeholder("y"), *rest)
+        base, y = placeholder(g, "base", 1, 3, 4, 5), placeholder(g, "y", 1, 3, 4, 5)
+        return call(g, aten.slice_scatter.default, base, y, *rest)
 
     ws, node = workspace(build)
     name = node.name
     assert remove_no_ops(ws, node) is True
     assert _listing(ws) == [("placeholder", "base"), ("placeholder", "y"), ("output", "output")]
-    assert _applications(ws) == [("G7", (name,), ())]
+    checked = (g7.OPERATION, g7.SAME_TYPE, g7.FULL_RANGE, g7.UNIT_STEP)
+    assert _applications(ws) == [("G7", (name,), checked)]
+
+
+@pytest.mark.parametrize(
+    ("base", "source"),
+    [((1, 3, 4, 5), None), (None, (1, 3, 4, 5)), ((1, 3, 4, 6), (1, 3, 4, 5))],
+    ids=["source unknown", "base unknown", "shapes differ"],
+)
+def test_a_whole_write_of_another_or_unknown_type_is_refused_by_g7(base, source) -> None:
+    """G7's own check decides a write over the whole base, and its refusal is recorded."""
+
+    def build(g):
+        nodes = [
+            placeholder(g, n, *shape) if shape else g.placeholder(n)
+            for n, shape in (("base", base), ("y", source))
+        ]
+        return call(g, aten.slice_scatter.default, *nodes, 3)
+
+    ws, node = workspace(build)
+    assert remove_no_ops(ws, node) is False
+    (refusal,) = ws.record.unfolded({node.name})
+    assert (refusal.rule, refusal.precondition) == ("G7", g7.SAME_TYPE)
 
 
 @pytest.mark.parametrize("rest", PART_SLICES)
@@ -448,7 +477,8 @@ def test_a_write_into_a_constant_canvas_is_a_shifted_zero_pad(rest, pads) -> Non
     )
     assert torch.equal(ws.tensor(constant), CANVAS_FILL)
     assert add.meta["val"] is val
-    assert _applications(ws) == [("G2", (name,), ("the canvas is one constant per channel",))]
+    checked = (g2.WIDTHS, g2.PER_CHANNEL, "the canvas is one constant per channel")
+    assert _applications(ws) == [("G2", (name,), checked)]
     assert torch.equal(_evaluate(ws, y), expected)
     # the canvas and its write are gone: only y, the constant and the three new ops remain
     assert [n.op for n in ws.graph.nodes] == SHIFTED_PAD_OPS
@@ -562,7 +592,8 @@ def test_border_strips_of_one_constant_are_a_shifted_zero_pad(pads, strips, pad_
     assert padded.args[0].args == (x_node, constant)
     assert torch.equal(ws.tensor(constant), BORDER_FILL)
     assert add.meta["val"] is val
-    assert _applications(ws) == [("G2", names, ("every border strip holds the same constant",))]
+    checked = (g2.WIDTHS, g2.PER_CHANNEL, "every border strip holds the same constant")
+    assert _applications(ws) == [("G2", names, checked)]
     assert torch.equal(_evaluate(ws, x), expected)
     # the pad, the strips and their constants are gone; the new constant comes before its use
     assert [n.op for n in ws.graph.nodes] == SHIFTED_PAD_OPS
@@ -673,7 +704,7 @@ def test_shifts_that_do_not_cancel_are_kept() -> None:
     _refuses(cancel_constants, lambda g: call(g, aten.sub.Tensor, g.placeholder("x")), SHIFTS)
 
 
-# --- G1 merge_zero_pads: two zero paddings in a row are one ----------------------------------
+# --- G15 merge_zero_pads: two zero paddings in a row are one ----------------------------------
 
 
 def _two_pads(first, outer, first_value=(), outer_value=(), shared=False):
@@ -707,7 +738,7 @@ def test_two_zero_pads_are_one(first, outer, merged, values) -> None:
     assert pad.target == aten.constant_pad_nd.default
     assert pad.args[0].name == "x" and pad.args[1:] == (merged, 0.0)
     assert pad.meta["val"] is val
-    assert _applications(ws) == [("G1", names, ())]
+    assert _applications(ws) == [("G15", names, (g15.ZERO_VALUES, g15.NON_NEGATIVE))]
     assert torch.equal(_evaluate(ws, x), expected)
     assert [n.op for n in ws.graph.nodes] == ["placeholder", "call_function", "output"]
 
@@ -765,7 +796,7 @@ def test_a_constant_mode_pad_is_constant_pad_nd(rest, value) -> None:
     assert pad.args[0].name == "x" and pad.args[1] == [1, 2, 0, 3] and pad.args[2] == value
     assert type(pad.args[2]) is float
     assert pad.meta["val"] is val
-    assert _applications(ws) == [("G7", (name,), ())]
+    assert _applications(ws) == [("G7", (name,), (g7.OPERATION, g7.CONSTANT_MODE))]
     expected = torch.nn.functional.pad(x, (1, 2, 0, 3), value=value)
     assert torch.equal(_evaluate(ws, x), expected)
 
@@ -809,7 +840,9 @@ def test_a_pool_over_the_whole_image_is_the_mean(rest) -> None:
     mean = _returned(ws)
     assert mean.target == aten.mean.dim and mean.args[0].name == "x"
     assert mean.args[1:] == ([2, 3], True)
-    assert _applications(ws) == [("G11", (name,), ("the window covers the whole captured image",))]
+    ran = (g11.TORCH_MODULES, g11.WINDOW_IS_IMAGE, g11.NO_PADDING, g11.DIVISOR)
+    graph = ("the window covers the whole captured image",)
+    assert _applications(ws) == [("G11", (name,), (*ran, *graph))]
     assert torch.allclose(_evaluate(ws, x), expected, rtol=0, atol=1e-15)
 
 
