@@ -2,17 +2,18 @@
 
 * E7: ``f(PS(y)) = PS(f(y))`` for a channel-uniform element-wise f (E7's transform runs on the
   module f the node computes, so its check is the one that decides);
-* E6: ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))`` with
+* G16: ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))`` with
   ``conv_b' = α·conv_b`` (R13; α = −1 for a subtraction) and the kernels brought to one size
-  (R4): PixelShuffle is linear, and E6's check on the two convs runs; the sum of convs is then
-  one conv by G5/R3;
+  (R4): PixelShuffle only moves entries (G16's check on the factors and shapes runs). The sum
+  of the two convs is then one conv by the linear rules (R3, or R11 with G5), which is what E6
+  states for the ET form: E6 itself is not recorded here, since its transform does not run;
 * E2: ``clamp(conv(x), 0, M) = ReLU(clip(ReLU(conv'(x))))`` with ``conv' = (−W, M − b)``, unless
   float32 storage of ``M − b`` would lose precision the output needs (see
   :func:`precision_allows`);
 * E9: nearest upsampling by an integer factor is repeat-interleave then PixelShuffle.
 
 Every argument is read by its ATen schema name (:func:`~et.compiler.workspace.arguments`): a
-keyword the rewrite does not handle exactly makes the pattern not match. E7, E6 and E9 are
+keyword the rewrite does not handle exactly makes the pattern not match. E7, G16 and E9 are
 declared as :class:`~et.compiler.patterns.Rewrite` patterns, as is E2 (an argument they do not
 name must hold its default).
 """
@@ -26,9 +27,8 @@ from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, integer, number
-from et.compiler.workspace import Workspace, arguments
+from et.compiler.workspace import Workspace, arguments, value_shape
 from et.contract import PreconditionError
-from et.rules.merge_summed_convs import check_summed_convs
 from et.rules.move_elementwise_before_pixel_shuffle import (
     Clamp,
     move_elementwise_before_pixel_shuffle,
@@ -42,12 +42,14 @@ SIGN = {aten.add.Tensor: 1.0, aten.sub.Tensor: -1.0}
 
 
 def append_clamp(ws: Workspace, bounds: tuple[float, float]) -> None:
-    """G10: make ``clamp(first output, low, high)`` the compiled function."""
+    """Make ``clamp(first output, low, high)`` the compiled function. This is the caller's
+    specification (``et.compile(..., output_clamp=...)``), not an identity: it is stated in
+    ``certificate.output_clamp`` and verification compares with the clamped original, so it is
+    no rule application."""
     output = next(n for n in ws.graph.nodes if n.op == "output")
     value = output.args[0]
     clamped = ws.call(aten.clamp.default, (value, float(bounds[0]), float(bounds[1])), output)
     output.replace_input_with(value, clamped)
-    ws.record.applied("G10", [clamped])
 
 
 def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
@@ -175,10 +177,12 @@ def _summand(ws: Workspace, shuffle: fx.Node, like: nn.Conv2d | None):
 
 
 def _sum_of_shuffles(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """E6 (with R13 for α ≠ 1): ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) + conv_b'(v))``
-    where ``conv_b' = conv(·; α·W_b, α·b_b)`` (a conv is linear in its weights and bias, and
-    PixelShuffle only moves entries, so it commutes with the sum and with the scale). The
-    kernels are brought to one size (R4) and a repeated input is its anchor conv (E3) first."""
+    """G16 (with R13 for α ≠ 1): ``PS(conv_a(u)) + α·PS(conv_b(v)) = PS(conv_a(u) +
+    conv_b'(v))`` where ``conv_b' = conv(·; α·W_b, α·b_b)`` (a conv is linear in its weights
+    and bias, and PixelShuffle only moves entries, so it commutes with the sum and with the
+    scale: G16's check on the factors and shapes runs). The kernels are brought to one size
+    (R4) and a repeated input is its anchor conv (E3) first, so that the linear rules can merge
+    the two convs next. Only convs are summed here: that is what lets them merge."""
     a, b, alpha, factor = found["a"], found["b"], found["alpha"], found["s"]
     if a is b:
         return False  # PS(y) + PS(y): one shuffle read twice
@@ -188,7 +192,7 @@ def _sum_of_shuffles(ws: Workspace, node: fx.Node, found: dict) -> bool:
         sides = [_summand(ws, a, real), _summand(ws, b, real)]
         if None in sides:
             detail = "a summand is a PixelShuffle of something else"
-            ws.record.refused(node, "E6", "both summands are PixelShuffles of convs", detail)
+            ws.record.refused(node, "G16", "both summands are PixelShuffles of convs", detail)
             return False
         convs = [side[2] for side in sides]
         steps = [step for side in sides for step in side[3]]
@@ -203,7 +207,11 @@ def _sum_of_shuffles(ws: Workspace, node: fx.Node, found: dict) -> bool:
             if convs[index].kernel_size != size:
                 convs[index], ran = ws.apply("embed_kernel", convs[index], size)
                 steps.append(("R4", sides[index][0], ran))
-        _, checks = ws.run(check_summed_convs, *convs)
+        shapes = [
+            value_shape(ws, shuffled) or _conv_output_shape(conv, side[1])
+            for shuffled, conv, side in zip(inputs, convs, sides, strict=True)
+        ]
+        _, checks = ws.apply("G16", (factor, factor), shapes, scale)
     except PreconditionError as error:
         ws.record.refused(node, error.rule, error.condition, error.detail)
         return False
@@ -216,17 +224,32 @@ def _sum_of_shuffles(ws: Workspace, node: fx.Node, found: dict) -> bool:
     total = ws.call(aten.add.Tensor, tuple(summands), node)
     shuffled = ws.call(PS, (total, factor), node)
     graph = ("both summands are PixelShuffles of convs", "the same upscale factor on both")
-    ws.record.applied("E6", [sides[0][0], sides[1][0], a, b, node], (*checks, *graph))
+    ws.record.applied("G16", [sides[0][0], sides[1][0], a, b, node], (*checks, *graph))
     ws.replace(node, shuffled)
     return True
+
+
+def _conv_output_shape(conv: nn.Conv2d, source: fx.Node) -> list[str] | None:
+    """The shape of ``conv(source)`` from the source's captured shape (for a conv a rewrite
+    emitted, which carries none): batch, the conv's outputs, and each spatial size mapped
+    through the conv's geometry (symbolic ones by name); None when the source's is unknown."""
+    value = source.meta.get("val") if isinstance(source, fx.Node) else None
+    if value is None or value.ndim != 4:
+        return None
+    sizes = []
+    for axis, size in enumerate(value.shape[2:]):
+        kernel, stride = conv.kernel_size[axis], conv.stride[axis]
+        padding, dilation = conv.padding[axis], conv.dilation[axis]
+        sizes.append((size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1)
+    return [str(s) for s in (value.shape[0], conv.out_channels, *sizes)]
 
 
 def _shuffle_of(name: str, value: str) -> Op:
     return Op(PS, name=name, single_user=True, self=Var(value), upscale_factor=Var("s", integer))
 
 
-E6 = Rewrite(
-    "E6",
+G16 = Rewrite(
+    "G16",
     (
         Op(
             tuple(SIGN),
@@ -237,7 +260,7 @@ E6 = Rewrite(
     ),
     _sum_of_shuffles,
 )
-sum_of_shuffles = driver(E6)
+sum_of_shuffles = driver(G16)
 
 
 #: how far above the clamped signal's scale the clip bound may be (see precision_allows)

@@ -31,6 +31,7 @@ from et.compiler.et_rewrites import (
 from et.compiler.helpers import FAN_OUT
 from et.compiler.shuffle_rewrites import PRECISION
 from et.domain import InputDomain
+from et.rules.sum_of_pixel_shuffles import SAME_FACTOR, SAME_SHAPE
 from et.testing import compare_outputs, probe_inputs
 from tests.compiler.graphs import aten, call, placeholder, workspace
 
@@ -69,7 +70,7 @@ def _rules(compiled) -> dict[str, int]:
     return compiled.certificate.rules_used()
 
 
-# --- E6 as really used: PS(a) + α·PS(b), PS(a) − α·PS(b) -----------------------------------
+# --- G16 (E6 as really used): PS(a) + α·PS(b), PS(a) − α·PS(b) -----------------------------
 
 
 @pytest.mark.parametrize(
@@ -83,19 +84,20 @@ def _rules(compiled) -> dict[str, int]:
     ids=["add alpha 2", "add alpha -0.5", "sub", "sub alpha 3"],
 )
 def test_a_scaled_sum_of_shuffles_folds_with_the_scale_in_the_second_conv(combine) -> None:
-    """``PS(conv_a(x)) ± α·PS(conv_b(x))`` is one conv and one shuffle: E6 after R13 scales
-    conv_b by ±α (the rule whose transform ran is recorded with it)."""
+    """``PS(conv_a(x)) ± α·PS(conv_b(x))`` is one conv and one shuffle: G16 moves the sum in
+    front of the shuffle after R13 scales conv_b by ±α, then R3 merges the two convs (each
+    rule recorded with the checks its own code ran)."""
 
     def forward(m, x):
         return combine(F.pixel_shuffle(m.a(x), 2), F.pixel_shuffle(m.b(x), 2))
 
     _, compiled = _compiled(forward)
     used = _rules(compiled)
-    assert used.get("E6") == 1 and used.get("R13") == 1
+    assert used.get("G16") == 1 and used.get("R13") == 1 and "E6" not in used
     assert compiled.certificate.convs_after == 1
-    (e6,) = [a for a in compiled.certificate.applications if a.rule == "E6"]
-    ran = {c.rule for c in e6.checks if c.checked == "transform"}
-    assert ran == {"E6"}  # E6's check_summed_convs ran on the two convs
+    (g16,) = [a for a in compiled.certificate.applications if a.rule == "G16"]
+    ran = {c.precondition for c in g16.checks if c.checked == "transform"}
+    assert ran == {SAME_FACTOR, SAME_SHAPE}  # G16's own check ran on the two shuffles
 
 
 def test_a_sum_of_shuffles_of_kernels_of_two_sizes_embeds_the_smaller_first() -> None:
@@ -103,12 +105,13 @@ def test_a_sum_of_shuffles_of_kernels_of_two_sizes_embeds_the_smaller_first() ->
         return torch.add(F.pixel_shuffle(m.a(x), 2), F.pixel_shuffle(m.one(x), 2), alpha=2)
 
     _, compiled = _compiled(forward)
-    assert {"E6", "R4", "R13"} <= set(_rules(compiled))
+    assert {"G16", "R4", "R13"} <= set(_rules(compiled))
     assert compiled.certificate.convs_after == 1
 
 
 def test_a_sum_of_shuffles_of_something_else_is_left_with_its_reason() -> None:
-    """E6's theorem is about two convs: ``PS(conv(x)) + 2·PS(relu(conv(x)))`` is left."""
+    """The compiler sums shuffles of convs only (so that they merge): ``PS(conv(x)) +
+    2·PS(relu(conv(x)))`` is left, with the reason under G16."""
 
     def forward(m, x):
         return torch.add(
@@ -116,8 +119,8 @@ def test_a_sum_of_shuffles_of_something_else_is_left_with_its_reason() -> None:
         )
 
     _, compiled = _compiled(forward)
-    assert "E6" not in _rules(compiled)
-    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "E6"]
+    assert "G16" not in _rules(compiled)
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G16"]
     assert refusal.precondition == "both summands are PixelShuffles of convs"
     assert refusal.op == "aten.add.Tensor"
 
@@ -222,14 +225,14 @@ def test_a_scaled_sum_is_not_taken_as_non_negative_for_e4() -> None:
 
 def test_a_scaled_nearest_anchor_is_its_anchor_conv_scaled_then_carried() -> None:
     """``PS(body(x)) − ½·nearest(x, 2)``: E9, the anchor as a conv (E3) scaled by −½ (R13) and
-    summed under one shuffle (E6), then carried (E4): two convs, exact."""
+    summed under one shuffle (G16), then carried (E4): two convs, exact."""
 
     def forward(m, x):
         body = m.c(torch.relu(m.b(x)))
         return torch.sub(F.pixel_shuffle(body, 2), F.interpolate(x, scale_factor=2), alpha=0.5)
 
     _, compiled = _compiled(forward)
-    assert {"E9", "E3", "R13", "E6", "E4"} <= set(_rules(compiled))
+    assert {"E9", "E3", "R13", "G16", "E4"} <= set(_rules(compiled))
     assert compiled.certificate.convs_after == 2
 
 
@@ -294,10 +297,10 @@ def test_sum_of_shuffles_is_one_shuffle() -> None:
         return F.pixel_shuffle(m.conv(x), 2) + F.pixel_shuffle(m.other(x), 2)
 
     compiled = _compiled_forward(forward)
-    (applied,) = _applied(compiled, "E6")
+    (applied,) = _applied(compiled, "G16")
     assert applied.preconditions[-1] == "the same upscale factor on both"
     assert len(applied.nodes) == 5  # both convs, both shuffles, the sum
-    # the 1×1 conv is embedded into 3×3 (R4) so that E6's shared-geometry check holds
+    # the 1×1 conv is embedded into 3×3 (R4) so that the two convs merge into one next
     (embedded,) = [a for a in _applied(compiled, "R4") if a.nodes == applied.nodes[1:2]]
     assert all(c.checked == "transform" for c in embedded.checks)
 
@@ -308,7 +311,7 @@ def test_a_shuffle_read_twice_is_not_summed_away() -> None:
         return (shuffled + F.pixel_shuffle(m.other(x), 2)) * torch.sigmoid(shuffled)
 
     compiled = _compiled_forward(forward)
-    assert not _applied(compiled, "E6")
+    assert not _applied(compiled, "G16")
 
 
 def test_rectifier_after_a_shuffle_moves_before_it() -> None:
@@ -403,10 +406,10 @@ def _rand(*shape: int, low: float = -1.0, seed: int = 1) -> torch.Tensor:
     return low + (1.0 - low) * torch.rand(*shape, generator=generator, dtype=F64)
 
 
-# --- G10: append_clamp -------------------------------------------------------------------------
+# --- append_clamp: the caller's output clamp --------------------------------------------------
 def test_output_clamp_is_appended_to_the_returned_value() -> None:
-    """G10: the output becomes ``clamp(f(x), low, high)`` with float bounds, recorded on the
-    new clamp."""
+    """The output becomes ``clamp(f(x), low, high)`` with float bounds; it is the caller's
+    specification (``certificate.output_clamp``), so no rule application is recorded."""
     ws, node = workspace(lambda g: call(g, aten.mul.Tensor, g.placeholder("x"), 3.0))
     append_clamp(ws, (0, 2))
     output = next(n for n in ws.graph.nodes if n.op == "output")
@@ -414,8 +417,7 @@ def test_output_clamp_is_appended_to_the_returned_value() -> None:
     assert (clamp.target, clamp.args) == (aten.clamp.default, (node, 0.0, 2.0))
     assert all(type(v) is float for v in clamp.args[1:])
     assert [n.op for n in ws.graph.nodes][-2:] == ["call_function", "output"]
-    applied = _application(ws, "G10")
-    assert applied.nodes == (clamp.name,)
+    assert ws.record.applications == []
     x = torch.tensor([[-1.0, 0.25, 0.5, 1.0]], dtype=F64)
     torch.testing.assert_close(ws.finish()(x), torch.tensor([[0.0, 0.75, 1.5, 2.0]], dtype=F64))
 
@@ -504,10 +506,10 @@ def test_map_of_a_shuffle_read_twice_or_of_no_shuffle_is_kept() -> None:
     assert not ws.record.applications
 
 
-# --- E6: sum_of_shuffles ------------------------------------------------------------------------
+# --- G16: sum_of_shuffles -----------------------------------------------------------------------
 def test_sum_of_two_shuffles_is_the_shuffle_of_the_sum() -> None:
-    """E6: ``PS(conv_a(a), 2) + PS(conv_b(b), 2) = PS(conv_a(a) + conv_b(b), 2)``, recorded on
-    both convs, both shuffles and the add."""
+    """G16: ``PS(conv_a(a), 2) + PS(conv_b(b), 2) = PS(conv_a(a) + conv_b(b), 2)``, recorded
+    on both convs, both shuffles and the add."""
     constants = _weights(21, wa=(8, 3, 3, 3), ba=(8,), wb=(8, 2, 3, 3), bb=(8,))
     nodes = {}
 
@@ -523,7 +525,7 @@ def test_sum_of_two_shuffles_is_the_shuffle_of_the_sum() -> None:
     before = _frozen(ws)
     assert sum_of_shuffles(ws, node) is True
     assert _ops(ws) == [CONV, CONV, aten.add.Tensor, PS]
-    applied = _application(ws, "E6")
+    applied = _application(ws, "G16")
     assert applied.nodes == tuple(nodes[k].name for k in ("ca", "cb", "a", "b", "add"))
     assert applied.preconditions[-1] == "the same upscale factor on both"
     _assert_same_function(ws, before, _rand(1, 3, 3, 3), _rand(1, 2, 3, 3, seed=2))
@@ -576,7 +578,7 @@ def test_sums_that_are_no_sum_of_equal_shuffles_are_kept(first, second, extra, t
 
 @pytest.mark.parametrize("shared", [0, 1])
 def test_a_shuffle_read_elsewhere_is_not_summed_away(shared: int) -> None:
-    """Both shuffles must feed only the add (either one read twice stops E6)."""
+    """Both shuffles must feed only the add (either one read twice stops G16)."""
 
     def build(g):
         shuffles = [call(g, PS, g.placeholder(n), 2) for n in ("a", "b")]
