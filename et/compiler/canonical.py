@@ -43,12 +43,62 @@ _LAYOUT_ONLY = {
 }
 
 
+#: ops whose result has the shape and dtype of their ``self`` argument (copy and scatter
+#: write into self; the others return a copy or a view of it)
+_TYPE_OF_SELF = (
+    aten.slice_scatter.default,
+    aten.copy.default,
+    aten.clone.default,
+    aten.alias.default,
+    aten.contiguous.default,
+)
+#: ops whose result has the dtype of their ``self`` argument
+_DTYPE_OF_SELF = (*_TYPE_OF_SELF, aten.slice.Tensor, aten.constant_pad_nd.default)
+#: binary ops whose result dtype is the promotion of two float tensors' dtypes
+_PROMOTING = (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor)
+
+
 def _type(ws: Workspace, node: object) -> TensorType:
-    """A value's shape (symbolic sizes by name) and dtype as the graph records them (None
-    where unknown: G7's check then refuses)."""
-    if not isinstance(node, fx.Node):
-        return (None, None)
-    return (value_shape(ws, node), value_dtype(ws, node))
+    """A value's shape (symbolic sizes by name) and dtype as the graph records them, read
+    through the ops that keep their ``self``'s shape where a rewrite left no record (None
+    where still unknown: G7's check then refuses)."""
+    while isinstance(node, fx.Node):
+        shape = value_shape(ws, node)
+        values = arguments(node) if node.target in _TYPE_OF_SELF else None
+        if shape is not None or values is None:
+            return (shape, _dtype(ws, node))
+        node = values["self"]
+    return (None, None)
+
+
+def _dtype(ws: Workspace, node: object, depth: int = 0) -> torch.dtype | None:
+    """A value's dtype: recorded, or derived where a rewrite left no record (ATen's dtype
+    depends on the argument dtypes alone): the ``self``'s for the ops that keep it, and for
+    add, sub and mul of two tensors of one dtype that dtype, of two floating-point tensors of
+    one or more dimensions their promotion; None otherwise."""
+    dtype = value_dtype(ws, node)
+    if dtype is not None or depth > 64 or not isinstance(node, fx.Node):
+        return dtype
+    values = arguments(node)
+    if values is None:
+        return None
+    if node.target in _DTYPE_OF_SELF:
+        return _dtype(ws, values["self"], depth + 1)
+    if node.target in _PROMOTING and isinstance(values["other"], fx.Node):
+        first = _dtype(ws, values["self"], depth + 1)
+        second = _dtype(ws, values["other"], depth + 1)
+        if first is not None and first == second:
+            return first  # one dtype: promotion keeps it, whatever the ranks
+        floats = first is not None and second is not None and first.is_floating_point
+        if floats and second.is_floating_point and _ranks_known(ws, *node.args[:2]):
+            return torch.promote_types(first, second)
+    return None
+
+
+def _ranks_known(ws: Workspace, *nodes: fx.Node) -> bool:
+    """Whether every one of ``nodes`` is a tensor of one or more dimensions (a 0-dim tensor
+    takes part in promotion like a Python number, so it would not decide the dtype)."""
+    return all((value_shape(ws, n) or []) != [] for n in nodes)
 
 
 def _axis_length(node: object, dim: object) -> int | None:

@@ -57,7 +57,8 @@ class Captured:
     method: str
     dynamic: bool
     sizes: SizeCondition
-    global_pools: int = 0  # avg_pool2d calls over the input's own size traced as the mean
+    #: the example's (H, W) of each avg_pool2d over the input's own size, traced as the mean
+    global_pools: tuple[tuple[int, int], ...] = ()
 
 
 def _batched(example: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -197,13 +198,16 @@ class _GlobalPoolAsMean(TorchFunctionMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.count = 0
+        self.windows: list[tuple[int, int]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch._C._nn.avg_pool2d and _global_window(args, kwargs):
-            self.count += 1
-            return _pooled(args, kwargs).mean((-2, -1), keepdim=True)
+            x = _pooled(args, kwargs)
+            # the example's size (a symbolic size's hint), for G11's check at the pipeline
+            height, width = (s if isinstance(s, int) else s.node.hint for s in x.shape[2:])
+            self.windows.append((int(height), int(width)))
+            return x.mean((-2, -1), keepdim=True)
         return func(*args, **kwargs)
 
 
@@ -232,7 +236,7 @@ def _export(
         module = _first_output_module(program.run_decompositions({}))
     symbolic_spellings(module.graph)
     module.recompile()
-    return module, sizes, pools.count
+    return module, sizes, tuple(pools.windows)
 
 
 def _slice_chain(node: fx.Node) -> tuple[fx.Node, list[fx.Node]] | None:

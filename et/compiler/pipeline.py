@@ -31,6 +31,7 @@ from et.compiler.verify import (
 )
 from et.compiler.workspace import CONV2D, CONVOLUTION, Workspace, arguments
 from et.domain import IMAGE_UNIT, InputDomain, as_domain
+from et.rules.global_average_pool import check_global_pool
 
 #: rewrites run in this order at every node until none applies anywhere
 PATTERNS = (
@@ -225,11 +226,13 @@ def _fold_and_verify(oracle, captured, options, example):
     domain, output_clamp, tolerance, align = options
     shape, dtype = example
     record = CertificateBuilder()
-    for _ in range(captured.global_pools):
-        # done while tracing, where the window is still the input's symbolic size
-        record.applied("G11", [], ("the window is written as the input's own size",))
     guards = guards_so_far(captured.module)
     ws = Workspace(captured.module, domain, record, align)
+    for size in captured.global_pools:
+        # done while tracing, where the window is the input's own symbolic size (so it holds
+        # at every size); G11's check runs here on the window at the example's size
+        _, checks = ws.run(check_global_pool, nn.AvgPool2d(size), size)
+        record.applied("G11", [], (*checks, "the window is written as the input's own size"))
     convs_before = count_convs(ws.module)
     if output_clamp is not None:
         append_clamp(ws, output_clamp)

@@ -12,7 +12,8 @@ entry by entry: a clone or alias reads ``x[i]`` at every index i; ``copy`` write
 entry of base (it broadcasts a smaller x and casts to base's dtype, so only a base of x's shape
 and dtype gives x back); a slice from 0 to at least the length with step 1 keeps every index in
 order; a scatter over the whole base overwrites every entry of base with x (cast to base's
-dtype); and ``aten.pad`` in mode "constant" is defined as ``constant_pad_nd`` with the value 0
+dtype; the op refuses an x of another shape than the slice, so there only the dtype can
+differ); and ``aten.pad`` in mode "constant" is defined as ``constant_pad_nd`` with the value 0
 when none is given. A slice end of None, or of 2⁶² or more (Python's ``x[a:]`` records
 ``sys.maxsize``), is past the end of every axis a tensor can have.
 """
@@ -131,8 +132,16 @@ def remove_no_op(
     :class:`ConstantPad` for ``pad``; the keywords are that op's arguments (``source``: x's
     type, ``base``: the tensor written into)."""
     OPERATION.require(op in (*LAYOUT_ONLY, "copy", "slice", "slice_scatter", "pad"), f"op {op!r}")
-    if op in ("copy", "slice_scatter"):
+    if op == "copy":
         check_same_type(base or (None, None), source or (None, None))
+    if op == "slice_scatter":
+        # the op itself refuses a source of another shape than the slice it overwrites (no
+        # broadcast), so over a whole axis only the dtype can differ (the source is cast)
+        (_, base_dtype), (_, dtype) = base or (None, None), source or (None, None)
+        SAME_TYPE.require(
+            base_dtype is not None and base_dtype == dtype,
+            f"base {base_dtype}, source {dtype} (shapes: equal, or the op refuses)",
+        )
     if op in ("slice", "slice_scatter"):
         check_full_slice(start, end, step, length)
     if op == "pad":

@@ -382,17 +382,19 @@ def test_a_write_over_the_whole_base_is_the_written_tensor(rest) -> None:
 
 @pytest.mark.parametrize(
     ("base", "source"),
-    [((1, 3, 4, 5), None), (None, (1, 3, 4, 5)), ((1, 3, 4, 6), (1, 3, 4, 5))],
-    ids=["source unknown", "base unknown", "shapes differ"],
+    [((1, 3, 4, 5), None), (None, (1, 3, 4, 5)), ((1, 3, 4, 5), (1, 3, 4, 5, "float32"))],
+    ids=["source unknown", "base unknown", "a float32 source cast to float64"],
 )
 def test_a_whole_write_of_another_or_unknown_type_is_refused_by_g7(base, source) -> None:
     """G7's own check decides a write over the whole base, and its refusal is recorded."""
 
     def build(g):
-        nodes = [
-            placeholder(g, n, *shape) if shape else g.placeholder(n)
-            for n, shape in (("base", base), ("y", source))
-        ]
+        nodes = []
+        for name, shape in (("base", base), ("y", source)):
+            node = placeholder(g, name, *shape[:4]) if shape else g.placeholder(name)
+            if shape and len(shape) == 5:
+                node.meta["val"] = node.meta["val"].float()
+            nodes.append(node)
         return call(g, aten.slice_scatter.default, *nodes, 3)
 
     ws, node = workspace(build)
