@@ -1,7 +1,7 @@
 """The certificate: which rule rewrote which graph nodes, what was left, and the measured error.
 
-Every application names the rule (its catalogue id, ``"R1"``, ``"E4"``..., or ``"G…"`` for the
-graph canonicalisations the compiler itself performs, each with its one-line theorem), the graph
+Every application names the rule (its catalogue id, ``"R1"``, ``"E4"``, ``"G7"``…, with the
+title and one-line theorem of :func:`et.contract.get_rule`: every id is a proved rule), the graph
 nodes it rewrote and the preconditions that were evaluated at that site: each a :class:`Check`
 saying whether the matcher tested it on the graph or the rule's own check ran it in the
 transform (never the catalogue's list of what the rule would need). ``unfolded`` lists every op
@@ -22,58 +22,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from et.contract import Precondition, get_rule
-
-#: graph canonicalisations (no weights change; each a one-line identity of tensor algebra)
-CANONICAL: dict[str, tuple[str, str]] = {
-    "G1": (
-        "zero padding absorbed into the conv",
-        "conv(pad₀(x, p); padding q) = conv(x; padding p + q)",
-    ),
-    "G2": (
-        "constant fill written around a tensor",
-        "fill(c) with x written into its interior = pad₀(x − c, p) + c",
-    ),
-    "G3": (
-        "constant added to or subtracted from a conv",
-        "conv(x; W, b) ± c = conv(x; W, b ± c) for c constant per output channel",
-    ),
-    "G4": (
-        "constant added to a valid conv's input",
-        "conv(x + c; W, b, padding 0) = conv(x; W, b + Σ W·c)",
-    ),
-    "G5": (
-        "conv reading a channel slice",
-        "conv(x[:, a:b]; W) = conv(x; W') with W' zero outside input channels a..b",
-    ),
-    "G6": (
-        "element-wise map on channel slices",
-        "cat(f(y[:, :a]), f(y[:, a:])) = f(y) for f element-wise and channel-uniform",
-    ),
-    "G7": ("no-op removed", "copy/clone/contiguous/identity-slice(x) = x"),
-    "G8": ("cancelling constants", "(x + c) − c = x"),
-    "G9": (
-        "parameter-only sub-graph evaluated once",
-        "an op whose inputs are all constants is replaced by its value",
-    ),
-    "G11": (
-        "global average pooling",
-        "avg_pool2d(x, kernel = the image size) = mean of x over height and width",
-    ),
-    "G10": ("output clamp appended", "the compiled function is clamp(f(x), low, high)"),
-    "G12": (
-        "crop read by a valid conv",
-        "conv(x[…, a : −b]; W, padding 0) = conv(x; W with a/d zero taps before, b/d after)",
-    ),
-    "G13": (
-        "conv written with another number of groups",
-        "a conv zero outside g diagonal blocks is the g-grouped conv; a g₁-grouped conv is "
-        "a g₂-grouped one with zero blocks (g₂ | g₁)",
-    ),
-    "G14": (
-        "padding='same' or 'valid' written as numbers",
-        "conv(x; padding='same') = conv(pad₀(x; ⌊d(k−1)/2⌋ before, ⌈d(k−1)/2⌉ after); padding 0)",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -159,11 +107,8 @@ class CertificateBuilder:
         """Record that ``rule`` rewrote ``nodes``: ``checked`` is what was evaluated there, a
         text for a condition the matcher tested on the graph, a :class:`Check` for one the
         rule's own code ran (:meth:`observed`). Nothing else is claimed."""
-        if rule in CANONICAL:
-            title, theorem = CANONICAL[rule]
-        else:
-            entry = get_rule(rule)
-            title, theorem = entry.title, entry.statement
+        entry = get_rule(rule)  # every id recorded is a catalogue rule with a proof
+        title, theorem = entry.title, entry.statement
         checks: list[Check] = []
         for item in checked:
             check = item if isinstance(item, Check) else Check(rule, str(item), "graph")

@@ -4,14 +4,18 @@ list; G6 is recorded where it applies (issue 25)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import et
+import proofs
 from et.compiler import Application, Certificate, Unfolded
 from et.compiler.certificate import CertificateBuilder, Check
 from et.contract import PreconditionError, get_rule, observe_preconditions
@@ -174,21 +178,32 @@ def test_json_writes_an_infinite_bound_as_infinity() -> None:
     assert '"domain": [\n    0.0,\n    Infinity\n  ]' in text
 
 
-def test_a_canonicalisation_is_recorded_with_its_own_title_and_theorem() -> None:
-    """A G-step: title and theorem from CANONICAL, no catalogue preconditions, the checked
-    ones appended; node names from nodes (``.name``) or from text."""
+def test_a_graph_rule_is_recorded_with_its_catalogue_title_and_theorem() -> None:
+    """A G-step is a catalogue rule like any other: title and theorem from the registry, the
+    checked preconditions appended; node names from nodes (``.name``) or from text."""
+    rule = get_rule("G7")
     builder = CertificateBuilder()
     builder.applied("G7", [_Named(), "clone_2"], ("fan-out 1",))
     assert builder.applications == [
         Application(
             "G7",
-            "no-op removed",
+            rule.title,
             ("pooled", "clone_2"),
             ("fan-out 1",),
-            "copy/clone/contiguous/identity-slice(x) = x",
+            rule.statement,
             (Check("G7", "fan-out 1", "graph", True),),
         )
     ]
+    assert (rule.title, rule.name) == ("No-op removed", "remove_no_op")
+
+
+def test_an_id_that_is_no_catalogue_rule_cannot_be_recorded() -> None:
+    """No string table of theorems stands in for a rule: an unknown id (the former "G10", an
+    output clamp, which is the caller's specification) is refused."""
+    builder = CertificateBuilder()
+    with pytest.raises(KeyError, match="unknown rule 'G10'"):
+        builder.applied("G10", ["clamp"])
+    assert builder.applications == []
 
 
 def test_a_catalogue_rule_is_recorded_with_the_checks_that_ran_only() -> None:
@@ -221,3 +236,55 @@ def test_an_application_clears_the_refusals_of_its_nodes_only() -> None:
     builder.refused(other, "G1", "zero padding")
     builder.applied("G1", [_Named()])
     assert [(u.node, u.rule) for u in builder.unfolded({"pooled", "R3"})] == [("R3", "G1")]
+
+
+# --- every id the compiler can record is a proved catalogue rule ---------------------------
+
+_ID = re.compile(r"[REG]\d+")
+COMPILER = Path(et.compiler.__file__).parent
+
+
+def _compiler_rule_keys() -> tuple[set[str], set[str]]:
+    """``(ids, names)``: every string literal in ``et/compiler/*.py`` that is a rule id (the
+    ids passed to ``record.applied`` / ``refused``, ``Rewrite``, ``replace_conv``, checks...),
+    and the first argument of every ``.apply("…")`` call (rules run by id or name)."""
+    ids, names = set(), set()
+    for path in sorted(COMPILER.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            literal = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if literal and _ID.fullmatch(node.value):
+                ids.add(node.value)
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "apply"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                names.add(node.args[0].value)
+    return ids, names
+
+
+def test_every_rule_id_the_compiler_can_record_is_a_registered_rule_with_a_proof() -> None:
+    """So that no unproved id comes back: each id written in the compiler's code, each rule it
+    runs by name, and each registered rewrite's rule is a catalogue rule whose proof module is
+    the registered proof of that id (every registered proof is run by tests/proofs)."""
+    from et.compiler.patterns import REGISTRY
+
+    registered = proofs.discover()
+    ids, names = _compiler_rule_keys()
+    ids |= {rewrite.rule for rewrite in REGISTRY}
+    assert {"G2", "G7", "G9", "G11", "G15", "G16"} <= ids  # the scan sees the graph rules
+    assert "G10" not in ids  # the output clamp is no rule
+    for key in sorted(ids | names):
+        rule = get_rule(key)
+        assert rule.id in registered, f"{key}: no registered proof"
+        assert registered[rule.id].module == rule.proof, (key, rule.proof)
+
+
+@pytest.mark.parametrize("rule_id", ["G1", "G2", "G7", "G9", "G11", "G15", "G16"])
+def test_the_proof_of_each_graph_rule_the_compiler_records_passes(rule_id: str) -> None:
+    """The ids that used to be a string table (and the two new ones) are proved: their proofs
+    run and every step checks (the other rules' proofs run in tests/proofs)."""
+    result = proofs.discover()[rule_id].run()
+    assert result.ok and result.rule == rule_id
