@@ -66,7 +66,7 @@ def _exhaustive(d: Derivation) -> int:
             results.append(aten.slice.Tensor(x, dim, 0, end, 1))
             results.append(aten.slice_scatter.default(base, x, dim, None, end, 1))
         d.zero(
-            f"exhaustive case {shape}: clone, alias, contiguous, copy, full slices and scatters "
+            f"exhaustive case shape={shape}: clone, alias, contiguous, copy, full slices and scatters "
             "return x entry by entry",
             _differences(results, x),
         )
@@ -74,7 +74,7 @@ def _exhaustive(d: Derivation) -> int:
             written = aten.pad.default(x, list(widths), "constant", value)
             plain = aten.constant_pad_nd.default(x, list(widths), 0.0 if value is None else value)
             d.zero(
-                f"exhaustive case {shape} pad {widths} value {value}",
+                f"exhaustive case shape={shape} pad={widths} value={value}",
                 _differences([written], plain),
             )
             checked += 1
