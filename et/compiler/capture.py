@@ -57,8 +57,9 @@ class Captured:
     method: str
     dynamic: bool
     sizes: SizeCondition
-    #: the example's (H, W) of each avg_pool2d over the input's own size, traced as the mean
-    global_pools: tuple[tuple[int, int], ...] = ()
+    #: each avg_pool2d over the input's own size, traced as the mean: its window and the
+    #: input's (H, W), both at the example
+    global_pools: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = ()
 
 
 def _batched(example: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -193,20 +194,30 @@ def _global_window(args, kwargs) -> bool:
     return False
 
 
+def _example_sizes(sizes) -> tuple[int, int]:
+    """Two sizes at the example: an int as it is, a symbolic size by its hint."""
+    height, width = (s if isinstance(s, int) else s.node.hint for s in sizes)
+    return (int(height), int(width))
+
+
 class _GlobalPoolAsMean(TorchFunctionMode):
     """Traces ``avg_pool2d`` over the whole (symbolic) image as ``mean`` (module docstring)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.windows: list[tuple[int, int]] = []
+        self.windows: list[tuple[tuple[int, int], tuple[int, int]]] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch._C._nn.avg_pool2d and _global_window(args, kwargs):
             x = _pooled(args, kwargs)
-            # the example's size (a symbolic size's hint), for G11's check at the pipeline
-            height, width = (s if isinstance(s, int) else s.node.hint for s in x.shape[2:])
-            self.windows.append((int(height), int(width)))
+            kernel = args[1] if len(args) > 1 else kwargs.get("kernel_size")
+            kernel = list(kernel) if isinstance(kernel, list | tuple) else [kernel]
+            # the window and the image at the example (a symbolic size's hint), for G11's
+            # check at the pipeline
+            self.windows.append(
+                (_example_sizes(kernel * (2 // len(kernel))), _example_sizes(x.shape[2:]))
+            )
             return x.mean((-2, -1), keepdim=True)
         return func(*args, **kwargs)
 

@@ -228,10 +228,10 @@ def _fold_and_verify(oracle, captured, options, example):
     record = CertificateBuilder()
     guards = guards_so_far(captured.module)
     ws = Workspace(captured.module, domain, record, align)
-    for size in captured.global_pools:
+    for window, size in captured.global_pools:
         # done while tracing, where the window is the input's own symbolic size (so it holds
-        # at every size); G11's check runs here on the window at the example's size
-        _, checks = ws.run(check_global_pool, nn.AvgPool2d(size), size)
+        # at every size); G11's check runs here on the window and the image at the example
+        _, checks = ws.run(check_global_pool, nn.AvgPool2d(window), size)
         record.applied("G11", [], (*checks, "the window is written as the input's own size"))
     convs_before = count_convs(ws.module)
     if output_clamp is not None:

@@ -20,6 +20,7 @@ from et.compiler import Application, Certificate, Unfolded
 from et.compiler.certificate import CertificateBuilder, Check
 from et.contract import PreconditionError, get_rule, observe_preconditions
 from et.rules import clip_as_relu as e2
+from et.rules import global_average_pool as g11
 from et.rules import merge_dual_stream as e5
 
 
@@ -288,3 +289,26 @@ def test_the_proof_of_each_graph_rule_the_compiler_records_passes(rule_id: str) 
     run and every step checks (the other rules' proofs run in tests/proofs)."""
     result = proofs.discover()[rule_id].run()
     assert result.ok and result.rule == rule_id
+
+
+class _WholeImagePool(nn.Module):
+    """``avg_pool2d(conv(x), x.shape[2:])``: the window written as the input's own size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(self.conv(x), list(x.shape[2:]))
+
+
+def test_a_pool_over_the_input_size_traced_as_the_mean_lists_g11_checks_that_ran() -> None:
+    """The mean is taken while tracing; G11's own check then runs on the window and the image
+    at the example (transform checks), beside the trace's symbolic fact (graph check)."""
+    torch.manual_seed(4)
+    compiled = et.compile(_WholeImagePool().double().eval(), (torch.rand(1, 3, 6, 5),))
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == "G11"]
+    ran = [c.precondition for c in applied.checks if c.checked == "transform" and c.holds]
+    assert {g11.WINDOW_IS_IMAGE, g11.NO_PADDING, g11.DIVISOR} <= set(ran)
+    graph = [c.precondition for c in applied.checks if c.checked == "graph"]
+    assert graph == ["the window is written as the input's own size"]
