@@ -75,10 +75,16 @@ def _dtype(ws: Workspace, node: object, depth: int = 0) -> torch.dtype | None:
     """A value's dtype: recorded, or derived where a rewrite left no record (ATen's dtype
     depends on the argument dtypes alone): the ``self``'s for the ops that keep it, and for
     add, sub and mul of two tensors of one dtype that dtype, of two floating-point tensors of
-    one or more dimensions their promotion; None otherwise."""
+    one or more dimensions their promotion; else the dtype the graph computes there on
+    meta tensors (:func:`_dtype_on_meta`)."""
     dtype = value_dtype(ws, node)
     if dtype is not None or depth > 64 or not isinstance(node, fx.Node):
         return dtype
+    derived = _derived_dtype(ws, node, depth)
+    return derived if derived is not None or depth else _dtype_on_meta(ws, node)
+
+
+def _derived_dtype(ws: Workspace, node: fx.Node, depth: int) -> torch.dtype | None:
     values = arguments(node)
     if values is None:
         return None
@@ -93,6 +99,43 @@ def _dtype(ws: Workspace, node: object, depth: int = 0) -> torch.dtype | None:
         if floats and second.is_floating_point and _ranks_known(ws, *node.args[:2]):
             return torch.promote_types(first, second)
     return None
+
+
+def _dtype_on_meta(ws: Workspace, node: fx.Node) -> torch.dtype | None:
+    """The dtype of ``node`` when the graph runs on meta tensors (no data, no arithmetic) of the
+    captured inputs' dtypes and example shapes, constants included: ATen decides a result's
+    dtype from its arguments' dtypes alone, so this is its dtype at every input. None when
+    the graph cannot run so (an op without a meta kernel, an input without a record)."""
+    inputs = []
+    for placeholder in (n for n in ws.graph.nodes if n.op == "placeholder"):
+        value = placeholder.meta.get("val")
+        if not isinstance(value, torch.Tensor):
+            return None
+        shape = [s if type(s) is int else getattr(s.node, "hint", None) for s in value.shape]
+        if not all(isinstance(s, int) for s in shape):
+            return None
+        inputs.append(torch.empty(shape, dtype=value.dtype, device="meta"))
+    seen: list[torch.dtype] = []
+
+    class _OnMeta(fx.Interpreter):
+        def get_attr(self, target, args, kwargs):  # constants as meta tensors too
+            value = super().get_attr(target, args, kwargs)
+            return value.to("meta") if isinstance(value, torch.Tensor) else value
+
+        def run_node(self, n: fx.Node):
+            result = super().run_node(n)
+            if n is node and isinstance(result, torch.Tensor):
+                seen.append(result.dtype)
+                raise StopIteration  # the rest of the graph is not needed
+            return result
+
+    try:
+        _OnMeta(ws.module, graph=ws.graph).run(*inputs)
+    except StopIteration:
+        pass
+    except Exception:
+        return None  # nothing learnt: G7's check then refuses
+    return seen[0] if seen else None
 
 
 def _ranks_known(ws: Workspace, *nodes: fx.Node) -> bool:

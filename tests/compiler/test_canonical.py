@@ -915,3 +915,23 @@ def test_a_cancel_or_copy_that_changes_shape_or_dtype_is_left(model, channels, r
     x = torch.rand(2, channels, 11, 13)
     with torch.no_grad():
         assert torch.equal(compiled.module(x), original(x))
+
+
+@pytest.mark.parametrize(("base_dtype", "removed"), [(F64, True), (torch.float32, False)])
+def test_a_source_a_rewrite_left_untyped_gets_its_dtype_from_the_graph(base_dtype, removed):
+    """A node a rewrite emitted carries no record: its dtype is the one the graph computes on
+    meta tensors (here relu of a float64 input), so a whole write into a float64 base is x and
+    one into a float32 base (a cast) is refused."""
+
+    def build(g):
+        base = placeholder(g, "base", 1, 3, 4, 5)
+        base.meta["val"] = base.meta["val"].to(base_dtype)
+        y = call(g, aten.relu.default, placeholder(g, "y", 1, 3, 4, 5))  # no record
+        return call(g, aten.slice_scatter.default, base, y, 2)
+
+    ws, node = workspace(build)
+    assert "val" not in node.args[1].meta
+    assert remove_no_ops(ws, node) is removed
+    if not removed:
+        (refusal,) = ws.record.unfolded({node.name})
+        assert refusal.precondition == g7.SAME_TYPE and "float32" in refusal.detail

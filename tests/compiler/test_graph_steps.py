@@ -89,7 +89,7 @@ def test_the_builder_records_titles_names_and_refusals() -> None:
     assert builder.unfolded({node.name})[0].detail == "bound -1"
     builder.applied("G1", ["pad_3", node])
     assert builder.applications[0].nodes == ("pad_3", node.name)
-    assert builder.applications[0].title == "zero padding absorbed into the conv"
+    assert builder.applications[0].title == get_rule("G1").title  # from the catalogue
     assert builder.unfolded({node.name}) == []  # rewritten since: no longer unfolded
     builder.applied("R1", [node], ("fan-out 1",))
     r1 = get_rule("R1")
