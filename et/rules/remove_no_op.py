@@ -44,7 +44,8 @@ OPERATION = Precondition(
 SAME_TYPE = Precondition(
     RULE_ID,
     "same_type",
-    "the base a copy or scatter writes into has x's shape and dtype",
+    "the base a copy or scatter writes into has x's shape and dtype (a scatter refuses "
+    "another shape itself)",
     why="a larger base broadcasts x; another dtype casts (rounds) it",
 )
 FULL_RANGE = Precondition(
