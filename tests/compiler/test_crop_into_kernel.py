@@ -317,3 +317,32 @@ def test_a_crop_of_part_of_a_dilated_tap_is_refused_and_named(start, end) -> Non
     assert refused.precondition == str(g12.WHOLE_TAPS)  # G12's own check refused
     assert refused.detail == f"crop ({start}, {0 if end is None else -end}) on axis 1, dilation 2"
     _assert_equal_at_every_size(ws, crop, params)
+
+
+# --- G12 runs its catalogue rule (issue 25): compiled networks ------------------------------
+
+
+def test_compiled_g12_lists_the_checks_its_rule_ran() -> None:
+    model = blocks.randomize(CroppedConv(3, 3, 1, 1, 1, 1), torch.Generator().manual_seed(7))
+    compiled = check_compiled(model, 3, 8, expected_convs=1)
+    applications = [a for a in compiled.certificate.applications if a.rule == "G12"]
+    assert len(applications) == 2  # one crop per axis
+    for applied in applications:
+        ran = {c.precondition for c in applied.checks if c.checked == "transform"}
+        assert {str(g12.VALID_ON_CROPPED_AXES), str(g12.WHOLE_TAPS)} <= ran
+        assert all(c.rule == "G12" for c in applied.checks)
+
+
+@pytest.mark.parametrize(
+    ("padding", "dilation", "condition"),
+    [(1, 1, g12.VALID_ON_CROPPED_AXES), (0, 2, g12.WHOLE_TAPS)],
+    ids=["padded cropped axis", "part of a dilated tap"],
+)
+def test_a_compiled_g12_refusal_names_the_rules_precondition(padding, dilation, condition) -> None:
+    model = CroppedConv(3, 3, 1, dilation, 1, 0)  # one row cropped from each end
+    model.conv.padding = (padding, padding)
+    blocks.randomize(model, torch.Generator().manual_seed(8))
+    compiled = check_compiled(model, 3, 9, expected_convs=1)  # checks the output too
+    assert "slice.Tensor" in compiled.certificate.ops_after
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G12"]
+    assert refusal.precondition == str(condition)

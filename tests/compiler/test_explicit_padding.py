@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
+import et
 from et.compiler.canonical import explicit_padding
 from et.rules.explicit_padding import SPELLED, UNIT_STRIDE, ZEROS_MODE
 from tests.compiler.graphs import evaluate, placeholder, workspace
@@ -133,3 +134,29 @@ def test_other_modes_weights_of_unknown_shape_and_other_ops_are_left_alone() -> 
     node.target = aten.conv2d.default
     assert explicit_padding(ws, node) is False
     assert not ws.record.applications
+
+
+class SamePadded(torch.nn.Module):
+    """A conv written with ``padding="same"`` (an even kernel: the odd pad goes after)."""
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, kernel, padding="same", dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_compiled_g14_lists_the_checks_its_rule_ran(kernel: int) -> None:
+    """Through et.compile: G14's application lists the checks et.rules.explicit_padding's
+    code ran, and the compiled module equals torch's 'same' conv at other sizes."""
+    torch.manual_seed(kernel)
+    model = SamePadded(kernel).eval()
+    compiled = et.compile(model, (torch.rand(1, 3, 8, 8, dtype=torch.float64),))
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == "G14"]
+    ran = [c.precondition for c in applied.checks if c.checked == "transform"]
+    assert ran == [str(SPELLED), str(UNIT_STRIDE), str(ZEROS_MODE)]
+    x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.module(x), model(x), rtol=0, atol=1e-12)

@@ -22,9 +22,11 @@ from et.compiler.linear_rewrites import (
     shift_into_bias,
 )
 from et.compiler.workspace import CONV2D, Workspace
+from et.contract import get_rule
 from et.rules import absorb_zero_padding as g1
 from et.rules import avg_pool_as_conv as r10
 from et.rules import concat_convs as r11
+from et.rules import fold_input_shift, fold_output_constant
 from et.rules import fold_input_shift as g4
 from et.rules import merge_1x1_kxk as r7
 from et.rules import merge_parallel_convs as r3
@@ -1216,3 +1218,99 @@ def test_convs_of_different_kernels_are_refused_with_the_rules_finding() -> None
     assert (refusal.node, refusal.rule) == (node.name, "R11")
     assert refusal.precondition == str(r11.SAME_GEOMETRY)
     assert refusal.detail == "branch 1 has kernel_size=(1, 1), branch 0 has (3, 3)"
+
+
+# --- every G step runs its catalogue rule (issue 25) -----------------------------------------
+# Compiled small networks: the application of each G id lists checks that the rule's own code
+# ran (``"transform"``), and a precondition that the rule's code refuses is recorded as a
+# refusal naming that precondition, the op left and the compile verified.
+
+RUN_BY_RULE = {
+    "G1": (lambda conv, x, c: conv(F.pad(x, (1, 1, 2, 2))), 1),
+    "G3": (lambda conv, x, c: conv(x) - c, 1),
+    "G4": (lambda conv, x, c: conv(x + c), 0),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RUN_BY_RULE))
+def test_each_g_application_lists_its_rules_own_checks(rule: str) -> None:
+    expression, padding = RUN_BY_RULE[rule]
+    compiled = _compile(Expression(expression, padding=padding))
+    assert compiled.certificate.ops_after == {"conv2d.default": 1}
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == rule]
+    assert any(c.rule == rule and c.checked == "transform" and c.holds for c in applied.checks)
+    catalogue = {str(p) for p in get_rule(rule).preconditions}
+    transform = {c.precondition for c in applied.checks if c.checked == "transform"}
+    assert transform <= catalogue  # the rule's own precondition texts, nothing invented
+
+
+@pytest.mark.parametrize(
+    ("alpha", "op"), [(2.0, torch.add), (-0.5, torch.sub)], ids=["add alpha 2", "sub alpha -0.5"]
+)
+def test_an_alpha_is_folded_by_the_rules_coefficients(alpha: float, op) -> None:
+    """``op(conv(x), c, alpha=α)`` (G3) and ``conv(op(x, c, alpha=α))`` (G4): the rules carry
+    α in their coefficients, so the keyword folds exactly (compared with torch in float64)."""
+    for rule, expression, padding in (
+        ("G3", lambda conv, x, c: op(conv(x), c, alpha=alpha), 1),
+        ("G4", lambda conv, x, c: conv(op(x, c, alpha=alpha)), 0),
+    ):
+        compiled = _compile(Expression(expression, padding=padding))
+        assert compiled.certificate.ops_after == {"conv2d.default": 1}
+        assert rule in compiled.certificate.rules_used()
+
+
+class SpatialConstant(nn.Module):
+    """``conv(x) + k`` (G3) or ``conv(x + k)`` (G4) for a constant k varying along the width:
+    no bias can hold it."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__()
+        self.rule = rule
+        self.conv = nn.Conv2d(3, 3, 3, padding=1 if rule == "G3" else 0)
+        self.k = nn.Parameter(torch.linspace(-1.0, 1.0, 8).expand(1, 3, 1, 8).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.k if self.rule == "G3" else self.conv(x + self.k)
+
+
+@pytest.mark.parametrize(
+    ("rule", "condition"),
+    [("G3", fold_output_constant.PER_CHANNEL), ("G4", fold_input_shift.PER_CHANNEL)],
+)
+def test_a_constant_that_is_no_bias_is_refused_by_the_rule_and_named(rule, condition) -> None:
+    torch.manual_seed(0)
+    model = SpatialConstant(rule).double().eval()
+    x = torch.rand(1, 3, 8, 8, dtype=F64)
+    compiled = et.compile(model, (x,))
+    assert rule not in compiled.certificate.rules_used()
+    assert compiled.certificate.ops_after.get("add.Tensor") == 1
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == rule]
+    assert refusal.precondition == str(condition)
+    assert "[1, 3, 1, 8]" in refusal.detail
+    with torch.no_grad():
+        assert torch.allclose(compiled.module(x), model(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_cancelling_bias_rounded_to_zero_is_recorded_as_an_approximation() -> None:
+    """``conv(x; W, b) − b'`` with b' within a rounding of b: G3 folds exactly (bias b − b',
+    not 0), and the step that sets the residue to 0 is its own application, titled an
+    approximation, its bound stated; it never claims G3's theorem."""
+    conv = make(3, 3, 3, padding=1)
+    b = conv.bias.detach()
+    c = (b + b.abs() * 2.0**-50).reshape(1, 3, 1, 1)  # one or two ulps away from b
+    assert not torch.equal(c.reshape(-1), b)
+
+    def build(g):
+        return call(g, aten.sub.Tensor, emit(g, image(g, 3), "a", conv), g.get_attr("c"))
+
+    ws, node = workspace(build, {**constants(a=conv), "c": c})
+    assert fold_constant_ops(ws, node) is True
+    exact, rounded = ws.record.applications
+    g3 = get_rule("G3")
+    assert (exact.rule, exact.theorem) == ("G3", g3.statement)
+    assert any(c.checked == "transform" for c in exact.checks)
+    assert "approximation" in rounded.title and "not an identity" in rounded.theorem
+    assert rounded.theorem != g3.statement
+    assert [c.checked for c in rounded.checks] == ["approximation"]
+    (new,) = convs_of(ws)
+    assert torch.equal(ws.tensor(new.args[2]), torch.zeros(3, dtype=F64))
