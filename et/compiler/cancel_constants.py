@@ -18,19 +18,15 @@ aten = torch.ops.aten
 _OPS = {aten.add.Tensor: "add", aten.sub.Tensor: "sub"}
 
 
-def example_shape(node: object) -> tuple[int, ...] | None:
-    """The captured shape of ``node`` with each symbolic size at its example value, or None
-    where there is none (a node a rewrite made carries no captured value)."""
+def known_shape(ws: Workspace, node: object) -> tuple[int | None, ...] | None:
+    """The shape of the graph value ``node`` as G8's rule takes it: the captured sizes, a
+    symbolic one as None (not known: it varies with the input); for a value a rewrite made
+    (no captured value) an NCHW map of known channels, ``(None, C, None, None)``; else None."""
     value = node.meta.get("val") if isinstance(node, fx.Node) else None
-    if not isinstance(value, torch.Tensor):
-        return None
-    sizes = []
-    for size in value.shape:
-        hint = size if isinstance(size, int) else getattr(getattr(size, "node", None), "hint", None)
-        if not isinstance(hint, int):
-            return None
-        sizes.append(hint)
-    return tuple(sizes)
+    if isinstance(value, torch.Tensor):
+        return tuple(size if isinstance(size, int) else None for size in value.shape)
+    channels = ws.channels(node)
+    return None if channels is None else (None, channels, None, None)
 
 
 def _cancel_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
@@ -40,7 +36,7 @@ def _cancel_constants(ws: Workspace, node: fx.Node, found: dict) -> bool:
     try:
         _, checks = ws.apply(
             "cancel_constants",
-            example_shape(found["x"]),
+            known_shape(ws, found["x"]),
             ws.tensor(found["c"]),
             ws.tensor(found["d"]),
             (_OPS[inner.target], _OPS[node.target]),
@@ -90,7 +86,7 @@ cancel_constants = driver(
                 lambda ws, node, found: (
                     number(found["inner alpha"])
                     and number(found["outer alpha"])
-                    and example_shape(found["x"]) is not None
+                    and known_shape(ws, found["x"]) is not None
                 ),
                 refuses=False,
             ),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 from et.compiler.batch_norm import BN_STEPS
 from et.compiler.certificate import Application, Check
@@ -131,7 +131,14 @@ CANCEL_ULPS = 16
 ROUNDED = "folded bias rounding residue set to 0: an approximation, not an identity"
 
 
-def cancelling_residue(conv, constant, op: str, conv_first: bool, alpha: float, folded):
+def cancelling_residue(
+    conv: nn.Conv2d,
+    constant: torch.Tensor,
+    op: str,
+    conv_first: bool,
+    alpha: float,
+    folded: nn.Conv2d,
+) -> torch.Tensor:
     """Boolean mask of the entries of the folded bias ``b' = a·b + e·c`` (G3's coefficients)
     that are not 0 but within ``CANCEL_ULPS`` float roundings of ``|a·b| + |e·c|``.
 
