@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 from et.compiler.batch_norm import BN_STEPS
-from et.compiler.certificate import Application, Check
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
 from et.compiler.patterns import (
     GRAPH,
@@ -31,11 +30,11 @@ from et.compiler.patterns import (
 )
 from et.compiler.pools import _branch_as_conv, pool_after_conv, pool_before_conv
 from et.compiler.regroup import common_grouping
+from et.compiler.rounding_residue import cancelling_residue, record_approximation
 from et.compiler.sequential import merge_sequential
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError
 from et.conv_geometry import conv_like
-from et.rules.fold_output_constant import OPERATION, coefficients
 
 aten = torch.ops.aten
 Pattern = Callable[[Workspace, fx.Node], bool]
@@ -124,39 +123,6 @@ def _constant_operand(ws: Workspace, node: fx.Node, found: dict):
     return None
 
 
-#: rounding allowance, in units of the operands' float rounding, under which a folded bias
-#: entry b' = a·b + e·c is taken for 0 (only ever as a recorded approximation, never as G3)
-CANCEL_ULPS = 16
-#: the certificate's title of that step: it is no identity, and says so
-ROUNDED = "folded bias rounding residue set to 0: an approximation, not an identity"
-
-
-def cancelling_residue(
-    conv: nn.Conv2d,
-    constant: torch.Tensor,
-    op: str,
-    conv_first: bool,
-    alpha: float,
-    folded: nn.Conv2d,
-) -> torch.Tensor:
-    """Boolean mask of the entries of the folded bias ``b' = a·b + e·c`` (G3's coefficients)
-    that are not 0 but within ``CANCEL_ULPS`` float roundings of ``|a·b| + |e·c|``.
-
-    A published block often computes one real quantity twice: DBB pads with
-    ``β − μ·γ/√(σ² + ε)`` while the BN fold writes the same value as ``β − μ·(γ/√(σ² + ε))``.
-    Their difference is rounding, yet it is no zero, and only a bias of exactly 0 lets R7
-    merge the zero-padded K×K that follows (its border would need ``W₂·b'``). Setting it to
-    0 is an approximation: it moves each output of the conv by ``|b'|``, which the
-    certificate states (the verification then measures the whole network)."""
-    a, e = coefficients(op, conv_first, alpha, OPERATION)
-    channels = conv.out_channels
-    c = torch.as_tensor(constant, dtype=torch.float64).reshape(-1).expand(channels)
-    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(channels).double()
-    bias = folded.bias.detach()
-    allowance = CANCEL_ULPS * torch.finfo(bias.dtype).eps * (abs(a) * b.abs() + abs(e) * c.abs())
-    return (bias != 0) & (bias.double().abs() <= allowance)
-
-
 def _fold_shift(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """G3 (:mod:`et.rules.fold_output_constant`): ``add(conv(x), c, α) = conv(x; W, b + α·c)``,
     ``sub`` with −α·c, and ``add/sub(c, conv(x), α)`` with the kernel scaled by ±α. A folded
@@ -180,22 +146,9 @@ def _fold_shift(ws: Workspace, node: fx.Node, found: dict) -> bool:
     ws.record.applied("G3", nodes, checked)
     moved = float(new.bias.detach()[residue].abs().max())
     rounded = conv_like(new, new.weight.detach(), new.bias.detach().masked_fill(residue, 0.0))
-    _record_approximation(ws, nodes, int(residue.sum()), moved)
+    record_approximation(ws, nodes, int(residue.sum()), moved)
     ws.replace(node, ws.emit_conv(rounded, site.input, node))
     return True
-
-
-def _record_approximation(ws: Workspace, nodes: list, entries: int, moved: float) -> None:
-    """Record the step of :func:`cancelling_residue` as what it is: its own application,
-    titled an approximation, whose statement is the bound it keeps (no catalogue theorem)."""
-    text = (
-        f"{entries} folded bias entries within {CANCEL_ULPS} roundings of |b| + |c| set to 0; "
-        f"each output moves by at most {moved:.3g}"
-    )
-    statement = f"not an identity: b' ≈ 0 replaced by 0, |b'| ≤ {moved:.3g} (measured)"
-    check = Check("G3", text, "approximation", True)
-    names = tuple(getattr(n, "name", str(n)) for n in nodes)
-    ws.record.applications.append(Application("G3", ROUNDED, names, (text,), statement, (check,)))
 
 
 def _binary(targets) -> Op:
