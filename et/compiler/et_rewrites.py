@@ -23,7 +23,18 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
-from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, conv, driver, is_conv
+from et.compiler.patterns import (
+    GRAPH,
+    GraphCheck,
+    Op,
+    Rewrite,
+    Var,
+    conv,
+    driver,
+    integer,
+    is_conv,
+    number,
+)
 from et.compiler.shuffle_rewrites import (
     ORDER_CHECKED,
     _clamp_bounds,
@@ -227,32 +238,29 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
 
 
 def _slice_as_columns(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """G5: ``conv(z[:, a:b]; W) = conv(z; W')`` with ``W'`` zero outside input channels a..b."""
+    """G5 (:mod:`et.rules.widen_channel_slice`): ``conv(z[:, a:b:t]; W) = conv(z; W')`` with
+    ``W'`` zero outside the sliced input channels; the rule refuses a slice on another axis
+    and one that does not hold the conv's input channels."""
     site = ws.conv_site(node)
-    start, end, total = _channel_range(ws, found)
-    w = site.conv.weight.detach()
-    wide = w.new_zeros(w.shape[0], total, *w.shape[2:])
-    wide[:, start:end] = w
-    bias = site.conv.bias.detach() if site.conv.bias is not None else None
-    made = conv_like(site.conv, wide, bias)
-    return replace_conv(ws, node, made, found["whole"], "G5", [site.input, node], found[GRAPH])
-
-
-def _channel_range(ws: Workspace, found: dict) -> tuple[int, int, int | None]:
-    """``(a, b, C)``: the channel slice ``[a, b)`` of a C-channel value (b clipped to C)."""
     total = ws.channels(found["whole"])
-    start, end = found["start"] or 0, found["end"]
-    end = total if total is not None and (end is None or end > total) else end
-    return start, end, total
-
-
-def _reads_the_slice(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    start, end, total = _channel_range(ws, found)
-    if total is None or not isinstance(start, int) or not isinstance(end, int):
+    start, end, step, dim = (found[k] for k in ("start", "end", "step", "dim"))
+    try:
+        made, checks = ws.apply("widen_channel_slice", site.conv, total, start, end, step, dim)
+    except PreconditionError as error:
+        ws.record.refused(node, "G5", error.condition, error.detail)
         return False
-    return end - start == ws.conv_site(node).conv.in_channels
+    nodes = [site.input, node]
+    return replace_conv(ws, node, made, found["whole"], "G5", nodes, (*checks, *found[GRAPH]))
 
 
+def _bounds_known(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """The sliced value's channel count is known and the slice's bounds are numbers."""
+    bounds = (found["start"], found["end"], found["step"])
+    plain = all(b is None or integer(b) for b in bounds)
+    return plain and ws.channels(found["whole"]) is not None
+
+
+#: a channel slice (or a batch slice, which the rule refuses by name; a spatial one is G12's)
 slice_as_columns = driver(
     Rewrite(
         "G5",
@@ -262,10 +270,10 @@ slice_as_columns = driver(
                 input=Op(
                     aten.slice.Tensor,
                     self=Var("whole"),
-                    dim=Var("dim", lambda d: d in (1, -3)),
+                    dim=Var("dim", lambda d: integer(d) and d not in (2, 3, -2, -1)),
                     start=Var("start"),
                     end=Var("end"),
-                    step=1,
+                    step=Var("step"),
                 ),
             ),
         ),
@@ -278,8 +286,8 @@ slice_as_columns = driver(
                 refuses=False,
             ),
             GraphCheck(
-                "the conv reads exactly the channels a..b of a value of known width",
-                _reads_the_slice,
+                "the sliced value's width is known and the slice's bounds are numbers",
+                _bounds_known,
                 refuses=False,
             ),
         ),
@@ -287,13 +295,32 @@ slice_as_columns = driver(
 )
 
 
-def _stacked(ws: Workspace, first, second):
+def _elementwise_map(ws: Workspace, node: fx.Node) -> nn.Module | None:
+    """The rectifier ``node`` computes as a module (G6 and E5 take modules): ReLU, LeakyReLU
+    with its slope, PReLU with its constant slopes; None for anything else."""
+    values = arguments(node)
+    if values is None:
+        return None
+    if node.target == aten.relu.default:
+        return nn.ReLU()
+    if node.target == aten.leaky_relu.default and number(values["negative_slope"]):
+        return nn.LeakyReLU(float(values["negative_slope"]))
+    slopes = ws.tensor(values["weight"]) if node.target == aten.prelu.default else None
+    if slopes is None:
+        return None
+    prelu = nn.PReLU(slopes.numel(), dtype=slopes.dtype)
+    with torch.no_grad():
+        prelu.weight.copy_(slopes.reshape(-1))
+    return prelu
+
+
+def _stacked(ws: Workspace, first, second, maps: tuple[nn.Module, nn.Module]):
     """``(rule, conv, checks)``: E5's first-layer stack of two convs on one input followed by
-    ReLU (its transform and its activation check run), else R11's dense stack (grouped convs),
-    else None."""
+    one activation (its transform and its activation check run), else R11's dense stack
+    (grouped convs), else None."""
     try:
         merged, checks = ws.run(merge_dual_stream_first, first, second)
-        _, act_checks = ws.run(merge_activations, nn.ReLU(), nn.ReLU())
+        _, act_checks = ws.run(merge_activations, *maps)
         return "E5", merged, (*checks, *act_checks)
     except PreconditionError:
         pass
@@ -306,7 +333,8 @@ def _stacked(ws: Workspace, first, second):
 
 def _stack_streams(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E5 (or R11 + G6 for grouped convs): ``relu(conv₁(x))`` and ``relu(conv₂(x))`` become
-    one conv and one ReLU on the stacked channels, read back as channel slices."""
+    one conv and one ReLU on the stacked channels, read back as channel slices. A sibling
+    stream under another rectifier is offered to G6, whose refusal names why."""
     site = ws.conv_site(node)
     act = next(iter(node.users))
     for other_node in site.input.users:
@@ -316,12 +344,22 @@ def _stack_streams(ws: Workspace, node: fx.Node, found: dict) -> bool:
         if other is None or other.input is not site.input or len(other_node.users) != 1:
             continue
         other_act = next(iter(other_node.users))
-        if not _plain_relu(other_act):
+        other_map = _elementwise_map(ws, other_act) if other_act.target in RECTIFIERS else None
+        if other_map is None:
             continue
-        made = _stacked(ws, site.conv, other.conv)
+        maps = (nn.ReLU(), other_map)
+        made = _stacked(ws, site.conv, other.conv, maps)
         if made is None:
             continue
         rule, merged, checks = made
+        stacking: tuple = ()
+        if rule == "R11":
+            n, m = site.conv.out_channels, other.conv.out_channels
+            try:  # the one map on the stacked channels is G6's
+                _, stacking = ws.apply("stack_elementwise", list(maps), [n, m])
+            except PreconditionError as error:
+                ws.record.refused(other_act, "G6", error.condition, error.detail)
+                continue
         order = list(ws.graph.nodes)
         anchor = act if order.index(act) < order.index(other_act) else other_act
         stacked = ws.emit_conv(merged, site.input, anchor)
@@ -335,8 +373,7 @@ def _stack_streams(ws: Workspace, node: fx.Node, found: dict) -> bool:
             ws.record.applied("E5", [node, other_node, act, other_act], checked)
         else:
             ws.record.applied("R11", [node, other_node], (*checks, *found[GRAPH], graph[0]))
-            uniform = "ReLU is element-wise and the same on every channel"
-            ws.record.applied("G6", [act, other_act], (uniform,))
+            ws.record.applied("G6", [act, other_act], stacking)
         act.replace_all_uses_with(first)
         other_act.replace_all_uses_with(second)
         ws.changed(act, other_act)

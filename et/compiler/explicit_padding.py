@@ -6,6 +6,8 @@
     conv(x; padding="same") = conv(pad₀(x; ⌊d(k−1)/2⌋ before, ⌈d(k−1)/2⌉ after); padding 0)
 
 so an odd kernel gets the symmetric ``d·(k − 1)/2`` and an even one an explicit pad first.
+The geometry and its checks are :func:`et.rules.explicit_padding.numeric_padding`'s, run here
+with its checks recorded; this module finds the call and writes the new one.
 """
 
 from __future__ import annotations
@@ -15,35 +17,34 @@ from torch import fx
 
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver
 from et.compiler.workspace import Workspace, aten_pair
+from et.contract import PreconditionError
+from et.rules.explicit_padding import numeric_padding
 
 aten = torch.ops.aten
 
 
 def _explicit_padding(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """G14: ``conv2d(x, padding="same" | "valid")`` with numbers: "valid" is 0; "same" (stride
-    1) pads d·(k − 1) per axis, half before and the rest after (PyTorch puts the odd one after),
-    so an odd kernel gets the symmetric ``d·(k − 1)/2`` and an even one an explicit pad."""
+    """G14 (:mod:`et.rules.explicit_padding`, its geometry form :func:`numeric_padding`, since
+    the weight here is a graph value): ``conv2d(x, padding="same" | "valid")`` with numbers;
+    an odd 'same' total gets an explicit pad first. The rule refuses 'same' at a stride > 1."""
     x, weight, bias, mode = found["x"], found["weight"], found["bias"], found["mode"]
     stride, dilation = list(aten_pair(found["stride"])), list(aten_pair(found["dilation"]))
-    if mode == "valid":
-        padding, source = [0, 0], x
-    else:
-        value = weight.meta["val"]
-        totals = [d * (int(k) - 1) for d, k in zip(dilation, value.shape[2:], strict=True)]
-        if all(t % 2 == 0 for t in totals):
-            padding, source = [t // 2 for t in totals], x
-        else:
-            (th, tw), padding = totals, [0, 0]
-            pads = [tw // 2, tw - tw // 2, th // 2, th - th // 2]
-            source = ws.call(aten.constant_pad_nd.default, (x, pads, 0.0), node)
+    kernel = tuple(int(k) for k in weight.meta["val"].shape[2:])
+    try:
+        (pads, padding), checks = ws.run(numeric_padding, mode, kernel, dilation, stride)
+    except PreconditionError as error:
+        ws.record.refused(node, "G14", error.condition, error.detail)
+        return False
+    source = x
+    if any(pads):
+        source = ws.call(aten.constant_pad_nd.default, (x, list(pads), 0.0), node)
     new = ws.call(
         aten.conv2d.default,
-        (source, weight, bias, stride, padding, dilation, found["groups"]),
+        (source, weight, bias, stride, list(padding), dilation, found["groups"]),
         node,
     )
     new.meta["val"] = node.meta.get("val")
-    checked = (*found[GRAPH], f"padding={mode!r} at stride {stride}")
-    ws.record.applied("G14", [node], checked)
+    ws.record.applied("G14", [node], (*checks, *found[GRAPH]))
     ws.replace(node, new)
     return True
 
@@ -51,11 +52,6 @@ def _explicit_padding(ws: Workspace, node: fx.Node, found: dict) -> bool:
 def _kernel_known(ws: Workspace, node: fx.Node, found: dict) -> bool:
     weight = found["weight"]
     return isinstance(weight, fx.Node) and weight.meta.get("val") is not None
-
-
-def _same_at_stride_one(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
-    # torch refuses padding="same" at another stride too
-    return aten_pair(found["stride"]) == (1, 1) if found["mode"] == "same" else None
 
 
 explicit_padding = driver(
@@ -74,9 +70,6 @@ explicit_padding = driver(
             ),
         ),
         _explicit_padding,
-        (
-            GraphCheck("the kernel size is known", _kernel_known, refuses=False),
-            GraphCheck("padding='same' at stride 1", _same_at_stride_one, refuses=False),
-        ),
+        (GraphCheck("the kernel size is known", _kernel_known, refuses=False),),
     )
 )

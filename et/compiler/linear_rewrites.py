@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import fx, nn
+from torch import fx
 
 from et.compiler.batch_norm import BN_STEPS
 from et.compiler.helpers import FAN_OUT, replace_conv, sole_conv
@@ -29,12 +29,12 @@ from et.compiler.patterns import (
     number,
 )
 from et.compiler.pools import _branch_as_conv, pool_after_conv, pool_before_conv
-from et.compiler.regroup import REGROUP_CHECK, common_grouping
+from et.compiler.regroup import common_grouping
+from et.compiler.rounding_residue import cancelling_residue, record_approximation
 from et.compiler.sequential import merge_sequential
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError
 from et.conv_geometry import conv_like
-from et.rules.merge_sequential_convs import dense_weight
 
 aten = torch.ops.aten
 Pattern = Callable[[Workspace, fx.Node], bool]
@@ -84,24 +84,6 @@ def _conv_divided(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
     return _per_channel_operand(ws, node, found)[2]
 
 
-#: rounding allowance, in units of the operands' float rounding, under which b + c counts as 0
-CANCEL_ULPS = 16
-CANCELS = f"b + c within {CANCEL_ULPS} ulp of |b| + |c| is 0 (one quantity computed twice)"
-
-
-def cancel_rounding(bias: torch.Tensor, constant: torch.Tensor) -> torch.Tensor:
-    """``bias + constant``, with entries that cancel to within float rounding set to 0.
-
-    A published block often computes one real quantity twice: DBB pads with
-    ``β − μ·γ/√(σ² + ε)`` while the BN fold writes the same value as ``β − μ·(γ/√(σ² + ε))``.
-    Their difference is rounding, and a bias of exactly 0 is what lets R7 merge a zero-padded
-    K×K (the verification still measures the whole network).
-    """
-    total = bias + constant
-    allowance = CANCEL_ULPS * torch.finfo(total.dtype).eps * (bias.abs() + constant.abs())
-    return torch.where(total.abs() <= allowance, torch.zeros_like(total), total)
-
-
 def _fold_scale(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R13: ``conv(x; W, b)·s = conv(x; s·W, s·b)`` and ``conv / s`` (s per output channel)."""
     site, constant, _ = _per_channel_operand(ws, node, found)
@@ -116,24 +98,57 @@ def _fold_scale(ws: Workspace, node: fx.Node, found: dict) -> bool:
     return replace_conv(ws, node, new, site.input, "R13", [site.node, node], checked)
 
 
+def constant_value(ws: Workspace, node: object, dtype: torch.dtype) -> torch.Tensor | None:
+    """The constant operand ``node`` (a ``get_attr`` tensor or a Python number) in ``dtype``,
+    as the op meets it (torch's ``y + s`` rounds a number to y's dtype first), or None when it
+    depends on the input."""
+    if isinstance(node, fx.Node):
+        value = ws.tensor(node)
+        return None if value is None else value.to(dtype)
+    if number(node):
+        return torch.tensor(float(node), dtype=dtype)
+    return None
+
+
+def _constant_operand(ws: Workspace, node: fx.Node, found: dict):
+    """``(conv site, constant, conv first)`` for ``conv ± c`` / ``c ± conv`` with a constant c
+    of any shape (whether it is one value per channel is G3's own check), else None."""
+    operands = (found["p"], found["q"])
+    for index in (0, 1):
+        site = sole_conv(ws, operands[index], node)
+        if site is not None:
+            constant = constant_value(ws, operands[1 - index], site.conv.weight.dtype)
+            if constant is not None:
+                return site, constant, index == 0
+    return None
+
+
 def _fold_shift(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """G3: ``conv(x; W, b) ± c = conv(x; W, b ± c)``; ``c − conv`` negates the conv first
-    (R13 with γ = −1)."""
-    site, constant, conv_first = _per_channel_operand(ws, node, found)
-    conv = site.conv
-    sign = -1.0 if node.target == aten.sub.Tensor else 1.0
-    negated: tuple = ()
-    if node.target == aten.sub.Tensor and not conv_first:
-        minus = -torch.ones(conv.out_channels).to(conv.weight)
-        conv, negated = ws.apply("fold_channel_scale", conv, minus)
-        sign = 1.0
-    old_bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(constant)
-    bias = cancel_rounding(old_bias.to(conv.weight), sign * constant.to(conv.weight))
-    new = conv_like(conv, conv.weight.detach(), bias)
-    if negated:  # c − conv(x): the conv is negated first (R13 with γ = −1)
-        ws.record.applied("R13", [site.node], (*negated, "the scale −1 of c − y"))
-    checked = (*found[GRAPH], FAN_OUT, CANCELS)
-    return replace_conv(ws, node, new, site.input, "G3", [site.node, node], checked)
+    """G3 (:mod:`et.rules.fold_output_constant`): ``add(conv(x), c, α) = conv(x; W, b + α·c)``,
+    ``sub`` with −α·c, and ``add/sub(c, conv(x), α)`` with the kernel scaled by ±α. A folded
+    bias entry that cancels to within rounding is then set to 0 as a second, recorded
+    approximation (:func:`cancelling_residue`)."""
+    site, constant, conv_first = _constant_operand(ws, node, found)
+    op = "add" if node.target == aten.add.Tensor else "sub"
+    alpha = float(found["alpha"])
+    try:
+        new, checks = ws.apply(
+            "fold_output_constant", site.conv, constant, op, conv_first=conv_first, alpha=alpha
+        )
+    except PreconditionError as error:
+        ws.record.refused(node, "G3", error.condition, error.detail)
+        return False
+    nodes = [site.node, node]
+    checked = (*checks, *found[GRAPH], FAN_OUT)
+    residue = cancelling_residue(site.conv, constant, op, conv_first, alpha, new)
+    if not bool(residue.any()):
+        return replace_conv(ws, node, new, site.input, "G3", nodes, checked)
+    ws.record.applied("G3", nodes, checked)
+    moved = float(new.bias.detach()[residue].abs().max())
+    rounded = conv_like(new, new.weight.detach(), new.bias.detach().masked_fill(residue, 0.0))
+    record_approximation(ws, nodes, int(residue.sum()), moved)
+    ws.replace(node, ws.emit_conv(rounded, site.input, node))
+    return True
 
 
 def _binary(targets) -> Op:
@@ -149,8 +164,27 @@ fold_scale = driver(
         (_OPERANDS, GraphCheck("the conv is the dividend", _conv_divided, refuses=False)),
     )
 )
+#: ``add`` / ``sub`` with any numeric ``alpha`` (the rule's coefficients carry it)
 fold_shift = driver(
-    Rewrite("G3", (_binary((aten.add.Tensor, aten.sub.Tensor)),), _fold_shift, (_OPERANDS,))
+    Rewrite(
+        "G3",
+        (
+            Op(
+                (aten.add.Tensor, aten.sub.Tensor),
+                self=Var("p"),
+                other=Var("q"),
+                alpha=Var("alpha", number),
+            ),
+        ),
+        _fold_shift,
+        (
+            GraphCheck(
+                "one operand is a conv read by this op alone, the other a constant",
+                lambda ws, node, found: _constant_operand(ws, node, found) is not None,
+                refuses=False,
+            ),
+        ),
+    )
 )
 
 
@@ -160,29 +194,38 @@ def fold_constant_ops(ws: Workspace, node: fx.Node) -> bool:
 
 
 def _shift_into_bias(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """G4: a valid conv reading ``x ± c`` is a conv reading x with bias ``b ± Σ W·c``."""
+    """G4 (:mod:`et.rules.fold_input_shift`): a valid conv reading ``add(x, c, α)`` is a conv
+    reading x with bias ``b + α·Σ W·c`` (``sub``: −α); ``add/sub(c, x, α)`` also scales the
+    kernel by ±α."""
     site = ws.conv_site(node)
-    constant, source = _shift(ws, node, found)
-    sign = -1.0 if found["shifted"].target == aten.sub.Tensor else 1.0
-    conv = site.conv
-    dense = dense_weight(conv.weight.detach(), conv.groups)
-    extra = torch.einsum("oihw,i->o", dense, constant.to(conv.weight))
-    old_bias = conv.bias.detach() if conv.bias is not None else 0.0
-    new = conv_like(conv, conv.weight.detach(), old_bias + sign * extra, padding=0)
-    nodes = [found["shifted"], node]
-    return replace_conv(ws, node, new, source, "G4", nodes, found[GRAPH])
+    constant, source, input_first = _shift(ws, node, found)
+    shifted = found["shifted"]
+    op = "add" if shifted.target == aten.add.Tensor else "sub"
+    try:
+        new, checks = ws.apply(
+            "fold_input_shift",
+            site.conv,
+            constant,
+            op,
+            input_first=input_first,
+            alpha=float(found["alpha"]),
+        )
+    except PreconditionError as error:
+        ws.record.refused(shifted, "G4", error.condition, error.detail)
+        return False
+    nodes = [shifted, node]
+    return replace_conv(ws, node, new, source, "G4", nodes, (*checks, *found[GRAPH]))
 
 
 def _shift(ws: Workspace, node: fx.Node, found: dict):
-    """``(c [C_in], x)`` for the conv's input ``x ± c`` (or ``c + x``), else None."""
-    channels = ws.conv_site(node).conv.in_channels
+    """``(c, x, x first)`` for the conv's input ``x ± c`` or ``c ± x`` with c constant (of any
+    shape: whether it is one value per input channel is G4's own check), else None."""
+    dtype = ws.conv_site(node).conv.weight.dtype
     operands = (found["a"], found["b"])
     for index in (1, 0):
-        if index == 0 and found["shifted"].target == aten.sub.Tensor:
-            continue  # c − x: no shift of x
-        constant = per_channel(ws, operands[index], channels)
+        constant = constant_value(ws, operands[index], dtype)
         if constant is not None and isinstance(operands[1 - index], fx.Node):
-            return constant, operands[1 - index]
+            return constant, operands[1 - index], index == 1
     return None
 
 
@@ -197,6 +240,7 @@ shift_into_bias = driver(
                     name="shifted",
                     self=Var("a"),
                     other=Var("b"),
+                    alpha=Var("alpha", number),
                 ),
             ),
         ),
@@ -209,7 +253,7 @@ shift_into_bias = driver(
                 refuses=False,
             ),
             GraphCheck(
-                "the input is x ± c for a per-channel constant c",
+                "the input is x ± c or c ± x for a constant c",
                 lambda ws, node, found: _shift(ws, node, found) is not None,
                 refuses=False,
             ),
@@ -219,23 +263,16 @@ shift_into_bias = driver(
 
 
 def _absorb_zero_pad(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """G1: ``conv(pad₀(x, p); padding q) = conv(x; padding p + q)`` for symmetric p."""
-    pads = _pads(found)
+    """G1 (:mod:`et.rules.absorb_zero_padding`): ``conv(pad₀(x, p); padding q) = conv(x;
+    padding p + q)``; the rule refuses an asymmetric pad (one nn.Conv2d pads both sides)."""
     conv = ws.conv_site(node).conv
-    padding = (conv.padding[0] + pads[2], conv.padding[1] + pads[0])
-    new = conv_like(conv, conv.weight.detach(), _bias(conv), padding=padding)
+    try:
+        new, checks = ws.apply("absorb_zero_padding", conv, list(found["pads"]), found["value"])
+    except PreconditionError as error:
+        ws.record.refused(node, "G1", error.condition, error.detail)
+        return False
     nodes = [found["pad"], node]
-    return replace_conv(ws, node, new, found["x"], "G1", nodes, found[GRAPH])
-
-
-def _pads(found: dict) -> list[int]:
-    pads = list(found["pads"])
-    return pads + [0, 0] * ((4 - len(pads)) // 2)
-
-
-def _symmetric(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    pads = _pads(found)
-    return pads[0] == pads[1] and pads[2] == pads[3]
+    return replace_conv(ws, node, new, found["x"], "G1", nodes, (*checks, *found[GRAPH]))
 
 
 def _spatial_pads(pads: object) -> bool:
@@ -258,20 +295,9 @@ absorb_zero_pad = driver(
             ),
         ),
         _absorb_zero_pad,
-        (
-            is_conv("conv"),
-            GraphCheck(
-                "symmetric zero padding",
-                _symmetric,
-                lambda ws, node, found: f"pad {_pads(found)}",
-            ),
-        ),
+        (is_conv("conv"),),
     )
 )
-
-
-def _bias(conv: nn.Conv2d) -> torch.Tensor | None:
-    return conv.bias.detach() if conv.bias is not None else None
 
 
 def _merge_branches(ws: Workspace, node: fx.Node, found: dict) -> bool:
@@ -299,10 +325,15 @@ def _merge_branches(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     convs = [first.conv, second.conv]
     if first.conv.groups != second.conv.groups:
-        aligned = common_grouping(convs)
-        if aligned is not None:
-            ws.record.applied("G13", [first.node, second.node], (REGROUP_CHECK,))
-            convs = aligned
+        # R3 merges convs of one grouping: G13 writes both with one number of groups first
+        try:
+            aligned = common_grouping(ws, convs)
+        except PreconditionError as error:
+            ws.record.refused(node, "G13", error.condition, error.detail)
+            return False
+        rewritten = [(first.node, second.node)[i] for i in aligned.rewritten]
+        ws.record.applied("G13", rewritten, aligned.checks)
+        convs = aligned.convs
     try:
         merged, checks = ws.apply("merge_parallel_convs", convs)
     except PreconditionError as error:

@@ -10,7 +10,8 @@ groups
 and the output keeps the input's length ``n + t − d(k − 1) = n``. When both totals are even
 the pad is symmetric and G1 absorbs it: ``conv(x; W, padding (t_h/2, t_w/2))``.
 :func:`explicit_padding` returns exactly that pair (the pad, ``(0, 0, 0, 0)`` when absorbed,
-and the conv with numeric padding); :func:`same_padding_widths` the four widths.
+and the conv with numeric padding); :func:`numeric_padding` the same from the geometry alone
+(a functional conv); :func:`same_padding_widths` the four widths.
 
 Every keyword of ``aten.conv2d.padding(x, W, b, stride, padding, dilation, groups)`` is
 covered: ``padding`` is 'same' or 'valid', ``stride`` is 1 for 'same' (torch refuses other
@@ -67,15 +68,43 @@ def same_padding_widths(kernel_size: int | Pair, dilation: int | Pair) -> tuple[
     return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
 
 
+def check_spelling(padding: object, stride: int | Pair = 1, padding_mode: str = "zeros") -> None:
+    """Raise :class:`~et.contract.PreconditionError` unless ``padding`` is 'same' (at stride
+    1) or 'valid', with zero padding."""
+    SPELLED.require(padding in ("same", "valid"), f"padding {padding!r}")
+    UNIT_STRIDE.require(padding == "valid" or pair(stride) == (1, 1), f"stride {stride}")
+    ZEROS_MODE.require(padding_mode == "zeros", f"padding_mode {padding_mode!r}")
+
+
 def check_spelled_padding(conv: nn.Conv2d) -> None:
     """Raise :class:`~et.contract.PreconditionError` unless ``conv`` spells its padding as
     'same' (stride 1) or 'valid' with zero padding."""
     require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
-    SPELLED.require(conv.padding in ("same", "valid"), f"padding {conv.padding!r}")
-    UNIT_STRIDE.require(
-        conv.padding == "valid" or tuple(conv.stride) == (1, 1), f"stride {conv.stride}"
-    )
-    ZEROS_MODE.require(conv.padding_mode == "zeros", f"padding_mode {conv.padding_mode!r}")
+    check_spelling(conv.padding, conv.stride, conv.padding_mode)
+
+
+def numeric_padding(
+    padding: str,
+    kernel_size: int | Pair,
+    dilation: int | Pair = 1,
+    stride: int | Pair = 1,
+    padding_mode: str = "zeros",
+) -> tuple[tuple[int, int, int, int], Pair]:
+    """``(pad, numbers)`` for a conv spelled ``padding`` ('same' or 'valid'): ``conv(x;
+    padding) = conv(F.pad(x, pad); padding numbers)`` for every x, weights, bias and groups.
+
+    The geometry alone, for a functional conv whose weight is not a module's (the compiler's
+    ``aten.conv2d.padding``); :func:`explicit_padding` is this applied to an ``nn.Conv2d``.
+    'valid' and an even 'same' give ``pad = (0, 0, 0, 0)`` (all in ``numbers``); an odd total
+    gives the explicit ``⌊t/2⌋, ⌈t/2⌉`` pad and ``numbers = (0, 0)``.
+    """
+    check_spelling(padding, stride, padding_mode)
+    if padding == "valid":
+        return (0, 0, 0, 0), (0, 0)
+    left, right, top, bottom = same_padding_widths(kernel_size, dilation)
+    if left == right and top == bottom:
+        return (0, 0, 0, 0), (top, left)
+    return (left, right, top, bottom), (0, 0)
 
 
 def explicit_padding(conv: nn.Conv2d) -> tuple[tuple[int, int, int, int], nn.Conv2d]:
@@ -84,16 +113,11 @@ def explicit_padding(conv: nn.Conv2d) -> tuple[tuple[int, int, int, int], nn.Con
     'valid' and an even 'same' give ``pad = (0, 0, 0, 0)`` (the padding is in ``numeric``);
     an odd total gives the explicit ``⌊t/2⌋, ⌈t/2⌉`` pad and ``numeric`` has padding 0.
     """
-    check_spelled_padding(conv)
+    require_torch_semantics(conv, nn.Conv2d, TORCH_MODULES)
+    widths, padding = numeric_padding(
+        conv.padding, conv.kernel_size, conv.dilation, conv.stride, conv.padding_mode
+    )
     bias = conv_bias(conv) if conv.bias is not None else None
-    widths = (0, 0, 0, 0)
-    padding: Pair = (0, 0)
-    if conv.padding == "same":
-        left, right, top, bottom = same_padding_widths(conv.kernel_size, conv.dilation)
-        if left == right and top == bottom:
-            padding = (top, left)
-        else:
-            widths = (left, right, top, bottom)
     numeric = make_conv(
         conv.weight.detach(),
         bias,

@@ -9,7 +9,7 @@ import sympy as sp
 import torch.nn.functional as F
 from torch import nn
 
-from et.rules.explicit_padding import RULE, explicit_padding, same_padding_widths
+from et.rules.explicit_padding import RULE, explicit_padding, numeric_padding, same_padding_widths
 from proofs.code_branches import check_branches, grid, randomize
 from proofs.contract import GENERAL_IN_PART, Derivation, ProofResult, register_proof
 from proofs.counterexamples import overridden_forward
@@ -39,6 +39,14 @@ def _conformance(d: Derivation) -> None:
         and pad == (2, 2, 0, 1)
         and numeric.padding == (0, 0),
         f"widths {widths}, pad {pad}, padding {numeric.padding}",
+    )
+    functional = [
+        numeric_padding(*g) for g in (("same", (2, 3), (1, 2)), ("same", 3), ("valid", 4))
+    ]
+    d.true(
+        "conformance: the geometry form (a functional conv) gives the same pad and numbers",
+        functional == [((2, 2, 0, 1), (0, 0)), ((0, 0, 0, 0), (1, 1)), ((0, 0, 0, 0), (0, 0))],
+        f"{functional}",
     )
 
 

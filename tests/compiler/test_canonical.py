@@ -24,6 +24,7 @@ from et.compiler.canonical import (
 from et.compiler.certificate import CertificateBuilder
 from et.compiler.workspace import Workspace
 from et.domain import IMAGE_UNIT
+from et.rules import cancel_constants as g8
 from et.rules import fill_as_zero_pad as g2
 from et.rules import global_average_pool as g11
 from et.rules import merge_zero_pads as g15
@@ -654,7 +655,7 @@ SHIFTS = {"c": C, "same": C.clone(), "other": C + 1, "flat": C.reshape(3, 1, 1)}
 
 def _shifted(inner_op, outer_op, inner_c="c", outer_c="same", inner_extra=(), outer_extra=()):
     def build(g):
-        x = g.placeholder("x")
+        x = placeholder(g, "x", *X_SHAPE)  # G8's rule checks x's shape: captured here
         c = g.get_attr(inner_c) if isinstance(inner_c, str) else inner_c
         inner = call(g, inner_op, x, c, *inner_extra)
         outer = g.get_attr(outer_c) if isinstance(outer_c, str) else outer_c
@@ -672,8 +673,10 @@ def test_a_constant_added_and_taken_away_cancels(inner, outer) -> None:
     names = (inner_node.name, node.name)
     assert cancel_constants(ws, node) is True
     assert _listing(ws) == [("placeholder", "x"), ("output", "output")]
-    # the graph check the declaration makes is what the certificate lists
-    assert _applications(ws) == [("G8", names, ("the same constant c on both",))]
+    # the checks G8's own code ran (et.rules.cancel_constants), then the declared graph checks
+    ran = tuple(str(c) for c in (g8.OPPOSITE, g8.SAME_CONSTANT, g8.NO_BROADCAST))
+    graph = ("the same constant c on both", "both alphas are numbers and x's shape is known")
+    assert _applications(ws) == [("G8", names, (*ran, *graph))]
 
 
 def test_shifts_that_do_not_cancel_are_kept() -> None:

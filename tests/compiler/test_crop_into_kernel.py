@@ -13,6 +13,7 @@ from torch import fx, nn
 import et
 from et.compiler.crop_into_kernel import INT_MAX, _crop, absorb_crop
 from et.compiler.workspace import Workspace
+from et.rules import absorb_crop as g12
 from tests.compiler.graphs import aten, call, workspace
 from tests.zoo import blocks
 from tests.zoo.test_zoo import check_compiled
@@ -227,12 +228,12 @@ def _assert_equal_at_every_size(ws: Workspace, crop, params: dict) -> None:
         assert _same(got, expected)
 
 
-#: the graph checks G12 declares, in the order the driver evaluates them
+#: the checks G12's own code (et.rules.absorb_crop) runs, then the graph checks it declares
 G12_CHECKED = (
+    *(str(c) for c in (g12.TORCH_MODULES, g12.NON_NEGATIVE, g12.VALID_ON_CROPPED_AXES)),
+    str(g12.WHOLE_TAPS),
     "conv is a conv with constant weight and bias",
     "the crop x[a:−b] is counted from both ends",
-    "the conv reading a crop has padding 0 on that axis",
-    "the crop is a whole number of dilated taps",
 )
 
 # (crop as (dim, start, end), kernel, dilation, stride)
@@ -246,21 +247,21 @@ CENTRED = [
 
 @pytest.mark.parametrize(("crop", "kernel", "dilation", "stride"), CENTRED)
 def test_a_centred_crop_becomes_an_embedded_kernel(crop, kernel, dilation, stride) -> None:
-    """``conv(x[a:−a]) = conv(x; W with a/d zero taps on both sides)`` (R4 then G12): the
-    crop is gone, the output equals the conv on the crop at other input sizes, and the
-    certificate names R4 on the conv and G12 on the crop and the conv with what was checked."""
+    """``conv(x[a:−a]) = conv(x; W with a/d zero taps on both sides)`` (G12, R4's embedding
+    read backwards): the crop is gone, the output equals the conv on the crop at other input
+    sizes, and the certificate names G12 on the crop and the conv with the checks G12's code
+    ran and the graph checks."""
     ws, node, params = _cropped_conv(crop, kernel, dilation=dilation, stride=stride)
     cropped = node.args[0]
     assert absorb_crop(ws, node) is True
     assert [n.target for n in ws.graph.nodes if n.op == "call_function"] == [aten.conv2d.default]
-    r4, g12 = ws.record.applications
-    assert (r4.rule, r4.nodes) == ("R4", (node.name,))
-    assert r4.preconditions[-1] == "the added taps read the cropped-away border"
-    assert (g12.rule, g12.nodes, g12.preconditions) == (
+    (applied,) = ws.record.applications
+    assert (applied.rule, applied.nodes, applied.preconditions) == (
         "G12",
         (cropped.name, node.name),
         G12_CHECKED,
     )
+    assert {c.checked for c in applied.checks[:4]} == {"transform"}
     _assert_equal_at_every_size(ws, crop, params)
 
 
@@ -299,8 +300,8 @@ def test_a_padded_conv_keeps_its_crop_and_names_the_padding() -> None:
     ws, node, params = _cropped_conv(crop, (3, 3), padding=(1, 0))
     assert absorb_crop(ws, node) is False
     refused = _refusal(ws, node)
-    assert refused.precondition == "the conv reading a crop has padding 0 on that axis"
-    assert refused.detail == "padding (1, 0)"
+    assert refused.precondition == str(g12.VALID_ON_CROPPED_AXES)  # G12's own check refused
+    assert refused.detail == "padding (1, 0) on cropped axis 0"
     assert node.args[0].target == aten.slice.Tensor
     _assert_equal_at_every_size(ws, crop, params)
 
@@ -313,6 +314,35 @@ def test_a_crop_of_part_of_a_dilated_tap_is_refused_and_named(start, end) -> Non
     ws, node, params = _cropped_conv(crop, (3, 3), dilation=(1, 2))
     assert absorb_crop(ws, node) is False
     refused = _refusal(ws, node)
-    assert refused.precondition == "the crop is a whole number of dilated taps"
-    assert refused.detail == f"crop ({start}, {0 if end is None else -end}), dilation 2"
+    assert refused.precondition == str(g12.WHOLE_TAPS)  # G12's own check refused
+    assert refused.detail == f"crop ({start}, {0 if end is None else -end}) on axis 1, dilation 2"
     _assert_equal_at_every_size(ws, crop, params)
+
+
+# --- G12 runs its catalogue rule (issue 25): compiled networks ------------------------------
+
+
+def test_compiled_g12_lists_the_checks_its_rule_ran() -> None:
+    model = blocks.randomize(CroppedConv(3, 3, 1, 1, 1, 1), torch.Generator().manual_seed(7))
+    compiled = check_compiled(model, 3, 8, expected_convs=1)
+    applications = [a for a in compiled.certificate.applications if a.rule == "G12"]
+    assert len(applications) == 2  # one crop per axis
+    for applied in applications:
+        ran = {c.precondition for c in applied.checks if c.checked == "transform"}
+        assert {str(g12.VALID_ON_CROPPED_AXES), str(g12.WHOLE_TAPS)} <= ran
+        assert all(c.rule == "G12" for c in applied.checks)
+
+
+@pytest.mark.parametrize(
+    ("padding", "dilation", "condition"),
+    [(1, 1, g12.VALID_ON_CROPPED_AXES), (0, 2, g12.WHOLE_TAPS)],
+    ids=["padded cropped axis", "part of a dilated tap"],
+)
+def test_a_compiled_g12_refusal_names_the_rules_precondition(padding, dilation, condition) -> None:
+    model = CroppedConv(3, 3, 1, dilation, 1, 0)  # one row cropped from each end
+    model.conv.padding = (padding, padding)
+    blocks.randomize(model, torch.Generator().manual_seed(8))
+    compiled = check_compiled(model, 3, 9, expected_convs=1)  # checks the output too
+    assert "slice.Tensor" in compiled.certificate.ops_after
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G12"]
+    assert refusal.precondition == str(condition)

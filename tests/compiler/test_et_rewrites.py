@@ -31,6 +31,8 @@ from et.compiler.et_rewrites import (
 from et.compiler.helpers import FAN_OUT
 from et.compiler.shuffle_rewrites import PRECISION
 from et.domain import InputDomain
+from et.rules import stack_elementwise as g6
+from et.rules import widen_channel_slice as g5
 from et.rules.sum_of_pixel_shuffles import SAME_FACTOR, SAME_SHAPE
 from et.testing import compare_outputs, probe_inputs
 from tests.compiler.graphs import aten, call, placeholder, workspace
@@ -1069,8 +1071,9 @@ def _sliced(slice_args, in_channels: int = 3, bias: bool = True, groups: int = 1
         ((1, 3), 3, True),
         ((1, 1, 9223372036854775807), 5, True),
         ((1,), 6, True),
+        ((1, 1, 6, 2), 3, True),
     ],
-    ids=["2:5", "dim -3 step 1 no bias", ":4", "0:2", "3:", "1:max", "whole"],
+    ids=["2:5", "dim -3 step 1 no bias", ":4", "0:2", "3:", "1:max", "whole", "1:6:2"],
 )
 def test_conv_of_a_channel_slice_reads_the_whole_tensor(slice_args, in_channels, bias) -> None:
     """G5: ``conv(z[:, a:b]; W) = conv(z; W')``, W' zero outside columns a..b."""
@@ -1082,13 +1085,15 @@ def test_conv_of_a_channel_slice_reads_the_whole_tensor(slice_args, in_channels,
     assert ws.tensor(conv.args[1]).shape == (4, 6, 3, 3)
     applied = _application(ws, "G5")
     assert applied.nodes == (nodes["slice"].name, nodes["conv"].name)
+    # G5's own code (et.rules.widen_channel_slice) checked the axis and the width
+    ran = {c.precondition for c in applied.checks if c.checked == "transform"}
+    assert ran >= {str(g5.CHANNEL_AXIS), str(g5.WIDTH)}
     _assert_same_function(ws, before, _rand(1, 6, 5, 5))
 
 
 @pytest.mark.parametrize(
     ("slice_args", "in_channels", "groups", "meta"),
     [
-        ((1, 2, 5, 2), 2, 1, True),
         ((2, 0, 3), 3, 1, True),
         ((), 6, 1, True),
         ((1, 2, 5), 3, 1, False),
@@ -1098,7 +1103,6 @@ def test_conv_of_a_channel_slice_reads_the_whole_tensor(slice_args, in_channels,
         ((1, 0, 4), 4, 2, True),
     ],
     ids=[
-        "step 2",
         "rows",
         "dim 0",
         "unknown width",
@@ -1229,3 +1233,77 @@ def test_convs_without_a_matching_relu_stream_are_kept(case: str) -> None:
     ops = _ops(ws)
     assert stack_streams(ws, start) is False
     assert _ops(ws) == ops and not ws.record.applications
+
+
+# --- G5 and G6 run their catalogue rules (issue 25): compiled networks ----------------------
+
+
+class SliceThenConv(nn.Module):
+    """``conv(x[index])``: a channel slice (G5 widens the conv) or a batch slice (refused)."""
+
+    def __init__(self, index: tuple) -> None:
+        super().__init__()
+        self.index = index
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x[self.index])
+
+
+def _compile_f64(model: nn.Module, channels: int, size: int = 6) -> et.compiler.Compiled:
+    torch.manual_seed(0)
+    model = model.double().eval()
+    x = torch.rand(1, channels, size, size, dtype=torch.float64)
+    compiled = et.compile(model, (x,))
+    with torch.no_grad():
+        assert torch.allclose(compiled.module(x), model(x), rtol=1e-12, atol=1e-12)
+    return compiled
+
+
+def test_compiled_g5_lists_the_checks_its_rule_ran() -> None:
+    torch.manual_seed(1)
+    compiled = _compile_f64(SliceThenConv((slice(None), slice(1, 3))), 3)
+    assert compiled.certificate.ops_after == {"conv2d.default": 1}
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == "G5"]
+    ran = {c.precondition for c in applied.checks if c.checked == "transform" and c.rule == "G5"}
+    assert {str(g5.CHANNEL_AXIS), str(g5.WIDTH)} <= ran
+
+
+def test_a_batch_slice_read_by_a_conv_is_refused_by_g5_and_named() -> None:
+    torch.manual_seed(2)
+    compiled = _compile_f64(SliceThenConv((slice(0, 1),)), 2)
+    assert compiled.certificate.ops_after.get("slice.Tensor") == 1
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G5"]
+    assert refusal.precondition == str(g5.CHANNEL_AXIS)
+
+
+class MixedStreams(nn.Module):
+    """``relu(conv₁(x))`` beside ``act(conv₂(x))``, grouped convs (E5 needs groups 1)."""
+
+    def __init__(self, second: nn.Module) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(6, 6, 3, padding=1, groups=3)
+        self.second = nn.Conv2d(6, 6, 3, padding=1, groups=3)
+        self.act = second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.first(x)) * self.act(self.second(x))
+
+
+def test_compiled_g6_lists_the_checks_its_rule_ran() -> None:
+    torch.manual_seed(3)
+    compiled = _compile_f64(MixedStreams(nn.ReLU()), 6)
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == "G6"]
+    ran = {c.precondition for c in applied.checks if c.checked == "transform" and c.rule == "G6"}
+    assert {str(g6.ONE_KIND), str(g6.WIDTHS)} <= ran
+
+
+def test_streams_under_two_kinds_of_map_are_refused_by_g6_and_named() -> None:
+    """ReLU beside LeakyReLU: one stacked map cannot apply both (G6's first precondition);
+    both streams stay, the compile is exact."""
+    torch.manual_seed(4)
+    compiled = _compile_f64(MixedStreams(nn.LeakyReLU(0.1)), 6)
+    assert "G6" not in compiled.certificate.rules_used()
+    assert compiled.certificate.ops_after.get("conv2d.default") == 2
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G6"]
+    assert refusal.precondition == str(g6.ONE_KIND)

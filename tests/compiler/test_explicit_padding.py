@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
+import et
 from et.compiler.canonical import explicit_padding
+from et.rules.explicit_padding import SPELLED, UNIT_STRIDE, ZEROS_MODE
 from tests.compiler.graphs import evaluate, placeholder, workspace
 
 aten = torch.ops.aten
@@ -78,10 +80,10 @@ def test_string_padding_becomes_numbers_with_the_same_values(kernel, mode, dilat
     [application] = ws.record.applications
     assert application.rule == "G14"
     assert application.nodes == (name,)
-    # the graph checks G14 declares (the stride one only applies to "same"), then the padding
-    same = ("padding='same' at stride 1",) if mode == "same" else ()
-    checked = ("the kernel size is known", *same, f"padding={mode!r} at stride [1, 1]")
-    assert application.preconditions == checked
+    # G14's own checks, run by its code (et.rules.explicit_padding), then the graph check
+    transform = [(c.rule, c.precondition, c.checked) for c in application.checks[:3]]
+    assert transform == [("G14", str(c), "transform") for c in (SPELLED, UNIT_STRIDE, ZEROS_MODE)]
+    assert application.preconditions[3:] == ("the kernel size is known",)
 
 
 def test_the_schema_default_mode_is_valid_and_groups_default_to_one() -> None:
@@ -100,12 +102,19 @@ def test_a_grouped_conv_without_bias_keeps_its_groups() -> None:
     assert conv.args[2] is None and conv.args[6] == 2
 
 
-def test_same_padding_at_stride_two_is_left_alone() -> None:
-    # torch refuses padding="same" with a stride; the rewrite must not invent a meaning for it
+def test_same_padding_at_stride_two_is_refused_by_the_rule_and_named() -> None:
+    """torch refuses padding="same" with a stride (so no captured model has one: the graph is
+    written by hand); the rewrite must not invent a meaning for it. G14's own check refuses,
+    the certificate names its precondition, and the op stays."""
     ws, node, _, _ = _string_padded((3, 3), "valid", stride=2)
     node.args = (*node.args[:4], "same", *node.args[5:])
+    code = ws.graph.python_code("self").src
     assert explicit_padding(ws, node) is False
+    assert ws.graph.python_code("self").src == code
     assert not ws.record.applications
+    (refusal,) = ws.record.unfolded({node.name})
+    assert (refusal.node, refusal.rule) == (node.name, "G14")
+    assert refusal.precondition == str(UNIT_STRIDE)
 
 
 def test_valid_padding_at_stride_two_becomes_zero_padding() -> None:
@@ -125,3 +134,29 @@ def test_other_modes_weights_of_unknown_shape_and_other_ops_are_left_alone() -> 
     node.target = aten.conv2d.default
     assert explicit_padding(ws, node) is False
     assert not ws.record.applications
+
+
+class SamePadded(torch.nn.Module):
+    """A conv written with ``padding="same"`` (an even kernel: the odd pad goes after)."""
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, kernel, padding="same", dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("kernel", [3, 4])
+def test_compiled_g14_lists_the_checks_its_rule_ran(kernel: int) -> None:
+    """Through et.compile: G14's application lists the checks et.rules.explicit_padding's
+    code ran, and the compiled module equals torch's 'same' conv at other sizes."""
+    torch.manual_seed(kernel)
+    model = SamePadded(kernel).eval()
+    compiled = et.compile(model, (torch.rand(1, 3, 8, 8, dtype=torch.float64),))
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == "G14"]
+    ran = [c.precondition for c in applied.checks if c.checked == "transform"]
+    assert ran == [str(SPELLED), str(UNIT_STRIDE), str(ZEROS_MODE)]
+    x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.module(x), model(x), rtol=0, atol=1e-12)

@@ -1,6 +1,7 @@
-"""G13 on small convs: the block-diagonal test, and a conv rewritten with another number of
-groups computing what torch computes for the original in float64, bias or none (kill tests of
-the mutation pass; ``mutation/survivors.txt`` names the survivors left)."""
+"""G13 in the compiler: parallel branches of different groupings are written with one grouping
+by :mod:`et.rules.regroup_conv` (its transform run, its checks recorded), so R3 merges them;
+where the rule refuses every common count the refusal names its precondition and the sum stays.
+Outputs are compared with torch's own convs in float64 (not with anything the code computes)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from et.compiler.regroup import is_block_diagonal, regroup
+import et
+from et.compiler.regroup import common_grouping
+from et.contract import PreconditionError
+from et.rules import regroup_conv as g13
+from tests.compiler.graphs import placeholder, workspace
+
+F64 = torch.float64
 
 
 def _same(got: torch.Tensor, expected: torch.Tensor) -> bool:
@@ -20,7 +27,7 @@ def _same(got: torch.Tensor, expected: torch.Tensor) -> bool:
 def _block_diagonal(out_per_group: int, in_per_group: int, groups: int) -> torch.Tensor:
     """A dense ``[out, in, 1, 1]`` weight with non-zero entries filling exactly ``groups``
     diagonal blocks (built block by block, not by the code under test)."""
-    dense = torch.zeros(out_per_group * groups, in_per_group * groups, 1, 1)
+    dense = torch.zeros(out_per_group * groups, in_per_group * groups, 1, 1, dtype=F64)
     for g in range(groups):
         rows = slice(g * out_per_group, (g + 1) * out_per_group)
         cols = slice(g * in_per_group, (g + 1) * in_per_group)
@@ -30,36 +37,90 @@ def _block_diagonal(out_per_group: int, in_per_group: int, groups: int) -> torch
     return dense
 
 
-@pytest.mark.parametrize(("out_per_group", "in_per_group", "groups"), [(2, 2, 2), (1, 3, 2)])
-def test_a_weight_filling_its_diagonal_blocks_is_block_diagonal(
-    out_per_group: int, in_per_group: int, groups: int
-) -> None:
-    """Every entry of every diagonal block non-zero, all others zero: block-diagonal with
-    ``groups`` groups; one more non-zero entry off the blocks breaks it."""
-    dense = _block_diagonal(out_per_group, in_per_group, groups)
-    assert is_block_diagonal(dense, groups)
-    dense[0, -1] = 1.0
-    assert not is_block_diagonal(dense, groups)
+def _ws():
+    ws, _ = workspace(lambda g: placeholder(g, "x", 1, 4, 5, 6))
+    return ws
 
 
-@pytest.mark.parametrize(("shape", "groups"), [((4, 6), 4), ((6, 4), 4), ((3, 3), 2)])
-def test_channel_counts_the_groups_do_not_divide_are_not_block_diagonal(shape, groups) -> None:
-    """A zero weight is still not ``groups``-block-diagonal when ``groups`` does not divide
-    the output or the input channel count: no such grouped conv exists."""
-    assert not is_block_diagonal(torch.zeros(*shape, 1, 1), groups)
+def _conv(groups: int, bias: bool = True, channels: int = 4) -> nn.Conv2d:
+    return nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=bias, dtype=F64)
 
 
-@pytest.mark.parametrize(("groups", "to"), [(1, 2), (2, 1), (4, 2)])
-def test_a_bias_free_conv_is_regrouped_without_a_bias(groups: int, to: int) -> None:
-    """A conv without bias, regrouped (to more groups when its dense weight is
-    block-diagonal, to fewer when the counts divide), has no bias and computes what torch
-    computes for the original."""
+def test_a_block_diagonal_dense_conv_joins_its_grouped_partner() -> None:
+    """Most groups first: the dense conv whose weight fills two diagonal blocks is written
+    with 2 groups (G13 to more groups), the grouped one is kept; both compute what they did."""
+    torch.manual_seed(1)
+    grouped, dense = _conv(2), _conv(1)
+    with torch.no_grad():
+        dense.weight.copy_(_block_diagonal(2, 2, 2).expand(-1, -1, 3, 3))
+    ws = _ws()
+    aligned = common_grouping(ws, [grouped, dense])
+    assert [c.groups for c in aligned.convs] == [2, 2] and aligned.rewritten == (1,)
+    assert aligned.convs[0] is grouped
+    ran = {(c.rule, c.precondition, c.checked) for c in aligned.checks}
+    assert ("G13", str(g13.BLOCK_DIAGONAL), "transform") in ran
+    x = torch.rand(1, 4, 5, 6, dtype=F64)
+    assert _same(aligned.convs[1](x), dense(x))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_dense_partner_makes_the_grouped_conv_dense(bias: bool) -> None:
+    """A dense weight with entries off the blocks cannot take 2 groups (G13 refuses that
+    count), so the grouped conv is written dense (to fewer groups: always exact)."""
     torch.manual_seed(2)
-    conv = nn.Conv2d(4, 4, 3, padding=1, groups=groups, bias=False).double()
-    if groups < to:  # make the dense weight block-diagonal for ``to`` groups
-        with torch.no_grad():
-            conv.weight.copy_(_block_diagonal(2, 2, to).expand(-1, -1, 3, 3).double())
-    regrouped = regroup(conv, to)
-    assert regrouped is not None and regrouped.groups == to and regrouped.bias is None
-    x = torch.rand(1, 4, 5, 6, dtype=torch.float64)
-    assert _same(regrouped(x), conv(x))
+    grouped, dense = _conv(2, bias), _conv(1, bias)
+    aligned = common_grouping(_ws(), [grouped, dense])
+    assert [c.groups for c in aligned.convs] == [1, 1] and aligned.rewritten == (0,)
+    assert (aligned.convs[0].bias is None) is (not bias)
+    x = torch.rand(1, 4, 5, 6, dtype=F64)
+    assert _same(aligned.convs[0](x), grouped(x))
+
+
+def test_counts_that_do_not_divide_are_refused_with_the_rules_precondition() -> None:
+    """2 and 3 groups on 6 channels: a 2-grouped conv has weights outside 3 blocks and the
+    other way round; G13 refuses both counts and the error names its precondition."""
+    torch.manual_seed(3)
+    convs = [_conv(2, channels=6), _conv(3, channels=6)]
+    with pytest.raises(PreconditionError) as info:
+        common_grouping(_ws(), convs)
+    assert info.value.rule == "G13" and info.value.condition is g13.BLOCK_DIAGONAL
+
+
+class TwoGroupings(nn.Module):
+    """``conv_a(x) + conv_b(x)`` with ``groups_a`` and ``groups_b`` groups."""
+
+    def __init__(self, channels: int, groups_a: int, groups_b: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(channels, channels, 3, padding=1, groups=groups_a)
+        self.b = nn.Conv2d(channels, channels, 3, padding=1, groups=groups_b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+
+def _compile(model: nn.Module, channels: int) -> et.compiler.Compiled:
+    torch.manual_seed(0)
+    return et.compile(model.double().eval(), (torch.rand(1, channels, 6, 7, dtype=F64),))
+
+
+def test_compiled_g13_lists_the_checks_its_rule_ran() -> None:
+    torch.manual_seed(4)
+    compiled = _compile(TwoGroupings(4, 2, 1), 4)
+    assert compiled.certificate.ops_after == {"conv2d.default": 1}
+    (applied,) = [a for a in compiled.certificate.applications if a.rule == "G13"]
+    transform = [c for c in applied.checks if c.checked == "transform" and c.rule == "G13"]
+    assert {c.precondition for c in transform} >= {str(g13.DIVIDES), str(g13.BLOCK_DIAGONAL)}
+    assert "R3" in compiled.certificate.rules_used()
+
+
+def test_a_g13_refusal_is_named_and_the_sum_stays() -> None:
+    torch.manual_seed(5)
+    model = TwoGroupings(6, 2, 3)
+    compiled = _compile(model, 6)
+    assert compiled.certificate.ops_after.get("add.Tensor") == 1
+    assert "G13" not in compiled.certificate.rules_used()
+    (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G13"]
+    assert refusal.precondition == str(g13.BLOCK_DIAGONAL)
+    x = torch.rand(2, 6, 9, 8, dtype=F64)
+    with torch.no_grad():
+        assert _same(compiled.module(x), model(x))

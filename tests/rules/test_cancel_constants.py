@@ -62,3 +62,18 @@ def test_a_widening_constant_differs_and_is_refused() -> None:
     c = torch.tensor([0.0, 5.0], dtype=torch.float64).reshape(1, 2, 1, 1)
     assert ((X + c) - c).shape != X.shape
     _refused(NO_BROADCAST, X.shape, c, c.clone())
+
+
+def test_an_unknown_size_of_x_admits_only_size_one_in_c() -> None:
+    """x of shape (n, 3, h, w) with n, h, w not known (symbolic): c of shape (1, 3, 1, 1) or
+    (3, 1, 1) keeps x's shape for every n, h, w; a c of width 5 widens an x of width 1 (one
+    value w may take), so it is refused."""
+    c = torch.linspace(-1.0, 1.0, 3, dtype=torch.float64).reshape(1, 3, 1, 1)
+    for constant in (c, c.reshape(3, 1, 1)):
+        identity = cancel_constants((None, 3, None, None), constant, constant.clone())
+        assert isinstance(identity, torch.nn.Identity)
+    wide = torch.ones(1, 1, 1, 5, dtype=torch.float64)
+    narrow = torch.rand(2, 3, 4, 1, dtype=torch.float64)
+    assert ((narrow + wide) - wide).shape != narrow.shape
+    _refused(NO_BROADCAST, (None, 3, None, None), wide, wide.clone())
+    assert isinstance(cancel_constants((None, 3, None, 5), wide, wide.clone()), torch.nn.Identity)

@@ -18,6 +18,7 @@ from et.rules.explicit_padding import (
     UNIT_STRIDE,
     ZEROS_MODE,
     explicit_padding,
+    numeric_padding,
     same_padding_widths,
 )
 from et.strategies import image_batches, weight_tensors
@@ -52,6 +53,16 @@ def test_spelled_padding_is_a_pad_then_a_numeric_conv(data: st.DataObject) -> No
     if mode == "same":
         assert got.shape[2:] == x.shape[2:]
     assert (got - expected).abs().max().item() <= 1e-9 * (expected.abs().max().item() + 1)
+    # the geometry alone (a functional conv, as the compiler has it) gives the same pair,
+    # and torch's functional conv with it equals torch's spelled one
+    widths, numbers = numeric_padding(mode, kernel, dilation)
+    assert (widths, numbers) == (pad, numeric.padding)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        functional = F.conv2d(
+            F.pad(x, widths), conv.weight, conv.bias, 1, numbers, dilation, groups
+        )
+    assert (functional - expected).abs().max().item() <= 1e-9 * (expected.abs().max().item() + 1)
 
 
 @given(k=st.integers(1, 7), d=st.integers(1, 4))
@@ -86,6 +97,18 @@ def test_a_strided_same_conv_is_refused() -> None:
     conv = nn.Conv2d(1, 1, 3, padding="same")
     conv.stride = (2, 2)  # torch refuses to build it; set afterwards it is still no 'same'
     _refused(UNIT_STRIDE, conv)
+
+
+def test_the_geometry_alone_refuses_what_the_conv_form_refuses() -> None:
+    """numeric_padding (the functional form) names the same preconditions as explicit_padding."""
+    for condition, args in (
+        (SPELLED, (1, 3)),
+        (UNIT_STRIDE, ("same", 3, 1, 2)),
+        (ZEROS_MODE, ("same", 3, 1, 1, "reflect")),
+    ):
+        with pytest.raises(PreconditionError) as info:
+            numeric_padding(*args)
+        assert info.value.rule == "G14" and info.value.condition is condition
 
 
 def test_reflect_same_differs_from_the_zero_pad_and_is_refused() -> None:
