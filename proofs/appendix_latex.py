@@ -1,10 +1,13 @@
 r"""The appendix as a standalone LaTeX document (ASCII only; ``article`` with amsmath, amssymb,
-amsthm, geometry and graphicx, all in Debian's ``texlive-latex-base``).
+amsthm, geometry, graphicx and multicol, all in Debian's ``texlive-latex-base``).
 
-Each rule is a theorem whose hypotheses are the rule's preconditions and whose conclusion is
-the statement in standard notation; the proof lists the steps in order, each identity displayed
-as sympy rendered it. A formula wider than the line is scaled to fit (``\fitdisplay``), so the
-document has no overfull boxes from mathematics.
+Each rule is a theorem whose hypotheses are the rule's preconditions, run in as "Assume (H1) …;
+(H2) …. Then", and whose conclusion is the statement in standard notation; the proof lists the
+steps in order, each identity displayed as sympy rendered it. The layout is a compact paper's
+(small section headings, tight theorem and list spacing, contents in two columns) so that the
+appendix stays within its page budget (``MAX_PAGES`` in ``tests/proofs/test_appendix.py``).
+A formula wider than the line is scaled to fit (``\fitdisplay``), so the document has no
+overfull boxes from mathematics.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
 \usepackage{amssymb}
 \usepackage{amsthm}
 \usepackage{graphicx}
+\usepackage{multicol}
+\makeatletter
+% Paper-like but compact: run-in size headings, tight theorem and list spacing, and a
+% contents list without the bold, spaced-out section entries of the article class.
+\renewcommand\section{\@startsection{section}{1}{\z@}{-2ex \@plus -.5ex \@minus -.2ex}%
+{.8ex \@plus .2ex}{\normalfont\large\bfseries}}
+\renewcommand\paragraph{\@startsection{paragraph}{4}{\z@}{.8ex \@plus .4ex \@minus .2ex}%
+{-.6em}{\normalfont\normalsize\bfseries}}
+\renewcommand*\l@section{\@dottedtocline{1}{0em}{0em}}
+\newcommand{\compactcontents}{\begin{multicols}{2}[\section*{\contentsname}]\small
+\@starttoc{toc}\end{multicols}}
+\makeatother
+\newtheoremstyle{etdsplain}{3pt}{3pt}{\itshape}{}{\bfseries}{.}{.5em}{\thmname{#1}}
+\theoremstyle{etdsplain}
+\setlength{\leftmargini}{1.8em}
 \newtheorem*{namedthm}{\etdsthmname}
 \newcommand{\etdsthmname}{}
 \newenvironment{statement}[1]{\renewcommand{\etdsthmname}{#1}\begin{namedthm}}{\end{namedthm}}
@@ -70,7 +88,7 @@ def render_latex(results: Sequence[ProofResult], missing: Sequence[str] = ()) ->
         r"\begin{itemize}\tight",
     ]
     body += [rf"\item \emph{{{latex_text(a)}}}: {latex_text(b)}." for a, b in content.REACH_MEANING]
-    body += [r"\end{itemize}", r"\tableofcontents"]
+    body += [r"\end{itemize}", r"\compactcontents"]
     for result in items:
         body += _section(result)
     body.append(r"\end{document}")
@@ -104,11 +122,11 @@ def _section(result: ProofResult) -> list[str]:
     lines.append(rf"\begin{{statement}}{{{latex_text(content.heading(result))}}}")
     hypotheses = [(label, c) for label, c, _ in rows if label != "*"]
     if hypotheses:
-        lines.append(r"Assume")
-        lines.append(r"\begin{itemize}\tight")
-        lines += [rf"\item[(H{label[1:]})] {latex_text(c)}" for label, c in hypotheses]
-        lines.append(r"\end{itemize}")
-        lines.append("Then")
+        # Run in, as a paper writes them: (H1) ...; (H2) .... A list takes a line per item.
+        listed = "; ".join(
+            rf"\textup{{({label})}} {latex_text(c.rstrip('.'))}" for label, c in hypotheses
+        )
+        lines.append(rf"Assume {listed}. Then")
     lines += [display(f) for f in statement_lines(result.rule)]
     lines.append(latex_text(f"In words: {result.statement}"))
     lines += [r"\end{statement}", r"\begin{proof}", r"\begin{enumerate}\tight"]

@@ -150,7 +150,9 @@ def test_latex_document_is_ascii_balanced_and_uses_theorems() -> None:
     assert tex.count(r"\begin{statement}{Theorem ") == 5
     assert tex.count(r"\begin{statement}{Corollary ") == 3
     assert tex.count(r"\begin{proof}") == 8
-    assert r"\item[(H1)] condition A of R1" in tex  # preconditions are the hypotheses
+    # preconditions are the hypotheses, run in: "Assume (H1) ...; (H2) .... Then"
+    assert r"Assume \textup{(H1)} condition A of R1" in tex
+    assert r"; \textup{(H2)} condition B of R1. Then" in tex
     assert "R99" in tex
 
 
