@@ -164,7 +164,8 @@ def _differ(name: str, description: str, formula: str) -> list[str]:
 
 def _proof_item(item: Step | CaseFamily) -> list[str]:
     if isinstance(item, CaseFamily):
-        return [rf"\item \emph{{Exhaustive.}} {latex_text(item.summary())}."]
+        label = "Computed." if item.kind == "check" else "Exhaustive."
+        return [rf"\item \emph{{{label}}} {latex_text(item.summary())}."]
     if item.kind == "check" and item.cases:
         family = CaseFamily(
             "", list(item.cases[0]), [{k: str(v) for k, v in c.items()} for c in item.cases]

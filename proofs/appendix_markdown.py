@@ -115,7 +115,8 @@ def _section(result: ProofResult) -> list[str]:
 def _proof_item(number: int, item: Step | CaseFamily) -> list[str]:
     first, indent = f"{number}. ", " " * (len(str(number)) + 2)
     if isinstance(item, CaseFamily):
-        return _wrap(f"*Exhaustive.* {item.summary()}.", indent, first)
+        label = "*Computed.*" if item.kind == "check" else "*Exhaustive.*"
+        return _wrap(f"{label} {item.summary()}.", indent, first)
     mark = content.step_mark(item)
     if item.kind == "check" and item.cases:
         summary = CaseFamily(
