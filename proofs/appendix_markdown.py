@@ -62,7 +62,7 @@ def _anchor(result: ProofResult) -> str:
 
 
 # A word that, at the start of a line, would open a list item, heading, quote or table row.
-_BLOCK_OPENER = re.compile(r"[-+*>#|]|=+|\d+[.)]")
+_BLOCK_OPENER = re.compile(r"[-+*>]|#{1,6}|=+|-{2,}|\d{1,9}[.)]")
 
 
 def width(line: str) -> int:

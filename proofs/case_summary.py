@@ -117,7 +117,8 @@ def _finest_product_blocks(size: int, tuples: list[tuple[str, ...]]) -> list[lis
 
 
 def _partitions(items: list[int]) -> Iterator[list[list[int]]]:
-    """Every set partition of ``items``, blocks in the order of their first item."""
+    """Every set partition of ``items`` (Bell(n) of them: 877 for 7 items); the blocks come in
+    no particular order, so the caller sorts the one it keeps."""
     if not items:
         yield []
         return

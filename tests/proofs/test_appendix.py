@@ -204,7 +204,7 @@ def test_markdown_lines_are_measured_in_bytes() -> None:
     assert width("σ×∈") == 7  # 2 + 2 + 3 bytes
 
 
-@pytest.mark.parametrize("opener", ["+", "-", "*", "#", ">", "1.", "==="])
+@pytest.mark.parametrize("opener", ["+", "-", "*", "#", "##", ">", "1.", "2)", "===", "---"])
 def test_a_wrapped_line_never_starts_a_markdown_block(opener: str) -> None:
     """A wrap that would begin a line with ``+`` (a list item), ``#`` (a heading), ... moves
     a word down with it, so the prose stays one paragraph."""
