@@ -4,8 +4,9 @@ amsthm, geometry, graphicx and multicol, all in Debian's ``texlive-latex-base``)
 Each rule is a theorem whose hypotheses are the rule's preconditions, run in as "Assume (H1) …;
 (H2) …. Then", and whose conclusion is the statement in standard notation; the proof lists the
 steps in order, each identity displayed as sympy rendered it. The layout is a compact paper's
-(small section headings, tight theorem and list spacing, contents in two columns) so that the
-appendix stays within its page budget (``MAX_PAGES`` in ``tests/proofs/test_appendix.py``).
+(2 cm margins, small section headings, tight theorem spacing, proof steps and dropped hypotheses
+as numbered hanging paragraphs, contents in two columns) so that the appendix stays within its
+page budget (``MAX_PAGES`` in ``tests/proofs/test_appendix.py``).
 A formula wider than the line is scaled to fit (``\fitdisplay``), so the document has no
 overfull boxes from mathematics.
 """
@@ -21,7 +22,7 @@ from proofs.latex_text import balanced, escape_text, latex_math, latex_text
 from proofs.statements import NOTATION, statement_lines
 
 PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
-\usepackage[margin=1.6cm]{geometry}
+\usepackage[margin=2cm]{geometry}
 \usepackage{amsmath}
 \usepackage{amssymb}
 \usepackage{amsthm}
@@ -52,6 +53,10 @@ PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{2pt}
 \newcommand{\tight}{\setlength{\itemsep}{1pt}\setlength{\parskip}{0pt}\setlength{\topsep}{2pt}}
+% Numbered proof steps and dropped hypotheses as hanging paragraphs: the first one runs in
+% after "Proof." or "Dropped hypotheses." instead of leaving that heading alone on its line.
+\newcommand{\hangstart}{\hangindent=1.5em\hangafter=1\relax}
+\newcommand{\hangpar}{\par\hangstart\noindent}
 \sloppy
 """
 
@@ -129,24 +134,29 @@ def _section(result: ProofResult) -> list[str]:
         lines.append(rf"Assume {listed}. Then")
     lines += [display(f) for f in statement_lines(result.rule)]
     lines.append(latex_text(f"In words: {result.statement}"))
-    lines += [r"\end{statement}", r"\begin{proof}", r"\begin{enumerate}\tight"]
-    for item in grouped(result.steps):
-        lines += _proof_item(item)
-    lines += [r"\end{enumerate}", r"\end{proof}", r"\paragraph{Dropped hypotheses.}"]
-    lines.append(r"\begin{itemize}\tight")
+    lines += [r"\end{statement}", r"\begin{proof}"]
+    for number, item in enumerate(grouped(result.steps), 1):
+        first, *rest = _proof_item(item)
+        lines += [f"{_hang(number == 1)}{number}. {first}", *rest]
+    lines += [r"\end{proof}", r"\paragraph{Dropped hypotheses.}"]
+    entries: list[list[str]] = []
     for label, condition, found in rows:
         name = f"({label})" if label != "*" else rf"\emph{{{latex_text(condition)}}}"
         if not found:
-            lines.append(rf"\item[{name}] no counterexample recorded.")
+            entries.append([f"{name} no counterexample recorded."])
         for c in found:
             if not c.known:
-                lines.append(rf"\item[{name}] none known: {latex_text(c.description)}")
+                entries.append([f"{name} none known: {latex_text(c.description)}"])
                 continue
-            lines += _differ(name, c.description, rf"{c.lhs} \neq {c.rhs}")
-    if not rows:
-        lines.append(r"\item[] None.")
-    lines.append(r"\end{itemize}")
+            entries.append(_differ(name, c.description, rf"{c.lhs} \neq {c.rhs}"))
+    for number, (first, *rest) in enumerate(entries or [["None."]], 1):
+        lines += [f"{_hang(number == 1)}{first}", *rest]
     return lines
+
+
+def _hang(first: bool) -> str:
+    """The start of a hanging item: the first runs on in its heading's paragraph."""
+    return r"\hangstart " if first else r"\hangpar "
 
 
 INLINE_SIDES = 40  # two sides this short (LaTeX source) stay in the text line
@@ -155,7 +165,7 @@ INLINE_SIDES = 40  # two sides this short (LaTeX source) stay in the text line
 def _differ(name: str, description: str, formula: str) -> list[str]:
     """A counterexample's item: short sides inline (the appendix stays within its page
     budget), longer ones displayed and scaled to the line."""
-    text = rf"\item[{name}] {latex_text(description)}; the two sides differ"
+    text = rf"{name} {latex_text(description)}; the two sides differ"
     inline = latex_math(formula).strip()
     if len(formula) <= INLINE_SIDES and balanced(inline) and "$" not in inline:
         return [rf"{text}: ${inline}$."]
@@ -163,21 +173,22 @@ def _differ(name: str, description: str, formula: str) -> list[str]:
 
 
 def _proof_item(item: Step | CaseFamily) -> list[str]:
+    """A proof step's lines, without its number: the claim, then its displayed formula."""
     if isinstance(item, CaseFamily):
         label = "Computed." if item.kind == "check" else "Exhaustive."
-        return [rf"\item \emph{{{label}}} {latex_text(item.summary())}."]
+        return [rf"\emph{{{label}}} {latex_text(item.summary())}."]
     if item.kind == "check" and item.cases:
         family = CaseFamily(
             "", list(item.cases[0]), [{k: str(v) for k, v in c.items()} for c in item.cases]
         )
-        return [rf"\item \emph{{Computed.}} {latex_text(f'{item.claim}: {family.summary()}')}."]
+        return [rf"\emph{{Computed.}} {latex_text(f'{item.claim}: {family.summary()}')}."]
     mark = content.step_mark(item)
     label = {
         "sympy": r"\emph{Sympy.}",
         "computed": r"\emph{Computed.}",
         "prose": r"\emph{Prose (not checked).}",
     }.get(mark, r"\textbf{Did not check.}")
-    lines = [rf"\item {label} {latex_text(item.claim)}"]
+    lines = [rf"{label} {latex_text(item.claim)}"]
     if item.latex:
         lines.append(display(item.latex))
     return lines

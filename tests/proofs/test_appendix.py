@@ -153,6 +153,10 @@ def test_latex_document_is_ascii_balanced_and_uses_theorems() -> None:
     # preconditions are the hypotheses, run in: "Assume (H1) ...; (H2) .... Then"
     assert r"Assume \textup{(H1)} condition A of R1" in tex
     assert r"; \textup{(H2)} condition B of R1. Then" in tex
+    # the first proof step and the first dropped hypothesis run in after their headings
+    assert "\\begin{proof}\n\\hangstart 1. \\emph{Prose (not checked).} definition step" in tex
+    assert "\\paragraph{Dropped hypotheses.}\n\\hangstart (H1) " in tex
+    assert "\\hangpar 2. \\emph{Sympy.} identity with unicode in latex" in tex
     assert "R99" in tex
 
 
@@ -404,6 +408,8 @@ def test_committed_appendix_compiles_within_the_page_budget() -> None:
     import proofs
 
     tex = (COMMITTED / "appendix.tex").read_text(encoding="ascii")
+    margin = re.search(r"\\usepackage\[margin=([\d.]+)cm\]\{geometry\}", tex)
+    assert margin is not None and float(margin.group(1)) >= 2  # a paper's margins, not a memo's
     for rule in proofs.discover():
         word = "Corollary" if rule.startswith("C-") else "Theorem"
         assert rf"\begin{{statement}}{{{word} {rule}}}" in tex
