@@ -1,10 +1,14 @@
 r"""The appendix as a standalone LaTeX document (ASCII only; ``article`` with amsmath, amssymb,
-amsthm, geometry and graphicx, all in Debian's ``texlive-latex-base``).
+amsthm, geometry, graphicx and multicol, all in Debian's ``texlive-latex-base``).
 
-Each rule is a theorem whose hypotheses are the rule's preconditions and whose conclusion is
-the statement in standard notation; the proof lists the steps in order, each identity displayed
-as sympy rendered it. A formula wider than the line is scaled to fit (``\fitdisplay``), so the
-document has no overfull boxes from mathematics.
+Each rule is a theorem whose hypotheses are the rule's preconditions, run in as "Assume (H1) …;
+(H2) …. Then", and whose conclusion is the statement in standard notation; the proof lists the
+steps in order, each identity displayed as sympy rendered it. The layout is a compact paper's
+(2 cm margins, small section headings, tight theorem spacing, proof steps and dropped hypotheses
+as numbered hanging paragraphs, contents in two columns) so that the appendix stays within its
+page budget (``MAX_PAGES`` in ``tests/proofs/test_appendix.py``).
+A formula wider than the line is scaled to fit (``\fitdisplay``), so the document has no
+overfull boxes from mathematics.
 """
 
 from __future__ import annotations
@@ -18,11 +22,26 @@ from proofs.latex_text import balanced, escape_text, latex_math, latex_text
 from proofs.statements import NOTATION, statement_lines
 
 PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
-\usepackage[margin=1.6cm]{geometry}
+\usepackage[margin=2cm]{geometry}
 \usepackage{amsmath}
 \usepackage{amssymb}
 \usepackage{amsthm}
 \usepackage{graphicx}
+\usepackage{multicol}
+\makeatletter
+% Paper-like but compact: run-in size headings, tight theorem and list spacing, and a
+% contents list without the bold, spaced-out section entries of the article class.
+\renewcommand\section{\@startsection{section}{1}{\z@}{-2ex \@plus -.5ex \@minus -.2ex}%
+{.8ex \@plus .2ex}{\normalfont\large\bfseries}}
+\renewcommand\paragraph{\@startsection{paragraph}{4}{\z@}{.8ex \@plus .4ex \@minus .2ex}%
+{-.6em}{\normalfont\normalsize\bfseries}}
+\renewcommand*\l@section{\@dottedtocline{1}{0em}{0em}}
+\newcommand{\compactcontents}{\begin{multicols}{2}[\section*{\contentsname}]\small
+\@starttoc{toc}\end{multicols}}
+\makeatother
+\newtheoremstyle{etdsplain}{3pt}{3pt}{\itshape}{}{\bfseries}{.}{.5em}{\thmname{#1}}
+\theoremstyle{etdsplain}
+\setlength{\leftmargini}{1.8em}
 \newtheorem*{namedthm}{\etdsthmname}
 \newcommand{\etdsthmname}{}
 \newenvironment{statement}[1]{\renewcommand{\etdsthmname}{#1}\begin{namedthm}}{\end{namedthm}}
@@ -34,6 +53,10 @@ PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{2pt}
 \newcommand{\tight}{\setlength{\itemsep}{1pt}\setlength{\parskip}{0pt}\setlength{\topsep}{2pt}}
+% Numbered proof steps and dropped hypotheses as hanging paragraphs: the first one runs in
+% after "Proof." or "Dropped hypotheses." instead of leaving that heading alone on its line.
+\newcommand{\hangstart}{\hangindent=1.5em\hangafter=1\relax}
+\newcommand{\hangpar}{\par\hangstart\noindent}
 \sloppy
 """
 
@@ -70,7 +93,7 @@ def render_latex(results: Sequence[ProofResult], missing: Sequence[str] = ()) ->
         r"\begin{itemize}\tight",
     ]
     body += [rf"\item \emph{{{latex_text(a)}}}: {latex_text(b)}." for a, b in content.REACH_MEANING]
-    body += [r"\end{itemize}", r"\tableofcontents"]
+    body += [r"\end{itemize}", r"\compactcontents"]
     for result in items:
         body += _section(result)
     body.append(r"\end{document}")
@@ -104,31 +127,36 @@ def _section(result: ProofResult) -> list[str]:
     lines.append(rf"\begin{{statement}}{{{latex_text(content.heading(result))}}}")
     hypotheses = [(label, c) for label, c, _ in rows if label != "*"]
     if hypotheses:
-        lines.append(r"Assume")
-        lines.append(r"\begin{itemize}\tight")
-        lines += [rf"\item[(H{label[1:]})] {latex_text(c)}" for label, c in hypotheses]
-        lines.append(r"\end{itemize}")
-        lines.append("Then")
+        # Run in, as a paper writes them: (H1) ...; (H2) .... A list takes a line per item.
+        listed = "; ".join(
+            rf"\textup{{({label})}} {latex_text(c.rstrip('.'))}" for label, c in hypotheses
+        )
+        lines.append(rf"Assume {listed}. Then")
     lines += [display(f) for f in statement_lines(result.rule)]
     lines.append(latex_text(f"In words: {result.statement}"))
-    lines += [r"\end{statement}", r"\begin{proof}", r"\begin{enumerate}\tight"]
-    for item in grouped(result.steps):
-        lines += _proof_item(item)
-    lines += [r"\end{enumerate}", r"\end{proof}", r"\paragraph{Dropped hypotheses.}"]
-    lines.append(r"\begin{itemize}\tight")
+    lines += [r"\end{statement}", r"\begin{proof}"]
+    for number, item in enumerate(grouped(result.steps), 1):
+        first, *rest = _proof_item(item)
+        lines += [f"{_hang(number == 1)}{number}. {first}", *rest]
+    lines += [r"\end{proof}", r"\paragraph{Dropped hypotheses.}"]
+    entries: list[list[str]] = []
     for label, condition, found in rows:
         name = f"({label})" if label != "*" else rf"\emph{{{latex_text(condition)}}}"
         if not found:
-            lines.append(rf"\item[{name}] no counterexample recorded.")
+            entries.append([f"{name} no counterexample recorded."])
         for c in found:
             if not c.known:
-                lines.append(rf"\item[{name}] none known: {latex_text(c.description)}")
+                entries.append([f"{name} none known: {latex_text(c.description)}"])
                 continue
-            lines += _differ(name, c.description, rf"{c.lhs} \neq {c.rhs}")
-    if not rows:
-        lines.append(r"\item[] None.")
-    lines.append(r"\end{itemize}")
+            entries.append(_differ(name, c.description, rf"{c.lhs} \neq {c.rhs}"))
+    for number, (first, *rest) in enumerate(entries or [["None."]], 1):
+        lines += [f"{_hang(number == 1)}{first}", *rest]
     return lines
+
+
+def _hang(first: bool) -> str:
+    """The start of a hanging item: the first runs on in its heading's paragraph."""
+    return r"\hangstart " if first else r"\hangpar "
 
 
 INLINE_SIDES = 40  # two sides this short (LaTeX source) stay in the text line
@@ -137,7 +165,7 @@ INLINE_SIDES = 40  # two sides this short (LaTeX source) stay in the text line
 def _differ(name: str, description: str, formula: str) -> list[str]:
     """A counterexample's item: short sides inline (the appendix stays within its page
     budget), longer ones displayed and scaled to the line."""
-    text = rf"\item[{name}] {latex_text(description)}; the two sides differ"
+    text = rf"{name} {latex_text(description)}; the two sides differ"
     inline = latex_math(formula).strip()
     if len(formula) <= INLINE_SIDES and balanced(inline) and "$" not in inline:
         return [rf"{text}: ${inline}$."]
@@ -145,20 +173,22 @@ def _differ(name: str, description: str, formula: str) -> list[str]:
 
 
 def _proof_item(item: Step | CaseFamily) -> list[str]:
+    """A proof step's lines, without its number: the claim, then its displayed formula."""
     if isinstance(item, CaseFamily):
-        return [rf"\item \emph{{Exhaustive.}} {latex_text(item.summary())}."]
+        label = "Computed." if item.kind == "check" else "Exhaustive."
+        return [rf"\emph{{{label}}} {latex_text(item.summary())}."]
     if item.kind == "check" and item.cases:
         family = CaseFamily(
             "", list(item.cases[0]), [{k: str(v) for k, v in c.items()} for c in item.cases]
         )
-        return [rf"\item \emph{{Computed.}} {latex_text(f'{item.claim}: {family.summary()}')}."]
+        return [rf"\emph{{Computed.}} {latex_text(f'{item.claim}: {family.summary()}')}."]
     mark = content.step_mark(item)
     label = {
         "sympy": r"\emph{Sympy.}",
         "computed": r"\emph{Computed.}",
         "prose": r"\emph{Prose (not checked).}",
     }.get(mark, r"\textbf{Did not check.}")
-    lines = [rf"\item {label} {latex_text(item.claim)}"]
+    lines = [rf"{label} {latex_text(item.claim)}"]
     if item.latex:
         lines.append(display(item.latex))
     return lines

@@ -1,13 +1,16 @@
 """The appendix as GitHub Markdown: math in ``$…$`` and ``$$…$$``, no line over 200 characters.
 
 Long prose is wrapped (list items keep their indentation); a long formula is broken at spaces
-inside its ``$$`` block, which TeX reads as one formula.
+inside its ``$$`` block, which TeX reads as one formula. Lines are measured in UTF-8 bytes,
+which are never fewer than characters: the appendix is full of ×, ∈ and Greek letters, and
+tools that count bytes (``awk``, ``wc``, many editors' columns) must see no line over 200
+either. A wrapped line never starts with a word that Markdown would read as the start of a
+list, heading or quote.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Sequence
 
 from proofs import appendix_content as content
@@ -46,7 +49,7 @@ def render_markdown(results: Sequence[ProofResult], missing: Sequence[str] = ())
     for result in items:
         lines += ["", *_section(result)]
     text = "\n".join(lines).rstrip() + "\n"
-    too_long = [line for line in text.splitlines() if len(line) > MAX_LINE]
+    too_long = [line for line in text.splitlines() if width(line) > MAX_LINE]
     assert not too_long, f"Markdown line over {MAX_LINE} characters: {too_long[0][:80]}…"
     return text
 
@@ -58,21 +61,39 @@ def _anchor(result: ProofResult) -> str:
     return text.replace(" ", "-")
 
 
+# A word that, at the start of a line, would open a list item, heading, quote or table row.
+_BLOCK_OPENER = re.compile(r"[-+*>]|#{1,6}|=+|-{2,}|\d{1,9}[.)]")
+
+
+def width(line: str) -> int:
+    """A line's length in UTF-8 bytes (never less than its length in characters)."""
+    return len(line.encode("utf-8"))
+
+
 def _wrap(text: str, indent: str = "", first: str = "") -> list[str]:
-    return textwrap.wrap(
-        text,
-        _WIDTH,
-        initial_indent=first or indent,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
+    """``text`` in lines of at most ``_WIDTH`` bytes (a single longer word stands alone),
+    the first starting with ``first``, the others with ``indent``."""
+    lines: list[list[str]] = []
+    current: list[str] = []
+    prefix = first or indent
+    for word in text.split():
+        if current and width(prefix + " ".join([*current, word])) > _WIDTH:
+            lines.append(current)
+            current, prefix = [], indent
+            # Move words down until the new line does not start like a Markdown block.
+            while (
+                _BLOCK_OPENER.fullmatch(word if not current else current[0]) and len(lines[-1]) > 1
+            ):
+                current.insert(0, lines[-1].pop())
+        current.append(word)
+    if current:
+        lines.append(current)
+    return [(first or indent if i == 0 else indent) + " ".join(ws) for i, ws in enumerate(lines)]
 
 
 def _display(formula: str, indent: str = "") -> list[str]:
     """A ``$$`` block; a formula longer than a line is broken at spaces."""
-    body = textwrap.wrap(formula, _WIDTH, break_long_words=False, break_on_hyphens=False)
-    return [f"{indent}$$", *(indent + line for line in body), f"{indent}$$"]
+    return [f"{indent}$$", *_wrap(formula, indent), f"{indent}$$"]
 
 
 def _section(result: ProofResult) -> list[str]:
@@ -115,7 +136,8 @@ def _section(result: ProofResult) -> list[str]:
 def _proof_item(number: int, item: Step | CaseFamily) -> list[str]:
     first, indent = f"{number}. ", " " * (len(str(number)) + 2)
     if isinstance(item, CaseFamily):
-        return _wrap(f"*Exhaustive.* {item.summary()}.", indent, first)
+        label = "*Computed.*" if item.kind == "check" else "*Exhaustive.*"
+        return _wrap(f"{label} {item.summary()}.", indent, first)
     mark = content.step_mark(item)
     if item.kind == "check" and item.cases:
         summary = CaseFamily(

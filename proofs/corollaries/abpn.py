@@ -85,7 +85,8 @@ def carry_layer(weight: np.ndarray, bias: np.ndarray, colors: int) -> tuple[np.n
 
 def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
     colors, feat, scale, height, width = config
-    label = f"C={colors}, F={feat}, ×{scale}, {height}×{width} image"
+    # name=value pairs: the appendix lists each step once, with the configurations checked.
+    label = f"C={colors}, F={feat}, s={scale}, image={height}×{width}"
     out = colors * scale * scale
     x = symbols_array("x", (colors, height, width), nonnegative=True)
     zero_row = np.array([[[sp.Integer(0)] * width] * height], dtype=object)
@@ -97,8 +98,8 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
     et_first = elementwise(conv2d(x, first_w, first_b, padding=1), relu)
     original = elementwise(conv2d(x, w0, b0, padding=1), relu)
     d.zero(
-        f"{label}: first layer, ReLU(conv(x; [W_0; 0; D])) = [ReLU(conv(x; W_0)); 0; x] "
-        "since ReLU(x) = x for x ≥ 0 (E4, E1)",
+        "first layer, ReLU(conv(x; [W_0; 0; D])) = [ReLU(conv(x; W_0)); 0; x] "
+        f"since ReLU(x) = x for x ≥ 0 (E4, E1), for {label}",
         difference(et_first, concat(original, zero_row, x)),
     )
     # A hidden layer on an arbitrary [h; dummy; x] (the induction step), and the first tail conv.
@@ -111,8 +112,8 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
         et = elementwise(conv2d(concat(h, dummy, x), cw, cb, padding=1), relu)
         expected = concat(elementwise(conv2d(h, w, b, padding=1), relu), zero_row, x)
         d.zero(
-            f"{label}: {name}, ReLU(conv([h; d; x]; [[W, 0, 0], [0, 0, 0], [0, 0, D]])) = "
-            "[ReLU(conv(h; W)); 0; x] for arbitrary h and dummy d (E4, E1, E8)",
+            f"{name}, ReLU(conv([h; d; x]; [[W, 0, 0], [0, 0, 0], [0, 0, D]])) = "
+            f"[ReLU(conv(h; W)); 0; x] for arbitrary h and dummy d (E4, E1, E8), for {label}",
             difference(et, expected),
         )
     # Last conv: the anchor add becomes the repeat-interleave kernel on the carried x.
@@ -125,8 +126,8 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
     et_last = conv2d(z, last_w, b_t2, padding=1)
     original_last = conv2d(h, w_t2, b_t2, padding=1) + repeat_interleave_channels(x, scale * scale)
     d.zero(
-        f"{label}: last conv, conv([h; d; x]; [W_t2, 0, R]) = conv(h; W_t2) + "
-        "repeat_interleave(x, s²) (E3)",
+        "last conv, conv([h; d; x]; [W_t2, 0, R]) = conv(h; W_t2) + "
+        f"repeat_interleave(x, s²) (E3), for {label}",
         difference(et_last, original_last),
     )
     prove_folded_clip_tail(
@@ -136,8 +137,8 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
         last_w,
         b_t2,
         scale,
-        f"{label}: the folded last conv computes M − y: conv(z; −W, M − b) = M − conv(z; W, b) "
-        "(E2, {dummies} dummy output channel(s), E8)",
+        "the folded last conv computes M − y: conv(z; −W, M − b) = M − conv(z; W, b) (E2), "
+        f"for {label}, with dummies={{dummies}} dummy output channels (E8)",
     )
 
 

@@ -80,7 +80,8 @@ def _mask_array(mask: tuple[tuple[int, ...], ...]) -> np.ndarray:
 
 def _prove_ecb(d: Derivation, config: tuple[int, ...]) -> None:
     cin, cout, mid, height, width = config
-    label = f"ECB in={cin}, out={cout}, mid={mid}, {height}×{width} image"
+    # name=value pairs: the appendix lists the step once, with the instances checked.
+    label = f"in={cin}, out={cout}, mid={mid}, image={height}×{width}"
     x = symbols_array("x", (cin, height, width), real=True)
     k_3 = symbols_array("K0", (cout, cin, 3, 3), real=True)
     b_3 = symbols_array("B0", (cout,), real=True)
@@ -119,15 +120,16 @@ def _prove_ecb(d: Derivation, config: tuple[int, ...]) -> None:
             for i in range(cin):
                 rk[o, i] = rk[o, i] + depthwise[o, 0] * q0[o, i, 0, 0]
     d.zero(
-        f"{label}: the five bias-padded branches sum to conv(x; RK, RB, padding 1) "
-        "(R3 + R7 + R12), at every border and interior position",
+        "ECB: the five bias-padded branches sum to conv(x; RK, RB, padding 1) "
+        f"(R3 + R7 + R12), at every border and interior position, for {label}",
         difference(total, conv2d(x, rk, rb, padding=1)),
     )
 
 
 def _prove_et(d: Derivation, config: tuple[int, ...]) -> None:
     colors, feat, scale, height, width = config
-    label = f"ET C={colors}, F={feat}, ×{scale}, {height}×{width} image"
+    # name=value pairs: the appendix lists each step once, with the configurations checked.
+    label = f"C={colors}, F={feat}, s={scale}, image={height}×{width}"
     out = colors * scale * scale
     x = symbols_array("x", (colors, height, width), nonnegative=True)
     zero_row = np.array([[[sp.Integer(0)] * width] * height], dtype=object)
@@ -145,8 +147,8 @@ def _prove_et(d: Derivation, config: tuple[int, ...]) -> None:
     first_w = concat(w0, zeros((1, colors, 3, 3)), dirac(colors))
     first_b = concat(b0, np.array([sp.Integer(0)] * (1 + colors), dtype=object))
     d.zero(
-        f"{label}: first layer, PReLU(conv(x; [W_0; 0; D])) with slopes [α; 0; 0] = "
-        "[PReLU_α(conv(x; W_0)); 0; x] since x ≥ 0 (E4, E1)",
+        "ET first layer, PReLU(conv(x; [W_0; 0; D])) with slopes [α; 0; 0] = "
+        f"[PReLU_α(conv(x; W_0)); 0; x] since x ≥ 0 (E4, E1), for {label}",
         difference(
             act(conv2d(x, first_w, first_b, padding=1), slopes),
             concat(act(conv2d(x, w0, b0, padding=1), alpha), zero_row, x),
@@ -158,7 +160,7 @@ def _prove_et(d: Derivation, config: tuple[int, ...]) -> None:
     b = symbols_array("b", (feat,), real=True)
     cw, cb = carry_layer(w, b, colors)
     d.zero(
-        f"{label}: hidden layer on arbitrary [h; d; x], PReLU slopes [α; 0; 0] (E4, E1, E8)",
+        f"ET hidden layer on arbitrary [h; d; x], PReLU slopes [α; 0; 0] (E4, E1, E8), for {label}",
         difference(
             act(conv2d(concat(h, dummy, x), cw, cb, padding=1), slopes),
             concat(act(conv2d(h, w, b, padding=1), alpha), zero_row, x),
@@ -170,8 +172,8 @@ def _prove_et(d: Derivation, config: tuple[int, ...]) -> None:
     z = concat(h, dummy, x)
     shortcut = repeat_interleave_channels(x, scale * scale)
     d.zero(
-        f"{label}: last conv, conv([h; d; x]; [W_l, 0, R]) = conv(h; W_l) + "
-        "repeat_interleave(x, s²) (E3; with one colour this is the broadcast y + x)",
+        "ET last conv, conv([h; d; x]; [W_l, 0, R]) = conv(h; W_l) + "
+        f"repeat_interleave(x, s²) (E3; with one colour this is the broadcast y + x), for {label}",
         difference(
             conv2d(z, last_w, b_last, padding=1), conv2d(h, w_last, b_last, padding=1) + shortcut
         ),
@@ -183,7 +185,8 @@ def _prove_et(d: Derivation, config: tuple[int, ...]) -> None:
         last_w,
         b_last,
         scale,
-        f"{label}: the folded last conv computes M − y (E2, {{dummies}} dummy output(s), E8)",
+        f"ET: the folded last conv computes M − y (E2), for {label}, "
+        "with dummies={dummies} dummy output channels (E8)",
     )
 
 

@@ -80,11 +80,12 @@ def clamp(value: object, upper: object = M) -> object:
 def real_line_cases(upper: object = M) -> list[tuple[str, object]]:
     """Three parametrisations that cover every real y exactly once, for ``0 ≤ M``:
 
-    y = −t (t > 0), y = M·u/(1 + u) (u ≥ 0, so 0 ≤ y < M), y = M + u (u ≥ 0).
+    y = −t (t > 0), y = M·u/(1 + u) (u ≥ 0, so 0 ≤ y < M), y = M + u (u ≥ 0). The names have
+    no spaces: they are the values of the ``region`` parameter of the clamp-tail cases.
     """
     t = sp.Symbol("t_case", positive=True)
     u = sp.Symbol("u_case", nonnegative=True)
-    return [("y < 0", -t), ("0 ≤ y < M", upper * u / (1 + u)), ("y ≥ M", upper + u)]
+    return [("y<0", -t), ("0≤y<M", upper * u / (1 + u)), ("y≥M", upper + u)]
 
 
 def concat(*arrays: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -115,6 +116,8 @@ def prove_clip_tail(
     Left: ``clamp(PS(y[:real]), 0, M)`` = ``PS(clamp(y[:real]))`` (the clamp is element-wise).
     Right: ``PS(ReLU(clip(ReLU(M − y)))[:real])`` with ``clip`` the 1×1 conv (−I, +M). Each
     element of the difference depends on a single y, so three cases of y cover the real line.
+    ``label`` names the configuration as ``name=value`` pairs, so that the appendix prints each
+    step once with the list of configurations it was checked for.
     """
     y = symbols_array("y", (channels, *size), real=True)
     clip_weight = zeros((channels, channels, 1, 1))
@@ -128,14 +131,14 @@ def prove_clip_tail(
     residuals = difference(lhs, rhs)
     single = all(len(r.free_symbols) <= 1 for r in residuals)
     d.true(
-        f"{label}: each output element of clamp(PS(y)) − PS(ReLU(clip(ReLU(M − y)))) depends "
-        "on one y only (the clip conv is diagonal, dummy channels are sliced off)",
+        "each output element of clamp(PS(y)) − PS(ReLU(clip(ReLU(M − y)))) depends on one y "
+        f"only (the clip conv is diagonal, dummy channels are sliced off), for {label}",
         single,
         "an element mixes several channels",
     )
     for name, value in real_line_cases():
         d.zero(
-            f"{label}: clamp tail, case {name}",
+            f"clamp tail on region={name} of the real line, for {label}",
             [r.subs(next(iter(r.free_symbols)), value) if r.free_symbols else r for r in residuals],
         )
 
@@ -224,7 +227,8 @@ def _dual_tail(p: dict[str, np.ndarray], x: np.ndarray, r: np.ndarray, scale: in
 
 def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
     colors, fb, fr, scale, height, width = config
-    label = f"C={colors}, F_b={fb}, F_r={fr}, ×{scale}, {height}×{width} image"
+    # name=value pairs: the appendix lists each step once, with the configurations checked.
+    label = f"C={colors}, F_b={fb}, F_r={fr}, s={scale}, image={height}×{width}"
     p = _etds_layers(config)
     m = _merged(p)
     image = symbols_array("I", (colors, height, width), real=True)
@@ -232,22 +236,23 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
         conv2d(image, p["W_f"], p["b_f"], padding=1), conv2d(image, p["W_rf"], p["b_rf"], padding=1)
     )
     d.zero(
-        f"{label}: first layer, [conv(I; W_f); conv(I; W_rf)] = conv(I; [W_f; W_rf]) (R11)",
+        f"first layer, [conv(I; W_f); conv(I; W_rf)] = conv(I; [W_f; W_rf]) (R11), for {label}",
         difference(dual_first, conv2d(image, m["first_w"], m["first_b"], padding=1)),
     )
     # A block on an arbitrary input (x, r): this is the induction step over the blocks.
     x = symbols_array("h", (fb, height, width), real=True)
     r = symbols_array("r", (fr, height, width), real=True)
     d.zero(
-        f"{label}: block, [conv(x; W_b) + conv(r; W_r2b); conv(r; W_r)] = "
-        "conv([x; r]; [[W_b, W_r2b], [0, W_r]]) for arbitrary (x, r) (E5)",
+        "block, [conv(x; W_b) + conv(r; W_r2b); conv(r; W_r)] = "
+        f"conv([x; r]; [[W_b, W_r2b], [0, W_r]]) for arbitrary (x, r) (E5), for {label}",
         difference(
             _dual_block(p, x, r), conv2d(concat(x, r), m["block_w"], m["block_b"], padding=1)
         ),
     )
     merged_last = conv2d(concat(x, r), m["last_w"], m["last_b"], padding=1)
     d.zero(
-        f"{label}: tail, PS(conv(x; W_l)) + PS(conv(r; W_rl)) = PS(conv([x; r]; [W_l, W_rl])) (E6)",
+        "tail, PS(conv(x; W_l)) + PS(conv(r; W_rl)) = PS(conv([x; r]; [W_l, W_rl])) (E6), "
+        f"for {label}",
         difference(_dual_tail(p, x, r, scale), pixel_shuffle(merged_last, scale)),
     )
     prove_folded_clip_tail(
@@ -257,8 +262,8 @@ def _prove_config(d: Derivation, config: tuple[int, ...]) -> None:
         m["last_w"],
         m["last_b"],
         scale,
-        f"{label}: the folded last conv computes M − y: conv(z; −W, M − b) = M − conv(z; W, b) "
-        "(E2, with {dummies} dummy output channel(s), E8)",
+        "the folded last conv computes M − y: conv(z; −W, M − b) = M − conv(z; W, b) (E2), "
+        f"for {label}, with dummies={{dummies}} dummy output channels (E8)",
     )
 
 
