@@ -21,6 +21,7 @@ from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
+from et.compiler.partial_channels import merge_partial_channels
 from et.compiler.shifted_identity import merge_shifted_identity
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.transposed_conv import transposed_as_shuffle
@@ -43,6 +44,7 @@ PATTERNS = (
     *ET_PATTERNS,
     *HEAD_PATTERNS,
     merge_shifted_identity,
+    merge_partial_channels,
 )
 MAX_REWRITES = 100_000
 
