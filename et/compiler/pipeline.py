@@ -25,6 +25,7 @@ from et.compiler.partial_channels import merge_partial_channels
 from et.compiler.shifted_identity import merge_shifted_identity
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.transposed_conv import transposed_as_shuffle
+from et.compiler.unmerged_joins import UNMERGED_JOINS
 from et.compiler.verify import (
     ProbeSizeError,
     VerificationError,
@@ -45,6 +46,7 @@ PATTERNS = (
     *HEAD_PATTERNS,
     merge_shifted_identity,
     merge_partial_channels,
+    *UNMERGED_JOINS,
 )
 MAX_REWRITES = 100_000
 
