@@ -74,6 +74,45 @@ class RRRB(nn.Module):
         return out
 
 
+class ExpandSqueezeChain(nn.Module):
+    """RRRB's linear chain in general: 1×1 (C_in → E), the bias ring, a K×K (E → E', stride s,
+    g groups), optionally the inner residual (stride 1, E' = E only), 1×1 (E' → C_out); no
+    outer residual, so C_in ≠ C_out and stride 2 are allowed. Deploy: one K×K with padding
+    K // 2 and stride s."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        wide: int,
+        kernel: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        inner_identity: bool = False,
+        padding: BiasPadding = "strips",
+    ) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(cin, wide, 1)
+        self.body = nn.Conv2d(wide, wide, kernel, stride, groups=groups)
+        self.squeeze = nn.Conv2d(wide, cout, 1)
+        self.width, self.padding, self.inner_identity = kernel // 2, padding, inner_identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expanded = self.expand(x)
+        out = self.body(pad_with_bias(expanded, self.expand.bias, self.width, self.padding))
+        return self.squeeze(out + expanded if self.inner_identity else out)
+
+
+class ZeroPaddedRRRB(RRRB):
+    """An RRRB whose 3×3 pads the 1×1's output with zeros (not with its bias): the border ring
+    reads 0 where one conv on x would read b₁, so no single conv equals it (a negative twin)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        expanded = self.expand(x)
+        out = self.body(F.pad(expanded, [self.width] * 4)) + expanded
+        return self.squeeze(out) + x
+
+
 class ERB(nn.Module):
     """RRRB, LeakyReLU, RRRB."""
 

@@ -68,9 +68,10 @@ class PartialConv(nn.Module):
         mix_kernel: int = 1,
         out_channels: int | None = None,
         split: bool = False,
+        conv_first: bool = True,
     ) -> None:
         super().__init__()
-        self.part, self.split = part, split
+        self.part, self.split, self.conv_first = part, split, conv_first
         self.conv = nn.Conv2d(part, part, kernel, padding=kernel // 2)
         out = channels if out_channels is None else out_channels
         self.mix = nn.Conv2d(channels, out, mix_kernel, padding=mix_kernel // 2)
@@ -80,6 +81,9 @@ class PartialConv(nn.Module):
             touched, rest = torch.split(x, [self.part, x.shape[1] - self.part], dim=1)
         else:
             touched, rest = x[:, : self.part], x[:, self.part :]
+        if not self.conv_first:  # the conv on the last k channels, the first passed on
+            rest, touched = torch.split(x, [x.shape[1] - self.part, self.part], dim=1)
+            return self.mix(torch.cat([rest, self.conv(touched)], 1))
         return self.mix(torch.cat([self.conv(touched), rest], 1))
 
 
