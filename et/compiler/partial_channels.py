@@ -6,11 +6,12 @@ A conv on the first k channels concatenated with the other C − k passed on unt
 conv on all of z: every passed-on slice is the identity conv of its width (R6, with the conv
 part's kernel, so that every part has one geometry), every part reading a slice reads z with
 zero columns outside it (G5), and the parts stack (R11). The slices may be written
-``z[:, a:b]`` (``aten.slice``) or as pieces of ``torch.split`` (``split`` /
-``split_with_sizes``, read by ``getitem``), in any order and number, as long as every part is a
-channel slice of the same z (or z itself) or a conv reading one, and at least one part is a
-conv. Each conv part must be read by the concatenation alone (fan-out 1; the refusal names the
-conv). A refusal of R6, G5 or R11 is recorded on the concatenation and nothing is emitted.
+``z[:, a:b]`` (``aten.slice``) or as pieces of ``torch.split`` / ``torch.chunk`` (``split``,
+``split_with_sizes``, ``chunk``, read by ``getitem``), in any order and number, as long as
+every part is a channel slice of the same z (or z itself) or a conv reading one, and at least
+one part is a conv. Each conv part must be read by the concatenation alone (fan-out 1; the
+refusal names the conv). A refusal of R6, G5 or R11 is recorded on the concatenation and
+nothing is emitted.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from et.compiler.workspace import ConvSite, Workspace, arguments
 from et.contract import PreconditionError
 
 aten = torch.ops.aten
-_SPLITS = (aten.split.Tensor, aten.split_with_sizes.default)
+_SPLITS = (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,14 @@ def _split_piece(ws: Workspace, node: fx.Node) -> ChannelSlice | None:
     whole, total = values["self"], ws.channels(values["self"])
     if values["dim"] not in (1, -3) or total is None:
         return None
-    if split.target == aten.split.Tensor:
+    if split.target == aten.chunk.default:
+        # torch.chunk: pieces of ⌈C / chunks⌉ channels, the last one smaller
+        chunks = values["chunks"]
+        if not isinstance(chunks, int) or chunks < 1:
+            return None
+        size = -(-total // chunks)
+        sizes = [min(size, total - s) for s in range(0, total, size)]
+    elif split.target == aten.split.Tensor:
         size = values["split_size"]
         if not isinstance(size, int) or size < 1:
             return None

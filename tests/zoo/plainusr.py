@@ -10,8 +10,8 @@ Super-Resolution", ACCV 2024), written by us from the paper's description.
 * Partial conv (FasterNet's PConv, used by PlainUSR): a K×K on the first k channels, the other
   C − k passed on untouched, ``cat([conv(x[:, :k]), x[:, k:]], 1)``, followed by a 1×1 (or a
   K×K) mixing all channels. The untouched channels are an identity conv, so the pair is one
-  K×K (G5 widens the slices, R6 the identity, R11 the concat, R9 the 1×1). ``split=True``
-  writes the slices as ``torch.split``.
+  K×K (G5 widens the slices, R6 the identity, R11 the concat, R9 the 1×1). ``slicing``
+  writes the slices as ``x[:, a:b]``, ``torch.split`` or ``torch.chunk`` (halves).
 * LIA (local importance-based attention): ``x · σ(conv(x))``, kept (a gate is no conv).
 * The network: a head 3×3, blocks (RepMBConv, LeakyReLU, partial conv and 1×1, LeakyReLU, LIA),
   a tail 3×3 to ``colors · scale²`` and a PixelShuffle. Deploy: 2 + 3 per block.
@@ -28,6 +28,7 @@ from torch import nn
 from tests.zoo.fmen import pad_with_bias
 
 Border = Literal["input", "bias"]
+Slicing = Literal["slice", "split", "chunk"]
 SLOPE = 0.05
 
 
@@ -67,17 +68,19 @@ class PartialConv(nn.Module):
         kernel: int = 3,
         mix_kernel: int = 1,
         out_channels: int | None = None,
-        split: bool = False,
+        slicing: Slicing = "slice",
         conv_first: bool = True,
     ) -> None:
         super().__init__()
-        self.part, self.split, self.conv_first = part, split, conv_first
+        self.part, self.slicing, self.conv_first = part, slicing, conv_first
         self.conv = nn.Conv2d(part, part, kernel, padding=kernel // 2)
         out = channels if out_channels is None else out_channels
         self.mix = nn.Conv2d(channels, out, mix_kernel, padding=mix_kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.split:
+        if self.slicing == "chunk":  # halves: the conv on the first ⌈C/2⌉ channels
+            touched, rest = x.chunk(2, dim=1)
+        elif self.slicing == "split":
             touched, rest = torch.split(x, [self.part, x.shape[1] - self.part], dim=1)
         else:
             touched, rest = x[:, : self.part], x[:, self.part :]

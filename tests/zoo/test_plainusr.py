@@ -45,10 +45,11 @@ def test_rep_mbconv_folds_to_one_conv(name: str, seed: int, channels: int, size:
 
 
 PARTIALS = {
-    # (channels, part, kernel, out channels of the 1×1 mix, torch.split, conv first)
-    "slice_first_quarter": (8, 2, 3, 8, False, True),
-    "split_half_out_ne_in": (4, 2, 3, 6, True, True),
-    "split_conv_last_k5": (5, 2, 5, 3, True, False),
+    # (channels, part, kernel, out channels of the 1×1 mix, slicing, conv first)
+    "slice_first_quarter": (8, 2, 3, 8, "slice", True),
+    "split_half_out_ne_in": (4, 2, 3, 6, "split", True),
+    "split_conv_last_k5": (5, 2, 5, 3, "split", False),
+    "chunk_odd_width": (5, 3, 3, 5, "chunk", True),
 }
 
 
@@ -56,8 +57,8 @@ PARTIALS = {
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(6, 9))
 def test_partial_conv_and_mix_fold_to_one_conv(name: str, seed: int, size: int) -> None:
-    channels, part, kernel, out, split, conv_first = PARTIALS[name]
-    block = plainusr.PartialConv(channels, part, kernel, 1, out, split=split, conv_first=conv_first)
+    channels, part, kernel, out, slicing, conv_first = PARTIALS[name]
+    block = plainusr.PartialConv(channels, part, kernel, 1, out, slicing, conv_first)
     model = randomize(block, torch.Generator().manual_seed(seed))
     compiled = check_deploy_form(model, channels, size, convs=1)
     used = compiled.certificate.rules_used()
