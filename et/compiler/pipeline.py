@@ -17,6 +17,7 @@ from et.compiler.canonical import CANONICAL_PATTERNS
 from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
 from et.compiler.crop_into_kernel import absorb_crop
+from et.compiler.crop_of_padding import crop_of_padding
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
 from et.compiler.head_rewrites import HEAD_PATTERNS
@@ -46,6 +47,7 @@ PATTERNS = (
     *HEAD_PATTERNS,
     merge_shifted_identity,
     merge_partial_channels,
+    crop_of_padding,
     *UNMERGED_JOINS,
 )
 MAX_REWRITES = 100_000

@@ -11,7 +11,8 @@ be its only reader), and no branch merge (R3) sees one input. R18 merges the ide
 K×K (``W + I``, ``b + c``, :mod:`et.rules.merge_shifted_identity`), after which z has one
 reader, G3 folds the shift into the 1×1 (bias b₁ − b₁ = 0) and R7 merges the 1×1 into the K×K.
 The shift may be written ``z − c`` or ``z + c'`` (c = −c'), the sum in either order, each at
-``alpha = 1``.
+``alpha = 1``; or the shift may sit on the identity side, ``conv(s) + (s ± c)`` (z = s ± c),
+which is what the crop of FMEN's padded map becomes (R19).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _shift(ws: Workspace, found: dict) -> torch.Tensor | None:
     constant = per_channel(ws, found["c"], site.conv.in_channels)
     if constant is None:
         return None
+    if "identity" in found:  # z = s ± c is what is added
+        return constant if found["identity"].target == aten.add.Tensor else -constant
     return constant if found["shifted"].target == aten.sub.Tensor else -constant
 
 
@@ -52,11 +55,22 @@ def _merge_shifted_identity(ws: Workspace, node: fx.Node, found: dict) -> bool:
 
 
 def _shifted_sum(body_first: bool, shift_target) -> Op:
+    """``conv(z ∓ c) + z``: the conv reads the shifted value, the sum the value itself."""
     shifted = Op(shift_target, name="shifted", self=Var("z"), other=Var("c"))
     body = conv("body", input=shifted)
     if body_first:
         return Op(aten.add.Tensor, self=body, other=Var("z"))
     return Op(aten.add.Tensor, self=Var("z"), other=body)
+
+
+def _shifted_identity(body_first: bool, shift_target) -> Op:
+    """``conv(s) + (s ± c)``: the sum reads the shifted value (z = s ± c), the conv s itself
+    (the centre of a bias-padded map cropped back, R19)."""
+    shifted = Op(shift_target, name="identity", self=Var("s"), other=Var("c"))
+    body = conv("body", input=Var("s"))
+    if body_first:
+        return Op(aten.add.Tensor, self=body, other=shifted)
+    return Op(aten.add.Tensor, self=shifted, other=body)
 
 
 def _other_readers(ws: Workspace, node: fx.Node, found: dict) -> str:
@@ -68,7 +82,8 @@ merge_shifted_identity = driver(
     Rewrite(
         "R18",
         tuple(
-            _shifted_sum(first, target)
+            form(first, target)
+            for form in (_shifted_sum, _shifted_identity)
             for first in (True, False)
             for target in (aten.sub.Tensor, aten.add.Tensor)
         ),
