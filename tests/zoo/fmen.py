@@ -20,7 +20,9 @@ Super-Resolution", CVPRW 2022), written by us from the paper's description.
 
 The paper writes the bias padding as "pad with zeros, then set the four border strips to the
 bias"; ``padding="strips"`` writes it that way (in-place slice writes), ``padding="shift"`` as
-``pad₀(y − b) + b``. ``kernel`` generalises the 3×3 to K×K with a bias ring of K // 2 pixels.
+``pad₀(y − b) + b``; ``centre_crop=True`` adds the inner residual as the padded map's centre
+``padded[:, :, 1:-1, 1:-1]``. ``kernel`` generalises the 3×3 to K×K with a bias ring of
+K // 2 pixels.
 """
 
 from __future__ import annotations
@@ -56,19 +58,27 @@ class RRRB(nn.Module):
     """Expand 1×1 → bias-padded K×K with the inner residual → squeeze 1×1, plus ``x``."""
 
     def __init__(
-        self, channels: int, ratio: int = 2, kernel: int = 3, padding: BiasPadding = "strips"
+        self,
+        channels: int,
+        ratio: int = 2,
+        kernel: int = 3,
+        padding: BiasPadding = "strips",
+        centre_crop: bool = False,
     ) -> None:
         super().__init__()
         wide = ratio * channels
         self.expand = nn.Conv2d(channels, wide, 1)
         self.body = nn.Conv2d(wide, wide, kernel)
         self.squeeze = nn.Conv2d(wide, channels, 1)
-        self.width, self.padding = kernel // 2, padding
+        self.width, self.padding, self.centre_crop = kernel // 2, padding, centre_crop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expanded = self.expand(x)
         padded = pad_with_bias(expanded, self.expand.bias, self.width, self.padding)
-        out = self.body(padded) + expanded
+        w = self.width
+        # the inner residual: the 1×1's output, or (the same values) the padded map's centre
+        inner = padded[:, :, w:-w, w:-w] if self.centre_crop else expanded
+        out = self.body(padded) + inner
         out = self.squeeze(out)
         out += x  # written in place, as published training code often is
         return out

@@ -64,17 +64,21 @@ def _refusals(compiled, rule: str) -> list:
 QUICK = settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
 
 
-@pytest.mark.parametrize(("padding", "kernel"), [("strips", 3), ("shift", 3), ("shift", 5)])
+@pytest.mark.parametrize(
+    ("padding", "kernel", "crop"),
+    [("strips", 3, False), ("shift", 3, False), ("shift", 5, False), ("strips", 3, True)],
+)
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), channels=st.sampled_from([1, 3, 4]), size=st.integers(6, 9))
 def test_rrrb_folds_to_one_conv(
-    padding: str, kernel: int, seed: int, channels: int, size: int
+    padding: str, kernel: int, crop: bool, seed: int, channels: int, size: int
 ) -> None:
-    block = fmen.RRRB(channels, kernel=kernel, padding=padding)
+    block = fmen.RRRB(channels, kernel=kernel, padding=padding, centre_crop=crop)
     model = randomize(block, torch.Generator().manual_seed(seed))
     compiled = check_deploy_form(model, channels, size, convs=1)
     used = compiled.certificate.rules_used()
     assert used.get("R18") == 1 and used.get("R7") == 1
+    assert used.get("R19") == (1 if crop else None)
     assert compiled.certificate.unfolded == []
 
 
