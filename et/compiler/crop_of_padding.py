@@ -62,6 +62,20 @@ def _crops(found: dict) -> dict[int, tuple[int | None, int | None, int]] | None:
     return crops
 
 
+def _whole_crop(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
+    """A single slice is the whole crop: no slice of the other spatial axis reads it (that
+    one is matched as the two-slice crop)."""
+    if "inner" in found:
+        return None
+    axis = _AXES[found["outer.dim"]]
+    return not any(
+        user.target == aten.slice.Tensor
+        and len(user.args) > 1
+        and _AXES.get(user.args[1]) not in (None, axis)
+        for user in node.users
+    )
+
+
 def _ring_constant(ws: Workspace, node: fx.Node, found: dict) -> bool | None:
     """The ring's constant is one value per channel (or one number): it commutes with a crop."""
     if "ring" not in found:
@@ -99,6 +113,11 @@ crop_of_padding = driver(
             GraphCheck(
                 "each slice cuts another spatial axis",
                 lambda ws, node, found: _crops(found) is not None,
+                refuses=False,
+            ),
+            GraphCheck(
+                "the crop is read whole (not sliced again on the other axis)",
+                _whole_crop,
                 refuses=False,
             ),
             GraphCheck(
