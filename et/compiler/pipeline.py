@@ -17,16 +17,13 @@ from et.compiler.canonical import CANONICAL_PATTERNS
 from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
 from et.compiler.crop_into_kernel import absorb_crop
-from et.compiler.crop_of_padding import crop_of_padding
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
+from et.compiler.expand_squeeze_rewrites import EXPAND_SQUEEZE_PATTERNS
 from et.compiler.fold_constants import fold_constants
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
-from et.compiler.partial_channels import merge_partial_channels
-from et.compiler.shifted_identity import merge_shifted_identity
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.transposed_conv import transposed_as_shuffle
-from et.compiler.unmerged_joins import UNMERGED_JOINS
 from et.compiler.verify import (
     ProbeSizeError,
     VerificationError,
@@ -45,10 +42,7 @@ PATTERNS = (
     transposed_as_shuffle,
     *ET_PATTERNS,
     *HEAD_PATTERNS,
-    merge_shifted_identity,
-    merge_partial_channels,
-    crop_of_padding,
-    *UNMERGED_JOINS,
+    *EXPAND_SQUEEZE_PATTERNS,
 )
 MAX_REWRITES = 100_000
 
