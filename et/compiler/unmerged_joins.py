@@ -65,15 +65,26 @@ def _reads_detail(ws: Workspace, node: fx.Node, found: dict) -> str:
     return f"the branches are a {kinds[0]} of {reads[0]} and a {kinds[1]} of {reads[1]}"
 
 
-def _left(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    return False  # naming only: the driver has recorded the refusal, or R3 owns the sum
+def _keep_sum(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """Reached when every check held: R3 owns the sum (it merges it or records its refusal)."""
+    return False
+
+
+def _keep_product(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """Reached when one factor is constant: R13 (or G9) owns the product."""
+    return False
+
+
+def _keep_gate(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """Reached for a gate of a constant (G9 evaluates it): nothing to name."""
+    return False
 
 
 name_unmerged_sum = driver(
     Rewrite(
         "R3",
         (Op(aten.add.Tensor, self=Var("p"), other=Var("q")),),
-        _left,
+        _keep_sum,
         (
             GraphCheck(
                 "both operands are computed values",
@@ -101,7 +112,7 @@ name_unmerged_product = driver(
     Rewrite(
         "R13",
         (Op(aten.mul.Tensor, self=Var("p"), other=Var("q")),),
-        _left,
+        _keep_product,
         (
             GraphCheck(
                 "both operands are graph values",
@@ -136,7 +147,7 @@ name_attention_gate = driver(
     Rewrite(
         "R13",
         (Op(GATES, self=Var("x")),),
-        _left,
+        _keep_gate,
         (
             GraphCheck("the gate feeds a product", _gated_product, refuses=False),
             GraphCheck(
