@@ -88,6 +88,7 @@ CHAINS = {
     "grouped_k5": (4, 2, 6, 5, 1, 2, True),
     "depthwise_k7": (2, 3, 4, 7, 1, 4, True),
     "depthwise_stride2": (3, 3, 6, 3, 2, 6, False),
+    "depthwise_k13": (2, 3, 4, 13, 1, 4, True),
 }
 
 

@@ -30,6 +30,7 @@ MBCONVS = {
     "bias_ring": (2, 3, lambda wide: 1, "bias"),
     "grouped_k5": (2, 5, lambda wide: 2, "input"),
     "depthwise_k7": (3, 7, lambda wide: wide, "bias"),
+    "depthwise_k13": (2, 13, lambda wide: wide, "input"),
 }
 
 
