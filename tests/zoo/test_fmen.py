@@ -2,7 +2,7 @@
 
 RRRB: 1×1 expand, bias ring, 3×3 with the inner residual, 1×1 squeeze, outer residual → one
 3×3 (R18 merges the inner residual, G3 the shift, R7 the 1×1, R9 the squeeze, R6 + R3 the
-outer residual). The linear chain in general (stride 2, groups, depthwise, kernels 5 and 7,
+outer residual). The linear chain in general (stride 2, groups, depthwise, kernels 5, 7, 13,
 C_in ≠ C_out) folds to one K×K. HFAB keeps its attention product and gate, named in
 ``certificate.unfolded``; the whole network keeps its long skip, named too. Hypothesis draws the
 weights and BatchNorm statistics (a seed), widths and sizes; every case is checked in float64
