@@ -11,7 +11,9 @@ zero columns outside it (G5), and the parts stack (R11). The slices may be writt
 every part is a channel slice of the same z (or z itself) or a conv reading one, and at least
 one part is a conv. Each conv part must be read by the concatenation alone (fan-out 1; the
 refusal names the conv). A refusal of R6, G5 or R11 is recorded on the concatenation and
-nothing is emitted.
+nothing is emitted. FasterNet's inference form writes the same thing in place, ``x = x.clone();
+x[:, :k] = conv(x[:, :k])``, captured as ``slice_scatter(z, copy(z[:, :k], conv(…)), 1, 0,
+k)``: its parts are ``[conv(…), z[:, k:]]`` (and ``z[:, :a]`` before a slice not at the start).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv
-from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, integer
 from et.compiler.workspace import ConvSite, Workspace, arguments
 from et.contract import PreconditionError
 
@@ -105,9 +107,49 @@ class Part:
     site: ConvSite | None
 
 
-def _parts(ws: Workspace, found: dict) -> list[Part] | None:
+def _written(ws: Workspace, found: dict) -> tuple[fx.Node, ConvSite] | None:
+    """``(reader, site)`` of the conv written into the slice: the conv itself, or the value
+    ``copy(region, conv)`` that an in-place ``x[:, a:b] = conv(…)`` captures (its reader is
+    then the copy), when the conv fills the region exactly (b − a channels; a copy broadcasts
+    a narrower one)."""
+    src, reader = found["written"], None
+    values = arguments(src)
+    if isinstance(src, fx.Node) and src.target == aten.copy.default and values is not None:
+        if values["non_blocking"]:
+            return None
+        reader, src = src, values["src"]
+    site = ws.conv_site(src)
+    if site is None or site.conv.out_channels != found["end"] - found["start"]:
+        return None
+    return (reader if reader is not None else site.node), site
+
+
+def _scatter_parts(ws: Workspace, node: fx.Node, found: dict) -> list[Part] | None:
+    """``slice_scatter(z, conv(…), 1, a, b)`` (``z[:, a:b] = conv(…)`` on a copy of z) as the
+    parts ``[z[:, :a], conv(…), z[:, b:]]`` of a concatenation."""
+    base, total = found["base"], ws.channels(found["base"])
+    start, end = found["start"], found["end"]
+    if total is None or not 0 <= start < end <= total or (start, end) == (0, total):
+        return None
+    written = _written(ws, found)
+    if written is None:
+        return None
+    site = written[1]
+    read = channel_slice(ws, site.input)
+    if read is None or read.whole is not base:
+        return None
+    parts = [Part(ChannelSlice(node, base, 0, start, total), None)] if start > 0 else []
+    parts.append(Part(read, site))
+    if end < total:
+        parts.append(Part(ChannelSlice(node, base, end, total, total), None))
+    return parts
+
+
+def _parts(ws: Workspace, found: dict, node: fx.Node | None = None) -> list[Part] | None:
     """Every operand as a :class:`Part` of one common value, with at least one conv, else
-    None."""
+    None (the parts of ``slice_scatter`` for that form)."""
+    if "written" in found:
+        return _scatter_parts(ws, node, found)
     parts = []
     for operand in found["parts"]:
         site = ws.conv_site(operand)
@@ -123,11 +165,18 @@ def _parts(ws: Workspace, found: dict) -> list[Part] | None:
 
 
 def _shared_convs(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    return all(p.site is None or ws.sole_user(p.site.node, node) for p in _parts(ws, found))
+    if "written" in found:
+        reader, site = _written(ws, found)
+        return ws.sole_user(site.node, reader) and (
+            reader is site.node or ws.sole_user(reader, node)
+        )
+    parts = _parts(ws, found, node)
+    return all(p.site is None or ws.sole_user(p.site.node, node) for p in parts)
 
 
 def _shared_detail(ws: Workspace, node: fx.Node, found: dict) -> str:
-    shared = [p.site.node.name for p in _parts(ws, found) if p.site and len(p.site.node.users) > 1]
+    parts = _parts(ws, found, node)
+    shared = [p.site.node.name for p in parts if p.site and len(p.site.node.users) > 1]
     return f"the conv parts {shared} are also read elsewhere"
 
 
@@ -148,7 +197,7 @@ def _as_conv(ws: Workspace, part: Part, like: nn.Conv2d, applied: list) -> nn.Co
 
 def _merge_partial(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R6 + G5 + R11: ``cat([conv(z[:, :k]), z[:, k:]])`` is one conv reading z."""
-    parts = _parts(ws, found)
+    parts = _parts(ws, found, node)
     like = next(p.site.conv for p in parts if p.site is not None)
     applied: list = []
     try:
@@ -168,13 +217,24 @@ def _merge_partial(ws: Workspace, node: fx.Node, found: dict) -> bool:
 merge_partial_channels = driver(
     Rewrite(
         "R11",
-        (Op(aten.cat.default, tensors=Var("parts"), dim=Var("dim", lambda d: d in (1, -3))),),
+        (
+            Op(aten.cat.default, tensors=Var("parts"), dim=Var("dim", lambda d: d in (1, -3))),
+            Op(
+                aten.slice_scatter.default,
+                self=Var("base"),
+                src=Var("written"),
+                dim=Var("dim", lambda d: d in (1, -3)),
+                start=Var("start", integer),
+                end=Var("end", integer),
+                step=1,
+            ),
+        ),
         _merge_partial,
         (
             GraphCheck(
                 "every part is a channel slice of one value or a conv reading one, at least "
                 "one of each",
-                lambda ws, node, found: _parts(ws, found) is not None,
+                lambda ws, node, found: _parts(ws, found, node) is not None,
                 refuses=False,
             ),
             GraphCheck(FAN_OUT, _shared_convs, _shared_detail),

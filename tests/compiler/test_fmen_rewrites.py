@@ -84,6 +84,45 @@ def test_zero_padded_centre_becomes_the_input_and_merges() -> None:
     assert compiled.certificate.rules_used().get("R19") == 1
 
 
+class MiddleWrite(nn.Module):
+    """``x[:, 1:3] = conv(x[:, 1:3])`` on a copy: the channels on both sides are passed on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[:, 1:3] = self.conv(x[:, 1:3])
+        return x
+
+
+def test_conv_written_into_middle_channels_is_one_conv() -> None:
+    compiled = _compile(MiddleWrite(), 5)
+    assert count_convs(compiled.module) == 1
+    assert compiled.certificate.rules_used().get("R6") == 2  # the channels before and after
+    assert set(compiled.certificate.ops_after) == {"conv2d.default"}
+
+
+class NarrowWrite(nn.Module):
+    """``x[:, :2] = conv(…)`` with a 1-channel conv: the copy broadcasts it, no concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        x[:, :2] = self.conv(x[:, :2])
+        return x
+
+
+def test_broadcast_write_is_left_as_it_is() -> None:
+    compiled = _compile(NarrowWrite(), 4)
+    assert "slice_scatter.default" in compiled.certificate.ops_after
+    assert "R11" not in compiled.certificate.rules_used()
+
+
 class PassedOnly(nn.Module):
     """A concatenation of slices alone (a channel permutation): no conv to merge into."""
 

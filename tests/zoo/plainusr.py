@@ -11,7 +11,8 @@ Super-Resolution", ACCV 2024), written by us from the paper's description.
   C − k passed on untouched, ``cat([conv(x[:, :k]), x[:, k:]], 1)``, followed by a 1×1 (or a
   K×K) mixing all channels. The untouched channels are an identity conv, so the pair is one
   K×K (G5 widens the slices, R6 the identity, R11 the concat, R9 the 1×1). ``slicing``
-  writes the slices as ``x[:, a:b]``, ``torch.split`` or ``torch.chunk`` (halves).
+  writes the slices as ``x[:, a:b]``, ``torch.split`` or ``torch.chunk`` (halves), or
+  ``"inplace"`` writes the conv's output into a copy of x (FasterNet's inference form).
 * LIA (local importance-based attention): ``x · σ(conv(x))``, kept (a gate is no conv).
 * The network: a head 3×3, blocks (RepMBConv, LeakyReLU, partial conv and 1×1, LeakyReLU, LIA),
   a tail 3×3 to ``colors · scale²`` and a PixelShuffle. Deploy: 2 + 3 per block.
@@ -28,7 +29,7 @@ from torch import nn
 from tests.zoo.fmen import pad_with_bias
 
 Border = Literal["input", "bias"]
-Slicing = Literal["slice", "split", "chunk"]
+Slicing = Literal["slice", "split", "chunk", "inplace"]
 SLOPE = 0.05
 
 
@@ -78,6 +79,10 @@ class PartialConv(nn.Module):
         self.mix = nn.Conv2d(channels, out, mix_kernel, padding=mix_kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.slicing == "inplace":  # FasterNet's inference form: written into a copy
+            x = x.clone()
+            x[:, : self.part] = self.conv(x[:, : self.part])
+            return self.mix(x)
         if self.slicing == "chunk":  # halves: the conv on the first ⌈C/2⌉ channels
             touched, rest = x.chunk(2, dim=1)
         elif self.slicing == "split":

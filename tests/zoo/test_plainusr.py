@@ -51,6 +51,7 @@ PARTIALS = {
     "split_half_out_ne_in": (4, 2, 3, 6, "split", True),
     "split_conv_last_k5": (5, 2, 5, 3, "split", False),
     "chunk_odd_width": (5, 3, 3, 5, "chunk", True),
+    "inplace_write": (6, 2, 3, 4, "inplace", True),
 }
 
 
