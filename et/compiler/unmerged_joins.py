@@ -13,16 +13,22 @@ its rule (it found no pair of convs of one input, so it had nothing to refuse):
   such as FMEN's HFAB and PlainUSR's LIA, ``x · σ(conv(x))``, is no conv; the product is named,
   and so is the gate that feeds it (σ, tanh, …: a non-linear function of the input).
 
+* ``conv ± c`` (G3) and ``conv · c``, ``conv / c`` (R13) with c a per-channel constant: they
+  fold into the conv unless the conv is read elsewhere too (fan-out), which is then named.
+
 These steps only record: they never change the graph (``apply`` returns False). A sum whose
 convs read one value alone is left to R3 (its own refusal, if any, is the one recorded).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import fx
 
 from et.compiler.helpers import FAN_OUT
+from et.compiler.linear_rewrites import per_channel
 from et.compiler.patterns import GraphCheck, Op, Rewrite, Var, driver
 from et.compiler.workspace import Workspace
 
@@ -159,4 +165,60 @@ name_attention_gate = driver(
     )
 )
 
-UNMERGED_JOINS = (name_unmerged_sum, name_unmerged_product, name_attention_gate)
+
+def _shared_conv_operand(ws: Workspace, found: dict) -> fx.Node | None:
+    """The conv operand of ``conv ∘ c`` (c a per-channel constant), when it exists."""
+    for mine, other in (("p", "q"), ("q", "p")):
+        site = ws.conv_site(found[mine])
+        if site is not None and per_channel(ws, found[other], site.conv.out_channels) is not None:
+            return site.node
+    return None
+
+
+def _keep_shift(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """Reached when the conv is read by this op alone: G3 owns it."""
+    return False
+
+
+def _keep_scale(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """Reached when the conv is read by this op alone: R13 owns it."""
+    return False
+
+
+def _constant_op(
+    rule: str, targets: tuple, keep: Callable[[Workspace, fx.Node, dict], bool]
+) -> Callable[[Workspace, fx.Node], bool]:
+    """``conv ± c`` (G3) or ``conv · c``, ``conv / c`` (R13) left because the conv is shared."""
+    return driver(
+        Rewrite(
+            rule,
+            (Op(targets, self=Var("p"), other=Var("q")),),
+            keep,
+            (
+                GraphCheck(
+                    "one operand is a conv, the other a per-channel constant",
+                    lambda ws, node, found: _shared_conv_operand(ws, found) is not None,
+                    refuses=False,
+                ),
+                GraphCheck(
+                    FAN_OUT,
+                    lambda ws, node, found: ws.sole_user(_shared_conv_operand(ws, found), node),
+                    lambda ws, node, found: (
+                        f"the conv {_shared_conv_operand(ws, found).name} also feeds other ops"
+                    ),
+                ),
+            ),
+        )
+    )
+
+
+name_unfolded_shift = _constant_op("G3", (aten.add.Tensor, aten.sub.Tensor), _keep_shift)
+name_unfolded_scale = _constant_op("R13", (aten.mul.Tensor, aten.div.Tensor), _keep_scale)
+
+UNMERGED_JOINS = (
+    name_unmerged_sum,
+    name_unmerged_product,
+    name_attention_gate,
+    name_unfolded_shift,
+    name_unfolded_scale,
+)

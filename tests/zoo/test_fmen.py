@@ -160,3 +160,6 @@ def test_shared_inner_conv_is_kept_and_named() -> None:
     # the 1×1 and the 3×3 stay, with the inner sum, the shift and the concatenation
     compiled = check_deploy_form(model, 2, 6, convs=2, joins=3)
     assert [u.precondition for u in _refusals(compiled, "R18")] == [FAN_OUT]
+    # the shift stays too: the 1×1 it would fold into is also added back
+    (shift,) = _refusals(compiled, "G3")
+    assert shift.op == "aten.sub.Tensor" and shift.precondition == FAN_OUT
