@@ -18,6 +18,7 @@ from et.compiler.capture import CaptureError, capture
 from et.compiler.certificate import Certificate, CertificateBuilder
 from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
+from et.compiler.expand_squeeze_rewrites import EXPAND_SQUEEZE_PATTERNS
 from et.compiler.fold_constants import fold_constants
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
@@ -42,6 +43,7 @@ PATTERNS = (
     transposed_as_shuffle,
     *ET_PATTERNS,
     *HEAD_PATTERNS,
+    *EXPAND_SQUEEZE_PATTERNS,
 )
 MAX_REWRITES = 100_000
 

@@ -40,6 +40,7 @@ from et.rules.merge_kxk_1x1 import merge_kxk_1x1
 from et.rules.merge_parallel_convs import merge_parallel_convs
 from et.rules.merge_parallel_linears import merge_parallel_linears
 from et.rules.merge_sequential_convs import merge_sequential_convs
+from et.rules.merge_shifted_identity import merge_shifted_identity
 from et.rules.merge_summed_convs import merge_summed_convs
 from et.rules.move_elementwise_before_pixel_shuffle import (
     move_elementwise_after_pixel_shuffle,
@@ -256,6 +257,12 @@ CASES = [
         lambda m: merge_parallel_linears(m, [0.5, 0.5]),
     ),
     Case(
+        "R18",
+        "merge_shifted_identity",
+        lambda: [_conv(4, 4, padding=1)],
+        lambda m: merge_shifted_identity(m[0], torch.linspace(-1, 1, 4, dtype=DTYPE)),
+    ),
+    Case(
         "E1",
         "remove_passthrough_activation (ReLU)",
         lambda: [nn.ReLU()],
@@ -397,9 +404,10 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 25 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 26 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "R16", "R17", "E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
+    expected += ["R15", "R16", "R17", "R18"]
+    expected += ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 
 
