@@ -19,6 +19,7 @@ from et.compiler.certificate import Certificate, CertificateBuilder
 from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.fold_constants import fold_constants
+from et.compiler.grouped_branches import GROUPED_PATTERNS
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
@@ -37,6 +38,7 @@ PATTERNS = (
     *CANONICAL_PATTERNS,
     *LINEAR_PATTERNS,
     merge_difference,
+    *GROUPED_PATTERNS,
     absorb_crop,
     transposed_as_shuffle,
     *ET_PATTERNS,
