@@ -16,7 +16,6 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 import et
-
 from tests.zoo import blocks
 from tests.zoo.deploy_checks import ConvShape, compile_and_check, conv_shapes
 from tests.zoo.qarepvgg import NET_DEPLOY_CONVS, QARepVGGBlock, QARepVGGNet
