@@ -23,6 +23,7 @@ from et.compiler.grouped_branches import GROUPED_PATTERNS
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
+from et.compiler.token_linear import TOKEN_PATTERNS
 from et.compiler.transposed_conv import transposed_as_shuffle
 from et.compiler.verify import (
     ProbeSizeError,
@@ -43,6 +44,7 @@ PATTERNS = (
     transposed_as_shuffle,
     *ET_PATTERNS,
     *HEAD_PATTERNS,
+    *TOKEN_PATTERNS,
 )
 MAX_REWRITES = 100_000
 

@@ -16,10 +16,13 @@ import torch
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
+import et
+from et.rules.fuse_bn_token_linear import ISOLATED
 from tests.zoo import blocks
 from tests.zoo.deploy_checks import ConvShape, compile_and_check, conv_shapes
 from tests.zoo.fastvit import (
     SMALL_DEPLOY_CONVS,
+    AttentionBlock,
     FastViTSmall,
     MobileOneUnit,
     RepCPE,
@@ -31,12 +34,8 @@ FEW = settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.gene
 
 
 def _randomized(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    model = blocks.randomize(model, torch.Generator().manual_seed(seed))
-    with torch.no_grad():  # layer scales of both signs and sizes (FastViT initialises 1e-5)
-        for name, tensor in model.named_parameters():
-            if "layer_scale" in name or name.startswith("scale_"):
-                tensor.copy_(torch.randn(tensor.shape, generator=torch.Generator().manual_seed(seed)))
-    return model
+    """Every weight, layer scale and BatchNorm statistic drawn from ``seed``."""
+    return blocks.randomize(model, torch.Generator().manual_seed(seed))
 
 
 @FEW
@@ -109,6 +108,7 @@ def test_small_fastvit_folds_all_but_attention(cpe_groups: int | None) -> None:
         model, 3, ((32, 32), (40, 48)), max_convs=SMALL_DEPLOY_CONVS, tolerance32=1e-3
     )
     ops = compiled.certificate.ops_after
+    assert compiled.certificate.rules_used().get("R21") == 1  # the BatchNorm before attention
     # what no rule folds is left and named: attention, the gates, the nonlinearities
     assert ops["softmax.int"] == 1 and ops["sigmoid.default"] == 2, ops
     assert "avg_pool2d.default" not in ops  # the whole-map pool is captured as a global mean
@@ -117,3 +117,18 @@ def test_small_fastvit_folds_all_but_attention(cpe_groups: int | None) -> None:
     assert shapes[3] == ConvShape((8, 1, 3, 3), 8)
     groups = 16 if cpe_groups is None else cpe_groups
     assert ConvShape((16, 16 // groups, 7, 7), groups) in shapes  # RepCPE: one conv
+
+
+class AttentionNormAlsoRead(AttentionBlock):
+    """The normalised map is also added to the output: the BatchNorm has two readers."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = self.norm(x)
+        return normed + self.scale_attention * self.attention(normed)
+
+
+def test_attention_norm_with_two_readers_stays_and_is_named() -> None:
+    model = _randomized(AttentionNormAlsoRead(4), seed=2).double().eval()
+    compiled = et.compile(model, (torch.rand(1, 4, 6, 6, dtype=torch.float64),))
+    named = [u for u in compiled.certificate.unfolded if u.rule == "R21"]
+    assert named and named[0].precondition == ISOLATED, compiled.certificate.unfolded
