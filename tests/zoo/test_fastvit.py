@@ -113,6 +113,10 @@ def test_small_fastvit_folds_all_but_attention(cpe_groups: int | None) -> None:
     assert ops["softmax.int"] == 1 and ops["sigmoid.default"] == 2, ops
     assert "avg_pool2d.default" not in ops  # the whole-map pool is captured as a global mean
     shapes = conv_shapes(compiled.module)
+    # fewer convs than the deploy form's: each conv FFN's depthwise 7×7 conv-BN and its 1×1
+    # expansion are collapsed by R14 into one dense 7×7 (sequential.py merges every pair it
+    # can; the authors keep the pair, which costs fewer multiply-adds)
+    assert len(shapes) == SMALL_DEPLOY_CONVS - 2
     # the RepMixer is one depthwise 3×3 (the 4th conv: after the three stem convs)
     assert shapes[3] == ConvShape((8, 1, 3, 3), 8)
     groups = 16 if cpe_groups is None else cpe_groups
