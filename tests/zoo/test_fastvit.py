@@ -136,3 +136,17 @@ def test_attention_norm_with_two_readers_stays_and_is_named() -> None:
     compiled = et.compile(model, (torch.rand(1, 4, 6, 6, dtype=torch.float64),))
     named = [u for u in compiled.certificate.unfolded if u.rule == "R21"]
     assert named and named[0].precondition == ISOLATED, compiled.certificate.unfolded
+
+
+class RepMixerScaledEach(RepMixer):
+    """RepMixer with the layer scale distributed: ``x − γ ⊙ norm(x) + γ ⊙ mixer(x)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.layer_scale * self.norm(x) + self.layer_scale * self.mixer(x)
+
+
+@pytest.mark.parametrize("kernel", [3, 7])
+def test_repmixer_with_the_scale_distributed_is_one_depthwise_conv(kernel: int) -> None:
+    model = _randomized(RepMixerScaledEach(4, kernel), seed=kernel)
+    compiled = compile_and_check(model, 4, ((8, 8), (11, 9)), max_convs=1)
+    assert conv_shapes(compiled.module) == [ConvShape((4, 1, kernel, kernel), 4)]

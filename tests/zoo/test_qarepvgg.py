@@ -96,3 +96,18 @@ def test_pool_that_is_no_conv_stays_and_is_named() -> None:
     assert compiled.certificate.ops_after.get("avg_pool2d.default") == 1
     named = [u for u in compiled.certificate.unfolded if u.rule == "R10"]
     assert named and "count_include_pad" in named[0].precondition, compiled.certificate.unfolded
+
+
+class PoolFirstBlock(QARepVGGBlock):
+    """The v2 sum written with its pool and identity branches first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.avg_pool2d(x, 3, 1, 1) + x + self.dense_bn(self.dense(x)) + self.point(x)
+        return F.relu(self.bn(y))
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_sum_with_pool_and_identity_first_folds(groups: int) -> None:
+    model = blocks.randomize(PoolFirstBlock(4, 4, groups=groups), torch.Generator().manual_seed(2))
+    compiled = compile_and_check(model, 4, ((8, 8), (9, 11)), max_convs=1)
+    assert conv_shapes(compiled.module) == [ConvShape((4, 4 // groups, 3, 3), groups)]
