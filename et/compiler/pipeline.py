@@ -20,9 +20,11 @@ from et.compiler.crop_into_kernel import absorb_crop
 from et.compiler.et_rewrites import ET_PATTERNS, append_clamp
 from et.compiler.expand_squeeze_rewrites import EXPAND_SQUEEZE_PATTERNS
 from et.compiler.fold_constants import fold_constants
+from et.compiler.grouped_branches import GROUPED_PATTERNS
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
+from et.compiler.token_linear import TOKEN_PATTERNS
 from et.compiler.transposed_conv import transposed_as_shuffle
 from et.compiler.verify import (
     ProbeSizeError,
@@ -39,11 +41,13 @@ PATTERNS = (
     *CANONICAL_PATTERNS,
     *LINEAR_PATTERNS,
     merge_difference,
+    *GROUPED_PATTERNS,
     absorb_crop,
     transposed_as_shuffle,
     *ET_PATTERNS,
     *HEAD_PATTERNS,
     *EXPAND_SQUEEZE_PATTERNS,
+    *TOKEN_PATTERNS,
 )
 MAX_REWRITES = 100_000
 

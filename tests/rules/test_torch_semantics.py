@@ -32,10 +32,12 @@ from et.rules.embed_kernel import embed_kernel
 from et.rules.fold_channel_scale import fold_channel_scale
 from et.rules.fuse_bn_conv import fuse_bn_conv
 from et.rules.fuse_bn_linear import fuse_bn_linear
+from et.rules.fuse_bn_token_linear import fuse_bn_token_linear
 from et.rules.fuse_conv_bn import fuse_conv_bn
 from et.rules.merge_1x1_kxk import merge_1x1_kxk
 from et.rules.merge_asymmetric import merge_asymmetric
 from et.rules.merge_dual_stream import merge_activations, merge_dual_stream
+from et.rules.merge_grouped_branches import merge_grouped_branches
 from et.rules.merge_kxk_1x1 import merge_kxk_1x1
 from et.rules.merge_parallel_convs import merge_parallel_convs
 from et.rules.merge_parallel_linears import merge_parallel_linears
@@ -263,6 +265,18 @@ CASES = [
         lambda m: merge_shifted_identity(m[0], torch.linspace(-1, 1, 4, dtype=DTYPE)),
     ),
     Case(
+        "R20",
+        "merge_grouped_branches",
+        lambda: [_conv(4, 4, padding=1, groups=2), _conv(4, 4, 1, groups=4)],
+        lambda m: merge_grouped_branches(m),
+    ),
+    Case(
+        "R21",
+        "fuse_bn_token_linear",
+        lambda: [_bn(4), nn.Linear(4, 3, dtype=DTYPE)],
+        lambda m: fuse_bn_token_linear(*m),
+    ),
+    Case(
         "E1",
         "remove_passthrough_activation (ReLU)",
         lambda: [nn.ReLU()],
@@ -404,9 +418,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 26 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 28 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "R16", "R17", "R18"]
+    expected += ["R15", "R16", "R17", "R18", "R20", "R21"]
     expected += ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 
