@@ -22,6 +22,7 @@ from et.compiler.fold_constants import fold_constants
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
+from et.compiler.stacked_inputs import stack_inputs
 from et.compiler.transposed_conv import transposed_as_shuffle
 from et.compiler.verify import (
     ProbeSizeError,
@@ -41,6 +42,7 @@ PATTERNS = (
     transposed_as_shuffle,
     *ET_PATTERNS,
     *HEAD_PATTERNS,
+    stack_inputs,
 )
 MAX_REWRITES = 100_000
 

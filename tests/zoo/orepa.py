@@ -101,7 +101,43 @@ class OREPAConv(nn.Module):
         )
         weight = 0
         for scale, kernel in zip(self.scales, kernels, strict=True):
-            weight = weight + scale.view(-1, 1, 1, 1) * kernel
+            # the per-channel scaling written as an einsum, as a scaling layer on a kernel is
+            weight = weight + torch.einsum("oihw,o->oihw", kernel, scale)
+        return weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.kernel(), None, self.stride, self.k // 2, 1, self.groups)
+        return self.bn(y)
+
+
+class OREPALargeConv(nn.Module):
+    """OREPA's large kernel: ``L`` stacked 3×3 OREPA kernels composed into one
+    ``(2L + 1)×(2L + 1)`` kernel in ``forward`` by convolving the kernels themselves
+    (``C[o, i] = Σ_m B[o, m] ∗ A[m, i]``, a full 2-D convolution: a conv on parameters), then
+    one conv and a BatchNorm. Dense (``groups = 1``) or depthwise (``groups = C``). Deploy: one
+    conv."""
+
+    DEPLOY_CONVS = 1
+
+    def __init__(self, cin: int, cout: int, layers: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__()
+        if groups not in (1, cin) or (groups > 1 and cout != cin):
+            raise ValueError("dense or depthwise only")
+        self.stride, self.groups, self.k = stride, groups, 2 * layers + 1
+        widths = [cin] * layers + [cout]
+        self.parts = nn.ModuleList(
+            OREPAConv(widths[i], widths[i + 1], 3, groups=groups) for i in range(layers)
+        )
+        self.bn = nn.BatchNorm2d(cout)
+
+    def kernel(self) -> torch.Tensor:
+        """The composition of the parts' kernels, first part first."""
+        weight = self.parts[0].kernel()
+        for part in self.parts[1:]:
+            following = part.kernel().flip(2, 3)  # a conv correlates; the composition convolves
+            # dense: kernels' input channels as the batch; depthwise: one channel per group
+            composed = F.conv2d(weight.transpose(0, 1), following, padding=2, groups=self.groups)
+            weight = composed.transpose(0, 1)
         return weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
