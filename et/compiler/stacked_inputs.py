@@ -12,6 +12,12 @@ its 1×1 anchor conv, which E4 cannot carry through the long residual: without t
 compiled net would hold one conv more than the authors' deploy form; with it, the anchor is
 columns of the last conv reading ``[y + f; x]``.
 
+A last resort, so that it never takes a sum another rewrite would fold better (stacking gives
+the convs a new input, which blocks R8, E4 and E5 on them): it waits at a sum until a whole pass
+of every rewrite left the graph as it was (it asks for that one more pass), and it leaves a sum
+at which another rule was refused, so that refusal keeps naming why the sum stayed (E4 on a
+signed input: the certificate says the input is not ≥ 0).
+
 Left, each refusal named in the certificate: convs reading the same input (R3's case, not this
 one), a conv whose output feeds anything else (fan-out), grouped convs and differing strides,
 paddings or dilations (E6's checks), and inputs of different spatial sizes (a stride-2 conv
@@ -19,6 +25,8 @@ gives the same output size for two input sizes; their channels cannot be stacked
 """
 
 from __future__ import annotations
+
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import fx
@@ -52,6 +60,26 @@ def _sizes(ws: Workspace, node: fx.Node, found: dict) -> str:
     return f"{_spatial(found['a.input'])} and {_spatial(found['b.input'])}"
 
 
+#: per workspace, the graph (its node names) as it was at each sum's last visit
+_SEEN: WeakKeyDictionary[Workspace, dict[str, tuple[str, ...]]] = WeakKeyDictionary()
+#: refusals of this step's own rules, which must not hold it back
+_OWN = ("E6", "R4")
+
+
+def _settled(ws: Workspace, node: fx.Node) -> bool:
+    """Whether the graph is as it was at the last visit of ``node``: a whole pass of every
+    rewrite changed nothing (each rewrite emits new nodes or erases some, so the names say)."""
+    state = tuple(n.name for n in ws.graph.nodes)
+    seen = _SEEN.setdefault(ws, {})
+    settled = seen.get(node.name) == state
+    seen[node.name] = state
+    return settled
+
+
+def _refused_by_others(ws: Workspace, node: fx.Node) -> bool:
+    return any(u.rule not in _OWN for u in ws.record.unfolded({node.name}))
+
+
 def _fan_out(name: str) -> GraphCheck:
     def others(ws: Workspace, node: fx.Node, found: dict) -> str:
         users = sorted(u.name for u in found[name].users if u is not node)
@@ -64,6 +92,10 @@ def _fan_out(name: str) -> GraphCheck:
 
 def _stack_inputs(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """E6 (R4 first when the kernels differ): ``conv_a(u) + conv_b(v)`` → ``conv([u; v])``."""
+    if _refused_by_others(ws, node):
+        return False
+    if not _settled(ws, node):
+        return True  # not yet: one more pass, in which every other rewrite has its chance
     sites = [ws.conv_site(found[name]) for name in ("a", "b")]
     convs = [site.conv for site in sites]
     steps = []

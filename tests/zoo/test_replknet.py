@@ -1,0 +1,52 @@
+"""RepLKNet through et.compile: large + small depthwise kernels summed fold to one large
+depthwise conv; the net's final BatchNorm2d → global pool → Linear folds into the Linear.
+
+Settings: 13×13 with 5×5 and with 3×3 small kernels, stride 1 and 2, the block's pre-BN
+(folded into the 1×1 that reads it, R2), the ConvFFN, and a net with a stem (stride 2,
+depthwise) and a transition to a wider stage (in ≠ out channels).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.zoo import blocks
+from tests.zoo.deploy_form import DeployForm, check_deploy_form
+from tests.zoo.replknet import ConvFFN, LargeKernelUnit, RepLKBlock, RepLKNet
+
+
+@pytest.mark.parametrize(("large", "small", "stride"), [(13, 5, 1), (13, 3, 2), (7, 5, 1)])
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), channels=st.integers(1, 4), size=st.integers(14, 18))
+def test_large_kernel_unit_folds_to_one_depthwise_conv(
+    large: int, small: int, stride: int, seed: int, channels: int, size: int
+) -> None:
+    model = LargeKernelUnit(channels, large, small, stride)
+    blocks.randomize(model, torch.Generator().manual_seed(seed))
+    compiled = check_deploy_form(model, (channels, size, size), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R4") == 1  # the small kernel embedded
+
+
+@pytest.mark.parametrize("block", ["replk", "ffn"])
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), channels=st.integers(2, 4), size=st.integers(14, 17))
+def test_block_folds_to_its_deploy_form(block: str, seed: int, channels: int, size: int) -> None:
+    if block == "replk":
+        model, convs = RepLKBlock(channels, channels + 2), RepLKBlock.DEPLOY_CONVS
+    else:
+        model, convs = ConvFFN(channels, 2 * channels), ConvFFN.DEPLOY_CONVS
+    blocks.randomize(model, torch.Generator().manual_seed(seed))
+    # the residual sum is kept, as in the authors' deploy form
+    check_deploy_form(model, (channels, size, size), DeployForm(convs, joins=1))
+
+
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(28, 34))
+def test_replknet_folds_and_its_head_bn_goes_into_the_linear(seed: int, size: int) -> None:
+    model = blocks.randomize(RepLKNet(), torch.Generator().manual_seed(seed))
+    compiled = check_deploy_form(model, (3, size, size), DeployForm(model.deploy_convs, joins=4))
+    assert compiled.certificate.rules_used().get("R16") == 1
+    assert compiled.certificate.ops_after.get("linear.default") == 1
