@@ -38,8 +38,35 @@ class CollapsibleLinearBlock(nn.Module):
         return y + x if self.residual else y
 
 
+class CollapsedInForward(CollapsibleLinearBlock):
+    """The same block as SESR trains it efficiently: ``forward`` first collapses the two
+    kernels into one, by running a unit impulse through them (the impulse ``δ[i, c, r, r] =
+    [c = i]`` as a batch of ``cin`` images, E applied with padding r, then P: image i holds
+    ``Σ_m P[o, m]·E[m, i]`` flipped), adds the identity kernel for the residual, and runs one
+    K×K conv. The impulse is made in ``forward`` (``zeros``, then an indexed write), as a
+    training loop would, so the kernel is a computation on parameters and fresh constants."""
+
+    def collapsed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cin, k = self.expand.in_channels, self.expand.kernel_size[0]
+        r = k // 2
+        impulse = torch.zeros(cin, cin, k, k, dtype=self.expand.weight.dtype)
+        impulse[torch.arange(cin), torch.arange(cin), r, r] = 1.0
+        responses = F.conv2d(F.conv2d(impulse, self.expand.weight, padding=r), self.project.weight)
+        kernel = responses.transpose(0, 1).flip(2, 3)
+        if self.residual:
+            kernel = kernel + impulse
+        project = self.project.weight[:, :, 0, 0]
+        bias = project @ self.expand.bias + self.project.bias
+        return kernel, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel, bias = self.collapsed()
+        return F.conv2d(x, kernel, bias, padding=self.expand.kernel_size[0] // 2)
+
+
 class SESR(nn.Module):
-    """SESR-M``m`` with ``f`` features at ×``scale``; deploy: ``m + 2`` convs."""
+    """SESR-M``m`` with ``f`` features at ×``scale``; deploy: ``m + 2`` convs.
+    ``collapse_in_forward``: its blocks collapse their kernels in every ``forward``."""
 
     def __init__(
         self,
@@ -49,15 +76,15 @@ class SESR(nn.Module):
         blocks: int = 3,
         expand: int = 256,
         activation: str = "prelu",
+        collapse_in_forward: bool = False,
     ) -> None:
         super().__init__()
         self.scale, self.colors = scale, colors
-        self.first = CollapsibleLinearBlock(colors, features, 5, expand, residual=False)
-        self.body = nn.ModuleList(
-            CollapsibleLinearBlock(features, features, 3, expand) for _ in range(blocks)
-        )
+        block = CollapsedInForward if collapse_in_forward else CollapsibleLinearBlock
+        self.first = block(colors, features, 5, expand, residual=False)
+        self.body = nn.ModuleList(block(features, features, 3, expand) for _ in range(blocks))
         width = colors * scale * scale
-        self.last = CollapsibleLinearBlock(features, width, 5, expand, residual=False)
+        self.last = block(features, width, 5, expand, residual=False)
 
         def act() -> nn.Module:
             return nn.PReLU(features) if activation == "prelu" else nn.ReLU()

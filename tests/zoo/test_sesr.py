@@ -6,7 +6,8 @@ R6, R3); the anchor (the image at each sub-pixel position: ``cat`` tiling for on
 image through the long residual, stacked into the last conv's input (E6's identity), so the
 net keeps exactly the authors' m + 2 convs. Settings: 5×5 outer and 3×3 inner kernels, the
 paper's p = 256 and smaller, in ≠ out channels (1 or 3 colours to 16 features, features to
-colours·s²), ×2 and ×4, PReLU and ReLU.
+colours·s²), ×2 and ×4, PReLU and ReLU, and blocks that collapse their kernel in every
+``forward`` (SESR's efficient training: an impulse through the two convs; G9 evaluates it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.zoo import blocks
 from tests.zoo.deploy_form import DeployForm, check_deploy_form
-from tests.zoo.sesr import SESR, CollapsibleLinearBlock
+from tests.zoo.sesr import SESR, CollapsedInForward, CollapsibleLinearBlock
 
 
 def fan_in_scaled(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -45,12 +46,23 @@ def test_linear_block_collapses_to_one_conv(
     check_deploy_form(model, (cin, size, size), DeployForm(convs=1))
 
 
-# (colours, scale, blocks, expand, activation)
+@pytest.mark.parametrize(("cin", "cout", "k"), [(3, 3, 3), (2, 5, 5)])
+def test_collapsing_in_forward_computes_the_block_it_collapses(cin: int, cout: int, k: int):
+    """Guard on the zoo code: the impulse-response kernel is the two-conv block's function."""
+    block = fan_in_scaled(CollapsibleLinearBlock(cin, cout, k, 8), seed=cin).double()
+    collapsing = CollapsedInForward(cin, cout, k, 8).double()
+    collapsing.load_state_dict(block.state_dict())
+    x = torch.rand(2, cin, 9, 10, dtype=torch.float64)
+    assert torch.allclose(collapsing(x), block(x), rtol=1e-12, atol=1e-12)
+
+
+# (colours, scale, blocks, expand, activation, collapsed in forward)
 NETS = {
-    "y_x2_prelu_p256": (1, 2, 3, 256, "prelu"),
-    "y_x4_relu": (1, 4, 2, 32, "relu"),
-    "rgb_x2_prelu": (3, 2, 2, 16, "prelu"),
-    "rgb_x4_relu": (3, 4, 3, 32, "relu"),
+    "y_x2_prelu_p256": (1, 2, 3, 256, "prelu", False),
+    "y_x4_relu": (1, 4, 2, 32, "relu", False),
+    "rgb_x2_prelu": (3, 2, 2, 16, "prelu", False),
+    "rgb_x4_relu": (3, 4, 3, 32, "relu", False),
+    "rgb_x2_collapsed_in_forward": (3, 2, 2, 16, "prelu", True),
 }
 
 
@@ -58,8 +70,8 @@ NETS = {
 @settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(7, 11))
 def test_sesr_net_folds_to_m_plus_2_convs(name: str, seed: int, size: int) -> None:
-    colors, scale, count, expand, activation = NETS[name]
-    model = fan_in_scaled(SESR(colors, scale, 16, count, expand, activation), seed)
+    colors, scale, count, expand, activation, collapsed = NETS[name]
+    model = fan_in_scaled(SESR(colors, scale, 16, count, expand, activation, collapsed), seed)
     # the authors keep two joins: the long residual and the image anchor
     compiled = check_deploy_form(model, (colors, size, size), DeployForm(count + 2, joins=2))
     assert compiled.certificate.ops_after.get("pixel_shuffle.default") == 1
