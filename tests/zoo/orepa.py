@@ -42,7 +42,9 @@ def dct_basis(k: int) -> torch.Tensor:
 
 
 class OREPAConv(nn.Module):
-    """One OREPA conv: the kernel built online from six branches, one conv, a BatchNorm."""
+    """One OREPA conv: the kernel built online from six branches, one conv, a BatchNorm.
+    ``identity_attribute``: the 1×1 → K×K branch's identity is a plain tensor attribute (as
+    some published re-parameterization code keeps it), not a buffer."""
 
     BRANCHES = 6
 
@@ -55,6 +57,7 @@ class OREPAConv(nn.Module):
         groups: int = 1,
         internal: int | None = None,
         priors: int = 4,
+        identity_attribute: bool = False,
     ) -> None:
         super().__init__()
         if cin % groups or cout % groups:
@@ -73,7 +76,10 @@ class OREPAConv(nn.Module):
         identity = torch.zeros(groups * m, per_in, 1, 1)
         for j in range(groups * m):
             identity[j, j % per_in] = 1.0 if m == per_in else 0.0
-        self.register_buffer("reduce_identity", identity)
+        if identity_attribute:  # a plain tensor attribute: neither parameter nor buffer
+            self.reduce_identity = identity
+        else:
+            self.register_buffer("reduce_identity", identity)
         self.expand = nn.Parameter(torch.randn(cout, m, k, k))
         self.depthwise = nn.Parameter(torch.randn(cin, 1, k, k))
         self.pointwise = nn.Parameter(torch.randn(cout, per_in, 1, 1))
@@ -85,7 +91,8 @@ class OREPAConv(nn.Module):
         k, g, m = self.k, self.groups, self.internal
         cout, per_in = self.origin.shape[:2]
         r = k // 2
-        seq_1x1 = (self.reduce + self.reduce_identity).view(g, m, per_in)
+        identity = self.reduce_identity.to(self.reduce)  # a plain attribute is not cast
+        seq_1x1 = (self.reduce + identity).view(g, m, per_in)
         seq_kxk = self.expand.view(g, cout // g, m, k, k)
         sequential = torch.einsum("gmi,gomhw->goihw", seq_1x1, seq_kxk)
         dw = self.depthwise.view(g, per_in, k, k)

@@ -20,13 +20,15 @@ from tests.zoo.orepa import OREPAConv, OREPALargeConv, OREPANet, dct_basis
 
 ONE_CONV = DeployForm(convs=1)
 
-# (cin, cout, k, stride, groups, internal)
+# (cin, cout, k, stride, groups, internal, identity as a plain tensor attribute)
 SETTINGS = {
-    "dense_3x3": (3, 5, 3, 1, 1, None),
-    "dense_5x5_wide_internal": (3, 4, 5, 1, 1, 6),
-    "grouped_7x7_stride2": (4, 6, 7, 2, 2, 3),
-    "depthwise_7x7": (4, 4, 7, 1, 4, None),
-    "depthwise_13x13_stride2": (3, 3, 13, 2, 3, None),
+    "dense_3x3": (3, 5, 3, 1, 1, None, False),
+    "dense_3x3_identity_attribute": (4, 5, 3, 1, 1, None, True),
+    "dense_5x5_wide_internal": (3, 4, 5, 1, 1, 6, False),
+    "grouped_7x7_stride2": (4, 6, 7, 2, 2, 3, False),
+    "grouped_5x5_identity_attribute": (4, 6, 5, 1, 2, None, True),
+    "depthwise_7x7": (4, 4, 7, 1, 4, None, False),
+    "depthwise_13x13_stride2": (3, 3, 13, 2, 3, None, False),
 }
 
 
@@ -34,8 +36,8 @@ SETTINGS = {
 @settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(14, 18))
 def test_orepa_conv_folds_to_one_conv(name: str, seed: int, size: int) -> None:
-    cin, cout, k, stride, groups, internal = SETTINGS[name]
-    model = OREPAConv(cin, cout, k, stride, groups, internal)
+    cin, cout, k, stride, groups, internal, attribute = SETTINGS[name]
+    model = OREPAConv(cin, cout, k, stride, groups, internal, identity_attribute=attribute)
     blocks.randomize(model, torch.Generator().manual_seed(seed))
     compiled = check_deploy_form(model, (cin, size, size), ONE_CONV)
     assert compiled.certificate.rules_used().get("R1") == 1
