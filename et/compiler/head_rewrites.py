@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -173,13 +174,58 @@ def _flat_ops(pool: Op) -> tuple[Op, ...]:
     )
 
 
+def _one_axis(*axes: int) -> Callable[[object], bool]:
+    """A ``dim`` argument naming one of ``axes``: an int, or a list of one int."""
+
+    def names(dim: object) -> bool:
+        if isinstance(dim, list | tuple) and len(dim) == 1:
+            dim = dim[0]
+        return isinstance(dim, int) and not isinstance(dim, bool) and dim in axes
+
+    return names
+
+
+def _unit_axes_removed(pool: Op) -> tuple[Op, ...]:
+    """The ``(N, C, 1, 1)`` pool with its two unit axes removed: ``squeeze((2, 3))``, two
+    ``squeeze(d)``, or ``[:, :, 0, 0]`` (two ``select(d, 0)``): the first removes H or W
+    (axis 2 or 3), the second the one left (axis 2 of the rank-3 result)."""
+    first, second = _one_axis(2, 3, -1, -2), _one_axis(2, -1)
+    return (
+        Op(aten.squeeze.dims, name="flat", self=pool, dim=Var("sq", _spatial)),
+        Op(
+            aten.squeeze.dim,
+            name="flat2",
+            self=Op(aten.squeeze.dim, name="flat", self=pool, dim=Var("d1", first)),
+            dim=Var("d2", second),
+        ),
+        Op(
+            aten.select.int,
+            name="flat2",
+            self=Op(aten.select.int, name="flat", self=pool, dim=Var("d1", first), index=0),
+            dim=Var("d2", second),
+            index=0,
+        ),
+    )
+
+
 #: ``x.flatten(2).mean(-1)`` (EfficientFormerV2's head): H·W positions on one axis, averaged
 _SPREAD = Op(aten.flatten.using_ints, name="spread", self=Var("normed"), start_dim=2)
+#: ``x.mean(3).mean(2)`` (older MobileNet ports): W then H (or H then W) averaged in turn; the
+#: mean of the means of equal-size rows is the mean of the whole map
+_NESTED_MEAN = Op(
+    aten.mean.dim,
+    name="flat",
+    self=Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("d1", _one_axis(2, 3, -1, -2))),
+    dim=Var("d2", _one_axis(2, -1)),
+)
 _POOLED = (
     *_flat_ops(_MEAN_KEEP),
     *_flat_ops(_ADAPTIVE),
+    *_unit_axes_removed(_MEAN_KEEP),
+    *_unit_axes_removed(_ADAPTIVE),
     Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("dims", _spatial), keepdim=False),
     Op(aten.mean.dim, name="pool", self=_SPREAD, dim=Var("dims", lambda d: d in ([2], [-1]))),
+    _NESTED_MEAN,
 )
 
 
@@ -192,7 +238,7 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     bn_node, values = read
     pooled = "pool" in found
-    steps = ("spread", "pool", "flat")
+    steps = ("spread", "pool", "flat", "flat2")
     chain = [found["normed"], *(found[k] for k in steps if k in found), node]
     # the BatchNorm's output has its input's shape; a node an earlier rewrite emitted has none
     x, rank = values["input"], _rank(found["normed"]) or _rank(values["input"])

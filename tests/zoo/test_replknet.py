@@ -50,3 +50,49 @@ def test_replknet_folds_and_its_head_bn_goes_into_the_linear(seed: int, size: in
     compiled = check_deploy_form(model, (3, size, size), DeployForm(model.deploy_convs, joins=4))
     assert compiled.certificate.rules_used().get("R16") == 1
     assert compiled.certificate.ops_after.get("linear.default") == 1
+
+
+class PooledSpelling(torch.nn.Module):
+    """RepLKNet's ending (BatchNorm2d, global average pool, Linear) with the pool flattened as
+    other codebases write it."""
+
+    def __init__(self, spelling: str) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Linear(4, 5)
+        self.spelling = spelling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(torch.relu(self.stem(x)))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        features = {
+            "squeeze_twice": lambda: pooled.squeeze(-1).squeeze(-1),
+            "squeeze_3_then_2": lambda: pooled.squeeze(3).squeeze(2),
+            "squeeze_dims": lambda: pooled.squeeze((2, 3)),
+            "index_0_0": lambda: pooled[:, :, 0, 0],
+            "mean_3_then_2": lambda: x.mean(3).mean(2),
+            "mean_last_twice": lambda: x.mean(-1).mean(-1),
+            "view_batch": lambda: pooled.view(x.size(0), -1),
+        }[self.spelling]()
+        return self.head(features)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "squeeze_twice",
+        "squeeze_3_then_2",
+        "squeeze_dims",
+        "index_0_0",
+        "mean_3_then_2",
+        "mean_last_twice",
+        "view_batch",
+    ],
+)
+def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
+    spelling: str,
+) -> None:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(7))
+    compiled = check_deploy_form(model, (3, 12, 12), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R16") == 1
