@@ -27,15 +27,19 @@ def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn
 
 class RepGhostModule(nn.Module):
     """``y = BN(dw_K(x₁)) + BN'(x₁)`` on ``x₁ = BN(1×1 x)``, each followed by a ReLU when
-    ``relu``. Deploy: a 1×1 and a depthwise K×K (2 convs)."""
+    ``relu``; ``reuse="identity"``: ``+ x₁`` instead of ``+ BN'(x₁)``. Deploy: a 1×1 and a
+    depthwise K×K (2 convs)."""
 
     DEPLOY_CONVS = 2
 
-    def __init__(self, cin: int, cout: int, k: int = 3, relu: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: int = 3, relu: bool = True, reuse: str = "bn"
+    ) -> None:
         super().__init__()
         self.primary = conv_bn(cin, cout, 1)
         self.cheap = conv_bn(cout, cout, k, groups=cout)
-        self.fusion_bn = nn.BatchNorm2d(cout)
+        # the reuse branch: a BatchNorm, or the plain identity (the paper's other variant)
+        self.fusion_bn = nn.BatchNorm2d(cout) if reuse == "bn" else nn.Identity()
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

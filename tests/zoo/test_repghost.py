@@ -20,7 +20,9 @@ from tests.zoo.deploy_form import DeployForm, check_deploy_form
 from tests.zoo.repghost import RepGhostBottleneck, RepGhostModule, RepGhostNet
 
 
-@pytest.mark.parametrize(("k", "relu"), [(3, True), (5, False)])
+@pytest.mark.parametrize(
+    ("k", "relu", "reuse"), [(3, True, "bn"), (5, False, "bn"), (3, False, "identity")]
+)
 @settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate])
 @given(
     seed=st.integers(0, 2**31 - 1),
@@ -29,13 +31,12 @@ from tests.zoo.repghost import RepGhostBottleneck, RepGhostModule, RepGhostNet
     size=st.integers(6, 12),
 )
 def test_ghost_module_reuse_branch_folds_into_the_cheap_conv(
-    k: int, relu: bool, seed: int, cin: int, cout: int, size: int
+    k: int, relu: bool, reuse: str, seed: int, cin: int, cout: int, size: int
 ) -> None:
-    model = blocks.randomize(
-        RepGhostModule(cin, cout, k, relu), torch.Generator().manual_seed(seed)
-    )
+    model = RepGhostModule(cin, cout, k, relu, reuse)
+    blocks.randomize(model, torch.Generator().manual_seed(seed))
     compiled = check_deploy_form(model, (cin, size, size), DeployForm(RepGhostModule.DEPLOY_CONVS))
-    assert compiled.certificate.rules_used().get("R6") == 1  # the BN-only branch
+    assert compiled.certificate.rules_used().get("R6") == 1  # the reuse branch: an identity
 
 
 # (cin, mid, cout, k, stride, se): the authors' deploy joins are the shortcut's sum
