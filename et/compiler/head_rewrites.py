@@ -30,7 +30,7 @@ import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT
-from et.compiler.patterns import Op, Rewrite, Var, driver, number
+from et.compiler.patterns import Op, Rewrite, Var, driver, match, number
 from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.rules.fuse_bn_linear import FEATURE_AXIS, FIXED_STATISTICS, ISOLATED
@@ -289,6 +289,54 @@ R16 = Rewrite(
 )
 bn_into_linear = driver(R16)
 
+#: ops between a BatchNorm2d and a Linear that a pool, its flattening or a rescaling is
+#: written with; a chain of them that R16 does not read is named in the certificate
+_FEATURE_OPS = frozenset(
+    {
+        aten.squeeze.default,
+        aten.squeeze.dim,
+        aten.squeeze.dims,
+        aten.view.default,
+        aten.reshape.default,
+        aten.flatten.using_ints,
+        aten.select.int,
+        aten.mean.dim,
+        aten.sum.dim_IntList,
+        aten.amax.default,
+        aten.div.Tensor,
+        aten.mul.Tensor,
+        aten.adaptive_avg_pool2d.default,
+        aten.adaptive_max_pool2d.default,
+        aten.avg_pool2d.default,
+        aten.max_pool2d.default,
+    }
+)
+
+
+def _unread_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """R16 could not fold a BatchNorm2d whose output reaches this Linear through ops it does
+    not read as a global mean flattened to ``(N, C)`` (``squeeze()``, which would also drop a
+    batch of 1; a sum divided by a size; a max pool): the BatchNorm stays, and its refusal
+    names the chain (without this, the certificate would only say R1 found no conv)."""
+    for pattern in R16.patterns:
+        bound = match(pattern, node)
+        if bound is not None and _batch_norm(bound["normed"]) is not None:
+            return False  # R16 read this chain: its refusals are its own
+    chain, value = [], found["x"]
+    while isinstance(value, fx.Node) and value.target in _FEATURE_OPS and len(chain) < 6:
+        chain.append(value)
+        value = value.args[0]
+    if not chain or _batch_norm(value) is None or _rank(value) != 4:
+        return False
+    ops = " → ".join(str(getattr(n.target, "__name__", n.target)) for n in reversed(chain))
+    detail = f"the BatchNorm2d reaches {node.name} through {ops}: no global mean read there"
+    ws.record.refused(value, "R16", FEATURE_AXIS, detail)
+    return False
+
+
+#: no rewrite: names why R16 left a BatchNorm2d in front of a classifier
+unread_pool = driver(Rewrite("R16", _linear_forms(), _unread_pool))
+
 #: the factor on the second operand of a sum: ``add(a, b, alpha) = a + α·b``, ``sub = a − α·b``
 SIGN = {aten.add.Tensor: 1.0, aten.sub.Tensor: -1.0}
 
@@ -346,4 +394,4 @@ R17 = Rewrite(
 )
 summed_linears = driver(R17)
 
-HEAD_PATTERNS = (bn_into_linear, summed_linears)
+HEAD_PATTERNS = (bn_into_linear, summed_linears, unread_pool)

@@ -13,6 +13,8 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+import et
+from et.rules.fuse_bn_linear import FEATURE_AXIS
 from tests.zoo import blocks
 from tests.zoo.deploy_form import DeployForm, check_deploy_form
 from tests.zoo.replknet import ConvFFN, LargeKernelUnit, RepLKBlock, RepLKNet
@@ -74,6 +76,8 @@ class PooledSpelling(torch.nn.Module):
             "mean_3_then_2": lambda: x.mean(3).mean(2),
             "mean_last_twice": lambda: x.mean(-1).mean(-1),
             "view_batch": lambda: pooled.view(x.size(0), -1),
+            "squeeze_all": lambda: pooled.squeeze(),  # drops a batch of 1 as well
+            "max_pool": lambda: x.amax((2, 3)),  # no mean: a negative γ flips the maximum
         }[self.spelling]()
         return self.head(features)
 
@@ -96,3 +100,14 @@ def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
     model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(7))
     compiled = check_deploy_form(model, (3, 12, 12), DeployForm(convs=1))
     assert compiled.certificate.rules_used().get("R16") == 1
+
+
+@pytest.mark.parametrize("spelling", ["squeeze_all", "max_pool"])
+def test_a_pool_r16_does_not_read_keeps_the_batch_norm_and_is_named(spelling: str) -> None:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(8))
+    model = model.double().eval()
+    compiled = et.compile(model, (torch.rand(2, 3, 12, 12, dtype=torch.float64),))
+    assert "batch_norm.default" in compiled.certificate.ops_after
+    refusals = [u for u in compiled.certificate.unfolded if u.rule == "R16"]
+    assert [u.precondition for u in refusals] == [FEATURE_AXIS], compiled.certificate.unfolded
+    assert "no global mean" in refusals[0].detail
