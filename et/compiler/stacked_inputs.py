@@ -18,10 +18,10 @@ of every rewrite left the graph as it was (it asks for that one more pass), and 
 at which another rule was refused, so that refusal keeps naming why the sum stayed (E4 on a
 signed input: the certificate says the input is not ≥ 0).
 
-Left, each refusal named in the certificate: convs reading the same input (R3's case, not this
-one), a conv whose output feeds anything else (fan-out), grouped convs and differing strides,
-paddings or dilations (E6's checks), and inputs of different spatial sizes (a stride-2 conv
-gives the same output size for two input sizes; their channels cannot be stacked).
+Left, each refusal named in the certificate: a conv whose output feeds anything else (fan-out),
+grouped convs and differing strides, paddings or dilations (E6's checks), and inputs of
+different spatial sizes (a stride-2 conv gives the same output size for two input sizes; their
+channels cannot be stacked). Not matched at all: two convs reading the same input (R3's sum).
 """
 
 from __future__ import annotations
