@@ -111,3 +111,9 @@ def test_a_pool_r16_does_not_read_keeps_the_batch_norm_and_is_named(spelling: st
     refusals = [u for u in compiled.certificate.unfolded if u.rule == "R16"]
     assert [u.precondition for u in refusals] == [FEATURE_AXIS], compiled.certificate.unfolded
     assert "no global mean" in refusals[0].detail
+
+
+@pytest.mark.slow
+def test_the_papers_31x31_kernel_with_a_5x5_folds_to_one_depthwise_conv() -> None:
+    model = blocks.randomize(LargeKernelUnit(3, 31, 5), torch.Generator().manual_seed(31))
+    check_deploy_form(model, (3, 33, 33), DeployForm(convs=1), other_size=(35, 38))
