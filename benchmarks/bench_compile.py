@@ -1,10 +1,11 @@
 """Time of ``et.compile`` (capture, folding, verification) and latency of its results.
 
-* ``test_compile_time``: a 20-block RepVGG-style network and each reference model's training
-  form (random weights; the authors' widths), one compile per round; the extra info records the
-  process CPU time of each round (wall time alone says little on a shared machine), the load
-  average, the certificate's per-phase times, the conv count before and after and the max
-  errors. Goal: under 5 s each on 2 cores.
+* ``test_compile_time``: 20-block networks (RepVGG-style; SESR-M20 with the paper's p = 256
+  linear blocks; a RepViT stem and 20 RepViT blocks, SE in alternate ones: issue 26) and each
+  reference model's training form (random weights; the authors' widths), one compile per
+  round; the extra info records the process CPU time of each round (wall time alone says
+  little on a shared machine), the load average, the certificate's per-phase times, the conv
+  count before and after and the max errors. Goal: under 5 s each on 2 cores.
 * ``test_latency``: the compiled network and the hand-converted one
   (:func:`reference_models.conversions.convert`) on a 3×128×128 input (float32, no grad), one
   pytest-benchmark row each.
@@ -74,8 +75,29 @@ def twenty_blocks() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), *[RepBlock(16) for _ in range(20)])
 
 
+def sesr_twenty() -> nn.Module:
+    """SESR-M20 ×2 on RGB, f = 16, p = 256 (:mod:`tests.zoo.sesr`): 20 collapsible blocks."""
+    from tests.zoo.sesr import SESR
+
+    return SESR(colors=3, scale=2, features=16, blocks=20, expand=256)
+
+
+def repvit_twenty() -> nn.Module:
+    """A stride-2 conv-BN stem and 20 RepViT blocks of width 16 (:mod:`tests.zoo.repvit`),
+    SE in every other block."""
+    from tests.zoo.repvit import RepViTBlock, conv_bn
+
+    body = [RepViTBlock(16, 16, se=index % 2 == 0) for index in range(20)]
+    return nn.Sequential(conv_bn(3, 16, 3, 2), *body)
+
+
+#: networks without a hand conversion (:func:`reference_models.conversions.convert`)
+NO_HAND_FORM = ("RepVGG-20", "SESR-M20", "RepViT-20")
+
 MODELS = {
     "RepVGG-20": (twenty_blocks, None),
+    "SESR-M20": (sesr_twenty, None),
+    "RepViT-20": (repvit_twenty, None),
     "ETDS_M4C32_x4": (lambda: ETDS(3, 3, 4, 4, 32, 4), (0.0, 1.0)),
     "ETDSAblationResidual": (lambda: ETDSAblationResidual(3, 3, 4, 6, 32, 4), (0.0, 1.0)),
     "ETDSAblationAdvancedResidual": (
@@ -184,7 +206,7 @@ def _infer(network: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     return infer
 
 
-LATENCY_MODELS = [n for n in MODELS if n != "RepVGG-20"]
+LATENCY_MODELS = [n for n in MODELS if n not in NO_HAND_FORM]
 
 
 @pytest.mark.parametrize("name", LATENCY_MODELS)

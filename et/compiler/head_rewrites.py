@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT
-from et.compiler.patterns import Op, Rewrite, Var, driver, number
+from et.compiler.patterns import Op, Rewrite, Var, driver, match, number
 from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.rules.fuse_bn_linear import FEATURE_AXIS, FIXED_STATISTICS, ISOLATED
@@ -173,13 +174,58 @@ def _flat_ops(pool: Op) -> tuple[Op, ...]:
     )
 
 
+def _one_axis(*axes: int) -> Callable[[object], bool]:
+    """A ``dim`` argument naming one of ``axes``: an int, or a list of one int."""
+
+    def names(dim: object) -> bool:
+        if isinstance(dim, list | tuple) and len(dim) == 1:
+            dim = dim[0]
+        return isinstance(dim, int) and not isinstance(dim, bool) and dim in axes
+
+    return names
+
+
+def _unit_axes_removed(pool: Op) -> tuple[Op, ...]:
+    """The ``(N, C, 1, 1)`` pool with its two unit axes removed: ``squeeze((2, 3))``, two
+    ``squeeze(d)``, or ``[:, :, 0, 0]`` (two ``select(d, 0)``): the first removes H or W
+    (axis 2 or 3), the second the one left (axis 2 of the rank-3 result)."""
+    first, second = _one_axis(2, 3, -1, -2), _one_axis(2, -1)
+    return (
+        Op(aten.squeeze.dims, name="flat", self=pool, dim=Var("sq", _spatial)),
+        Op(
+            aten.squeeze.dim,
+            name="flat2",
+            self=Op(aten.squeeze.dim, name="flat", self=pool, dim=Var("d1", first)),
+            dim=Var("d2", second),
+        ),
+        Op(
+            aten.select.int,
+            name="flat2",
+            self=Op(aten.select.int, name="flat", self=pool, dim=Var("d1", first), index=0),
+            dim=Var("d2", second),
+            index=0,
+        ),
+    )
+
+
 #: ``x.flatten(2).mean(-1)`` (EfficientFormerV2's head): H·W positions on one axis, averaged
 _SPREAD = Op(aten.flatten.using_ints, name="spread", self=Var("normed"), start_dim=2)
+#: ``x.mean(3).mean(2)`` (older MobileNet ports): W then H (or H then W) averaged in turn; the
+#: mean of the means of equal-size rows is the mean of the whole map
+_NESTED_MEAN = Op(
+    aten.mean.dim,
+    name="flat",
+    self=Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("d1", _one_axis(2, 3, -1, -2))),
+    dim=Var("d2", _one_axis(2, -1)),
+)
 _POOLED = (
     *_flat_ops(_MEAN_KEEP),
     *_flat_ops(_ADAPTIVE),
+    *_unit_axes_removed(_MEAN_KEEP),
+    *_unit_axes_removed(_ADAPTIVE),
     Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("dims", _spatial), keepdim=False),
     Op(aten.mean.dim, name="pool", self=_SPREAD, dim=Var("dims", lambda d: d in ([2], [-1]))),
+    _NESTED_MEAN,
 )
 
 
@@ -192,7 +238,7 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     bn_node, values = read
     pooled = "pool" in found
-    steps = ("spread", "pool", "flat")
+    steps = ("spread", "pool", "flat", "flat2")
     chain = [found["normed"], *(found[k] for k in steps if k in found), node]
     # the BatchNorm's output has its input's shape; a node an earlier rewrite emitted has none
     x, rank = values["input"], _rank(found["normed"]) or _rank(values["input"])
@@ -242,6 +288,54 @@ R16 = Rewrite(
     _bn_into_linear,
 )
 bn_into_linear = driver(R16)
+
+#: ops between a BatchNorm2d and a Linear that a pool, its flattening or a rescaling is
+#: written with; a chain of them that R16 does not read is named in the certificate
+_FEATURE_OPS = frozenset(
+    {
+        aten.squeeze.default,
+        aten.squeeze.dim,
+        aten.squeeze.dims,
+        aten.view.default,
+        aten.reshape.default,
+        aten.flatten.using_ints,
+        aten.select.int,
+        aten.mean.dim,
+        aten.sum.dim_IntList,
+        aten.amax.default,
+        aten.div.Tensor,
+        aten.mul.Tensor,
+        aten.adaptive_avg_pool2d.default,
+        aten.adaptive_max_pool2d.default,
+        aten.avg_pool2d.default,
+        aten.max_pool2d.default,
+    }
+)
+
+
+def _unread_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """R16 could not fold a BatchNorm2d whose output reaches this Linear through ops it does
+    not read as a global mean flattened to ``(N, C)`` (``squeeze()``, which would also drop a
+    batch of 1; a sum divided by a size; a max pool): the BatchNorm stays, and its refusal
+    names the chain (without this, the certificate would only say R1 found no conv)."""
+    for pattern in R16.patterns:
+        bound = match(pattern, node)
+        if bound is not None and _batch_norm(bound["normed"]) is not None:
+            return False  # R16 read this chain: its refusals are its own
+    chain, value = [], found["x"]
+    while isinstance(value, fx.Node) and value.target in _FEATURE_OPS and len(chain) < 6:
+        chain.append(value)
+        value = value.args[0]
+    if not chain or _batch_norm(value) is None or _rank(value) != 4:
+        return False
+    ops = " → ".join(str(getattr(n.target, "__name__", n.target)) for n in reversed(chain))
+    detail = f"the BatchNorm2d reaches {node.name} through {ops}: no global mean read there"
+    ws.record.refused(value, "R16", FEATURE_AXIS, detail)
+    return False
+
+
+#: no rewrite: names why R16 left a BatchNorm2d in front of a classifier
+unread_pool = driver(Rewrite("R16", _linear_forms(), _unread_pool))
 
 #: the factor on the second operand of a sum: ``add(a, b, alpha) = a + α·b``, ``sub = a − α·b``
 SIGN = {aten.add.Tensor: 1.0, aten.sub.Tensor: -1.0}
@@ -300,4 +394,4 @@ R17 = Rewrite(
 )
 summed_linears = driver(R17)
 
-HEAD_PATTERNS = (bn_into_linear, summed_linears)
+HEAD_PATTERNS = (bn_into_linear, summed_linears, unread_pool)

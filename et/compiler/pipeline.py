@@ -24,6 +24,7 @@ from et.compiler.grouped_branches import GROUPED_PATTERNS
 from et.compiler.head_rewrites import HEAD_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
+from et.compiler.stacked_inputs import stack_inputs
 from et.compiler.token_linear import TOKEN_PATTERNS
 from et.compiler.transposed_conv import transposed_as_shuffle
 from et.compiler.verify import (
@@ -48,6 +49,7 @@ PATTERNS = (
     *HEAD_PATTERNS,
     *EXPAND_SQUEEZE_PATTERNS,
     *TOKEN_PATTERNS,
+    stack_inputs,
 )
 MAX_REWRITES = 100_000
 

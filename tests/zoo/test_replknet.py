@@ -1,0 +1,119 @@
+"""RepLKNet through et.compile: large + small depthwise kernels summed fold to one large
+depthwise conv; the net's final BatchNorm2d → global pool → Linear folds into the Linear.
+
+Settings: 13×13 with 5×5 and with 3×3 small kernels, stride 1 and 2, the block's pre-BN
+(folded into the 1×1 that reads it, R2), the ConvFFN, and a net with a stem (stride 2,
+depthwise) and a transition to a wider stage (in ≠ out channels).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+import et
+from et.rules.fuse_bn_linear import FEATURE_AXIS
+from tests.zoo import blocks
+from tests.zoo.deploy_form import DeployForm, check_deploy_form
+from tests.zoo.replknet import ConvFFN, LargeKernelUnit, RepLKBlock, RepLKNet
+
+
+@pytest.mark.parametrize(("large", "small", "stride"), [(13, 5, 1), (13, 3, 2), (7, 5, 1)])
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), channels=st.integers(1, 4), size=st.integers(14, 18))
+def test_large_kernel_unit_folds_to_one_depthwise_conv(
+    large: int, small: int, stride: int, seed: int, channels: int, size: int
+) -> None:
+    model = LargeKernelUnit(channels, large, small, stride)
+    blocks.randomize(model, torch.Generator().manual_seed(seed))
+    compiled = check_deploy_form(model, (channels, size, size), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R3") == 1  # the two kernels summed
+
+
+@pytest.mark.parametrize("block", ["replk", "ffn"])
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), channels=st.integers(2, 4), size=st.integers(14, 17))
+def test_block_folds_to_its_deploy_form(block: str, seed: int, channels: int, size: int) -> None:
+    if block == "replk":
+        model, convs = RepLKBlock(channels, channels + 2), RepLKBlock.DEPLOY_CONVS
+    else:
+        model, convs = ConvFFN(channels, 2 * channels), ConvFFN.DEPLOY_CONVS
+    blocks.randomize(model, torch.Generator().manual_seed(seed))
+    # the residual sum is kept, as in the authors' deploy form
+    check_deploy_form(model, (channels, size, size), DeployForm(convs, joins=1))
+
+
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(28, 34))
+def test_replknet_folds_and_its_head_bn_goes_into_the_linear(seed: int, size: int) -> None:
+    model = blocks.randomize(RepLKNet(), torch.Generator().manual_seed(seed))
+    compiled = check_deploy_form(model, (3, size, size), DeployForm(model.deploy_convs, joins=4))
+    assert compiled.certificate.rules_used().get("R16") == 1
+    assert compiled.certificate.ops_after.get("linear.default") == 1
+
+
+class PooledSpelling(torch.nn.Module):
+    """RepLKNet's ending (BatchNorm2d, global average pool, Linear) with the pool flattened as
+    other codebases write it."""
+
+    def __init__(self, spelling: str) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Linear(4, 5)
+        self.spelling = spelling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(torch.relu(self.stem(x)))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        features = {
+            "squeeze_twice": lambda: pooled.squeeze(-1).squeeze(-1),
+            "squeeze_3_then_2": lambda: pooled.squeeze(3).squeeze(2),
+            "squeeze_dims": lambda: pooled.squeeze((2, 3)),
+            "index_0_0": lambda: pooled[:, :, 0, 0],
+            "mean_3_then_2": lambda: x.mean(3).mean(2),
+            "mean_last_twice": lambda: x.mean(-1).mean(-1),
+            "view_batch": lambda: pooled.view(x.size(0), -1),
+            "squeeze_all": lambda: pooled.squeeze(),  # drops a batch of 1 as well
+            "max_pool": lambda: x.amax((2, 3)),  # no mean: a negative γ flips the maximum
+        }[self.spelling]()
+        return self.head(features)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "squeeze_twice",
+        "squeeze_3_then_2",
+        "squeeze_dims",
+        "index_0_0",
+        "mean_3_then_2",
+        "mean_last_twice",
+        "view_batch",
+    ],
+)
+def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
+    spelling: str,
+) -> None:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(7))
+    compiled = check_deploy_form(model, (3, 12, 12), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R16") == 1
+
+
+@pytest.mark.parametrize("spelling", ["squeeze_all", "max_pool"])
+def test_a_pool_r16_does_not_read_keeps_the_batch_norm_and_is_named(spelling: str) -> None:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(8))
+    model = model.double().eval()
+    compiled = et.compile(model, (torch.rand(2, 3, 12, 12, dtype=torch.float64),))
+    assert "batch_norm.default" in compiled.certificate.ops_after
+    refusals = [u for u in compiled.certificate.unfolded if u.rule == "R16"]
+    assert [u.precondition for u in refusals] == [FEATURE_AXIS], compiled.certificate.unfolded
+    assert "no global mean" in refusals[0].detail
+
+
+@pytest.mark.slow
+def test_the_papers_31x31_kernel_with_a_5x5_folds_to_one_depthwise_conv() -> None:
+    model = blocks.randomize(LargeKernelUnit(3, 31, 5), torch.Generator().manual_seed(31))
+    check_deploy_form(model, (3, 33, 33), DeployForm(convs=1), other_size=(35, 38))
