@@ -52,7 +52,14 @@ from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_refinement import refine_alphas
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
 
-__all__ = ["LayoutError", "LayoutReport", "channel_ranges", "inference_form", "int8_layout"]
+__all__ = [
+    "LayoutError",
+    "LayoutReport",
+    "chain_links",
+    "channel_ranges",
+    "inference_form",
+    "int8_layout",
+]
 
 #: Largest accepted float64 difference between the laid-out and the input model (the rescaled
 #: weights carry one rounding each, ~1e-16 relative).
@@ -134,6 +141,12 @@ def _links(model: nn.Module) -> list[_Link]:
         elif index == 0 or not isinstance(leaves[index - 1][0], nn.Conv2d):
             raise LayoutError(f"{type(model).__name__}: {type(module).__name__} not after a conv")
     return links
+
+
+def chain_links(model: nn.Module) -> list[_Link]:
+    """The ``conv → activation`` steps of ``model``'s chain (the live modules, with where each
+    sits, so a pass can replace them); raises :class:`LayoutError` where there is no chain."""
+    return _links(model)
 
 
 def channel_ranges(model: nn.Module, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
