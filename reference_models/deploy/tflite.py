@@ -47,7 +47,8 @@ import torch
 from torch import nn
 
 from et.atomic_file import atomic_path
-from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_layout
+from reference_models.deploy.calibration import calibration_tiles
+from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_candidates
 from reference_models.deploy.onnx import (
     ClampedFirstOutput,
     ExportError,
@@ -72,6 +73,8 @@ DEFAULT_TOLERANCE_255 = 0.01
 #: Lowest accepted INT8 fidelity (dB against the fp32 model). Working INT8 files of the
 #: reference models reach 30–45 dB on benchmark images; a broken graph is near 10 dB.
 DEFAULT_MIN_FIDELITY_DB = 20.0
+#: Side of the tiles on which INT8 layouts are proposed and scored in LiteRT.
+SCORING_TILE = 64
 
 
 def litert_torch_available() -> bool:
@@ -229,6 +232,46 @@ def _convert(
         raise ExportError(f"LiteRT conversion failed: {type(error).__name__}: {first}") from error
 
 
+def _chosen_layout(
+    model: nn.Module,
+    height: int,
+    width: int,
+    calibration: Sequence[torch.Tensor],
+    refine: bool,
+) -> tuple[bytes, TFLiteModel, LayoutReport]:
+    """The INT8 file of the layout LiteRT itself measures most faithful, converted at
+    ``height×width`` once.
+
+    The simulation that proposes layouts does not always agree with LiteRT (measured:
+    ETDS-M5C16 ×3, simulated +4.7 dB, LiteRT −5 dB; ETDS-M6C32 ×4 ET with exact input copies,
+    simulated 44.5 dB, LiteRT 32.7 dB, 44.0 dB with calibrated copies), so every candidate of
+    :func:`~reference_models.deploy.int8_layout.int8_candidates` is converted and run in LiteRT.
+    Both the layouts and the scores are computed on :data:`SCORING_TILE`-pixel tiles of the
+    calibration images: the networks are convolutional, so a tile sees what the frame shows
+    there, and converting a 64×64 file takes a fraction of a 360×640 one (time and memory
+    grow with the frame). Only the chosen candidate is then converted at the export size,
+    calibrated on the whole frames.
+    """
+    from tqdm import tqdm
+
+    tiles = calibration_tiles(calibration, SCORING_TILE)
+    try:
+        candidates = int8_candidates(model, tiles, refine=refine)
+    except LayoutError as error:
+        raise ExportError(f"INT8 layout failed: {error}") from error
+    tile_h, tile_w = tiles[0].shape[-2:]
+    scored = []
+    # disable=None: a bar on a terminal, nothing in logs and tests
+    for candidate in tqdm(candidates, desc="INT8 layouts in LiteRT", leave=False, disable=None):
+        data, runner = _convert(candidate.model, tile_h, tile_w, tiles)
+        scored.append((_fidelity_db(model, runner, tiles), data, runner, candidate))
+    best = max(range(len(scored)), key=lambda i: (scored[i][0], -i))  # the first on a tie
+    _, data, runner, chosen = scored[best]
+    if (tile_h, tile_w) != (height, width):
+        data, runner = _convert(chosen.model, height, width, calibration)
+    return data, runner, chosen.report
+
+
 def export_tflite(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -254,28 +297,11 @@ def export_tflite(
     if not litert_torch_available():
         raise ExportError("LiteRT export needs litert-torch: pip install -e '.[litert]'")
     model = model.eval()
-    laid_out, layout_report = model, None
+    layout_report = None
     if calibration is not None and layout:
-        try:
-            laid_out, layout_report = int8_layout(model, calibration, refine=refine)
-        except LayoutError as error:
-            raise ExportError(f"INT8 layout failed: {error}") from error
-    data, runner = _convert(laid_out, height, width, calibration)
-    if layout_report is not None and (layout_report.strength > 0 or layout_report.negated_channels):
-        # The simulation that chose the layout does not always agree with LiteRT (measured:
-        # ETDS-M5C16 ×3, simulated +4.7 dB, LiteRT −5 dB; ETDS-M6C32 ×4 ET with exact input
-        # copies, simulated 44.5 dB, LiteRT 32.7 dB, 44.0 dB with calibrated copies): keep the
-        # file LiteRT itself measures most faithful on the same images, plain one included.
-        candidates = [(data, runner, layout_report)]
-        if layout_report.exact_copies:
-            other, other_report = int8_layout(model, calibration, refine=refine, exact_copies=False)
-            candidates.append((*_convert(other, height, width, calibration), other_report))
-        plain = dataclasses.replace(
-            layout_report, strength=0.0, negated_channels=0, converted_from=None
-        )
-        candidates.append((*_convert(model, height, width, calibration), plain))
-        scores = [_fidelity_db(model, candidate[1], calibration) for candidate in candidates]
-        data, runner, layout_report = candidates[scores.index(max(scores))]
+        data, runner, layout_report = _chosen_layout(model, height, width, calibration, refine)
+    else:
+        data, runner = _convert(model, height, width, calibration)
     error_255 = fidelity = None
     if calibration is None:
         error_255 = _fp32_error_255(model, runner, height, width)
