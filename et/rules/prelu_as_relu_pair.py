@@ -88,8 +88,7 @@ def check_prelu_as_relu_pair(conv1: nn.Module, activation: nn.Module, conv2: nn.
     slopes = 1 if isinstance(activation, nn.LeakyReLU) else activation.num_parameters
     SHAPE.require(
         conv2.in_channels == channels and slopes in {1, channels},
-        f"conv₁.out_channels={channels}, conv₂.in_channels={conv2.in_channels}, "
-        f"{slopes} slope(s)",
+        f"conv₁.out_channels={channels}, conv₂.in_channels={conv2.in_channels}, {slopes} slope(s)",
     )
     DENSE.require(
         conv1.groups == 1 and conv2.groups == 1,

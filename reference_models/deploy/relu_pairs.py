@@ -22,6 +22,7 @@ between layouts adds it as one more candidate: ``int8_layout(relu_pair_form(mode
 from __future__ import annotations
 
 import copy
+import itertools
 
 from torch import nn
 
@@ -51,7 +52,7 @@ def relu_pair_form(model: nn.Module) -> nn.Module:
 
     paired = copy.deepcopy(model)
     links = chain_links(paired)
-    for k, (first, second) in enumerate(zip(links, links[1:], strict=False)):
+    for k, (first, second) in enumerate(itertools.pairwise(links)):
         if not isinstance(first.activation, nn.PReLU | nn.LeakyReLU):
             continue
         if first.activation_slot is None:
