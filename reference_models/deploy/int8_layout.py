@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -395,11 +396,21 @@ def _max_error(original: nn.Module, laid_out: nn.Module, images: Sequence[torch.
 
 @dataclass(frozen=True)
 class LayoutCandidate:
-    """One INT8 layout of a model, equal to it in float64: ``name`` says which passes ran."""
+    """One INT8 layout of a model, equal to it in float64: ``name`` says which passes ran,
+    ``simulated_db`` its simulated INT8 fidelity (∞ where none was simulated)."""
 
     name: str
     model: nn.Module
     report: LayoutReport
+    simulated_db: float = math.inf
+
+
+def _chosen_simulated_db(report: LayoutReport) -> float:
+    """The simulated fidelity of the layout :func:`int8_layout` kept (∞: not simulated)."""
+    if report.refined_db is not None:
+        return report.refined_db
+    scores = report.simulated_negated_db if report.negated_channels else report.simulated_db
+    return (scores or {}).get(report.strength, math.inf)
 
 
 def int8_candidates(
@@ -409,17 +420,33 @@ def int8_candidates(
     simulation has disagreed with LiteRT by several dB on some models): the simulated best
     (:func:`int8_layout`), the same with the input copies scaled by their calibration range
     where it used their exact bound, the R24 ReLU-pair form where the chain has PReLU layers,
-    and the model as it is (``"plain"``, last: the export keeps it on a tie)."""
+    and the model as it is (``"plain"``, last: the export keeps the first on a tie)."""
     from reference_models.deploy.relu_pairs import has_prelu_layers
 
     laid_out, report = int8_layout(model, calibration, refine=refine)
-    candidates = [LayoutCandidate("layout", laid_out, report)]
+    candidates = [LayoutCandidate("layout", laid_out, report, _chosen_simulated_db(report))]
     if report.exact_copies:
         other, other_report = int8_layout(model, calibration, refine=refine, exact_copies=False)
-        candidates.append(LayoutCandidate("layout, calibrated copies", other, other_report))
+    if report.exact_copies and not _same_weights(laid_out, other):
+        candidates.append(
+            LayoutCandidate(
+                "layout, calibrated copies", other, other_report, _chosen_simulated_db(other_report)
+            )
+        )
     if has_prelu_layers(inference_form(model)[0]):
         paired, paired_report = int8_layout(model, calibration, refine=refine, relu_pairs=True)
-        candidates.append(LayoutCandidate("R24 ReLU pairs", paired, paired_report))
+        candidates.append(
+            LayoutCandidate(
+                "R24 ReLU pairs", paired, paired_report, _chosen_simulated_db(paired_report)
+            )
+        )
     plain = dataclasses.replace(report, strength=0.0, negated_channels=0, converted_from=None)
-    candidates.append(LayoutCandidate("plain", model, plain))
+    plain_db = report.simulated_db.get(0.0, math.inf)
+    candidates.append(LayoutCandidate("plain", model, plain, plain_db))
     return candidates
+
+
+def _same_weights(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two layouts hold the same tensors (one file would be converted twice)."""
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
