@@ -20,7 +20,10 @@ images (:mod:`reference_models.deploy.int8_simulation`, within 0.2 dB of LiteRT)
 refined channel by channel (``refine=True``, :mod:`reference_models.deploy.int8_refinement`).
 Where a PReLU layer carries exact copies of the input, each strength is also tried with the
 copies moved to the negative side of the conv output by E11
-(:mod:`reference_models.deploy.copy_negation`), and the simulation picks.
+(:mod:`reference_models.deploy.copy_negation`), and the simulation picks. ``relu_pairs=True``
+first writes every PReLU layer as ReLU channel pairs (rule R24,
+:mod:`reference_models.deploy.relu_pairs`), so that every layer stores one non-negative
+tensor; :func:`int8_candidates` lists the layouts an export measures in its runtime.
 The output of the last conv is left
 alone (it is the image). The result is checked in float64 against the input model on the
 calibration images and on random inputs in [0, 1] (``et.testing.compare_outputs``);

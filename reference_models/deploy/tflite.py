@@ -13,10 +13,12 @@ size (run other sizes tiled, :mod:`reference_models.deploy.tflite_runtime`).
 INT8 is the LiteRT converter's standard post-training static quantization (PT2E,
 ``get_symmetric_quantization_config(is_per_channel=True)``: int8 weights per output channel,
 int8 activations per tensor, min/max calibration) on ``calibration`` (``1×C×H×W`` in [0, 1]).
-Before quantizing, :func:`~reference_models.deploy.int8_layout.int8_layout` (rule E10) evens out
-the channel ranges on the same images (``layout=False`` skips it); the laid-out file is kept only
-when LiteRT measures it at least as faithful as the plain one on those images (the report's
-``layout.strength`` is then > 0). Every conv of the file must take int8 input, or the export
+Before quantizing, the layouts of :func:`~reference_models.deploy.int8_layout.int8_candidates`
+(E10 strengths, E11, the R24 ReLU-pair form of PReLU chains, the plain model) are proposed on
+64×64 tiles of the calibration images, each converted at the tile size and measured in LiteRT on
+those tiles, and the most faithful one is converted once at the export size (``layout=False``
+skips all of it; candidates the simulation puts more than :data:`SIMULATION_MARGIN_DB` behind
+the best are not converted). Every conv of the file must take int8 input, or the export
 fails. The converter writes a bias whose entries are all equal (the ET clip conv's 1s)
 with channel 0's integer in every channel; :mod:`~reference_models.deploy.tflite_bias_repair`
 requantizes it per channel before the file is checked.
