@@ -303,8 +303,8 @@ def test_nasty_unicode_compiles_with_pdflatex() -> None:
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "appendix"
 OVERFULL_ALLOWANCE = 2
-# 36 with the G theorems (issue 25); R16 and R17 (classifier heads) added two pages
-MAX_PAGES = 38
+# 36 with the G theorems (issue 25); R16 and R17 (classifier heads) added two pages, R24 one
+MAX_PAGES = 39
 
 
 def test_committed_appendix_compiles_within_the_page_budget() -> None:
