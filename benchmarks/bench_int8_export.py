@@ -12,6 +12,11 @@ included). The CPU line (:mod:`benchmarks.machine`) goes with each entry: conver
 depends on the core, not on int8 instructions, but the file's INT8 latency does. Goals (issue
 28): under 60 s and under 2 GB on 2 cores. Exports run serially; two LiteRT conversions in
 parallel would share the cores and the memory being measured.
+
+Measured on 7 December 2026 (Intel Xeon, 2 logical CPUs, AVX512-VNNI; other jobs at a load
+average of 1.5–3.4): ECBSR-ET 55.7 s / 1.19 GB (fidelity 41.02 dB), ABPN-ET 73.4 s / 1.74 GB
+(44.97 dB), ETDS-M 98.4 s / 2.20 GB (42.36 dB); issue 28 measured 6 min and 12 GB before the
+candidates were scored on tiles. ABPN-ET and ETDS-M are still above the goals.
 """
 
 from __future__ import annotations
