@@ -138,6 +138,12 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"W_1'[c] = -\beta_c W_1[c],\ b_1'[c] = -\beta_c b_1[c],\ a'_c = -\mu_c / \beta_c,"
         r"\ W_2'[:, c] = W_2[:, c] / \mu_c\qquad (c \in S)",
     ),
+    "R24": (
+        r"\operatorname{PReLU}_a(t) = \operatorname{ReLU}(t) - a\,\operatorname{ReLU}(-t),",
+        r"W_2 \ast \operatorname{PReLU}_a\left(W_1 \ast x + b_1\right) + b_2"
+        r" = [W_2,\ -a_S W_{2,S}] \ast \operatorname{ReLU}\left([W_1; -W_{1,S}] \ast x"
+        r" + [b_1; -b_{1,S}]\right) + b_2\qquad (S = \{c : a_c \ne 0\})",
+    ),
     "G1": (
         r"W \ast_{s,q,d,g} \operatorname{pad}_0(x; p) + b = W \ast_{s,\,q + p,\,d,g} x + b,"
         r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"

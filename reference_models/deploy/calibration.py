@@ -26,7 +26,7 @@ from reference_models.evaluation.datasets import (
     read_rgb,
 )
 
-__all__ = ["CalibrationError", "calibration_images", "fit_to_size"]
+__all__ = ["CalibrationError", "calibration_images", "calibration_tiles", "fit_to_size"]
 
 
 class CalibrationError(ValueError):
@@ -72,3 +72,24 @@ def calibration_images(
     if not images:
         raise CalibrationError(f"{folder}: no readable image ({', '.join(IMAGE_SUFFIXES)})")
     return images[:limit]
+
+
+def calibration_tiles(
+    images: list[torch.Tensor] | tuple[torch.Tensor, ...], size: int, *, per_image: int = 4
+) -> list[torch.Tensor]:
+    """Up to ``per_image`` non-overlapping ``size×size`` crops of each ``1×C×H×W`` image,
+    spread over it (the images themselves where one side of one is ``≤ size``: every tile
+    has one size, that of a converted file)."""
+    if any(min(image.shape[-2:]) <= size for image in images):
+        return list(images)
+    tiles: list[torch.Tensor] = []
+    for image in images:
+        height, width = image.shape[-2:]
+        corners = [
+            (r, c)
+            for r in range(0, height - size + 1, size)
+            for c in range(0, width - size + 1, size)
+        ]
+        step = max(1, len(corners) // per_image)
+        tiles += [image[..., r : r + size, c : c + size] for r, c in corners[::step][:per_image]]
+    return tiles

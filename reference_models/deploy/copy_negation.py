@@ -43,6 +43,9 @@ def _real_channel_extents(
     """Per hidden layer k: (lowest conv output, highest activation output) over the channels
     that are not input copies, on ``images`` (float64)."""
     extents = [(0.0, 0.0) for _ in bounds]
+    # Images of one size run as one batch (fewer, larger convs; min/max are over all of them).
+    if len({tuple(image.shape[1:]) for image in images}) == 1:
+        images = [torch.cat(list(images))]
     with torch.no_grad():
         for image in images:
             x = image.to(torch.float64)

@@ -20,7 +20,10 @@ images (:mod:`reference_models.deploy.int8_simulation`, within 0.2 dB of LiteRT)
 refined channel by channel (``refine=True``, :mod:`reference_models.deploy.int8_refinement`).
 Where a PReLU layer carries exact copies of the input, each strength is also tried with the
 copies moved to the negative side of the conv output by E11
-(:mod:`reference_models.deploy.copy_negation`), and the simulation picks.
+(:mod:`reference_models.deploy.copy_negation`), and the simulation picks. ``relu_pairs=True``
+first writes every PReLU layer as ReLU channel pairs (rule R24,
+:mod:`reference_models.deploy.relu_pairs`), so that every layer stores one non-negative
+tensor; :func:`int8_candidates` lists the layouts an export measures in its runtime.
 The output of the last conv is left
 alone (it is the image). The result is checked in float64 against the input model on the
 calibration images and on random inputs in [0, 1] (``et.testing.compare_outputs``);
@@ -37,6 +40,8 @@ is that inference form.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,7 +57,16 @@ from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_refinement import refine_alphas
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
 
-__all__ = ["LayoutError", "LayoutReport", "channel_ranges", "inference_form", "int8_layout"]
+__all__ = [
+    "LayoutCandidate",
+    "LayoutError",
+    "LayoutReport",
+    "chain_links",
+    "channel_ranges",
+    "inference_form",
+    "int8_candidates",
+    "int8_layout",
+]
 
 #: Largest accepted float64 difference between the laid-out and the input model (the rescaled
 #: weights carry one rounding each, ~1e-16 relative).
@@ -88,6 +102,7 @@ class LayoutReport:
     input_copies: int = 0  # hidden channels that are exact copies of the input
     exact_copies: bool = False  # whether E10 used the copies' exact bound (HEADROOM for others)
     converted_from: str | None = None  # the training form converted to its inference form first
+    relu_pairs: bool = False  # every PReLU layer made ReLU channel pairs (R24) first
 
 
 @dataclass
@@ -136,6 +151,12 @@ def _links(model: nn.Module) -> list[_Link]:
     return links
 
 
+def chain_links(model: nn.Module) -> list[_Link]:
+    """The ``conv → activation`` steps of ``model``'s chain (the live modules, with where each
+    sits, so a pass can replace them); raises :class:`LayoutError` where there is no chain."""
+    return _links(model)
+
+
 def channel_ranges(model: nn.Module, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """``r[k][c]``: the largest magnitude channel c of layer k takes where int8 stores it, over
     ``images``, for every conv k of the chain but the last (float64).
@@ -162,9 +183,12 @@ def channel_ranges(model: nn.Module, images: Sequence[torch.Tensor]) -> list[tor
     return ranges
 
 
-def _alphas(ranges: torch.Tensor, strength: float, bounds: torch.Tensor) -> torch.Tensor:
+def _alphas(
+    ranges: torch.Tensor, strength: float, bounds: torch.Tensor, copy_strength: float | None = None
+) -> torch.Tensor:
     """``α_c = (T_c / r_c)^strength``: ``T_c = R`` for an exact input copy (``r_c`` = its exact
-    bound), ``T_c = HEADROOM·R`` for the other channels of a layer that has copies, else R."""
+    bound), ``T_c = HEADROOM·R`` for the other channels of a layer that has copies, else R.
+    ``copy_strength`` (``None``: ``strength``) is the exponent of the copies."""
     copies = bounds > 0
     r = torch.where(copies, bounds, ranges)
     live = r > 0
@@ -172,7 +196,10 @@ def _alphas(ranges: torch.Tensor, strength: float, bounds: torch.Tensor) -> torc
     if live.any():
         headroom = HEADROOM if copies.any() and (live & ~copies).any() else 1.0
         target = torch.where(copies, r.max(), r.max() * headroom)
-        alpha[live] = (target[live] / r[live]) ** strength
+        exponent = torch.full_like(ranges, strength)
+        if copy_strength is not None:
+            exponent[copies] = copy_strength
+        alpha[live] = (target[live] / r[live]) ** exponent[live]
     return alpha
 
 
@@ -210,6 +237,7 @@ def int8_layout(
     strength: float | None = None,
     refine: bool = False,
     exact_copies: bool = True,
+    relu_pairs: bool = False,
 ) -> tuple[nn.Module, LayoutReport]:
     """A copy of ``model`` with every hidden channel rescaled (E10) towards its layer's range:
     ``α_c = (R / r_c)^strength``.
@@ -224,12 +252,26 @@ def int8_layout(
     input is not modified. ``exact_copies`` (default): channels that are exact copies of the
     input take the whole range from their exact bound and the others :data:`HEADROOM` of it;
     ``False`` scales the copies by their calibration range like every other channel (LiteRT
-    has measured either one better, so the export tries both). Raises :class:`LayoutError` for
-    an unsupported model or a non-equivalent result.
+    has measured either one better, so the export tries both). ``relu_pairs``: every PReLU
+    layer first becomes ReLU channel pairs (rule R24,
+    :func:`~reference_models.deploy.relu_pairs.relu_pair_form`) and the exact input copies
+    always take the whole range (the strength then applies to the other channels only), so the
+    laid-out model is that pair form. Raises :class:`LayoutError` for an unsupported model or a
+    non-equivalent result.
     """
     if not calibration:
         raise LayoutError("no calibration images")
     model, converted_from = inference_form(model)
+    original = model
+    if relu_pairs:
+        from reference_models.deploy.relu_pairs import relu_pair_form
+
+        # in float64: the columns −a·W₂ of float32 factors are then exact
+        model = relu_pair_form(copy.deepcopy(model).double())
+    # R24 makes every layer a fused ReLU: the copies then cost the other channels nothing at
+    # the whole range (measured in simulation on ECBSR-ET ×2: 38.3 dB with the copies at the
+    # strength of the others, 41.6 dB with the copies at full range and strength 0).
+    copy_strength = 1.0 if relu_pairs else None
     ranges = channel_ranges(model, calibration)
     found = input_copy_bounds([(link.conv, link.activation) for link in _links(model)])
     copies = sum(int((b > 0).sum()) for b in found)
@@ -243,7 +285,9 @@ def int8_layout(
     simulated_negated: dict[float, float] = {}
     best = None
     for candidate in candidates:
-        alphas = [_alphas(r, candidate, b) for r, b in zip(ranges, bounds, strict=True)]
+        alphas = [
+            _alphas(r, candidate, b, copy_strength) for r, b in zip(ranges, bounds, strict=True)
+        ]
         for negate in negations:
             variant = _laid_out(model, ranges, alphas, negate, calibration)
             if len(candidates) * len(negations) > 1:
@@ -264,7 +308,7 @@ def int8_layout(
             laid_out = _apply(laid_out, ranges, factors)[0]
             alphas = [a * f for a, f in zip(alphas, factors, strict=True)]
             applied = [(float(a.min()), float(a.max())) for a in alphas]
-    error = _max_error(model, laid_out, calibration)
+    error = _max_error(original, laid_out, calibration)
     if not error <= tolerance:
         raise LayoutError(f"the laid-out model differs by {error:.3g} in float64 (> {tolerance})")
     report = LayoutReport(
@@ -279,6 +323,7 @@ def int8_layout(
         input_copies=copies,
         exact_copies=exact_copies and copies > 0,
         converted_from=converted_from,
+        relu_pairs=relu_pairs,
     )
     return laid_out.to(dtype), report
 
@@ -350,3 +395,61 @@ def _max_error(original: nn.Module, laid_out: nn.Module, images: Sequence[torch.
     return max(
         compare_outputs(original, laid_out, x, weights64=False).max_abs_error for x in probes
     )
+
+
+@dataclass(frozen=True)
+class LayoutCandidate:
+    """One INT8 layout of a model, equal to it in float64: ``name`` says which passes ran,
+    ``simulated_db`` its simulated INT8 fidelity (∞ where none was simulated)."""
+
+    name: str
+    model: nn.Module
+    report: LayoutReport
+    simulated_db: float = math.inf
+
+
+def _chosen_simulated_db(report: LayoutReport) -> float:
+    """The simulated fidelity of the layout :func:`int8_layout` kept (∞: not simulated)."""
+    if report.refined_db is not None:
+        return report.refined_db
+    scores = report.simulated_negated_db if report.negated_channels else report.simulated_db
+    return (scores or {}).get(report.strength, math.inf)
+
+
+def int8_candidates(
+    model: nn.Module, calibration: Sequence[torch.Tensor], *, refine: bool = False
+) -> list[LayoutCandidate]:
+    """The layouts an export chooses among by the target runtime's own fidelity (the
+    simulation has disagreed with LiteRT by several dB on some models): the simulated best
+    (:func:`int8_layout`), the same with the input copies scaled by their calibration range
+    where it used their exact bound, the R24 ReLU-pair form where the chain has PReLU layers,
+    and the model as it is (``"plain"``, last: the export keeps the first on a tie)."""
+    from reference_models.deploy.relu_pairs import has_prelu_layers
+
+    laid_out, report = int8_layout(model, calibration, refine=refine)
+    candidates = [LayoutCandidate("layout", laid_out, report, _chosen_simulated_db(report))]
+    if report.exact_copies:
+        other, other_report = int8_layout(model, calibration, refine=refine, exact_copies=False)
+    if report.exact_copies and not _same_weights(laid_out, other):
+        candidates.append(
+            LayoutCandidate(
+                "layout, calibrated copies", other, other_report, _chosen_simulated_db(other_report)
+            )
+        )
+    if has_prelu_layers(inference_form(model)[0]):
+        paired, paired_report = int8_layout(model, calibration, refine=refine, relu_pairs=True)
+        candidates.append(
+            LayoutCandidate(
+                "R24 ReLU pairs", paired, paired_report, _chosen_simulated_db(paired_report)
+            )
+        )
+    plain = dataclasses.replace(report, strength=0.0, negated_channels=0, converted_from=None)
+    plain_db = report.simulated_db.get(0.0, math.inf)
+    candidates.append(LayoutCandidate("plain", model, plain, plain_db))
+    return candidates
+
+
+def _same_weights(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two layouts hold the same tensors (one file would be converted twice)."""
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

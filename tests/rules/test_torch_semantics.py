@@ -50,6 +50,7 @@ from et.rules.move_elementwise_before_pixel_shuffle import (
 )
 from et.rules.negate_nonnegative_channels import negate_nonnegative_channels
 from et.rules.pad_output_channels import pad_output_channels
+from et.rules.prelu_as_relu_pair import prelu_as_relu_pair
 from et.rules.remove_passthrough_activation import remove_passthrough_activation
 from et.rules.repeat_interleave_conv import add_repeat_interleave_anchor
 from et.rules.rescale_channels import rescale_channels
@@ -353,6 +354,16 @@ CASES = [
         lambda m: rescale_channels(*m, torch.tensor([0.5, 2.0, 3.0, 1.0], dtype=DTYPE)),
     ),
     Case(
+        "R24",
+        "prelu_as_relu_pair",
+        lambda: [
+            _conv(3, 4, padding=1),
+            nn.PReLU(4, init=-0.4, dtype=DTYPE),
+            _conv(4, 2, padding=1),
+        ],
+        lambda m: prelu_as_relu_pair(*m),
+    ),
+    Case(
         "E11",
         "negate_nonnegative_channels",
         lambda: [_nonnegative_row_conv(3, 4), nn.PReLU(dtype=DTYPE), _conv(4, 2, padding=1)],
@@ -418,9 +429,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 28 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 29 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "R16", "R17", "R18", "R20", "R21"]
+    expected += ["R15", "R16", "R17", "R18", "R20", "R21", "R24"]
     expected += ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 
