@@ -52,7 +52,14 @@ from reference_models.deploy.input_copies import input_copy_bounds
 from reference_models.deploy.int8_refinement import refine_alphas
 from reference_models.deploy.int8_simulation import simulated_fidelity_db
 
-__all__ = ["LayoutError", "LayoutReport", "channel_ranges", "inference_form", "int8_layout"]
+__all__ = [
+    "LayoutError",
+    "LayoutReport",
+    "channel_alphas",
+    "channel_ranges",
+    "inference_form",
+    "int8_layout",
+]
 
 #: Largest accepted float64 difference between the laid-out and the input model (the rescaled
 #: weights carry one rounding each, ~1e-16 relative).
@@ -210,6 +217,7 @@ def int8_layout(
     strength: float | None = None,
     refine: bool = False,
     exact_copies: bool = True,
+    negate: bool | None = None,
 ) -> tuple[nn.Module, LayoutReport]:
     """A copy of ``model`` with every hidden channel rescaled (E10) towards its layer's range:
     ``α_c = (R / r_c)^strength``.
@@ -224,7 +232,8 @@ def int8_layout(
     input is not modified. ``exact_copies`` (default): channels that are exact copies of the
     input take the whole range from their exact bound and the others :data:`HEADROOM` of it;
     ``False`` scales the copies by their calibration range like every other channel (LiteRT
-    has measured either one better, so the export tries both). Raises :class:`LayoutError` for
+    has measured either one better, so the export tries both). ``negate``: E11 on the PReLU
+    layers' input copies (``None``: tried both ways where it applies, by simulation). Raises :class:`LayoutError` for
     an unsupported model or a non-equivalent result.
     """
     if not calibration:
@@ -239,6 +248,8 @@ def int8_layout(
     candidates = STRENGTHS if strength is None else (strength,)
     # E11 is tried beside each strength where some PReLU layer carries input copies.
     negations = (False, True) if _negatable(model, found) else (False,)
+    if negate is not None:  # a caller that scores layouts itself (deploy.decision) fixes it
+        negations = (negate and _negatable(model, found),)
     simulated: dict[float, float] = {}
     simulated_negated: dict[float, float] = {}
     best = None
@@ -350,3 +361,8 @@ def _max_error(original: nn.Module, laid_out: nn.Module, images: Sequence[torch.
     return max(
         compare_outputs(original, laid_out, x, weights64=False).max_abs_error for x in probes
     )
+
+
+#: The E10 factors of one hidden layer (public name of the rule the walk uses; the compiled-graph
+#: layout, :mod:`reference_models.deploy.graph_layout`, computes its factors with it too).
+channel_alphas = _alphas
