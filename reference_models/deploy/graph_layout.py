@@ -56,9 +56,11 @@ __all__ = [
     "GraphStep",
     "LayoutPlan",
     "conv_chains",
+    "graph_constant",
     "graph_in_dtype",
     "graph_layout",
     "plan_layout",
+    "schema_arguments",
 ]
 
 aten = torch.ops.aten
@@ -68,7 +70,7 @@ CONV_TARGETS = (aten.conv2d.default, aten.convolution.default)
 ACTIVATION_TARGETS = (aten.relu.default, aten.prelu.default, aten.leaky_relu.default)
 
 
-def _bound_arguments(node: fx.Node) -> dict[str, object]:
+def schema_arguments(node: fx.Node) -> dict[str, object]:
     """``node``'s arguments by the ATen schema's names (positional, keyword, then defaults)."""
     values: dict[str, object] = {}
     for index, argument in enumerate(node.target._schema.arguments):
@@ -81,7 +83,7 @@ def _bound_arguments(node: fx.Node) -> dict[str, object]:
     return values
 
 
-def _constant(module: fx.GraphModule, node: object) -> torch.Tensor | None:
+def graph_constant(module: fx.GraphModule, node: object) -> torch.Tensor | None:
     """The tensor a ``get_attr`` node reads, else ``None`` (not a constant of the graph)."""
     if not isinstance(node, fx.Node) or node.op != "get_attr":
         return None
@@ -106,7 +108,7 @@ def _set_constant(module: fx.GraphModule, target: str, value: torch.Tensor) -> N
 
 def _own_constant(module: fx.GraphModule, node: object) -> bool:
     """A constant read by exactly one node: rewriting it changes nothing else."""
-    return _constant(module, node) is not None and len(node.users) == 1  # type: ignore[union-attr]
+    return graph_constant(module, node) is not None and len(node.users) == 1  # type: ignore[union-attr]
 
 
 def _as_conv(module: fx.GraphModule, node: fx.Node) -> nn.Conv2d | None:
@@ -114,7 +116,7 @@ def _as_conv(module: fx.GraphModule, node: fx.Node) -> nn.Conv2d | None:
     conv with constant weights of its own."""
     if node.op != "call_function" or node.target not in CONV_TARGETS:
         return None
-    arguments = _bound_arguments(node)
+    arguments = schema_arguments(node)
     if node.target is aten.convolution.default and (
         arguments["transposed"] or any(arguments["output_padding"])
     ):
@@ -122,7 +124,7 @@ def _as_conv(module: fx.GraphModule, node: fx.Node) -> nn.Conv2d | None:
     weight, bias = arguments["weight"], arguments["bias"]
     if not _own_constant(module, weight) or (bias is not None and not _own_constant(module, bias)):
         return None
-    kernel = _constant(module, weight)
+    kernel = graph_constant(module, weight)
     if kernel.dim() != 4 or isinstance(arguments["padding"], str):
         return None
     groups = int(arguments["groups"])
@@ -145,7 +147,7 @@ def _as_conv(module: fx.GraphModule, node: fx.Node) -> nn.Conv2d | None:
     with torch.no_grad():
         conv.weight.copy_(kernel)
         if bias is not None:
-            conv.bias.copy_(_constant(module, bias))
+            conv.bias.copy_(graph_constant(module, bias))
     return conv
 
 
@@ -155,10 +157,10 @@ def _as_activation(module: fx.GraphModule, node: fx.Node) -> nn.Module | None:
         return None
     if node.target is aten.relu.default:
         return nn.ReLU()
-    arguments = _bound_arguments(node)
+    arguments = schema_arguments(node)
     if node.target is aten.leaky_relu.default:
         return nn.LeakyReLU(float(arguments["negative_slope"]))
-    slopes = _constant(module, arguments["weight"])
+    slopes = graph_constant(module, arguments["weight"])
     if slopes is None or not _own_constant(module, arguments["weight"]) or slopes.dim() != 1:
         return None
     prelu = nn.PReLU(slopes.numel(), dtype=torch.float64)
@@ -236,7 +238,7 @@ def graph_in_dtype(module: fx.GraphModule, dtype: torch.dtype) -> fx.GraphModule
     read by a ``get_attr``) cast to ``dtype``."""
     cast = copy.deepcopy(module).to(dtype)
     for node in cast.graph.nodes:
-        value = _constant(cast, node)
+        value = graph_constant(cast, node)
         if value is not None and value.is_floating_point() and value.dtype != dtype:
             _set_constant(cast, str(node.target), value.to(dtype))
     return cast
@@ -359,17 +361,17 @@ def _write_back(
     """Store the steps' weights in ``module``'s constants (same dtype as before); an
     activation E11 turned into a PReLU replaces its node by an ``aten.prelu``."""
     for step, (conv, activation) in zip(chain, steps, strict=True):
-        arguments = _bound_arguments(step.conv)
+        arguments = schema_arguments(step.conv)
         for name, value in (("weight", conv.weight), ("bias", conv.bias)):
             node = arguments[name]
             if node is not None:
-                old = _constant(module, node)
+                old = graph_constant(module, node)
                 _set_constant(module, str(node.target), value.detach().to(old.dtype).clone())
         if not isinstance(activation, nn.PReLU) or step.activation is None:
             continue
         if step.activation.target is aten.prelu.default:
-            node = _bound_arguments(step.activation)["weight"]
-            old = _constant(module, node)
+            node = schema_arguments(step.activation)["weight"]
+            old = graph_constant(module, node)
             _set_constant(
                 module, str(node.target), activation.weight.detach().to(old.dtype).clone()
             )
@@ -439,7 +441,7 @@ def graph_layout(
 
 def _floating_dtype(module: fx.GraphModule) -> torch.dtype:
     for node in module.graph.nodes:
-        value = _constant(module, node)
+        value = graph_constant(module, node)
         if value is not None and value.is_floating_point():
             return value.dtype
     return torch.float32

@@ -233,8 +233,8 @@ def int8_layout(
     input take the whole range from their exact bound and the others :data:`HEADROOM` of it;
     ``False`` scales the copies by their calibration range like every other channel (LiteRT
     has measured either one better, so the export tries both). ``negate``: E11 on the PReLU
-    layers' input copies (``None``: tried both ways where it applies, by simulation). Raises :class:`LayoutError` for
-    an unsupported model or a non-equivalent result.
+    layers' input copies (``None``: tried both ways where it applies, by simulation). Raises
+    :class:`LayoutError` for an unsupported model or a non-equivalent result.
     """
     if not calibration:
         raise LayoutError("no calibration images")
