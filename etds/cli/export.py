@@ -218,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     checked = ", ".join(f"{h}×{w}" for h, w in report.sizes)
     print(
-        f"wrote {report.path} ({getattr(model, 'arch', type(model).__name__)}, opset {report.opset}, {report.bytes:,} bytes); "
+        f"wrote {report.path} ({summary['architecture']}, opset {report.opset}, "
+        f"{report.bytes:,} bytes); "
         f"ONNX Runtime vs PyTorch max |Δ| = {report.max_abs_error_255:.3g}/255 at {checked}"
     )
     return 0

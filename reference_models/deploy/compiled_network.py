@@ -16,6 +16,7 @@ laid-out graph the same way.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import fx, nn
@@ -23,6 +24,12 @@ from torch import fx, nn
 from et.testing import first_output
 
 __all__ = ["CompiledNetwork", "compile_network", "load_pt2", "program_colors"]
+
+# Copying a program loaded from a .pt2 (every layout candidate is a copy) makes torch's pytree
+# warn about its own deprecated LeafSpec check, once per copy: noise to a user, not a problem.
+warnings.filterwarnings(
+    "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+)
 
 
 class CompiledNetwork(nn.Module):
@@ -37,6 +44,13 @@ class CompiledNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return first_output(self.program(x))
+
+    def train(self, mode: bool = True) -> CompiledNetwork:
+        """Set this wrapper's flag only: a program loaded from a ``.pt2`` refuses ``.train()``
+        and ``.eval()``, and a compiled program has no mode-dependent op (``et.compile``
+        captures the eval-mode function)."""
+        self.training = mode
+        return self
 
     def with_program(self, program: fx.GraphModule) -> CompiledNetwork:
         """The same network description around another (e.g. laid-out) program."""

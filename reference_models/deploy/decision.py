@@ -46,7 +46,7 @@ from torch import nn
 
 from et.atomic_file import atomic_path
 from reference_models.deploy.compiled_network import CompiledNetwork
-from reference_models.deploy.graph_layout import graph_layout
+from reference_models.deploy.graph_layout import graph_layout, plan_layout
 from reference_models.deploy.graph_simulation import simulated_int8_fidelity_db
 from reference_models.deploy.int8_layout import STRENGTHS, LayoutError, LayoutReport, int8_layout
 from reference_models.deploy.onnx import ClampedFirstOutput, ExportError
@@ -147,10 +147,22 @@ def layout_candidates(
     """The plain ``model`` and its E10/E11 layouts (module docstring), deduplicated; raises
     :class:`LayoutError` where the network has nothing to lay out."""
 
+    # a compiled network's ranges are measured once for all its candidates
+    measured = (
+        plan_layout(model.program, calibration, strength=0.0)
+        if isinstance(model, CompiledNetwork)
+        else None
+    )
+
     def lay_out(strength: float, negate: bool, exact: bool) -> tuple[nn.Module, LayoutReport]:
         if isinstance(model, CompiledNetwork):
             program, report = graph_layout(
-                model.program, calibration, strength=strength, negate=negate, exact_copies=exact
+                model.program,
+                calibration,
+                strength=strength,
+                negate=negate,
+                exact_copies=exact,
+                measured=measured,
             )
             return model.with_program(program), report
         return int8_layout(model, calibration, strength=strength, negate=negate, exact_copies=exact)

@@ -34,6 +34,8 @@ when it differs by more than ``tolerance``.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,6 +62,7 @@ __all__ = [
     "graph_in_dtype",
     "graph_layout",
     "plan_layout",
+    "same_size_batches",
     "schema_arguments",
 ]
 
@@ -236,12 +239,23 @@ def _module_steps(
 def graph_in_dtype(module: fx.GraphModule, dtype: torch.dtype) -> fx.GraphModule:
     """A copy of ``module`` with every floating constant (parameter, buffer, tensor attribute
     read by a ``get_attr``) cast to ``dtype``."""
-    cast = copy.deepcopy(module).to(dtype)
+    with warnings.catch_warnings():  # a loaded .pt2's pytree specs warn when copied
+        warnings.simplefilter("ignore", FutureWarning)
+        cast = copy.deepcopy(module).to(dtype)
     for node in cast.graph.nodes:
         value = graph_constant(cast, node)
         if value is not None and value.is_floating_point() and value.dtype != dtype:
             _set_constant(cast, str(node.target), value.to(dtype))
     return cast
+
+
+def same_size_batches(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``images`` in float64, concatenated into one batch where they share a size (an
+    interpreted graph costs per call, and the max over a batch is the max over its images)."""
+    batches = [image.to(torch.float64) for image in images]
+    if len({tuple(b.shape[1:]) for b in batches}) == 1:
+        return [torch.cat(batches)]
+    return batches
 
 
 class _Recorder(fx.Interpreter):
@@ -271,9 +285,9 @@ def _chain_ranges(
         for c in chains
     ]
     with torch.no_grad():
-        for image in images:
+        for batch in same_size_batches(images):
             recorder = _Recorder(module64, wanted)
-            recorder.run(image.to(torch.float64))
+            recorder.run(batch)
             for chain, chain_ranges in zip(chains, ranges, strict=True):
                 for k, step in enumerate(chain[:-1]):
                     r = recorder.seen[step.output].abs().amax(dim=(0, 2, 3))
@@ -296,9 +310,22 @@ class LayoutPlan:
     steps: list[list[tuple[nn.Conv2d, nn.Module]]]
     reads_image: list[bool]
     ranges: list[list[torch.Tensor]]
-    bounds: list[list[torch.Tensor]]
+    copy_bounds: list[list[torch.Tensor]]  # exact bounds of the input copies (0: none)
+    bounds: list[list[torch.Tensor]]  # the bounds the factors use (zeros: copies calibrated)
     alphas: list[list[torch.Tensor]]
     strength: float
+
+    def at(self, strength: float, *, exact_copies: bool = True) -> LayoutPlan:
+        """The same measurements with the factors of another ``strength`` / copy treatment."""
+        bounds = [
+            [b if exact_copies else torch.zeros_like(b) for b in chain]
+            for chain in self.copy_bounds
+        ]
+        alphas = [
+            [channel_alphas(r, strength, b) for r, b in zip(rs, bs, strict=True)]
+            for rs, bs in zip(self.ranges, bounds, strict=True)
+        ]
+        return dataclasses.replace(self, bounds=bounds, alphas=alphas, strength=strength)
 
 
 def plan_layout(
@@ -320,20 +347,17 @@ def plan_layout(
     steps = [_module_steps(module64, chain) for chain in chains]
     reads_image = [_reads_input(chain[0].conv.args[0]) for chain in chains]
     ranges = _chain_ranges(module64, chains, calibration)
-    bounds = []
+    copy_bounds = []
     for chain_steps, from_image in zip(steps, reads_image, strict=True):
         # exact bounds need the chain's input to be the image in [0, 1]
         found = input_copy_bounds(chain_steps) if from_image else None
-        if found is None or not exact_copies:
+        if found is None:
             found = [
                 torch.zeros(conv.out_channels, dtype=torch.float64) for conv, _ in chain_steps[:-1]
             ]
-        bounds.append(found)
-    alphas = [
-        [channel_alphas(r, strength, b) for r, b in zip(rs, bs, strict=True)]
-        for rs, bs in zip(ranges, bounds, strict=True)
-    ]
-    return LayoutPlan(chains, steps, reads_image, ranges, bounds, alphas, strength)
+        copy_bounds.append(found)
+    plan = LayoutPlan(chains, steps, reads_image, ranges, copy_bounds, [], [], 0.0)
+    return plan.at(strength, exact_copies=exact_copies)
 
 
 def _rescaled(
@@ -398,12 +422,16 @@ def graph_layout(
     negate: bool = False,
     exact_copies: bool = True,
     tolerance: float = EQUIVALENCE_TOLERANCE,
+    measured: LayoutPlan | None = None,
 ) -> tuple[fx.GraphModule, LayoutReport]:
     """A copy of ``module`` with E10 applied at ``strength`` to every hidden layer of every
     chain (:func:`plan_layout`), then (``negate``) E11 on the input copies of the PReLU layers
     of the chains that read the image; checked in float64 against ``module``. The input is not
-    modified; the result has ``module``'s dtype."""
-    plan = plan_layout(module, calibration, strength=strength, exact_copies=exact_copies)
+    modified; the result has ``module``'s dtype. ``measured``: a :func:`plan_layout` of the same
+    ``module`` and ``calibration`` (any strength), to measure the ranges once for many layouts."""
+    if measured is None:
+        measured = plan_layout(module, calibration, strength=strength)
+    plan = measured.at(strength, exact_copies=exact_copies)
     laid_out = graph_in_dtype(module, torch.float64)
     chains = conv_chains(laid_out)  # the same chains, as nodes of the copy
     negated = 0
@@ -424,7 +452,7 @@ def graph_layout(
     error = _max_error(module, laid_out, calibration)
     if not error <= tolerance:
         raise LayoutError(f"the laid-out graph differs by {error:.3g} in float64 (> {tolerance})")
-    copies = sum(int((b > 0).sum()) for bounds in plan.bounds for b in bounds)
+    copies = sum(int((b > 0).sum()) for bounds in plan.copy_bounds for b in bounds)
     report = LayoutReport(
         tuple(spreads),
         tuple(applied),

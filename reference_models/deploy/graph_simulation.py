@@ -31,7 +31,7 @@ from torch import fx, nn
 
 from et.testing import first_output
 from reference_models.deploy.compiled_network import CompiledNetwork
-from reference_models.deploy.graph_layout import graph_in_dtype
+from reference_models.deploy.graph_layout import graph_in_dtype, same_size_batches
 from reference_models.deploy.int8_simulation import fake_quant_activation, fake_quant_weight
 from reference_models.deploy.onnx import ClampedFirstOutput
 
@@ -102,8 +102,11 @@ def _float64_graph(
         program = graph_in_dtype(model.program, torch.float64)
         return program, lambda output: torch.clamp(first_output(output), 0.0, 1.0)
     wrapped = ClampedFirstOutput(copy.deepcopy(model).double().eval()).eval()
+    batch = {0: torch.export.Dim.AUTO}  # the calibration images run as one batch
     with torch.no_grad():
-        graph = torch.export.export(wrapped, (example.to(torch.float64),)).module()
+        graph = torch.export.export(
+            wrapped, (example.to(torch.float64),), dynamic_shapes=(batch,)
+        ).module()
     return graph, first_output
 
 
@@ -111,8 +114,7 @@ def simulated_int8_fidelity_db(model: nn.Module, images: Sequence[torch.Tensor])
     """PSNR (dB, peak 1) of the fake-INT8 ``clamp(model(x)[0], 0, 1)`` against its float64 run,
     over ``images`` (``1×C×h×w`` in [0, 1])."""
     graph, finish = _float64_graph(model, images[0])
-    # one image at a time (the graph was exported at one size); ranges over all of them first
-    batches = [image.to(torch.float64) for image in images]
+    batches = same_size_batches(images)
     observer = _FakeInt8(graph, None)
     squared, count = 0.0, 0
     with torch.no_grad():
