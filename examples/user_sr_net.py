@@ -42,7 +42,9 @@ class UserSR(nn.Module):
     def __init__(self, channels: int = 8, blocks: int = 2, scale: int = 2, colors: int = 3):
         super().__init__()
         self.scale = scale
-        layers = [RepBlock(colors, channels)] + [RepBlock(channels, channels) for _ in range(blocks)]
+        layers = [RepBlock(colors, channels)] + [
+            RepBlock(channels, channels) for _ in range(blocks)
+        ]
         self.body = nn.Sequential(*layers)
         self.tail = nn.Conv2d(channels, colors * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
@@ -65,5 +67,7 @@ def build(channels: int = 8, blocks: int = 2, scale: int = 2, seed: int = 0) -> 
                 module.bias.uniform_(-0.1, 0.1, generator=generator)
             elif isinstance(module, nn.Conv2d):
                 module.weight.normal_(0.0, 0.15, generator=generator)
-        model.tail.weight.mul_(0.3)  # a residual over the anchor: small
+                if module.bias is not None:
+                    module.bias.uniform_(-0.01, 0.01, generator=generator)
+        model.tail.weight.mul_(0.05)  # a residual over the anchor: small
     return model.eval()
