@@ -102,7 +102,9 @@ def _float64_graph(
         program = graph_in_dtype(model.program, torch.float64)
         return program, lambda output: torch.clamp(first_output(output), 0.0, 1.0)
     wrapped = ClampedFirstOutput(copy.deepcopy(model).double().eval()).eval()
-    batch = {0: torch.export.Dim.AUTO}  # the calibration images run as one batch
+    # the calibration images run as one batch: a batch of 2 keeps the batch size symbolic
+    batch = {0: torch.export.Dim.AUTO}
+    example = example[:1].expand(2, *example.shape[1:])
     with torch.no_grad():
         graph = torch.export.export(
             wrapped, (example.to(torch.float64),), dynamic_shapes=(batch,)
