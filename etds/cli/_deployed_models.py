@@ -1,4 +1,5 @@
-"""Load an exported ``.onnx`` or ``.tflite`` as an ``nn.Module`` for ``etds eval``."""
+"""Load a deployed file (``.onnx``, ``.tflite``, or the ``.pt2`` of ``etds compile``) as an
+``nn.Module`` for ``etds eval`` and ``etds verify``."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from etds.cli import CommandError
 
 
 def load_deployed(path: str) -> tuple[nn.Module, int]:
-    """``(model, scale)`` for an ONNX Runtime (dynamic size) or LiteRT (tiled) file."""
+    """``(model, scale)`` for an ONNX Runtime (dynamic size), LiteRT (tiled) or ``torch.export``
+    (``.pt2``, run by PyTorch) file."""
     suffix = Path(path).suffix.lower()
     try:
+        if suffix == ".pt2":
+            from reference_models.deploy.compiled_network import load_pt2
+            from reference_models.evaluation.evaluate import model_scale
+
+            model = load_pt2(path)
+            return model, model_scale(model)
         if suffix == ".onnx":
             from reference_models.deploy.onnx import OnnxRuntimeModel, ort_session
             from reference_models.evaluation.evaluate import model_scale

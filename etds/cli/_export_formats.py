@@ -1,15 +1,30 @@
-"""The ``.tflite`` and INT8 branches of ``etds export`` (see :mod:`etds.cli.export`)."""
+"""The ``.tflite`` and INT8 branches of ``etds export`` (see :mod:`etds.cli.export`).
+
+INT8, for every source (our architectures, a ``.pt2``, ``MODULE:FACTORY``): the layout
+candidates of :func:`reference_models.deploy.decision.layout_candidates` (only the plain
+network under ``--no-layout``) are scored by :func:`reference_models.deploy.decision.
+decide_layout` for the target backend, the chosen one is exported and checked as before
+(:func:`~reference_models.deploy.tflite.export_tflite`,
+:func:`~reference_models.deploy.onnx_int8.export_onnx_int8`, with their own layout off), and the
+decision is written beside the file as ``OUT.json`` after the file itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from torch import nn
 
 from etds.cli import CommandError
 from etds.cli._quiet import third_party_logs
+
+
+def report_path(out: Path) -> Path:
+    """Where the INT8 decision of ``out`` is written: ``OUT.onnx.json`` / ``OUT.tflite.json``."""
+    return out.with_name(out.name + ".json")
 
 
 def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
@@ -19,7 +34,11 @@ def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
     from reference_models.evaluation.evaluate import model_scale
 
     try:
-        return calibration_images(args.calibration, model_scale(model), args.height, args.width)
+        scale = model_scale(model)
+    except (RuntimeError, ValueError) as error:
+        raise CommandError(f"cannot run the network: {str(error).splitlines()[0]}") from None
+    try:
+        return calibration_images(args.calibration, scale, args.height, args.width)
     except CalibrationError as error:
         raise CommandError(f"--calibration: {error}") from None
 
@@ -30,24 +49,66 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
         return _export_other(args, source, out, model)
 
 
+def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: list):
+    """The layout decision for ``out``'s backend (module docstring), with a progress bar."""
+    from tqdm import tqdm
+
+    from reference_models.deploy.decision import (
+        RUNTIME_SHORTLIST,
+        LayoutCandidate,
+        decide_layout,
+        layout_candidates,
+    )
+    from reference_models.deploy.int8_layout import LayoutError
+
+    backend = out.suffix.lower().lstrip(".")
+    try:
+        if args.no_layout:
+            candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
+        else:
+            candidates = layout_candidates(model, calibration, refine=args.refine)
+    except LayoutError as error:
+        raise CommandError(f"INT8 layout failed: {error}") from None
+    total = len(candidates) + min(RUNTIME_SHORTLIST, len(candidates))
+    # disable=None: a bar on a terminal, nothing in logs and tests
+    with tqdm(total=total, desc="INT8 layout", leave=False, disable=None, file=sys.stderr) as bar:
+
+        def step(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update()
+
+        return decide_layout(
+            candidates,
+            model,
+            calibration,
+            backend=backend,
+            height=args.height,
+            width=args.width,
+            progress=step,
+        )
+
+
 def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
+    from reference_models.deploy.decision import write_decision
     from reference_models.deploy.onnx import ExportError
 
     calibration = _calibration(args, model)
-    layout = not args.no_layout
+    decision = None
     try:
+        if calibration is not None:
+            decision = _decide(args, out, model, calibration)
+        chosen = decision.chosen.model if decision is not None else model
         if out.suffix.lower() == ".tflite":
             from reference_models.deploy.tflite import DEFAULT_TOLERANCE_255, export_tflite
 
             tolerance = DEFAULT_TOLERANCE_255 if args.tolerance is None else args.tolerance
             report = export_tflite(
-                model,
+                chosen,
                 out,
                 height=args.height,
                 width=args.width,
                 calibration=calibration,
-                layout=layout,
-                refine=args.refine,
+                layout=False,
                 tolerance_255=tolerance,
             )
             error_255, fidelity, size = report.max_abs_error_255, report.fidelity_db, report.bytes
@@ -55,47 +116,50 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
             from reference_models.deploy.onnx_int8 import export_onnx_int8
 
             report = export_onnx_int8(
-                model,
+                chosen,
                 out,
                 calibration=calibration,
                 height=args.height,
                 width=args.width,
-                layout=layout,
-                refine=args.refine,
+                layout=False,
             )
             error_255, fidelity, size = None, report.fidelity_db, report.bytes
     except ExportError as error:
         raise CommandError(str(error), error.status) from None
-    strength = report.layout.strength if report.layout is not None else None
-    negated = report.layout.negated_channels if report.layout is not None else None
-    converted = report.layout.converted_from if report.layout is not None else None
+    arch = getattr(model, "arch", type(model).__name__)
+    layout = decision.chosen.report if decision is not None else None
     summary = {
         "checkpoint": str(source),
         "out": str(out),
         "format": out.suffix.lower().lstrip("."),
-        "architecture": model.arch,
+        "architecture": arch,
         "int8": args.int8,
         "size": [args.height, args.width],
         "bytes": size,
         "max_abs_error_255": error_255,
         "fidelity_db": fidelity,
-        "layout_strength": strength,
-        "negated_copies": negated,
-        "converted_from": converted,
+        "layout": decision.chosen.name if decision is not None else None,
+        "layout_strength": layout.strength if layout is not None else None,
+        "negated_copies": layout.negated_channels if layout is not None else None,
+        "converted_from": layout.converted_from if layout is not None else None,
+        "decided_by": decision.judge if decision is not None else None,
+        "report": None,
     }
+    if decision is not None:
+        written = write_decision(report_path(out), {**summary, **decision.to_json()})
+        summary["report"] = str(written)
     if args.json:
         print(json.dumps(summary))
         return 0
-    check = (
-        f"LiteRT vs PyTorch max |Δ| = {error_255:.3g}/255"
-        if error_255 is not None
-        else f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images"
-        + (
-            f" (E10 layout strength {strength}, E11 negated {negated} input copies"
-            + (f"; {converted} converted to its inference form first)" if converted else ")")
-            if strength is not None
-            else " (no layout)"
+    if error_255 is not None:
+        check = f"LiteRT vs PyTorch max |Δ| = {error_255:.3g}/255"
+    else:
+        converted = summary["converted_from"]
+        check = (
+            f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images "
+            f"(layout {summary['layout']}, chosen by {summary['decided_by']}"
+            + (f"; {converted} converted to its inference form first" if converted else "")
+            + f"; every candidate in {summary['report']})"
         )
-    )
-    print(f"wrote {out} ({model.arch}, {args.height}×{args.width}, {size:,} bytes); {check}")
+    print(f"wrote {out} ({arch}, {args.height}×{args.width}, {size:,} bytes); {check}")
     return 0

@@ -52,16 +52,31 @@ class _Program(nn.Module):
 
 
 def load_program(path: Path, suffix: str) -> nn.Module:
-    """The file at ``path`` as a module running in its own runtime (``suffix``: its format)."""
+    """The file at ``path`` as a module running in its own runtime (``suffix``: its format:
+    ``.pt2``, ``.onnx`` or ``.tflite``; float32 in and out)."""
     if suffix == ".pt2":
         with open(path, "rb") as file:  # a file object: a temporary name lacks ".pt2"
             module = torch.export.load(file).module()
         return _Program(lambda x: first_output(module(x)))
+    if suffix == ".tflite":  # LiteRT at the file's fixed size, tiled exactly over larger inputs
+        from reference_models.deploy.tflite_runtime import TFLiteModel
+
+        litert = TFLiteModel.from_file(path, threads=1)
+        program = _Program(lambda x: litert(x))
+        program.input_size = (litert.tile_height, litert.tile_width)  # the smallest it runs
+        return program
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return _Program(lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0]))
+    batch = session.get_inputs()[0].shape[0]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if batch == 1 and x.shape[0] > 1:  # ``etds export`` fixes the batch at 1
+            return torch.cat([run(x[i : i + 1]) for i in range(x.shape[0])])
+        return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+    return _Program(run)
 
 
 def check_written(

@@ -96,9 +96,31 @@ def _factory(target: str):
     return factory
 
 
-def run(args: argparse.Namespace) -> int:
+def build_network(target: str, settings: list[str], weights: Path | None):
+    """The ``nn.Module`` that ``FACTORY(**settings)`` of ``MODULE:FACTORY`` returns, with the
+    state dict ``weights`` loaded (strict, ``weights_only=True``); any failure is a one-line
+    :class:`CommandError` (also used by ``etds export MODULE:FACTORY``)."""
     import torch
     from torch import nn
+
+    factory = _factory(target)
+    try:
+        model = factory(**_keywords(settings))
+    except Exception as error:
+        raise CommandError(f"{target} failed: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise CommandError(f"{target} returned {type(model).__name__}, not an nn.Module")
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state, strict=True)
+        except Exception as error:
+            raise CommandError(f"cannot load --weights {weights}: {error}") from None
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
 
     import et
     from et.atomic_file import atomic_path
@@ -114,19 +136,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"OUT must end in .pt2 or .onnx, got {args.output}")
     output_file(args.output, "OUT")
     output_file(args.output.with_name(args.output.name + ".certificate.json"), "OUT's certificate")
-    factory = _factory(args.target)
-    try:
-        model = factory(**_keywords(args.set))
-    except Exception as error:
-        raise CommandError(f"{args.target} failed: {error}") from None
-    if not isinstance(model, nn.Module):
-        raise CommandError(f"{args.target} returned {type(model).__name__}, not an nn.Module")
-    if args.weights is not None:
-        try:
-            state = torch.load(args.weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state, strict=True)
-        except Exception as error:
-            raise CommandError(f"cannot load --weights {args.weights}: {error}") from None
+    model = build_network(args.target, args.set, args.weights)
     generator = torch.Generator().manual_seed(0)
     span = min(high - low, 1e6)
     example = low + span * torch.rand(1, *shape, generator=generator)

@@ -15,6 +15,7 @@ image's own size; a ``.tflite`` (fixed input size) runs in LiteRT tiled over eac
 exact overlaps (:mod:`reference_models.deploy.tflite_runtime`), so INT8 files are scored with
 the same protocol. An LR image smaller than the ``.tflite`` input size is refused: export the
 file at a size no larger than the smallest LR image (e.g. 48×48 for Set5/Set14 at ×2–×4).
+A ``.pt2`` written by ``etds compile`` (any network) runs as the program it holds.
 """
 
 from __future__ import annotations
@@ -42,15 +43,17 @@ HELP = "PSNR/SSIM (Y channel) of a checkpoint or 'bicubic' on benchmark image fo
 
 #: The word that selects the interpolation baseline instead of a checkpoint file.
 BICUBIC = "bicubic"
-#: Deployed files scored in their own runtime (ONNX Runtime, LiteRT) instead of PyTorch.
-DEPLOYED = (".onnx", ".tflite")
+#: Deployed files scored in their own runtime (ONNX Runtime, LiteRT, ``torch.export``'s
+#: program for the ``.pt2`` of ``etds compile``) instead of a checkpoint's architecture.
+DEPLOYED = (".onnx", ".tflite", ".pt2")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         metavar="CKPT",
-        help=f"checkpoint, an exported .onnx/.tflite (fp32 or INT8), or '{BICUBIC}'",
+        help=f"checkpoint, an exported .onnx/.tflite (fp32 or INT8), a .pt2 of 'etds compile', "
+        f"or '{BICUBIC}'",
     )
     parser.add_argument(
         "--data",

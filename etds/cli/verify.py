@@ -1,5 +1,11 @@
 """``etds verify``: do two checkpoints compute the same clamped image?
 
+Either file may also be the ``.pt2`` ``etds compile`` writes (its program, run by PyTorch in any
+dtype), and the converted one a deployed ``.onnx`` or ``.tflite`` (``etds export``), run in its
+own runtime in float32 (ONNX Runtime; LiteRT tiled over inputs at least the file's size, probed
+at that size and the other parity): the second figure is then not run (the runtime holds its
+weights as written), and an INT8 file is judged like any other, so expect it to differ.
+
 The original runs as a float64 oracle, the converted model in its own dtype (``--dtype`` to
 choose), both in ``--mode`` (eval by default), on fuzzed inputs in [0, 1] (structured probes
 and noise at an even and an odd, non-square size, see
@@ -96,12 +102,34 @@ def check_tolerance(tolerance: float | None) -> None:
         raise CommandError(f"--tolerance must be a finite number >= 0, got {tolerance}")
 
 
-def load_model(path: Path, *, arch: str | None = None):
-    """Load a checkpoint for comparison; any failure becomes a one-line :class:`CommandError`."""
+#: Deployed files run in their own runtime: only the converted side can be one.
+RUNTIME_FILES = (".onnx", ".tflite")
+
+
+def load_model(path: Path, *, arch: str | None = None, runtime: bool = False):
+    """Load a checkpoint or a ``.pt2`` (and, with ``runtime``, an ``.onnx``/``.tflite``) for
+    comparison; any failure becomes a one-line :class:`CommandError`."""
     from reference_models import CheckpointError, load_checkpoint
 
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in RUNTIME_FILES and not runtime:
+        raise CommandError(
+            f"{path}: a runtime file cannot be the original (it has no float64 oracle); "
+            "give its checkpoint or .pt2"
+        )
+    if suffix in (*RUNTIME_FILES, ".pt2"):
+        from etds.cli._load_back import load_program
+        from reference_models.deploy.compiled_network import load_pt2
+
+        try:
+            return load_pt2(path) if suffix == ".pt2" else load_program(path, suffix)
+        except ImportError as error:
+            raise CommandError(f"{path}: the runtime is not installed ({error.name})") from None
+        except Exception as error:  # each runtime raises its own types for a bad file
+            message = " ".join(str(error).split())[:200]
+            raise CommandError(f"{path}: cannot load: {message}") from None
     try:
         return load_checkpoint(path, arch=arch)
     except CheckpointError as error:
@@ -120,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise CommandError(f"--input-range needs finite LOW < HIGH, got {low} {high}")
     original = load_model(args.original)
-    converted = load_model(args.converted)
+    converted = load_model(args.converted, runtime=True)
+    in_runtime = args.converted.suffix.lower() in RUNTIME_FILES
     colors = getattr(original, "colors", 3)
     if getattr(converted, "colors", colors) != colors:
         raise CommandError(
@@ -134,24 +163,53 @@ def run(args: argparse.Namespace) -> int:
             images = image_inputs(args.images, colors)
         except (OSError, ValueError) as error:
             raise CommandError(f"--images {args.images}: {error}") from None
+    dtype = None if args.dtype is None else getattr(torch, args.dtype)
+    if in_runtime and dtype not in (None, torch.float32):
+        raise CommandError(f"{args.converted}: a runtime file runs in float32, not {args.dtype}")
     try:
-        result = verify_models(
-            original,
-            converted,
-            colors=colors,
-            samples=args.samples,
-            seed=args.seed,
-            images=images,
-            domain=(low, high),
-            dtype=None if args.dtype is None else getattr(torch, args.dtype),
-            mode=args.mode,
-            progress=not args.no_progress,
-            weights64=not args.no_float64_check,
-        )
+        if in_runtime:
+            result = _verify_runtime_file(args, original, converted, colors, images, (low, high))
+        else:
+            result = verify_models(
+                original,
+                converted,
+                colors=colors,
+                samples=args.samples,
+                seed=args.seed,
+                images=images,
+                domain=(low, high),
+                dtype=dtype,
+                mode=args.mode,
+                progress=not args.no_progress,
+                weights64=not args.no_float64_check,
+            )
     except (ValueError, RuntimeError) as error:
         raise CommandError(f"cannot compare the models: {str(error).splitlines()[0]}") from None
     print_verification(result, args.tolerance, as_json=args.json)
     return 0 if result.within(args.tolerance) else 1
+
+
+def _verify_runtime_file(args, original, converted, colors: int, images: list, domain):
+    """:func:`verify_models` for a converted ``.onnx``/``.tflite``: float32, no stored-weights
+    figure, probes at the default sizes or, for a fixed-size ``.tflite``, at its size and the
+    other parity (``h + 1 × w + 3``)."""
+    import torch
+
+    from et.probes import probe_batches, probe_sizes
+    from reference_models.conversions.verification import (
+        PROBE_SIZES,
+        max_clamped_difference,
+    )
+
+    size = getattr(converted, "input_size", None)
+    sizes = probe_sizes(*size) if size is not None else PROBE_SIZES
+    batches = [
+        *probe_batches(colors, sizes=sizes, samples=args.samples, seed=args.seed, domain=domain),
+        *images,
+    ]
+    return max_clamped_difference(
+        original, converted, batches, dtype=torch.float32, mode=args.mode, weights64=False
+    )
 
 
 def print_verification(result, tolerance: float | None, *, as_json: bool) -> None:

@@ -62,6 +62,7 @@ __all__ = [
     "LayoutError",
     "LayoutReport",
     "chain_links",
+    "channel_alphas",
     "channel_ranges",
     "inference_form",
     "int8_candidates",
@@ -238,6 +239,7 @@ def int8_layout(
     refine: bool = False,
     exact_copies: bool = True,
     relu_pairs: bool = False,
+    negate: bool | None = None,
 ) -> tuple[nn.Module, LayoutReport]:
     """A copy of ``model`` with every hidden channel rescaled (E10) towards its layer's range:
     ``α_c = (R / r_c)^strength``.
@@ -256,8 +258,9 @@ def int8_layout(
     layer first becomes ReLU channel pairs (rule R24,
     :func:`~reference_models.deploy.relu_pairs.relu_pair_form`) and the exact input copies
     always take the whole range (the strength then applies to the other channels only), so the
-    laid-out model is that pair form. Raises :class:`LayoutError` for an unsupported model or a
-    non-equivalent result.
+    laid-out model is that pair form. ``negate``: E11 on the PReLU layers' input copies
+    (``None``: tried both ways where it applies, by simulation). Raises :class:`LayoutError`
+    for an unsupported model or a non-equivalent result.
     """
     if not calibration:
         raise LayoutError("no calibration images")
@@ -281,6 +284,8 @@ def int8_layout(
     candidates = STRENGTHS if strength is None else (strength,)
     # E11 is tried beside each strength where some PReLU layer carries input copies.
     negations = (False, True) if _negatable(model, found) else (False,)
+    if negate is not None:  # a caller that scores layouts itself (deploy.decision) fixes it
+        negations = (negate and _negatable(model, found),)
     simulated: dict[float, float] = {}
     simulated_negated: dict[float, float] = {}
     best = None
@@ -453,3 +458,8 @@ def _same_weights(first: nn.Module, second: nn.Module) -> bool:
     """Whether two layouts hold the same tensors (one file would be converted twice)."""
     a, b = first.state_dict(), second.state_dict()
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+#: The E10 factors of one hidden layer (public name of the rule the walk uses; the compiled-graph
+#: layout, :mod:`reference_models.deploy.graph_layout`, computes its factors with it too).
+channel_alphas = _alphas

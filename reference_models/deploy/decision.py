@@ -1,0 +1,315 @@
+"""One decision rule for the INT8 layout, whatever the backend and whatever the network.
+
+    from reference_models.deploy.decision import decide_layout, layout_candidates
+    candidates = layout_candidates(model, calibration)            # plain, E10 strengths, ± E11
+    decision = decide_layout(candidates, model, calibration, backend="tflite", height=64, width=64)
+    decision.chosen.model                                         # the layout to export
+    decision.to_json()                                            # every candidate's scores
+
+Candidates. The plain network, and E10 at each strength of
+:data:`~reference_models.deploy.int8_layout.STRENGTHS` above 0, each with E11 off and on where
+E11 applies (a PReLU/LeakyReLU layer carrying exact input copies), and with the copies at their
+exact bound or at their calibration range where the network carries copies. Our architectures
+are laid out by :func:`~reference_models.deploy.int8_layout.int8_layout`, a compiled network
+(:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
+:func:`~reference_models.deploy.graph_layout.graph_layout`: the same factors and rules, two walks.
+
+Score. :func:`layout_score`: the PSNR (dB, peak 1) of the INT8 output against PyTorch float32
+of the network on the calibration images, measured in the *target runtime itself* (ONNX Runtime
+for ``.onnx``: the QDQ file :func:`~reference_models.deploy.onnx.quantize_int8` makes; LiteRT
+for ``.tflite``: the file :func:`~reference_models.deploy.tflite.tflite_bytes` makes) where
+that runtime is installed, else by the INT8 simulation
+(:func:`~reference_models.deploy.graph_simulation.simulated_int8_fidelity_db`), which every
+candidate also gets because it costs a fraction of a conversion.
+
+Rule. The simulation ranks all candidates; the plain one and the best ``shortlist − 1`` others
+are scored by :func:`layout_score`; the highest score wins (ties: the earlier, simpler one).
+The runtime decides, the simulation only saves conversions: measured, the two disagree by
+several dB on some layouts (ETDS-M with exact copies: 44.5 simulated, 32.7 in LiteRT).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from et.atomic_file import atomic_path
+from reference_models.deploy.compiled_network import CompiledNetwork
+from reference_models.deploy.graph_layout import graph_layout, plan_layout
+from reference_models.deploy.graph_simulation import simulated_int8_fidelity_db
+from reference_models.deploy.int8_layout import (
+    STRENGTHS,
+    LayoutError,
+    LayoutReport,
+    inference_form,
+    int8_layout,
+)
+from reference_models.deploy.onnx import ClampedFirstOutput, ExportError
+from reference_models.deploy.relu_pairs import has_prelu_layers
+
+__all__ = [
+    "RUNTIME_SHORTLIST",
+    "LayoutCandidate",
+    "LayoutDecision",
+    "decide_layout",
+    "layout_candidates",
+    "layout_score",
+    "runtime_name",
+    "write_decision",
+]
+
+#: How many candidates the runtime scores (the plain one included): each costs a conversion.
+RUNTIME_SHORTLIST = 3
+#: The target runtimes by backend: (display name, the module that must import).
+RUNTIMES = {"onnx": ("ONNX Runtime", "onnxruntime"), "tflite": ("LiteRT", "ai_edge_litert")}
+
+
+@dataclass
+class LayoutCandidate:
+    """One layout of the network: E10 ``strength`` (0: none), E11 ``negate``, exact input
+    copies at their bound (``exact_copies``), the laid-out ``model`` and its layout report."""
+
+    name: str
+    strength: float
+    negate: bool
+    exact_copies: bool
+    model: nn.Module
+    report: LayoutReport | None
+    simulated_db: float | None = None
+    runtime_db: float | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "strength": self.strength,
+            "e11": self.negate,
+            "exact_copies": self.exact_copies,
+            "negated_channels": self.report.negated_channels if self.report else 0,
+            "relu_pairs": bool(self.report and self.report.relu_pairs),
+            "converted_from": self.report.converted_from if self.report else None,
+            "simulated_db": _finite(self.simulated_db),
+            "runtime_db": _finite(self.runtime_db),
+        }
+
+
+@dataclass
+class LayoutDecision:
+    """The chosen candidate, who scored it (``judge``: a runtime's name or ``"simulation"``)
+    and every candidate with its scores."""
+
+    backend: str
+    judge: str
+    chosen: LayoutCandidate
+    candidates: list[LayoutCandidate] = field(default_factory=list)
+
+    @property
+    def chosen_db(self) -> float:
+        score = self.chosen.runtime_db
+        return score if score is not None else float(self.chosen.simulated_db or 0.0)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "judge": self.judge,
+            "rule": "the simulation ranks every candidate; the plain one and the best "
+            f"{RUNTIME_SHORTLIST - 1} others are scored by the judge; the highest score wins",
+            "chosen": self.chosen.name,
+            "chosen_db": _finite(self.chosen_db),
+            "candidates": [candidate.as_json() for candidate in self.candidates],
+        }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _name(strength: float, negate: bool, exact_copies: bool, copies: bool) -> str:
+    if strength == 0 and not negate:
+        return "plain"
+    parts = [f"E10 {strength:g}" if strength > 0 else "E11 only"]
+    if negate and strength > 0:
+        parts.append("+ E11")
+    if copies and strength > 0:
+        parts.append("(exact copies)" if exact_copies else "(calibrated copies)")
+    return " ".join(parts)
+
+
+def layout_candidates(
+    model: nn.Module,
+    calibration: Sequence[torch.Tensor],
+    *,
+    strengths: Sequence[float] = STRENGTHS,
+    refine: bool = False,
+) -> list[LayoutCandidate]:
+    """The plain ``model`` and its E10/E11 layouts (module docstring), deduplicated; raises
+    :class:`LayoutError` where the network has nothing to lay out."""
+
+    # a compiled network's ranges are measured once for all its candidates
+    measured = (
+        plan_layout(model.program, calibration, strength=0.0)
+        if isinstance(model, CompiledNetwork)
+        else None
+    )
+
+    def lay_out(strength: float, negate: bool, exact: bool) -> tuple[nn.Module, LayoutReport]:
+        if isinstance(model, CompiledNetwork):
+            program, report = graph_layout(
+                model.program,
+                calibration,
+                strength=strength,
+                negate=negate,
+                exact_copies=exact,
+                measured=measured,
+            )
+            return model.with_program(program), report
+        return int8_layout(model, calibration, strength=strength, negate=negate, exact_copies=exact)
+
+    first_model, first = lay_out(max(strengths), True, True)  # does it apply at all? E11 too?
+    negations = (False, True) if first.negated_channels else (False,)
+    exacts = (True, False) if first.input_copies else (True,)
+    candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
+    for strength in strengths:
+        for negate in negations:
+            for exact in exacts if strength > 0 else (True,):
+                if strength == 0 and not negate:
+                    continue  # the plain model
+                if (strength, negate, exact) == (max(strengths), True, True):
+                    laid_out, report = first_model, first
+                else:
+                    laid_out, report = lay_out(strength, negate, exact)
+                name = _name(strength, negate, exact, bool(first.input_copies))
+                candidates.append(LayoutCandidate(name, strength, negate, exact, laid_out, report))
+    if not isinstance(model, CompiledNetwork) and has_prelu_layers(inference_form(model)[0]):
+        # R24: every PReLU layer as ReLU channel pairs, the input copies at the whole range
+        laid_out, report = int8_layout(model, calibration, relu_pairs=True)
+        candidates.append(
+            LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
+        )
+    if refine:
+        if isinstance(model, CompiledNetwork):
+            raise LayoutError("--refine is not available for compiled networks yet")
+        laid_out, report = int8_layout(model, calibration, refine=True)
+        candidates.append(
+            LayoutCandidate(
+                "refined", report.strength, bool(report.negated_channels), True, laid_out, report
+            )
+        )
+    return candidates
+
+
+def runtime_name(backend: str) -> str | None:
+    """The name of ``backend``'s runtime where it is installed, else ``None``."""
+    name, module = RUNTIMES[backend]
+    return name if importlib.util.find_spec(module) is not None else None
+
+
+def _fidelity_db(
+    reference: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], images: Sequence
+) -> float:
+    expected_model = ClampedFirstOutput(copy.deepcopy(reference).float()).eval()
+    squared, count = 0.0, 0
+    with torch.no_grad():
+        for x in images:
+            expected = expected_model(x.float()).double()
+            got = run(x.float()).double()
+            squared += float(((got - expected) ** 2).sum())
+            count += expected.numel()
+    mse = squared / max(count, 1)
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _onnx_runner(model: nn.Module, calibration: Sequence[torch.Tensor], height: int, width: int):
+    from reference_models.deploy.onnx import onnx_bytes, ort_session, quantize_int8, run_ort
+
+    with tempfile.TemporaryDirectory(prefix="etds-int8-") as folder:
+        float_path, int8_path = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+        float_path.write_bytes(onnx_bytes(model, height=height, width=width))
+        quantize_int8(float_path, int8_path, [x.numpy() for x in calibration])
+        session = ort_session(int8_path.read_bytes(), threads=1)
+    return lambda x: torch.from_numpy(run_ort(session, x.numpy()))
+
+
+def _litert_runner(model: nn.Module, calibration: Sequence[torch.Tensor], height: int, width: int):
+    from reference_models.deploy.tflite import tflite_bytes
+    from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+
+    data = tflite_bytes(model, height=height, width=width, calibration=calibration)
+    return TFLiteModel(litert_interpreter(data, threads=1))
+
+
+def layout_score(
+    candidate: nn.Module,
+    reference: nn.Module,
+    calibration: Sequence[torch.Tensor],
+    *,
+    backend: str,
+    height: int,
+    width: int,
+) -> tuple[str, float]:
+    """``(judge, dB)``: the INT8 fidelity of ``candidate`` against ``reference`` (float32) on
+    ``calibration``, measured in ``backend``'s runtime where installed, else simulated."""
+    judge = runtime_name(backend)
+    if judge is None:
+        return "simulation", simulated_int8_fidelity_db(candidate, calibration)
+    make = _onnx_runner if backend == "onnx" else _litert_runner
+    try:
+        run = make(candidate, calibration, height, width)
+    except Exception as error:  # the converters raise many types; report one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ExportError(
+            f"{judge}: converting a layout candidate failed: {type(error).__name__}: {first}"
+        ) from error
+    return judge, _fidelity_db(reference, run, calibration)
+
+
+def decide_layout(
+    candidates: Sequence[LayoutCandidate],
+    reference: nn.Module,
+    calibration: Sequence[torch.Tensor],
+    *,
+    backend: str,
+    height: int,
+    width: int,
+    shortlist: int = RUNTIME_SHORTLIST,
+    progress: Callable[[str], None] | None = None,
+) -> LayoutDecision:
+    """The rule of the module docstring; ``progress`` is told each candidate as it is scored."""
+    if backend not in RUNTIMES:
+        raise ValueError(f"backend must be one of {sorted(RUNTIMES)}, not {backend!r}")
+    candidates = list(candidates)
+    for candidate in candidates:
+        if progress is not None:
+            progress(f"simulating {candidate.name}")
+        candidate.simulated_db = simulated_int8_fidelity_db(candidate.model, calibration)
+    ranked = sorted(candidates[1:], key=lambda c: -np.nan_to_num(c.simulated_db, nan=-np.inf))
+    scored = [candidates[0], *ranked[: max(shortlist - 1, 0)]]
+    judge = "simulation"
+    for candidate in scored:
+        if progress is not None:
+            progress(f"scoring {candidate.name}")
+        judge, db = layout_score(
+            candidate.model, reference, calibration, backend=backend, height=height, width=width
+        )
+        candidate.runtime_db = db if judge != "simulation" else None
+    key = (lambda c: c.runtime_db) if judge != "simulation" else (lambda c: c.simulated_db)
+    best = max(scored, key=lambda c: (np.nan_to_num(key(c), nan=-np.inf), -scored.index(c)))
+    return LayoutDecision(backend, judge, best, candidates)
+
+
+def write_decision(path: str | os.PathLike[str], report: dict[str, object]) -> Path:
+    """Write ``report`` as JSON to ``path`` atomically (``et.atomic_file``)."""
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(json.dumps(report, indent=2) + "\n")
+    return path
