@@ -234,7 +234,7 @@ def _rule_order(rule: Rule) -> tuple[int, str, int]:
 
 
 def list_rules() -> list[Rule]:
-    """All registered rules, R1..R17, then E1..E11, then the graph rules G1..G14."""
+    """All registered rules: the R rules, then E1..E11, then the graph rules G…, each by number."""
     unique = {id(r): r for r in _REGISTRY.values()}.values()
     return sorted(unique, key=_rule_order)
 

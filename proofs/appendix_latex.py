@@ -51,7 +51,7 @@ PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
 \ifdim\wd\fitbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitbox}}%
 \else\makebox[\linewidth]{\usebox{\fitbox}}\fi\par}
 \setlength{\parindent}{0pt}
-\setlength{\parskip}{2pt}
+\setlength{\parskip}{1pt}
 \newcommand{\tight}{\setlength{\itemsep}{1pt}\setlength{\parskip}{0pt}\setlength{\topsep}{2pt}}
 % Numbered proof steps and dropped hypotheses as hanging paragraphs: the first one runs in
 % after "Proof." or "Dropped hypotheses." instead of leaving that heading alone on its line.
@@ -159,7 +159,7 @@ def _hang(first: bool) -> str:
     return r"\hangstart " if first else r"\hangpar "
 
 
-INLINE_SIDES = 40  # two sides this short (LaTeX source) stay in the text line
+INLINE_SIDES = 90  # two sides this short (LaTeX source) stay in the text line
 
 
 def _differ(name: str, description: str, formula: str) -> list[str]:

@@ -34,8 +34,7 @@ def shapes_must_match(d: Derivation, precondition: str, what: str) -> None:
     """A channel-count hypothesis: without it one side is not defined."""
     d.none_known(
         precondition,
-        f"without it {what} do not match, so one side of the statement is not defined and "
-        "there is nothing to compare (the code refuses such modules)",
+        f"without it {what} do not match: one side is undefined (the code refuses such modules)",
     )
 
 
@@ -117,8 +116,7 @@ def undefined_without(d: Derivation, precondition: str, what: str) -> None:
     """A count or shape hypothesis: without it the statement names no tensor to compare."""
     d.none_known(
         precondition,
-        f"without it {what}, so the statement is not defined and there is nothing to compare "
-        "(the code refuses such input)",
+        f"without it {what}: the statement is undefined (the code refuses such input)",
     )
 
 
@@ -181,13 +179,12 @@ def overridden_forward(
     with torch.no_grad():
         original = module(x).item()
         torch_function = kind.forward(module, x).item()
+    # one sentence everywhere: the appendix repeats it for every rule that takes modules
     description = (
         f"{role}: an {Overridden.__name__} (x ↦ {function} + 1), refused; x = 2"
         if brief
-        else f"{role} is an {Overridden.__name__}: torch.nn.{kind.__name__} (here x ↦ {function}) "
-        "with a forward that adds 1, which the code refuses; the rewrite reads only the "
-        "parameters, the other modules pass their input (1×1 of weight 1, unit BN with ε = 0, "
-        "…); at x = 2, original vs rewrite"
+        else f"{role}: an {Overridden.__name__} (x ↦ {function} + 1), refused; the rewrite reads "
+        "only the parameters, other modules pass x; x = 2"
     )
     d.counterexample(
         precondition,

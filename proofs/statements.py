@@ -187,6 +187,49 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r" \lfloor t/2 \rfloor, \lceil t/2 \rceil\right) + b,\qquad t = d(k - 1)"
         r"\text{ per axis;}\quad W \ast_{s,\mathrm{valid}} x = W \ast_{s,0} x",
     ),
+    "R16": (
+        r"L(\mathrm{BN}(x)) = L'(x),\quad L(\operatorname{mean}_{HW}\mathrm{BN}(x))"
+        r" = L'(\operatorname{mean}_{HW} x),\qquad W' = W \operatorname{diag}(t),\ "
+        r" b' = b + W(\beta - \mu t)",
+    ),
+    "R17": (
+        r"\sum_k \alpha_k (W_k x + b_k) = \Big(\sum_k \alpha_k W_k\Big) x"
+        r" + \sum_k \alpha_k b_k",
+    ),
+    "R18": (
+        r"W \ast (z - c) + b + z = (W + I) \ast (z - c) + b + c"
+        r"\qquad (I \text{: the centred identity kernel})",
+    ),
+    "R19": (r"\operatorname{pad}_v(y;\, l, r, t, b)_{[t : -b,\; l : -r]} = y",),
+    "R20": (
+        r"\sum_i \big(W_i \ast_{g_i} x + b_i\big) = \operatorname{blocks}_g\Big(\sum_i D_i\Big)"
+        r" \ast_g x + \sum_i b_i\qquad (D_i \text{: } W_i \text{ dense, centred};\ g = \gcd_i g_i)",
+    ),
+    "R21": (
+        r"L(\operatorname{tok}(\mathrm{BN}(x))) = L'(\operatorname{tok}(x)),\qquad"
+        r" W' = W \operatorname{diag}(t),\ b' = b + W(\beta - \mu t)",
+    ),
+    "E10": (
+        r"W_2 \ast \varphi(W_1 \ast x + b_1) + b_2 = W_2 \operatorname{diag}(\alpha)^{-1}"
+        r" \ast \varphi\big(\operatorname{diag}(\alpha)(W_1 \ast x + b_1)\big) + b_2"
+        r"\qquad (\alpha > 0)",
+    ),
+    "G7": (
+        r"\operatorname{clone}(x) = \operatorname{copy}(x) = x_{[0 : \infty : 1]} = x,\qquad"
+        r" \operatorname{pad}(x, p, \text{constant}, v) = \operatorname{pad}_v(x; p)",
+    ),
+    "G9": (
+        r"f(c_1, \dots, c_n) = v,\quad v \text{ its value computed once}"
+        r"\qquad (f \text{ pure and deterministic, } c_i \text{ constants})",
+    ),
+    "G15": (
+        r"\operatorname{pad}_0(\operatorname{pad}_0(x; p); q) = \operatorname{pad}_0(x; p + q)"
+        r"\qquad (p, q \ge 0)",
+    ),
+    "G16": (
+        r"\mathcal{P}_r(y_1) \pm \alpha\, \mathcal{P}_r(y_2)"
+        r" = \mathcal{P}_r(y_1 \pm \alpha\, y_2)",
+    ),
     "C-ETDS": (
         r"\mathrm{ETDS}_{\mathrm{inf}}(I) = \operatorname{clamp}\left(\mathrm{ETDS}(I), 0, 1\right)"
         r"\qquad \text{for every input, depth and weight}",

@@ -67,7 +67,8 @@ def _grid(d: Derivation) -> int:
         padding = (kernels[0][0] // 2, kernels[0][1] // 2)
         rhs = conv2d(x, _blocks(dense_sum, merged), bias_sum, 1, padding, 1, merged)
         d.zero(
-            f"grid case C={channels} groups {groupings} kernels {kernels} → g={merged}",
+            f"grid case C={channels} groups={'+'.join(map(str, groupings))} "
+            f"k={'+'.join(f'{a}x{b}' for a, b in kernels)} merged={merged}",
             difference(lhs, rhs),
         )
         checked += 1
