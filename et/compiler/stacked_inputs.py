@@ -33,6 +33,7 @@ from torch import fx
 
 from et.compiler.helpers import FAN_OUT, replace_conv
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, conv, driver, is_conv
+from et.compiler.unmerged_joins import SAME_VALUE
 from et.compiler.workspace import Workspace
 from et.contract import PreconditionError
 
@@ -77,7 +78,11 @@ def _settled(ws: Workspace, node: fx.Node) -> bool:
 
 
 def _refused_by_others(ws: Workspace, node: fx.Node) -> bool:
-    return any(u.rule not in _OWN for u in ws.record.unfolded({node.name}))
+    # "the branches read different values" only names why R3 could not merge: it is what
+    # this step handles, not a refusal to keep
+    return any(
+        u.rule not in _OWN and u.precondition != SAME_VALUE for u in ws.record.unfolded({node.name})
+    )
 
 
 def _fan_out(name: str) -> GraphCheck:
