@@ -103,7 +103,14 @@ def fuse_bn_linear(
     ``L'(flatten(pool(x))) = linear(flatten(pool(bn(x))))`` (BatchNorm2d, global pool);
     the inputs are left untouched."""
     check_bn_linear(bn, linear, pool)
-    scale, shift = bn_scale_shift(bn)
+    return linear_of_affine_input(linear, *bn_scale_shift(bn))
+
+
+def linear_of_affine_input(
+    linear: nn.Linear, scale: torch.Tensor, shift: torch.Tensor
+) -> nn.Linear:
+    """A new Linear ``L'`` with ``L'(x) = linear(scale·x + shift)`` (per input feature):
+    ``W' = W·diag(scale)``, ``b' = b + W·shift``; ``linear`` is left untouched."""
     weight = linear.weight.detach()
     scale, shift = scale.to(weight.dtype), shift.to(weight.dtype)
     old_bias = linear.bias.detach() if linear.bias is not None else torch.zeros_like(weight[:, 0])

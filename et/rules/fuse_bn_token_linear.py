@@ -17,9 +17,6 @@ at each token. (R16 is the case where a global mean replaces the token axis.)
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from torch import nn
 
 from et.contract import (
@@ -29,6 +26,7 @@ from et.contract import (
     register,
     require_torch_semantics,
 )
+from et.rules.fuse_bn_linear import linear_of_affine_input
 from et.rules.fuse_conv_bn import bn_scale_shift, check_fixed_statistics
 
 RULE_ID = "R21"
@@ -77,19 +75,7 @@ def fuse_bn_token_linear(bn: nn.BatchNorm2d, linear: nn.Linear) -> nn.Linear:
     """A new Linear ``L'`` with ``L'(tokens(x)) = linear(tokens(bn(x)))``; the inputs are left
     untouched (``tokens`` is the caller's: it checks the axes)."""
     check_bn_token_linear(bn, linear)
-    scale, shift = bn_scale_shift(bn)
-    weight = linear.weight.detach()
-    scale, shift = scale.to(weight.dtype), shift.to(weight.dtype)
-    old_bias = linear.bias.detach() if linear.bias is not None else torch.zeros_like(weight[:, 0])
-    fused = copy.deepcopy(linear)
-    with torch.no_grad():
-        fused.weight.copy_(weight * scale.reshape(1, -1))
-        new_bias = old_bias + weight @ shift
-        if fused.bias is None:
-            fused.bias = nn.Parameter(new_bias.clone())
-        else:
-            fused.bias.copy_(new_bias)
-    return fused
+    return linear_of_affine_input(linear, *bn_scale_shift(bn))
 
 
 RULE = register(
