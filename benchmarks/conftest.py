@@ -77,10 +77,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Runs before pytest-benchmark's own (trylast) configure, which opens the JSON sink.
+    # Runs before pytest-benchmark's own (trylast) configure; pytest-benchmark 5 takes the
+    # JSON sink as a path (``--benchmark-json PATH``) and opens it itself.
     if getattr(config.option, "benchmark_json", None) is None:
         DEFAULT_JSON.parent.mkdir(parents=True, exist_ok=True)
-        config.option.benchmark_json = open(DEFAULT_JSON, "wb")  # noqa: SIM115 (closed by plugin)
+        config.option.benchmark_json = DEFAULT_JSON
     torch.set_num_threads(THREADS)
 
 
@@ -128,9 +129,9 @@ def pytest_benchmark_update_json(
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # pytest-benchmark writes the JSON in a hookwrapper before this runs.
     sink = session.config.getoption("benchmark_json", None)
-    if sink is None or not getattr(sink, "name", None):
+    if sink is None:
         return
-    path = Path(sink.name)
+    path = Path(sink) if isinstance(sink, str | Path) else Path(getattr(sink, "name", ""))
     if not path.is_file() or path.stat().st_size == 0:
         return
     from benchmarks.report import write_report
