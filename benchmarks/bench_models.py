@@ -33,13 +33,9 @@ from benchmarks.conftest import FACTS, THREADS, interleaved_min_ms
 from et.testing import first_output
 from reference_models import ETDS, ETDSForInference, load_checkpoint
 from reference_models.conversions import convert
-from reference_models.deploy.onnx import (
-    OnnxRuntimeModel,
-    onnx_bytes,
-    ort_session,
-    quantize_int8,
-    run_ort,
-)
+from reference_models.deploy.onnx.export import onnx_bytes
+from reference_models.deploy.onnx.int8 import quantize_int8
+from reference_models.deploy.onnx.runtime import OnnxRuntimeModel, ort_session, run_ort
 from reference_models.evaluation.datasets import load_dataset
 from reference_models.evaluation.evaluate import evaluate_dataset
 
@@ -330,7 +326,11 @@ def test_litert_vs_onnxruntime_interleaved(plain_etds: ETDSForInference) -> None
         session, x = _ort_setup(plain_etds, setup)
         runners[setup] = lambda session=session, x=x: run_ort(session, x)
     if _litert_available():
-        from reference_models.deploy.litert import litert_interpreter, run_litert, tflite_bytes
+        from reference_models.deploy.litert.flatbuffer import (
+            litert_interpreter,
+            run_litert,
+            tflite_bytes,
+        )
 
         interpreter = litert_interpreter(
             tflite_bytes(plain_etds, height=HEIGHT, width=WIDTH), threads=THREADS
@@ -355,7 +355,11 @@ def _litert_available() -> bool:
 def test_litert(benchmark, plain_etds: ETDSForInference) -> None:
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("tflite")
-    from reference_models.deploy.litert import litert_interpreter, run_litert, tflite_bytes
+    from reference_models.deploy.litert.flatbuffer import (
+        litert_interpreter,
+        run_litert,
+        tflite_bytes,
+    )
 
     interpreter = litert_interpreter(
         tflite_bytes(plain_etds, height=HEIGHT, width=WIDTH), threads=THREADS

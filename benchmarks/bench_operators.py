@@ -2,7 +2,7 @@
 
 Every case is a pair of modules on the same inputs (float32, batch 1, 360×640, 32 or 48
 channels, as inside the authors' ×4 networks), timed on PyTorch eager (NCHW) and on ONNX
-Runtime (the module exported with :func:`reference_models.deploy.onnx.onnx_bytes`, 2 intra-op
+Runtime (the module exported with :func:`reference_models.deploy.onnx.export.onnx_bytes`, 2 intra-op
 threads). Where a rule in :mod:`et` builds the replacement it is used (E3 repeat-interleave conv,
 nearest upsampling as conv + PixelShuffle, R13 channel-scale folding, R15 transposed conv as
 conv + PixelShuffle); otherwise the replacement has the shape the ET networks use:
@@ -183,7 +183,7 @@ def _ort_runner(module: nn.Module, xs: tuple[torch.Tensor, ...]) -> Callable[[],
     import io
     import warnings
 
-    from reference_models.deploy.onnx import ort_session
+    from reference_models.deploy.onnx.runtime import ort_session
 
     buffer = io.BytesIO()
     names = [f"x{i}" for i in range(len(xs))]

@@ -66,8 +66,8 @@ def _export(
 ) -> dict:
     """What ``etds export`` does (same function), in this process: the converter's import
     costs more than a small model's conversion."""
-    from reference_models.deploy.calibration import calibration_images
-    from reference_models.deploy.tflite import export_tflite
+    from reference_models.deploy.int8.calibration import calibration_images
+    from reference_models.deploy.litert.export import export_tflite
     from reference_models.evaluation.evaluate import model_scale
 
     images = None
@@ -100,7 +100,7 @@ def _psnr(path: Path) -> dict[str, float]:
 
 
 def _latency_ms(path: Path, rounds: int) -> float:
-    from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+    from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
 
     runner = TFLiteModel(litert_interpreter(path, threads=2))
     tile = np.random.default_rng(0).random((1, runner.tile_height, runner.tile_width, 3))
@@ -115,9 +115,9 @@ def _latency_ms(path: Path, rounds: int) -> float:
 
 
 def _fidelity(reference, path: Path, scale: int) -> dict[str, float]:
-    from reference_models.deploy.onnx import ClampedFirstOutput
-    from reference_models.deploy.tflite import psnr
-    from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+    from reference_models.deploy.export_contract import ClampedFirstOutput
+    from reference_models.deploy.litert.export import psnr
+    from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
     from reference_models.evaluation.datasets import load_dataset
 
     runner = TFLiteModel(litert_interpreter(path, threads=2))

@@ -22,12 +22,12 @@ def load_deployed(path: str) -> tuple[nn.Module, int]:
             model = load_pt2(path)
             return model, model_scale(model)
         if suffix == ".onnx":
-            from reference_models.deploy.onnx import OnnxRuntimeModel, ort_session
+            from reference_models.deploy.onnx.runtime import OnnxRuntimeModel, ort_session
             from reference_models.evaluation.evaluate import model_scale
 
             model = OnnxRuntimeModel(ort_session(path, threads=2))
             return model, model_scale(model)
-        from reference_models.deploy.tflite_runtime import TFLiteModel
+        from reference_models.deploy.litert.runtime import TFLiteModel
 
         model = TFLiteModel.from_file(path, threads=2)
         return model, model.upscale_factor

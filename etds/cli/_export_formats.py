@@ -1,11 +1,11 @@
 """The ``.tflite`` and INT8 branches of ``etds export`` (see :mod:`etds.cli.export`).
 
 INT8, for every source (our architectures, a ``.pt2``, ``MODULE:FACTORY``): the layout
-candidates of :func:`reference_models.deploy.decision.layout_candidates` (only the plain
+candidates of :func:`reference_models.deploy.int8.decision.layout_candidates` (only the plain
 network under ``--no-layout``) are scored by :func:`reference_models.deploy.decision.
 decide_layout` for the target backend, the chosen one is exported and checked as before
-(:func:`~reference_models.deploy.tflite.export_tflite`,
-:func:`~reference_models.deploy.onnx_int8.export_onnx_int8`, with their own layout off), and the
+(:func:`~reference_models.deploy.litert.export.export_tflite`,
+:func:`~reference_models.deploy.onnx.int8.export_onnx_int8`, with their own layout off), and the
 decision is written beside the file as ``OUT.json`` after the file itself.
 """
 
@@ -30,7 +30,7 @@ def report_path(out: Path) -> Path:
 def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
     if not args.int8:
         return None
-    from reference_models.deploy.calibration import CalibrationError, calibration_images
+    from reference_models.deploy.int8.calibration import CalibrationError, calibration_images
     from reference_models.evaluation.evaluate import model_scale
 
     try:
@@ -53,13 +53,13 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
     """The layout decision for ``out``'s backend (module docstring), with a progress bar."""
     from tqdm import tqdm
 
-    from reference_models.deploy.decision import (
+    from reference_models.deploy.int8.decision import (
         RUNTIME_SHORTLIST,
         LayoutCandidate,
         decide_layout,
         layout_candidates,
     )
-    from reference_models.deploy.int8_layout import LayoutError
+    from reference_models.deploy.int8.int8_layout import LayoutError
 
     backend = out.suffix.lower().lstrip(".")
     try:
@@ -89,8 +89,8 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
 
 
 def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
-    from reference_models.deploy.decision import write_decision
-    from reference_models.deploy.onnx import ExportError
+    from reference_models.deploy.export_contract import ExportError
+    from reference_models.deploy.int8.decision import write_decision
 
     calibration = _calibration(args, model)
     decision = None
@@ -99,7 +99,7 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
             decision = _decide(args, out, model, calibration)
         chosen = decision.chosen.model if decision is not None else model
         if out.suffix.lower() == ".tflite":
-            from reference_models.deploy.tflite import DEFAULT_TOLERANCE_255, export_tflite
+            from reference_models.deploy.litert.export import DEFAULT_TOLERANCE_255, export_tflite
 
             tolerance = DEFAULT_TOLERANCE_255 if args.tolerance is None else args.tolerance
             report = export_tflite(
@@ -113,7 +113,7 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
             )
             error_255, fidelity, size = report.max_abs_error_255, report.fidelity_db, report.bytes
         else:
-            from reference_models.deploy.onnx_int8 import export_onnx_int8
+            from reference_models.deploy.onnx.int8 import export_onnx_int8
 
             report = export_onnx_int8(
                 chosen,

@@ -59,7 +59,7 @@ def load_program(path: Path, suffix: str) -> nn.Module:
             module = torch.export.load(file).module()
         return _Program(lambda x: first_output(module(x)))
     if suffix == ".tflite":  # LiteRT at the file's fixed size, tiled exactly over larger inputs
-        from reference_models.deploy.tflite_runtime import TFLiteModel
+        from reference_models.deploy.litert.runtime import TFLiteModel
 
         litert = TFLiteModel.from_file(path, threads=1)
         program = _Program(lambda x: litert(x))

@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
 def _int8_layout(folder: str):
     """The refinement step: the converted model after the E10 INT8 layout calibrated on
     ``folder`` (64×64 LR crops); the pipeline verifies its result like the conversion's."""
-    from reference_models.deploy.calibration import CalibrationError, calibration_images
-    from reference_models.deploy.int8_layout import LayoutError, int8_layout
+    from reference_models.deploy.int8.calibration import CalibrationError, calibration_images
+    from reference_models.deploy.int8.int8_layout import LayoutError, int8_layout
     from reference_models.evaluation.evaluate import model_scale
 
     def refine(converted):

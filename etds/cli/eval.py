@@ -12,7 +12,7 @@ with ``"per_image": [{"name": ..., "psnr": ..., "ssim": ...}, ...]`` in each dat
 
 ``CKPT`` may also be a file written by ``etds export``: a ``.onnx`` runs in ONNX Runtime at each
 image's own size; a ``.tflite`` (fixed input size) runs in LiteRT tiled over each LR image with
-exact overlaps (:mod:`reference_models.deploy.tflite_runtime`), so INT8 files are scored with
+exact overlaps (:mod:`reference_models.deploy.litert.runtime`), so INT8 files are scored with
 the same protocol. An LR image smaller than the ``.tflite`` input size is refused: export the
 file at a size no larger than the smallest LR image (e.g. 48×48 for Set5/Set14 at ×2–×4).
 A ``.pt2`` written by ``etds compile`` (any network) runs as the program it holds.

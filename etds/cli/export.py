@@ -12,7 +12,7 @@ for ``etds compile``, whose loading code builds it), compiled on the way by ``et
 
 ``--int8`` calibrates on the HR images in ``--calibration DIR`` (LR made as ``etds eval`` makes
 it, cut or mirror-padded to the export size) after the E10/E11 INT8 layout (``--no-layout``
-skips it), chosen among candidates by :mod:`reference_models.deploy.decision` (the target
+skips it), chosen among candidates by :mod:`reference_models.deploy.int8.decision` (the target
 runtime's own INT8 fidelity where installed, the simulation otherwise; the layout runs on the
 compiled graph for a ``.pt2`` or ``MODULE:FACTORY``), prints the fidelity (PSNR of the INT8
 output against PyTorch float32 on those images) and writes every candidate's scores and the
@@ -23,7 +23,8 @@ Exit status 0 when the file is written; 2 (one line on stderr, nothing written) 
 unreadable checkpoint, a bad size, suffix or destination, a converter failure or a model the
 INT8 layout does not support; 1 when the runtime disagrees with PyTorch (fp32 error over the
 tolerance, output shape, INT8 fidelity below the minimum, an INT8 conv left in float). The status
-is the one the :class:`~reference_models.deploy.onnx.ExportError` carries, never read from its
+is the one the :class:`~reference_models.deploy.export_contract.ExportError` carries, never read
+from its
 text.
 """
 
@@ -163,10 +164,10 @@ def _compile_factory(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from reference_models.deploy.onnx import (
+    from reference_models.deploy.export_contract import ExportError
+    from reference_models.deploy.onnx.export import (
         DEFAULT_OPSET,
         DEFAULT_TOLERANCE_255,
-        ExportError,
         export_onnx,
     )
 

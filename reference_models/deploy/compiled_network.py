@@ -6,10 +6,11 @@ super-resolution model the deploy code can export, lay out and score.
     network = compile_network(user_module, colors=3, height=64, width=64, label="net.py:build")
 
 The program is an fx ``GraphModule`` of ATen calls; :class:`CompiledNetwork` returns its first
-output (as :class:`~reference_models.deploy.onnx.ClampedFirstOutput` expects) and says how many
+output (as :class:`~reference_models.deploy.export_contract.ClampedFirstOutput` expects) and says
+how many
 colour channels it reads (``colors``), which the exporters need and a graph does not declare.
 The INT8 layout of such a network works on ``program``
-(:mod:`reference_models.deploy.graph_layout`); :meth:`CompiledNetwork.with_program` wraps the
+(:mod:`reference_models.deploy.int8.graph_layout`); :meth:`CompiledNetwork.with_program` wraps the
 laid-out graph the same way.
 """
 
@@ -60,7 +61,11 @@ class CompiledNetwork(nn.Module):
 def program_colors(program: fx.GraphModule) -> int:
     """The input channels of the first ``aten.conv2d``/``aten.convolution`` of ``program``
     (weight ``O×(C/groups)×k×k``); raises ``ValueError`` where there is none."""
-    from reference_models.deploy.graph_layout import CONV_TARGETS, graph_constant, schema_arguments
+    from reference_models.deploy.int8.graph_layout import (
+        CONV_TARGETS,
+        graph_constant,
+        schema_arguments,
+    )
 
     for node in program.graph.nodes:
         if node.op == "call_function" and node.target in CONV_TARGETS:

@@ -1,4 +1,4 @@
-"""E11 in the INT8 layout (``deploy/copy_negation.py``): the input copies of a PReLU chain move
+"""E11 in the INT8 layout (``deploy/int8/copy_negation.py``): the input copies of a PReLU chain move
 to the negative side exactly on images in [0, 1] (and only there), ReLU chains are left alone,
 and the released ECBSR-ET gains in simulated INT8."""
 
@@ -13,10 +13,10 @@ from torch import nn
 from et.testing import probe_inputs
 from reference_models import ECBSRT, ETDSForInference, load_checkpoint
 from reference_models.conversions import convert
-from reference_models.deploy.calibration import calibration_images
-from reference_models.deploy.copy_negation import negate_input_copies
-from reference_models.deploy.input_copies import input_copy_bounds
-from reference_models.deploy.int8_layout import _links, int8_layout
+from reference_models.deploy.int8.calibration import calibration_images
+from reference_models.deploy.int8.copy_negation import negate_input_copies
+from reference_models.deploy.int8.input_copies import input_copy_bounds
+from reference_models.deploy.int8.int8_layout import _links, int8_layout
 from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from reference_models.deploy import decision
-from reference_models.deploy.decision import LayoutCandidate, decide_layout, write_decision
+from reference_models.deploy.int8 import decision
+from reference_models.deploy.int8.decision import LayoutCandidate, decide_layout, write_decision
 
 
 def _candidates() -> list[LayoutCandidate]:

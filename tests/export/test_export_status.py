@@ -15,8 +15,9 @@ from PIL import Image
 from etds.cli import CommandError
 from etds.cli import export as export_command
 from reference_models import ETDSForInference, save_checkpoint
-from reference_models.deploy import onnx as onnx_export
-from reference_models.deploy.onnx import ExportError, RuntimeMismatchError, export_onnx
+from reference_models.deploy.export_contract import ExportError, RuntimeMismatchError
+from reference_models.deploy.onnx import export as onnx_export
+from reference_models.deploy.onnx.export import export_onnx
 
 
 @pytest.fixture

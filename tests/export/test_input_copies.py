@@ -1,4 +1,4 @@
-"""Exact input copies in a conv chain (``deploy/input_copies.py``) and the INT8 layout's use of
+"""Exact input copies in a conv chain (``deploy/int8/input_copies.py``) and the INT8 layout's use of
 them: the ET forms' carried RGB channels are found with their exact bound, nothing else is."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from torch import nn
 from et.testing import probe_inputs
 from reference_models import ABPN, ECBSRT
 from reference_models.conversions import convert
-from reference_models.deploy.input_copies import input_copy_bounds
-from reference_models.deploy.int8_layout import HEADROOM, _links, channel_ranges, int8_layout
+from reference_models.deploy.int8.input_copies import input_copy_bounds
+from reference_models.deploy.int8.int8_layout import HEADROOM, _links, channel_ranges, int8_layout
 from tests.export.probe_images import probe_images
 
 

@@ -13,9 +13,14 @@ from torch import nn
 from et.testing import compare_outputs, probe_inputs
 from reference_models import ABPN_ET, ECBSRET, ETDSForInference, load_checkpoint
 from reference_models.architectures.espcn import ESPCN
-from reference_models.deploy.calibration import calibration_images
-from reference_models.deploy.int8_layout import LayoutError, _links, channel_ranges, int8_layout
-from reference_models.deploy.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.calibration import calibration_images
+from reference_models.deploy.int8.int8_layout import (
+    LayoutError,
+    _links,
+    channel_ranges,
+    int8_layout,
+)
+from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
 from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 

@@ -15,7 +15,8 @@ pytest.importorskip("tflite")
 pytest.importorskip("ai_edge_litert")
 
 from reference_models import ABPN_ET, ETDSForInference
-from reference_models.deploy import litert
+from reference_models.deploy.litert import flatbuffer as litert
+from reference_models.deploy.litert.runtime import litert_interpreter, run_litert
 
 
 def _model(scale: int, align: int | None, seed: int) -> ETDSForInference:
@@ -28,11 +29,11 @@ def _model(scale: int, align: int | None, seed: int) -> ETDSForInference:
 
 
 def _compare(model: ETDSForInference, height: int, width: int) -> float:
-    interpreter = litert.litert_interpreter(
+    interpreter = litert_interpreter(
         litert.tflite_bytes(model, height=height, width=width), threads=1
     )
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1))
-    actual = litert.run_litert(interpreter, x.permute(0, 2, 3, 1).numpy())
+    actual = run_litert(interpreter, x.permute(0, 2, 3, 1).numpy())
     with torch.no_grad():
         expected = model(x).permute(0, 2, 3, 1).numpy()
     assert actual.shape == expected.shape

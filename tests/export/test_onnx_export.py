@@ -1,4 +1,5 @@
-"""ONNX export (``reference_models.deploy.onnx`` and ``etds export``): round trip through ONNX
+"""ONNX export (``reference_models.deploy.onnx.export`` and ``etds export``): round trip through
+ONNX
 Runtime.
 
 Every model gets random weights with non-zero biases and PReLU slopes, scaled so that its
@@ -21,13 +22,9 @@ from torch import nn
 
 from et.testing import first_output
 from reference_models import ABPN_ET, ECBSRET, ETDS, ETDSForInference, save_checkpoint
-from reference_models.deploy.onnx import (
-    ExportError,
-    check_sizes,
-    export_onnx,
-    ort_session,
-    run_ort,
-)
+from reference_models.deploy.export_contract import ExportError, check_sizes
+from reference_models.deploy.onnx.export import export_onnx
+from reference_models.deploy.onnx.runtime import ort_session, run_ort
 from tests.export.scaled_weights import randomize_scaled
 
 MODELS = {
@@ -105,7 +102,7 @@ def test_check_sizes_include_an_odd_size_other_than_the_tracing_size() -> None:
 
 def test_mismatch_writes_nothing_and_keeps_existing_file(tmp_path: Path, monkeypatch) -> None:
     """Break the export (the graph computes a different model): refused, file untouched."""
-    import reference_models.deploy.onnx as export
+    import reference_models.deploy.onnx.export as export
 
     model = randomize_scaled(MODELS["ETDSForInference"](), 8)
     other = randomize_scaled(MODELS["ETDSForInference"](), 9)

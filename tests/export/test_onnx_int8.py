@@ -1,4 +1,4 @@
-"""INT8 ONNX (``reference_models.deploy.onnx_int8``): QDQ file after the E10 layout, its
+"""INT8 ONNX (``reference_models.deploy.onnx.int8``): QDQ file after the E10 layout, its
 fidelity measured, nothing written on failure."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from reference_models import ABPN_ET
-from reference_models.deploy.onnx import ExportError, ort_session, run_ort
-from reference_models.deploy.onnx_int8 import export_onnx_int8
+from reference_models.deploy.export_contract import ExportError
+from reference_models.deploy.onnx.int8 import export_onnx_int8
+from reference_models.deploy.onnx.runtime import ort_session, run_ort
 from tests.export.scaled_weights import randomize_scaled
 
 

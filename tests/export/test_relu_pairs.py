@@ -12,15 +12,15 @@ from torch import nn
 
 from et.testing import compare_outputs, probe_inputs
 from reference_models import ECBSRET, load_checkpoint
-from reference_models.deploy.calibration import calibration_images, calibration_tiles
-from reference_models.deploy.int8_layout import (
+from reference_models.deploy.int8.calibration import calibration_images, calibration_tiles
+from reference_models.deploy.int8.int8_layout import (
     LayoutError,
     chain_links,
     int8_candidates,
     int8_layout,
 )
-from reference_models.deploy.int8_simulation import simulated_fidelity_db
-from reference_models.deploy.relu_pairs import has_prelu_layers, relu_pair_form
+from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.relu_pairs import has_prelu_layers, relu_pair_form
 
 CHECKPOINTS = ("ECBSR_M4C16_x2.pth", "ECBSR_ET_M4C16_x2.pth")
 

@@ -1,4 +1,4 @@
-"""The INT8 ``.tflite`` keeps a uniform conv bias per channel (``deploy/tflite_bias_repair.py``).
+"""The INT8 ``.tflite`` keeps a uniform conv bias per channel (``deploy/litert/bias_repair.py``).
 
 litert-torch lowers an all-equal bias as a splat, and the quantizer then gives every channel
 channel 0's integer although the scales differ per channel. The ET forms' clip conv has the
@@ -18,9 +18,9 @@ pytest.importorskip(
 )
 import tflite
 
-from reference_models.deploy.tflite import tflite_bytes
-from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
-from reference_models.deploy.tflite_runtime import litert_interpreter
+from reference_models.deploy.litert.bias_repair import repair_uniform_biases
+from reference_models.deploy.litert.export import tflite_bytes
+from reference_models.deploy.litert.runtime import litert_interpreter
 
 UNIFORM_BIAS = 0.75
 

@@ -1,4 +1,5 @@
-"""LiteRT export (``reference_models.deploy.tflite`` and ``etds export OUT.tflite``), the tiled
+"""LiteRT export (``reference_models.deploy.litert.export`` and ``etds export OUT.tflite``), the
+tiled
 LiteRT runner, and ``etds eval`` on exported files.
 
 Needs the optional ``litert-torch`` converter (extra ``litert``, which CI installs): without it
@@ -22,10 +23,10 @@ pytest.importorskip(
 )
 
 from reference_models import ETDSForInference, save_checkpoint
-from reference_models.deploy.calibration import calibration_images
-from reference_models.deploy.onnx import ExportError
-from reference_models.deploy.tflite import _float_convs, export_tflite
-from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+from reference_models.deploy.export_contract import ExportError
+from reference_models.deploy.int8.calibration import calibration_images
+from reference_models.deploy.litert.export import _float_convs, export_tflite
+from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
 from tests.export.scaled_weights import randomize_scaled
 
 

@@ -12,7 +12,7 @@ from etds_command import run_etds
 
 from reference_models import ETDS, ETDSForInference
 from reference_models.architectures.espcn import ESPCN
-from reference_models.deploy.int8_layout import LayoutError, inference_form, int8_layout
+from reference_models.deploy.int8.int8_layout import LayoutError, inference_form, int8_layout
 from tests.export.scaled_weights import randomize_scaled
 
 CHECKPOINT = "official/checkpoints/ETDS_M6C32_x4_normal_loss.pth"

@@ -1,6 +1,6 @@
 """Export a super-resolution model to ONNX and check it in ONNX Runtime before keeping the file.
 
-    from reference_models.deploy.onnx import export_onnx
+    from reference_models.deploy.onnx.export import export_onnx
     report = export_onnx(model, "etds.onnx")  # ExportError and nothing written on failure
     report.max_abs_error_255                  # worst |ORT − PyTorch| · 255 over the checks
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import io
-import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -33,22 +32,23 @@ import torch
 from torch import nn
 
 from et.atomic_file import atomic_path
-from et.testing import first_output
+from reference_models.deploy.export_contract import (
+    ClampedFirstOutput,
+    ExportError,
+    RuntimeMismatchError,
+    check_sizes,
+    input_channels,
+)
+from reference_models.deploy.onnx.runtime import ort_session, run_ort
 
 __all__ = [
     "DEFAULT_OPSET",
     "DEFAULT_TOLERANCE_255",
-    "ClampedFirstOutput",
-    "ExportError",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
     "ExportReport",
-    "OnnxRuntimeModel",
-    "RuntimeMismatchError",
-    "check_sizes",
     "export_onnx",
     "onnx_bytes",
-    "ort_session",
-    "quantize_int8",
-    "run_ort",
 ]
 
 #: ONNX opset of the exported graph (DepthToSpace with mode CRD needs ≥ 11).
@@ -59,29 +59,6 @@ DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE_255 = 0.05
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-
-
-class ExportError(RuntimeError):
-    """The export failed and nothing was written. ``status`` is the exit status ``etds export``
-    gives it: 2 (the default) when the file could not be made (a bad size or destination, a
-    converter failure, a model the INT8 layout does not support), 1 when it was made but its
-    check in the runtime failed (:class:`RuntimeMismatchError`)."""
-
-    status: int = 2
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            if status not in (1, 2):
-                raise ValueError(f"export error status must be 1 or 2, not {status!r}")
-            self.status = status
-
-
-class RuntimeMismatchError(ExportError):
-    """The runtime disagrees with PyTorch (output shape, fp32 error over the tolerance, INT8
-    fidelity below the minimum, an INT8 conv left in float): exit status 1."""
-
-    status = 1
 
 
 @dataclass(frozen=True)
@@ -97,28 +74,6 @@ class ExportReport:
     @property
     def max_abs_error_255(self) -> float:
         return max(self.errors_255)
-
-
-class ClampedFirstOutput(nn.Module):
-    """``x ↦ clamp(model(x)[0], 0, 1)`` (or ``clamp(model(x), 0, 1)`` for one output)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(first_output(self.model(x)), 0.0, 1.0)
-
-
-def input_channels(model: nn.Module) -> int:
-    """The model's input channels: its ``colors`` attribute, else its first conv's inputs."""
-    colors = getattr(model, "colors", None)
-    if isinstance(colors, int) and colors > 0:
-        return colors
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
-        raise ExportError(f"{type(model).__name__}: cannot tell the number of input channels")
-    return first.in_channels
 
 
 def onnx_bytes(model: nn.Module, *, height: int, width: int, opset: int = DEFAULT_OPSET) -> bytes:
@@ -147,49 +102,6 @@ def onnx_bytes(model: nn.Module, *, height: int, width: int, opset: int = DEFAUL
             do_constant_folding=True,
         )
     return buffer.getvalue()
-
-
-def ort_session(
-    model: bytes | str | os.PathLike[str],
-    *,
-    threads: int = 2,
-    spinning: bool = True,
-    optimization: str = "all",
-):
-    """An ONNX Runtime CPU session: ``threads`` intra-op threads, one inter-op thread.
-
-    ``spinning=False`` sets ``session.intra_op.allow_spinning = 0`` (workers sleep between
-    ops instead of busy-waiting). ``optimization`` is ``"disable"``, ``"basic"``,
-    ``"extended"`` or ``"all"`` (``GraphOptimizationLevel.ORT_ENABLE_*``).
-    """
-    import onnxruntime as ort
-
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = levels[optimization]
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def run_ort(session, x: np.ndarray) -> np.ndarray:
-    """Run a session made by :func:`ort_session` (or any one-input session) on ``x``."""
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-
-def check_sizes(height: int, width: int) -> tuple[tuple[int, int], ...]:
-    """The export size and a second, odd-sided one (``⌈H/2⌉+3 × W+5``) to prove the sizes
-    are dynamic."""
-    return ((height, width), (-(-height // 2) + 3, width + 5))
 
 
 def _max_error_255(model: nn.Module, session, size: tuple[int, int], seed: int) -> float:
@@ -246,65 +158,3 @@ def export_onnx(
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
     return ExportReport(path, opset, sizes, errors, len(data))
-
-
-class OnnxRuntimeModel(nn.Module):
-    """An ONNX Runtime session behind the ``nn.Module`` call convention (float32 NCHW in and
-    out, CPU), so :mod:`reference_models.evaluation.evaluate` can score an exported or INT8
-    model."""
-
-    def __init__(self, session, *, upscale_factor: int | None = None) -> None:
-        super().__init__()
-        self.session = session
-        if upscale_factor is not None:
-            self.upscale_factor = upscale_factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = run_ort(self.session, x.detach().cpu().to(torch.float32).numpy())
-        return torch.from_numpy(y)
-
-
-def quantize_int8(
-    source: str | os.PathLike[str],
-    target: str | os.PathLike[str],
-    calibration: Sequence[np.ndarray],
-) -> Path:
-    """Static INT8 quantization with ONNX Runtime (QDQ, per-channel signed weights, unsigned
-    activations, MinMax calibration over ``calibration``: ``1×C×h×w`` float32 arrays in [0, 1]).
-
-    Writes ``target`` atomically and returns it. The input and output stay float32; every conv
-    runs as ``QLinearConv`` after ORT fuses the Q/DQ pairs.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._items = iter(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            item = next(self._items, None)
-            return None if item is None else {INPUT_NAME: item.astype(np.float32)}
-
-    target = Path(target)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_static logs "consider pre-processing" on root
-    try:
-        with atomic_path(target) as temporary:
-            quantize_static(
-                str(source),
-                str(temporary),
-                _Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
-    finally:
-        root.setLevel(level)
-    return target

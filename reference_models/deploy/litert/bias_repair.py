@@ -1,6 +1,6 @@
 """Repair the per-channel int32 biases that the LiteRT converter quantizes from a uniform vector.
 
-    from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
+    from reference_models.deploy.litert.bias_repair import repair_uniform_biases
     data, repaired = repair_uniform_biases(data)   # data: the bytes of an INT8 .tflite
 
 The converter bug. ``litert-torch`` lowers a constant whose entries are all equal as an MLIR
@@ -21,7 +21,7 @@ are not is such a splat: its value is ``b = q · s_0`` (channel 0 was quantized 
 within ``s_0/2``), and channel c is rewritten as ``round(b / s_c)`` in place in the flatbuffer
 (same length, same buffer). A bias buffer that another tensor shares is refused rather than
 changed for both. A genuine per-channel bias with equal integers would need ``b_c ∝ s_c``
-exactly; :func:`~reference_models.deploy.tflite.export_tflite` measures the repaired file
+exactly; :func:`~reference_models.deploy.litert.export.export_tflite` measures the repaired file
 against PyTorch before keeping it in any case.
 """
 

@@ -1,25 +1,26 @@
 """One decision rule for the INT8 layout, whatever the backend and whatever the network.
 
-    from reference_models.deploy.decision import decide_layout, layout_candidates
+    from reference_models.deploy.int8.decision import decide_layout, layout_candidates
     candidates = layout_candidates(model, calibration)            # plain, E10 strengths, ± E11
     decision = decide_layout(candidates, model, calibration, backend="tflite", height=64, width=64)
     decision.chosen.model                                         # the layout to export
     decision.to_json()                                            # every candidate's scores
 
 Candidates. The plain network, and E10 at each strength of
-:data:`~reference_models.deploy.int8_layout.STRENGTHS` above 0, each with E11 off and on where
+:data:`~reference_models.deploy.int8.int8_layout.STRENGTHS` above 0, each with E11 off and on where
 E11 applies (a PReLU/LeakyReLU layer carrying exact input copies), and with the copies at their
 exact bound or at their calibration range where the network carries copies. Our architectures
-are laid out by :func:`~reference_models.deploy.int8_layout.int8_layout`, a compiled network
+are laid out by :func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network
 (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
-:func:`~reference_models.deploy.graph_layout.graph_layout`: the same factors and rules, two walks.
+:func:`~reference_models.deploy.int8.graph_layout.graph_layout`: the same factors and rules, two
+walks.
 
 Score. :func:`layout_score`: the PSNR (dB, peak 1) of the INT8 output against PyTorch float32
 of the network on the calibration images, measured in the *target runtime itself* (ONNX Runtime
-for ``.onnx``: the QDQ file :func:`~reference_models.deploy.onnx.quantize_int8` makes; LiteRT
-for ``.tflite``: the file :func:`~reference_models.deploy.tflite.tflite_bytes` makes) where
+for ``.onnx``: the QDQ file :func:`~reference_models.deploy.onnx.int8.quantize_int8` makes; LiteRT
+for ``.tflite``: the file :func:`~reference_models.deploy.litert.export.tflite_bytes` makes) where
 that runtime is installed, else by the INT8 simulation
-(:func:`~reference_models.deploy.graph_simulation.simulated_int8_fidelity_db`), which every
+(:func:`~reference_models.deploy.int8.graph_simulation.simulated_int8_fidelity_db`), which every
 candidate also gets because it costs a fraction of a conversion.
 
 Rule. The simulation ranks all candidates; the plain one and the best ``shortlist − 1`` others
@@ -46,17 +47,17 @@ from torch import nn
 
 from et.atomic_file import atomic_path
 from reference_models.deploy.compiled_network import CompiledNetwork
-from reference_models.deploy.graph_layout import graph_layout, plan_layout
-from reference_models.deploy.graph_simulation import simulated_int8_fidelity_db
-from reference_models.deploy.int8_layout import (
+from reference_models.deploy.export_contract import ClampedFirstOutput, ExportError
+from reference_models.deploy.int8.graph_layout import graph_layout, plan_layout
+from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
+from reference_models.deploy.int8.int8_layout import (
     STRENGTHS,
     LayoutError,
     LayoutReport,
     inference_form,
     int8_layout,
 )
-from reference_models.deploy.onnx import ClampedFirstOutput, ExportError
-from reference_models.deploy.relu_pairs import has_prelu_layers
+from reference_models.deploy.int8.relu_pairs import has_prelu_layers
 
 __all__ = [
     "RUNTIME_SHORTLIST",
@@ -230,7 +231,9 @@ def _fidelity_db(
 
 
 def _onnx_runner(model: nn.Module, calibration: Sequence[torch.Tensor], height: int, width: int):
-    from reference_models.deploy.onnx import onnx_bytes, ort_session, quantize_int8, run_ort
+    from reference_models.deploy.onnx.export import onnx_bytes
+    from reference_models.deploy.onnx.int8 import quantize_int8
+    from reference_models.deploy.onnx.runtime import ort_session, run_ort
 
     with tempfile.TemporaryDirectory(prefix="etds-int8-") as folder:
         float_path, int8_path = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
@@ -241,8 +244,8 @@ def _onnx_runner(model: nn.Module, calibration: Sequence[torch.Tensor], height: 
 
 
 def _litert_runner(model: nn.Module, calibration: Sequence[torch.Tensor], height: int, width: int):
-    from reference_models.deploy.tflite import tflite_bytes
-    from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+    from reference_models.deploy.litert.export import tflite_bytes
+    from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
 
     data = tflite_bytes(model, height=height, width=width, calibration=calibration)
     return TFLiteModel(litert_interpreter(data, threads=1))

@@ -1,16 +1,16 @@
 """Simulated INT8 of any network (its ``torch.export`` graph), to score layouts without a runtime.
 
-    from reference_models.deploy.graph_simulation import simulated_int8_fidelity_db
+    from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
     db = simulated_int8_fidelity_db(model, images)   # PSNR of fake-INT8 against float64, dB
 
-The scheme is :mod:`reference_models.deploy.int8_simulation`'s (the one LiteRT's and ONNX
-Runtime's post-training quantizers apply, as :mod:`reference_models.deploy.tflite` configures
+The scheme is :mod:`reference_models.deploy.int8.int8_simulation`'s (the one LiteRT's and ONNX
+Runtime's post-training quantizers apply, as :mod:`reference_models.deploy.litert.export` configures
 LiteRT), lifted from a conv chain to a whole ATen graph:
 
 * every conv weight int8 symmetric per output channel
-  (:func:`~reference_models.deploy.int8_simulation.fake_quant_weight`);
+  (:func:`~reference_models.deploy.int8.int8_simulation.fake_quant_weight`);
 * the input in [0, 1] and every other value the graph computes int8 affine per tensor over its
-  calibration range (:func:`~reference_models.deploy.int8_simulation.fake_quant_activation`),
+  calibration range (:func:`~reference_models.deploy.int8.int8_simulation.fake_quant_activation`),
   except where the runtimes store nothing: a conv read only by a ReLU (fused into it) and the
   ops that only move values (PixelShuffle, slices, reshapes, ``et.compile``'s size check),
   which keep their input's levels.
@@ -31,9 +31,9 @@ from torch import fx, nn
 
 from et.testing import first_output
 from reference_models.deploy.compiled_network import CompiledNetwork
-from reference_models.deploy.graph_layout import graph_in_dtype, same_size_batches
-from reference_models.deploy.int8_simulation import fake_quant_activation, fake_quant_weight
-from reference_models.deploy.onnx import ClampedFirstOutput
+from reference_models.deploy.export_contract import ClampedFirstOutput
+from reference_models.deploy.int8.graph_layout import graph_in_dtype, same_size_batches
+from reference_models.deploy.int8.int8_simulation import fake_quant_activation, fake_quant_weight
 
 __all__ = ["simulated_int8_fidelity_db"]
 

@@ -1,6 +1,6 @@
 """Every PReLU layer of a conv chain as ReLU channel pairs (rule R24), an INT8 layout candidate.
 
-    from reference_models.deploy.relu_pairs import relu_pair_form
+    from reference_models.deploy.int8.relu_pairs import relu_pair_form
     paired = relu_pair_form(model)      # same function; only conv + ReLU in the chain
 
 Why. LiteRT fuses a ReLU into its conv but runs a PReLU as a float op, so a PReLU layer stores
@@ -10,13 +10,13 @@ form the learned channels of ``h`` reach far below zero while the image copies i
 INT8 on Set5). R24 (:mod:`et.rules.prelu_as_relu_pair`) writes ``PReLU_a(h) = ReLU(h) −
 a·ReLU(−h)`` with the negative half as extra channels of the same conv, so every layer stores one
 non-negative tensor, each half has its own channel, and E10
-(:mod:`reference_models.deploy.int8_layout`) can even them out. Channels with slope 0 (the ET
+(:mod:`reference_models.deploy.int8.int8_layout`) can even them out. Channels with slope 0 (the ET
 form's carried image and padding channels) are ReLU channels already and are not doubled.
 
 Plug-in: :func:`relu_pair_form` takes and returns a model whose chain
-:func:`~reference_models.deploy.int8_layout.int8_layout` understands, so a caller that chooses
+:func:`~reference_models.deploy.int8.int8_layout.int8_layout` understands, so a caller that chooses
 between layouts adds it as one more candidate: ``int8_layout(relu_pair_form(model), images)``
-(:func:`~reference_models.deploy.int8_layout.int8_candidates` does).
+(:func:`~reference_models.deploy.int8.int8_layout.int8_candidates` does).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ __all__ = ["has_prelu_layers", "relu_pair_form"]
 
 def has_prelu_layers(model: nn.Module) -> bool:
     """Whether some hidden layer of ``model``'s conv chain is a PReLU or LeakyReLU."""
-    from reference_models.deploy.int8_layout import LayoutError, chain_links
+    from reference_models.deploy.int8.int8_layout import LayoutError, chain_links
 
     try:
         links = chain_links(model)
@@ -46,9 +46,9 @@ def has_prelu_layers(model: nn.Module) -> bool:
 def relu_pair_form(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in which R24 has replaced every hidden PReLU/LeakyReLU of its conv
     chain by a ReLU (the conv before it gains the negated rows, the conv after it the columns
-    ``−a_c·W₂[:, c]``). Raises :class:`~reference_models.deploy.int8_layout.LayoutError` when a
+    ``−a_c·W₂[:, c]``). Raises :class:`~reference_models.deploy.int8.int8_layout.LayoutError` when a
     layer cannot take R24 or the model has no chain."""
-    from reference_models.deploy.int8_layout import LayoutError, chain_links
+    from reference_models.deploy.int8.int8_layout import LayoutError, chain_links
 
     paired = copy.deepcopy(model)
     links = chain_links(paired)

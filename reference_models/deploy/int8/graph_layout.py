@@ -1,9 +1,10 @@
 """The INT8 layout (E10, E11) on a compiled graph: any network ``et.compile`` folded.
 
-    from reference_models.deploy.graph_layout import graph_layout
+    from reference_models.deploy.int8.graph_layout import graph_layout
     laid_out, report = graph_layout(program, calibration, strength=0.5)   # an fx GraphModule
 
-:mod:`reference_models.deploy.int8_layout` walks our architectures' modules. A network folded by
+:mod:`reference_models.deploy.int8.int8_layout` walks our architectures' modules. A network folded
+by
 ``et.compile`` (or loaded from the ``.pt2`` ``etds compile`` writes) is an fx graph of ATen ops
 instead, whose convs are ``aten.conv2d`` calls reading constant tensors. This module finds in
 that graph the *chains*
@@ -19,15 +20,15 @@ channel c by any ``α_c > 0`` without changing the function: ``φ_k`` is positiv
 local: a second reader of the scaled tensor would see ``α_c``-times larger values.
 
 Each chain becomes the ``(nn.Conv2d, activation)`` steps the architecture walk uses, so the
-same code picks the factors (:func:`~reference_models.deploy.int8_layout.channel_alphas`:
+same code picks the factors (:func:`~reference_models.deploy.int8.int8_layout.channel_alphas`:
 ``α_c = (R/r_c)^strength`` from the calibration ranges, exact input copies at their exact
 bound), the same rule applies them (``rescale_channels``, which checks E10's preconditions and
 refuses with :class:`~et.contract.PreconditionError`), and, for a chain that reads the image
-itself (values in [0, 1]), the same E11 pass (:mod:`reference_models.deploy.copy_negation`)
+itself (values in [0, 1]), the same E11 pass (:mod:`reference_models.deploy.int8.copy_negation`)
 moves carried input copies of PReLU layers to the negative side. The new weights are written
 back into the graph's constants (a LeakyReLU that E11 gives per-channel slopes becomes an
 ``aten.prelu``). The laid-out graph is then compared in float64 with the input graph on probes
-and the calibration images; :class:`~reference_models.deploy.int8_layout.LayoutError` is raised
+and the calibration images; :class:`~reference_models.deploy.int8.int8_layout.LayoutError` is raised
 when it differs by more than ``tolerance``.
 """
 
@@ -45,9 +46,9 @@ from torch import fx, nn
 from et.contract import PreconditionError
 from et.rules.rescale_channels import rescale_channels
 from et.testing import compare_outputs, probe_inputs
-from reference_models.deploy.copy_negation import negate_input_copies
-from reference_models.deploy.input_copies import input_copy_bounds
-from reference_models.deploy.int8_layout import (
+from reference_models.deploy.int8.copy_negation import negate_input_copies
+from reference_models.deploy.int8.input_copies import input_copy_bounds
+from reference_models.deploy.int8.int8_layout import (
     EQUIVALENCE_TOLERANCE,
     LayoutError,
     LayoutReport,
@@ -277,7 +278,7 @@ def _chain_ranges(
     module64: fx.GraphModule, chains: list[list[GraphStep]], images: Sequence[torch.Tensor]
 ) -> list[list[torch.Tensor]]:
     """``r[chain][k][c]``: the largest magnitude hidden channel c of layer k stores (as
-    :func:`~reference_models.deploy.int8_layout.channel_ranges`: after a ReLU its output,
+    :func:`~reference_models.deploy.int8.int8_layout.channel_ranges`: after a ReLU its output,
     after any other activation also the conv output), over ``images``, float64."""
     wanted = {node for chain in chains for step in chain for node in (step.conv, step.output)}
     ranges = [

@@ -1,6 +1,6 @@
 """INT8 layout: even out the channel ranges of a conv chain with E10 before quantizing it.
 
-    from reference_models.deploy.int8_layout import int8_layout
+    from reference_models.deploy.int8.int8_layout import int8_layout
     laid_out, report = int8_layout(model, calibration)   # same function, int8-friendly ranges
 
 Post-training INT8 (LiteRT, ONNX Runtime) gives every activation tensor one scale: the largest
@@ -16,13 +16,13 @@ so with strength 1 every channel of every hidden layer spans the layer's range (
 never leave 0 keep α = 1). Evening activations out moves precision from the weights of the next
 conv (its columns are divided by α) to the activations, which does not always pay; by default
 the strength is chosen from ``0, 0.25, …, 1`` by simulated INT8 fidelity on the calibration
-images (:mod:`reference_models.deploy.int8_simulation`, within 0.2 dB of LiteRT), optionally
-refined channel by channel (``refine=True``, :mod:`reference_models.deploy.int8_refinement`).
+images (:mod:`reference_models.deploy.int8.int8_simulation`, within 0.2 dB of LiteRT), optionally
+refined channel by channel (``refine=True``, :mod:`reference_models.deploy.int8.refinement`).
 Where a PReLU layer carries exact copies of the input, each strength is also tried with the
 copies moved to the negative side of the conv output by E11
-(:mod:`reference_models.deploy.copy_negation`), and the simulation picks. ``relu_pairs=True``
+(:mod:`reference_models.deploy.int8.copy_negation`), and the simulation picks. ``relu_pairs=True``
 first writes every PReLU layer as ReLU channel pairs (rule R24,
-:mod:`reference_models.deploy.relu_pairs`), so that every layer stores one non-negative
+:mod:`reference_models.deploy.int8.relu_pairs`), so that every layer stores one non-negative
 tensor; :func:`int8_candidates` lists the layouts an export measures in its runtime.
 The output of the last conv is left
 alone (it is the image). The result is checked in float64 against the input model on the
@@ -52,10 +52,10 @@ from et.contract import PreconditionError
 from et.rules.rescale_channels import rescale_channels
 from et.testing import compare_outputs, probe_inputs
 from reference_models.architectures.etds import ETDSForInference
-from reference_models.deploy.copy_negation import negate_input_copies
-from reference_models.deploy.input_copies import input_copy_bounds
-from reference_models.deploy.int8_refinement import refine_alphas
-from reference_models.deploy.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.copy_negation import negate_input_copies
+from reference_models.deploy.int8.input_copies import input_copy_bounds
+from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.refinement import refine_alphas
 
 __all__ = [
     "LayoutCandidate",
@@ -75,7 +75,7 @@ EQUIVALENCE_TOLERANCE = 1e-9
 #: Layout strengths tried by default (0 = the model as it is, 1 = every channel at R).
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Share of the layer's range the calibrated (non-copy) channels are stretched to where the
-#: layer also holds exact copies of the input (:mod:`reference_models.deploy.input_copies`),
+#: layer also holds exact copies of the input (:mod:`reference_models.deploy.int8.input_copies`),
 #: which take the whole range. A calibration range is only a lower bound of what unseen images
 #: reach, and a channel stretched to the very top of its tensor clips on any excursion; the
 #: copies cannot exceed theirs. Measured on ABPN-ET (calibrated on Set5, 48×48): 1.0 gave
@@ -246,9 +246,9 @@ def int8_layout(
 
     ``strength`` 1 evens the ranges fully, 0 changes nothing; ``None`` (default) tries
     :data:`STRENGTHS` and keeps the one with the best simulated INT8 fidelity on
-    ``calibration`` (:mod:`reference_models.deploy.int8_simulation`), so the layout never
+    ``calibration`` (:mod:`reference_models.deploy.int8.int8_simulation`), so the layout never
     makes the simulated INT8 model worse. ``refine`` then tunes each channel's α further on
-    the simulation (:func:`~reference_models.deploy.int8_refinement.refine_alphas`; measured:
+    the simulation (:func:`~reference_models.deploy.int8.refinement.refine_alphas`; measured:
     ECBSR-ET +2.2 dB simulated, but about a thousand simulations, ~15 min on a loaded 2-core
     machine, so it is off by default). ``calibration``: ``1×C×h×w`` tensors in [0, 1]. The
     input is not modified. ``exact_copies`` (default): channels that are exact copies of the
@@ -256,7 +256,7 @@ def int8_layout(
     ``False`` scales the copies by their calibration range like every other channel (LiteRT
     has measured either one better, so the export tries both). ``relu_pairs``: every PReLU
     layer first becomes ReLU channel pairs (rule R24,
-    :func:`~reference_models.deploy.relu_pairs.relu_pair_form`) and the exact input copies
+    :func:`~reference_models.deploy.int8.relu_pairs.relu_pair_form`) and the exact input copies
     always take the whole range (the strength then applies to the other channels only), so the
     laid-out model is that pair form. ``negate``: E11 on the PReLU layers' input copies
     (``None``: tried both ways where it applies, by simulation). Raises :class:`LayoutError`
@@ -267,7 +267,7 @@ def int8_layout(
     model, converted_from = inference_form(model)
     original = model
     if relu_pairs:
-        from reference_models.deploy.relu_pairs import relu_pair_form
+        from reference_models.deploy.int8.relu_pairs import relu_pair_form
 
         # in float64: the columns −a·W₂ of float32 factors are then exact
         model = relu_pair_form(copy.deepcopy(model).double())
@@ -429,7 +429,7 @@ def int8_candidates(
     (:func:`int8_layout`), the same with the input copies scaled by their calibration range
     where it used their exact bound, the R24 ReLU-pair form where the chain has PReLU layers,
     and the model as it is (``"plain"``, last: the export keeps the first on a tie)."""
-    from reference_models.deploy.relu_pairs import has_prelu_layers
+    from reference_models.deploy.int8.relu_pairs import has_prelu_layers
 
     laid_out, report = int8_layout(model, calibration, refine=refine)
     candidates = [LayoutCandidate("layout", laid_out, report, _chosen_simulated_db(report))]
@@ -461,5 +461,5 @@ def _same_weights(first: nn.Module, second: nn.Module) -> bool:
 
 
 #: The E10 factors of one hidden layer (public name of the rule the walk uses; the compiled-graph
-#: layout, :mod:`reference_models.deploy.graph_layout`, computes its factors with it too).
+#: layout, :mod:`reference_models.deploy.int8.graph_layout`, computes its factors with it too).
 channel_alphas = _alphas

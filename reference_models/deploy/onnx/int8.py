@@ -1,12 +1,13 @@
 """Static INT8 ONNX (ONNX Runtime QDQ) of a model, after the E10 layout, with its fidelity.
 
-    from reference_models.deploy.onnx_int8 import export_onnx_int8
+    from reference_models.deploy.onnx.int8 import export_onnx_int8
     report = export_onnx_int8(model, "etds_int8.onnx", calibration=images)
     report.fidelity_db     # PSNR of ORT INT8 against PyTorch float32 on the calibration images
 
-The float graph is :func:`~reference_models.deploy.onnx.onnx_bytes` of the laid-out model
-(:func:`~reference_models.deploy.int8_layout.int8_layout`; ``layout=False`` skips it), checked in
-ONNX Runtime like every export, then :func:`~reference_models.deploy.onnx.quantize_int8`
+The float graph is :func:`~reference_models.deploy.onnx.export.onnx_bytes` of the laid-out model
+(:func:`~reference_models.deploy.int8.int8_layout.int8_layout`; ``layout=False`` skips it), checked
+in
+ONNX Runtime like every export, then :func:`~reference_models.deploy.onnx.int8.quantize_int8`
 (per-channel int8 weights, per-tensor uint8 activations, min/max calibration on the same images).
 Nothing is written when a check fails or the fidelity is below ``min_fidelity_db``.
 """
@@ -14,6 +15,7 @@ Nothing is written when a check fails or the fidelity is below ``min_fidelity_db
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -24,18 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_layout
-from reference_models.deploy.onnx import (
+from et.atomic_file import atomic_path
+from reference_models.deploy.export_contract import (
     ClampedFirstOutput,
     ExportError,
     RuntimeMismatchError,
-    export_onnx,
-    ort_session,
-    quantize_int8,
-    run_ort,
 )
+from reference_models.deploy.int8.int8_layout import LayoutError, LayoutReport, int8_layout
+from reference_models.deploy.onnx.export import INPUT_NAME, export_onnx
+from reference_models.deploy.onnx.runtime import ort_session, run_ort
 
-__all__ = ["OnnxInt8Report", "export_onnx_int8"]
+__all__ = ["OnnxInt8Report", "export_onnx_int8", "quantize_int8"]
 
 DEFAULT_MIN_FIDELITY_DB = 20.0
 
@@ -99,3 +100,49 @@ def export_onnx_int8(
             )
         os.replace(quantized, path)
     return OnnxInt8Report(path, path.stat().st_size, fidelity, report)
+
+
+def quantize_int8(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    calibration: Sequence[np.ndarray],
+) -> Path:
+    """Static INT8 quantization with ONNX Runtime (QDQ, per-channel signed weights, unsigned
+    activations, MinMax calibration over ``calibration``: ``1×C×h×w`` float32 arrays in [0, 1]).
+
+    Writes ``target`` atomically and returns it. The input and output stay float32; every conv
+    runs as ``QLinearConv`` after ORT fuses the Q/DQ pairs.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self._items, None)
+            return None if item is None else {INPUT_NAME: item.astype(np.float32)}
+
+    target = Path(target)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_static logs "consider pre-processing" on root
+    try:
+        with atomic_path(target) as temporary:
+            quantize_static(
+                str(source),
+                str(temporary),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+    finally:
+        root.setLevel(level)
+    return target

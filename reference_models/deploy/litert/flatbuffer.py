@@ -1,6 +1,7 @@
 """Write a plain ETDS (``ETDSForInference``) as a LiteRT/TFLite flatbuffer, without TensorFlow.
 
-    from reference_models.deploy.litert import tflite_bytes, litert_interpreter
+    from reference_models.deploy.litert.flatbuffer import tflite_bytes
+    from reference_models.deploy.litert.runtime import litert_interpreter
     data = tflite_bytes(model, height=360, width=640)        # NHWC float32 model
     interpreter = litert_interpreter(data, threads=2)        # LiteRT + XNNPACK (its default)
 
@@ -26,7 +27,7 @@ import torch
 
 from reference_models.architectures.etds import ETDSForInference
 
-__all__ = ["TFLiteConv", "depth_to_space_order", "litert_interpreter", "run_litert", "tflite_bytes"]
+__all__ = ["TFLiteConv", "depth_to_space_order", "tflite_bytes"]
 
 _SCHEMA_VERSION = 3
 _BUFFER_ALIGNMENT = 16
@@ -207,19 +208,3 @@ def tflite_bytes(model: ETDSForInference, *, height: int, width: int) -> bytes:
     tflite.ModelAddDescription(builder, description)
     builder.Finish(tflite.ModelEnd(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def litert_interpreter(data: bytes, *, threads: int = 2):
-    """A LiteRT interpreter (XNNPACK delegate applied by default) with tensors allocated."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=data, num_threads=threads)
-    interpreter.allocate_tensors()
-    return interpreter
-
-
-def run_litert(interpreter, x_nhwc: np.ndarray) -> np.ndarray:
-    """Run one NHWC float32 input; return the NHWC output (a copy)."""
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x_nhwc.astype(np.float32))
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()

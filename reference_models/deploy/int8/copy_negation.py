@@ -1,6 +1,6 @@
 """Put the image copies a PReLU chain carries on the negative side of INT8 (rule E11).
 
-    from reference_models.deploy.copy_negation import negate_input_copies
+    from reference_models.deploy.int8.copy_negation import negate_input_copies
     steps, count = negate_input_copies(steps, bounds, images)
 
 Why. LiteRT runs a PReLU between a quantized conv output and a re-quantized activation, so
@@ -15,7 +15,7 @@ that is non-negative on the input domain and gives it the slope −μ/β:
 exactly, for every image in [0, 1]. This pass takes ``L`` (the most negative value of the
 layer's real channels before the PReLU) and ``U`` (their largest value after it) from the
 calibration images and sets ``β_c = −L/B_c`` and ``μ_c = U/B_c``, ``B_c`` being the copy's exact
-bound (:mod:`reference_models.deploy.input_copies`). Each copy then spans both tensors' ranges
+bound (:mod:`reference_models.deploy.int8.input_copies`). Each copy then spans both tensors' ranges
 without widening them. Measured in simulation on ECBSR-ET M4C16 ×2 (calibrated on Set5):
 36.1 dB → 39.3 dB after the E10 layout at strength ½, and 40.2 dB at strength ¼.
 

@@ -1,14 +1,16 @@
 """Simulated INT8 of a conv chain in PyTorch, to choose the E10 layout before converting.
 
-    from reference_models.deploy.int8_simulation import simulated_fidelity_db
+    from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
     db = simulated_fidelity_db(model, images)   # PSNR of fake-INT8 against float, in dB
 
-It mirrors the LiteRT converter's post-training scheme as :mod:`reference_models.deploy.tflite`
+It mirrors the LiteRT converter's post-training scheme as
+:mod:`reference_models.deploy.litert.export`
 configures it: weights int8 symmetric per output channel (``q = round(W/s)``, ``s = max|W|/127``);
 every stored activation int8 affine per tensor over its calibration ``[min(0, lo), hi]``
 (``s = (hi − lo)/255``); the input in ``[0, 1]``; where the activation is not a fusable ReLU
 (PReLU, LeakyReLU) the conv output is stored too. Conversion of the real file takes seconds per
-model; this takes a fraction, so :func:`~reference_models.deploy.int8_layout.int8_layout` can try
+model; this takes a fraction, so :func:`~reference_models.deploy.int8.int8_layout.int8_layout` can
+try
 several layouts and keep the best. It compares the output of the chain (before any PixelShuffle,
 which INT8 only moves).
 """

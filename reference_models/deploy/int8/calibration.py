@@ -1,6 +1,6 @@
 """Calibration inputs for INT8: benchmark-protocol LR images cut to the export size.
 
-    from reference_models.deploy.calibration import calibration_images
+    from reference_models.deploy.int8.calibration import calibration_images
     images = calibration_images("Set5/", scale=4, height=64, width=64)   # 1×3×64×64 in [0, 1]
 
 Each HR image is read as ``etds eval`` reads it (``evaluation.md``: GT cropped to a multiple of

@@ -1,6 +1,6 @@
 """Which hidden channels of a conv chain are exact, non-negative copies of an input channel.
 
-    from reference_models.deploy.input_copies import input_copy_bounds
+    from reference_models.deploy.int8.input_copies import input_copy_bounds
     bounds = input_copy_bounds(chain)   # bounds[k][c] > 0: channel c of layer k is w·x_j
 
 The ET forms of ABPN and ECBSR carry the RGB input through their body: channel c of layer k is

@@ -1,26 +1,26 @@
 """Export a super-resolution model to LiteRT (``.tflite``), fp32 or full-integer INT8, through
 ``litert-torch`` (no TensorFlow), and check the file in LiteRT before keeping it.
 
-    from reference_models.deploy.tflite import export_tflite
+    from reference_models.deploy.litert.export import export_tflite
     report = export_tflite(model, "etds.tflite", height=360, width=640)             # fp32
     report = export_tflite(model, "etds_int8.tflite", height=64, width=64,
                            calibration=images)                                     # INT8
 
 The graph computes ``y = clamp(f(x)[0], 0, 1)`` (:class:`~reference_models.deploy.onnx.
 ClampedFirstOutput`) with NHWC input ``1×H×W×C`` and output ``1×sH×sW×C`` at the fixed export
-size (run other sizes tiled, :mod:`reference_models.deploy.tflite_runtime`).
+size (run other sizes tiled, :mod:`reference_models.deploy.litert.runtime`).
 
 INT8 is the LiteRT converter's standard post-training static quantization (PT2E,
 ``get_symmetric_quantization_config(is_per_channel=True)``: int8 weights per output channel,
 int8 activations per tensor, min/max calibration) on ``calibration`` (``1×C×H×W`` in [0, 1]).
-Before quantizing, the layouts of :func:`~reference_models.deploy.int8_layout.int8_candidates`
+Before quantizing, the layouts of :func:`~reference_models.deploy.int8.int8_layout.int8_candidates`
 (E10 strengths, E11, the R24 ReLU-pair form of PReLU chains, the plain model) are proposed on
 64×64 tiles of the calibration images, each converted at the tile size and measured in LiteRT on
 those tiles, and the most faithful one is converted once at the export size (``layout=False``
 skips all of it; candidates the simulation puts more than :data:`SIMULATION_MARGIN_DB` behind
 the best are not converted). Every conv of the file must take int8 input, or the export
 fails. The converter writes a bias whose entries are all equal (the ET clip conv's 1s)
-with channel 0's integer in every channel; :mod:`~reference_models.deploy.tflite_bias_repair`
+with channel 0's integer in every channel; :mod:`~reference_models.deploy.litert.bias_repair`
 requantizes it per channel before the file is checked.
 
 Checks (nothing is written when one fails): fp32: ``e = max |y_LiteRT − y_PyTorch(float64)|·255``
@@ -49,16 +49,16 @@ import torch
 from torch import nn
 
 from et.atomic_file import atomic_path
-from reference_models.deploy.calibration import calibration_tiles
-from reference_models.deploy.int8_layout import LayoutError, LayoutReport, int8_candidates
-from reference_models.deploy.onnx import (
+from reference_models.deploy.export_contract import (
     ClampedFirstOutput,
     ExportError,
     RuntimeMismatchError,
     input_channels,
 )
-from reference_models.deploy.tflite_bias_repair import repair_uniform_biases
-from reference_models.deploy.tflite_runtime import TFLiteModel, litert_interpreter
+from reference_models.deploy.int8.calibration import calibration_tiles
+from reference_models.deploy.int8.int8_layout import LayoutError, LayoutReport, int8_candidates
+from reference_models.deploy.litert.bias_repair import repair_uniform_biases
+from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
 
 __all__ = [
     "DEFAULT_MIN_FIDELITY_DB",
@@ -177,7 +177,7 @@ def _quantization_config():
     The histogram observer clips each tensor's rare large values to refine the rest; on a
     tensor whose channels E10 has evened out that clips the carried image itself. Min/max keeps
     every value representable, is what ONNX Runtime's default calibration does, and is what
-    :mod:`reference_models.deploy.int8_simulation` simulates.
+    :mod:`reference_models.deploy.int8.int8_simulation` simulates.
     """
 
     from litert_torch.quantize import pt2e_quantizer
@@ -251,7 +251,8 @@ def _chosen_layout(
     The simulation that proposes layouts does not always agree with LiteRT (measured:
     ETDS-M5C16 ×3, simulated +4.7 dB, LiteRT −5 dB; ETDS-M6C32 ×4 ET with exact input copies,
     simulated 44.5 dB, LiteRT 32.7 dB, 44.0 dB with calibrated copies), so every candidate of
-    :func:`~reference_models.deploy.int8_layout.int8_candidates` is converted and run in LiteRT.
+    :func:`~reference_models.deploy.int8.int8_layout.int8_candidates` is converted and run in
+    LiteRT.
     Both the layouts and the scores are computed on :data:`SCORING_TILE`-pixel tiles of the
     calibration images: the networks are convolutional, so a tile sees what the frame shows
     there, and converting a 64×64 file takes a fraction of a 360×640 one (time and memory

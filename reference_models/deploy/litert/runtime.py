@@ -1,10 +1,11 @@
 """Run a ``.tflite`` super-resolution file in LiteRT, at its own size or tiled over any image.
 
-    from reference_models.deploy.tflite_runtime import TFLiteModel
+    from reference_models.deploy.litert.runtime import TFLiteModel
     model = TFLiteModel.from_file("etds_int8.tflite", threads=2)
     y = model(x)        # x: 1×3×H×W float32 in [0, 1], any H, W ≥ the file's size → 1×3×sH×sW
 
-The files :mod:`reference_models.deploy.tflite` writes have a fixed ``1×h×w×3`` NHWC input (the
+The files :mod:`reference_models.deploy.litert.export` writes have a fixed ``1×h×w×3`` NHWC input
+(the
 LiteRT converter cannot lower PixelShuffle with symbolic sizes) and a float32 ``1×sh×sw×3``
 output; an INT8 file takes int8 input, quantized here with the file's own scale and zero point.
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["TFLiteModel", "litert_interpreter", "receptive_radius", "tile_starts"]
+__all__ = ["TFLiteModel", "litert_interpreter", "receptive_radius", "run_litert", "tile_starts"]
 
 
 def litert_interpreter(model: bytes | str | os.PathLike[str], *, threads: int = 2):
@@ -38,6 +39,13 @@ def litert_interpreter(model: bytes | str | os.PathLike[str], *, threads: int = 
         interpreter = Interpreter(model_path=str(model), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
+
+
+def run_litert(interpreter, x_nhwc: np.ndarray) -> np.ndarray:
+    """Run one NHWC float32 input; return the NHWC output (a copy)."""
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x_nhwc.astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
 
 def receptive_radius(interpreter) -> int:

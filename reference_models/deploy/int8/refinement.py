@@ -1,6 +1,6 @@
 """Per-channel refinement of the E10 INT8 layout by simulated fidelity (coordinate search).
 
-    from reference_models.deploy.int8_refinement import refine_alphas
+    from reference_models.deploy.int8.refinement import refine_alphas
     factors, db = refine_alphas(chain, ranges, images, start_db)
 
 Why a search. E10 multiplies hidden channel c by any α_c > 0 without changing the function
@@ -10,7 +10,8 @@ of the tensor (once α_c·r_c exceeds the tensor's range R, everyone's scale gro
 weights reading c (the next conv's column c is divided by α_c, so those taps get fewer of their
 row's per-channel levels). Where LiteRT stores a tensor twice (a conv output and its float
 PReLU), both ranges count. No closed-form α balances all of these, but the simulation
-(:mod:`reference_models.deploy.int8_simulation`) predicts LiteRT to a few hundredths of a dB, so
+(:mod:`reference_models.deploy.int8.int8_simulation`) predicts LiteRT to a few hundredths of a dB,
+so
 the α are tuned on it directly: for each hidden layer and each live channel, multiply α_c by
 ``f`` and by ``1/f`` (``f`` = 2, then √2) and keep a change only when the simulated fidelity on
 the calibration images rises. Every candidate is itself an E10 application, so the result is
@@ -26,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from et.rules.rescale_channels import rescale_channels
-from reference_models.deploy.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
 
 __all__ = ["REFINEMENT_STEPS", "refine_alphas"]
 
