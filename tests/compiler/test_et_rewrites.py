@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 import et
+from et.compiler.dual_streams import stack_streams
 from et.compiler.et_rewrites import (
     _clamp_bounds,
     anchor_as_conv,
@@ -25,7 +26,6 @@ from et.compiler.et_rewrites import (
     elementwise_before_shuffle,
     nearest_as_shuffle,
     slice_as_columns,
-    stack_streams,
     sum_of_shuffles,
 )
 from et.compiler.helpers import FAN_OUT
