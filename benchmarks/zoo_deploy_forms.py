@@ -2,12 +2,13 @@
 
 A :class:`ZooFamily` names a small network of :mod:`tests.zoo` (written from its paper), the
 input it is timed on, the conv count its zoo test states for the authors' deploy form, and the
-builder of that deploy form (:mod:`benchmarks.zoo_deploy_sr`, :mod:`~benchmarks.zoo_deploy_convnets`,
-:mod:`~benchmarks.zoo_deploy_vit`): every deploy form's weights are folded from the training form
-with the paper's own algebra, so the two compute the same function (checked by
-``tests/benchmarks/test_zoo_deploy_forms.py``) and ``et.compile``'s output can be timed against it
-(:mod:`benchmarks.bench_zoo_ort`). The widths are larger than the zoo tests' so the timings are
-not all overhead; the SR nets are timed on a 3×128×128 image, the classifiers on 3×224×224.
+builder of that deploy form (:mod:`benchmarks.zoo_deploy_sr`,
+:mod:`~benchmarks.zoo_deploy_convnets`, :mod:`~benchmarks.zoo_deploy_vit`). Every deploy
+form's weights are folded from the training form with the paper's own algebra, so the two
+compute the same function (checked by ``tests/benchmarks/test_zoo_deploy_forms.py``) and
+``et.compile``'s output can be timed against it (:mod:`benchmarks.bench_zoo_ort`). The widths
+are larger than the zoo tests' so the timings are not all overhead; the SR nets are timed on
+a 3×128×128 image, the classifiers on 3×224×224.
 """
 
 from __future__ import annotations
@@ -26,8 +27,18 @@ from benchmarks.zoo_deploy_convnets import (
 )
 from benchmarks.zoo_deploy_sr import deploy_fmen, deploy_plainusr, deploy_sesr
 from benchmarks.zoo_deploy_vit import deploy_fastvit, deploy_repvit
-from tests.zoo import blocks, fastvit, fmen, orepa, plainusr, qarepvgg, repghost, replknet
-from tests.zoo import repvit, sesr
+from tests.zoo import (
+    blocks,
+    fastvit,
+    fmen,
+    orepa,
+    plainusr,
+    qarepvgg,
+    repghost,
+    replknet,
+    repvit,
+    sesr,
+)
 
 
 @dataclass(frozen=True)
