@@ -14,8 +14,8 @@ Before timing, both sessions' outputs are compared with the training form's (PyT
 a timing of a wrong network is no timing. Then the two sessions run round-robin, one run each
 per pass, the order swapped every pass (compiled, deploy; deploy, compiled; …) so background
 load and cache warmth fall on both alike. Reported per form: the median and the minimum over
-the passes; the ratio compiled / deploy of the medians, and the median of the within-pass
-ratios. With it: the convs of each form and its multiply-adds per image
+the passes; the ratio compiled / deploy of the medians, the median of the within-pass
+ratios and the ratio of the minima. With it: the convs of each form and its multiply-adds per image
 (:class:`torch.utils.flop_counter.FlopCounterMode`, flops / 2), so a slower compiled form can
 be explained by what it computes. The table lands in ``FACTS["interleaved"]["zoo_ort"]``,
 which :mod:`benchmarks.report_zoo` writes into ``benchmarks.md``.
@@ -138,8 +138,9 @@ def prepare(family: ZooFamily) -> Pair:
 
 
 def summarize(runs: dict[str, list[float]]) -> dict[str, Any]:
-    """Median and minimum per form (ms), the ratio compiled / deploy of the medians and the
-    median of the within-pass ratios."""
+    """Median and minimum per form (ms); the ratio compiled / deploy of the medians, the
+    median of the within-pass ratios and the ratio of the minima (the least disturbed runs:
+    on a loaded machine the medians carry the load's waits, the minima the work)."""
     compiled, deploy = runs["compiled"], runs["deploy"]
     within = [c / d for c, d in zip(compiled, deploy, strict=True)]
     return {
@@ -147,6 +148,7 @@ def summarize(runs: dict[str, list[float]]) -> dict[str, Any]:
         "min_ms": {form: min(ms) for form, ms in runs.items()},
         "ratio_median": statistics.median(compiled) / statistics.median(deploy),
         "ratio_within_pass": statistics.median(within),
+        "ratio_min": min(compiled) / min(deploy),
         "passes": len(compiled),
     }
 

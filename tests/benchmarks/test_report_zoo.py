@@ -14,6 +14,7 @@ def _entry(compiled_ms: float, deploy_ms: float, within: float) -> dict[str, Any
         "min_ms": {"compiled": compiled_ms - 1, "deploy": deploy_ms - 1},
         "ratio_median": compiled_ms / deploy_ms,
         "ratio_within_pass": within,
+        "ratio_min": (compiled_ms - 1) / (deploy_ms - 1),
         "convs": {"compiled": 15, "deploy": 17},
         "mmacs": {"compiled": 250.0, "deploy": 40.5},
     }
@@ -42,10 +43,12 @@ def test_each_family_is_a_row_and_a_slower_compiled_form_is_marked() -> None:
         "9.00 / 9.00",
         "1.00",
         "1.00",
+        "1.00",
         "15 / 17",
         "250.0 / 40.5",
     ]
     assert rows["Slow"][4] == "1.25 **slower**" and rows["Slow"][5] == "1.20"
+    assert rows["Slow"][6] == f"{11.5 / 9.0:.2f}"
     assert rows["Noisy"][4] == "1.25"
 
 
