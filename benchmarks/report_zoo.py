@@ -32,6 +32,21 @@ def _row(family: str, entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def _heavier(zoo: dict[str, Any]) -> list[str]:
+    """One sentence per family whose compiled form computes more multiply-adds than the
+    deploy form (a costlier merge, the first thing to read when it is slower)."""
+    lines = []
+    for family, entry in zoo.items():
+        compiled, deploy = entry["mmacs"]["compiled"], entry["mmacs"]["deploy"]
+        if compiled > deploy * 1.01:
+            lines.append(
+                f"- {family}: the compiled form computes {compiled / deploy:.2f}× the deploy "
+                f"form's multiply-adds ({compiled:.1f} against {deploy:.1f} MMACs), with "
+                f"{entry['convs']['compiled']} convs against {entry['convs']['deploy']}."
+            )
+    return lines
+
+
 def zoo_ort_section(facts: dict[str, Any]) -> list[str]:
     """The table, or nothing when ``bench_zoo_ort`` did not run."""
     zoo = facts.get("interleaved", {}).get("zoo_ort", {})
@@ -64,4 +79,5 @@ def zoo_ort_section(facts: dict[str, Any]) -> list[str]:
             ],
             [_row(family, entry) for family, entry in zoo.items()],
         ),
+        *(["", *heavier] if (heavier := _heavier(zoo)) else []),
     ]

@@ -55,3 +55,14 @@ def test_each_family_is_a_row_and_a_slower_compiled_form_is_marked() -> None:
 def test_no_zoo_run_no_section() -> None:
     assert zoo_ort_section({"interleaved": {}}) == []
     assert zoo_ort_section({}) == []
+
+
+def test_a_compiled_form_with_more_multiply_adds_is_named() -> None:
+    heavy = _entry(12.5, 10.0, 1.2)  # 250.0 against 40.5 MMACs
+    even = {**_entry(10.0, 10.0, 1.0), "mmacs": {"compiled": 40.5, "deploy": 40.5}}
+    section = zoo_ort_section({"interleaved": {"zoo_ort": {"Heavy": heavy, "Even": even}}})
+    named = [line for line in section if line.startswith("- ")]
+    assert named == [
+        f"- Heavy: the compiled form computes {250.0 / 40.5:.2f}× the deploy form's "
+        "multiply-adds (250.0 against 40.5 MMACs), with 15 convs against 17."
+    ]
