@@ -32,6 +32,7 @@ from benchmarks.report_sections import (
     _operator_section,
     _training_section,
 )
+from benchmarks.report_zoo import zoo_ort_section
 from et.atomic_file import atomic_path
 
 __all__ = ["Timing", "load", "markdown", "plot", "write_report"]
@@ -64,6 +65,7 @@ def markdown(timings: list[Timing], facts: dict[str, Any], machine_info: dict[st
         _conversion_section(timings),
         _training_section(timings),
         compile_section(timings, facts),
+        zoo_ort_section(facts),
         [f"![PSNR–latency]({PLOT_NAME})"],
         facts.get("notes", []),
     ]
