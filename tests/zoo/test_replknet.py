@@ -14,6 +14,7 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import et
+from et.compiler.pooled_features import DIVISOR
 from et.rules.fuse_bn_linear import FEATURE_AXIS
 from tests.zoo import blocks
 from tests.zoo.deploy_form import DeployForm, check_deploy_form
@@ -68,6 +69,7 @@ class PooledSpelling(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(torch.relu(self.stem(x)))
         pooled = torch.nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        h, w = x.shape[-2:]  # symbolic sizes in the capture
         features = {
             "squeeze_twice": lambda: pooled.squeeze(-1).squeeze(-1),
             "squeeze_3_then_2": lambda: pooled.squeeze(3).squeeze(2),
@@ -76,6 +78,10 @@ class PooledSpelling(torch.nn.Module):
             "mean_3_then_2": lambda: x.mean(3).mean(2),
             "mean_last_twice": lambda: x.mean(-1).mean(-1),
             "view_batch": lambda: pooled.view(x.size(0), -1),
+            "sum_divided": lambda: x.sum((2, 3)) / (h * w),
+            "sum_last_twice_divided": lambda: x.sum(-1).sum(-1) / (h * w),
+            "sum_kept_divided_flat": lambda: (x.sum((2, 3), keepdim=True) / (w * h)).flatten(1),
+            "sum_divided_by_h": lambda: x.sum((2, 3)) / h,  # no mean: H·W positions summed
             "squeeze_all": lambda: pooled.squeeze(),  # drops a batch of 1 as well
             "max_pool": lambda: x.amax((2, 3)),  # no mean: a negative γ flips the maximum
         }[self.spelling]()
@@ -92,6 +98,9 @@ class PooledSpelling(torch.nn.Module):
         "mean_3_then_2",
         "mean_last_twice",
         "view_batch",
+        "sum_divided",
+        "sum_last_twice_divided",
+        "sum_kept_divided_flat",
     ],
 )
 def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
@@ -102,15 +111,41 @@ def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
     assert compiled.certificate.rules_used().get("R16") == 1
 
 
-@pytest.mark.parametrize("spelling", ["squeeze_all", "max_pool"])
-def test_a_pool_r16_does_not_read_keeps_the_batch_norm_and_is_named(spelling: str) -> None:
+def _refusals(spelling: str, rule: str = "R16") -> list:
     model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(8))
     model = model.double().eval()
     compiled = et.compile(model, (torch.rand(2, 3, 12, 12, dtype=torch.float64),))
     assert "batch_norm.default" in compiled.certificate.ops_after
-    refusals = [u for u in compiled.certificate.unfolded if u.rule == "R16"]
-    assert [u.precondition for u in refusals] == [FEATURE_AXIS], compiled.certificate.unfolded
+    return [u for u in compiled.certificate.unfolded if u.rule == rule]
+
+
+def test_squeeze_without_axes_keeps_the_batch_norm_and_names_the_batch_of_one() -> None:
+    refusals = _refusals("squeeze_all")
+    assert [u.precondition for u in refusals] == [FEATURE_AXIS], refusals
     assert "no global mean" in refusals[0].detail
+    assert "the batch axis too when N = 1" in refusals[0].detail
+
+
+def test_a_sum_divided_by_other_than_the_positions_is_no_mean_and_is_named() -> None:
+    refusals = _refusals("sum_divided_by_h")
+    assert [u.precondition for u in refusals] == [DIVISOR], refusals
+    assert "the map has H·W" in refusals[0].detail
+
+
+@settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    spelling=st.sampled_from(["sum_divided", "sum_last_twice_divided"]),
+    height=st.integers(2, 9),
+    width=st.integers(2, 9),
+)
+def test_a_sum_over_the_map_divided_by_its_size_is_the_mean_at_every_size(
+    seed: int, spelling: str, height: int, width: int
+) -> None:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(seed))
+    compiled = check_deploy_form(model, (3, height, width), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R16") == 1
+    assert "batch_norm.default" not in compiled.certificate.ops_after
 
 
 @pytest.mark.slow
