@@ -44,28 +44,27 @@ FEATURES = Precondition(RULE_ID, "features", "bn.num_features == linear.in_featu
 GLOBAL_MAX = Precondition(
     RULE_ID,
     "global_max",
-    "the pool is the maximum over all spatial positions (AdaptiveMaxPool2d(1)), flattened to "
-    "(N, C)",
+    "the pool is AdaptiveMaxPool2d(1), flattened to (N, C)",
     why="the Linear must read each channel's maximum as one feature; the caller checks the "
     "graph's spelling of the pool and hands AdaptiveMaxPool2d(1)",
 )
 NON_NEGATIVE_SCALE = Precondition(
     RULE_ID,
     "non_negative_scale",
-    "γ_c ≥ 0 on every channel (t_c = γ_c/√(σ²_c + ε) ≥ 0)",
+    "γ_c ≥ 0 on every channel (so t_c ≥ 0)",
     why="for t_c < 0 the maximum of t·x + m is t·min(x) + m, not t·max(x) + m",
 )
 ISOLATED = Precondition(
     RULE_ID,
     "isolated",
-    "the BN output feeds nothing but the pool, and the pool nothing but the Linear",
+    "the BN feeds only the pool, the pool only the Linear",
     why="a structural fact the caller asserts by calling",
 )
 TORCH_MODULES = Precondition(
     RULE_ID,
     "torch_modules",
-    "bn is a torch BatchNorm2d, pool a torch AdaptiveMaxPool2d and linear a torch Linear, each "
-    "computing its torch class's forward (no overridden forward, no hooks)",
+    "bn, pool, linear are torch BatchNorm2d, AdaptiveMaxPool2d, Linear (no overridden forward, "
+    "no hooks)",
     why="the theorem is about torch's functions, not about class names",
 )
 
@@ -111,9 +110,8 @@ RULE = register(
     Rule(
         id=RULE_ID,
         name="fuse_bn_max_pool_linear",
-        title="BatchNorm2d with non-negative scales, a global max pool, then a Linear",
-        statement="L(max_HW(BN2d(x))) = L'(max_HW(x)) with W' = W·diag(t), b' = b + W·(β − μ·t), "
-        "t = γ/√(σ² + ε) ≥ 0",
+        title="BatchNorm2d with γ ≥ 0, a global max pool, then a Linear",
+        statement="L(max_HW(BN2d(x))) = L'(max_HW(x)), W' = W·diag(t), b' = b + W·(β − μ·t), t ≥ 0",
         preconditions=(
             FIXED_STATISTICS,
             FEATURES,

@@ -35,29 +35,25 @@ from et.contract import (
 
 RULE_ID = "R23"
 
-FEATURES = Precondition(
-    RULE_ID, "features", "the scale has one entry per output feature (linear.out_features)"
-)
+FEATURES = Precondition(RULE_ID, "features", "one scale entry per output feature")
 FEATURE_LAYOUT = Precondition(
     RULE_ID,
     "feature_layout",
-    "the ops between only move entries and send output feature o to channel o: the (N, O) "
-    "outputs, or the (N, P, O) tokens with axes 1 and 2 transposed, reshaped with the leading "
-    "sizes (N, O) kept",
+    "M sends feature o to channel o: the (N, O) outputs, or the (N, P, O) tokens transposed "
+    "(1, 2), reshaped keeping (N, O) in front",
     why="a reshape of the tokens without the transpose puts several features of one position "
     "in one channel, each then scaled by that channel's γ, not by its own",
 )
 ISOLATED = Precondition(
     RULE_ID,
     "isolated",
-    "the Linear's output feeds nothing but the layout ops, and they nothing but the scale",
+    "the Linear feeds only M, M only the scale",
     why="a structural fact the caller asserts by calling",
 )
 TORCH_MODULES = Precondition(
     RULE_ID,
     "torch_modules",
-    "linear is a torch Linear computing its torch class's forward (no overridden forward, "
-    "no hooks)",
+    "linear is a torch Linear (no overridden forward, no hooks)",
     why="the theorem is about torch's functions, not about class names",
 )
 
@@ -90,9 +86,8 @@ RULE = register(
     Rule(
         id=RULE_ID,
         name="scale_linear_outputs",
-        title="A per-channel scale of a Linear's outputs laid out as channels",
-        statement="s ⊙ M(L(z)) = M(L'(z)) with W' = diag(s)·W, b' = s ⊙ b, for M moving output "
-        "feature o to channel o (transpose(1, 2), then a reshape keeping (N, O))",
+        title="A channel scale of a Linear's outputs laid out as channels",
+        statement="s ⊙ M(L(z)) = M(L'(z)), W' = diag(s)·W, b' = s ⊙ b, M: feature o to channel o",
         preconditions=(FEATURES, FEATURE_LAYOUT, ISOLATED, TORCH_MODULES),
         transform=scale_linear_outputs,
         proof="proofs.rules.scale_linear_outputs",

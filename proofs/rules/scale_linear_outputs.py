@@ -65,7 +65,7 @@ def prove() -> ProofResult:
     # the layout M: [p, o] → [o, p] (transpose), the channel of each entry its feature o
     laid = original.T
     d.zero(
-        "s ⊙_C M(L(z)) = M(L'(z)) for symbolic z (2 positions × 2 inputs), W, b, s (3 outputs)",
+        "s ⊙ M(L(z)) = M(L'(z)), symbolic z (2 positions × 2 inputs), W, b, s (3 outputs)",
         difference(
             np.array([[scale[o] * laid[o, p] for p in range(P)] for o in range(O)], dtype=object),
             _linear(tokens, new_weight, new_bias).T,
@@ -74,27 +74,24 @@ def prove() -> ProofResult:
     n, o, h, w = sp.symbols("n o h w", integer=True, nonnegative=True)
     channels, height, width = sp.symbols("O H W", integer=True, positive=True)
     d.equal(
-        "row-major index of [n, o, p] in (N, O, H·W) = that of [n, o, h, w] in (N, O, H, W) "
-        "for p = h·W + w: the reshape keeping (N, O) keeps every entry's channel",
+        "row-major index of [n, o, p] in (N, O, H·W) = that of [n, o, h, w] in (N, O, H, W), "
+        "p = h·W + w: channels kept",
         (n * channels + o) * (height * width) + (h * width + w),
         ((n * channels + o) * height + h) * width + w,
     )
     d.scope(
-        "general over weights, biases and scales at 2 inputs, 3 outputs, 2 positions (the fold "
-        "acts per output feature, so for any number of positions); the layout's index identity "
-        "for every N, O, H, W"
+        "symbolic at 2 inputs, 3 outputs, 2 positions (per feature, so any number); the index "
+        "identity for every size"
     )
     check_branches(
         d,
-        "et.rules.scale_linear_outputs equals the original scaled layout on every code branch",
+        "the code equals the original on every code branch",
         ((case, _branch(case)) for case in grid(bias=(1, 0))),
     )
     shapes_must_match(d, RULE.preconditions[0], "the scale and the Linear's output features")
     d.counterexample(
         RULE.preconditions[1],
-        "no transpose: the tokens y[p, o] of 2 positions × 2 features reshaped as 2 channels × "
-        "2 positions put y[0, 1] = 1 (feature 1) in channel 0; with s = (1, 2) the original "
-        "scales it by s₀, the fold by s₁",
+        "no transpose: y[p, o] (2 × 2) reshaped puts y[0, 1] = 1 in channel 0; s = (1, 2)",
         sp.Integer(1 * 1),
         sp.Integer(2 * 1),
     )
@@ -111,14 +108,12 @@ def prove() -> ProofResult:
         original, torch_function = impostor(x2).item(), nn.Linear.forward(impostor, x2).item()
     d.counterexample(
         RULE.preconditions[3],
-        "the Linear is an AddsOneLinear (torch.nn.Linear x ↦ x, plus 1), refused; the rewrite "
-        "reads only the weights; at x = 2, original vs rewrite",
+        "linear: an AddsOneLinear (x ↦ x + 1), refused; x = 2",
         sp.Rational(original),
         sp.Rational(torch_function),
     )
     d.reach(
         GENERAL_IN_PART,
-        "symbolic weights, biases, scales and tokens at 2 inputs, 3 outputs, 2 positions; the "
-        "layout's index identity for every size",
+        "2 inputs, 3 outputs, 2 positions; the index identity for every size",
     )
     return d.result
