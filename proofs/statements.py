@@ -209,6 +209,14 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r"L(\operatorname{tok}(\mathrm{BN}(x))) = L'(\operatorname{tok}(x)),\qquad"
         r" W' = W \operatorname{diag}(t),\ b' = b + W(\beta - \mu t)",
     ),
+    "R22": (
+        r"L(\max_{HW}\mathrm{BN}(x)) = L'(\max_{HW} x),\qquad W' = W \operatorname{diag}(t),\ "
+        r" b' = b + W(\beta - \mu t)\qquad (t = \gamma / \sqrt{\sigma^2 + \epsilon} \ge 0)",
+    ),
+    "R23": (
+        r"s \odot M(W z + b) = M\big(\operatorname{diag}(s) W z + s \odot b\big)"
+        r"\qquad (M \text{: output feature } o \mapsto \text{channel } o)",
+    ),
     "E10": (
         r"W_2 \ast \varphi(W_1 \ast x + b_1) + b_2 = W_2 \operatorname{diag}(\alpha)^{-1}"
         r" \ast \varphi\big(\operatorname{diag}(\alpha)(W_1 \ast x + b_1)\big) + b_2"

@@ -1,36 +1,41 @@
 """Classifier heads on the ATen graph: R16 (BatchNorm → Linear) and R17 (Linears summed).
 
 * R16: ``linear(BN(x))`` with a BatchNorm1d on ``(N, C)``, or
-  ``linear(flat(pool(BN2d(x))))`` with ``pool`` a mean over all spatial positions
-  (``mean.dim`` over H and W with keepdim then ``flatten``/``view``/``reshape``, ``mean.dim``
-  without keepdim, ``adaptive_avg_pool2d(·, [1, 1])`` then a flatten, or ``flatten(2)`` then
-  the mean of the last axis) is
-  ``linear'(x)`` / ``linear'(flat(pool(x)))`` with ``W' = W·diag(t)``,
+  ``linear(flat(pool(BN2d(x))))`` with ``pool`` a mean over all spatial positions, however it is
+  spelled (:data:`~et.compiler.pooled_features.POOLED_MEANS`: ``mean`` over H and W,
+  ``adaptive_avg_pool2d(·, 1)``, ``flatten(2).mean(-1)``, nested means, a sum divided by the
+  map's own H·W), is ``linear'(x)`` / ``linear'(flat(pool(x)))`` with ``W' = W·diag(t)``,
   ``b' = b + W·(β − μ·t)``: the pool is a mean, which commutes with a per-channel affine map.
-  A view or reshape of the ``(N, C, 1, 1)`` pool keeps each sample's C channels together
-  whatever shape it writes, and the Linear reads them as its last axis (its weight has
-  ``C = in_features`` columns, which R16 checks against the BatchNorm).
 * R17: ``linear₁(x) ± α·linear₂(x)`` on one input is one Linear, and so is
   ``linear(x) · c`` or ``linear(x) / c`` for a constant c: RepViT's and DeiT's
   ``(head(x) + dist_head(x)) / 2`` becomes one Linear in two steps.
 
 A BatchNorm normalising with batch statistics, a Linear whose value is also read elsewhere
-(fan-out), a BatchNorm1d on ``(N, C, L)`` and a sum of Linears reading different inputs are left,
-each refusal naming the precondition in the certificate.
+(fan-out), a BatchNorm1d on ``(N, C, L)``, a sum divided by anything but H·W, ``squeeze()``
+(which drops a batch of 1 too) and a sum of Linears reading different inputs are left, each
+refusal naming the precondition in the certificate. The global *maximum* is R22's
+(:mod:`et.compiler.max_pool_head`).
 """
 
 from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT
-from et.compiler.patterns import Op, Rewrite, Var, driver, match, number
+from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, match, number
+from et.compiler.pooled_features import (
+    CHAIN_STEPS,
+    DIVISOR,
+    POOLED_MAXIMA,
+    POOLED_MEANS,
+    divisor_detail,
+    divisor_is_positions,
+)
 from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 from et.rules.fuse_bn_linear import FEATURE_AXIS, FIXED_STATISTICS, ISOLATED
@@ -40,15 +45,6 @@ from et.rules.merge_parallel_linears import SAME_INPUT
 aten = torch.ops.aten
 LINEAR = aten.linear.default
 GLOBAL_MEAN = "the pool is a mean over all spatial positions (H and W)"
-
-
-def _spatial(dims: object) -> bool:
-    """``dim`` of a ``mean.dim`` over H and W of an ``(N, C, H, W)`` tensor."""
-    return (
-        isinstance(dims, list | tuple)
-        and len(dims) == 2
-        and {d % 4 for d in dims if isinstance(d, int)} == {2, 3}
-    )
 
 
 def _linear_forms(suffix: str = "", source: object = None) -> tuple[Op, ...]:
@@ -158,77 +154,6 @@ def _module_of(ws: Workspace, values: dict[str, Any], rank: int) -> nn.Module | 
     return bn
 
 
-_MEAN_KEEP = Op(
-    aten.mean.dim, name="pool", self=Var("normed"), dim=Var("dims", _spatial), keepdim=True
-)
-_ADAPTIVE = Op(
-    aten.adaptive_avg_pool2d.default, name="pool", self=Var("normed"), output_size=[1, 1]
-)
-
-
-def _flat_ops(pool: Op) -> tuple[Op, ...]:
-    return (
-        Op(aten.flatten.using_ints, name="flat", self=pool, start_dim=1),
-        Op(aten.view.default, name="flat", self=pool, size=Var("size")),
-        Op(aten.reshape.default, name="flat", self=pool, shape=Var("size")),
-    )
-
-
-def _one_axis(*axes: int) -> Callable[[object], bool]:
-    """A ``dim`` argument naming one of ``axes``: an int, or a list of one int."""
-
-    def names(dim: object) -> bool:
-        if isinstance(dim, list | tuple) and len(dim) == 1:
-            dim = dim[0]
-        return isinstance(dim, int) and not isinstance(dim, bool) and dim in axes
-
-    return names
-
-
-def _unit_axes_removed(pool: Op) -> tuple[Op, ...]:
-    """The ``(N, C, 1, 1)`` pool with its two unit axes removed: ``squeeze((2, 3))``, two
-    ``squeeze(d)``, or ``[:, :, 0, 0]`` (two ``select(d, 0)``): the first removes H or W
-    (axis 2 or 3), the second the one left (axis 2 of the rank-3 result)."""
-    first, second = _one_axis(2, 3, -1, -2), _one_axis(2, -1)
-    return (
-        Op(aten.squeeze.dims, name="flat", self=pool, dim=Var("sq", _spatial)),
-        Op(
-            aten.squeeze.dim,
-            name="flat2",
-            self=Op(aten.squeeze.dim, name="flat", self=pool, dim=Var("d1", first)),
-            dim=Var("d2", second),
-        ),
-        Op(
-            aten.select.int,
-            name="flat2",
-            self=Op(aten.select.int, name="flat", self=pool, dim=Var("d1", first), index=0),
-            dim=Var("d2", second),
-            index=0,
-        ),
-    )
-
-
-#: ``x.flatten(2).mean(-1)`` (EfficientFormerV2's head): H·W positions on one axis, averaged
-_SPREAD = Op(aten.flatten.using_ints, name="spread", self=Var("normed"), start_dim=2)
-#: ``x.mean(3).mean(2)`` (older MobileNet ports): W then H (or H then W) averaged in turn; the
-#: mean of the means of equal-size rows is the mean of the whole map
-_NESTED_MEAN = Op(
-    aten.mean.dim,
-    name="flat",
-    self=Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("d1", _one_axis(2, 3, -1, -2))),
-    dim=Var("d2", _one_axis(2, -1)),
-)
-_POOLED = (
-    *_flat_ops(_MEAN_KEEP),
-    *_flat_ops(_ADAPTIVE),
-    *_unit_axes_removed(_MEAN_KEEP),
-    *_unit_axes_removed(_ADAPTIVE),
-    Op(aten.mean.dim, name="pool", self=Var("normed"), dim=Var("dims", _spatial), keepdim=False),
-    Op(aten.mean.dim, name="pool", self=_SPREAD, dim=Var("dims", lambda d: d in ([2], [-1]))),
-    _NESTED_MEAN,
-)
-
-
 def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R16: ``linear(BN1d(x))`` → ``linear'(x)``; ``linear(flat(pool(BN2d(x))))`` →
     ``linear'(flat(pool(x)))`` with ``W' = W·diag(t)``, ``b' = b + W·(β − μ·t)``."""
@@ -238,8 +163,7 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     bn_node, values = read
     pooled = "pool" in found
-    steps = ("spread", "pool", "flat", "flat2")
-    chain = [found["normed"], *(found[k] for k in steps if k in found), node]
+    chain = [found["normed"], *(found[k] for k in CHAIN_STEPS if k in found), node]
     # the BatchNorm's output has its input's shape; a node an earlier rewrite emitted has none
     x, rank = values["input"], _rank(found["normed"]) or _rank(values["input"])
     module = _module_of(ws, values, rank or 0)
@@ -271,9 +195,8 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
         source = chain[-2]
     new = _emit_linear(ws, fused, source, node)
     graph = ("the BatchNorm is a constant per-channel affine map", FAN_OUT)
-    ws.record.applied(
-        "R16", [bn_node, *chain[1:]], (*checks, *((GLOBAL_MEAN,) if pooled else ()), *graph)
-    )
+    means = (GLOBAL_MEAN,) if pooled else ()
+    ws.record.applied("R16", [bn_node, *chain[1:]], (*checks, *means, *found[GRAPH], *graph))
     ws.replace(node, new)
     ws.changed(found["normed"], bn_node)
     return True
@@ -282,12 +205,16 @@ def _bn_into_linear(ws: Workspace, node: fx.Node, found: dict) -> bool:
 R16 = Rewrite(
     "R16",
     (
-        *(form for p in _POOLED for form in _linear_forms(source=p)),
+        *(form for p in POOLED_MEANS for form in _linear_forms(source=p)),
         *_linear_forms(source=Var("normed")),
     ),
     _bn_into_linear,
+    (GraphCheck(DIVISOR, divisor_is_positions, divisor_detail, rule="R16"),),
 )
 bn_into_linear = driver(R16)
+
+#: the global maxima R22 reads (:mod:`et.compiler.max_pool_head`), not named here
+_MAX_HEADS = tuple(form for p in POOLED_MAXIMA for form in _linear_forms(source=p))
 
 #: ops between a BatchNorm2d and a Linear that a pool, its flattening or a rescaling is
 #: written with; a chain of them that R16 does not read is named in the certificate
@@ -315,13 +242,14 @@ _FEATURE_OPS = frozenset(
 
 def _unread_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R16 could not fold a BatchNorm2d whose output reaches this Linear through ops it does
-    not read as a global mean flattened to ``(N, C)`` (``squeeze()``, which would also drop a
-    batch of 1; a sum divided by a size; a max pool): the BatchNorm stays, and its refusal
-    names the chain (without this, the certificate would only say R1 found no conv)."""
-    for pattern in R16.patterns:
+    not read as a global mean (or R22 as a global maximum) flattened to ``(N, C)``
+    (``squeeze()``, which would also drop a batch of 1; a window smaller than the map): the
+    BatchNorm stays, and its refusal names the chain (without this, the certificate would only
+    say R1 found no conv)."""
+    for pattern in (*R16.patterns, *_MAX_HEADS):
         bound = match(pattern, node)
         if bound is not None and _batch_norm(bound["normed"]) is not None:
-            return False  # R16 read this chain: its refusals are its own
+            return False  # R16 or R22 read this chain: its refusals are its own
     chain, value = [], found["x"]
     while isinstance(value, fx.Node) and value.target in _FEATURE_OPS and len(chain) < 6:
         chain.append(value)
@@ -330,6 +258,11 @@ def _unread_pool(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     ops = " → ".join(str(getattr(n.target, "__name__", n.target)) for n in reversed(chain))
     detail = f"the BatchNorm2d reaches {node.name} through {ops}: no global mean read there"
+    if any(n.target == aten.squeeze.default for n in chain):
+        detail += (
+            "; squeeze() without axes drops every axis of size 1, the batch axis too when "
+            "N = 1, so the Linear's input is not (N, C) at every batch size"
+        )
     ws.record.refused(value, "R16", FEATURE_AXIS, detail)
     return False
 

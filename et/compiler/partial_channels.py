@@ -5,7 +5,9 @@
 A conv on the first k channels concatenated with the other C − k passed on untouched is one
 conv on all of z: every passed-on slice is the identity conv of its width (R6, with the conv
 part's kernel, so that every part has one geometry), every part reading a slice reads z with
-zero columns outside it (G5), and the parts stack (R11). The slices may be written
+zero columns outside it (G5), and the parts stack (R11). A dilated conv part is first written
+without dilation (R8 with the identity 1×1 after it, R6: ``d·(K − 1) + 1`` taps, zeros between),
+so that the identity parts can share its geometry. The slices may be written
 ``z[:, a:b]`` (``aten.slice``) or as pieces of ``torch.split`` / ``torch.chunk`` (``split``,
 ``split_with_sizes``, ``chunk``, read by ``getitem``), in any order and number, as long as
 every part is a channel slice of the same z (or z itself) or a conv reading one, and at least
@@ -180,10 +182,30 @@ def _shared_detail(ws: Workspace, node: fx.Node, found: dict) -> str:
     return f"the conv parts {shared} are also read elsewhere"
 
 
-def _as_conv(ws: Workspace, part: Part, like: nn.Conv2d, applied: list) -> nn.Conv2d:
-    """The part as a conv on the whole value: R6 for a passed-on slice, then G5."""
+def _undilated(ws: Workspace, part: Part, applied: list) -> nn.Conv2d | None:
+    """The conv part, a dilated one written without dilation: R8 merges it with the identity
+    1×1 after it (R6, groups = its outputs), which gives dilation gcd(d, 1) = 1 and the
+    ``d·(K − 1) + 1`` taps of the dilated kernel with zeros between (exact; the passed-on parts
+    then get that kernel, R11 needs one geometry)."""
+    if part.site is None:
+        return None
+    conv = part.site.conv
+    if conv.dilation == (1, 1):
+        return conv
+    width = conv.out_channels
+    identity, checks = ws.apply("R6", width, 1, width, dtype=conv.weight.dtype)
+    applied.append(("R6", [part.site.node], checks))
+    spread, checks = ws.apply("R8", conv, identity)
+    applied.append(("R8", [part.site.node], (*checks, "the identity 1×1 follows the conv")))
+    return spread
+
+
+def _as_conv(
+    ws: Workspace, part: Part, conv: nn.Conv2d | None, like: nn.Conv2d, applied: list
+) -> nn.Conv2d:
+    """The part as a conv on the whole value: its (undilated) conv ``conv``, or R6 for a
+    passed-on slice (``conv`` None) with ``like``'s kernel; then G5."""
     read = part.read
-    conv = part.site.conv if part.site is not None else None
     if conv is None:
         width = read.end - read.start
         conv, checks = ws.apply("R6", width, like.kernel_size, dtype=like.weight.dtype)
@@ -196,12 +218,14 @@ def _as_conv(ws: Workspace, part: Part, like: nn.Conv2d, applied: list) -> nn.Co
 
 
 def _merge_partial(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """R6 + G5 + R11: ``cat([conv(z[:, :k]), z[:, k:]])`` is one conv reading z."""
+    """R6 + G5 + R11 (R6 + R8 first for a dilated conv part): ``cat([conv(z[:, :k]),
+    z[:, k:]])`` is one conv reading z."""
     parts = _parts(ws, found, node)
-    like = next(p.site.conv for p in parts if p.site is not None)
     applied: list = []
     try:
-        convs = [_as_conv(ws, part, like, applied) for part in parts]
+        own = [_undilated(ws, part, applied) for part in parts]
+        like = next(conv for conv in own if conv is not None)
+        convs = [_as_conv(ws, p, c, like, applied) for p, c in zip(parts, own, strict=True)]
         merged, checks = ws.apply("R11", convs)
     except PreconditionError as error:
         ws.record.refused(node, error.rule, error.condition, error.detail)

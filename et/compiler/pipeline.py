@@ -22,7 +22,9 @@ from et.compiler.expand_squeeze_rewrites import EXPAND_SQUEEZE_PATTERNS
 from et.compiler.fold_constants import fold_constants
 from et.compiler.grouped_branches import GROUPED_PATTERNS
 from et.compiler.head_rewrites import HEAD_PATTERNS
+from et.compiler.layer_scale import LAYER_SCALE_PATTERNS
 from et.compiler.linear_rewrites import LINEAR_PATTERNS
+from et.compiler.max_pool_head import MAX_HEAD_PATTERNS
 from et.compiler.sizes import exact_size, guard_input, guards_since, guards_so_far
 from et.compiler.stacked_inputs import stack_inputs
 from et.compiler.token_linear import TOKEN_PATTERNS
@@ -47,8 +49,10 @@ PATTERNS = (
     transposed_as_shuffle,
     *ET_PATTERNS,
     *HEAD_PATTERNS,
+    *MAX_HEAD_PATTERNS,
     *EXPAND_SQUEEZE_PATTERNS,
     *TOKEN_PATTERNS,
+    *LAYER_SCALE_PATTERNS,
     stack_inputs,
 )
 MAX_REWRITES = 100_000

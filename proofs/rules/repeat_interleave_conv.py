@@ -138,8 +138,8 @@ def prove() -> ProofResult:
         k = anchor_kernel(channels, repeats, kernel)
         lhs = conv2d(x, k, None, 1, dilation * (kernel // 2), dilation)
         d.zero(
-            f"conv(x; K) = repeat_interleave(x, {repeats}) for C={channels}, k={kernel}, "
-            f"d={dilation}",
+            f"conv(x; K) = repeat_interleave(x, r) for r={repeats}, C={channels}, "
+            f"k={kernel}, d={dilation}",
             difference(lhs, repeat_interleave_channels(x, repeats)),
         )
         checked += 1

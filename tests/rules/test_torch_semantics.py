@@ -32,6 +32,7 @@ from et.rules.embed_kernel import embed_kernel
 from et.rules.fold_channel_scale import fold_channel_scale
 from et.rules.fuse_bn_conv import fuse_bn_conv
 from et.rules.fuse_bn_linear import fuse_bn_linear
+from et.rules.fuse_bn_max_pool_linear import fuse_bn_max_pool_linear
 from et.rules.fuse_bn_token_linear import fuse_bn_token_linear
 from et.rules.fuse_conv_bn import fuse_conv_bn
 from et.rules.merge_1x1_kxk import merge_1x1_kxk
@@ -54,6 +55,7 @@ from et.rules.prelu_as_relu_pair import prelu_as_relu_pair
 from et.rules.remove_passthrough_activation import remove_passthrough_activation
 from et.rules.repeat_interleave_conv import add_repeat_interleave_anchor
 from et.rules.rescale_channels import rescale_channels
+from et.rules.scale_linear_outputs import scale_linear_outputs
 from et.rules.transposed_conv_as_pixel_shuffle import transposed_conv_as_pixel_shuffle
 
 DTYPE = torch.float64
@@ -278,6 +280,18 @@ CASES = [
         lambda m: fuse_bn_token_linear(*m),
     ),
     Case(
+        "R22",
+        "fuse_bn_max_pool_linear",
+        lambda: [_bn(4), nn.Linear(4, 3, dtype=DTYPE)],
+        lambda m: fuse_bn_max_pool_linear(*m, nn.AdaptiveMaxPool2d(1)),
+    ),
+    Case(
+        "R23",
+        "scale_linear_outputs",
+        lambda: [nn.Linear(4, 3, dtype=DTYPE)],
+        lambda m: scale_linear_outputs(m[0], torch.tensor([0.5, -1.0, 2.0], dtype=DTYPE)),
+    ),
+    Case(
         "E1",
         "remove_passthrough_activation (ReLU)",
         lambda: [nn.ReLU()],
@@ -429,9 +443,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 29 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 31 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "R16", "R17", "R18", "R20", "R21", "R24"]
+    expected += ["R15", "R16", "R17", "R18", "R20", "R21", "R22", "R23", "R24"]
     expected += ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import et
 from et.rules.fuse_bn_token_linear import ISOLATED
+from et.rules.scale_linear_outputs import ISOLATED as LAYOUT_ISOLATED
 from tests.zoo import blocks
 from tests.zoo.deploy_checks import ConvShape, compile_and_check, conv_shapes
 from tests.zoo.fastvit import (
@@ -150,3 +151,32 @@ def test_repmixer_with_the_scale_distributed_is_one_depthwise_conv(kernel: int) 
     model = _randomized(RepMixerScaledEach(4, kernel), seed=kernel)
     compiled = compile_and_check(model, 4, ((8, 8), (11, 9)), max_convs=1)
     assert conv_shapes(compiled.module) == [ConvShape((4, 1, kernel, kernel), 4)]
+
+
+@settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 2**31 - 1), dim=st.sampled_from([4, 6]), size=st.integers(5, 8))
+def test_attention_layer_scale_goes_into_the_projection(seed: int, dim: int, size: int) -> None:
+    """``x + γ₁ ⊙ reshape(proj(tokens))``: γ₁ becomes the projection's output rows (R23), so
+    no product with a constant is left (γ₂ goes into the FFN's last conv, R13)."""
+    model = _randomized(AttentionBlock(dim), seed)
+    compiled = compile_and_check(
+        model, dim, ((size, size), (size + 3, size + 1)), max_convs=4, tolerance32=1e-3
+    )
+    assert compiled.certificate.rules_used().get("R23") == 1
+    # the one product left is the squeeze-excitation's gate
+    assert compiled.certificate.ops_after.get("mul.Tensor") == 1, compiled.certificate.ops_after
+
+
+class AttentionProjectionAlsoRead(AttentionBlock):
+    """The attention's projected map is also added unscaled: the layout has two readers."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attended = self.attention(self.norm(x))
+        return x + self.scale_attention * attended + attended
+
+
+def test_attention_layer_scale_on_a_shared_projection_stays_and_is_named() -> None:
+    model = _randomized(AttentionProjectionAlsoRead(4), seed=3).double().eval()
+    compiled = et.compile(model, (torch.rand(1, 4, 5, 5, dtype=torch.float64),))
+    named = [u for u in compiled.certificate.unfolded if u.rule == "R23"]
+    assert [u.precondition for u in named] == [str(LAYOUT_ISOLATED)], compiled.certificate.unfolded

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import et
+from et.compiler.max_pool_head import WHOLE_WINDOW
+from et.compiler.pooled_features import DIVISOR
 from et.rules.fuse_bn_linear import FEATURE_AXIS
+from et.rules.fuse_bn_max_pool_linear import NON_NEGATIVE_SCALE
 from tests.zoo import blocks
 from tests.zoo.deploy_form import DeployForm, check_deploy_form
 from tests.zoo.replknet import ConvFFN, LargeKernelUnit, RepLKBlock, RepLKNet
@@ -68,6 +72,7 @@ class PooledSpelling(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(torch.relu(self.stem(x)))
         pooled = torch.nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        h, w = x.shape[-2:]  # symbolic sizes in the capture
         features = {
             "squeeze_twice": lambda: pooled.squeeze(-1).squeeze(-1),
             "squeeze_3_then_2": lambda: pooled.squeeze(3).squeeze(2),
@@ -76,8 +81,15 @@ class PooledSpelling(torch.nn.Module):
             "mean_3_then_2": lambda: x.mean(3).mean(2),
             "mean_last_twice": lambda: x.mean(-1).mean(-1),
             "view_batch": lambda: pooled.view(x.size(0), -1),
+            "sum_divided": lambda: x.sum((2, 3)) / (h * w),
+            "sum_last_twice_divided": lambda: x.sum(-1).sum(-1) / (h * w),
+            "sum_kept_divided_flat": lambda: (x.sum((2, 3), keepdim=True) / (w * h)).flatten(1),
+            "sum_divided_by_h": lambda: x.sum((2, 3)) / h,  # no mean: H·W positions summed
             "squeeze_all": lambda: pooled.squeeze(),  # drops a batch of 1 as well
-            "max_pool": lambda: x.amax((2, 3)),  # no mean: a negative γ flips the maximum
+            "amax": lambda: x.amax((2, 3)),  # a maximum: R22, where every γ ≥ 0
+            "amax_kept_flat": lambda: x.amax((2, 3), keepdim=True).flatten(1),
+            "adaptive_max": lambda: F.adaptive_max_pool2d(x, 1).flatten(1),
+            "adaptive_max_squeezed": lambda: F.adaptive_max_pool2d(x, 1).squeeze(-1).squeeze(-1),
         }[self.spelling]()
         return self.head(features)
 
@@ -92,6 +104,9 @@ class PooledSpelling(torch.nn.Module):
         "mean_3_then_2",
         "mean_last_twice",
         "view_batch",
+        "sum_divided",
+        "sum_last_twice_divided",
+        "sum_kept_divided_flat",
     ],
 )
 def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
@@ -102,15 +117,104 @@ def test_final_batch_norm_folds_into_the_linear_however_the_pool_is_flattened(
     assert compiled.certificate.rules_used().get("R16") == 1
 
 
-@pytest.mark.parametrize("spelling", ["squeeze_all", "max_pool"])
-def test_a_pool_r16_does_not_read_keeps_the_batch_norm_and_is_named(spelling: str) -> None:
-    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(8))
+def _refusals(spelling: str, rule: str = "R16", model: PooledSpelling | None = None) -> list:
+    model = model or blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(8))
     model = model.double().eval()
     compiled = et.compile(model, (torch.rand(2, 3, 12, 12, dtype=torch.float64),))
     assert "batch_norm.default" in compiled.certificate.ops_after
-    refusals = [u for u in compiled.certificate.unfolded if u.rule == "R16"]
-    assert [u.precondition for u in refusals] == [FEATURE_AXIS], compiled.certificate.unfolded
+    return [u for u in compiled.certificate.unfolded if u.rule == rule]
+
+
+def test_squeeze_without_axes_keeps_the_batch_norm_and_names_the_batch_of_one() -> None:
+    refusals = _refusals("squeeze_all")
+    assert [u.precondition for u in refusals] == [FEATURE_AXIS], refusals
     assert "no global mean" in refusals[0].detail
+    assert "the batch axis too when N = 1" in refusals[0].detail
+
+
+def test_a_sum_divided_by_other_than_the_positions_is_no_mean_and_is_named() -> None:
+    refusals = _refusals("sum_divided_by_h")
+    assert [u.precondition for u in refusals] == [DIVISOR], refusals
+    assert "the map has H·W" in refusals[0].detail
+
+
+@settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    spelling=st.sampled_from(["sum_divided", "sum_last_twice_divided"]),
+    height=st.integers(2, 9),
+    width=st.integers(2, 9),
+)
+def test_a_sum_over_the_map_divided_by_its_size_is_the_mean_at_every_size(
+    seed: int, spelling: str, height: int, width: int
+) -> None:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(seed))
+    compiled = check_deploy_form(model, (3, height, width), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R16") == 1
+    assert "batch_norm.default" not in compiled.certificate.ops_after
+
+
+def _non_negative_gamma(spelling: str, seed: int) -> PooledSpelling:
+    model = blocks.randomize(PooledSpelling(spelling), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        model.norm.weight.abs_()
+        model.norm.weight[1] = 0.0  # a constant channel (β): its maximum is β too
+    return model
+
+
+@settings(max_examples=4, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    spelling=st.sampled_from(["amax", "amax_kept_flat", "adaptive_max", "adaptive_max_squeezed"]),
+    height=st.integers(2, 9),
+    width=st.integers(2, 9),
+)
+def test_final_batch_norm_with_gamma_at_least_0_folds_through_a_global_max_pool(
+    seed: int, spelling: str, height: int, width: int
+) -> None:
+    model = _non_negative_gamma(spelling, seed)
+    compiled = check_deploy_form(model, (3, height, width), DeployForm(convs=1))
+    assert compiled.certificate.rules_used().get("R22") == 1
+    assert "batch_norm.default" not in compiled.certificate.ops_after
+
+
+class WholeWindowMaxPool(PooledSpelling):
+    """``F.max_pool2d`` with the map's own size as its window (None), or a fixed window."""
+
+    def __init__(self, window: int | None = None, features: int = 4) -> None:
+        super().__init__("amax")
+        self.window = window
+        self.head = torch.nn.Linear(features, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(torch.relu(self.stem(x)))
+        window = self.window or tuple(x.shape[-2:])
+        return self.head(F.max_pool2d(x, window).flatten(1))
+
+
+@pytest.mark.parametrize(("window", "features"), [(None, 4), (3, 16)])
+def test_a_max_pool2d_folds_where_its_window_is_the_whole_map_and_is_named_elsewhere(
+    window: int | None, features: int
+) -> None:
+    model = blocks.randomize(WholeWindowMaxPool(window, features), torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model.norm.weight.abs_()
+    compiled = et.compile(model.double().eval(), (torch.rand(2, 3, 6, 6, dtype=torch.float64),))
+    named = [u for u in compiled.certificate.unfolded if u.rule == "R22"]
+    if window is None:
+        assert compiled.certificate.rules_used().get("R22") == 1 and not named
+    else:  # 2×2 windows of each channel: 16 features, no maximum over the map
+        assert [u.precondition for u in named] == [WHOLE_WINDOW], named
+        assert "batch_norm.default" in compiled.certificate.ops_after
+
+
+def test_a_negative_gamma_keeps_the_batch_norm_before_a_max_pool_and_names_the_channels() -> None:
+    model = _non_negative_gamma("amax", 5)
+    with torch.no_grad():
+        model.norm.weight[2] = -0.5
+    refusals = _refusals("amax", "R22", model)
+    assert [u.precondition for u in refusals] == [str(NON_NEGATIVE_SCALE)], refusals
+    assert "channels [2]" in refusals[0].detail
 
 
 @pytest.mark.slow
