@@ -87,11 +87,9 @@ def _export(
         # Latency files only need a valid INT8 graph: two images calibrate it.
         limit = 32 if size == EVAL_SIZE else 2
         images = calibration_images(DATA[0], model_scale(model), *size, limit=limit)
-    if int8 and layout:
+    candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
+    if int8 and layout:  # without a layout there is nothing to decide (nor to convert twice)
         candidates = layout_candidates(model, images, refine=refine)
-    else:
-        candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
-    if int8:
         decision = decide_layout(
             candidates, model, images, backend="tflite", height=size[0], width=size[1]
         )
@@ -106,7 +104,7 @@ def _export(
         "layout_strength": layout_report.strength if layout_report else None,
         "negated_copies": layout_report.negated_channels if layout_report else None,
         "relu_pairs": bool(layout_report and layout_report.relu_pairs),
-        "decision": decision.to_json() if decision is not None and layout else None,
+        "decision": decision.to_json() if decision is not None else None,
         "gmacs": multiply_accumulates(chosen.model, colors=3, height=360, width=640) / 1e9,
     }, chosen.model
 
