@@ -213,6 +213,8 @@ def test_a_real_decision_counts_macs_and_follows_the_rule(
         assert candidate.macs == _conv_macs(candidate.model, 36, 40)
     paired = next(c for c in made.candidates if c.name == "R24 ReLU pairs")
     plain = made.candidates[0]
+    # the pair form is built in float64; the candidate has the model's dtype, as the others
+    assert {p.dtype for c in made.candidates for p in c.model.parameters()} == {torch.float32}
     # R24 doubles the 16 learned channels of each PReLU layer: about 3× the MACs
     assert 2.5 < paired.macs / plain.macs < 3.5
     scores = [c.runtime_db if c.runtime_db is not None else c.simulated_db for c in candidates]

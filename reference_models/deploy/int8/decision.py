@@ -233,6 +233,9 @@ def layout_candidates(
             )
     elif has_prelu_layers(inference_form(model)[0]):
         laid_out, report = int8_layout(model, calibration, relu_pairs=True)
+        # int8_layout returns the pair form in float64 (it builds it so): the model's dtype here
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        laid_out = laid_out.to(dtype) if dtype is not None else laid_out
         candidates.append(
             LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
         )
