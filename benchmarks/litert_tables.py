@@ -69,9 +69,8 @@ def _etds(*args: str) -> str:
 def _export(
     model, out: Path, size: tuple[int, int], int8: bool, layout: bool, refine: bool = False
 ) -> tuple[dict, torch.nn.Module]:
-    """What ``etds export`` does (same functions), in this process: the converter's import
-    costs more than a small model's conversion. Returns what was chosen and the module
-    written (the chosen layout)."""
+    """What ``etds export`` does (same functions), in this process (the converter's import
+    costs more than a small model's conversion): what was chosen, and the module written."""
     from reference_models.deploy.int8.calibration import calibration_images
     from reference_models.deploy.int8.decision import (
         LayoutCandidate,
@@ -83,8 +82,7 @@ def _export(
     from reference_models.evaluation.evaluate import model_scale
 
     images = decision = None
-    if int8:
-        # Latency files only need a valid INT8 graph: two images calibrate it.
+    if int8:  # latency files only need a valid INT8 graph: two images calibrate it
         limit = 32 if size == EVAL_SIZE else 2
         images = calibration_images(DATA[0], model_scale(model), *size, limit=limit)
     candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
@@ -389,14 +387,11 @@ def merge_rows(kept: list[dict], new: list[dict]) -> list[dict]:
     for row in new:
         old = next((r for r in merged if r["model"] == row["model"]), None)
         if old is None:
-            merged.append({**row, "forms": list(row["forms"])})
-            continue
+            merged.append(old := {**row, "forms": []})
         for form in row["forms"]:
             names = [f["form"] for f in old["forms"]]
-            if form["form"] in names:
-                old["forms"][names.index(form["form"])] = form
-            else:
-                old["forms"].append(form)
+            at = names.index(form["form"]) if form["form"] in names else len(names)
+            old["forms"][at : at + 1] = [form]
     return merged
 
 
