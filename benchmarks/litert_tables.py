@@ -239,8 +239,8 @@ def markdown(rows: list[dict]) -> str:
     """The table of ``rows`` (what :func:`main` writes) in Markdown."""
     header = (
         "| model | form | params | GMACs | fp32 ms | INT8 ms | INT8/fp32 | Set5 fp32 | Set5 INT8 "
-        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | layout: E10 strength "
-        "(+ E11 negated copies) | INT8 GMACs |"
+        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | INT8 layout: E10 strength "
+        "(+ E11 negated copies), or R24 | INT8 GMACs |"
     )
     lines = [header, "|" + "---|" * 14]
     for row in rows:
