@@ -1,20 +1,25 @@
 """The paper's with/without-ET tables on LiteRT XNNPACK: fp32 and INT8, PSNR and latency.
 
-    python -m benchmarks.litert_tables OUT.json [--rounds 5] [--only NAME]
+    python -m benchmarks.litert_tables OUT.json [--rounds 5] [--only NAME] [--update]
     python -m benchmarks.litert_tables OUT.json --render [--plot docs/psnr_latency_litert.svg]
 
 For each released checkpoint (``$ETDS_SHARED/official/checkpoints``) and each form (the
 original, and the ET form; for the released ETDS inference forms, which are ET forms already,
 the form as released and the form after the E10 INT8 layout), it writes with ``etds export``:
 
-* ``.tflite`` at 48×48 (fp32 and INT8 calibrated on Set5 HR images) and scores them with
-  ``etds eval`` on Set5 and Set14 (LiteRT, tiled exactly over each LR image);
-* ``.tflite`` at 360×640 (fp32 and INT8) and times them in LiteRT (XNNPACK, 2 threads,
-  minimum over ``--rounds`` invocations after one warm-up);
+* ``.tflite`` at 48×48 (fp32 and INT8 calibrated on Set5 HR images, the INT8 layout chosen as
+  ``etds export`` chooses it: :mod:`reference_models.deploy.int8.decision`, LiteRT as the judge,
+  cost rule included) and scores them with ``etds eval`` on Set5 and Set14 (LiteRT, tiled
+  exactly over each LR image);
+* ``.tflite`` at 360×640 (fp32 of the form, INT8 of the chosen layout: R24 changes the graph,
+  E10/E11 only weights) and times them in LiteRT (XNNPACK, 2 threads, minimum over ``--rounds``
+  invocations after one warm-up);
 
 and the INT8 fidelity: PSNR of the INT8 output against the fp32 *original*'s, on the LR images of
 Set5/Set14 (mean over images, RGB in [0, 1]). Params and MACs are counted from the PyTorch
-modules (MACs at 360×640). The CPU is shared, so rounds are few: latencies are indicative.
+modules (MACs at 360×640; "INT8 GMACs" those of the chosen layout). The CPU is shared, so
+rounds are few: latencies are indicative. ``--update`` replaces in an existing OUT.json only the
+forms this run measured (by model and form), keeping the others.
 OUT.json records the CPU and its int8 dot-product flags (:mod:`benchmarks.machine`), and
 ``--render`` prints them, with how to read the INT8/fp32 ratio on that CPU, above the table.
 """
@@ -63,34 +68,43 @@ def _etds(*args: str) -> str:
 
 def _export(
     model, out: Path, size: tuple[int, int], int8: bool, layout: bool, refine: bool = False
-) -> dict:
-    """What ``etds export`` does (same function), in this process: the converter's import
-    costs more than a small model's conversion."""
+) -> tuple[dict, torch.nn.Module]:
+    """What ``etds export`` does (same functions), in this process (the converter's import
+    costs more than a small model's conversion): what was chosen, and the module written."""
     from reference_models.deploy.int8.calibration import calibration_images
+    from reference_models.deploy.int8.decision import (
+        LayoutCandidate,
+        decide_layout,
+        layout_candidates,
+    )
+    from reference_models.deploy.int8.layout_cost import multiply_accumulates
     from reference_models.deploy.litert.export import export_tflite
     from reference_models.evaluation.evaluate import model_scale
 
-    images = None
-    if int8:
-        # Latency files only need a valid INT8 graph: two images calibrate it.
+    images = decision = None
+    if int8:  # latency files only need a valid INT8 graph: two images calibrate it
         limit = 32 if size == EVAL_SIZE else 2
         images = calibration_images(DATA[0], model_scale(model), *size, limit=limit)
+    candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
+    if int8 and layout:  # without a layout there is nothing to decide (nor to convert twice)
+        candidates = layout_candidates(model, images, refine=refine)
+        decision = decide_layout(
+            candidates, model, images, backend="tflite", height=size[0], width=size[1]
+        )
+    chosen = decision.chosen if decision is not None else candidates[0]
     report = export_tflite(
-        model,
-        out,
-        height=size[0],
-        width=size[1],
-        calibration=images,
-        layout=layout,
-        refine=refine,
+        chosen.model, out, height=size[0], width=size[1], calibration=images, layout=False
     )
-    strength = report.layout.strength if report.layout is not None else None
+    layout_report = chosen.report
     return {
         "fidelity_db": report.fidelity_db,
-        "layout_strength": strength,
-        "negated_copies": report.layout.negated_channels if report.layout else None,
-        "simulated_db": report.layout.simulated_db if report.layout else None,
-    }
+        "layout": chosen.name if layout else None,
+        "layout_strength": layout_report.strength if layout_report else None,
+        "negated_copies": layout_report.negated_channels if layout_report else None,
+        "relu_pairs": bool(layout_report and layout_report.relu_pairs),
+        "decision": decision.to_json() if decision is not None else None,
+        "gmacs": multiply_accumulates(chosen.model, colors=3, height=360, width=640) / 1e9,
+    }, chosen.model
 
 
 def _psnr(path: Path) -> dict[str, float]:
@@ -172,17 +186,20 @@ def _form(
     if not same:  # a released ETDS is its own ET form: its fp32 file is the original's
         _export(model, fp32, EVAL_SIZE, False, False)
         row["psnr_fp32"] = _psnr(fp32)
-    row["export_int8"] = _export(model, int8, EVAL_SIZE, True, layout, refine)
+    row["export_int8"], chosen = _export(model, int8, EVAL_SIZE, True, layout, refine)
     row["psnr_int8"] = _psnr(int8)
     row["fidelity_int8"] = _fidelity(reference, int8, scale)
     print(json.dumps(row), flush=True)
-    if timed is not None:  # the layout changes weights, not the graph: the same timings
+    pairs = [row["export_int8"]["relu_pairs"], timed and timed["export_int8"].get("relu_pairs")]
+    if timed is not None and not any(pairs):
+        # E10/E11 change weights, not the graph: the same timings
         row["ms_fp32"], row["ms_int8"] = timed["ms_fp32"], timed["ms_int8"]
         return row
     fp32_big, int8_big = Path(f"{big}.tflite"), Path(f"{big}-int8.tflite")
-    # The layout changes weights, not the graph: latency files are exported without it.
+    # E10/E11 change weights only, R24 the graph: the INT8 latency file is the chosen layout
+    # (its weights calibrated on two images; the timing does not depend on them).
     _export(model, fp32_big, BENCH_SIZE, False, False)
-    _export(model, int8_big, BENCH_SIZE, True, False)
+    _export(chosen, int8_big, BENCH_SIZE, True, False)
     row["ms_fp32"] = _latency_ms(fp32_big, rounds)
     row["ms_int8"] = _latency_ms(int8_big, rounds)
     print(json.dumps(row), flush=True)
@@ -194,6 +211,8 @@ def _f(value: float | None, digits: int = 2) -> str:
 
 
 def _layout(export: dict) -> str:
+    if export.get("relu_pairs"):
+        return "R24 ReLU pairs, E10 " + _f(export["layout_strength"])
     negated = export.get("negated_copies")
     return _f(export["layout_strength"]) + (f" + E11 ({negated})" if negated else "")
 
@@ -220,10 +239,10 @@ def markdown(rows: list[dict]) -> str:
     """The table of ``rows`` (what :func:`main` writes) in Markdown."""
     header = (
         "| model | form | params | GMACs | fp32 ms | INT8 ms | INT8/fp32 | Set5 fp32 | Set5 INT8 "
-        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | layout: E10 strength "
-        "(+ E11 negated copies) |"
+        "| Set14 fp32 | Set14 INT8 | INT8 fidelity Set5 / Set14 (dB) | INT8 layout: E10 strength "
+        "(+ E11 negated copies), or R24 | INT8 GMACs |"
     )
-    lines = [header, "|" + "---|" * 13]
+    lines = [header, "|" + "---|" * 14]
     for row in rows:
         fp32 = next((f.get("psnr_fp32") for f in row["forms"] if f.get("psnr_fp32")), {})
         for form in row["forms"]:
@@ -236,7 +255,8 @@ def markdown(rows: list[dict]) -> str:
                 f"| {_f(own.get('Set5'))} | {_f(form['psnr_int8']['Set5'])} "
                 f"| {_f(own.get('Set14'))} | {_f(form['psnr_int8']['Set14'])} "
                 f"| {_f(fidelity['Set5'])} / {_f(fidelity['Set14'])} "
-                f"| {_layout(form['export_int8'])} |"
+                f"| {_layout(form['export_int8'])} "
+                f"| {form['export_int8'].get('gmacs', form['gmacs']):.1f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -298,6 +318,11 @@ def main() -> None:
         metavar="NAME",
         help="also an ET form with the refined INT8 layout, for rows naming one of NAME",
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep OUT's other rows and forms, replace only those this run measures",
+    )
     parser.add_argument("--render", action="store_true", help="print OUT's table as Markdown")
     parser.add_argument("--plot", type=Path, default=None, help="draw OUT's PSNR–latency plot")
     args = parser.parse_args()
@@ -314,6 +339,7 @@ def main() -> None:
 
     rows = []
     machine = read_cpu().to_json()
+    kept = load(args.out)[0] if args.update and args.out.exists() else []
     with tempfile.TemporaryDirectory(prefix="litert-tables-") as folder_name:
         folder = Path(folder_name)
         for row_name, original, et_form, scale in MODELS:
@@ -350,7 +376,23 @@ def main() -> None:
                 )
             rows.append({"model": row_name, "scale": scale, "forms": results})
             print(json.dumps(rows[-1]), flush=True)
-            args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+            merged = merge_rows(kept, rows)
+            args.out.write_text(json.dumps({"machine": machine, "rows": merged}, indent=1))
+
+
+def merge_rows(kept: list[dict], new: list[dict]) -> list[dict]:
+    """``kept`` with each form of ``new`` replacing the form of the same model and name (or
+    appended to its model; a new model appended), in ``kept``'s order."""
+    merged = [{**row, "forms": list(row["forms"])} for row in kept]
+    for row in new:
+        old = next((r for r in merged if r["model"] == row["model"]), None)
+        if old is None:
+            merged.append(old := {**row, "forms": []})
+        for form in row["forms"]:
+            names = [f["form"] for f in old["forms"]]
+            at = names.index(form["form"]) if form["form"] in names else len(names)
+            old["forms"][at : at + 1] = [form]
+    return merged
 
 
 if __name__ == "__main__":

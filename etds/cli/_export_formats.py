@@ -60,6 +60,7 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
         layout_candidates,
     )
     from reference_models.deploy.int8.int8_layout import LayoutError
+    from reference_models.deploy.int8.layout_cost import DEFAULT_FIDELITY_SLACK_DB
 
     backend = out.suffix.lower().lstrip(".")
     try:
@@ -84,6 +85,11 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
             backend=backend,
             height=args.height,
             width=args.width,
+            fidelity_slack_db=(
+                DEFAULT_FIDELITY_SLACK_DB
+                if args.fidelity_slack_db is None
+                else args.fidelity_slack_db
+            ),
             progress=step,
         )
 
@@ -143,6 +149,8 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
         "negated_copies": layout.negated_channels if layout is not None else None,
         "converted_from": layout.converted_from if layout is not None else None,
         "decided_by": decision.judge if decision is not None else None,
+        "relu_pairs": bool(layout is not None and layout.relu_pairs),
+        "mac_ratio": decision.mac_ratio if decision is not None else None,
         "report": None,
     }
     if decision is not None:
@@ -154,12 +162,23 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
     if error_255 is not None:
         check = f"LiteRT vs PyTorch max |Δ| = {error_255:.3g}/255"
     else:
-        converted = summary["converted_from"]
-        check = (
-            f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images "
-            f"(layout {summary['layout']}, chosen by {summary['decided_by']}"
-            + (f"; {converted} converted to its inference form first" if converted else "")
-            + f"; every candidate in {summary['report']})"
-        )
+        check = f"INT8 fidelity {fidelity:.2f} dB against PyTorch float32 on the calibration images"
     print(f"wrote {out} ({arch}, {args.height}×{args.width}, {size:,} bytes); {check}")
+    if decision is not None:
+        print(layout_line(decision, summary["converted_from"], summary["report"]))
     return 0
+
+
+def layout_line(decision, converted: str | None, report: str | None) -> str:
+    """The export summary's sentence on the INT8 layout: which one, chosen by whom, and for
+    R24 (which adds channels) its MAC cost against the plain network and the slack it beat."""
+    chosen = decision.chosen
+    line = f"INT8 layout: {chosen.name}, chosen by {decision.judge}"
+    if chosen.report is not None and chosen.report.relu_pairs and decision.mac_ratio:
+        line += (
+            f" (R24: {decision.mac_ratio:.2f}× the plain network's MACs, kept because it beat "
+            f"every cheaper scored layout by more than {decision.fidelity_slack_db:g} dB)"
+        )
+    if converted:
+        line += f"; {converted} converted to its inference form first"
+    return line + (f"; every candidate in {report}" if report else "")

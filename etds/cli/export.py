@@ -14,9 +14,12 @@ for ``etds compile``, whose loading code builds it), compiled on the way by ``et
 it, cut or mirror-padded to the export size) after the E10/E11 INT8 layout (``--no-layout``
 skips it), chosen among candidates by :mod:`reference_models.deploy.int8.decision` (the target
 runtime's own INT8 fidelity where installed, the simulation otherwise; the layout runs on the
-compiled graph for a ``.pt2`` or ``MODULE:FACTORY``), prints the fidelity (PSNR of the INT8
-output against PyTorch float32 on those images) and writes every candidate's scores and the
-choice to ``OUT.json`` (``OUT.onnx.json`` / ``OUT.tflite.json``, atomically).
+compiled graph for a ``.pt2`` or ``MODULE:FACTORY``; among the layouts within
+``--fidelity-slack-db`` of the best score the one with the fewest MACs wins, so the R24 ReLU-pair
+form, up to 3× the MACs, only where it is worth it), prints the fidelity (PSNR of the INT8
+output against PyTorch float32 on those images), the layout chosen and, for R24, its MAC cost
+against the plain network, and writes every candidate's scores and MACs and the choice to
+``OUT.json`` (``OUT.onnx.json`` / ``OUT.tflite.json``, atomically).
 Third-party logs (TensorFlow Lite, absl, oneDNN, torchao) are hidden unless ``--verbose`` and
 shown when the conversion fails (:mod:`etds.cli._quiet`).
 Exit status 0 when the file is written; 2 (one line on stderr, nothing written) for an
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from etds.cli import CommandError, output_file
@@ -80,6 +84,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--refine",
         action="store_true",
         help="INT8: tune each channel's E10 factor on the INT8 simulation (minutes)",
+    )
+    parser.add_argument(
+        "--fidelity-slack-db",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="INT8: a layout within DB of the best score wins when it has fewer MACs (an R24 "
+        "layout costs up to 3×; default 0.25)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
@@ -178,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--int8 and --calibration DIR go together")
     if args.refine and (not args.int8 or args.no_layout):
         raise CommandError("--refine tunes the INT8 layout: it needs --int8 and no --no-layout")
+    slack = args.fidelity_slack_db
+    if slack is not None and not (args.int8 and math.isfinite(slack) and slack >= 0):
+        raise CommandError(f"--fidelity-slack-db {slack}: needs --int8 and a finite value ≥ 0")
     if args.calibration is not None and not Path(args.calibration).is_dir():
         raise CommandError(f"--calibration {args.calibration}: not a folder")
     if args.height < 1 or args.width < 1:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from torch import fx, nn
 
 from et.testing import compare_outputs, probe_inputs
+from examples.user_sr_net import build as build_user_net
 from reference_models import ECBSRET, load_checkpoint
+from reference_models.deploy.compiled_network import CompiledNetwork, compile_network
 from reference_models.deploy.int8.calibration import calibration_images, calibration_tiles
+from reference_models.deploy.int8.graph_layout import graph_constant
 from reference_models.deploy.int8.int8_layout import (
     LayoutError,
     chain_links,
@@ -20,7 +23,13 @@ from reference_models.deploy.int8.int8_layout import (
     int8_layout,
 )
 from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
-from reference_models.deploy.int8.relu_pairs import has_prelu_layers, relu_pair_form
+from reference_models.deploy.int8.relu_pairs import (
+    graph_has_prelu_layers,
+    graph_relu_pair_candidate,
+    graph_relu_pair_form,
+    has_prelu_layers,
+    relu_pair_form,
+)
 
 CHECKPOINTS = ("ECBSR_M4C16_x2.pth", "ECBSR_ET_M4C16_x2.pth")
 
@@ -97,3 +106,108 @@ def test_calibration_tiles_cut_frames_and_keep_small_images() -> None:
     assert all(r % 64 == 0 and c % 64 == 0 for r, c in corners) and len(corners) == 4
     small = [torch.zeros(1, 3, 48, 48), torch.zeros(1, 3, 48, 48)]
     assert calibration_tiles(small, 64) == small
+
+
+def _compiled(model: nn.Module) -> CompiledNetwork:
+    return compile_network(model.eval(), colors=3, height=16, width=16, label="test")
+
+
+def _graph_activations(program: fx.GraphModule) -> list[str]:
+    aten = torch.ops.aten
+    names = {aten.relu.default: "relu", aten.prelu.default: "prelu"}
+    names[aten.leaky_relu.default] = "leaky_relu"
+    return [names[n.target] for n in program.graph.nodes if n.target in names]
+
+
+def _conv_out_channels(program: fx.GraphModule) -> list[int]:
+    convs = (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default)
+    return [
+        int(graph_constant(program, n.args[1]).shape[0])
+        for n in program.graph.nodes
+        if n.target in convs
+    ]
+
+
+def _nonzero_slopes(program: fx.GraphModule) -> int:
+    """The channels R24 doubles: the non-zero slopes of the graph's per-channel PReLUs."""
+    prelus = [n for n in program.graph.nodes if n.target is torch.ops.aten.prelu.default]
+    return sum(int((graph_constant(program, n.args[1]) != 0).sum()) for n in prelus)
+
+
+class _LeakyNet(nn.Module):
+    """A third-party net: conv → LeakyReLU → conv → PReLU (one shared slope) → conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 5, 3, padding=1)
+        self.c = nn.Conv2d(5, 3, 3, padding=1)
+        self.leaky, self.prelu = nn.LeakyReLU(0.2), nn.PReLU(1, init=-0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.prelu(self.b(self.leaky(self.a(x)))))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: ECBSRET(3, 3, 2, 2, 8, act_type="prelu"), build_user_net, _LeakyNet],
+    ids=["ECBSRET", "user_sr_net", "leaky"],
+)
+def test_r24_on_a_compiled_graph_is_exact_and_leaves_only_relus(make) -> None:
+    torch.manual_seed(0)
+    model = make().eval()
+    network = _compiled(model)
+    program = network.program
+    assert graph_has_prelu_layers(program)
+    paired = graph_relu_pair_form(program)
+    assert set(_graph_activations(paired)) == {"relu"}
+    assert not graph_has_prelu_layers(paired)
+    x = probe_inputs((3, 11, 13), samples=3, seed=4)
+    # the rewrite ran in float64; what is returned holds the weights in float32
+    gap = compare_outputs(program, paired, x, dtype=torch.float64, weights64=False)
+    assert gap.max_abs_error <= 1e-6 * max(gap.scale, 1.0)
+    assert (
+        compare_outputs(model, CompiledNetwork(paired, colors=3, arch="p"), x).max_abs_error < 1e-4
+    )
+    before, after = _conv_out_channels(program), _conv_out_channels(paired)
+    if make is _LeakyNet:  # every slope is non-zero: each hidden layer doubles
+        assert before == [6, 5, 3] and after == [12, 10, 3]
+    else:  # one more channel per non-zero slope (ECBSR-ET's 4 slope-0 channels are not doubled)
+        assert sum(after) - sum(before) == _nonzero_slopes(program) > 0
+
+
+def test_r24_on_a_graph_refuses_an_infinite_slope_and_leaves_the_input_alone() -> None:
+    network = _compiled(ECBSRET(3, 3, 2, 2, 8, act_type="prelu"))
+    program = network.program
+    prelu = next(n for n in program.graph.nodes if n.target is torch.ops.aten.prelu.default)
+    slopes = getattr(program, prelu.args[1].target)
+    with torch.no_grad():
+        slopes[0] = float("inf")
+    kept = [t.clone() for t in program.state_dict().values()]
+    with pytest.raises(LayoutError, match="finite"):
+        graph_relu_pair_form(program)
+    assert all(torch.equal(a, b) for a, b in zip(kept, program.state_dict().values(), strict=True))
+    assert "prelu" in _graph_activations(program)
+
+
+def test_a_relu_only_graph_gets_no_r24_candidate() -> None:
+    relu_net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1)
+    )
+    network = _compiled(relu_net)
+    images = [probe_inputs((3, 8, 8), samples=1, seed=5)]
+    assert not graph_has_prelu_layers(network.program)
+    assert graph_relu_pair_candidate(network, images, strengths=(0.0, 1.0)) is None
+
+
+def test_a_compiled_prelu_network_gets_the_r24_candidate_in_the_decision() -> None:
+    from reference_models.deploy.int8.decision import layout_candidates
+
+    user = build_user_net(channels=8, blocks=2).eval()
+    network = _compiled(user)
+    images = [probe_inputs((3, 12, 12), samples=1, seed=s) for s in (6, 7)]
+    candidates = layout_candidates(network, images, strengths=(0.0, 0.5))
+    paired = next(c for c in candidates if c.name == "R24 ReLU pairs")
+    assert paired.report.relu_pairs and isinstance(paired.model, CompiledNetwork)
+    assert set(_graph_activations(paired.model.program)) == {"relu"}
+    x = probe_inputs((3, 12, 12), samples=2, seed=8)
+    assert compare_outputs(user, paired.model, x, weights64=False).max_abs_error < 1e-4

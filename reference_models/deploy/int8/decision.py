@@ -24,9 +24,17 @@ that runtime is installed, else by the INT8 simulation
 candidate also gets because it costs a fraction of a conversion.
 
 Rule. The simulation ranks all candidates; the plain one and the best ``shortlist − 1`` others
-are scored by :func:`layout_score`; the highest score wins (ties: the earlier, simpler one).
-The runtime decides, the simulation only saves conversions: measured, the two disagree by
-several dB on some layouts (ETDS-M with exact copies: 44.5 simulated, 32.7 in LiteRT).
+are scored by :func:`layout_score`. The runtime decides, the simulation only saves conversions:
+measured, the two disagree by several dB on some layouts (ETDS-M with exact copies: 44.5
+simulated, 32.7 in LiteRT). Cost weighs in
+(:func:`~reference_models.deploy.int8.layout_cost.cheapest_within_slack`): among the scored
+candidates whose score is within ``fidelity_slack_db`` (default
+:data:`~reference_models.deploy.int8.layout_cost.DEFAULT_FIDELITY_SLACK_DB` = 0.25 dB) of the
+best score, the one with the fewest multiply-accumulates at the export size wins (ties: the
+higher score, then the earlier, simpler candidate). E10/E11 layouts cost what the plain network
+costs, so among them the highest score wins as before; R24 (up to 3× the MACs) wins only where
+it beats every cheaper scored layout by more than the slack. Every candidate's MACs
+(:func:`~reference_models.deploy.int8.layout_cost.multiply_accumulates`) are in the report.
 """
 
 from __future__ import annotations
@@ -57,7 +65,12 @@ from reference_models.deploy.int8.int8_layout import (
     inference_form,
     int8_layout,
 )
-from reference_models.deploy.int8.relu_pairs import has_prelu_layers
+from reference_models.deploy.int8.layout_cost import (
+    DEFAULT_FIDELITY_SLACK_DB,
+    cheapest_within_slack,
+    multiply_accumulates,
+)
+from reference_models.deploy.int8.relu_pairs import graph_relu_pair_candidate, has_prelu_layers
 
 __all__ = [
     "RUNTIME_SHORTLIST",
@@ -89,6 +102,7 @@ class LayoutCandidate:
     report: LayoutReport | None
     simulated_db: float | None = None
     runtime_db: float | None = None
+    macs: int | None = None  # multiply-accumulates of one call at the export size
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -101,18 +115,30 @@ class LayoutCandidate:
             "converted_from": self.report.converted_from if self.report else None,
             "simulated_db": _finite(self.simulated_db),
             "runtime_db": _finite(self.runtime_db),
+            "macs": self.macs,
         }
 
 
 @dataclass
 class LayoutDecision:
-    """The chosen candidate, who scored it (``judge``: a runtime's name or ``"simulation"``)
-    and every candidate with its scores."""
+    """The chosen candidate, who scored it (``judge``: a runtime's name or ``"simulation"``),
+    every candidate with its scores and MACs, the slack of the cost rule and the export size
+    the MACs were counted at."""
 
     backend: str
     judge: str
     chosen: LayoutCandidate
     candidates: list[LayoutCandidate] = field(default_factory=list)
+    fidelity_slack_db: float = DEFAULT_FIDELITY_SLACK_DB
+    size: tuple[int, int] | None = None
+
+    @property
+    def mac_ratio(self) -> float | None:
+        """The chosen candidate's MACs over the plain network's (1 for every E10/E11 layout)."""
+        plain = self.candidates[0].macs if self.candidates else None
+        if not plain or self.chosen.macs is None:
+            return None
+        return self.chosen.macs / plain
 
     @property
     def chosen_db(self) -> float:
@@ -124,9 +150,15 @@ class LayoutDecision:
             "backend": self.backend,
             "judge": self.judge,
             "rule": "the simulation ranks every candidate; the plain one and the best "
-            f"{RUNTIME_SHORTLIST - 1} others are scored by the judge; the highest score wins",
+            f"{RUNTIME_SHORTLIST - 1} others are scored by the judge; among the scored "
+            f"candidates within {self.fidelity_slack_db:g} dB of the best score, the one with "
+            "the fewest MACs wins (ties: the higher score, then the earlier candidate)",
+            "fidelity_slack_db": self.fidelity_slack_db,
+            "macs_at": list(self.size) if self.size else None,
             "chosen": self.chosen.name,
             "chosen_db": _finite(self.chosen_db),
+            "chosen_macs": self.chosen.macs,
+            "mac_ratio": self.mac_ratio,
             "candidates": [candidate.as_json() for candidate in self.candidates],
         }
 
@@ -191,9 +223,19 @@ def layout_candidates(
                     laid_out, report = lay_out(strength, negate, exact)
                 name = _name(strength, negate, exact, bool(first.input_copies))
                 candidates.append(LayoutCandidate(name, strength, negate, exact, laid_out, report))
-    if not isinstance(model, CompiledNetwork) and has_prelu_layers(inference_form(model)[0]):
-        # R24: every PReLU layer as ReLU channel pairs, the input copies at the whole range
+    # R24: every PReLU layer as ReLU channel pairs, the input copies at the whole range
+    if isinstance(model, CompiledNetwork):
+        paired = graph_relu_pair_candidate(model, calibration, strengths=strengths)
+        if paired is not None:
+            laid_out, report = paired
+            candidates.append(
+                LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
+            )
+    elif has_prelu_layers(inference_form(model)[0]):
         laid_out, report = int8_layout(model, calibration, relu_pairs=True)
+        # int8_layout returns the pair form in float64 (it builds it so): the model's dtype here
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        laid_out = laid_out.to(dtype) if dtype is not None else laid_out
         candidates.append(
             LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
         )
@@ -285,12 +327,21 @@ def decide_layout(
     height: int,
     width: int,
     shortlist: int = RUNTIME_SHORTLIST,
+    fidelity_slack_db: float = DEFAULT_FIDELITY_SLACK_DB,
     progress: Callable[[str], None] | None = None,
 ) -> LayoutDecision:
-    """The rule of the module docstring; ``progress`` is told each candidate as it is scored."""
+    """The rule of the module docstring, MACs counted at ``height``×``width``; ``progress`` is
+    told each candidate as it is scored."""
     if backend not in RUNTIMES:
         raise ValueError(f"backend must be one of {sorted(RUNTIMES)}, not {backend!r}")
+    if not (math.isfinite(fidelity_slack_db) and fidelity_slack_db >= 0):
+        raise ValueError(f"fidelity_slack_db must be finite and ≥ 0, got {fidelity_slack_db}")
     candidates = list(candidates)
+    colors = int(getattr(reference, "colors", 3))
+    for candidate in candidates:
+        candidate.macs = multiply_accumulates(
+            candidate.model, colors=colors, height=height, width=width
+        )
     for candidate in candidates:
         if progress is not None:
             progress(f"simulating {candidate.name}")
@@ -306,8 +357,14 @@ def decide_layout(
         )
         candidate.runtime_db = db if judge != "simulation" else None
     key = (lambda c: c.runtime_db) if judge != "simulation" else (lambda c: c.simulated_db)
-    best = max(scored, key=lambda c: (np.nan_to_num(key(c), nan=-np.inf), -scored.index(c)))
-    return LayoutDecision(backend, judge, best, candidates)
+    # scored keeps the candidates' order, so "the earlier candidate" breaks ties
+    scored.sort(key=candidates.index)
+    winner = cheapest_within_slack(
+        [key(c) for c in scored], [c.macs for c in scored], slack_db=fidelity_slack_db
+    )
+    return LayoutDecision(
+        backend, judge, scored[winner], candidates, fidelity_slack_db, (height, width)
+    )
 
 
 def write_decision(path: str | os.PathLike[str], report: dict[str, object]) -> Path:

@@ -17,19 +17,45 @@ Plug-in: :func:`relu_pair_form` takes and returns a model whose chain
 :func:`~reference_models.deploy.int8.int8_layout.int8_layout` understands, so a caller that chooses
 between layouts adds it as one more candidate: ``int8_layout(relu_pair_form(model), images)``
 (:func:`~reference_models.deploy.int8.int8_layout.int8_candidates` does).
+
+Compiled networks. :func:`graph_relu_pair_form` is the same rewrite on the fx graph of a network
+``et.compile`` folded (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`): in each
+chain of :func:`~reference_models.deploy.int8.graph_layout.conv_chains`, every ``aten.prelu`` /
+``aten.leaky_relu`` read by the next conv of the chain becomes an ``aten.relu`` and the two
+convs' constants take R24's weights (the rule's preconditions checked on the convs and slopes as
+torch modules). The result is compared in float64 with the input graph.
+:func:`graph_relu_pair_candidate` lays it out (E10, copies at their whole range) as the decision's
+R24 candidate, so a third-party PReLU network gets it too.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
+import math
+from collections.abc import Sequence
 
-from torch import nn
+import torch
+from torch import fx, nn
 
 from et.contract import PreconditionError
 from et.rules.prelu_as_relu_pair import prelu_as_relu_pair
+from et.testing import compare_outputs, probe_inputs
+from reference_models.deploy.int8.graph_layout import LayoutPlan
+from reference_models.deploy.int8.int8_layout import channel_alphas
 
-__all__ = ["has_prelu_layers", "relu_pair_form"]
+__all__ = [
+    "graph_has_prelu_layers",
+    "graph_relu_pair_candidate",
+    "graph_relu_pair_form",
+    "has_prelu_layers",
+    "relu_pair_form",
+]
+
+aten = torch.ops.aten
+#: The graph's activations R24 replaces (``aten.relu`` is the result).
+PRELU_TARGETS = (aten.prelu.default, aten.leaky_relu.default)
 
 
 def has_prelu_layers(model: nn.Module) -> bool:
@@ -66,3 +92,125 @@ def relu_pair_form(model: nn.Module) -> nn.Module:
         setattr(second.owner, second.name, conv2)
         first.conv, first.activation, second.conv = conv1, relu, conv2
     return paired
+
+
+def _paired_steps(program: fx.GraphModule) -> list[tuple[fx.Node, fx.Node, fx.Node]]:
+    """``(conv₁, activation, conv₂)`` for every PReLU/LeakyReLU of a chain read by a conv."""
+    from reference_models.deploy.int8.graph_layout import conv_chains
+
+    return [
+        (first.conv, first.activation, second.conv)
+        for chain in conv_chains(program)
+        for first, second in itertools.pairwise(chain)
+        if first.activation is not None and first.activation.target in PRELU_TARGETS
+    ]
+
+
+def graph_has_prelu_layers(program: fx.GraphModule) -> bool:
+    """Whether some chain of ``program`` has a PReLU/LeakyReLU layer R24 could rewrite."""
+    return bool(_paired_steps(program))
+
+
+def graph_relu_pair_form(program: fx.GraphModule) -> fx.GraphModule:
+    """A copy of ``program`` (same dtype) in which R24 has replaced every PReLU/LeakyReLU
+    between two convs of a chain by a ReLU (module docstring). Raises
+    :class:`~reference_models.deploy.int8.int8_layout.LayoutError` naming the node and R24's
+    precondition where a layer cannot take it, or when the result differs from ``program`` by
+    more than ``EQUIVALENCE_TOLERANCE`` in float64."""
+    from reference_models.deploy.compiled_network import program_colors
+    from reference_models.deploy.int8.graph_layout import (
+        _as_activation,
+        _as_conv,
+        _floating_dtype,
+        _set_constant,
+        graph_in_dtype,
+        schema_arguments,
+    )
+    from reference_models.deploy.int8.int8_layout import EQUIVALENCE_TOLERANCE, LayoutError
+
+    original64 = graph_in_dtype(program, torch.float64)
+    paired = graph_in_dtype(program, torch.float64)
+    graph = paired.graph
+    for conv1_node, activation_node, conv2_node in _paired_steps(paired):
+        slopes = [a for a in activation_node.args[1:2] if isinstance(a, fx.Node)]
+        # read each conv when its turn comes: conv₂ of one step is conv₁ of the next
+        conv1, conv2 = _as_conv(paired, conv1_node), _as_conv(paired, conv2_node)
+        try:
+            new1, _, new2 = prelu_as_relu_pair(
+                conv1, _as_activation(paired, activation_node), conv2
+            )
+        except PreconditionError as error:
+            raise LayoutError(f"{activation_node.name}: {error}") from error
+        for node, conv in ((conv1_node, new1), (conv2_node, new2)):
+            arguments = schema_arguments(node)
+            for name, value in (("weight", conv.weight), ("bias", conv.bias)):
+                if arguments[name] is not None:
+                    target = str(arguments[name].target)
+                    _set_constant(paired, target, value.detach().clone())
+        with graph.inserting_before(activation_node):
+            relu = graph.call_function(aten.relu.default, (conv1_node,))
+        activation_node.replace_all_uses_with(relu)
+        graph.erase_node(activation_node)
+        for node in slopes:  # the slopes' get_attr, read by nothing now
+            if not node.users:
+                graph.erase_node(node)
+    graph.lint()
+    paired.recompile()
+    probes = probe_inputs((program_colors(program), 12, 12), samples=4, seed=0)
+    error = compare_outputs(
+        original64, paired, probes, dtype=torch.float64, weights64=False
+    ).max_abs_error
+    if not error <= EQUIVALENCE_TOLERANCE:
+        raise LayoutError(f"R24 on the graph differs by {error:.3g} in float64")
+    return graph_in_dtype(paired, _floating_dtype(program))
+
+
+def graph_relu_pair_candidate(
+    network: nn.Module, calibration: Sequence[torch.Tensor], *, strengths: Sequence[float]
+) -> tuple[nn.Module, object] | None:
+    """The R24 layout candidate of a compiled ``network``
+    (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`), or ``None`` where its
+    graph has no PReLU layer: :func:`graph_relu_pair_form`, then E10
+    (:func:`~reference_models.deploy.int8.graph_layout.graph_layout`) at the strength of
+    ``strengths`` with the best simulated INT8 fidelity on ``calibration``, exact input copies
+    at the layer's whole range whatever the strength (as ``int8_layout(relu_pairs=True)``: after
+    R24 every layer is a fused ReLU, and the copies cost the other channels nothing there).
+    Returns ``(network, LayoutReport)`` with ``report.relu_pairs`` set; raises
+    :class:`~reference_models.deploy.int8.int8_layout.LayoutError` as the two passes do."""
+    from reference_models.deploy.int8.graph_layout import graph_layout, plan_layout
+    from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
+
+    if not graph_has_prelu_layers(network.program):
+        return None
+    paired = graph_relu_pair_form(network.program)
+    measured = _CopiesAtWholeRange.of(plan_layout(paired, calibration, strength=0.0))
+    best: tuple[float, nn.Module, object] | None = None
+    for strength in strengths:
+        program, report = graph_layout(paired, calibration, strength=strength, measured=measured)
+        candidate = network.with_program(program)
+        score = simulated_int8_fidelity_db(candidate, calibration)
+        score = -math.inf if math.isnan(score) else score
+        if best is None or score > best[0]:
+            best = (score, candidate, dataclasses.replace(report, relu_pairs=True))
+    if best is None:
+        return None
+    return best[1], best[2]
+
+
+@dataclasses.dataclass
+class _CopiesAtWholeRange(LayoutPlan):
+    """A :class:`~reference_models.deploy.int8.graph_layout.LayoutPlan` whose factors give the
+    exact input copies the layer's whole range at every strength (exponent 1; the other
+    channels take ``strength``), which ``graph_layout`` asks for through :meth:`at`."""
+
+    @classmethod
+    def of(cls, plan: LayoutPlan) -> _CopiesAtWholeRange:
+        return cls(**{f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)})
+
+    def at(self, strength: float, *, exact_copies: bool = True) -> LayoutPlan:
+        plan = super().at(strength, exact_copies=exact_copies)
+        alphas = [
+            [channel_alphas(r, strength, b, 1.0) for r, b in zip(rs, bs, strict=True)]
+            for rs, bs in zip(plan.ranges, plan.bounds, strict=True)
+        ]
+        return dataclasses.replace(plan, alphas=alphas)
