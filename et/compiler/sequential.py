@@ -21,24 +21,37 @@ the two maps' pixel counts tends to ``s₂ₕ·s₂w`` as the map grows (the few
 or over-padded second conv drops or adds are left out). The guard looks at one pair: a chain
 is merged pair by pair, each step no costlier, so the chain's cost never grows (a chain that
 would be cheaper as a whole only through a costlier intermediate pair is left as it is).
+
+One exception, named in the same precondition: a pair summed (through a chain of sums and
+differences that read it alone) with a conv on the same input that is at least as dense as
+the merged conv: its kernel covers the merged one's, centred, with the same stride, and its
+groups divide the merged conv's. R3 then takes the merged conv into that branch, whose cost
+does not change, so the merge removes the pair's cost altogether (ECBSR's 1×1 → Sobel and
+Laplacian branches beside their block's dense 3×3, DBB's 1×1 → K×K beside its K×K).
 Where it matters: a depthwise 7×7 and the 1×1 expansion after it (FastViT's conv FFN, width
 8 → 16) cost 8·49 + 16·8 = 520 per pixel; the dense 7×7 of R14 would cost 16·8·49 = 6272.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import fx, nn
 
+from et.compiler.certificate import Check
 from et.compiler.helpers import FAN_OUT, replace_conv
 from et.compiler.patterns import GRAPH, GraphCheck, Rewrite, conv, driver, is_conv
-from et.compiler.workspace import Workspace
+from et.compiler.workspace import ConvSite, Workspace, unit_alpha
 from et.contract import PreconditionError
+
+aten = torch.ops.aten
+_JOINS = (aten.add.Tensor, aten.sub.Tensor)
 
 #: the cost precondition of every sequential merge (see the module docstring)
 NO_COSTLIER = (
     "the merged conv costs no more multiply-adds per output pixel than the two convs it "
     "replaces (C_out·C_in/g·k_h·k_w each; the first conv's counted s_h·s_w times for a "
-    "second conv of stride (s_h, s_w))"
+    "second conv of stride (s_h, s_w)), or a conv on the same input summed with it is at "
+    "least as dense (R3 takes it in at no cost)"
 )
 
 
@@ -48,18 +61,23 @@ def macs_per_pixel(conv: nn.Conv2d) -> int:
     return conv.weight.numel()
 
 
-def separate_macs(first: nn.Conv2d, second: nn.Conv2d) -> int:
+def separate_macs(
+    first: nn.Conv2d, second: nn.Conv2d, costs: tuple[int | None, int | None] = (None, None)
+) -> int:
     """Multiply-adds of ``second ∘ first`` per pixel of the second conv's output:
-    ``m₂ + s_h · s_w · m₁`` with ``(s_h, s_w)`` the second conv's stride."""
+    ``m₂ + s_h · s_w · m₁`` with ``(s_h, s_w)`` the second conv's stride. ``costs`` gives m₁
+    or m₂ where an op costs less than its conv form (an average pool written as a dense conv
+    costs ``C·k_h·k_w``, its depthwise form)."""
     s_h, s_w = second.stride
-    return macs_per_pixel(second) + s_h * s_w * macs_per_pixel(first)
+    m1 = macs_per_pixel(first) if costs[0] is None else costs[0]
+    m2 = macs_per_pixel(second) if costs[1] is None else costs[1]
+    return m2 + s_h * s_w * m1
 
 
-def _merge_sequential(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """R7 (1×1 → K×K), R9 (K×K → 1×1), R14 (depthwise → pointwise), R8 (K₁ → K₂, valid)."""
-    second = ws.conv_site(node)
-    first = ws.conv_site(second.input)
-    c1, c2 = first.conv, second.conv
+def merge_pair(ws: Workspace, c1: nn.Conv2d, c2: nn.Conv2d) -> tuple[str, nn.Conv2d, tuple]:
+    """``(rule, merged, checks)``: ``c2 ∘ c1`` as one conv by the rule their shapes call for
+    (R7 1×1 → padded K×K, R14 depthwise → dense 1×1, R9 K×K → 1×1, else R8); raises the
+    :class:`~et.contract.PreconditionError` of the rule that refused (R14's first)."""
     pointwise_first = c1.kernel_size == (1, 1) and c1.stride == (1, 1) and c1.padding == (0, 0)
     pointwise_second = c2.kernel_size == (1, 1) and c2.stride == (1, 1) and c2.padding == (0, 0)
     depthwise_first = c1.groups == c1.in_channels == c1.out_channels > 1
@@ -72,27 +90,100 @@ def _merge_sequential(ws: Workspace, node: fx.Node, found: dict) -> bool:
     else:
         rule, args = "R8", (c1, c2)
     try:
-        try:
-            merged, checks = ws.apply(rule, *args)
-        except PreconditionError:
-            if rule != "R14":
-                raise
-            rule = "R9"  # a biased depthwise conv: the plain K×K then 1×1 merge
-            merged, checks = ws.apply("R9", c1, c2)
-    except PreconditionError as error:
-        ws.record.refused(node, rule, error.condition, error.detail)
+        merged, checks = ws.apply(rule, *args)
+    except PreconditionError:
+        if rule != "R14":
+            raise
+        rule = "R9"  # a biased depthwise conv: the plain K×K then 1×1 merge
+        merged, checks = ws.apply("R9", c1, c2)
+    return rule, merged, checks
+
+
+def _covers(big: nn.Conv2d, small: nn.Conv2d) -> bool:
+    """Whether R3 takes ``small`` into ``big`` without changing ``big``'s shape: same channels,
+    stride and dilation, ``big``'s kernel holds ``small``'s centred, its groups divide."""
+    if (big.in_channels, big.out_channels, big.stride, big.dilation) != (
+        small.in_channels,
+        small.out_channels,
+        small.stride,
+        small.dilation,
+    ):
         return False
-    merged_cost, separate = macs_per_pixel(merged), separate_macs(c1, c2)
-    if merged_cost > separate:
-        detail = (
-            f"merged {merged_cost} > separate {separate} multiply-adds per output pixel "
-            f"({macs_per_pixel(c2)} + {c2.stride[0] * c2.stride[1]}·{macs_per_pixel(c1)})"
+    centred = all(
+        kb >= ks and (kb - ks) % 2 == 0 and pb - ps == (kb - ks) // 2
+        for kb, ks, pb, ps in zip(
+            big.kernel_size, small.kernel_size, big.padding, small.padding, strict=True
         )
+    )
+    return centred and small.groups % big.groups == 0
+
+
+def summed_convs(ws: Workspace, node: fx.Node) -> list[ConvSite]:
+    """The convs summed with ``node``'s output: every conv operand of the sums and differences
+    (alpha 1) up the chain that reads it alone, and of the sums under them read alone."""
+    joins, current = [], node
+    while len(current.users) == 1:
+        user = next(iter(current.users))
+        if user.target not in _JOINS or not unit_alpha(user):
+            break
+        joins.append(user)
+        current = user
+    sites, seen = [], {node, *joins}
+    stack = [operand for join in joins for operand in join.args[:2]]
+    while stack:
+        value = stack.pop()
+        if not isinstance(value, fx.Node) or value in seen:
+            continue
+        seen.add(value)
+        if value.target in _JOINS and unit_alpha(value) and len(value.users) == 1:
+            stack.extend(value.args[:2])
+        elif (site := ws.conv_site(value)) is not None:
+            sites.append(site)
+    return sites
+
+
+def costlier(
+    ws: Workspace,
+    node: fx.Node,
+    source: fx.Node,
+    pair: tuple[nn.Conv2d, nn.Conv2d],
+    merged: nn.Conv2d,
+    costs: tuple[int | None, int | None] = (None, None),
+) -> str | None:
+    """Why merging ``pair`` (the second at ``node``, the first reading ``source``) into
+    ``merged`` fails :data:`NO_COSTLIER` (both costs; ``costs`` as in :func:`separate_macs`),
+    or None when it holds."""
+    first, second = pair
+    cost, separate = macs_per_pixel(merged), separate_macs(first, second, costs)
+    if cost <= separate:
+        return None
+    if any(s.input is source and _covers(s.conv, merged) for s in summed_convs(ws, node)):
+        return None
+    s_h, s_w = second.stride
+    m2 = macs_per_pixel(second) if costs[1] is None else costs[1]
+    parts = f"{m2} + {s_h * s_w}·{(separate - m2) // (s_h * s_w)}"
+    return (
+        f"merged {cost} > separate {separate} ({parts}) multiply-adds per output pixel, and "
+        "no conv on the same input summed with it is as dense"
+    )
+
+
+def _merge_sequential(ws: Workspace, node: fx.Node, found: dict) -> bool:
+    """R7 (1×1 → K×K), R9 (K×K → 1×1), R14 (depthwise → pointwise), R8 (K₁ → K₂, valid)."""
+    second = ws.conv_site(node)
+    first = ws.conv_site(second.input)
+    try:
+        rule, merged, checks = merge_pair(ws, first.conv, second.conv)
+    except PreconditionError as error:
+        ws.record.refused(node, error.rule, error.condition, error.detail)
+        return False
+    detail = costlier(ws, node, first.input, (first.conv, second.conv), merged)
+    if detail is not None:
         ws.record.refused(node, rule, NO_COSTLIER, detail)
         return False
     graph = "nothing between the two convs: the second reads the first's output"
     nodes = [first.node, node]
-    checked = (*checks, *found[GRAPH], graph, NO_COSTLIER)
+    checked: tuple[str | Check, ...] = (*checks, *found[GRAPH], graph, NO_COSTLIER)
     return replace_conv(ws, node, merged, first.input, rule, nodes, checked)
 
 
