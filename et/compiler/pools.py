@@ -65,7 +65,7 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
     return None
 
 
-def _unmerged(ws: Workspace, node: fx.Node, source: fx.Node, pair: tuple, costs: tuple) -> bool:
+def _unmerged(ws: Workspace, nodes: tuple, source: fx.Node, pair: tuple, costs: tuple) -> bool:
     """Whether the pool, once a conv, would stay a conv of its own because merging it with its
     neighbour ``pair`` costs more (:data:`~et.compiler.sequential.NO_COSTLIER`, recorded on
     the pool); a merge that a rule refuses is left for that rule to name."""
@@ -73,9 +73,9 @@ def _unmerged(ws: Workspace, node: fx.Node, source: fx.Node, pair: tuple, costs:
         rule, merged, _ = merge_pair(ws, *pair)
     except PreconditionError:
         return False
-    detail = costlier(ws, node, source, pair, merged, costs)
+    detail = costlier(ws, nodes, source, pair, merged, costs)
     if detail is not None:
-        ws.record.refused(node, rule, NO_COSTLIER, detail)
+        ws.record.refused(nodes[1], rule, NO_COSTLIER, detail)
     return detail is not None
 
 
@@ -94,7 +94,7 @@ def _pool_after_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
         return False
     rule, made_conv, checks = made
     costs = (None, _pool_cost(node, made_conv.out_channels))
-    if _unmerged(ws, node, site.input, (site.conv, made_conv), costs):
+    if _unmerged(ws, (site.node, node), site.input, (site.conv, made_conv), costs):
         return False
     return replace_conv(ws, node, made_conv, site.node, rule, [node], (*checks, *found[GRAPH]))
 
@@ -127,7 +127,7 @@ def _pool_before_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
     if made is None:
         return False
     rule, made_conv, checks = made
-    if _unmerged(ws, after.node, source, (made_conv, after.conv), (None, None)):
+    if _unmerged(ws, (node, after.node), source, (made_conv, after.conv), (None, None)):
         return False  # recorded on the conv that would have taken the pool in
     return replace_conv(ws, node, made_conv, source, rule, [node], (*checks, *found[GRAPH]))
 

@@ -18,16 +18,26 @@ input, which costs nothing), so
 
 and the merge is made iff ``m₃ ≤ separate``. Per pixel means for a large map: the ratio of
 the two maps' pixel counts tends to ``s₂ₕ·s₂w`` as the map grows (the few border rows a valid
-or over-padded second conv drops or adds are left out). The guard looks at one pair: a chain
-is merged pair by pair, each step no costlier, so the chain's cost never grows (a chain that
-would be cheaper as a whole only through a costlier intermediate pair is left as it is).
+or over-padded second conv drops or adds are left out).
 
-One exception, named in the same precondition: a pair summed (through a chain of sums and
-differences that read it alone) with a conv on the same input that is at least as dense as
-the merged conv: its kernel covers the merged one's, centred, with the same stride, and its
-groups divide the merged conv's. R3 then takes the merged conv into that branch, whose cost
-does not change, so the merge removes the pair's cost altogether (ECBSR's 1×1 → Sobel and
-Laplacian branches beside their block's dense 3×3, DBB's 1×1 → K×K beside its K×K).
+Two exceptions, named in the same precondition, where the pair merged costs more but what
+it is part of gets cheaper:
+
+* a longer chain: the convs in a row around the pair (each read by the next alone), some run
+  of which, merged left to right as this driver merges it, costs no more than its convs
+  (each ``mᵢ`` weighted by the strides after it). A 1×1 expansion, a depthwise K×K and a 1×1
+  squeeze (PlainUSR's RepMBConv, FMEN's chains) cost ``C·E + K²·E + E·C``; merged, one K×K
+  costs ``K²·C²``, less for ``C ≪ E``, though either pair merged alone costs more. Once the
+  first step is taken each later one is no costlier by itself (the rest merged costs less
+  than the separate convs, which cost less than what is left). Every step of the run must
+  be allowed by its rule, or the run does not count.
+* a pair summed (through a chain of sums and differences that read it alone) with a conv on
+  the same input that is at least as dense as the merged conv: its kernel covers the merged
+  one's, centred, with the same stride, and its groups divide the merged conv's. R3 then
+  takes the merged conv into that branch, whose cost does not change, so the merge removes
+  the pair's cost altogether (ECBSR's 1×1 → Sobel and Laplacian branches beside their
+  block's dense 3×3, DBB's 1×1 → K×K beside its K×K).
+
 Where it matters: a depthwise 7×7 and the 1×1 expansion after it (FastViT's conv FFN, width
 8 → 16) cost 8·49 + 16·8 = 520 per pixel; the dense 7×7 of R14 would cost 16·8·49 = 6272.
 """
@@ -50,8 +60,9 @@ _JOINS = (aten.add.Tensor, aten.sub.Tensor)
 NO_COSTLIER = (
     "the merged conv costs no more multiply-adds per output pixel than the two convs it "
     "replaces (C_out·C_in/g·k_h·k_w each; the first conv's counted s_h·s_w times for a "
-    "second conv of stride (s_h, s_w)), or a conv on the same input summed with it is at "
-    "least as dense (R3 takes it in at no cost)"
+    "second conv of stride (s_h, s_w)), or a longer chain of convs around the pair merges no "
+    "costlier than its convs, or a conv on the same input summed with it is at least as "
+    "dense (R3 takes it in at no cost)"
 )
 
 
@@ -142,29 +153,86 @@ def summed_convs(ws: Workspace, node: fx.Node) -> list[ConvSite]:
     return sites
 
 
+#: how far a chain is followed each way from a pair (chains of linear convs are short)
+_CHAIN = 4
+
+
+def _chain(ws: Workspace, first: fx.Node, second: fx.Node) -> tuple[list[nn.Conv2d], int]:
+    """The convs in a row around the pair ``first → second`` (each read by the next alone),
+    and the index of ``first`` in it."""
+    before, after, site = [], [], ws.conv_site(first)
+    while len(before) < _CHAIN and (previous := ws.conv_site(site.input)) is not None:
+        if not ws.sole_user(previous.node, site.node):
+            break
+        before.append(previous.conv)
+        site = previous
+    node = second
+    while len(after) < _CHAIN and len(node.users) == 1:
+        site = ws.conv_site(next(iter(node.users)))
+        if site is None or site.input is not node:
+            break
+        after.append(site.conv)
+        node = site.node
+    convs = [*reversed(before), ws.conv_site(first).conv, ws.conv_site(second).conv, *after]
+    return convs, len(before)
+
+
+def chain_macs(convs: list[nn.Conv2d]) -> int:
+    """Multiply-adds of the convs in a row per pixel of the last one's output: each conv's
+    ``m`` times the product of the strides of the convs after it (:func:`separate_macs`,
+    applied along the chain)."""
+    total = 0
+    for layer in convs:
+        total = total * layer.stride[0] * layer.stride[1] + macs_per_pixel(layer)
+    return total
+
+
+def _chain_no_costlier(ws: Workspace, first: fx.Node, second: fx.Node) -> bool:
+    """Whether a longer run of the chain around the pair, merged left to right as the driver
+    merges it (every step allowed by its rule), costs no more than its convs: then each
+    later step is no costlier either (the pair merged costs more than the pair, so the rest
+    merged costs less than what is left), and the chain as a whole gets cheaper."""
+    convs, index = _chain(ws, first, second)
+    for start in range(index, -1, -1):
+        for end in range(index + 2, len(convs)):
+            window = convs[start : end + 1]
+            merged = window[0]
+            try:
+                for layer in window[1:]:
+                    merged = merge_pair(ws, merged, layer)[1]
+            except PreconditionError:
+                break  # a longer window holds the same refused step
+            if macs_per_pixel(merged) <= chain_macs(window):
+                return True
+    return False
+
+
 def costlier(
     ws: Workspace,
-    node: fx.Node,
+    nodes: tuple[fx.Node, fx.Node],
     source: fx.Node,
     pair: tuple[nn.Conv2d, nn.Conv2d],
     merged: nn.Conv2d,
-    costs: tuple[int | None, int | None] = (None, None),
+    costs: tuple[int | None, int | None] | None = None,
 ) -> str | None:
-    """Why merging ``pair`` (the second at ``node``, the first reading ``source``) into
-    ``merged`` fails :data:`NO_COSTLIER` (both costs; ``costs`` as in :func:`separate_macs`),
-    or None when it holds."""
+    """Why merging ``pair`` (at ``nodes``, the first reading ``source``) into ``merged`` fails
+    :data:`NO_COSTLIER` (both costs), or None when it holds. ``costs`` (as in
+    :func:`separate_macs`) marks a pair with an op cheaper than its conv form: its chain is not
+    followed."""
     first, second = pair
-    cost, separate = macs_per_pixel(merged), separate_macs(first, second, costs)
+    cost, separate = macs_per_pixel(merged), separate_macs(first, second, costs or (None, None))
     if cost <= separate:
         return None
-    if any(s.input is source and _covers(s.conv, merged) for s in summed_convs(ws, node)):
+    if any(s.input is source and _covers(s.conv, merged) for s in summed_convs(ws, nodes[1])):
+        return None
+    if costs is None and _chain_no_costlier(ws, *nodes):
         return None
     s_h, s_w = second.stride
-    m2 = macs_per_pixel(second) if costs[1] is None else costs[1]
+    m2 = macs_per_pixel(second) if costs is None or costs[1] is None else costs[1]
     parts = f"{m2} + {s_h * s_w}·{(separate - m2) // (s_h * s_w)}"
     return (
-        f"merged {cost} > separate {separate} ({parts}) multiply-adds per output pixel, and "
-        "no conv on the same input summed with it is as dense"
+        f"merged {cost} > separate {separate} ({parts}) multiply-adds per output pixel; no "
+        "longer chain around it merges no costlier, no conv summed with it is as dense"
     )
 
 
@@ -177,7 +245,8 @@ def _merge_sequential(ws: Workspace, node: fx.Node, found: dict) -> bool:
     except PreconditionError as error:
         ws.record.refused(node, error.rule, error.condition, error.detail)
         return False
-    detail = costlier(ws, node, first.input, (first.conv, second.conv), merged)
+    pair = (first.conv, second.conv)
+    detail = costlier(ws, (first.node, node), first.input, pair, merged)
     if detail is not None:
         ws.record.refused(node, rule, NO_COSTLIER, detail)
         return False

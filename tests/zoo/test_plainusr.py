@@ -5,8 +5,9 @@ a zero-padded input or as a bias ring) → one K×K, also grouped, depthwise and
 partial conv (a K×K on k channels, the rest passed on, then a 1×1 mixing all channels) → one
 K×K whichever side the conv is on and whether the slices are written with ``x[:, a:b]`` or
 ``torch.split``; with a 3×3 mix it stays two convs and the certificate names why. The network
-(head, blocks, tail, PixelShuffle) keeps only its LIA attentions, named. Checked as in
-:mod:`tests.zoo.test_fmen`: float64 (≤ 1e-9 relative) and float32 at two sizes.
+(head, blocks, tail, PixelShuffle) keeps only its LIA attentions, named. Checked by
+:func:`tests.zoo.deploy_form.check_deploy_form`: float64 (≤ 1e-9 relative) and float32 at two
+sizes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from et.compiler.unmerged_joins import CONSTANT_FACTOR
 from et.rules.merge_sequential_convs import VALID_SECOND
 from tests.zoo import plainusr
 from tests.zoo.blocks import randomize
-from tests.zoo.test_fmen import check_deploy_form
+from tests.zoo.deploy_form import DeployForm, check_deploy_form
 
 QUICK = settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
 
@@ -41,7 +42,9 @@ def test_rep_mbconv_folds_to_one_conv(name: str, seed: int, channels: int, size:
     ratio, kernel, groups, border = MBCONVS[name]
     block = plainusr.RepMBConv(channels, ratio, kernel, groups(ratio * channels), border)
     model = randomize(block, torch.Generator().manual_seed(seed))
-    compiled = check_deploy_form(model, channels, size, convs=1)
+    compiled = check_deploy_form(
+        model, (channels, size, size), DeployForm(1), (size + 1, size + 2), exact=True
+    )
     assert compiled.certificate.unfolded == []
 
 
@@ -62,7 +65,9 @@ def test_partial_conv_and_mix_fold_to_one_conv(name: str, seed: int, size: int) 
     channels, part, kernel, out, slicing, conv_first = PARTIALS[name]
     block = plainusr.PartialConv(channels, part, kernel, 1, out, slicing, conv_first)
     model = randomize(block, torch.Generator().manual_seed(seed))
-    compiled = check_deploy_form(model, channels, size, convs=1)
+    compiled = check_deploy_form(
+        model, (channels, size, size), DeployForm(1), (size + 1, size + 2), exact=True
+    )
     used = compiled.certificate.rules_used()
     assert used.get("R6") == 1 and used.get("R11") == 1
     assert not {"cat.default", "slice.Tensor", "getitem"} & set(compiled.certificate.ops_after)
@@ -73,7 +78,7 @@ def test_partial_conv_then_a_3x3_mix_stays_two_convs_and_names_why() -> None:
     border outputs, not zeros): the partial conv becomes one conv, the mix stays."""
     block = plainusr.PartialConv(4, 1, 3, mix_kernel=3, out_channels=5)
     model = randomize(block, torch.Generator().manual_seed(2))
-    compiled = check_deploy_form(model, 4, 7, convs=2)
+    compiled = check_deploy_form(model, (4, 7, 7), DeployForm(2), (8, 9), exact=True)
     assert VALID_SECOND in [u.precondition for u in compiled.certificate.unfolded]
 
 
@@ -82,7 +87,9 @@ def test_partial_conv_then_a_3x3_mix_stays_two_convs_and_names_why() -> None:
 def test_plainusr_network_folds_to_its_deploy_conv_count(seed: int, border: str) -> None:
     model = randomize(plainusr.PlainUSR(border=border), torch.Generator().manual_seed(seed))
     # head, 3 per block (RepMBConv, partial conv with its 1×1, the LIA's conv), tail
-    compiled = check_deploy_form(model, 3, 7, convs=model.deploy_convs)
+    compiled = check_deploy_form(
+        model, (3, 7, 7), DeployForm(model.deploy_convs), (8, 9), exact=True
+    )
     assert model.deploy_convs == 8
     ops = compiled.certificate.ops_after
     assert ops.get("mul.Tensor") == ops.get("sigmoid.default") == 2
@@ -106,6 +113,6 @@ class SharedPart(torch.nn.Module):
 
 def test_shared_conv_part_is_kept_and_named() -> None:
     model = randomize(SharedPart(), torch.Generator().manual_seed(4))
-    compiled = check_deploy_form(model, 4, 6, convs=2, joins=2)
+    compiled = check_deploy_form(model, (4, 6, 6), DeployForm(2, 2), (7, 8), exact=True)
     refusals = [u for u in compiled.certificate.unfolded if u.op == "aten.cat.default"]
     assert [u.rule for u in refusals] == ["R11"] and "fan-out" in refusals[0].precondition
