@@ -16,7 +16,9 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from et.compiler import count_convs
 from et.compiler.helpers import FAN_OUT
+from et.compiler.sequential import NO_COSTLIER
 from et.compiler.unmerged_joins import CONSTANT_FACTOR
 from et.rules.merge_1x1_kxk import BORDER_CONDITION
 from tests.zoo import fmen
@@ -67,9 +69,17 @@ CHAINS = {
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(7, 10))
 def test_expand_squeeze_chain_folds_to_one_conv(name: str, seed: int, size: int) -> None:
+    """One K×K where that costs no more multiply-adds per output pixel than the chain (the
+    expansion counted s² times under a stride-s K×K); else the three convs stay, named."""
     cin, cout, wide, kernel, stride, groups, identity = CHAINS[name]
     chain = fmen.ExpandSqueezeChain(cin, cout, wide, kernel, stride, groups, identity)
     model = randomize(chain, torch.Generator().manual_seed(seed))
+    separate = stride**2 * cin * wide + wide * (wide // groups) * kernel**2 + wide * cout
+    if cout * cin * kernel**2 > separate:  # the depthwise chains at these narrow widths
+        compiled = check_deploy_form(model, (cin, size, size), DeployForm(3), (size + 1, size + 2))
+        assert count_convs(compiled.module) == 3
+        assert NO_COSTLIER in [u.precondition for u in compiled.certificate.unfolded]
+        return
     compiled = check_deploy_form(
         model, (cin, size, size), DeployForm(1), (size + 1, size + 2), exact=True
     )

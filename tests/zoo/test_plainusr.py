@@ -17,6 +17,8 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from et.compiler import count_convs
+from et.compiler.sequential import NO_COSTLIER
 from et.compiler.unmerged_joins import CONSTANT_FACTOR
 from et.rules.merge_sequential_convs import VALID_SECOND
 from tests.zoo import plainusr
@@ -39,9 +41,19 @@ MBCONVS = {
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), channels=st.sampled_from([2, 4]), size=st.integers(7, 9))
 def test_rep_mbconv_folds_to_one_conv(name: str, seed: int, channels: int, size: int) -> None:
+    """One K×K where that costs no more multiply-adds per pixel than expand, K×K and squeeze;
+    else (a depthwise K×K on a narrow map) the three convs and the residual stay, named."""
     ratio, kernel, groups, border = MBCONVS[name]
-    block = plainusr.RepMBConv(channels, ratio, kernel, groups(ratio * channels), border)
+    wide = ratio * channels
+    block = plainusr.RepMBConv(channels, ratio, kernel, groups(wide), border)
     model = randomize(block, torch.Generator().manual_seed(seed))
+    separate = 2 * channels * wide + wide * (wide // groups(wide)) * kernel**2
+    if channels * channels * kernel**2 > separate:
+        form = DeployForm(3, joins=1)
+        compiled = check_deploy_form(model, (channels, size, size), form, (size + 1, size + 2))
+        assert count_convs(compiled.module) == 3
+        assert NO_COSTLIER in [u.precondition for u in compiled.certificate.unfolded]
+        return
     compiled = check_deploy_form(
         model, (channels, size, size), DeployForm(1), (size + 1, size + 2), exact=True
     )
@@ -62,9 +74,20 @@ PARTIALS = {
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(6, 9))
 def test_partial_conv_and_mix_fold_to_one_conv(name: str, seed: int, size: int) -> None:
+    """The partial conv widened to all channels (R6 + G5 + R11) and merged with the 1×1 mix:
+    the authors' one plain conv. Where the mix widens the map (``out > C``), that conv would
+    cost more than the widened conv and the mix (``out·C·K² > C·C·K² + out·C``): the
+    partial conv, its concatenation and the mix stay as they are, named."""
     channels, part, kernel, out, slicing, conv_first = PARTIALS[name]
     block = plainusr.PartialConv(channels, part, kernel, 1, out, slicing, conv_first)
     model = randomize(block, torch.Generator().manual_seed(seed))
+    if out * channels * kernel**2 > channels * channels * kernel**2 + out * channels:
+        form = DeployForm(2, joins=1)
+        compiled = check_deploy_form(model, (channels, size, size), form, (size + 1, size + 2))
+        assert count_convs(compiled.module) == 2
+        (refusal,) = [u for u in compiled.certificate.unfolded if u.precondition == NO_COSTLIER]
+        assert refusal.rule == "R11"
+        return
     compiled = check_deploy_form(
         model, (channels, size, size), DeployForm(1), (size + 1, size + 2), exact=True
     )
