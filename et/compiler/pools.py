@@ -65,10 +65,34 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
     return None
 
 
+#: how many single-reader steps above a pool :func:`_in_branch_sum` looks for the sum
+_BRANCH_DEPTH = 4
+
+
+def _in_branch_sum(ws: Workspace, node: fx.Node) -> bool:
+    """Whether ``node``'s value reaches, through at most :data:`_BRANCH_DEPTH` ops each its
+    sole reader, a sum or difference of two computed values: the pool is then a branch of a
+    re-parameterized block (DBB's ``1×1 → BN → avg → BN``), which folds into the block's one
+    conv once its neighbours (batch norms, the border pad) are folded, so the pool is turned
+    into a conv as before and the sequential merges' guard judges what follows."""
+    for _ in range(_BRANCH_DEPTH):
+        if len(node.users) != 1:
+            return False
+        node = next(iter(node.users))
+        if node.target in (aten.add.Tensor, aten.sub.Tensor):
+            operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
+            if len(operands) == 2 and all(ws.tensor(a) is None for a in operands):
+                return True
+    return False
+
+
 def _unmerged(ws: Workspace, nodes: tuple, source: fx.Node, pair: tuple, costs: tuple) -> bool:
     """Whether the pool, once a conv, would stay a conv of its own because merging it with its
     neighbour ``pair`` costs more (:data:`~et.compiler.sequential.NO_COSTLIER`, recorded on
-    the pool); a merge that a rule refuses is left for that rule to name."""
+    the pool); a merge that a rule refuses is left for that rule to name, and a pool in a
+    branch of a sum is left to the merges that follow (:func:`_in_branch_sum`)."""
+    if _in_branch_sum(ws, nodes[1]):
+        return False
     try:
         rule, merged, _ = merge_pair(ws, *pair)
     except PreconditionError:

@@ -169,3 +169,23 @@ def test_every_sequential_merge_made_is_no_costlier_and_exact(pair, seed: int) -
         assert merged.numel() <= separate, (merged.shape, separate)
     for refusal in _cost_refusals(compiled):
         assert f"> separate {separate} " in refusal.detail, refusal.detail
+
+
+def test_a_pool_after_a_conv_stays_a_pool_when_merging_costs_more() -> None:
+    """3×3 3 → 3 (81) then a valid 3×3 average pool (3·9 = 27 as a depthwise conv, though
+    written as a dense one to merge): 81 + 27 = 108 < one 5×5 3 → 3, 3·3·25 = 225."""
+    model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.AvgPool2d(3, 1))
+    compiled = _compile(model, 3)
+    assert compiled.certificate.ops_after.get("avg_pool2d.default") == 1
+    assert count_convs(compiled.module) == 1
+    (refusal,) = _cost_refusals(compiled)
+    assert refusal.detail.startswith(f"merged {3 * 3 * 25} > separate {3 * 9 + 3 * 3 * 9}")
+
+
+def test_a_strided_pool_after_a_pointwise_conv_merges() -> None:
+    """1×1 3 → 3 (9) under a 2×2 average pool of stride 2 (3·4 = 12): the 1×1 runs on 4
+    pixels per output pixel, 12 + 4·9 = 48 ≥ one 2×2 stride-2 conv 3 → 3, 3·3·4 = 36."""
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.AvgPool2d(2, 2))
+    compiled = _compile(model, 3, size=10)
+    assert "avg_pool2d.default" not in compiled.certificate.ops_after
+    assert [w.numel() for w in _weights(compiled)] == [3 * 3 * 4]
