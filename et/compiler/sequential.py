@@ -32,17 +32,19 @@ it is part of gets cheaper:
   than the separate convs, which cost less than what is left). Every step of the run must
   be allowed by its rule, or the run does not count.
 * a pair summed (through a chain of sums and differences that read it alone) with a conv on
-  the same input that is at least as dense as the merged conv: its kernel covers the merged
-  one's, centred, with the same stride, and its groups divide the merged conv's. R3 then
-  takes the merged conv into that branch, whose cost does not change, so the merge removes
-  the pair's cost altogether (ECBSR's 1×1 → Sobel and Laplacian branches beside their
-  block's dense 3×3, DBB's 1×1 → K×K beside its K×K).
+  the same input that R3 then merges with the merged conv into one conv costing no more than
+  that branch and the pair: the larger kernel (one holds the other centred, same stride) and
+  the gcd of the groups, the merged conv's counted as the most it can be written with (G13:
+  a weight zero outside diagonal blocks). ECBSR's 1×1 → Sobel and Laplacian branches beside
+  their block's dense 3×3 and DBB's 1×1 → K×K beside its K×K cost nothing once merged.
 
 Where it matters: a depthwise 7×7 and the 1×1 expansion after it (FastViT's conv FFN, width
 8 → 16) cost 8·49 + 16·8 = 520 per pixel; the dense 7×7 of R14 would cost 16·8·49 = 6272.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import fx, nn
@@ -61,8 +63,8 @@ NO_COSTLIER = (
     "the merged conv costs no more multiply-adds per output pixel than the two convs it "
     "replaces (C_out·C_in/g·k_h·k_w each; the first conv's counted s_h·s_w times for a "
     "second conv of stride (s_h, s_w)), or a longer chain of convs around the pair merges no "
-    "costlier than its convs, or a conv on the same input summed with it is at least as "
-    "dense (R3 takes it in at no cost)"
+    "costlier than its convs, or a conv on the same input summed with it takes it in (R3) "
+    "at no more than the cost of that conv and the pair"
 )
 
 
@@ -110,23 +112,44 @@ def merge_pair(ws: Workspace, c1: nn.Conv2d, c2: nn.Conv2d) -> tuple[str, nn.Con
     return rule, merged, checks
 
 
-def _covers(big: nn.Conv2d, small: nn.Conv2d) -> bool:
-    """Whether R3 takes ``small`` into ``big`` without changing ``big``'s shape: same channels,
-    stride and dilation, ``big``'s kernel holds ``small``'s centred, its groups divide."""
-    if (big.in_channels, big.out_channels, big.stride, big.dilation) != (
-        small.in_channels,
-        small.out_channels,
-        small.stride,
-        small.dilation,
+def _finest_groups(ws: Workspace, conv: nn.Conv2d) -> int:
+    """The most groups ``conv`` can be written with (G13: its dense weight is zero outside
+    that many diagonal blocks), as R3's common grouping writes it beside a grouped branch."""
+    common = math.gcd(conv.in_channels, conv.out_channels)
+    for groups in sorted((g for g in range(1, common + 1) if common % g == 0), reverse=True):
+        if groups <= conv.groups:
+            break
+        try:
+            ws.apply("regroup_conv", conv, groups)
+        except PreconditionError:
+            continue
+        return groups
+    return conv.groups
+
+
+def _absorbed(ws: Workspace, branch: nn.Conv2d, merged: nn.Conv2d, separate: int) -> bool:
+    """Whether R3 merges ``merged`` with ``branch`` (a conv summed with it on the same input)
+    into one conv costing no more than ``branch`` and the pair (``separate``): same channels,
+    stride and dilation, one kernel holding the other centred; the sum has the larger kernel
+    and ``gcd`` of the groups (``merged``'s counted as the most it can be written with,
+    :func:`_finest_groups`), as R3 writes it."""
+    if (branch.in_channels, branch.out_channels, branch.stride, branch.dilation) != (
+        merged.in_channels,
+        merged.out_channels,
+        merged.stride,
+        merged.dilation,
     ):
         return False
-    centred = all(
-        kb >= ks and (kb - ks) % 2 == 0 and pb - ps == (kb - ks) // 2
-        for kb, ks, pb, ps in zip(
-            big.kernel_size, small.kernel_size, big.padding, small.padding, strict=True
-        )
-    )
-    return centred and small.groups % big.groups == 0
+    pairs = list(zip(branch.kernel_size, merged.kernel_size, strict=True))
+    for (a, b), (pa, pb) in zip(
+        pairs, zip(branch.padding, merged.padding, strict=True), strict=True
+    ):
+        if (a - b) % 2 or pa - pb != (a - b) // 2:
+            return False  # not centred on each other: R3 (with R4) refuses
+    groups = math.gcd(branch.groups, _finest_groups(ws, merged))
+    kernel = math.prod(max(a, b) for a, b in pairs)
+    combined = merged.out_channels * (merged.in_channels // groups) * kernel
+    return combined <= separate + macs_per_pixel(branch)
 
 
 def summed_convs(ws: Workspace, node: fx.Node) -> list[ConvSite]:
@@ -223,7 +246,8 @@ def costlier(
     cost, separate = macs_per_pixel(merged), separate_macs(first, second, costs or (None, None))
     if cost <= separate:
         return None
-    if any(s.input is source and _covers(s.conv, merged) for s in summed_convs(ws, nodes[1])):
+    summed = summed_convs(ws, nodes[1])
+    if any(s.input is source and _absorbed(ws, s.conv, merged, separate) for s in summed):
         return None
     if costs is None and _chain_no_costlier(ws, *nodes):
         return None
@@ -232,7 +256,7 @@ def costlier(
     parts = f"{m2} + {s_h * s_w}·{(separate - m2) // (s_h * s_w)}"
     return (
         f"merged {cost} > separate {separate} ({parts}) multiply-adds per output pixel; no "
-        "longer chain around it merges no costlier, no conv summed with it is as dense"
+        "longer chain around it merges no costlier, no conv summed with it takes it in"
     )
 
 
