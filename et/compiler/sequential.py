@@ -30,7 +30,8 @@ it is part of gets cheaper:
   costs ``K²·C²``, less for ``C ≪ E``, though either pair merged alone costs more. Once the
   first step is taken each later one is no costlier by itself (the rest merged costs less
   than the separate convs, which cost less than what is left). Every step of the run must
-  be allowed by its rule, or the run does not count.
+  be allowed by its rule, or the run does not count. A run merged may also be taken in by a
+  summed branch, as in the next exception (DBB's ``1×1 → avg → BN`` branch).
 * a pair summed (through a chain of sums and differences that read it alone) with a conv on
   the same input that R3 then merges with the merged conv into one conv costing no more than
   that branch and the pair: the larger kernel (one holds the other centred, same stride) and
@@ -180,24 +181,24 @@ def summed_convs(ws: Workspace, node: fx.Node) -> list[ConvSite]:
 _CHAIN = 4
 
 
-def _chain(ws: Workspace, first: fx.Node, second: fx.Node) -> tuple[list[nn.Conv2d], int]:
-    """The convs in a row around the pair ``first → second`` (each read by the next alone),
-    and the index of ``first`` in it."""
+def _chain(ws: Workspace, first: fx.Node, second: fx.Node) -> tuple[list[ConvSite], int]:
+    """The conv sites in a row around the pair ``first → second`` (each read by the next
+    alone), and the index of ``first`` among them."""
     before, after, site = [], [], ws.conv_site(first)
     while len(before) < _CHAIN and (previous := ws.conv_site(site.input)) is not None:
         if not ws.sole_user(previous.node, site.node):
             break
-        before.append(previous.conv)
+        before.append(previous)
         site = previous
     node = second
     while len(after) < _CHAIN and len(node.users) == 1:
         site = ws.conv_site(next(iter(node.users)))
         if site is None or site.input is not node:
             break
-        after.append(site.conv)
+        after.append(site)
         node = site.node
-    convs = [*reversed(before), ws.conv_site(first).conv, ws.conv_site(second).conv, *after]
-    return convs, len(before)
+    sites = [*reversed(before), ws.conv_site(first), ws.conv_site(second), *after]
+    return sites, len(before)
 
 
 def chain_macs(convs: list[nn.Conv2d]) -> int:
@@ -212,20 +213,26 @@ def chain_macs(convs: list[nn.Conv2d]) -> int:
 
 def _chain_no_costlier(ws: Workspace, first: fx.Node, second: fx.Node) -> bool:
     """Whether a longer run of the chain around the pair, merged left to right as the driver
-    merges it (every step allowed by its rule), costs no more than its convs: then each
-    later step is no costlier either (the pair merged costs more than the pair, so the rest
-    merged costs less than what is left), and the chain as a whole gets cheaper."""
-    convs, index = _chain(ws, first, second)
+    merges it (every step allowed by its rule), costs no more than its convs, or is taken in
+    by a conv summed with it as in :func:`_absorbed`: then each later step is no costlier
+    either (the pair merged costs more than the pair, so the rest merged costs less than what
+    is left), and the chain as a whole gets cheaper."""
+    sites, index = _chain(ws, first, second)
     for start in range(index, -1, -1):
-        for end in range(index + 2, len(convs)):
-            window = convs[start : end + 1]
+        for end in range(index + 2, len(sites)):
+            window = [site.conv for site in sites[start : end + 1]]
             merged = window[0]
             try:
                 for layer in window[1:]:
                     merged = merge_pair(ws, merged, layer)[1]
             except PreconditionError:
                 break  # a longer window holds the same refused step
-            if macs_per_pixel(merged) <= chain_macs(window):
+            separate = chain_macs(window)
+            if macs_per_pixel(merged) <= separate:
+                return True
+            summed = summed_convs(ws, sites[end].node)
+            source = sites[start].input
+            if any(s.input is source and _absorbed(ws, s.conv, merged, separate) for s in summed):
                 return True
     return False
 
