@@ -28,6 +28,7 @@ from torch import fx, nn
 
 from et.compiler.helpers import FAN_OUT, replace_conv
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, driver, integer
+from et.compiler.sequential import NO_COSTLIER, macs_per_pixel, merge_pair
 from et.compiler.workspace import ConvSite, Workspace, arguments
 from et.contract import PreconditionError
 
@@ -217,9 +218,37 @@ def _as_conv(
     return conv
 
 
+def _costlier_with_mix(ws: Workspace, node: fx.Node, parts: list, merged: nn.Conv2d) -> str | None:
+    """Why widening the partial conv would be in vain: the concatenation is read by a conv
+    alone (the mix) and the widened conv would not merge with it under the sequential merges'
+    :data:`~et.compiler.sequential.NO_COSTLIER` (one conv costing more multiply-adds per
+    output pixel than the widened conv and the mix, ``m_mix + s_h·s_w·m_widened``), so the
+    widening would only add multiply-adds. None otherwise: the widening serves that merge
+    (the authors' deploy form of a partial conv and its mix is one plain conv, which costs
+    more than the partial conv but holds no slice or concatenation), or there is no mix."""
+    mix = ws.conv_site(next(iter(node.users))) if len(node.users) == 1 else None
+    if mix is None or mix.input is not node:
+        return None
+    try:
+        _, final, _ = merge_pair(ws, merged, mix.conv)
+    except PreconditionError:
+        return None
+    s_h, s_w = mix.conv.stride
+    separate = macs_per_pixel(mix.conv) + s_h * s_w * macs_per_pixel(merged)
+    if macs_per_pixel(final) <= separate:
+        return None
+    parts_cost = sum(macs_per_pixel(p.site.conv) for p in parts if p.site is not None)
+    return (
+        f"merged {macs_per_pixel(final)} > separate {separate} ({macs_per_pixel(mix.conv)} + "
+        f"{s_h * s_w}·{macs_per_pixel(merged)}) multiply-adds per output pixel: the partial "
+        f"conv widened would not merge with {mix.node.name}, and as it is costs {parts_cost}"
+    )
+
+
 def _merge_partial(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R6 + G5 + R11 (R6 + R8 first for a dilated conv part): ``cat([conv(z[:, :k]),
-    z[:, k:]])`` is one conv reading z."""
+    z[:, k:]])`` is one conv reading z, unless the mix reading it would then not merge with it
+    for cost (:func:`_costlier_with_mix`)."""
     parts = _parts(ws, found, node)
     applied: list = []
     try:
@@ -229,6 +258,10 @@ def _merge_partial(ws: Workspace, node: fx.Node, found: dict) -> bool:
         merged, checks = ws.apply("R11", convs)
     except PreconditionError as error:
         ws.record.refused(node, error.rule, error.condition, error.detail)
+        return False
+    detail = _costlier_with_mix(ws, node, parts, merged)
+    if detail is not None:
+        ws.record.refused(node, "R11", NO_COSTLIER, detail)
         return False
     for rule, nodes, rule_checks in applied:
         ws.record.applied(rule, nodes, rule_checks)

@@ -14,6 +14,7 @@ from torch import fx, nn
 
 from et.compiler.helpers import replace_conv
 from et.compiler.patterns import GRAPH, GraphCheck, Op, Rewrite, Var, conv, driver, is_conv
+from et.compiler.sequential import NO_COSTLIER, costlier, merge_pair
 from et.compiler.workspace import Workspace, arguments
 from et.contract import PreconditionError
 
@@ -64,13 +65,61 @@ def _branch_as_conv(ws: Workspace, branch: fx.Node, source: fx.Node, like: nn.Co
     return None
 
 
+#: how many single-reader steps above a pool :func:`_in_branch_sum` looks for the sum
+_BRANCH_DEPTH = 4
+
+
+def _in_branch_sum(ws: Workspace, node: fx.Node) -> bool:
+    """Whether ``node``'s value reaches, through at most :data:`_BRANCH_DEPTH` ops each its
+    sole reader, a sum or difference of two computed values: the pool is then a branch of a
+    re-parameterized block (DBB's ``1×1 → BN → avg → BN``), which folds into the block's one
+    conv once its neighbours (batch norms, the border pad) are folded, so the pool is turned
+    into a conv as before and the sequential merges' guard judges what follows."""
+    for _ in range(_BRANCH_DEPTH):
+        if len(node.users) != 1:
+            return False
+        node = next(iter(node.users))
+        if node.target in (aten.add.Tensor, aten.sub.Tensor):
+            operands = [a for a in node.args[:2] if isinstance(a, fx.Node)]
+            if len(operands) == 2 and all(ws.tensor(a) is None for a in operands):
+                return True
+    return False
+
+
+def _unmerged(ws: Workspace, nodes: tuple, source: fx.Node, pair: tuple, costs: tuple) -> bool:
+    """Whether the pool, once a conv, would stay a conv of its own because merging it with its
+    neighbour ``pair`` costs more (:data:`~et.compiler.sequential.NO_COSTLIER`, recorded on
+    the pool); a merge that a rule refuses is left for that rule to name, and a pool in a
+    branch of a sum is left to the merges that follow (:func:`_in_branch_sum`)."""
+    if _in_branch_sum(ws, nodes[1]):
+        return False
+    try:
+        rule, merged, _ = merge_pair(ws, *pair)
+    except PreconditionError:
+        return False
+    detail = costlier(ws, nodes, source, pair, merged, costs)
+    if detail is not None:
+        ws.record.refused(nodes[1], rule, NO_COSTLIER, detail)
+    return detail is not None
+
+
+def _pool_cost(node: fx.Node, channels: int) -> int:
+    """An average pool's multiply-adds per output pixel: ``C·k_h·k_w`` (its depthwise form)."""
+    kernel = _as_list(arguments(node)["kernel_size"])
+    return channels * kernel[0] * kernel[-1]
+
+
 def _pool_after_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
-    """R10: an average pool reading a conv's sole output becomes a conv (then R7/R8)."""
+    """R10: an average pool reading a conv's sole output becomes a conv (then R7/R8), unless
+    that merge would cost more than the conv and the pool (then the pool stays a pool)."""
     site = ws.conv_site(found["conv"])
     made = _branch_as_conv(ws, node, site.node, site.conv, next(iter(node.users), node))
     if made is None:
         return False
     rule, made_conv, checks = made
+    costs = (None, _pool_cost(node, made_conv.out_channels))
+    if _unmerged(ws, (site.node, node), site.input, (site.conv, made_conv), costs):
+        return False
     return replace_conv(ws, node, made_conv, site.node, rule, [node], (*checks, *found[GRAPH]))
 
 
@@ -93,7 +142,8 @@ pool_after_conv = driver(
 
 def _pool_before_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
     """R10: an average pool whose sole reader is a valid conv becomes a depthwise conv, which
-    R8/R9 then merge into that conv (DBB's ``avg → BN`` branch)."""
+    R8/R9 then merge into that conv (DBB's ``avg → BN`` branch), unless that merge would cost
+    more than the pool and the conv (then the pool stays a pool)."""
     source, after = found["x"], _valid_reader(ws, node)
     channels = ws.channels(source)
     like = nn.Conv2d(channels, channels, 1, groups=channels).to(after.conv.weight)
@@ -101,6 +151,8 @@ def _pool_before_conv(ws: Workspace, node: fx.Node, found: dict) -> bool:
     if made is None:
         return False
     rule, made_conv, checks = made
+    if _unmerged(ws, (node, after.node), source, (made_conv, after.conv), (None, None)):
+        return False  # recorded on the conv that would have taken the pool in
     return replace_conv(ws, node, made_conv, source, rule, [node], (*checks, *found[GRAPH]))
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 import et
 from et.compiler import count_convs
+from et.compiler.sequential import NO_COSTLIER
 from et.testing import compare_outputs, probe_inputs
 
 
@@ -79,11 +80,19 @@ class PoolAfterConv(nn.Module):
         return y * torch.sigmoid(y) if self.shared else y
 
 
-@pytest.mark.parametrize("groups", [1, 3])
-def test_pool_after_a_conv_merges_into_it(groups: int) -> None:
-    compiled = _compiled(PoolAfterConv(groups=groups))
+def test_pool_after_a_conv_merges_into_it() -> None:
+    """A depthwise 1×1 (3) under a 3×3 pool (3·9 = 27): one depthwise 3×3 (27) is cheaper."""
+    compiled = _compiled(PoolAfterConv(groups=3))
     assert count_convs(compiled.module) == 1
     assert compiled.certificate.rules_used().get("R10") == 1
+
+
+def test_pool_after_a_dense_conv_stays_a_pool_when_merging_costs_more() -> None:
+    """A dense 1×1 3 → 3 (9) under a 3×3 pool (27): one dense 3×3 would cost 81 > 36."""
+    compiled = _compiled(PoolAfterConv(groups=1))
+    assert count_convs(compiled.module) == 1
+    assert compiled.certificate.ops_after.get("avg_pool2d.default") == 1
+    assert [u.precondition for u in compiled.certificate.unfolded] == [NO_COSTLIER]
 
 
 def test_pool_read_twice_after_a_conv_is_kept() -> None:

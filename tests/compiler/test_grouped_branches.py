@@ -13,7 +13,7 @@ import et
 from et.compiler import count_convs
 from et.rules.merge_grouped_branches import SAME_DILATION
 from et.testing import compare_outputs, probe_inputs
-from tests.zoo.deploy_checks import ConvShape, conv_shapes
+from tests.zoo.deploy_form import ConvShape, conv_shapes
 
 DTYPE = torch.float64
 

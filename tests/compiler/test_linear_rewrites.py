@@ -21,6 +21,7 @@ from et.compiler.linear_rewrites import (
     pool_after_conv,
     shift_into_bias,
 )
+from et.compiler.sequential import NO_COSTLIER
 from et.compiler.workspace import CONV2D, Workspace
 from et.contract import get_rule
 from et.rules import absorb_zero_padding as g1
@@ -736,7 +737,11 @@ def test_a_conv_of_no_pad_or_a_non_conv_is_left() -> None:
 
 # --- merge_sequential (R7, R8, R9, R14) ----------------------------------------------------
 
-CHECKED_SEQUENTIAL = (FAN_OUT, "nothing between the two convs: the second reads the first's output")
+CHECKED_SEQUENTIAL = (
+    FAN_OUT,
+    "nothing between the two convs: the second reads the first's output",
+    NO_COSTLIER,
+)
 
 
 def _sequence(first: nn.Conv2d, second: nn.Conv2d):
@@ -746,21 +751,27 @@ def _sequence(first: nn.Conv2d, second: nn.Conv2d):
     return workspace(build, constants(a=first, b=second))
 
 
+# each pair costs more multiply-adds per output pixel than its merged conv (the cost guard's
+# refusals are in tests/compiler/test_sequential_cost.py)
 SEQUENCES = {
     "R7: 1×1 then padded 3×3": (make(3, 4, 1, bias=False), make(4, 5, 3, padding=1), "R7"),
     "R8: 1×1 then valid 3×3": (make(3, 4, 1), make(4, 5, 3), "R8"),
-    "R8: padded 3×3 then valid 3×3": (make(3, 4, 3, padding=1), make(4, 5, 3), "R8"),
+    "R8: padded 3×3 then valid 3×3": (make(3, 8, 3, padding=1), make(8, 2, 3), "R8"),
     "R8: 3×3 then strided 1×1": (make(3, 4, 3, padding=1), make(4, 5, 1, stride=2), "R8"),
-    "R9: 3×3 then 1×1": (make(3, 4, 3, padding=1), make(4, 5, 1), "R9"),
-    "R9: depthwise then grouped 1×1": (
-        make(4, 4, 3, padding=1, groups=4),
-        make(4, 6, 1, groups=2),
+    "R9: 3×3 then 1×1": (make(3, 8, 3, padding=1), make(8, 4, 1), "R9"),
+    "R9: depthwise (multiplier 2) then grouped 1×1": (
+        make(4, 8, 3, padding=1, groups=4),
+        make(8, 2, 1, groups=2),
         "R9",
     ),
-    "R9: one-channel 3×3 then 1×1": (make(1, 1, 3, padding=1), make(1, 3, 1), "R9"),
-    "R14: depthwise then 1×1": (make(4, 4, 3, padding=1, groups=4), make(4, 5, 1), "R14"),
-    "R14: two-channel depthwise then 1×1": (
-        make(2, 2, 3, padding=1, groups=2),
+    "R9: one-channel 3×3 then 1×1": (make(1, 1, 3, padding=1), make(1, 1, 1), "R9"),
+    "R14: depthwise then 1×1 to one channel": (
+        make(4, 4, 3, padding=1, groups=4),
+        make(4, 1, 1),
+        "R14",
+    ),
+    "R14: depthwise 1×1 (a channel scale) then 1×1": (
+        make(2, 2, 1, groups=2),
         make(2, 3, 1),
         "R14",
     ),
@@ -777,7 +788,7 @@ def test_two_convs_in_sequence_merge_under_the_rule_their_shapes_call_for(name: 
     assert convs_of(ws)[0].args[0].name == "x"
     applied = only_application(ws)
     assert (applied.rule, applied.nodes) == (rule, (first_name, node.name))
-    assert applied.preconditions[-2:] == CHECKED_SEQUENTIAL
+    assert applied.preconditions[-3:] == CHECKED_SEQUENTIAL
 
 
 def test_a_1x1_with_bias_before_a_zero_padded_kxk_is_refused() -> None:

@@ -269,7 +269,11 @@ class DBBAsPublished(nn.Module):
             self.pooled.add_module("avg", nn.AvgPool2d(3, 1, 1))
         self.pooled.add_module("avgbn", nn.BatchNorm2d(cout))
         inner = c if groups < cout else 2 * c
-        first = IdentityPlusConv1x1(c, groups) if inner == c else nn.Conv2d(c, inner, 1, bias=False)
+        first = (
+            IdentityPlusConv1x1(c, groups)
+            if inner == c
+            else nn.Conv2d(c, inner, 1, groups=groups, bias=False)
+        )
         self.seq = nn.Sequential(
             first,
             BNThenShiftPad(inner),

@@ -17,10 +17,11 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 import et
+from et.compiler.sequential import NO_COSTLIER
 from et.rules.fuse_bn_token_linear import ISOLATED
 from et.rules.scale_linear_outputs import ISOLATED as LAYOUT_ISOLATED
 from tests.zoo import blocks
-from tests.zoo.deploy_checks import ConvShape, compile_and_check, conv_shapes
+from tests.zoo.deploy_form import ConvShape, DeployForm, check_deploy_form, conv_shapes
 from tests.zoo.fastvit import (
     SMALL_DEPLOY_CONVS,
     AttentionBlock,
@@ -49,8 +50,7 @@ def _randomized(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 @example(seed=0, dim=4, kernel=3, size=8)
 def test_repmixer_is_one_depthwise_conv(seed: int, dim: int, kernel: int, size: int) -> None:
     model = _randomized(RepMixer(dim, kernel), seed)
-    sizes = ((size, size), (size + 3, size + 1))
-    compiled = compile_and_check(model, dim, sizes, max_convs=1)
+    compiled = check_deploy_form(model, (dim, size, size), DeployForm(1), (size + 3, size + 1))
     assert conv_shapes(compiled.module) == [ConvShape((dim, 1, kernel, kernel), dim)]
     assert compiled.certificate.ops_after == {"conv2d.default": 1}
 
@@ -69,7 +69,7 @@ def test_repcpe_is_one_conv_of_its_groups(
 ) -> None:
     groups = [g for g in range(1, dim + 1) if dim % g == 0][::-1][divisor % 3]
     model = _randomized(RepCPE(dim, kernel, groups), seed)
-    compiled = compile_and_check(model, dim, ((size, size), (size + 2, size + 1)), max_convs=1)
+    compiled = check_deploy_form(model, (dim, size, size), DeployForm(1), (size + 2, size + 1))
     assert conv_shapes(compiled.module) == [ConvShape((dim, dim // groups, kernel, kernel), groups)]
 
 
@@ -88,7 +88,7 @@ def test_mobileone_unit_is_one_conv(
     groups, cout = (dim, dim) if depthwise else (1, dim + 1)
     unit = MobileOneUnit(dim, cout, kernel, stride=stride, groups=groups, branches=3)
     model = _randomized(unit, seed)
-    compiled = compile_and_check(model, dim, ((size, size), (size + 1, size + 2)), max_convs=1)
+    compiled = check_deploy_form(model, (dim, size, size), DeployForm(1), (size + 1, size + 2))
     assert conv_shapes(compiled.module) == [
         ConvShape((cout, dim // groups, kernel, kernel), groups)
     ]
@@ -96,31 +96,57 @@ def test_mobileone_unit_is_one_conv(
 
 def test_repmixer_block_keeps_its_mixer_depthwise() -> None:
     """RepMixer then the conv FFN: the mixer's output is also the residual, so the FFN's
-    depthwise 7×7 stays a conv of its own; the mixer is one depthwise 3×3."""
+    depthwise 7×7 stays a conv of its own; the mixer is one depthwise 3×3. One join left:
+    the FFN's residual sum."""
     model = _randomized(RepMixerBlock(4, 3), seed=3)
-    compiled = compile_and_check(model, 4, ((9, 9), (12, 10)), max_convs=6)
+    compiled = check_deploy_form(model, (4, 9, 9), DeployForm(6, joins=1), (12, 10))
     assert conv_shapes(compiled.module)[0] == ConvShape((4, 1, 3, 3), 4)
+
+
+def _ffn_macs(dim: int, hidden: int, pixels: int) -> int:
+    """A conv FFN's conv multiply-adds in its deploy form (the paper keeps its convs as they
+    are): depthwise 7×7, 1×1 expansion and projection on every pixel, the squeeze-excitation's
+    two 1×1 convs on the one pixel of the global mean."""
+    reduced = max(hidden // 4, 1)
+    per_pixel = dim * 49 + hidden * dim + dim * hidden
+    return per_pixel * pixels + 2 * reduced * hidden
+
+
+def small_deploy_macs(groups: int) -> float:
+    """Conv multiply-adds of :class:`FastViTSmall` (3 colours, width 8, a 32×32 input) in the
+    paper's deploy form, per pixel of its 4×4 output: each conv's weight entries times the
+    pixels it computes (stride 2 at the stem's first two units and the embedding's first)."""
+    stem = 8 * 3 * 9 * 16 * 16 + 8 * 9 * 8 * 8 + 8 * 8 * 8 * 8
+    mixer = 8 * 9 * 8 * 8
+    embed = 8 * 49 * 4 * 4 + 16 * 8 * 4 * 4
+    cpe = 16 * (16 // groups) * 49 * 4 * 4
+    total = stem + mixer + _ffn_macs(8, 16, 8 * 8) + embed + cpe + _ffn_macs(16, 32, 4 * 4)
+    return total / (4 * 4)
 
 
 @pytest.mark.parametrize("cpe_groups", [None, 4])
 def test_small_fastvit_folds_all_but_attention(cpe_groups: int | None) -> None:
+    """The paper's deploy form: its 17 convs, three residual sums (the RepMixer stage's FFN,
+    the attention stage's attention and FFN), and no more conv multiply-adds."""
     model = _randomized(FastViTSmall(3, 8, cpe_groups), seed=7)
-    compiled = compile_and_check(
-        model, 3, ((32, 32), (40, 48)), max_convs=SMALL_DEPLOY_CONVS, tolerance32=1e-3
-    )
+    groups = 16 if cpe_groups is None else cpe_groups
+    deploy = DeployForm(SMALL_DEPLOY_CONVS, joins=3, macs=small_deploy_macs(groups))
+    compiled = check_deploy_form(model, (3, 32, 32), deploy, (40, 48), tolerance32=1e-3)
     ops = compiled.certificate.ops_after
     assert compiled.certificate.rules_used().get("R21") == 1  # the BatchNorm before attention
     # what no rule folds is left and named: attention, the gates, the nonlinearities
     assert ops["softmax.int"] == 1 and ops["sigmoid.default"] == 2, ops
     assert "avg_pool2d.default" not in ops  # the whole-map pool is captured as a global mean
     shapes = conv_shapes(compiled.module)
-    # fewer convs than the deploy form's: each conv FFN's depthwise 7×7 conv-BN and its 1×1
-    # expansion are collapsed by R14 into one dense 7×7 (sequential.py merges every pair it
-    # can; the authors keep the pair, which costs fewer multiply-adds)
-    assert len(shapes) == SMALL_DEPLOY_CONVS - 2
+    # the deploy form's convs: each conv FFN keeps its depthwise 7×7 and its 1×1 expansion
+    # (R14 would make them one dense 7×7 costing 16·8·49 = 6272 per pixel, not 8·49 + 16·8
+    # = 520: the sequential merges' cost guard leaves them, named)
+    assert len(shapes) == SMALL_DEPLOY_CONVS
+    assert ConvShape((8, 1, 7, 7), 8) in shapes and ConvShape((16, 1, 7, 7), 16) in shapes
+    costlier = [u for u in compiled.certificate.unfolded if u.precondition == NO_COSTLIER]
+    assert [u.rule for u in costlier] == ["R14", "R14"], compiled.certificate.unfolded
     # the RepMixer is one depthwise 3×3 (the 4th conv: after the three stem convs)
     assert shapes[3] == ConvShape((8, 1, 3, 3), 8)
-    groups = 16 if cpe_groups is None else cpe_groups
     assert ConvShape((16, 16 // groups, 7, 7), groups) in shapes  # RepCPE: one conv
 
 
@@ -149,7 +175,7 @@ class RepMixerScaledEach(RepMixer):
 @pytest.mark.parametrize("kernel", [3, 7])
 def test_repmixer_with_the_scale_distributed_is_one_depthwise_conv(kernel: int) -> None:
     model = _randomized(RepMixerScaledEach(4, kernel), seed=kernel)
-    compiled = compile_and_check(model, 4, ((8, 8), (11, 9)), max_convs=1)
+    compiled = check_deploy_form(model, (4, 8, 8), DeployForm(1), (11, 9))
     assert conv_shapes(compiled.module) == [ConvShape((4, 1, kernel, kernel), 4)]
 
 
@@ -159,8 +185,11 @@ def test_attention_layer_scale_goes_into_the_projection(seed: int, dim: int, siz
     """``x + γ₁ ⊙ reshape(proj(tokens))``: γ₁ becomes the projection's output rows (R23), so
     no product with a constant is left (γ₂ goes into the FFN's last conv, R13)."""
     model = _randomized(AttentionBlock(dim), seed)
-    compiled = compile_and_check(
-        model, dim, ((size, size), (size + 3, size + 1)), max_convs=4, tolerance32=1e-3
+    # the authors' deploy form: the two residual sums and the FFN's five convs (depthwise 7×7,
+    # fc1, the excitation's two, fc2: merging the 7×7 into fc1 costs more, NO_COSTLIER)
+    deploy = DeployForm(convs=5, joins=2)
+    compiled = check_deploy_form(
+        model, (dim, size, size), deploy, (size + 3, size + 1), tolerance32=1e-3
     )
     assert compiled.certificate.rules_used().get("R23") == 1
     # the one product left is the squeeze-excitation's gate

@@ -5,8 +5,9 @@ a zero-padded input or as a bias ring) → one K×K, also grouped, depthwise and
 partial conv (a K×K on k channels, the rest passed on, then a 1×1 mixing all channels) → one
 K×K whichever side the conv is on and whether the slices are written with ``x[:, a:b]`` or
 ``torch.split``; with a 3×3 mix it stays two convs and the certificate names why. The network
-(head, blocks, tail, PixelShuffle) keeps only its LIA attentions, named. Checked as in
-:mod:`tests.zoo.test_fmen`: float64 (≤ 1e-9 relative) and float32 at two sizes.
+(head, blocks, tail, PixelShuffle) keeps only its LIA attentions, named. Checked by
+:func:`tests.zoo.deploy_form.check_deploy_form`: float64 (≤ 1e-9 relative) and float32 at two
+sizes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from et.compiler import count_convs
+from et.compiler.sequential import NO_COSTLIER
 from et.compiler.unmerged_joins import CONSTANT_FACTOR
 from et.rules.merge_sequential_convs import VALID_SECOND
 from tests.zoo import plainusr
 from tests.zoo.blocks import randomize
-from tests.zoo.test_fmen import check_deploy_form
+from tests.zoo.deploy_form import DeployForm, check_deploy_form
 
 QUICK = settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate])
 
@@ -38,10 +41,22 @@ MBCONVS = {
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), channels=st.sampled_from([2, 4]), size=st.integers(7, 9))
 def test_rep_mbconv_folds_to_one_conv(name: str, seed: int, channels: int, size: int) -> None:
+    """One K×K where that costs no more multiply-adds per pixel than expand, K×K and squeeze;
+    else (a depthwise K×K on a narrow map) the three convs and the residual stay, named."""
     ratio, kernel, groups, border = MBCONVS[name]
-    block = plainusr.RepMBConv(channels, ratio, kernel, groups(ratio * channels), border)
+    wide = ratio * channels
+    block = plainusr.RepMBConv(channels, ratio, kernel, groups(wide), border)
     model = randomize(block, torch.Generator().manual_seed(seed))
-    compiled = check_deploy_form(model, channels, size, convs=1)
+    separate = 2 * channels * wide + wide * (wide // groups(wide)) * kernel**2
+    if channels * channels * kernel**2 > separate:
+        form = DeployForm(3, joins=1)
+        compiled = check_deploy_form(model, (channels, size, size), form, (size + 1, size + 2))
+        assert count_convs(compiled.module) == 3
+        assert NO_COSTLIER in [u.precondition for u in compiled.certificate.unfolded]
+        return
+    compiled = check_deploy_form(
+        model, (channels, size, size), DeployForm(1), (size + 1, size + 2), exact=True
+    )
     assert compiled.certificate.unfolded == []
 
 
@@ -59,10 +74,23 @@ PARTIALS = {
 @QUICK
 @given(seed=st.integers(0, 2**31 - 1), size=st.integers(6, 9))
 def test_partial_conv_and_mix_fold_to_one_conv(name: str, seed: int, size: int) -> None:
+    """The partial conv widened to all channels (R6 + G5 + R11) and merged with the 1×1 mix:
+    the authors' one plain conv. Where the mix widens the map (``out > C``), that conv would
+    cost more than the widened conv and the mix (``out·C·K² > C·C·K² + out·C``): the
+    partial conv, its concatenation and the mix stay as they are, named."""
     channels, part, kernel, out, slicing, conv_first = PARTIALS[name]
     block = plainusr.PartialConv(channels, part, kernel, 1, out, slicing, conv_first)
     model = randomize(block, torch.Generator().manual_seed(seed))
-    compiled = check_deploy_form(model, channels, size, convs=1)
+    if out * channels * kernel**2 > channels * channels * kernel**2 + out * channels:
+        form = DeployForm(2, joins=1)
+        compiled = check_deploy_form(model, (channels, size, size), form, (size + 1, size + 2))
+        assert count_convs(compiled.module) == 2
+        (refusal,) = [u for u in compiled.certificate.unfolded if u.precondition == NO_COSTLIER]
+        assert refusal.rule == "R11"
+        return
+    compiled = check_deploy_form(
+        model, (channels, size, size), DeployForm(1), (size + 1, size + 2), exact=True
+    )
     used = compiled.certificate.rules_used()
     assert used.get("R6") == 1 and used.get("R11") == 1
     assert not {"cat.default", "slice.Tensor", "getitem"} & set(compiled.certificate.ops_after)
@@ -73,7 +101,7 @@ def test_partial_conv_then_a_3x3_mix_stays_two_convs_and_names_why() -> None:
     border outputs, not zeros): the partial conv becomes one conv, the mix stays."""
     block = plainusr.PartialConv(4, 1, 3, mix_kernel=3, out_channels=5)
     model = randomize(block, torch.Generator().manual_seed(2))
-    compiled = check_deploy_form(model, 4, 7, convs=2)
+    compiled = check_deploy_form(model, (4, 7, 7), DeployForm(2), (8, 9), exact=True)
     assert VALID_SECOND in [u.precondition for u in compiled.certificate.unfolded]
 
 
@@ -82,7 +110,9 @@ def test_partial_conv_then_a_3x3_mix_stays_two_convs_and_names_why() -> None:
 def test_plainusr_network_folds_to_its_deploy_conv_count(seed: int, border: str) -> None:
     model = randomize(plainusr.PlainUSR(border=border), torch.Generator().manual_seed(seed))
     # head, 3 per block (RepMBConv, partial conv with its 1×1, the LIA's conv), tail
-    compiled = check_deploy_form(model, 3, 7, convs=model.deploy_convs)
+    compiled = check_deploy_form(
+        model, (3, 7, 7), DeployForm(model.deploy_convs), (8, 9), exact=True
+    )
     assert model.deploy_convs == 8
     ops = compiled.certificate.ops_after
     assert ops.get("mul.Tensor") == ops.get("sigmoid.default") == 2
@@ -106,6 +136,6 @@ class SharedPart(torch.nn.Module):
 
 def test_shared_conv_part_is_kept_and_named() -> None:
     model = randomize(SharedPart(), torch.Generator().manual_seed(4))
-    compiled = check_deploy_form(model, 4, 6, convs=2, joins=2)
+    compiled = check_deploy_form(model, (4, 6, 6), DeployForm(2, 2), (7, 8), exact=True)
     refusals = [u for u in compiled.certificate.unfolded if u.op == "aten.cat.default"]
     assert [u.rule for u in refusals] == ["R11"] and "fan-out" in refusals[0].precondition

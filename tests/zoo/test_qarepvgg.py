@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import et
 from tests.zoo import blocks
-from tests.zoo.deploy_checks import ConvShape, compile_and_check, conv_shapes
+from tests.zoo.deploy_form import ConvShape, DeployForm, check_deploy_form, conv_shapes
 from tests.zoo.qarepvgg import NET_DEPLOY_CONVS, QARepVGGBlock, QARepVGGNet
 
 
@@ -49,7 +49,7 @@ def test_block_folds_to_one_conv_of_its_groups(
     cout = cin + groups if wider else cin  # in ≠ out: no identity and no pool branch
     block = QARepVGGBlock(cin, cout, stride=stride, groups=groups, kernel=kernel, pool=pool)
     model = blocks.randomize(block, torch.Generator().manual_seed(seed))
-    compiled = compile_and_check(model, cin, ((size, size), (size + 1, size + 2)), max_convs=1)
+    compiled = check_deploy_form(model, (cin, size, size), DeployForm(1), (size + 1, size + 2))
     deploy = ConvShape((cout, cin // groups, kernel, kernel), groups)
     assert conv_shapes(compiled.module) == [deploy]
     assert compiled.certificate.ops_after == {"conv2d.default": 1, "relu.default": 1}
@@ -60,7 +60,7 @@ def test_v2_pool_branch_beside_groups_two_is_merged_by_r20() -> None:
     same groups on every branch'): the pool becomes a depthwise conv (R10), R20 merges it."""
     block = QARepVGGBlock(4, 4, groups=2, pool=True)
     model = blocks.randomize(block, torch.Generator().manual_seed(5))
-    compiled = compile_and_check(model, 4, ((8, 8), (9, 11)), max_convs=1)
+    compiled = check_deploy_form(model, (4, 8, 8), DeployForm(1), (9, 11))
     assert conv_shapes(compiled.module) == [ConvShape((4, 2, 3, 3), 2)]
     used = compiled.certificate.rules_used()
     assert used.get("R20", 0) >= 1 and used.get("R10", 0) == 1, used
@@ -70,7 +70,7 @@ def test_v2_pool_branch_beside_groups_two_is_merged_by_r20() -> None:
 def test_network_folds_to_one_conv_per_block(groups: int, pool: bool) -> None:
     model = QARepVGGNet(3, 8, groups, pool)
     model = blocks.randomize(model, torch.Generator().manual_seed(groups))
-    compiled = compile_and_check(model, 3, ((12, 12), (15, 17)), max_convs=NET_DEPLOY_CONVS)
+    compiled = check_deploy_form(model, (3, 12, 12), DeployForm(NET_DEPLOY_CONVS), (15, 17))
     shapes = conv_shapes(compiled.module)
     assert shapes == [
         ConvShape((8, 3, 3, 3), 1),
@@ -109,5 +109,5 @@ class PoolFirstBlock(QARepVGGBlock):
 @pytest.mark.parametrize("groups", [1, 2, 4])
 def test_sum_with_pool_and_identity_first_folds(groups: int) -> None:
     model = blocks.randomize(PoolFirstBlock(4, 4, groups=groups), torch.Generator().manual_seed(2))
-    compiled = compile_and_check(model, 4, ((8, 8), (9, 11)), max_convs=1)
+    compiled = check_deploy_form(model, (4, 8, 8), DeployForm(1), (9, 11))
     assert conv_shapes(compiled.module) == [ConvShape((4, 4 // groups, 3, 3), groups)]

@@ -17,6 +17,8 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from et.compiler import count_convs
+from et.compiler.sequential import NO_COSTLIER
 from tests.zoo import blocks
 from tests.zoo.deploy_form import DeployForm, check_deploy_form
 from tests.zoo.sesr import SESR, CollapsedInForward, CollapsibleLinearBlock
@@ -42,7 +44,14 @@ def fan_in_scaled(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 def test_linear_block_collapses_to_one_conv(
     cin: int, cout: int, k: int, seed: int, expand: int, size: int
 ) -> None:
+    """One K×K where that costs no more multiply-adds per pixel than the K×K to ``expand``
+    channels and the 1×1 (the paper's p = 256); else the two convs stay, named."""
     model = fan_in_scaled(CollapsibleLinearBlock(cin, cout, k, expand), seed)
+    if cout * cin * k * k > expand * cin * k * k + cout * expand:  # 6 → 8 → 12 at 5×5
+        compiled = check_deploy_form(model, (cin, size, size), DeployForm(convs=2))
+        assert count_convs(compiled.module) == 2
+        assert NO_COSTLIER in [u.precondition for u in compiled.certificate.unfolded]
+        return
     check_deploy_form(model, (cin, size, size), DeployForm(convs=1))
 
 
@@ -61,7 +70,9 @@ NETS = {
     "y_x2_prelu_p256": (1, 2, 3, 256, "prelu", False),
     "y_x4_relu": (1, 4, 2, 32, "relu", False),
     "rgb_x2_prelu": (3, 2, 2, 16, "prelu", False),
-    "rgb_x4_relu": (3, 4, 3, 32, "relu", False),
+    # p = 64, not 32: the last block (16 → p → 48 at 5×5) collapses only where that costs no
+    # more, 25·16·48 = 19200 ≤ 25·16·p + 48·p (p = 32: 14336, left by the cost guard)
+    "rgb_x4_relu": (3, 4, 3, 64, "relu", False),
     "rgb_x2_collapsed_in_forward": (3, 2, 2, 16, "prelu", True),
 }
 
