@@ -1307,3 +1307,30 @@ def test_streams_under_two_kinds_of_map_are_refused_by_g6_and_named() -> None:
     assert compiled.certificate.ops_after.get("conv2d.default") == 2
     (refusal,) = [u for u in compiled.certificate.unfolded if u.rule == "G6"]
     assert refusal.precondition == str(g6.ONE_KIND)
+
+
+class _GroupedCarry(nn.Module):
+    """``dense_or_depthwise(x) + depthwise(relu(pointwise(x)))``: E4 carries x through the
+    pointwise conv; the depthwise convs take zero columns only as the dense convs they equal."""
+
+    def __init__(self, anchor_groups: int) -> None:
+        super().__init__()
+        self.anchor = nn.Conv2d(4, 4, 3, padding=1, groups=anchor_groups)
+        self.pointwise = nn.Conv2d(4, 4, 1, bias=False)
+        self.depthwise = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.anchor(x) + self.depthwise(torch.relu(self.pointwise(x)))
+
+
+@pytest.mark.parametrize("anchor_groups", [1, 2, 4])
+def test_e4_carries_into_grouped_convs_written_dense_first(anchor_groups: int) -> None:
+    torch.manual_seed(anchor_groups)
+    model = _GroupedCarry(anchor_groups).double().eval()
+    compiled = et.compile(model, (torch.rand(1, 4, 9, 9, dtype=torch.float64),))
+    rules = compiled.certificate.rules_used()
+    assert rules.get("E4") == 1 and rules.get("G13") == (1 if anchor_groups == 1 else 2)
+    assert compiled.certificate.convs_after == 2
+    for size in SIZES:
+        report = compare_outputs(model, compiled.module, probe_inputs((4, *size), samples=3))
+        assert report.max_rel_error <= 1e-9, report.describe()
