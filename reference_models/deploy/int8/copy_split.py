@@ -79,9 +79,7 @@ def copy_pieces(column: torch.Tensor, learned: torch.Tensor, max_pieces: int) ->
     return extra
 
 
-def split_input_copies(
-    model: nn.Module, *, max_pieces: int = MAX_PIECES
-) -> tuple[nn.Module, int]:
+def split_input_copies(model: nn.Module, *, max_pieces: int = MAX_PIECES) -> tuple[nn.Module, int]:
     """A float64 copy of ``model`` (a chain :func:`~reference_models.deploy.int8.int8_layout.
     chain_links` understands) with every carried input copy that a learned row reads split by
     R25 into pieces on the int8 weight grid (module docstring), and the number of channels

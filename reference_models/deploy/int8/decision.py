@@ -13,7 +13,8 @@ exact bound or at their calibration range where the network carries copies; besi
 with exact copies, the same with the copies that learned rows add split over channels on the
 int8 weight grid (R25, :mod:`~reference_models.deploy.int8.copy_split`; our architectures
 only). Our architectures are laid out by
-:func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
+:func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network
+(:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
 :func:`~reference_models.deploy.int8.graph_layout.graph_layout`: the same factors and rules, two
 walks.
 
