@@ -144,6 +144,11 @@ STATEMENTS: dict[str, tuple[str, ...]] = {
         r" = [W_2,\ -a_S W_{2,S}] \ast \operatorname{ReLU}\left([W_1; -W_{1,S}] \ast x"
         r" + [b_1; -b_{1,S}]\right) + b_2\qquad (S = \{c : a_c \ne 0\})",
     ),
+    "R25": (
+        r"W_2 \ast \varphi\left(W_1 \ast x + b_1\right) + b_2"
+        r" = [W_2 - E e_c^{\top},\ E] \ast \varphi'\left([W_1; W_{1,c}] \ast x"
+        r" + [b_1; b_{1,c}]\right) + b_2",
+    ),
     "G1": (
         r"W \ast_{s,q,d,g} \operatorname{pad}_0(x; p) + b = W \ast_{s,\,q + p,\,d,g} x + b,"
         r"\qquad \operatorname{pad}_0(\operatorname{pad}_0(x; p); p') = \operatorname{pad}_0(x;"

@@ -56,6 +56,7 @@ from et.rules.remove_passthrough_activation import remove_passthrough_activation
 from et.rules.repeat_interleave_conv import add_repeat_interleave_anchor
 from et.rules.rescale_channels import rescale_channels
 from et.rules.scale_linear_outputs import scale_linear_outputs
+from et.rules.split_channel import split_channel
 from et.rules.transposed_conv_as_pixel_shuffle import transposed_conv_as_pixel_shuffle
 
 DTYPE = torch.float64
@@ -378,6 +379,12 @@ CASES = [
         lambda m: prelu_as_relu_pair(*m),
     ),
     Case(
+        "R25",
+        "split_channel",
+        lambda: [_conv(3, 4, padding=1), nn.ReLU(), _conv(4, 2, padding=1)],
+        lambda m: split_channel(*m, 1, torch.ones(2, 3, 3, dtype=DTYPE)),
+    ),
+    Case(
         "E11",
         "negate_nonnegative_channels",
         lambda: [_nonnegative_row_conv(3, 4), nn.PReLU(dtype=DTYPE), _conv(4, 2, padding=1)],
@@ -443,9 +450,9 @@ def _refusal(case: Case, modules: list[nn.Module]) -> PreconditionError:
 
 
 def test_every_rule_that_takes_modules_is_covered() -> None:
-    """The 31 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
+    """The 32 rules whose transforms take torch modules (R6, R12, E9 take numbers/tensors)."""
     expected = ["R1", "R2", "R3", "R4", "R5", "R7", "R8", "R9", "R10", "R11", "R13", "R14"]
-    expected += ["R15", "R16", "R17", "R18", "R20", "R21", "R22", "R23", "R24"]
+    expected += ["R15", "R16", "R17", "R18", "R20", "R21", "R22", "R23", "R24", "R25"]
     expected += ["E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E10", "E11"]
     assert sorted(expected) == MODULE_RULES
 

@@ -9,8 +9,11 @@
 Candidates. The plain network, and E10 at each strength of
 :data:`~reference_models.deploy.int8.int8_layout.STRENGTHS` above 0, each with E11 off and on where
 E11 applies (a PReLU/LeakyReLU layer carrying exact input copies), and with the copies at their
-exact bound or at their calibration range where the network carries copies. Our architectures
-are laid out by :func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network
+exact bound or at their calibration range where the network carries copies; beside each layout
+with exact copies, the same with the copies that learned rows add split over channels on the
+int8 weight grid (R25, :mod:`~reference_models.deploy.int8.copy_split`; our architectures
+only). Our architectures are laid out by
+:func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network
 (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
 :func:`~reference_models.deploy.int8.graph_layout.graph_layout`: the same factors and rules, two
 walks.
@@ -40,6 +43,7 @@ it beats every cheaper scored layout by more than the slack. Every candidate's M
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
 import math
@@ -56,6 +60,7 @@ from torch import nn
 from et.atomic_file import atomic_path
 from reference_models.deploy.compiled_network import CompiledNetwork
 from reference_models.deploy.export_contract import ClampedFirstOutput, ExportError
+from reference_models.deploy.int8.copy_split import split_input_copies
 from reference_models.deploy.int8.graph_layout import graph_layout, plan_layout
 from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
 from reference_models.deploy.int8.int8_layout import (
@@ -112,6 +117,7 @@ class LayoutCandidate:
             "exact_copies": self.exact_copies,
             "negated_channels": self.report.negated_channels if self.report else 0,
             "relu_pairs": bool(self.report and self.report.relu_pairs),
+            "split_copies": self.report.split_copies if self.report else 0,
             "converted_from": self.report.converted_from if self.report else None,
             "simulated_db": _finite(self.simulated_db),
             "runtime_db": _finite(self.runtime_db),
@@ -239,6 +245,7 @@ def layout_candidates(
         candidates.append(
             LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
         )
+    candidates += _split_candidates(candidates)
     if refine:
         if isinstance(model, CompiledNetwork):
             raise LayoutError("--refine is not available for compiled networks yet")
@@ -249,6 +256,30 @@ def layout_candidates(
             )
         )
     return candidates
+
+
+def _split_candidates(candidates: Sequence[LayoutCandidate]) -> list[LayoutCandidate]:
+    """R25 beside every layout whose input copies sit at their exact bound (the only ones whose
+    grid the split keeps exact): the copies that a learned row adds split over channels on the
+    int8 weight grid (:mod:`reference_models.deploy.int8.copy_split`), where that adds any."""
+    split = []
+    for candidate in candidates:
+        report = candidate.report
+        compiled = isinstance(candidate.model, CompiledNetwork)
+        if report is None or not report.exact_copies or compiled:
+            continue
+        model, added = split_input_copies(candidate.model)
+        if added:
+            dtype = next(candidate.model.parameters()).dtype
+            split.append(
+                dataclasses.replace(
+                    candidate,
+                    name=f"{candidate.name} + R25 split copies",
+                    model=model.to(dtype),
+                    report=dataclasses.replace(report, split_copies=added),
+                )
+            )
+    return split
 
 
 def runtime_name(backend: str) -> str | None:

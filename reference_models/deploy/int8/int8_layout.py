@@ -104,6 +104,7 @@ class LayoutReport:
     exact_copies: bool = False  # whether E10 used the copies' exact bound (HEADROOM for others)
     converted_from: str | None = None  # the training form converted to its inference form first
     relu_pairs: bool = False  # every PReLU layer made ReLU channel pairs (R24) first
+    split_copies: int = 0  # channels R25 added to carry input copies on the weight grid
 
 
 @dataclass
