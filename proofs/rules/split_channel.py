@@ -54,7 +54,7 @@ def _symbolic_case(d: Derivation, kernel: tuple[int, int], padding: int, channel
     h_split = conv2d(x, w1_split, b1_split, 1, padding, 1, 1)
     rhs = conv2d(_per_channel(h_split, [*slopes, slopes[channel]]), w2_split, b2, 1, 1, 1, 1)
     d.zero(
-        f"grid case conv₁ k={kernel} p={padding}, channel {channel} split, 3×3 conv₂ p=1",
+        f"grid case conv₁ k={kernel} p={padding} c={channel} split, 3×3 conv₂ p=1",
         difference(lhs, rhs),
     )
 
@@ -146,9 +146,8 @@ def prove() -> ProofResult:
     shapes_must_match(d, RULE.preconditions[0], "conv₁'s outputs, the slopes, c, E and conv₂")
     d.none_known(
         RULE.preconditions[1],
-        "a grouped conv is the dense conv with a block-diagonal weight, for which the statement "
-        "holds; the hypothesis restricts the code, which appends the channel after the last "
-        "group and would read it in the wrong group",
+        "a grouped conv is a dense conv with a block-diagonal weight, for which it holds; the "
+        "code would put the copy in the wrong group",
     )
     d.counterexample(
         RULE.preconditions[2],

@@ -6,8 +6,9 @@ branch joins (``add``, ``sub``, ``cat``) than the authors' deploy form (exactly 
 pixel than the deploy form's when it states them (:func:`conv_macs`), no BatchNorm left, no op
 computing from constants alone (a kernel built in ``forward`` is evaluated once), float64 equal
 within 1e-9 relative at the example's size and at another one, float32 within ``tolerance32``
-(1e-4) relative at both. :func:`conv_shapes` reads each compiled conv's weight shape and
-groups, for the tests that pin the deploy form's convs one by one.
+(1e-4) relative plus 16× the original's own float32 rounding at both. :func:`conv_shapes`
+reads each compiled conv's weight shape and groups, for the tests that pin the deploy form's
+convs one by one.
 """
 
 from __future__ import annotations
@@ -152,5 +153,9 @@ def check_deploy_form(
         report32 = compare_outputs(
             model, compiled.module, probe_inputs((channels, *size)), dtype=torch.float32
         )
-        assert report32.max_rel_error <= tolerance32, report32.describe()
+        # a deep net's float32 output is off by its own rounding already: the compiled one may
+        # differ by tolerance32 relative plus 16× that (et.testing's standard allowance)
+        assert report32.max_abs_error <= report32.allowed(atol=0.0, rtol=tolerance32), (
+            report32.describe()
+        )
     return compiled
