@@ -13,8 +13,7 @@ import et
 from et.testing import compare_outputs, probe_inputs
 from reference_models import ABPN_ET, ECBSRET, ETDSForInference, load_checkpoint
 from reference_models.deploy.int8.calibration import calibration_images
-from reference_models.deploy.int8.graph_layout import conv_chains, graph_layout, plan_layout
-from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
+from reference_models.deploy.int8.graph_chains import conv_chains
 from reference_models.deploy.int8.input_copies import input_copy_bounds
 from reference_models.deploy.int8.int8_layout import (
     LayoutError,
@@ -23,6 +22,8 @@ from reference_models.deploy.int8.int8_layout import (
     channel_ranges,
 )
 from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.layout import graph_layout, plan_layout
+from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
 from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 

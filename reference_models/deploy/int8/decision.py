@@ -12,7 +12,7 @@ E11 applies (a PReLU/LeakyReLU layer carrying exact input copies), and with the 
 exact bound or at their calibration range where the network carries copies. Our architectures
 are laid out by :func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network
 (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
-:func:`~reference_models.deploy.int8.graph_layout.graph_layout`: the same factors and rules, two
+:func:`~reference_models.deploy.int8.layout.graph_layout`: the same factors and rules, two
 walks.
 
 Score. :func:`layout_score`: the PSNR (dB, peak 1) of the INT8 output against PyTorch float32
@@ -20,7 +20,7 @@ of the network on the calibration images, measured in the *target runtime itself
 for ``.onnx``: the QDQ file :func:`~reference_models.deploy.onnx.int8.quantize_int8` makes; LiteRT
 for ``.tflite``: the file :func:`~reference_models.deploy.litert.export.tflite_bytes` makes) where
 that runtime is installed, else by the INT8 simulation
-(:func:`~reference_models.deploy.int8.graph_simulation.simulated_int8_fidelity_db`), which every
+(:func:`~reference_models.deploy.int8.simulation.simulated_int8_fidelity_db`), which every
 candidate also gets because it costs a fraction of a conversion.
 
 Rule. The simulation ranks all candidates; the plain one and the best ``shortlist − 1`` others
@@ -48,8 +48,6 @@ from torch import nn
 from et.atomic_file import atomic_path
 from reference_models.deploy.compiled_network import CompiledNetwork
 from reference_models.deploy.export_contract import ClampedFirstOutput, ExportError
-from reference_models.deploy.int8.graph_layout import graph_layout, plan_layout
-from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
 from reference_models.deploy.int8.int8_layout import (
     STRENGTHS,
     LayoutError,
@@ -57,7 +55,9 @@ from reference_models.deploy.int8.int8_layout import (
     inference_form,
     int8_layout,
 )
+from reference_models.deploy.int8.layout import graph_layout, plan_layout
 from reference_models.deploy.int8.relu_pairs import has_prelu_layers
+from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
 
 __all__ = [
     "RUNTIME_SHORTLIST",

@@ -55,6 +55,14 @@ from reference_models.architectures.etds import ETDSForInference
 from reference_models.deploy.int8.copy_negation import negate_input_copies
 from reference_models.deploy.int8.input_copies import input_copy_bounds
 from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.layout import (
+    EQUIVALENCE_TOLERANCE,
+    HEADROOM,  # noqa: F401  (re-exported: tests read it here)
+    STRENGTHS,
+    LayoutError,
+    LayoutReport,
+    channel_alphas,
+)
 from reference_models.deploy.int8.refinement import refine_alphas
 
 __all__ = [
@@ -68,42 +76,6 @@ __all__ = [
     "int8_candidates",
     "int8_layout",
 ]
-
-#: Largest accepted float64 difference between the laid-out and the input model (the rescaled
-#: weights carry one rounding each, ~1e-16 relative).
-EQUIVALENCE_TOLERANCE = 1e-9
-#: Layout strengths tried by default (0 = the model as it is, 1 = every channel at R).
-STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Share of the layer's range the calibrated (non-copy) channels are stretched to where the
-#: layer also holds exact copies of the input (:mod:`reference_models.deploy.int8.input_copies`),
-#: which take the whole range. A calibration range is only a lower bound of what unseen images
-#: reach, and a channel stretched to the very top of its tensor clips on any excursion; the
-#: copies cannot exceed theirs. Measured on ABPN-ET (calibrated on Set5, 48×48): 1.0 gave
-#: 47.54 / 45.92 dB on Set5 / Set14, 0.8 gave 48.08 / 46.95, 0.6 gave 47.89 / 47.05.
-HEADROOM = 0.8
-
-
-class LayoutError(ValueError):
-    """The model has no conv chain this pass understands, or the result is not equivalent."""
-
-
-@dataclass(frozen=True)
-class LayoutReport:
-    """What :func:`int8_layout` did: per hidden layer, the spread of channel ranges before
-    (``max r_c / min r_c`` over live channels) and the α range it applied, and the float64 gap."""
-
-    spreads_before: tuple[float, ...]
-    alpha_ranges: tuple[tuple[float, float], ...]
-    max_abs_error: float
-    strength: float
-    simulated_db: dict[float, float]  # strength → simulated INT8 fidelity (dB)
-    refined_db: float | None = None  # simulated fidelity after the per-channel refinement
-    negated_channels: int = 0  # input copies E11 moved to the negative side (PReLU layers)
-    simulated_negated_db: dict[float, float] | None = None  # strength → fidelity with E11
-    input_copies: int = 0  # hidden channels that are exact copies of the input
-    exact_copies: bool = False  # whether E10 used the copies' exact bound (HEADROOM for others)
-    converted_from: str | None = None  # the training form converted to its inference form first
-    relu_pairs: bool = False  # every PReLU layer made ReLU channel pairs (R24) first
 
 
 @dataclass
@@ -182,26 +154,6 @@ def channel_ranges(model: nn.Module, images: Sequence[torch.Tensor]) -> list[tor
                     r = torch.maximum(r, h.abs().amax(dim=(0, 2, 3)))
                 ranges[k] = torch.maximum(ranges[k], r)
     return ranges
-
-
-def _alphas(
-    ranges: torch.Tensor, strength: float, bounds: torch.Tensor, copy_strength: float | None = None
-) -> torch.Tensor:
-    """``α_c = (T_c / r_c)^strength``: ``T_c = R`` for an exact input copy (``r_c`` = its exact
-    bound), ``T_c = HEADROOM·R`` for the other channels of a layer that has copies, else R.
-    ``copy_strength`` (``None``: ``strength``) is the exponent of the copies."""
-    copies = bounds > 0
-    r = torch.where(copies, bounds, ranges)
-    live = r > 0
-    alpha = torch.ones_like(ranges)
-    if live.any():
-        headroom = HEADROOM if copies.any() and (live & ~copies).any() else 1.0
-        target = torch.where(copies, r.max(), r.max() * headroom)
-        exponent = torch.full_like(ranges, strength)
-        if copy_strength is not None:
-            exponent[copies] = copy_strength
-        alpha[live] = (target[live] / r[live]) ** exponent[live]
-    return alpha
 
 
 def _apply(
@@ -291,7 +243,8 @@ def int8_layout(
     best = None
     for candidate in candidates:
         alphas = [
-            _alphas(r, candidate, b, copy_strength) for r, b in zip(ranges, bounds, strict=True)
+            channel_alphas(r, candidate, b, copy_strength)
+            for r, b in zip(ranges, bounds, strict=True)
         ]
         for negate in negations:
             variant = _laid_out(model, ranges, alphas, negate, calibration)
@@ -458,8 +411,3 @@ def _same_weights(first: nn.Module, second: nn.Module) -> bool:
     """Whether two layouts hold the same tensors (one file would be converted twice)."""
     a, b = first.state_dict(), second.state_dict()
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-#: The E10 factors of one hidden layer (public name of the rule the walk uses; the compiled-graph
-#: layout, :mod:`reference_models.deploy.int8.graph_layout`, computes its factors with it too).
-channel_alphas = _alphas

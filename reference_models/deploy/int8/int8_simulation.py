@@ -24,28 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["SCALE_FLOOR", "fake_quant_activation", "fake_quant_weight", "simulated_fidelity_db"]
+from reference_models.deploy.int8.simulation import fake_quant_activation, fake_quant_weight
 
-#: The smallest scale the converter's observers give (``eps = 2**-12`` in litert-torch's
-#: ``get_symmetric_quantization_config``): a weight row with ``max|W| < 127·2⁻¹²`` or an
-#: activation spanning less than ``255·2⁻¹²`` gets coarser levels than its range would.
-SCALE_FLOOR = 2.0**-12
-
-
-def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric per-output-channel int8 rounding of a conv weight (levels −127…127,
-    ``s = max(max|W|/127, 2⁻¹²)``)."""
-    scale = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127).clamp_min(SCALE_FLOOR)
-    return torch.round(weight / scale) * scale
-
-
-def fake_quant_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Affine per-tensor int8 rounding over ``[min(0, low), max(0, high)]`` (levels −128…127,
-    ``s = max((hi − lo)/255, 2⁻¹²)``)."""
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = max((high - low) / 255, SCALE_FLOOR)
-    zero_point = round(-128 - low / scale)
-    return (torch.clamp(torch.round(x / scale) + zero_point, -128, 127) - zero_point) * scale
+__all__ = ["simulated_fidelity_db"]
 
 
 def _run(
