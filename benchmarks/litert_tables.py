@@ -89,7 +89,7 @@ def _export(
         "fidelity_db": report.fidelity_db,
         "layout_strength": strength,
         "negated_copies": report.layout.negated_channels if report.layout else None,
-        "simulated_db": report.layout.simulated_db if report.layout else None,
+        "simulated_db": report.decision.chosen.simulated_db if report.decision else None,
     }
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "channel_alphas",
     "graph_layout",
     "plan_layout",
+    "rescaled_graph",
 ]
 
 aten = torch.ops.aten
@@ -94,14 +95,12 @@ class LayoutReport:
     alpha_ranges: tuple[tuple[float, float], ...]
     max_abs_error: float
     strength: float
-    simulated_db: dict[float, float]  # strength → simulated INT8 fidelity (dB)
-    refined_db: float | None = None  # simulated fidelity after the per-channel refinement
     negated_channels: int = 0  # input copies E11 moved to the negative side (PReLU layers)
-    simulated_negated_db: dict[float, float] | None = None  # strength → fidelity with E11
     input_copies: int = 0  # hidden channels that are exact copies of the input
     exact_copies: bool = False  # whether E10 used the copies' exact bound (HEADROOM for others)
     converted_from: str | None = None  # the training form converted to its inference form first
     relu_pairs: bool = False  # every PReLU layer made ReLU channel pairs (R24) first
+    refined_db: float | None = None  # simulated fidelity after the per-channel refinement
 
 
 def channel_alphas(
@@ -143,8 +142,11 @@ def _chain_ranges(
     module64: fx.GraphModule, chains: list[list[GraphStep]], images: Sequence[torch.Tensor]
 ) -> list[list[torch.Tensor]]:
     """``r[chain][k][c]``: the largest magnitude hidden channel c of layer k stores (as
-    :func:`~reference_models.deploy.int8.int8_layout.channel_ranges`: after a ReLU its output,
-    after any other activation also the conv output), over ``images``, float64."""
+    LiteRT stores it: after a ReLU, which converters fuse into the conv, its output;
+    after any other activation also the conv output, since LiteRT runs a PReLU or LeakyReLU as a
+    float op between two int8 tensors, and stretching a channel whose negative half is large but
+    damped by a small slope would otherwise blow up the conv output's range), over ``images``,
+    float64."""
     wanted = {node for chain in chains for step in chain for node in (step.conv, step.output)}
     ranges = [
         [torch.zeros(as_conv(module64, s.conv).out_channels, dtype=torch.float64) for s in c[:-1]]
@@ -181,16 +183,31 @@ class LayoutPlan:
     alphas: list[list[torch.Tensor]]
     strength: float
 
-    def at(self, strength: float, *, exact_copies: bool = True) -> LayoutPlan:
-        """The same measurements with the factors of another ``strength`` / copy treatment."""
+    def at(
+        self,
+        strength: float,
+        *,
+        exact_copies: bool = True,
+        copy_strength: float | None = None,
+        factors: list[list[torch.Tensor]] | None = None,
+    ) -> LayoutPlan:
+        """The same measurements with the factors of another ``strength`` / copy treatment
+        (``copy_strength``: the exponent of the exact copies, :func:`channel_alphas`), each
+        ``α`` multiplied by ``factors`` where given (:mod:`~reference_models.deploy.int8.
+        refinement`)."""
         bounds = [
             [b if exact_copies else torch.zeros_like(b) for b in chain]
             for chain in self.copy_bounds
         ]
         alphas = [
-            [channel_alphas(r, strength, b) for r, b in zip(rs, bs, strict=True)]
+            [channel_alphas(r, strength, b, copy_strength) for r, b in zip(rs, bs, strict=True)]
             for rs, bs in zip(self.ranges, bounds, strict=True)
         ]
+        if factors is not None:
+            alphas = [
+                [a * f for a, f in zip(chain, chain_factors, strict=True)]
+                for chain, chain_factors in zip(alphas, factors, strict=True)
+            ]
         return dataclasses.replace(self, bounds=bounds, alphas=alphas, strength=strength)
 
 
@@ -245,6 +262,16 @@ def _rescaled(
     return steps
 
 
+def rescaled_graph(module: fx.GraphModule, plan: LayoutPlan) -> fx.GraphModule:
+    """A float64 copy of ``module`` with E10 at ``plan``'s factors on every chain, unchecked
+    (each step goes through the rule's preconditions; the refinement simulates many of these
+    and :func:`graph_layout` checks the one it keeps)."""
+    laid_out = graph_in_dtype(module, torch.float64)
+    for index, chain in enumerate(conv_chains(laid_out)):
+        write_back(laid_out, chain, _rescaled(plan.steps[index], plan.alphas[index]))
+    return laid_out
+
+
 def graph_layout(
     module: fx.GraphModule,
     calibration: Sequence[torch.Tensor],
@@ -252,17 +279,22 @@ def graph_layout(
     strength: float,
     negate: bool = False,
     exact_copies: bool = True,
+    copy_strength: float | None = None,
+    factors: list[list[torch.Tensor]] | None = None,
     tolerance: float = EQUIVALENCE_TOLERANCE,
     measured: LayoutPlan | None = None,
 ) -> tuple[fx.GraphModule, LayoutReport]:
     """A copy of ``module`` with E10 applied at ``strength`` to every hidden layer of every
-    chain (:func:`plan_layout`), then (``negate``) E11 on the input copies of the PReLU layers
-    of the chains that read the image; checked in float64 against ``module``. The input is not
-    modified; the result has ``module``'s dtype. ``measured``: a :func:`plan_layout` of the same
-    ``module`` and ``calibration`` (any strength), to measure the ranges once for many layouts."""
+    chain (:func:`plan_layout`; ``copy_strength`` and ``factors`` as :meth:`LayoutPlan.at`),
+    then (``negate``) E11 on the input copies of the PReLU layers of the chains that read the
+    image; checked in float64 against ``module``. The input is not modified; the result has
+    ``module``'s dtype. ``measured``: a :func:`plan_layout` of the same ``module`` and
+    ``calibration`` (any strength), to measure the ranges once for many layouts."""
     if measured is None:
         measured = plan_layout(module, calibration, strength=strength)
-    plan = measured.at(strength, exact_copies=exact_copies)
+    plan = measured.at(
+        strength, exact_copies=exact_copies, copy_strength=copy_strength, factors=factors
+    )
     laid_out = graph_in_dtype(module, torch.float64)
     chains = conv_chains(laid_out)  # the same chains, as nodes of the copy
     negated = 0
@@ -289,7 +321,6 @@ def graph_layout(
         tuple(applied),
         error,
         strength,
-        {},
         negated_channels=negated,
         input_copies=copies,
         exact_copies=exact_copies and copies > 0,

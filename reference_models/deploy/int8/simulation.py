@@ -14,9 +14,11 @@ The scheme is the one LiteRT's and ONNX Runtime's post-training quantizers apply
   ops that only move values (PixelShuffle, slices, reshapes, ``et.compile``'s size check),
   which keep their input's levels.
 
-On a plain conv chain it stores the tensors ``int8_simulation`` stores, so both agree there;
-it also covers graphs that are not one chain (a residual add the compiler could not fold, two
-streams). The output compared is the network's first output, clamped to [0, 1] as exported.
+On a plain conv chain these are the tensors LiteRT stores: every conv output but one a ReLU
+reads, and every activation (a PReLU/LeakyReLU runs as a float op between a quantized conv
+output and a re-quantized activation). It also covers graphs that are not one chain (a residual
+add the compiler could not fold, two streams). The output compared is the network's first
+output, clamped to [0, 1] as exported.
 """
 
 from __future__ import annotations
