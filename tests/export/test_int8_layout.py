@@ -17,7 +17,7 @@ from reference_models.deploy.int8.calibration import calibration_images
 from reference_models.deploy.int8.decision import layout_candidates
 from reference_models.deploy.int8.graph_chains import graph_constant
 from reference_models.deploy.int8.layout import LayoutError, graph_layout, plan_layout
-from reference_models.deploy.int8.network_form import layout_network
+from reference_models.deploy.int8.network_form import layout_network, module_layout
 from reference_models.deploy.int8.refinement import refine_layout
 from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
 from tests.export.probe_images import probe_images
@@ -131,3 +131,22 @@ def test_refinement_is_a_candidate_only_when_asked() -> None:
     assert len(refined) == 1 and refined[0].simulated_db == refined[0].report.refined_db
     others = [c.simulated_db for c in candidates if c.report is not None and c not in refined]
     assert refined[0].simulated_db >= max(others)  # it starts from the best and never lowers it
+
+
+def test_the_graph_layout_is_written_back_into_the_module_it_came_from() -> None:
+    """``etds convert --int8-layout`` writes a checkpoint: the module must hold the layout."""
+    model = _randomize(MODELS["ABPN_ET"](), seed=6).eval()
+    images = _images()
+    network, _ = layout_network(model, images)
+    laid_out = network.with_program(graph_layout(network.program, images, strength=1.0)[0])
+    written = module_layout(model, network, laid_out)
+    assert type(written) is type(model)
+    pairs = list(zip(model.parameters(), written.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in pairs)  # rescaled …
+    x = probe_inputs((3, 9, 14), samples=2, seed=7)
+    gap = compare_outputs(model, written, x, weights64=False)
+    assert gap.max_abs_error <= 1e-5 * max(gap.scale, 1.0)  # … the same function
+    # another module's parameters do not hold the graph's constants: refused, naming them
+    other = _randomize(MODELS["ABPN_ET"](), seed=7).eval()
+    with pytest.raises(LayoutError, match="0 parameters of the module hold it"):
+        module_layout(other, network, laid_out)

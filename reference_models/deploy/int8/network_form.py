@@ -97,7 +97,9 @@ def module_layout(
     ``network`` is the graph ``model`` was compiled to and ``laid_out`` its layout.
 
     A constant the layout changed is written into the one parameter of ``model`` holding
-    exactly the constant's value in ``network`` (same shape, equal in float64). Raises
+    exactly the constant's value in ``network`` (same shape, equal in float64; among several,
+    the one whose dotted name the constant's name ends with, ``et.compile`` naming constants
+    after their module path). Raises
     :class:`LayoutError` where there is none or more than one (``et.compile`` folded it from
     several parameters), or where the layout changed the graph itself (E11 turning a LeakyReLU
     into a PReLU): the caller verifies the result against ``model`` anyway.
@@ -118,6 +120,10 @@ def module_layout(
             for name, parameter in parameters.items()
             if parameter.shape == old.shape and torch.equal(parameter.double(), old.double())
         ]
+        if (
+            len(owners) > 1
+        ):  # equal values (e.g. zero biases): et.compile keeps the path in the name
+            owners = [name for name in owners if str(node.target).endswith(name.replace(".", "_"))]
         if len(owners) != 1:
             raise LayoutError(
                 f"constant {node.target}: {len(owners)} parameters of the module hold it "
