@@ -197,7 +197,16 @@ def layout_candidates(
                 candidate.simulated_db = simulated_int8_fidelity_db(candidate.model, calibration)
         best = max(candidates[1:], key=lambda c: np.nan_to_num(c.simulated_db, nan=-np.inf))
         refined, report = refine_layout(best.model, calibration)
-        report = replace(report, converted_from=converted_from, relu_pairs=best.report.relu_pairs)
+        # the report says what the refined network is: the best layout, then the search's E10
+        start = best.report
+        report = replace(
+            report,
+            strength=start.strength,
+            negated_channels=start.negated_channels,
+            exact_copies=start.exact_copies,
+            converted_from=converted_from,
+            relu_pairs=start.relu_pairs,
+        )
         name = f"{best.name}, refined"
         candidate = LayoutCandidate(
             name, best.strength, best.negate, best.exact_copies, refined, report

@@ -247,7 +247,7 @@ def _chosen_layout(
     width: int,
     calibration: Sequence[torch.Tensor],
     refine: bool,
-):
+) -> tuple[bytes, TFLiteModel, LayoutDecision]:
     """The decision (:mod:`reference_models.deploy.int8.decision`) among the layouts of
     ``model`` for LiteRT, and the INT8 file of the chosen one converted at ``height×width``.
 
