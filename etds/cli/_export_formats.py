@@ -2,8 +2,9 @@
 
 INT8, for every source (our architectures, a ``.pt2``, ``MODULE:FACTORY``): the layout
 candidates of :func:`reference_models.deploy.int8.decision.layout_candidates` (only the plain
-network under ``--no-layout``) are scored by :func:`reference_models.deploy.decision.
-decide_layout` for the target backend, the chosen one is exported and checked as before
+network under ``--no-layout``; laid out on the compiled graph of every source) are scored by
+:func:`reference_models.deploy.int8.decision.decide_layout` for the target backend, the
+chosen one is exported and checked as before
 (:func:`~reference_models.deploy.litert.export.export_tflite`,
 :func:`~reference_models.deploy.onnx.int8.export_onnx_int8`, with their own layout off), and the
 decision is written beside the file as ``OUT.json`` after the file itself.
@@ -23,8 +24,11 @@ from etds.cli._quiet import third_party_logs
 
 
 def report_path(out: Path) -> Path:
-    """Where the INT8 decision of ``out`` is written: ``OUT.onnx.json`` / ``OUT.tflite.json``."""
-    return out.with_name(out.name + ".json")
+    """Where the INT8 decision of ``out`` is written: ``OUT.onnx.json`` / ``OUT.tflite.json``
+    (:func:`~reference_models.deploy.int8.decision.decision_path`, as the Python exports)."""
+    from reference_models.deploy.int8.decision import decision_path
+
+    return decision_path(out)
 
 
 def _calibration(args: argparse.Namespace, model: nn.Module) -> list | None:
@@ -59,7 +63,7 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
         decide_layout,
         layout_candidates,
     )
-    from reference_models.deploy.int8.int8_layout import LayoutError
+    from reference_models.deploy.int8.layout import LayoutError
     from reference_models.deploy.int8.layout_cost import DEFAULT_FIDELITY_SLACK_DB
 
     backend = out.suffix.lower().lstrip(".")

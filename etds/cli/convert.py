@@ -94,16 +94,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _int8_layout(folder: str):
-    """The refinement step: the converted model after the E10 INT8 layout calibrated on
-    ``folder`` (64×64 LR crops); the pipeline verifies its result like the conversion's."""
+    """The refinement step: the converted model after the INT8 layout calibrated on ``folder``
+    (64×64 LR crops), the candidate the simulation scores best among
+    :func:`~reference_models.deploy.int8.decision.layout_candidates` that keep the architecture
+    (not R24's pair form), written back into the module's parameters; the pipeline verifies its
+    result like the conversion's."""
     from reference_models.deploy.int8.calibration import CalibrationError, calibration_images
-    from reference_models.deploy.int8.int8_layout import LayoutError, int8_layout
+    from reference_models.deploy.int8.decision import layout_candidates
+    from reference_models.deploy.int8.layout import LayoutError
+    from reference_models.deploy.int8.network_form import layout_network, module_layout
+    from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
     from reference_models.evaluation.evaluate import model_scale
 
     def refine(converted):
         try:
             images = calibration_images(folder, model_scale(converted), 64, 64)
-            return int8_layout(converted, images)[0]
+            network, _ = layout_network(converted, images)
+            kept = [
+                candidate
+                for candidate in layout_candidates(network, images)
+                if candidate.report is None or not candidate.report.relu_pairs
+            ]
+            best = max(kept, key=lambda c: simulated_int8_fidelity_db(c.model, images))
+            return module_layout(converted, network, best.model)
         except (CalibrationError, LayoutError) as error:
             raise CommandError(f"--int8-layout: {error}") from None
 

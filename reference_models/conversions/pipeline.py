@@ -87,7 +87,7 @@ def convert_checkpoint(
     :func:`reference_models.deploy.alignment.fastest_alignment` for a runtime); ``hparams``:
     what the weights cannot show (ECBSR's ``with_idt``); ``refine``: an exact transform of the
     converted model applied before verification (e.g. the E10 INT8 layout of
-    :mod:`reference_models.deploy.int8.int8_layout`), so its result is verified the same way.
+    :mod:`reference_models.deploy.int8.layout`), so its result is verified the same way.
     Raises :class:`CheckpointError` for an unreadable input and :class:`ConversionError` for
     one that cannot be converted.
     """

@@ -10,7 +10,7 @@ output (as :class:`~reference_models.deploy.export_contract.ClampedFirstOutput` 
 how many
 colour channels it reads (``colors``), which the exporters need and a graph does not declare.
 The INT8 layout of such a network works on ``program``
-(:mod:`reference_models.deploy.int8.graph_layout`); :meth:`CompiledNetwork.with_program` wraps the
+(:mod:`reference_models.deploy.int8.layout`); :meth:`CompiledNetwork.with_program` wraps the
 laid-out graph the same way.
 """
 
@@ -61,7 +61,7 @@ class CompiledNetwork(nn.Module):
 def program_colors(program: fx.GraphModule) -> int:
     """The input channels of the first ``aten.conv2d``/``aten.convolution`` of ``program``
     (weight ``O×(C/groups)×k×k``); raises ``ValueError`` where there is none."""
-    from reference_models.deploy.int8.graph_layout import (
+    from reference_models.deploy.int8.graph_chains import (
         CONV_TARGETS,
         graph_constant,
         schema_arguments,

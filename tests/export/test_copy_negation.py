@@ -15,8 +15,12 @@ from reference_models import ECBSRT, ETDSForInference, load_checkpoint
 from reference_models.conversions import convert
 from reference_models.deploy.int8.calibration import calibration_images
 from reference_models.deploy.int8.copy_negation import negate_input_copies
+from reference_models.deploy.int8.decision import layout_candidates
 from reference_models.deploy.int8.input_copies import input_copy_bounds
-from reference_models.deploy.int8.int8_layout import _links, int8_layout
+from reference_models.deploy.int8.int8_layout import chain_links
+from reference_models.deploy.int8.layout import graph_layout
+from reference_models.deploy.int8.network_form import layout_network
+from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
 from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 
@@ -27,7 +31,7 @@ def _ecbsr_et(seed: int = 5) -> nn.Module:
 
 
 def _steps(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
-    return [(link.conv, link.activation) for link in _links(model)]
+    return [(link.conv, link.activation) for link in chain_links(model)]
 
 
 def _run(steps: list[tuple[nn.Conv2d, nn.Module]], x: torch.Tensor) -> torch.Tensor:
@@ -77,21 +81,28 @@ def test_relu_chains_are_left_alone() -> None:
     steps = _steps(model)
     same, count = negate_input_copies(steps, input_copy_bounds(steps), _images())
     assert count == 0 and all(a is b for a, b in zip(same, steps, strict=True))
-    _, report = int8_layout(model, _images(), strength=0.5)
-    assert report.negated_channels == 0 and not report.simulated_negated_db
+    network, _ = layout_network(model, _images())
+    _, report = graph_layout(network.program, _images(), strength=0.5, negate=True)
+    assert report.negated_channels == 0
+    assert not any(candidate.negate for candidate in layout_candidates(model, _images()))
 
 
-def test_the_layout_keeps_e11_where_it_simulates_better_and_stays_exact() -> None:
+def test_e11_is_a_candidate_beside_every_strength_and_stays_exact() -> None:
     model = _ecbsr_et()
     images = _images()
-    laid_out, report = int8_layout(model, images)
-    assert set(report.simulated_negated_db) == set(report.simulated_db)
-    best_plain = max(report.simulated_db.values())
-    best_negated = max(report.simulated_negated_db.values())
-    assert (report.negated_channels > 0) == (best_negated > best_plain)
+    candidates = layout_candidates(model, images)
+    laid_out = [c for c in candidates if c.report is not None and not c.report.relu_pairs]
+    with_e11 = {(c.strength, c.exact_copies) for c in laid_out if c.negate}
+    without = {(c.strength, c.exact_copies) for c in laid_out if not c.negate and c.strength > 0}
+    assert without and without <= with_e11
     x = probe_inputs((3, 12, 12), samples=4, seed=3)
-    with torch.no_grad():
-        assert torch.allclose(laid_out(x), model(x), rtol=0, atol=1e-9)
+    for candidate in laid_out:
+        # every hidden layer is a PReLU, so E11 moves every copy (3 colours per layer)
+        copies = candidate.report.input_copies
+        assert copies % 3 == 0 and copies > 0
+        assert candidate.report.negated_channels == (copies if candidate.negate else 0)
+        with torch.no_grad():
+            assert torch.allclose(candidate.model(x), model(x), rtol=0, atol=1e-9)
 
 
 def test_released_ecbsr_et_gains_in_simulated_int8(shared_dir: Path) -> None:
@@ -101,6 +112,10 @@ def test_released_ecbsr_et_gains_in_simulated_int8(shared_dir: Path) -> None:
         pytest.skip(f"{checkpoint} not found")
     model = load_checkpoint(checkpoint).eval()
     images = calibration_images(shared_dir / "data" / "Set5", 2, 48, 48, limit=32)
-    _, report = int8_layout(model, images, strength=0.5)
+    network, _ = layout_network(model, images)
+    scores = {}
+    for negate in (False, True):
+        program, report = graph_layout(network.program, images, strength=0.5, negate=negate)
+        scores[negate] = simulated_int8_fidelity_db(network.with_program(program), images)
     assert report.negated_channels == 15  # 3 colours × the 5 PReLU layers that carry them
-    assert report.simulated_negated_db[0.5] >= report.simulated_db[0.5] + 2.0
+    assert scores[True] >= scores[False] + 2.0

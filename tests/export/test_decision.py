@@ -226,7 +226,7 @@ def test_a_real_decision_counts_macs_and_follows_the_rule(
 
 def test_the_export_summary_names_the_layout_and_r24s_cost() -> None:
     from etds.cli._export_formats import layout_line
-    from reference_models.deploy.int8.int8_layout import LayoutReport
+    from reference_models.deploy.int8.layout import LayoutReport
 
     def candidate(name: str, macs: int, relu_pairs: bool) -> LayoutCandidate:
         report = LayoutReport((), (), 0.0, 0.5, {}, relu_pairs=relu_pairs)

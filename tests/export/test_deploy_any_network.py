@@ -87,3 +87,38 @@ def test_readme_deploy_commands_run_end_to_end(tmp_path: Path) -> None:
     assert set(psnr) == {"net.pt2", "net_int8.tflite", "net_int8.onnx"}
     for int8 in ("net_int8.tflite", "net_int8.onnx"):
         assert abs(psnr[int8] - psnr["net.pt2"]) < 1.0, psnr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None,
+    reason="the INT8 ONNX export needs ONNX Runtime",
+)
+def test_a_compiled_network_can_be_refined(tmp_path: Path) -> None:
+    """``--refine`` on a ``.pt2``: the refined layout of the simulated best is one more
+    candidate, never simulated below the layout it started from, and the export is checked."""
+    _smooth_images(tmp_path / "Set5")
+    example = PROJECT_ROOT / "examples/user_sr_net.py"
+    compiled = run_etds(
+        "compile", f"{example}:build", "--input-shape", f"3,{TINY},{TINY}", "net.pt2", cwd=tmp_path
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    size = ["--height", TINY, "--width", TINY]
+    done = run_etds(
+        "export",
+        "net.pt2",
+        "net.onnx",
+        "--int8",
+        "--calibration",
+        "Set5/",
+        *size,
+        "--refine",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "net.onnx.json").read_text())
+    refined = [c for c in report["candidates"] if c["name"].endswith(", refined")]
+    assert len(refined) == 1
+    others = [
+        c["simulated_db"] for c in report["candidates"] if c not in refined and c["name"] != "plain"
+    ]
+    assert refined[0]["simulated_db"] >= max(others)

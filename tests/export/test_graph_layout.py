@@ -1,4 +1,5 @@
-"""The INT8 layout on a compiled graph: the architecture walk's factors, exact in float64, and
+"""The INT8 layout on the compiled graph: our architectures go through it like any network and
+get the factors computed from their own chain's ranges, exact in float64; the layout applies
 only where E10 holds (a tensor with a second reader, or a non-homogeneous map, is no chain)."""
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import et
 from et.testing import compare_outputs, probe_inputs
 from reference_models import ABPN_ET, ECBSRET, ETDSForInference, load_checkpoint
 from reference_models.deploy.int8.calibration import calibration_images
-from reference_models.deploy.int8.graph_layout import conv_chains, graph_layout, plan_layout
-from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
+from reference_models.deploy.int8.graph_chains import conv_chains
 from reference_models.deploy.int8.input_copies import input_copy_bounds
-from reference_models.deploy.int8.int8_layout import (
+from reference_models.deploy.int8.int8_layout import chain_links
+from reference_models.deploy.int8.layout import (
     LayoutError,
-    _links,
     channel_alphas,
-    channel_ranges,
+    graph_layout,
+    plan_layout,
 )
-from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.network_form import layout_network
+from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
+from tests.export.chain_simulation import channel_ranges, simulated_fidelity_db
 from tests.export.probe_images import probe_images
 from tests.export.scaled_weights import randomize_scaled
 
@@ -37,29 +40,41 @@ def _compiled(model: nn.Module) -> torch.fx.GraphModule:
     return et.compile(model, (probe_inputs((3, 16, 16), samples=1, seed=3),)).module
 
 
+def _steps(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
+    return [(link.conv, link.activation) for link in chain_links(model)]
+
+
 @pytest.mark.parametrize("name", list(MODELS))
-def test_graph_layout_gives_the_architecture_walks_factors(name: str) -> None:
+def test_our_architectures_are_laid_out_on_their_graph_with_the_expected_factors(
+    name: str,
+) -> None:
     model = randomize_scaled(MODELS[name](), 1, gain=0.5).eval()
     images = probe_images(3, 12, dtype=torch.float32)
-    program = _compiled(model)
+    network, converted_from = layout_network(model, images)  # compiled: the one code path
+    assert converted_from is None and network is not model
+    program = network.program
+    # the expected factors, from the module's own chain run in float64 (tests/export/
+    # chain_simulation.py), not from the graph
+    steps = _steps(model)
+    ranges = channel_ranges(steps, images)
     for strength in (0.5, 1.0):
         plan = plan_layout(program, images, strength=strength)
-        steps = [(link.conv, link.activation) for link in _links(model)]
-        ranges = channel_ranges(model, images)
-        walk = [
+        expected = [
             channel_alphas(r, strength, b)
             for r, b in zip(ranges, input_copy_bounds(steps), strict=True)
         ]
-        assert len(plan.chains) == 1 and len(plan.alphas[0]) == len(walk)
-        for graph_alpha, walk_alpha in zip(plan.alphas[0], walk, strict=True):
-            torch.testing.assert_close(graph_alpha, walk_alpha, rtol=1e-12, atol=0.0)
+        assert len(plan.chains) == 1 and len(plan.alphas[0]) == len(expected)
+        for graph_alpha, alpha in zip(plan.alphas[0], expected, strict=True):
+            torch.testing.assert_close(graph_alpha, alpha, rtol=1e-12, atol=0.0)
     laid_out, report = graph_layout(program, images, strength=1.0)
     assert max(report.spreads_before) > 1.5  # there was something to even out
     for x in [probe_inputs((3, 9, 14), samples=2, seed=7), *images]:
         # graph_layout checked its float64 result to 1e-9; what is returned holds the new
-        # weights in the program's float32, one rounding each
+        # weights in the program's float32, one rounding each; and it is the module's function
         gap = compare_outputs(program, laid_out, x, dtype=torch.float64, weights64=False)
         assert gap.max_abs_error <= 1e-6 * max(gap.scale, 1.0)
+        gap = compare_outputs(model, network.with_program(laid_out), x, weights64=False)
+        assert gap.max_abs_error <= 1e-5 * max(gap.scale, 1.0)
     # the laid-out graph's own ranges are even: every live channel spans its layer's range
     for ranges in plan_layout(laid_out, images, strength=0.0).ranges[0]:
         live = ranges[ranges > 1e-9]
@@ -70,10 +85,9 @@ def test_graph_simulation_equals_the_chain_simulation_on_a_chain(shared_dir: Pat
     # a released ET form: its outputs stay in [0, 1], where the exported clamp changes nothing
     model = load_checkpoint(shared_dir / "official/checkpoints/ECBSR_ET_M4C16_x2.pth").eval()
     images = calibration_images(shared_dir / "data/Set5", 2, 24, 24, tiles_per_image=1)
-    chain = [(link.conv, link.activation) for link in _links(model)]
     # two implementations: modules walked in order, and the exported ATen graph interpreted
     assert simulated_int8_fidelity_db(model, images) == pytest.approx(
-        simulated_fidelity_db(chain, images), abs=1e-6
+        simulated_fidelity_db(_steps(model), images), abs=1e-6
     )
 
 

@@ -13,7 +13,9 @@ from et.testing import probe_inputs
 from reference_models import ABPN, ECBSRT
 from reference_models.conversions import convert
 from reference_models.deploy.int8.input_copies import input_copy_bounds
-from reference_models.deploy.int8.int8_layout import HEADROOM, _links, channel_ranges, int8_layout
+from reference_models.deploy.int8.int8_layout import chain_links
+from reference_models.deploy.int8.layout import HEADROOM, graph_layout, plan_layout
+from reference_models.deploy.int8.network_form import layout_network
 from tests.export.probe_images import probe_images
 
 
@@ -34,7 +36,7 @@ def _et(name: str) -> nn.Module:
 
 
 def _chain(model: nn.Module) -> list[tuple[nn.Conv2d, nn.Module]]:
-    return [(link.conv, link.activation) for link in _links(model)]
+    return [(link.conv, link.activation) for link in chain_links(model)]
 
 
 @pytest.mark.parametrize("name", ["ABPN", "ECBSR"])
@@ -81,9 +83,11 @@ def test_a_row_that_is_not_an_exact_copy_is_not_counted(spoil) -> None:
 def test_layout_gives_copies_the_range_and_the_rest_headroom() -> None:
     model = _et("ABPN")
     images = probe_images(3, 12)
-    laid_out, _ = int8_layout(model, images, strength=1.0)
-    bounds = input_copy_bounds(_chain(laid_out))
-    for k, ranges in enumerate(channel_ranges(laid_out, images)[:-1]):
+    network, _ = layout_network(model, images)
+    laid_out, _ = graph_layout(network.program, images, strength=1.0)
+    plan = plan_layout(laid_out, images, strength=0.0)
+    (bounds,) = plan.copy_bounds
+    for k, ranges in enumerate(plan.ranges[0][:-1]):
         copies, live = bounds[k] > 0, ranges > 1e-12
         top = float(bounds[k][copies].max())
         assert torch.allclose(bounds[k][copies], torch.full_like(bounds[k][copies], top))
@@ -96,18 +100,26 @@ def test_exact_copies_can_be_turned_off_and_both_layouts_stay_exact() -> None:
     ETDS-M ET): without ``exact_copies`` the copies are scaled by their calibration range."""
     model = _et("ABPN")
     images = probe_images(3, 10)
-    exact, exact_report = int8_layout(model, images, strength=1.0)
-    calibrated, report = int8_layout(model, images, strength=1.0, exact_copies=False)
+    network, _ = layout_network(model, images)
+    exact_graph, exact_report = graph_layout(network.program, images, strength=1.0)
+    calibrated_graph, report = graph_layout(
+        network.program, images, strength=1.0, exact_copies=False
+    )
+    exact, calibrated = network.with_program(exact_graph), network.with_program(calibrated_graph)
     assert (
-        exact_report.input_copies == report.input_copies == 3 * (len(_links(model)) - 2)
+        exact_report.input_copies == report.input_copies == 3 * (len(chain_links(model)) - 2)
     )  # not in the image layer
     assert exact_report.exact_copies and not report.exact_copies
     x = probe_inputs((3, 9, 9), samples=3, seed=4)
     with torch.no_grad():
         assert torch.allclose(calibrated(x), model(x), rtol=0, atol=1e-9)
         assert torch.allclose(exact(x), model(x), rtol=0, atol=1e-9)
+    exact_steps, calibrated_steps = (
+        plan_layout(graph, images, strength=0.0).steps[0]
+        for graph in (exact_graph, calibrated_graph)
+    )
     differs = [
-        not torch.equal(a.conv.weight, b.conv.weight)
-        for a, b in zip(_links(exact), _links(calibrated), strict=True)
+        not torch.equal(a.weight, b.weight)
+        for (a, _), (b, _) in zip(exact_steps, calibrated_steps, strict=True)
     ]
     assert any(differs)  # the copies' α changed

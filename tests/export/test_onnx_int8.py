@@ -1,8 +1,9 @@
-"""INT8 ONNX (``reference_models.deploy.onnx.int8``): QDQ file after the E10 layout, its
-fidelity measured, nothing written on failure."""
+"""INT8 ONNX (``reference_models.deploy.onnx.int8``): QDQ file after the layout the one decision
+rule chose, its fidelity measured, the decision written beside it, nothing written on failure."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ def test_int8_onnx_is_quantized_and_its_fidelity_measured(tmp_path: Path) -> Non
     assert path.is_file() and report.bytes == path.stat().st_size
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m_int8.onnx"]  # no temporaries left
+    # no temporaries left; the decision beside the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m_int8.onnx", "m_int8.onnx.json"]
     # The reported fidelity is the file's, recomputed here.
     session = ort_session(path, threads=1)
     squared, count = 0.0, 0
@@ -44,7 +46,15 @@ def test_int8_onnx_is_quantized_and_its_fidelity_measured(tmp_path: Path) -> Non
         squared += float(((got - expected) ** 2).sum())
         count += expected.size
     assert 10 * np.log10(count / squared) == pytest.approx(report.fidelity_db, abs=1e-6)
-    assert report.layout is not None
+    # the decision etds export writes: the same rule, judged by ONNX Runtime itself
+    decision = json.loads((tmp_path / "m_int8.onnx.json").read_text())
+    assert report.decision is not None and decision["chosen"] == report.decision.chosen.name
+    assert decision["judge"] == "ONNX Runtime" and decision["backend"] == "onnx"
+    assert decision["candidates"][0]["name"] == "plain" and len(decision["candidates"]) > 2
+    judged = [c for c in decision["candidates"] if c["runtime_db"] is not None]
+    chosen = next(c for c in judged if c["name"] == decision["chosen"])
+    assert chosen["runtime_db"] == max(c["runtime_db"] for c in judged)
+    assert report.layout is report.decision.chosen.report
 
 
 def test_nothing_written_below_the_fidelity_floor(tmp_path: Path) -> None:

@@ -15,14 +15,9 @@ from examples.user_sr_net import build as build_user_net
 from reference_models import ECBSRET, load_checkpoint
 from reference_models.deploy.compiled_network import CompiledNetwork, compile_network
 from reference_models.deploy.int8.calibration import calibration_images, calibration_tiles
-from reference_models.deploy.int8.graph_layout import graph_constant
-from reference_models.deploy.int8.int8_layout import (
-    LayoutError,
-    chain_links,
-    int8_candidates,
-    int8_layout,
-)
-from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
+from reference_models.deploy.int8.decision import layout_candidates
+from reference_models.deploy.int8.graph_chains import graph_constant
+from reference_models.deploy.int8.int8_layout import LayoutError, chain_links
 from reference_models.deploy.int8.relu_pairs import (
     graph_has_prelu_layers,
     graph_relu_pair_candidate,
@@ -30,6 +25,8 @@ from reference_models.deploy.int8.relu_pairs import (
     has_prelu_layers,
     relu_pair_form,
 )
+from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
+from tests.export.chain_simulation import simulated_fidelity_db
 
 CHECKPOINTS = ("ECBSR_M4C16_x2.pth", "ECBSR_ET_M4C16_x2.pth")
 
@@ -75,9 +72,10 @@ def test_relu_pairs_bring_ecbsr_et_within_one_db_of_the_original_in_simulated_in
     et_form = load_checkpoint(checkpoints / "ECBSR_ET_M4C16_x2.pth").eval()
     original_db = simulated_fidelity_db(_chain(original), images)
     released_db = simulated_fidelity_db(_chain(et_form), images)
-    paired, report = int8_layout(et_form, images, relu_pairs=True)
-    paired_db = simulated_fidelity_db(_chain(paired), images)
-    assert report.relu_pairs and report.max_abs_error < 1e-4
+    candidates = layout_candidates(et_form, images)
+    paired = next(c for c in candidates if c.name == "R24 ReLU pairs")
+    paired_db = simulated_int8_fidelity_db(paired.model, images)
+    assert paired.report.relu_pairs and paired.report.max_abs_error < 1e-4
     assert released_db < original_db - 5  # the problem: the carried image gets a few levels
     assert paired_db > original_db - 1.0, (original_db, released_db, paired_db)
 
@@ -87,10 +85,10 @@ def test_candidates_offer_the_pair_form_only_where_there_are_prelu_layers(
 ) -> None:
     images = calibration_images(shared_dir / "data/Set5", 3, 24, 24, tiles_per_image=1)[:2]
     abpn = load_checkpoint(shared_dir / "official/checkpoints/ABPN_ET_M4C28_x3.pth").eval()
-    names = [candidate.name for candidate in int8_candidates(abpn, images)]
-    assert "R24 ReLU pairs" not in names and names[-1] == "plain"
+    names = [candidate.name for candidate in layout_candidates(abpn, images)]
+    assert "R24 ReLU pairs" not in names and names[0] == "plain"
     ecbsr = ECBSRET(3, 3, 2, 2, 8, act_type="prelu").eval()
-    candidates = int8_candidates(ecbsr, images)
+    candidates = layout_candidates(ecbsr, images)
     paired = next(c for c in candidates if c.name == "R24 ReLU pairs")
     assert paired.report.relu_pairs
     x = probe_inputs((3, 12, 12), samples=2, seed=2)

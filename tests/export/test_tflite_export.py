@@ -92,6 +92,11 @@ def test_int8_file_is_full_integer_and_reports_its_fidelity(tmp_path: Path) -> N
     got = np.concatenate([runner(x).numpy() for x in images])
     mse = float(np.mean((got - expected) ** 2))
     assert 10 * np.log10(1 / mse) == pytest.approx(report.fidelity_db, abs=1e-3)
+    # the layout was chosen by the one decision rule, judged in LiteRT, and written beside
+    decision = json.loads((tmp_path / "m_int8.tflite.json").read_text())
+    assert report.decision is not None and decision["chosen"] == report.decision.chosen.name
+    assert decision["judge"] == "LiteRT" and decision["backend"] == "tflite"
+    assert decision["fidelity_db"] == pytest.approx(report.fidelity_db)
 
 
 def test_cli_exports_and_eval_scores_tflite_and_onnx_like_the_checkpoint(

@@ -1,5 +1,5 @@
-"""INT8 export of the ETDS dual-stream training form: converted to ``ETDSForInference`` before
-the E10 layout (it has no conv chain of its own), on ONNX and LiteRT."""
+"""INT8 export of the ETDS dual-stream training form: converted to ``ETDSForInference`` (the
+network the authors deploy) before it is compiled and laid out, on ONNX and LiteRT."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import pytest
 import torch
 from etds_command import run_etds
 
-from reference_models import ETDS, ETDSForInference
+from reference_models import ABPN, ETDS, ETDSForInference
 from reference_models.architectures.espcn import ESPCN
-from reference_models.deploy.int8.int8_layout import LayoutError, inference_form, int8_layout
+from reference_models.deploy.int8.decision import layout_candidates
+from reference_models.deploy.int8.network_form import inference_form
 from tests.export.scaled_weights import randomize_scaled
 
 CHECKPOINT = "official/checkpoints/ETDS_M6C32_x4_normal_loss.pth"
 
 
-def test_inference_form_converts_only_what_has_no_chain() -> None:
+def test_inference_form_converts_only_the_training_forms() -> None:
     training = randomize_scaled(ETDS(3, 3, 2, 2, 8, 3), seed=5).eval()
     converted, name = inference_form(training)
     assert isinstance(converted, ETDSForInference) and name == "ETDS"
@@ -27,8 +28,10 @@ def test_inference_form_converts_only_what_has_no_chain() -> None:
         assert torch.allclose(converted(x), training(x)[0].clamp(0, 1), atol=1e-5)
     same, none = inference_form(converted)
     assert same is converted and none is None
-    with pytest.raises(LayoutError, match="no conv chain"):
-        inference_form(ESPCN(3, 2, 8, 4))
+    for kept in (ESPCN(3, 2, 8, 4), ABPN(num_feat=4, num_block=1, scale=2, num_in_ch=3)):
+        # no conversion at all, and an original that is exported as it is
+        same, none = inference_form(kept)
+        assert same is kept and none is None
 
 
 def test_layout_of_the_training_form_reports_the_conversion() -> None:
@@ -36,10 +39,13 @@ def test_layout_of_the_training_form_reports_the_conversion() -> None:
     images = [
         torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(i)) for i in range(2)
     ]
-    laid_out, report = int8_layout(training, images, strength=0.5)
-    assert isinstance(laid_out, ETDSForInference) and report.converted_from == "ETDS"
-    with torch.no_grad():
-        assert torch.allclose(laid_out(images[0]), training(images[0])[0].clamp(0, 1), atol=1e-5)
+    candidates = layout_candidates(training, images)
+    assert candidates[0].model is training  # the plain candidate is the network as given
+    for candidate in candidates[1:]:
+        assert candidate.report.converted_from == "ETDS"
+        with torch.no_grad():
+            got, expected = candidate.model(images[0]), training(images[0])[0].clamp(0, 1)
+            assert torch.allclose(got, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".tflite"])

@@ -30,7 +30,6 @@ copy are split; everything else is left as it is.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -40,7 +39,7 @@ from et.contract import PreconditionError
 from et.rules.split_channel import split_channel
 from reference_models.deploy.int8.input_copies import input_copy_bounds
 
-__all__ = ["INT8_LEVELS", "MAX_PIECES", "copy_pieces", "split_input_copies"]
+__all__ = ["INT8_LEVELS", "MAX_PIECES", "copy_pieces", "split_chain_copies", "split_input_copies"]
 
 #: Largest magnitude of a symmetric int8 weight (levels −127…127).
 INT8_LEVELS = 127
@@ -79,20 +78,17 @@ def copy_pieces(column: torch.Tensor, learned: torch.Tensor, max_pieces: int) ->
     return extra
 
 
-def split_input_copies(model: nn.Module, *, max_pieces: int = MAX_PIECES) -> tuple[nn.Module, int]:
-    """A float64 copy of ``model`` (a chain :func:`~reference_models.deploy.int8.int8_layout.
-    chain_links` understands) with every carried input copy that a learned row reads split by
-    R25 into pieces on the int8 weight grid (module docstring), and the number of channels
-    added (0: nothing to split; the copy is then ``model`` itself)."""
-    from reference_models.deploy.int8.int8_layout import LayoutError, chain_links
+def split_chain_copies(
+    steps: list[tuple[nn.Conv2d, nn.Module]], *, max_pieces: int = MAX_PIECES
+) -> int:
+    """Split, in place in ``steps`` (a chain's ``(conv, activation)`` pairs, float64), every
+    carried input copy that a learned row reads (module docstring); the channels added."""
+    from reference_models.deploy.int8.layout import LayoutError
 
-    split = copy.deepcopy(model).double().eval()
-    links = chain_links(split)
-    bounds = input_copy_bounds([(link.conv, link.activation) for link in links])
+    bounds = input_copy_bounds(steps)
     added = 0
     for k, bound in enumerate(bounds):
-        first, second = links[k], links[k + 1]
-        weight = second.conv.weight.detach()
+        weight = steps[k + 1][0].weight.detach()
         kh, kw = weight.shape[-2:]
         copies = (bound > 0).nonzero().flatten().tolist()
         for c in copies:
@@ -106,24 +102,60 @@ def split_input_copies(model: nn.Module, *, max_pieces: int = MAX_PIECES) -> tup
             others[c] = False
             learned = weight[:, others].abs().amax(dim=(1, 2, 3))
             taps = torch.where(single, centre, torch.zeros_like(centre))
-            extra = copy_pieces(taps, learned, max_pieces)
-            for piece in extra:
+            for piece in copy_pieces(taps, learned, max_pieces):
                 kernel = torch.zeros_like(column)
                 kernel[:, kh // 2, kw // 2] = piece
+                (conv1, activation), (conv2, after) = steps[k], steps[k + 1]
                 try:
-                    conv1, activation, conv2 = split_channel(
-                        first.conv, first.activation, second.conv, c, kernel
-                    )
+                    conv1, activation, conv2 = split_channel(conv1, activation, conv2, c, kernel)
                 except PreconditionError as error:
                     raise LayoutError(f"R25 layer {k}: {error}") from error
-                if activation is not first.activation:
-                    if first.activation_slot is None:
-                        raise LayoutError(f"layer {k}: its activation cannot be replaced")
-                    setattr(*first.activation_slot, activation)
-                    first.activation = activation
-                setattr(first.owner, first.name, conv1)
-                setattr(second.owner, second.name, conv2)
-                first.conv, second.conv = conv1, conv2
+                steps[k], steps[k + 1] = (conv1, activation), (conv2, after)
                 added += 1
-            weight = second.conv.weight.detach()
-    return (split, added) if added else (model, 0)
+            weight = steps[k + 1][0].weight.detach()
+    return added
+
+
+def split_input_copies(
+    network: nn.Module, *, max_pieces: int = MAX_PIECES
+) -> tuple[nn.Module, int]:
+    """``network`` (a :class:`~reference_models.deploy.compiled_network.CompiledNetwork`) with
+    every carried input copy that a learned row reads split by R25 into pieces on the int8
+    weight grid (module docstring), computed in float64 and stored in the network's dtype, and
+    the number of channels added (0: nothing to split; ``network`` itself is returned). The
+    result is checked against ``network`` in float64."""
+    from et.testing import compare_outputs, probe_inputs
+    from reference_models.deploy.compiled_network import CompiledNetwork, program_colors
+    from reference_models.deploy.int8.graph_chains import (
+        chain_steps,
+        conv_chains,
+        graph_in_dtype,
+        write_back,
+    )
+    from reference_models.deploy.int8.layout import (
+        EQUIVALENCE_TOLERANCE,
+        LayoutError,
+        _floating_dtype,
+    )
+
+    if not isinstance(network, CompiledNetwork):
+        raise LayoutError(f"{type(network).__name__}: the copy split runs on a compiled network")
+    program = graph_in_dtype(network.program, torch.float64)
+    added = 0
+    for chain in conv_chains(program):
+        steps = chain_steps(program, chain)
+        count = split_chain_copies(steps, max_pieces=max_pieces)
+        if count:
+            write_back(program, chain, steps)
+            added += count
+    if not added:
+        return network, 0
+    original = graph_in_dtype(network.program, torch.float64)
+    probes = probe_inputs((program_colors(program), 12, 12), samples=4, seed=0)
+    error = compare_outputs(
+        original, program, probes, dtype=torch.float64, weights64=False
+    ).max_abs_error
+    if not error <= EQUIVALENCE_TOLERANCE:
+        raise LayoutError(f"R25 on the graph differs by {error:.3g} in float64")
+    dtype = _floating_dtype(network.program)
+    return network.with_program(graph_in_dtype(program, dtype)), added

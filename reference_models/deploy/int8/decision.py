@@ -7,23 +7,22 @@
     decision.to_json()                                            # every candidate's scores
 
 Candidates. The plain network, and E10 at each strength of
-:data:`~reference_models.deploy.int8.int8_layout.STRENGTHS` above 0, each with E11 off and on where
+:data:`~reference_models.deploy.int8.layout.STRENGTHS` above 0, each with E11 off and on where
 E11 applies (a PReLU/LeakyReLU layer carrying exact input copies), and with the copies at their
 exact bound or at their calibration range where the network carries copies; beside each layout
 with exact copies, the same with the copies that learned rows add split over channels on the
-int8 weight grid (R25, :mod:`~reference_models.deploy.int8.copy_split`; our architectures
-only). Our architectures are laid out by
-:func:`~reference_models.deploy.int8.int8_layout.int8_layout`, a compiled network
-(:class:`~reference_models.deploy.compiled_network.CompiledNetwork`) by
-:func:`~reference_models.deploy.int8.graph_layout.graph_layout`: the same factors and rules, two
-walks.
+int8 weight grid (R25, :mod:`~reference_models.deploy.int8.copy_split`); where the network has
+PReLU layers, its R24 ReLU-pair form; with ``refine``, the per-channel refinement of the
+simulated best. Every network, ours included, is laid out on its compiled graph
+(:func:`~reference_models.deploy.int8.network_form.layout_network`, then
+:func:`~reference_models.deploy.int8.layout.graph_layout`): one code path.
 
 Score. :func:`layout_score`: the PSNR (dB, peak 1) of the INT8 output against PyTorch float32
 of the network on the calibration images, measured in the *target runtime itself* (ONNX Runtime
 for ``.onnx``: the QDQ file :func:`~reference_models.deploy.onnx.int8.quantize_int8` makes; LiteRT
 for ``.tflite``: the file :func:`~reference_models.deploy.litert.export.tflite_bytes` makes) where
 that runtime is installed, else by the INT8 simulation
-(:func:`~reference_models.deploy.int8.graph_simulation.simulated_int8_fidelity_db`), which every
+(:func:`~reference_models.deploy.int8.simulation.simulated_int8_fidelity_db`), which every
 candidate also gets because it costs a fraction of a conversion.
 
 Rule. The simulation ranks all candidates; the plain one and the best ``shortlist − 1`` others
@@ -50,7 +49,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,27 +60,29 @@ from et.atomic_file import atomic_path
 from reference_models.deploy.compiled_network import CompiledNetwork
 from reference_models.deploy.export_contract import ClampedFirstOutput, ExportError
 from reference_models.deploy.int8.copy_split import split_input_copies
-from reference_models.deploy.int8.graph_layout import graph_layout, plan_layout
-from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
-from reference_models.deploy.int8.int8_layout import (
+from reference_models.deploy.int8.layout import (
     STRENGTHS,
     LayoutError,
     LayoutReport,
-    inference_form,
-    int8_layout,
+    graph_layout,
+    plan_layout,
 )
 from reference_models.deploy.int8.layout_cost import (
     DEFAULT_FIDELITY_SLACK_DB,
     cheapest_within_slack,
     multiply_accumulates,
 )
+from reference_models.deploy.int8.network_form import inference_form, layout_network
+from reference_models.deploy.int8.refinement import refine_layout
 from reference_models.deploy.int8.relu_pairs import graph_relu_pair_candidate, has_prelu_layers
+from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
 
 __all__ = [
     "RUNTIME_SHORTLIST",
     "LayoutCandidate",
     "LayoutDecision",
     "decide_layout",
+    "decision_path",
     "layout_candidates",
     "layout_score",
     "runtime_name",
@@ -191,28 +192,23 @@ def layout_candidates(
     strengths: Sequence[float] = STRENGTHS,
     refine: bool = False,
 ) -> list[LayoutCandidate]:
-    """The plain ``model`` and its E10/E11 layouts (module docstring), deduplicated; raises
+    """The plain ``model`` and its layouts (module docstring), deduplicated; every layout is a
+    :class:`~reference_models.deploy.compiled_network.CompiledNetwork`. Raises
     :class:`LayoutError` where the network has nothing to lay out."""
-
-    # a compiled network's ranges are measured once for all its candidates
-    measured = (
-        plan_layout(model.program, calibration, strength=0.0)
-        if isinstance(model, CompiledNetwork)
-        else None
-    )
+    network, converted_from = layout_network(model, calibration)
+    # the ranges are measured once for all candidates
+    measured = plan_layout(network.program, calibration, strength=0.0)
 
     def lay_out(strength: float, negate: bool, exact: bool) -> tuple[nn.Module, LayoutReport]:
-        if isinstance(model, CompiledNetwork):
-            program, report = graph_layout(
-                model.program,
-                calibration,
-                strength=strength,
-                negate=negate,
-                exact_copies=exact,
-                measured=measured,
-            )
-            return model.with_program(program), report
-        return int8_layout(model, calibration, strength=strength, negate=negate, exact_copies=exact)
+        program, report = graph_layout(
+            network.program,
+            calibration,
+            strength=strength,
+            negate=negate,
+            exact_copies=exact,
+            measured=measured,
+        )
+        return network.with_program(program), replace(report, converted_from=converted_from)
 
     first_model, first = lay_out(max(strengths), True, True)  # does it apply at all? E11 too?
     negations = (False, True) if first.negated_channels else (False,)
@@ -231,30 +227,39 @@ def layout_candidates(
                 candidates.append(LayoutCandidate(name, strength, negate, exact, laid_out, report))
     # R24: every PReLU layer as ReLU channel pairs, the input copies at the whole range
     if isinstance(model, CompiledNetwork):
-        paired = graph_relu_pair_candidate(model, calibration, strengths=strengths)
+        paired = graph_relu_pair_candidate(network, calibration, strengths=strengths)
         if paired is not None:
             laid_out, report = paired
+            report = replace(report, converted_from=converted_from)
             candidates.append(
                 LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
             )
     elif has_prelu_layers(inference_form(model)[0]):
-        laid_out, report = int8_layout(model, calibration, relu_pairs=True)
-        # int8_layout returns the pair form in float64 (it builds it so): the model's dtype here
-        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-        laid_out = laid_out.to(dtype) if dtype is not None else laid_out
-        candidates.append(
-            LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
-        )
+        candidates.append(_relu_pair_candidate(model, calibration, strengths))
     candidates += _split_candidates(candidates)
     if refine:
-        if isinstance(model, CompiledNetwork):
-            raise LayoutError("--refine is not available for compiled networks yet")
-        laid_out, report = int8_layout(model, calibration, refine=True)
-        candidates.append(
-            LayoutCandidate(
-                "refined", report.strength, bool(report.negated_channels), True, laid_out, report
-            )
+        # the simulated best, refined channel by channel (decide_layout reuses the scores)
+        for candidate in candidates[1:]:
+            if candidate.simulated_db is None:
+                candidate.simulated_db = simulated_int8_fidelity_db(candidate.model, calibration)
+        best = max(candidates[1:], key=lambda c: np.nan_to_num(c.simulated_db, nan=-np.inf))
+        refined, report = refine_layout(best.model, calibration)
+        # the report says what the refined network is: the best layout, then the search's E10
+        start = best.report
+        report = replace(
+            report,
+            strength=start.strength,
+            negated_channels=start.negated_channels,
+            exact_copies=start.exact_copies,
+            converted_from=converted_from,
+            relu_pairs=start.relu_pairs,
         )
+        name = f"{best.name}, refined"
+        candidate = LayoutCandidate(
+            name, best.strength, best.negate, best.exact_copies, refined, report
+        )
+        candidate.simulated_db = report.refined_db
+        candidates.append(candidate)
     return candidates
 
 
@@ -265,21 +270,63 @@ def _split_candidates(candidates: Sequence[LayoutCandidate]) -> list[LayoutCandi
     split = []
     for candidate in candidates:
         report = candidate.report
-        compiled = isinstance(candidate.model, CompiledNetwork)
-        if report is None or not report.exact_copies or compiled:
+        if report is None or not report.exact_copies:
             continue
         model, added = split_input_copies(candidate.model)
         if added:
-            dtype = next(candidate.model.parameters()).dtype
             split.append(
                 dataclasses.replace(
                     candidate,
                     name=f"{candidate.name} + R25 split copies",
-                    model=model.to(dtype),
+                    model=model,
                     report=dataclasses.replace(report, split_copies=added),
                 )
             )
     return split
+
+
+#: Largest accepted |R24 pair form − model| over probes, relative to the output's scale: the
+#: pair form is computed in float64 and stored in float32 (one rounding per weight; measured
+#: 3.7e-5 on the released ECBSR-ET ×2, whose carried-image weights are large; 1/255 ≈ 3.9e-3).
+RELU_PAIR_TOLERANCE = 1e-4
+
+
+def _relu_pair_candidate(
+    model: nn.Module, calibration: Sequence[torch.Tensor], strengths: Sequence[float]
+) -> LayoutCandidate:
+    """R24: every PReLU layer of our architecture as ReLU channel pairs
+    (:func:`~reference_models.deploy.int8.relu_pairs.relu_pair_form`, on the module), compiled,
+    then E10 with the input copies at the whole range and the other channels at the strength
+    the simulation prefers (R24 makes every layer a fused ReLU, so the copies cost the other
+    channels nothing at the whole range: measured in simulation on ECBSR-ET ×2, 38.3 dB with
+    the copies at the strength of the others, 41.6 dB at full range and strength 0)."""
+    from et.testing import compare_outputs, probe_inputs
+    from reference_models.deploy.int8.relu_pairs import relu_pair_form
+
+    inference, converted_from = inference_form(model)
+    # in float64: the columns −a·W₂ of float32 factors are exact until stored in float32
+    paired = relu_pair_form(copy.deepcopy(inference).double()).to(torch.float32).eval()
+    probe = probe_inputs((calibration[0].shape[1], 12, 12), samples=4, seed=0)
+    gap = compare_outputs(inference, paired, probe, weights64=False)
+    if not gap.max_abs_error <= RELU_PAIR_TOLERANCE * max(gap.scale, 1.0):
+        raise LayoutError(f"the R24 pair form differs by {gap.max_abs_error:.3g} (float64 run)")
+    network, _ = layout_network(paired, calibration)
+    measured = plan_layout(network.program, calibration, strength=0.0)
+    best = None
+    for strength in strengths:
+        program, report = graph_layout(
+            network.program, calibration, strength=strength, copy_strength=1.0, measured=measured
+        )
+        laid_out = network.with_program(program)
+        db = simulated_int8_fidelity_db(laid_out, calibration)
+        if best is None or db > best[0]:
+            best = (db, laid_out, report)
+    assert best is not None
+    db, laid_out, report = best
+    report = replace(report, converted_from=converted_from, relu_pairs=True)
+    candidate = LayoutCandidate("R24 ReLU pairs", report.strength, False, True, laid_out, report)
+    candidate.simulated_db = db
+    return candidate
 
 
 def runtime_name(backend: str) -> str | None:
@@ -376,7 +423,8 @@ def decide_layout(
     for candidate in candidates:
         if progress is not None:
             progress(f"simulating {candidate.name}")
-        candidate.simulated_db = simulated_int8_fidelity_db(candidate.model, calibration)
+        if candidate.simulated_db is None:  # layout_candidates may have simulated it already
+            candidate.simulated_db = simulated_int8_fidelity_db(candidate.model, calibration)
     ranked = sorted(candidates[1:], key=lambda c: -np.nan_to_num(c.simulated_db, nan=-np.inf))
     scored = [candidates[0], *ranked[: max(shortlist - 1, 0)]]
     judge = "simulation"
@@ -396,6 +444,13 @@ def decide_layout(
     return LayoutDecision(
         backend, judge, scored[winner], candidates, fidelity_slack_db, (height, width)
     )
+
+
+def decision_path(out: str | os.PathLike[str]) -> Path:
+    """Where the INT8 decision of the exported file ``out`` is written: ``OUT.json`` beside it
+    (``m.tflite`` → ``m.tflite.json``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
 
 
 def write_decision(path: str | os.PathLike[str], report: dict[str, object]) -> Path:

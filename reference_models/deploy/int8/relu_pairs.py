@@ -10,17 +10,16 @@ form the learned channels of ``h`` reach far below zero while the image copies i
 INT8 on Set5). R24 (:mod:`et.rules.prelu_as_relu_pair`) writes ``PReLU_a(h) = ReLU(h) −
 a·ReLU(−h)`` with the negative half as extra channels of the same conv, so every layer stores one
 non-negative tensor, each half has its own channel, and E10
-(:mod:`reference_models.deploy.int8.int8_layout`) can even them out. Channels with slope 0 (the ET
+(:mod:`reference_models.deploy.int8.layout`) can even them out. Channels with slope 0 (the ET
 form's carried image and padding channels) are ReLU channels already and are not doubled.
 
-Plug-in: :func:`relu_pair_form` takes and returns a model whose chain
-:func:`~reference_models.deploy.int8.int8_layout.int8_layout` understands, so a caller that chooses
-between layouts adds it as one more candidate: ``int8_layout(relu_pair_form(model), images)``
-(:func:`~reference_models.deploy.int8.int8_layout.int8_candidates` does).
+Our architectures: :func:`relu_pair_form` takes and returns a model whose module chain
+:func:`~reference_models.deploy.int8.int8_layout.chain_links` reads; the decision compiles it and
+lays it out like any network (:mod:`reference_models.deploy.int8.decision`).
 
 Compiled networks. :func:`graph_relu_pair_form` is the same rewrite on the fx graph of a network
 ``et.compile`` folded (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`): in each
-chain of :func:`~reference_models.deploy.int8.graph_layout.conv_chains`, every ``aten.prelu`` /
+chain of :func:`~reference_models.deploy.int8.graph_chains.conv_chains`, every ``aten.prelu`` /
 ``aten.leaky_relu`` read by the next conv of the chain becomes an ``aten.relu`` and the two
 convs' constants take R24's weights (the rule's preconditions checked on the convs and slopes as
 torch modules). The result is compared in float64 with the input graph.
@@ -42,8 +41,6 @@ from torch import fx, nn
 from et.contract import PreconditionError
 from et.rules.prelu_as_relu_pair import prelu_as_relu_pair
 from et.testing import compare_outputs, probe_inputs
-from reference_models.deploy.int8.graph_layout import LayoutPlan
-from reference_models.deploy.int8.int8_layout import channel_alphas
 
 __all__ = [
     "graph_has_prelu_layers",
@@ -72,7 +69,7 @@ def has_prelu_layers(model: nn.Module) -> bool:
 def relu_pair_form(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in which R24 has replaced every hidden PReLU/LeakyReLU of its conv
     chain by a ReLU (the conv before it gains the negated rows, the conv after it the columns
-    ``−a_c·W₂[:, c]``). Raises :class:`~reference_models.deploy.int8.int8_layout.LayoutError` when a
+    ``−a_c·W₂[:, c]``). Raises :class:`~reference_models.deploy.int8.layout.LayoutError` when a
     layer cannot take R24 or the model has no chain."""
     from reference_models.deploy.int8.int8_layout import LayoutError, chain_links
 
@@ -96,7 +93,7 @@ def relu_pair_form(model: nn.Module) -> nn.Module:
 
 def _paired_steps(program: fx.GraphModule) -> list[tuple[fx.Node, fx.Node, fx.Node]]:
     """``(conv₁, activation, conv₂)`` for every PReLU/LeakyReLU of a chain read by a conv."""
-    from reference_models.deploy.int8.graph_layout import conv_chains
+    from reference_models.deploy.int8.graph_chains import conv_chains
 
     return [
         (first.conv, first.activation, second.conv)
@@ -114,19 +111,22 @@ def graph_has_prelu_layers(program: fx.GraphModule) -> bool:
 def graph_relu_pair_form(program: fx.GraphModule) -> fx.GraphModule:
     """A copy of ``program`` (same dtype) in which R24 has replaced every PReLU/LeakyReLU
     between two convs of a chain by a ReLU (module docstring). Raises
-    :class:`~reference_models.deploy.int8.int8_layout.LayoutError` naming the node and R24's
+    :class:`~reference_models.deploy.int8.layout.LayoutError` naming the node and R24's
     precondition where a layer cannot take it, or when the result differs from ``program`` by
     more than ``EQUIVALENCE_TOLERANCE`` in float64."""
     from reference_models.deploy.compiled_network import program_colors
-    from reference_models.deploy.int8.graph_layout import (
+    from reference_models.deploy.int8.graph_chains import (
         _as_activation,
-        _as_conv,
-        _floating_dtype,
-        _set_constant,
+        as_conv,
         graph_in_dtype,
         schema_arguments,
+        set_constant,
     )
-    from reference_models.deploy.int8.int8_layout import EQUIVALENCE_TOLERANCE, LayoutError
+    from reference_models.deploy.int8.layout import (
+        EQUIVALENCE_TOLERANCE,
+        LayoutError,
+        _floating_dtype,
+    )
 
     original64 = graph_in_dtype(program, torch.float64)
     paired = graph_in_dtype(program, torch.float64)
@@ -134,7 +134,7 @@ def graph_relu_pair_form(program: fx.GraphModule) -> fx.GraphModule:
     for conv1_node, activation_node, conv2_node in _paired_steps(paired):
         slopes = [a for a in activation_node.args[1:2] if isinstance(a, fx.Node)]
         # read each conv when its turn comes: conv₂ of one step is conv₁ of the next
-        conv1, conv2 = _as_conv(paired, conv1_node), _as_conv(paired, conv2_node)
+        conv1, conv2 = as_conv(paired, conv1_node), as_conv(paired, conv2_node)
         try:
             new1, _, new2 = prelu_as_relu_pair(
                 conv1, _as_activation(paired, activation_node), conv2
@@ -146,7 +146,7 @@ def graph_relu_pair_form(program: fx.GraphModule) -> fx.GraphModule:
             for name, value in (("weight", conv.weight), ("bias", conv.bias)):
                 if arguments[name] is not None:
                     target = str(arguments[name].target)
-                    _set_constant(paired, target, value.detach().clone())
+                    set_constant(paired, target, value.detach().clone())
         with graph.inserting_before(activation_node):
             relu = graph.call_function(aten.relu.default, (conv1_node,))
         activation_node.replace_all_uses_with(relu)
@@ -171,22 +171,24 @@ def graph_relu_pair_candidate(
     """The R24 layout candidate of a compiled ``network``
     (:class:`~reference_models.deploy.compiled_network.CompiledNetwork`), or ``None`` where its
     graph has no PReLU layer: :func:`graph_relu_pair_form`, then E10
-    (:func:`~reference_models.deploy.int8.graph_layout.graph_layout`) at the strength of
+    (:func:`~reference_models.deploy.int8.layout.graph_layout`) at the strength of
     ``strengths`` with the best simulated INT8 fidelity on ``calibration``, exact input copies
-    at the layer's whole range whatever the strength (as ``int8_layout(relu_pairs=True)``: after
+    at the layer's whole range whatever the strength (``copy_strength=1``: after
     R24 every layer is a fused ReLU, and the copies cost the other channels nothing there).
     Returns ``(network, LayoutReport)`` with ``report.relu_pairs`` set; raises
-    :class:`~reference_models.deploy.int8.int8_layout.LayoutError` as the two passes do."""
-    from reference_models.deploy.int8.graph_layout import graph_layout, plan_layout
-    from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
+    :class:`~reference_models.deploy.int8.layout.LayoutError` as the two passes do."""
+    from reference_models.deploy.int8.layout import graph_layout, plan_layout
+    from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
 
     if not graph_has_prelu_layers(network.program):
         return None
     paired = graph_relu_pair_form(network.program)
-    measured = _CopiesAtWholeRange.of(plan_layout(paired, calibration, strength=0.0))
+    measured = plan_layout(paired, calibration, strength=0.0)
     best: tuple[float, nn.Module, object] | None = None
     for strength in strengths:
-        program, report = graph_layout(paired, calibration, strength=strength, measured=measured)
+        program, report = graph_layout(
+            paired, calibration, strength=strength, copy_strength=1.0, measured=measured
+        )
         candidate = network.with_program(program)
         score = simulated_int8_fidelity_db(candidate, calibration)
         score = -math.inf if math.isnan(score) else score
@@ -195,22 +197,3 @@ def graph_relu_pair_candidate(
     if best is None:
         return None
     return best[1], best[2]
-
-
-@dataclasses.dataclass
-class _CopiesAtWholeRange(LayoutPlan):
-    """A :class:`~reference_models.deploy.int8.graph_layout.LayoutPlan` whose factors give the
-    exact input copies the layer's whole range at every strength (exponent 1; the other
-    channels take ``strength``), which ``graph_layout`` asks for through :meth:`at`."""
-
-    @classmethod
-    def of(cls, plan: LayoutPlan) -> _CopiesAtWholeRange:
-        return cls(**{f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)})
-
-    def at(self, strength: float, *, exact_copies: bool = True) -> LayoutPlan:
-        plan = super().at(strength, exact_copies=exact_copies)
-        alphas = [
-            [channel_alphas(r, strength, b, 1.0) for r, b in zip(rs, bs, strict=True)]
-            for rs, bs in zip(plan.ranges, plan.bounds, strict=True)
-        ]
-        return dataclasses.replace(plan, alphas=alphas)

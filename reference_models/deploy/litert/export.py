@@ -13,12 +13,14 @@ size (run other sizes tiled, :mod:`reference_models.deploy.litert.runtime`).
 INT8 is the LiteRT converter's standard post-training static quantization (PT2E,
 ``get_symmetric_quantization_config(is_per_channel=True)``: int8 weights per output channel,
 int8 activations per tensor, min/max calibration) on ``calibration`` (``1×C×H×W`` in [0, 1]).
-Before quantizing, the layouts of :func:`~reference_models.deploy.int8.int8_layout.int8_candidates`
-(E10 strengths, E11, the R24 ReLU-pair form of PReLU chains, the plain model) are proposed on
-64×64 tiles of the calibration images, each converted at the tile size and measured in LiteRT on
-those tiles, and the most faithful one is converted once at the export size (``layout=False``
-skips all of it; candidates the simulation puts more than :data:`SIMULATION_MARGIN_DB` behind
-the best are not converted). Every conv of the file must take int8 input, or the export
+Before quantizing, the layouts of
+:func:`~reference_models.deploy.int8.decision.layout_candidates` (the plain model, E10
+strengths, E11, the R24 ReLU-pair form of PReLU chains) are proposed on 64×64 tiles of the
+calibration images and chosen by the one decision rule of
+:func:`~reference_models.deploy.int8.decision.decide_layout` (the simulation ranks them, LiteRT
+scores the shortlist converted at the tile size), as ``etds export`` chooses; the chosen one is
+converted once at the export size, and the decision is written beside the file as ``PATH.json``
+(``layout=False`` skips all of it). Every conv of the file must take int8 input, or the export
 fails. The converter writes a bias whose entries are all equal (the ET clip conv's 1s)
 with channel 0's integer in every channel; :mod:`~reference_models.deploy.litert.bias_repair`
 requantizes it per channel before the file is checked.
@@ -56,7 +58,8 @@ from reference_models.deploy.export_contract import (
     input_channels,
 )
 from reference_models.deploy.int8.calibration import calibration_tiles
-from reference_models.deploy.int8.int8_layout import LayoutError, LayoutReport, int8_candidates
+from reference_models.deploy.int8.decision import LayoutDecision, decision_path, write_decision
+from reference_models.deploy.int8.layout import LayoutError, LayoutReport
 from reference_models.deploy.litert.bias_repair import repair_uniform_biases
 from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
 
@@ -79,8 +82,6 @@ DEFAULT_MIN_FIDELITY_DB = 20.0
 #: are cut from each calibration image (the simulations and conversions scale with the pixels).
 SCORING_TILE = 64
 SCORING_TILES_PER_IMAGE = 2
-#: Candidates simulated more than this below the best simulated one are not converted.
-SIMULATION_MARGIN_DB = 10.0
 
 
 def litert_torch_available() -> bool:
@@ -104,6 +105,8 @@ class TFLiteReport:
     max_abs_error_255: float | None  # fp32 files
     fidelity_db: float | None  # INT8 files: PSNR of the INT8 output against fp32 PyTorch
     layout: LayoutReport | None
+    #: the layout decision (every candidate and its scores), also written to ``PATH.json``
+    decision: LayoutDecision | None = None
 
 
 class _NHWC(nn.Module):
@@ -177,7 +180,7 @@ def _quantization_config():
     The histogram observer clips each tensor's rare large values to refine the rest; on a
     tensor whose channels E10 has evened out that clips the carried image itself. Min/max keeps
     every value representable, is what ONNX Runtime's default calibration does, and is what
-    :mod:`reference_models.deploy.int8.int8_simulation` simulates.
+    :mod:`reference_models.deploy.int8.simulation` simulates.
     """
 
     from litert_torch.quantize import pt2e_quantizer
@@ -244,48 +247,32 @@ def _chosen_layout(
     width: int,
     calibration: Sequence[torch.Tensor],
     refine: bool,
-) -> tuple[bytes, TFLiteModel, LayoutReport]:
-    """The INT8 file of the layout LiteRT itself measures most faithful, converted at
-    ``height×width`` once.
+) -> tuple[bytes, TFLiteModel, LayoutDecision]:
+    """The decision (:mod:`reference_models.deploy.int8.decision`) among the layouts of
+    ``model`` for LiteRT, and the INT8 file of the chosen one converted at ``height×width``.
 
-    The simulation that proposes layouts does not always agree with LiteRT (measured:
-    ETDS-M5C16 ×3, simulated +4.7 dB, LiteRT −5 dB; ETDS-M6C32 ×4 ET with exact input copies,
-    simulated 44.5 dB, LiteRT 32.7 dB, 44.0 dB with calibrated copies), so every candidate of
-    :func:`~reference_models.deploy.int8.int8_layout.int8_candidates` is converted and run in
-    LiteRT.
-    Both the layouts and the scores are computed on :data:`SCORING_TILE`-pixel tiles of the
-    calibration images: the networks are convolutional, so a tile sees what the frame shows
-    there, and converting a 64×64 file takes a fraction of a 360×640 one (time and memory
-    grow with the frame). Only the chosen candidate is then converted at the export size,
-    calibrated on the whole frames.
+    The simulation that ranks layouts does not always agree with LiteRT (measured: ETDS-M5C16
+    ×3, simulated +4.7 dB, LiteRT −5 dB; ETDS-M6C32 ×4 ET with exact input copies, simulated
+    44.5 dB, LiteRT 32.7 dB, 44.0 dB with calibrated copies), so the decision's shortlist is
+    converted and run in LiteRT. Both the layouts and the scores are computed on
+    :data:`SCORING_TILE`-pixel tiles of the calibration images: the networks are
+    convolutional, so a tile sees what the frame shows there, and converting a 64×64 file takes
+    a fraction of a 360×640 one (time and memory grow with the frame). Only the chosen candidate
+    is then converted at the export size, calibrated on the whole frames.
     """
-    from tqdm import tqdm
+    from reference_models.deploy.int8.decision import decide_layout, layout_candidates
 
     tiles = calibration_tiles(calibration, SCORING_TILE, per_image=SCORING_TILES_PER_IMAGE)
+    tile_h, tile_w = tiles[0].shape[-2:]
     try:
-        candidates = int8_candidates(model, tiles, refine=refine)
+        candidates = layout_candidates(model, tiles, refine=refine)
     except LayoutError as error:
         raise ExportError(f"INT8 layout failed: {error}") from error
-    tile_h, tile_w = tiles[0].shape[-2:]
-    # Conversion is most of an export's time: a candidate the simulation puts far behind the
-    # best is not converted. The largest under-estimate measured: ETDS-M5C16 ×3, the plain
-    # file simulated 4.7 dB below the E10 layout and measured 5 dB above it in LiteRT.
-    best_simulated = max(candidate.simulated_db for candidate in candidates)
-    candidates = [
-        candidate
-        for candidate in candidates
-        if candidate.simulated_db >= best_simulated - SIMULATION_MARGIN_DB
-    ]
-    scored = []
-    # disable=None: a bar on a terminal, nothing in logs and tests
-    for candidate in tqdm(candidates, desc="INT8 layouts in LiteRT", leave=False, disable=None):
-        data, runner = _convert(candidate.model, tile_h, tile_w, tiles)
-        scored.append((_fidelity_db(model, runner, tiles), data, runner, candidate))
-    best = max(range(len(scored)), key=lambda i: (scored[i][0], -i))  # the first on a tie
-    _, data, runner, chosen = scored[best]
-    if (tile_h, tile_w) != (height, width):
-        data, runner = _convert(chosen.model, height, width, calibration)
-    return data, runner, chosen.report
+    decision = decide_layout(
+        candidates, model, tiles, backend="tflite", height=int(tile_h), width=int(tile_w)
+    )
+    data, runner = _convert(decision.chosen.model, height, width, calibration)
+    return data, runner, decision
 
 
 def export_tflite(
@@ -313,9 +300,9 @@ def export_tflite(
     if not litert_torch_available():
         raise ExportError("LiteRT export needs litert-torch: pip install -e '.[litert]'")
     model = model.eval()
-    layout_report = None
+    decision = None
     if calibration is not None and layout:
-        data, runner, layout_report = _chosen_layout(model, height, width, calibration, refine)
+        data, runner, decision = _chosen_layout(model, height, width, calibration, refine)
     else:
         data, runner = _convert(model, height, width, calibration)
     error_255 = fidelity = None
@@ -340,6 +327,18 @@ def export_tflite(
             )
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
+    if decision is not None:
+        report = {"out": str(path), "fidelity_db": fidelity, **decision.to_json()}
+        write_decision(decision_path(path), report)
+    layout_report = decision.chosen.report if decision is not None else None
     return TFLiteReport(
-        path, calibration is not None, height, width, len(data), error_255, fidelity, layout_report
+        path,
+        calibration is not None,
+        height,
+        width,
+        len(data),
+        error_255,
+        fidelity,
+        layout_report,
+        decision,
     )

@@ -1,15 +1,17 @@
-"""Static INT8 ONNX (ONNX Runtime QDQ) of a model, after the E10 layout, with its fidelity.
+"""Static INT8 ONNX (ONNX Runtime QDQ) of a model, after the INT8 layout, with its fidelity.
 
     from reference_models.deploy.onnx.int8 import export_onnx_int8
     report = export_onnx_int8(model, "etds_int8.onnx", calibration=images)
     report.fidelity_db     # PSNR of ORT INT8 against PyTorch float32 on the calibration images
 
-The float graph is :func:`~reference_models.deploy.onnx.export.onnx_bytes` of the laid-out model
-(:func:`~reference_models.deploy.int8.int8_layout.int8_layout`; ``layout=False`` skips it), checked
-in
-ONNX Runtime like every export, then :func:`~reference_models.deploy.onnx.int8.quantize_int8`
-(per-channel int8 weights, per-tensor uint8 activations, min/max calibration on the same images).
-Nothing is written when a check fails or the fidelity is below ``min_fidelity_db``.
+The float graph is :func:`~reference_models.deploy.onnx.export.onnx_bytes` of the layout chosen
+by the one decision rule (:func:`~reference_models.deploy.int8.decision.layout_candidates` and
+:func:`~reference_models.deploy.int8.decision.decide_layout` for ``"onnx"``, as ``etds export``
+chooses; ``layout=False`` skips it), checked in ONNX Runtime like every export, then
+:func:`~reference_models.deploy.onnx.int8.quantize_int8` (per-channel int8 weights, per-tensor
+uint8 activations, min/max calibration on the same images). The decision is written beside
+the file as ``PATH.json``. Nothing is written when a check fails or the fidelity is below
+``min_fidelity_db``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from reference_models.deploy.export_contract import (
     ExportError,
     RuntimeMismatchError,
 )
-from reference_models.deploy.int8.int8_layout import LayoutError, LayoutReport, int8_layout
+from reference_models.deploy.int8.decision import (
+    LayoutDecision,
+    decide_layout,
+    decision_path,
+    layout_candidates,
+    write_decision,
+)
+from reference_models.deploy.int8.layout import LayoutError, LayoutReport
 from reference_models.deploy.onnx.export import INPUT_NAME, export_onnx
 from reference_models.deploy.onnx.runtime import ort_session, run_ort
 
@@ -47,6 +56,8 @@ class OnnxInt8Report:
     bytes: int
     fidelity_db: float
     layout: LayoutReport | None
+    #: the layout decision (every candidate and its scores), also written to ``PATH.json``
+    decision: LayoutDecision | None = None
 
 
 def _fidelity_db(model: nn.Module, session, images: Sequence[torch.Tensor]) -> float:
@@ -81,12 +92,16 @@ def export_onnx_int8(
     if not path.parent.is_dir():
         raise ExportError(f"{path.parent}: not a folder")
     model = model.eval()
-    laid_out, report = model, None
+    laid_out, decision = model, None
     if layout:
         try:
-            laid_out, report = int8_layout(model, calibration, refine=refine)
+            candidates = layout_candidates(model, calibration, refine=refine)
         except LayoutError as error:
             raise ExportError(f"INT8 layout failed: {error}") from error
+        decision = decide_layout(
+            candidates, model, calibration, backend="onnx", height=height, width=width
+        )
+        laid_out = decision.chosen.model
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8-") as folder:
         float_path = Path(folder) / "float.onnx"
         quantized = Path(folder) / "int8.onnx"
@@ -99,7 +114,11 @@ def export_onnx_int8(
                 "nothing written"
             )
         os.replace(quantized, path)
-    return OnnxInt8Report(path, path.stat().st_size, fidelity, report)
+    if decision is not None:
+        report = {"out": str(path), "fidelity_db": fidelity, **decision.to_json()}
+        write_decision(decision_path(path), report)
+    layout_report = decision.chosen.report if decision is not None else None
+    return OnnxInt8Report(path, path.stat().st_size, fidelity, layout_report, decision)
 
 
 def quantize_int8(

@@ -1,18 +1,12 @@
-"""Simulated INT8 of a conv chain in PyTorch, to choose the E10 layout before converting.
+"""Reference INT8 simulation and channel ranges of a conv chain given as module steps, written
+apart from the graph code (:mod:`reference_models.deploy.int8.simulation`,
+:mod:`reference_models.deploy.int8.layout`) so tests can compare the two.
 
-    from reference_models.deploy.int8.int8_simulation import simulated_fidelity_db
-    db = simulated_fidelity_db(model, images)   # PSNR of fake-INT8 against float, in dB
-
-It mirrors the LiteRT converter's post-training scheme as
-:mod:`reference_models.deploy.litert.export`
-configures it: weights int8 symmetric per output channel (``q = round(W/s)``, ``s = max|W|/127``);
-every stored activation int8 affine per tensor over its calibration ``[min(0, lo), hi]``
-(``s = (hi − lo)/255``); the input in ``[0, 1]``; where the activation is not a fusable ReLU
-(PReLU, LeakyReLU) the conv output is stored too. Conversion of the real file takes seconds per
-model; this takes a fraction, so :func:`~reference_models.deploy.int8.int8_layout.int8_layout` can
-try
-several layouts and keep the best. It compares the output of the chain (before any PixelShuffle,
-which INT8 only moves).
+The scheme is LiteRT's post-training one as :mod:`reference_models.deploy.litert.export`
+configures it: weights int8 symmetric per output channel, every stored activation int8 affine
+per tensor over its calibration ``[min(0, lo), hi]``, the input in ``[0, 1]``; where the
+activation is not a fusable ReLU (PReLU, LeakyReLU) the conv output is stored too. It compares
+the output of the chain (before any PixelShuffle, which INT8 only moves).
 """
 
 from __future__ import annotations
@@ -24,28 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["SCALE_FLOOR", "fake_quant_activation", "fake_quant_weight", "simulated_fidelity_db"]
+from reference_models.deploy.int8.simulation import fake_quant_activation, fake_quant_weight
 
-#: The smallest scale the converter's observers give (``eps = 2**-12`` in litert-torch's
-#: ``get_symmetric_quantization_config``): a weight row with ``max|W| < 127·2⁻¹²`` or an
-#: activation spanning less than ``255·2⁻¹²`` gets coarser levels than its range would.
-SCALE_FLOOR = 2.0**-12
-
-
-def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric per-output-channel int8 rounding of a conv weight (levels −127…127,
-    ``s = max(max|W|/127, 2⁻¹²)``)."""
-    scale = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127).clamp_min(SCALE_FLOOR)
-    return torch.round(weight / scale) * scale
-
-
-def fake_quant_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Affine per-tensor int8 rounding over ``[min(0, low), max(0, high)]`` (levels −128…127,
-    ``s = max((hi − lo)/255, 2⁻¹²)``)."""
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = max((high - low) / 255, SCALE_FLOOR)
-    zero_point = round(-128 - low / scale)
-    return (torch.clamp(torch.round(x / scale) + zero_point, -128, 127) - zero_point) * scale
+__all__ = ["channel_ranges", "simulated_fidelity_db"]
 
 
 def _run(
@@ -101,3 +76,23 @@ def simulated_fidelity_db(
             count += expected.numel()
     mse = squared / max(count, 1)
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def channel_ranges(
+    chain: Sequence[tuple[nn.Conv2d, nn.Module]], images: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """``r[k][c]``: the largest magnitude channel c of hidden layer k stores over ``images``
+    (float64): after a ReLU its output, after any other activation also the conv output."""
+    steps = [nn.Sequential(copy.deepcopy(c), copy.deepcopy(a)).double() for c, a in chain]
+    ranges = [torch.zeros(conv.out_channels, dtype=torch.float64) for conv, _ in chain[:-1]]
+    with torch.no_grad():
+        for image in images:
+            x = image.to(torch.float64)
+            for k, step in enumerate(steps[:-1]):
+                h = step[0](x)
+                x = step[1](h)
+                r = x.abs().amax(dim=(0, 2, 3))
+                if not isinstance(step[1], nn.ReLU):
+                    r = torch.maximum(r, h.abs().amax(dim=(0, 2, 3)))
+                ranges[k] = torch.maximum(ranges[k], r)
+    return ranges

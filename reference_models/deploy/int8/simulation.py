@@ -1,23 +1,24 @@
 """Simulated INT8 of any network (its ``torch.export`` graph), to score layouts without a runtime.
 
-    from reference_models.deploy.int8.graph_simulation import simulated_int8_fidelity_db
+    from reference_models.deploy.int8.simulation import simulated_int8_fidelity_db
     db = simulated_int8_fidelity_db(model, images)   # PSNR of fake-INT8 against float64, dB
 
-The scheme is :mod:`reference_models.deploy.int8.int8_simulation`'s (the one LiteRT's and ONNX
-Runtime's post-training quantizers apply, as :mod:`reference_models.deploy.litert.export` configures
-LiteRT), lifted from a conv chain to a whole ATen graph:
+The scheme is the one LiteRT's and ONNX Runtime's post-training quantizers apply (as
+:mod:`reference_models.deploy.litert.export` configures LiteRT), on a whole ATen graph:
 
 * every conv weight int8 symmetric per output channel
-  (:func:`~reference_models.deploy.int8.int8_simulation.fake_quant_weight`);
+  (:func:`fake_quant_weight`);
 * the input in [0, 1] and every other value the graph computes int8 affine per tensor over its
-  calibration range (:func:`~reference_models.deploy.int8.int8_simulation.fake_quant_activation`),
+  calibration range (:func:`fake_quant_activation`),
   except where the runtimes store nothing: a conv read only by a ReLU (fused into it) and the
   ops that only move values (PixelShuffle, slices, reshapes, ``et.compile``'s size check),
   which keep their input's levels.
 
-On a plain conv chain it stores the tensors ``int8_simulation`` stores, so both agree there;
-it also covers graphs that are not one chain (a residual add the compiler could not fold, two
-streams). The output compared is the network's first output, clamped to [0, 1] as exported.
+On a plain conv chain these are the tensors LiteRT stores: every conv output but one a ReLU
+reads, and every activation (a PReLU/LeakyReLU runs as a float op between a quantized conv
+output and a re-quantized activation). It also covers graphs that are not one chain (a residual
+add the compiler could not fold, two streams). The output compared is the network's first
+output, clamped to [0, 1] as exported.
 """
 
 from __future__ import annotations
@@ -32,10 +33,36 @@ from torch import fx, nn
 from et.testing import first_output
 from reference_models.deploy.compiled_network import CompiledNetwork
 from reference_models.deploy.export_contract import ClampedFirstOutput
-from reference_models.deploy.int8.graph_layout import graph_in_dtype, same_size_batches
-from reference_models.deploy.int8.int8_simulation import fake_quant_activation, fake_quant_weight
+from reference_models.deploy.int8.graph_chains import graph_in_dtype, same_size_batches
 
-__all__ = ["simulated_int8_fidelity_db"]
+__all__ = [
+    "SCALE_FLOOR",
+    "fake_quant_activation",
+    "fake_quant_weight",
+    "simulated_int8_fidelity_db",
+]
+
+#: The smallest scale the converter's observers give (``eps = 2**-12`` in litert-torch's
+#: ``get_symmetric_quantization_config``): a weight row with ``max|W| < 127·2⁻¹²`` or an
+#: activation spanning less than ``255·2⁻¹²`` gets coarser levels than its range would.
+SCALE_FLOOR = 2.0**-12
+
+
+def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Symmetric per-output-channel int8 rounding of a conv weight (levels −127…127,
+    ``s = max(max|W|/127, 2⁻¹²)``)."""
+    scale = (weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127).clamp_min(SCALE_FLOOR)
+    return torch.round(weight / scale) * scale
+
+
+def fake_quant_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Affine per-tensor int8 rounding over ``[min(0, low), max(0, high)]`` (levels −128…127,
+    ``s = max((hi − lo)/255, 2⁻¹²)``)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max((high - low) / 255, SCALE_FLOOR)
+    zero_point = round(-128 - low / scale)
+    return (torch.clamp(torch.round(x / scale) + zero_point, -128, 127) - zero_point) * scale
+
 
 aten = torch.ops.aten
 #: Ops that only move values: the runtimes keep their input's quantization.
