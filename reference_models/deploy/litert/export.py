@@ -55,7 +55,7 @@ from reference_models.deploy.export_contract import (
     RuntimeMismatchError,
     input_channels,
 )
-from reference_models.deploy.int8.calibration import calibration_tiles
+from reference_models.deploy.int8.calibration import scoring_tiles
 from reference_models.deploy.int8.int8_layout import LayoutError, LayoutReport, int8_candidates
 from reference_models.deploy.litert.bias_repair import repair_uniform_biases
 from reference_models.deploy.litert.runtime import TFLiteModel, litert_interpreter
@@ -75,10 +75,6 @@ DEFAULT_TOLERANCE_255 = 0.01
 #: Lowest accepted INT8 fidelity (dB against the fp32 model). Working INT8 files of the
 #: reference models reach 30–45 dB on benchmark images; a broken graph is near 10 dB.
 DEFAULT_MIN_FIDELITY_DB = 20.0
-#: Side of the tiles on which INT8 layouts are proposed and scored in LiteRT, and how many
-#: are cut from each calibration image (the simulations and conversions scale with the pixels).
-SCORING_TILE = 64
-SCORING_TILES_PER_IMAGE = 2
 #: Candidates simulated more than this below the best simulated one are not converted.
 SIMULATION_MARGIN_DB = 10.0
 
@@ -253,15 +249,15 @@ def _chosen_layout(
     simulated 44.5 dB, LiteRT 32.7 dB, 44.0 dB with calibrated copies), so every candidate of
     :func:`~reference_models.deploy.int8.int8_layout.int8_candidates` is converted and run in
     LiteRT.
-    Both the layouts and the scores are computed on :data:`SCORING_TILE`-pixel tiles of the
-    calibration images: the networks are convolutional, so a tile sees what the frame shows
-    there, and converting a 64×64 file takes a fraction of a 360×640 one (time and memory
-    grow with the frame). Only the chosen candidate is then converted at the export size,
-    calibrated on the whole frames.
+    Both the layouts and the scores are computed on tiles of the calibration images
+    (:func:`~reference_models.deploy.int8.calibration.scoring_tiles`): the networks are
+    convolutional, so a tile sees what the frame shows there, and converting a 64×64 file takes
+    a fraction of a 360×640 one (time and memory grow with the frame). Only the chosen
+    candidate is then converted at the export size, calibrated on the whole frames.
     """
     from tqdm import tqdm
 
-    tiles = calibration_tiles(calibration, SCORING_TILE, per_image=SCORING_TILES_PER_IMAGE)
+    tiles = scoring_tiles(calibration)
     try:
         candidates = int8_candidates(model, tiles, refine=refine)
     except LayoutError as error:
