@@ -16,8 +16,8 @@ core, not on int8 instructions, but the file's INT8 latency does. Goals (issue 2
 and under 2 GB on 2 cores. Run the exports serially to time them: two at once share the cores
 (each one's VmHWM and CPU time stay its own).
 
-Measured on 8 December 2026 (AMD EPYC, 2 logical CPUs, AVX2, no VNNI), two exports at a time
-under other jobs; CPU time, VmHWM, INT8 fidelity, chosen layout, wall time at the mean load:
+Measured on 8 December 2026 (AMD EPYC, 2 logical CPUs, AVX2, no VNNI), one or two exports at a
+time under other jobs; CPU time, VmHWM, INT8 fidelity, chosen layout, wall time at the mean load:
 
 | model | CPU s | VmHWM GB | dB | layout | wall s (load) |
 |---|---|---|---|---|---|
@@ -25,14 +25,17 @@ under other jobs; CPU time, VmHWM, INT8 fidelity, chosen layout, wall time at th
 | ETDS-T M5C16 ×3 | 54.5 | 1.07 | 39.01 | E10 0.75 | 84 (7.8) |
 | ETDS-M M6C32 ×4 (training form) | 159.6 | 1.30 | 42.36 | E10 1, calibrated copies | 1219 (20.1) |
 | ABPN-ET M4C28 ×3 | 121.4 | 1.14 | 44.97 | E10 1, exact copies | 1018 (20.6) |
+| ABPN M4C28 ×3 | 79.8 | 1.20 | 48.78 | E10 1 | 85 (3.1) |
+| ECBSR M4C16 ×2 | 68.9 | 0.99 | 41.23 | E10 0.25 | 64 (3.0) |
 | ECBSR-ET M4C16 ×2 | 171.0 | 1.11 | 41.02 | R24 ReLU pairs | 819 (13.3) |
 
-Every peak is under the 2 GB goal (7 December: ETDS-M 2.20 GB, ABPN-ET 1.74 GB; issue 28: 12 GB
-before the candidates were scored on tiles), with the same fidelities as then; the 60 s goal is
-met only by ETDS-T's wall time here, and the CPU times say the others cannot meet it on 2
-cores as the export stands. Where ETDS-M's CPU goes (one profiled run): the layout candidates
-37 s and their simulations 29 s (on 64×64 tiles), three tile conversions with their LiteRT
-scores 46 s, the 360×640 conversion 13 s, its fidelity check 15 s, imports the rest.
+Every peak is under the 2 GB goal (7 December: ETDS-M 2.20 GB, ABPN-ET 1.74 GB; issue 28:
+12 GB before the candidates were scored on tiles), with the same fidelities as then. The 60 s
+goal is not met: at a load of 3 the wall time is about the CPU time (ABPN 85 s wall for 80 s
+CPU, ECBSR 64 s for 69 s), so CPU times of 55–171 s stand for about as many seconds on an idle
+2-core machine. Where ETDS-M's CPU goes (one profiled run): the layout candidates 37 s and
+their simulations 29 s (on 64×64 tiles), three tile conversions with their LiteRT scores 46 s,
+the 360×640 conversion 13 s, its fidelity check 15 s, imports the rest.
 """
 
 from __future__ import annotations
