@@ -2,9 +2,10 @@
 
 INT8, for every source (our architectures, a ``.pt2``, ``MODULE:FACTORY``): the layout
 candidates of :func:`reference_models.deploy.int8.decision.layout_candidates` (only the plain
-network under ``--no-layout``; laid out on the compiled graph of every source) are scored by
-:func:`reference_models.deploy.int8.decision.decide_layout` for the target backend, the
-chosen one is exported and checked as before
+network under ``--no-layout``) are laid out and scored by :func:`reference_models.deploy.
+int8.decision.decide_layout` for the target backend on tiles of the calibration images
+(:func:`~reference_models.deploy.int8.calibration.scoring_tiles`), the chosen one is exported at
+the export size, calibrated on the whole images, and checked as before
 (:func:`~reference_models.deploy.litert.export.export_tflite`,
 :func:`~reference_models.deploy.onnx.int8.export_onnx_int8`, with their own layout off), and the
 decision is written beside the file as ``OUT.json`` after the file itself.
@@ -54,9 +55,11 @@ def export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Mo
 
 
 def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: list):
-    """The layout decision for ``out``'s backend (module docstring), with a progress bar."""
+    """The layout decision for ``out``'s backend (module docstring), with a progress bar, and
+    what it was made on: ``{"tiles": n, "size": [h, w]}``."""
     from tqdm import tqdm
 
+    from reference_models.deploy.int8.calibration import scoring_tiles
     from reference_models.deploy.int8.decision import (
         RUNTIME_SHORTLIST,
         LayoutCandidate,
@@ -67,11 +70,15 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
     from reference_models.deploy.int8.layout_cost import DEFAULT_FIDELITY_SLACK_DB
 
     backend = out.suffix.lower().lstrip(".")
+    # Layouts and scores on tiles, not frames: on full 360×640 frames ETDS-M's candidates alone
+    # took over 520 s of CPU; the chosen one is converted at the export size afterwards.
+    tiles = scoring_tiles(calibration)
+    tile_height, tile_width = tiles[0].shape[-2:]
     try:
         if args.no_layout:
             candidates = [LayoutCandidate("plain", 0.0, False, True, model, None)]
         else:
-            candidates = layout_candidates(model, calibration, refine=args.refine)
+            candidates = layout_candidates(model, tiles, refine=args.refine)
     except LayoutError as error:
         raise CommandError(f"INT8 layout failed: {error}") from None
     total = len(candidates) + min(RUNTIME_SHORTLIST, len(candidates))
@@ -82,20 +89,22 @@ def _decide(args: argparse.Namespace, out: Path, model: nn.Module, calibration: 
             bar.set_postfix_str(what)
             bar.update()
 
-        return decide_layout(
+        decision = decide_layout(
             candidates,
             model,
-            calibration,
+            tiles,
             backend=backend,
-            height=args.height,
-            width=args.width,
+            height=tile_height,
+            width=tile_width,
             fidelity_slack_db=(
                 DEFAULT_FIDELITY_SLACK_DB
                 if args.fidelity_slack_db is None
                 else args.fidelity_slack_db
             ),
+            macs_at=(args.height, args.width),
             progress=step,
         )
+    return decision, {"tiles": len(tiles), "size": [tile_height, tile_width]}
 
 
 def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.Module) -> int:
@@ -103,10 +112,10 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
     from reference_models.deploy.int8.decision import write_decision
 
     calibration = _calibration(args, model)
-    decision = None
+    decision = scored_on = None
     try:
         if calibration is not None:
-            decision = _decide(args, out, model, calibration)
+            decision, scored_on = _decide(args, out, model, calibration)
         chosen = decision.chosen.model if decision is not None else model
         if out.suffix.lower() == ".tflite":
             from reference_models.deploy.litert.export import DEFAULT_TOLERANCE_255, export_tflite
@@ -155,6 +164,7 @@ def _export_other(args: argparse.Namespace, source: Path, out: Path, model: nn.M
         "decided_by": decision.judge if decision is not None else None,
         "relu_pairs": bool(layout is not None and layout.relu_pairs),
         "mac_ratio": decision.mac_ratio if decision is not None else None,
+        "scored_on": scored_on,
         "report": None,
     }
     if decision is not None:

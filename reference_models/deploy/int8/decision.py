@@ -407,18 +407,21 @@ def decide_layout(
     shortlist: int = RUNTIME_SHORTLIST,
     fidelity_slack_db: float = DEFAULT_FIDELITY_SLACK_DB,
     progress: Callable[[str], None] | None = None,
+    macs_at: tuple[int, int] | None = None,
 ) -> LayoutDecision:
-    """The rule of the module docstring, MACs counted at ``height``×``width``; ``progress`` is
-    told each candidate as it is scored."""
+    """The rule of the module docstring: the runtime scores files of ``height``×``width``
+    (the scoring tiles' size), MACs are counted at ``macs_at`` (the export size; default
+    ``height``×``width``); ``progress`` is told each candidate as it is scored."""
     if backend not in RUNTIMES:
         raise ValueError(f"backend must be one of {sorted(RUNTIMES)}, not {backend!r}")
     if not (math.isfinite(fidelity_slack_db) and fidelity_slack_db >= 0):
         raise ValueError(f"fidelity_slack_db must be finite and ≥ 0, got {fidelity_slack_db}")
     candidates = list(candidates)
     colors = int(getattr(reference, "colors", 3))
+    macs_at = macs_at or (height, width)
     for candidate in candidates:
         candidate.macs = multiply_accumulates(
-            candidate.model, colors=colors, height=height, width=width
+            candidate.model, colors=colors, height=macs_at[0], width=macs_at[1]
         )
     for candidate in candidates:
         if progress is not None:
@@ -441,9 +444,7 @@ def decide_layout(
     winner = cheapest_within_slack(
         [key(c) for c in scored], [c.macs for c in scored], slack_db=fidelity_slack_db
     )
-    return LayoutDecision(
-        backend, judge, scored[winner], candidates, fidelity_slack_db, (height, width)
-    )
+    return LayoutDecision(backend, judge, scored[winner], candidates, fidelity_slack_db, macs_at)
 
 
 def decision_path(out: str | os.PathLike[str]) -> Path:
