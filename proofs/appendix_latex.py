@@ -118,8 +118,10 @@ def _section(result: ProofResult) -> list[str]:
         "",
         rf"\section*{{{latex_text(heading)}}}",
         rf"\addcontentsline{{toc}}{{section}}{{{latex_text(heading)}}}",
-        rf"\textbf{{Reach: {latex_text(content.reach_text(result))}.}} "
-        + latex_text(f"{content.tally(result)}. Scope: {result.scope or 'not stated'}"),
+        # what was checked and how far it reaches: metadata, set smaller than the mathematics
+        rf"{{\small\textbf{{Reach: {latex_text(content.reach_text(result))}.}} "
+        + latex_text(f"{content.tally(result)}. Scope: {result.scope or 'not stated'}")
+        + r"\par}",
     ]
     if result.composes:
         chain = r" $\to$ ".join(latex_text(p) for p in result.composes)
