@@ -55,6 +55,8 @@ from et.rules.carry_identity import (
 )
 
 aten = torch.ops.aten
+#: E4 adds zero columns to the chain's last conv and to the anchor
+DENSE_ENDS = "the chain's last conv and the anchor are dense (groups = 1)"
 RECTIFIERS = (aten.relu.default, aten.prelu.default, aten.leaky_relu.default)
 __all__ = ["ET_PATTERNS", "_clamp_bounds", "append_clamp"]
 
@@ -178,14 +180,12 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
     ):
         return False  # a PReLU whose slopes are not constant cannot be widened
     a, b = last.conv, anchor.conv
-    # zero columns are added to both convs below; a grouped conv takes them only as the dense
-    # conv it equals (G13 to one group), which is recorded with the merge
-    dense: list = []
-    for site in (last, anchor):
-        if site.conv.groups != 1:
-            made, checks = ws.apply("G13", site.conv, 1)
-            dense.append((site.node, checks))
-            a, b = (made, b) if site is last else (a, made)
+    grouped = [s.node.name for s in (last, anchor) if s.conv.groups != 1]
+    if grouped:
+        # zero columns fit a grouped conv only as the dense conv it equals (G13), which costs
+        # groups× the multiply-adds: left, named, rather than made denser unasked
+        ws.record.refused(add, "E4", DENSE_ENDS, f"grouped: {grouped}")
+        return False
     # the last conv reads [real | dummies (E8, zero) | carried]: zero columns for both extras
     read = identity_layout(a.in_channels, colors, align=align)
     wide_a = conv_like(
@@ -228,8 +228,6 @@ def _carry(ws: Workspace, add: fx.Node, chain, last, anchor) -> bool:
         "every activation on the chain is a rectifier",
         FAN_OUT,
     )
-    for node, checks in dense:
-        ws.record.applied("G13", [node], (*checks, "the conv then takes zero columns (E4)"))
     ws.record.applied("E4", nodes, checked)
     widths = [conv.out_channels for conv in convs]
     if any(

@@ -18,6 +18,7 @@ from torch import fx, nn
 import et
 from et.compiler.dual_streams import stack_streams
 from et.compiler.et_rewrites import (
+    DENSE_ENDS,
     _clamp_bounds,
     anchor_as_conv,
     append_clamp,
@@ -1310,8 +1311,8 @@ def test_streams_under_two_kinds_of_map_are_refused_by_g6_and_named() -> None:
 
 
 class _GroupedCarry(nn.Module):
-    """``dense_or_depthwise(x) + depthwise(relu(pointwise(x)))``: E4 carries x through the
-    pointwise conv; the depthwise convs take zero columns only as the dense convs they equal."""
+    """``anchor(x) + depthwise(relu(pointwise(x)))``: E4 would add zero columns to the grouped
+    depthwise conv (and anchor), which only their dense forms take."""
 
     def __init__(self, anchor_groups: int) -> None:
         super().__init__()
@@ -1324,13 +1325,14 @@ class _GroupedCarry(nn.Module):
 
 
 @pytest.mark.parametrize("anchor_groups", [1, 2, 4])
-def test_e4_carries_into_grouped_convs_written_dense_first(anchor_groups: int) -> None:
+def test_e4_into_a_grouped_conv_is_left_and_named(anchor_groups: int) -> None:
+    """It once built a grouped weight with the zero columns and ``et.compile`` raised."""
     torch.manual_seed(anchor_groups)
     model = _GroupedCarry(anchor_groups).double().eval()
     compiled = et.compile(model, (torch.rand(1, 4, 9, 9, dtype=torch.float64),))
-    rules = compiled.certificate.rules_used()
-    assert rules.get("E4") == 1 and rules.get("G13") == (1 if anchor_groups == 1 else 2)
-    assert compiled.certificate.convs_after == 2
+    assert "E4" not in compiled.certificate.rules_used()
+    refusals = [u for u in compiled.certificate.unfolded if u.rule == "E4"]
+    assert refusals and refusals[0].precondition == DENSE_ENDS, compiled.certificate.unfolded
     for size in SIZES:
         report = compare_outputs(model, compiled.module, probe_inputs((4, *size), samples=3))
         assert report.max_rel_error <= 1e-9, report.describe()

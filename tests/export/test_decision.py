@@ -182,17 +182,33 @@ def test_decide_layout_refuses_a_negative_slack() -> None:
 
 
 def _conv_macs(model: nn.Module, height: int, width: int) -> int:
-    """MACs counted by hand: every conv's output elements × its kernel's fan-in."""
+    """MACs counted by hand: every conv's output elements × its kernel's fan-in, read while
+    the network runs (module hooks for a module, the conv calls of a compiled graph)."""
     total = 0
+    x = torch.zeros(1, 3, height, width, dtype=torch.float32)
+    program = getattr(model, "program", None)
+    if isinstance(program, torch.fx.GraphModule):
+        convs = (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default)
+
+        class _Counting(torch.fx.Interpreter):
+            def call_function(self, target, args, kwargs):
+                nonlocal total
+                output = super().call_function(target, args, kwargs)
+                if target in convs:
+                    total += output.numel() * args[1][0].numel()
+                return output
+
+        with torch.no_grad():
+            _Counting(program).run(x)
+        return total
 
     def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
         nonlocal total
         total += output.numel() * module.weight[0].numel()
 
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    handles = [conv.register_forward_hook(hook) for conv in convs]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
-        model(torch.zeros(1, 3, height, width, dtype=next(model.parameters()).dtype))
+        model(x.to(next(model.parameters()).dtype))
     for handle in handles:
         handle.remove()
     return total
