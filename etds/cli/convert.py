@@ -97,8 +97,8 @@ def _int8_layout(folder: str):
     """The refinement step: the converted model after the INT8 layout calibrated on ``folder``
     (64×64 LR crops), the candidate the simulation scores best among
     :func:`~reference_models.deploy.int8.decision.layout_candidates` that keep the architecture
-    (not R24's pair form), written back into the module's parameters; the pipeline verifies its
-    result like the conversion's."""
+    (not R24's pair form, not R25's split copies), written back into the module's parameters;
+    the pipeline verifies its result like the conversion's."""
     from reference_models.deploy.int8.calibration import CalibrationError, calibration_images
     from reference_models.deploy.int8.decision import layout_candidates
     from reference_models.deploy.int8.layout import LayoutError
@@ -113,7 +113,9 @@ def _int8_layout(folder: str):
             kept = [
                 candidate
                 for candidate in layout_candidates(network, images)
-                if candidate.report is None or not candidate.report.relu_pairs
+                # R24 pairs and R25 splits add channels: the architecture cannot hold them
+                if candidate.report is None
+                or not (candidate.report.relu_pairs or candidate.report.split_copies)
             ]
             best = max(kept, key=lambda c: simulated_int8_fidelity_db(c.model, images))
             return module_layout(converted, network, best.model)

@@ -115,6 +115,11 @@ def module_layout(
         new = graph_constant(laid_out.program, node)
         if old is None or new is None or torch.equal(old.double(), new.double()):
             continue
+        if new.shape != old.shape:
+            raise LayoutError(
+                f"constant {node.target}: the layout changed its shape {tuple(old.shape)} → "
+                f"{tuple(new.shape)} (R24/R25 add channels): no parameter of the module holds it"
+            )
         owners = [
             name
             for name, parameter in parameters.items()
