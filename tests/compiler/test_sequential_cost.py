@@ -19,6 +19,7 @@ from torch import nn
 import et
 from et.compiler import count_convs
 from et.compiler.sequential import NO_COSTLIER
+from et.compiler.sizes import SizeError
 from et.testing import compare_outputs, probe_inputs
 from tests.zoo.fastvit import ConvFFN
 
@@ -33,7 +34,12 @@ def _compile(model: nn.Module, channels: int, size: int = 9) -> et.compiler.Comp
     example = torch.rand(1, channels, size, size, dtype=F64)
     compiled = et.compile(model, (example,))
     for shape in ((channels, size, size), (channels, size + 2, size + 1)):
-        report = compare_outputs(model, compiled.module, probe_inputs(shape), dtype=F64)
+        try:
+            report = compare_outputs(model, compiled.module, probe_inputs(shape), dtype=F64)
+        except SizeError:  # a size outside the certificate's condition is refused, by design
+            if shape[1:] == (size, size):
+                raise
+            continue
         assert report.max_rel_error <= 1e-9, report.describe()
     return compiled
 

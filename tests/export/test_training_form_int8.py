@@ -73,5 +73,7 @@ def test_released_etds_m_training_form_exports_to_int8(
     summary = json.loads(done.stdout)
     assert out.is_file() and out.stat().st_size == summary["bytes"]
     assert summary["architecture"] == "ETDS" and summary["fidelity_db"] >= 35.0
-    # LiteRT may keep the plain (training-form) file when it measures it better
-    assert summary["converted_from"] in (("ETDS", None) if suffix == ".tflite" else ("ETDS",))
+    # the plain training form (15.0 GMACs at 360×640) may be kept: when the runtime measures it
+    # better, or within --fidelity-slack-db of the converted ET layouts (16.7 GMACs), cheaper
+    assert summary["converted_from"] in ("ETDS", None)
+    assert summary["decided_by"] in ("ONNX Runtime", "LiteRT")
