@@ -44,7 +44,7 @@ from benchmarks.conftest import FACTS, THREADS
 from benchmarks.zoo_deploy_forms import FAMILIES, ZooFamily
 from et.compiler import count_convs
 from et.compiler.sizes import require_size
-from reference_models.deploy.onnx import ort_session, run_ort
+from reference_models.deploy.onnx.runtime import ort_session, run_ort
 
 #: round-robin passes per family (each runs both sessions once)
 ROUNDS = 150
